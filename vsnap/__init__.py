@@ -1,0 +1,26 @@
+"""vsnap: a teaching sandbox for process checkpoint/restart.
+
+Real static x86-64 Linux programs run in the Unicorn CPU emulator; a small Unix kernel written
+in Python serves their system calls inside a sandbox directory, deterministically.
+"""
+from .errors import VsnapError
+from .kernel import Console
+from .machine import Machine, RunResult
+
+__all__ = ["Console", "Machine", "RunResult", "VsnapError", "run"]
+__version__ = "0.1.0"
+
+
+def run(program: str, *args: str, root: str = ".", stdin: bytes = b"", **kw) -> tuple:
+    """Run a guest program to the end, capturing its output: (RunResult, stdout, stderr)."""
+    out, err, inp = bytearray(), bytearray(), bytearray(stdin)
+
+    def read(n):
+        chunk = bytes(inp[:n])
+        del inp[:n]
+        return chunk
+
+    console = Console(read=read, write_out=out.extend, write_err=err.extend)
+    m = Machine(program, args, root=root, console=console, **kw)
+    result = m.run()
+    return result, bytes(out), bytes(err)

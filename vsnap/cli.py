@@ -1,0 +1,118 @@
+"""The command line: vsnap build / run (save, resume and inspect come with checkpoints)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import UsageError, VsnapError
+
+
+def _size(text: str) -> int:
+    """'256' (MiB), '256M', '1G' -> bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().rstrip("ib")
+    mult = units.get(t[-1:], None)
+    try:
+        return int(t[:-1]) * mult if mult else int(t) << 20
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 256M or 1G)") from None
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return n
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vsnap", description="Run static x86-64 Linux programs "
+                                "in an emulator, in a sandbox, deterministically.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    b = sub.add_parser("build", help="compile a C file into a static x86-64 Linux program")
+    b.add_argument("source")
+    b.add_argument("-o", "--output", help="where to write the program (default: SOURCE "
+                   "without .c)")
+    b.add_argument("--pie", action="store_true", help="build a static-pie program")
+
+    r = sub.add_parser("run", help="run a program (an ELF file, or a .c file built on the fly)")
+    r.add_argument("program")
+    r.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the program")
+    r.add_argument("--root", default=".", help="the host directory the guest sees as / "
+                   "(default: the current directory)")
+    r.add_argument("--env", action="append", default=None, metavar="K=V",
+                   help="set an environment variable for the guest (repeatable)")
+    r.add_argument("--max-instructions", type=_count, metavar="N",
+                   help="stop the guest after N instructions (counts exactly, slower)")
+    r.add_argument("--max-memory", type=_size, default=1 << 30, metavar="SIZE",
+                   help="memory budget for the guest (default 1G)")
+    r.add_argument("--strace", action="store_true", help="print each system call to stderr")
+    r.add_argument("--trace", type=_count, metavar="N",
+                   help="print the first N instructions, disassembled, to stderr")
+    r.add_argument("--stats", action="store_true", help="print instructions, system calls "
+                   "and wall time at exit (counts exactly, slower)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
+    return p
+
+
+def _program_path(path: str) -> str:
+    if not os.path.exists(path):
+        raise UsageError(f"vsnap: {path}: no such file; give an ELF program or a .c file")
+    if path.endswith(".c"):
+        from .build import build
+        return build(path)
+    return path
+
+
+def cmd_build(a) -> int:
+    from .build import build
+    out = a.output or (a.source[:-2] if a.source.endswith(".c") else a.source + ".out")
+    build(a.source, out, pie=a.pie)
+    print(out)
+    return 0
+
+
+def cmd_run(a) -> int:
+    from .machine import DEFAULT_ENV, Machine
+    from .trace import disassemble_one
+    env = list(DEFAULT_ENV)
+    for kv in a.env or ():
+        if "=" not in kv:
+            raise UsageError(f"vsnap: --env {kv}: expected K=V")
+        env = [e for e in env if e.split("=", 1)[0] != kv.split("=", 1)[0]] + [kv]
+    program = _program_path(a.program)
+    m = Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
+                env=env, root=a.root, seed=a.seed, max_memory=a.max_memory)
+    if a.strace:
+        m.kernel.strace = lambda line: sys.stderr.write(line + "\n")
+    if a.trace:
+        m.cpu.trace_instructions(a.trace, lambda addr, code: sys.stderr.write(
+            f"{addr:#014x}: {code.hex():<20} {disassemble_one(code, addr)}\n"))
+    result = m.run(max_instructions=a.max_instructions, count=a.stats)
+    sys.stdout.flush()
+    if result.message:
+        sys.stderr.write(result.message + "\n")
+    if a.stats:
+        sys.stderr.write(f"vsnap: {result.instructions} instructions, {result.syscalls} system "
+                         f"calls, {result.seconds:.3f} s, exit status {result.status}\n")
+    return result.status
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    try:
+        return {"build": cmd_build, "run": cmd_run}[a.command](a)
+    except VsnapError as e:
+        msg = str(e)
+        sys.stderr.write((msg if msg.startswith("vsnap:") else f"vsnap: {msg}") + "\n")
+        return e.status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141

@@ -1,0 +1,229 @@
+"""The CPU: one Unicorn x86-64 engine, registers by name, and the hooks vsnap needs.
+
+Only this module and memory.py's Unicorn backend import unicorn. Everything above talks about
+registers by their Linux names ("rax", "rip", "fs_base", "mxcsr", "xmm0") and never sees a
+Unicorn constant.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import unicorn as U
+from unicorn import x86_const as X
+
+# General-purpose registers in the order of Linux's struct user_regs_struct (minus the
+# segment selectors), the order an ELF core's NT_PRSTATUS and vsnap's images use.
+GPRS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
+        "rax", "rcx", "rdx", "rsi", "rdi", "rip", "rsp", "rflags")
+SYSCALL_ARGS = ("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9")
+
+_IDS = {name: getattr(X, "UC_X86_REG_" + name.upper()) for name in GPRS if name != "rflags"}
+_IDS.update(rflags=X.UC_X86_REG_EFLAGS, fs_base=X.UC_X86_REG_FS_BASE,
+            gs_base=X.UC_X86_REG_GS_BASE, mxcsr=X.UC_X86_REG_MXCSR,
+            fpcw=X.UC_X86_REG_FPCW, fpsw=X.UC_X86_REG_FPSW, fptag=X.UC_X86_REG_FPTAG)
+_IDS.update({f"xmm{i}": getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)})
+_IDS.update({f"st{i}": getattr(X, f"UC_X86_REG_ST{i}") for i in range(8)})
+REGISTERS = tuple(_IDS)  # every register a checkpoint saves, by name
+
+# Linux starts a process with these (fninit and the kernel's default MXCSR); Unicorn starts
+# with 0 in both, which makes musl's printf round floats wrongly.
+LINUX_FPCW = 0x037F
+LINUX_MXCSR = 0x1F80
+
+# CPUID: a fixed, modest x86-64 CPU (SSE up to SSE4.2, no AVX: Unicorn cannot run AVX and glibc
+# picks its string routines from these bits). Fixed so that a run is the same on every host.
+_VENDOR = (0x756E6547, 0x6C65746E, 0x49656E69)  # "GenuineIntel" as ebx, ecx, edx
+CPUID_LEAVES = {
+    0x0: (0x7, *_VENDOR),
+    # ecx: SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT; no OSXSAVE (27), no AVX (28).
+    0x1: (0x000306A9, 0x00000800, 0x00982201, 0x078BFBFF),
+    0x7: (0, 0, 0, 0),
+    0x80000000: (0x80000008, 0, 0, 0),
+    0x80000001: (0, 0, 0x00000001, 0x28100800),
+    0x80000008: (0x00003030, 0, 0, 0),
+}
+HWCAP = CPUID_LEAVES[0x1][3]  # AT_HWCAP is leaf 1's edx on x86-64
+
+# Faults Unicorn reports, named as the signal Linux would send.
+FAULTS = {
+    U.UC_ERR_READ_UNMAPPED: "SIGSEGV", U.UC_ERR_WRITE_UNMAPPED: "SIGSEGV",
+    U.UC_ERR_FETCH_UNMAPPED: "SIGSEGV", U.UC_ERR_READ_PROT: "SIGSEGV",
+    U.UC_ERR_WRITE_PROT: "SIGSEGV", U.UC_ERR_FETCH_PROT: "SIGSEGV",
+    U.UC_ERR_READ_UNALIGNED: "SIGBUS", U.UC_ERR_WRITE_UNALIGNED: "SIGBUS",
+    U.UC_ERR_FETCH_UNALIGNED: "SIGBUS", U.UC_ERR_INSN_INVALID: "SIGILL",
+}
+# CPU exceptions that reach the interrupt hook: vector -> signal.
+VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
+           14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
+
+
+class CpuFault(Exception):
+    """The guest faulted: `signal` is the Linux signal name, `address` the bad address if any."""
+
+    def __init__(self, signal: str, rip: int, address: int | None, detail: str):
+        super().__init__(detail)
+        self.signal, self.rip, self.address, self.detail = signal, rip, address, detail
+
+
+class Cpu:
+    """A Unicorn x86-64 engine set up the way Linux sets up a new process."""
+
+    def __init__(self):
+        self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
+        self.uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
+        self.uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
+        # OSFXSR and OSXMMEXCPT: SSE instructions and SSE exceptions enabled, as Linux does.
+        self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
+        self._bad_access: tuple[int, int] | None = None
+        self._vector: int | None = None
+        self.uc.hook_add(U.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
+        self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
+        self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
+        self.tsc: Callable[[], int] = lambda: 0
+        self._rdtsc_hooks: dict[int, int] = {}
+
+    # registers -------------------------------------------------------------------------
+    def read(self, name: str) -> int:
+        return self.uc.reg_read(_IDS[name])
+
+    def write(self, name: str, value: int) -> None:
+        self.uc.reg_write(_IDS[name], value)
+
+    def read_many(self, names) -> tuple:
+        return self.uc.reg_read_batch([_IDS[n] for n in names])
+
+    def write_many(self, pairs: dict) -> None:
+        self.uc.reg_write_batch([(_IDS[n], v) for n, v in pairs.items()])
+
+    def snapshot_registers(self) -> dict:
+        """Every register by name: GPRs, rip, rflags, fs/gs base, x87, SSE, mxcsr."""
+        values = self.read_many(REGISTERS)
+        out = {}
+        for name, v in zip(REGISTERS, values):
+            if isinstance(v, tuple):  # st(i) comes back as (mantissa, exponent)
+                v = v[0] | (v[1] << 64)
+            out[name] = v
+        return out
+
+    def restore_registers(self, regs: dict) -> None:
+        pairs = []
+        for name, v in regs.items():
+            if name.startswith("st"):
+                v = (v & ((1 << 64) - 1), v >> 64)
+            pairs.append((_IDS[name], v))
+        self.uc.reg_write_batch(pairs)
+
+    # hooks -------------------------------------------------------------------------------
+    def on_syscall(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` at each `syscall`; rip then points at the instruction."""
+        self.uc.hook_add(U.UC_HOOK_INSN, lambda uc, ud: callback(), None, 1, 0,
+                         X.UC_X86_INS_SYSCALL)
+
+    def _on_cpuid(self, uc, _ud) -> int:
+        leaf = uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF
+        eax, ebx, ecx, edx = CPUID_LEAVES.get(leaf, (0, 0, 0, 0))
+        uc.reg_write_batch([(X.UC_X86_REG_RAX, eax), (X.UC_X86_REG_RBX, ebx),
+                            (X.UC_X86_REG_RCX, ecx), (X.UC_X86_REG_RDX, edx)])
+        return 1  # handled: Unicorn must not run its own cpuid
+
+    def watch_rdtsc(self, addresses) -> None:
+        """Serve `rdtsc` at these addresses from the virtual clock.
+
+        Unicorn cannot hook rdtsc by instruction, and its own rdtsc reads the host's clock,
+        which would make runs differ. The loader finds the candidate addresses (the bytes
+        0f 31 in executable segments); a one-instruction code hook at each costs nothing
+        elsewhere, and fires only where an instruction really starts.
+        """
+        for addr in addresses:
+            if addr not in self._rdtsc_hooks:
+                self._rdtsc_hooks[addr] = self.uc.hook_add(U.UC_HOOK_CODE, self._on_rdtsc,
+                                                           None, addr, addr)
+
+    def _on_rdtsc(self, uc, address, size, _ud) -> None:
+        if size != 2 or bytes(uc.mem_read(address, 2)) != b"\x0f\x31":
+            return
+        t = self.tsc()
+        uc.reg_write_batch([(X.UC_X86_REG_RAX, t & 0xFFFFFFFF), (X.UC_X86_REG_RDX, t >> 32),
+                            (X.UC_X86_REG_RIP, address + 2)])
+
+    def _on_bad_access(self, uc, access, address, size, value, _ud) -> bool:
+        self._bad_access = (access, address)
+        return False  # not handled: Unicorn stops with a fault
+
+    def _on_interrupt(self, uc, vector, _ud) -> None:
+        self._vector = vector
+        uc.emu_stop()
+
+    # running -----------------------------------------------------------------------------
+    def run(self, count: int = 0) -> None:
+        """Run from rip until a hook stops the engine; raise CpuFault on a fault.
+
+        `count` > 0 runs at most that many instructions (exact, but much slower).
+        """
+        self._bad_access = self._vector = None
+        try:
+            self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
+        except U.UcError as e:
+            rip = self.read("rip")
+            signal = FAULTS.get(e.errno)
+            if signal is None:
+                raise CpuFault("SIGSEGV", rip, None, str(e)) from None
+            addr = self._bad_access[1] if self._bad_access else None
+            raise CpuFault(signal, rip, addr, str(e)) from None
+        if self._vector is not None:
+            vector, self._vector = self._vector, None
+            signal = VECTORS.get(vector, "SIGSEGV")
+            raise CpuFault(signal, self.read("rip"), None, f"CPU exception {vector}")
+
+    def stop(self) -> None:
+        self.uc.emu_stop()
+
+    # counting ----------------------------------------------------------------------------
+    def start_counting(self, limit: int | None = None) -> None:
+        """Count executed instructions exactly, block by block, stopping past `limit`.
+
+        A Python block hook with a per-block instruction count (decoded once with capstone):
+        several times slower than a plain run, so it is on only for --stats and budgets.
+        """
+        from .trace import instruction_count
+        self.instructions = 0
+        self.limit = limit
+        self.over_limit = False
+        self._last_block = (0, 0)
+        sizes: dict[tuple[int, int], int] = {}
+
+        def on_block(uc, address, size, _ud):
+            key = (address, size)
+            n = sizes.get(key)
+            if n is None:
+                n = sizes[key] = instruction_count(bytes(uc.mem_read(address, size)), address)
+            self.instructions += n
+            self._last_block = key
+            if self.limit is not None and self.instructions > self.limit:
+                self.over_limit = True
+                uc.emu_stop()
+
+        self._count_hook = self.uc.hook_add(U.UC_HOOK_BLOCK, on_block)
+
+    def uncount_partial_block(self) -> None:
+        """After a fault mid-block: take back the instructions at and after rip."""
+        from .trace import instruction_count
+        start, size = self._last_block
+        rip = self.read("rip")
+        if start <= rip < start + size:
+            code = bytes(self.uc.mem_read(rip, start + size - rip))
+            self.instructions -= instruction_count(code, rip)
+
+    def trace_instructions(self, n: int, emit: Callable[[int, bytes], None]) -> None:
+        """Call emit(address, bytes) for each of the next `n` instructions."""
+        left = [n]
+
+        def on_code(uc, address, size, _ud):
+            if left[0] > 0:
+                left[0] -= 1
+                emit(address, bytes(uc.mem_read(address, size)))
+            elif self._trace_hook is not None:
+                uc.hook_del(self._trace_hook)
+                self._trace_hook = None
+
+        self._trace_hook = self.uc.hook_add(U.UC_HOOK_CODE, on_code)

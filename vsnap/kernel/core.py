@@ -1,0 +1,157 @@
+"""The kernel: the state a process has beyond its registers, and the system call dispatcher.
+
+Handlers (fs.py, mm.py, ...) receive this object and the raw argument values; they check the
+arguments, move bytes between guest memory and kernel objects, and raise SyscallError. Only
+`dispatch` turns a SyscallError into -errno in rax.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from ..abi import errno as E
+from ..abi import syscalls
+from ..clock import Clock, Random
+from ..errors import SyscallError
+from ..fdtable import FdTable
+from ..memory import AddressSpace
+from ..process import Process
+from .registry import SYSCALLS
+
+MASK64 = (1 << 64) - 1
+
+
+class GuestExit(Exception):
+    """The guest called exit or exit_group (or was killed): stop the CPU, report `status`."""
+
+    def __init__(self, status: int):
+        super().__init__(f"exit {status}")
+        self.status = status
+
+
+@dataclass
+class Console:
+    """Where the guest's terminal goes: by default vsnap's own stdin, stdout and stderr.
+
+    Notebooks and tests pass other callables to capture the output as bytes.
+    """
+
+    read: callable = field(default=lambda n: os.read(0, n))
+    write_out: callable = field(default=lambda b: _write_all(1, b))
+    write_err: callable = field(default=lambda b: _write_all(2, b))
+    tty: tuple = (False, False, False)  # is each of stdin, stdout, stderr a terminal?
+
+    @classmethod
+    def host(cls) -> "Console":
+        return cls(tty=tuple(os.isatty(fd) for fd in (0, 1, 2)))
+
+    def write(self, stream: str, data: bytes) -> None:
+        (self.write_err if stream == "stderr" else self.write_out)(data)
+
+    def isatty(self, stream: str) -> bool:
+        return self.tty[{"stdin": 0, "stdout": 1, "stderr": 2}.get(stream, 1)]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Kernel:
+    def __init__(self, cpu, mem: AddressSpace, vfs, console: Console, *, seed: int = 0):
+        self.cpu = cpu
+        self.mem = mem
+        self.vfs = vfs
+        self.console = console
+        self.fds = FdTable()
+        self.proc = Process()
+        self.clock = Clock()
+        self.random = Random(seed)
+        self.sigactions: dict[int, bytes] = {}  # signal -> struct kernel_sigaction as given
+        self.sigmask = 0
+        self.sigaltstack = bytes(8) + (2).to_bytes(4, "little") + bytes(12)  # SS_DISABLE
+        self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
+        self.syscall_count = 0
+        self.unknown_reported: set[int] = set()
+        self.strace = None      # a callable(line) when --strace is on
+        self.notice = lambda line: sys.stderr.write(line + "\n")
+
+    # guest memory helpers --------------------------------------------------------------------
+    def read(self, addr: int, size: int) -> bytes:
+        if size == 0:
+            return b""
+        return self.mem.read(addr, size)
+
+    def write(self, addr: int, data: bytes) -> None:
+        if data:
+            self.mem.write(addr, data)
+
+    def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
+        """A NUL-terminated string from guest memory (ENAMETOOLONG past `limit`)."""
+        if addr == 0:
+            raise SyscallError(E.EFAULT, "NULL string")
+        out = b""
+        while True:
+            # read up to the end of the page so that a string at the end of a mapping works
+            chunk = self.read(addr + len(out), 0x1000 - ((addr + len(out)) & 0xFFF))
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                out += chunk[:nul]
+                break
+            out += chunk
+            if len(out) > limit:
+                raise SyscallError(E.ENAMETOOLONG, "string too long")
+        if len(out) >= limit:
+            raise SyscallError(E.ENAMETOOLONG, "string too long")
+        return out
+
+    def read_path(self, addr: int) -> str:
+        return os.fsdecode(self.read_cstr(addr))
+
+    def guest_inode(self, st: os.stat_result) -> int:
+        """Stable small inode numbers, in order of first sight: host ones differ run to run."""
+        key = (st.st_dev, st.st_ino)
+        if key not in self.inodes:
+            self.inodes[key] = 2 + len(self.inodes)
+        return self.inodes[key]
+
+    # dispatch ----------------------------------------------------------------------------------
+    def dispatch(self) -> None:
+        """Serve the system call the guest just made (the syscall hook calls this)."""
+        regs = self.cpu.read_many(("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9"))
+        nr = regs[0]
+        self.syscall_count += 1
+        self.clock.tick()
+        entry = SYSCALLS.get(nr)
+        if entry is None:
+            result = -E.ENOSYS
+            if nr not in self.unknown_reported:
+                self.unknown_reported.add(nr)
+                self.notice(f"vsnap: guest called unimplemented syscall {nr} "
+                            f"({syscalls.name(nr)})")
+            if self.strace:
+                self.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
+        else:
+            args = regs[1:1 + entry.nargs]
+            if self.strace:
+                return self._traced(entry, args)
+            try:
+                result = entry.handler(self, *args)
+            except SyscallError as e:
+                result = -e.errno
+        self.cpu.write("rax", result & MASK64)
+
+    def _traced(self, entry, args) -> None:
+        from ..trace import format_call, format_result
+        call = format_call(self, entry, args)
+        try:
+            result = entry.handler(self, *args)
+        except SyscallError as e:
+            result = -e.errno
+        except GuestExit:
+            self.strace(f"{call} = ?")
+            raise
+        self.strace(f"{call} = {format_result(self, entry, args, result)}")
+        self.cpu.write("rax", result & MASK64)

@@ -1,0 +1,370 @@
+"""System calls on file descriptors: open, read, write, seek, close, dup, fcntl, ioctl,
+getdents64. What each does depends on the kind of the open file description (fdtable.py)."""
+from __future__ import annotations
+
+import os
+import stat as S
+import struct
+
+from ..abi import consts as C
+from ..abi import errno as E
+from ..abi import structs
+from ..errors import SyscallError
+from ..fdtable import OpenFile
+from .fsutil import host_errors, lookup, s32, s64, touch
+from .registry import syscall
+
+VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
+IOV_MAX = 1024
+
+
+def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
+    acc = flags & C.O_ACCMODE
+    status = flags & ~(C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC | C.O_CLOEXEC)
+    if r.special:
+        if r.special == "null":
+            return OpenFile("null", r.guest, status)
+        if r.special == "tty":
+            return OpenFile("console", r.guest, status, stream="tty")
+        if r.special == "maps":
+            if acc != C.O_RDONLY:
+                raise SyscallError(E.EACCES, r.guest)
+            return OpenFile("proc", r.guest, status, data=k.mem.maps_text().encode())
+        if r.special in VIRTUAL_DIRS:
+            if acc != C.O_RDONLY:
+                raise SyscallError(E.EISDIR, r.guest)
+            return OpenFile("dir", r.guest, status, stream=r.special)
+        raise SyscallError(E.ELOOP, r.guest)  # /proc/self/exe opened with O_NOFOLLOW
+    if not r.exists:
+        if not flags & C.O_CREAT:
+            raise SyscallError(E.ENOENT, r.guest)
+        if flags & C.O_DIRECTORY:
+            raise SyscallError(E.EINVAL, r.guest)
+    elif flags & C.O_CREAT and flags & C.O_EXCL:
+        raise SyscallError(E.EEXIST, r.guest)
+    with host_errors():
+        if r.exists:
+            st = os.lstat(r.host)
+            if S.S_ISLNK(st.st_mode):
+                raise SyscallError(E.ELOOP, r.guest)  # only reached with O_NOFOLLOW
+            if S.S_ISDIR(st.st_mode):
+                if acc != C.O_RDONLY or flags & C.O_CREAT:
+                    raise SyscallError(E.EISDIR, r.guest)
+                return OpenFile("dir", r.guest, status, host_path=r.host)
+            if flags & C.O_DIRECTORY:
+                raise SyscallError(E.ENOTDIR, r.guest)
+            if not S.S_ISREG(st.st_mode):
+                raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
+        host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
+                      | os.O_NOFOLLOW | os.O_CLOEXEC)
+        if flags & C.O_CREAT:
+            host_flags |= os.O_CREAT
+        if flags & C.O_TRUNC and acc != C.O_RDONLY:
+            host_flags |= os.O_TRUNC
+        fd = os.open(r.host, host_flags, mode & 0o7777 & ~k.proc.umask)
+    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd)
+    if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
+        touch(k, fd)
+    return f
+
+
+@syscall("open", "path oflags mode")
+def sys_open(k, path, flags, mode):
+    """int open(const char *pathname, int flags, mode_t mode);"""
+    return sys_openat(k, C.AT_FDCWD, path, flags, mode)
+
+
+@syscall("openat", "fd path oflags mode")
+def sys_openat(k, dirfd, path, flags, mode):
+    """int openat(int dirfd, const char *pathname, int flags, mode_t mode);"""
+    flags = s32(flags)
+    # O_CREAT|O_EXCL never follows a final symlink (Linux refuses with EEXIST)
+    exclusive = flags & C.O_CREAT and flags & C.O_EXCL
+    r = lookup(k, dirfd, path, follow=not (flags & C.O_NOFOLLOW or exclusive))
+    if k.read_cstr(path).endswith(b"/") and not r.exists and flags & C.O_CREAT:
+        raise SyscallError(E.EISDIR, r.guest)
+    f = open_resolved(k, r, flags, mode)
+    return k.fds.install(f, cloexec=bool(flags & C.O_CLOEXEC))
+
+
+@syscall("creat", "path mode")
+def sys_creat(k, path, mode):
+    """int creat(const char *pathname, mode_t mode);"""
+    return sys_openat(k, C.AT_FDCWD, path, C.O_CREAT | C.O_WRONLY | C.O_TRUNC, mode)
+
+
+@syscall("close", "fd")
+def sys_close(k, fd):
+    """int close(int fd);"""
+    k.fds.close(s32(fd))
+    return 0
+
+
+def _readable(f: OpenFile) -> None:
+    if f.flags & C.O_ACCMODE == C.O_WRONLY:
+        raise SyscallError(E.EBADF, f"{f.path} is open for writing only")
+
+
+def _writable(f: OpenFile) -> None:
+    if f.flags & C.O_ACCMODE == C.O_RDONLY:
+        raise SyscallError(E.EBADF, f"{f.path} is open for reading only")
+
+
+def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
+    """Read up to `count` bytes; advance the shared offset unless `offset` is given."""
+    _readable(f)
+    pos = f.offset if offset is None else offset
+    if f.kind == "file":
+        with host_errors():
+            data = os.pread(f.host_fd, count, pos)
+    elif f.kind == "proc":
+        data = f.data[pos:pos + count]
+    elif f.kind == "console":
+        return k.console.read(count)
+    elif f.kind == "dir":
+        raise SyscallError(E.EISDIR, f.path)
+    else:
+        return b""
+    if offset is None:
+        f.offset = pos + len(data)
+    return data
+
+
+def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
+    _writable(f)
+    if f.kind == "console":
+        k.console.write("stderr" if f.stream == "stderr" else "stdout", data)
+        return len(data)
+    if f.kind != "file":
+        if f.kind == "null":
+            return len(data)
+        raise SyscallError(E.EBADF, f.path)
+    with host_errors():
+        if offset is not None:
+            n = os.pwrite(f.host_fd, data, offset)
+        else:
+            if f.flags & C.O_APPEND:
+                f.offset = os.fstat(f.host_fd).st_size
+            n = os.pwrite(f.host_fd, data, f.offset)
+            f.offset += n
+        touch(k, f.host_fd)
+    return n
+
+
+@syscall("read", "fd ptr size")
+def sys_read(k, fd, buf, count):
+    """ssize_t read(int fd, void *buf, size_t count);"""
+    f = k.fds.get(s32(fd))
+    k.read(buf, min(count, 1))  # EFAULT before consuming input, as Linux checks the buffer
+    data = read_file(k, f, min(count, 1 << 24))
+    k.write(buf, data)
+    return len(data)
+
+
+@syscall("write", "fd buf size")
+def sys_write(k, fd, buf, count):
+    """ssize_t write(int fd, const void *buf, size_t count);"""
+    f = k.fds.get(s32(fd))
+    return write_file(k, f, k.read(buf, min(count, 1 << 24)))
+
+
+@syscall("pread64", "fd ptr size int")
+def sys_pread64(k, fd, buf, count, offset):
+    """ssize_t pread(int fd, void *buf, size_t count, off_t offset);"""
+    f = _seekable(k.fds.get(s32(fd)))
+    data = read_file(k, f, min(count, 1 << 24), _offset(offset))
+    k.write(buf, data)
+    return len(data)
+
+
+@syscall("pwrite64", "fd buf size int")
+def sys_pwrite64(k, fd, buf, count, offset):
+    """ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset);"""
+    f = _seekable(k.fds.get(s32(fd)))
+    return write_file(k, f, k.read(buf, min(count, 1 << 24)), _offset(offset))
+
+
+def _offset(offset: int) -> int:
+    offset = s64(offset)
+    if offset < 0:
+        raise SyscallError(E.EINVAL, "negative offset")
+    return offset
+
+
+def _iovecs(k, iov: int, iovcnt: int) -> list[tuple[int, int]]:
+    iovcnt = s32(iovcnt)
+    if not 0 <= iovcnt <= IOV_MAX:
+        raise SyscallError(E.EINVAL, "bad iovcnt")
+    raw = k.read(iov, 16 * iovcnt)
+    return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
+
+
+@syscall("writev", "fd ptr int")
+def sys_writev(k, fd, iov, iovcnt):
+    """ssize_t writev(int fd, const struct iovec *iov, int iovcnt);"""
+    f = k.fds.get(s32(fd))
+    data = b"".join(k.read(base, length) for base, length in _iovecs(k, iov, iovcnt))
+    return write_file(k, f, data)
+
+
+@syscall("readv", "fd ptr int")
+def sys_readv(k, fd, iov, iovcnt):
+    """ssize_t readv(int fd, const struct iovec *iov, int iovcnt);"""
+    f = k.fds.get(s32(fd))
+    total = 0
+    for base, length in _iovecs(k, iov, iovcnt):
+        data = read_file(k, f, length)
+        k.write(base, data)
+        total += len(data)
+        if len(data) < length:
+            break
+    return total
+
+
+def _seekable(f: OpenFile) -> OpenFile:
+    if f.kind == "console":
+        raise SyscallError(E.ESPIPE, f.path)
+    return f
+
+
+@syscall("lseek", "fd int int")
+def sys_lseek(k, fd, offset, whence):
+    """off_t lseek(int fd, off_t offset, int whence);"""
+    f = _seekable(k.fds.get(s32(fd)))
+    offset, whence = s64(offset), s32(whence)
+    if whence == C.SEEK_SET:
+        new = offset
+    elif whence == C.SEEK_CUR:
+        new = f.offset + offset
+    elif whence == C.SEEK_END:
+        if f.kind == "file":
+            with host_errors():
+                size = os.fstat(f.host_fd).st_size
+        else:
+            size = len(f.data or b"")
+        new = size + offset
+    else:
+        raise SyscallError(E.EINVAL, f"whence {whence}")
+    if new < 0:
+        raise SyscallError(E.EINVAL, "negative offset")
+    if f.kind == "dir" and new != f.offset:
+        f.entries = None if new == 0 else f.entries
+    f.offset = new
+    return new
+
+
+@syscall("dup", "fd")
+def sys_dup(k, oldfd):
+    """int dup(int oldfd);"""
+    return k.fds.install(k.fds.get(s32(oldfd)))
+
+
+@syscall("dup2", "fd fd")
+def sys_dup2(k, oldfd, newfd):
+    """int dup2(int oldfd, int newfd);"""
+    oldfd, newfd = s32(oldfd), s32(newfd)
+    f = k.fds.get(oldfd)
+    if oldfd != newfd:
+        k.fds.place(newfd, f)
+    return newfd
+
+
+@syscall("dup3", "fd fd oflags")
+def sys_dup3(k, oldfd, newfd, flags):
+    """int dup3(int oldfd, int newfd, int flags);"""
+    oldfd, newfd = s32(oldfd), s32(newfd)
+    if oldfd == newfd or flags & ~C.O_CLOEXEC:
+        raise SyscallError(E.EINVAL, "dup3 to the same fd or with bad flags")
+    k.fds.place(newfd, k.fds.get(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
+    return newfd
+
+
+@syscall("fcntl", "fd int hex")
+def sys_fcntl(k, fd, cmd, arg):
+    """int fcntl(int fd, int cmd, ... /* arg */ );"""
+    fd, cmd = s32(fd), s32(cmd)
+    entry = k.fds.entry(fd)
+    if cmd in (C.F_DUPFD, C.F_DUPFD_CLOEXEC):
+        return k.fds.install(entry.file, cloexec=cmd == C.F_DUPFD_CLOEXEC, start=s32(arg))
+    if cmd == C.F_GETFD:
+        return C.FD_CLOEXEC if entry.cloexec else 0
+    if cmd == C.F_SETFD:
+        entry.cloexec = bool(arg & C.FD_CLOEXEC)
+        return 0
+    if cmd == C.F_GETFL:
+        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind == "file" else 0)
+    if cmd == C.F_SETFL:
+        changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
+        entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
+        return 0
+    if cmd in (C.F_GETLK, C.F_SETLK, C.F_SETLKW):
+        return 0  # one process: every lock is granted
+    raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
+
+
+@syscall("ioctl", "fd hex ptr")
+def sys_ioctl(k, fd, request, argp):
+    """int ioctl(int fd, unsigned long request, ...);"""
+    f = k.fds.get(s32(fd))
+    request &= 0xFFFFFFFF
+    tty = f.kind == "console" and (f.stream == "tty" or k.console.isatty(f.stream))
+    if not tty:
+        raise SyscallError(E.ENOTTY, f.path)
+    if request == C.TIOCGWINSZ:
+        k.write(argp, structs.pack_winsize(24, 80))
+        return 0
+    if request == C.TCGETS:
+        # a cooked terminal: ICRNL|IXON, OPOST|ONLCR, B38400|CS8|CREAD, ISIG|ICANON|ECHO...
+        k.write(argp, struct.pack("<IIIIB19s", 0x500, 0x5, 0xBF, 0x8A3B, 0, b"\x03\x1c\x7f"
+                                  b"\x15\x04\x00\x01\x00\x11\x13\x1a\x00\x12\x0f\x17\x16\x00"))
+        return 0
+    if request in (C.TCSETS, C.TCSETSW, C.TCSETSF, C.TIOCSWINSZ):
+        return 0
+    if request == C.TIOCGPGRP:
+        k.write(argp, struct.pack("<i", k.proc.pgid))
+        return 0
+    raise SyscallError(E.ENOTTY, f"ioctl {request:#x}")
+
+
+def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
+    """(inode, d_type, name) of each entry, sorted by name so that runs are reproducible."""
+    if f.stream in VIRTUAL_DIRS:
+        names = [(1_000_000 + i, C.DT_REG, n.encode())
+                 for i, n in enumerate(VIRTUAL_DIRS[f.stream])]
+        return [(1, C.DT_DIR, b"."), (1, C.DT_DIR, b".."), *names]
+    out = []
+    with host_errors():
+        here = os.stat(f.host_path)
+        for e in sorted(os.scandir(f.host_path), key=lambda e: e.name):
+            st = e.stat(follow_symlinks=False)
+            dtype = (C.DT_DIR if S.S_ISDIR(st.st_mode) else C.DT_LNK if S.S_ISLNK(st.st_mode)
+                     else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
+            out.append((k.guest_inode(st), dtype, os.fsencode(e.name)))
+    if f.path == "/":
+        out = [e for e in out if e[2] not in (b"dev", b"proc")]
+        out += [(1_000_010, C.DT_DIR, b"dev"), (1_000_011, C.DT_DIR, b"proc")]
+        out.sort(key=lambda e: e[2])
+    ino = k.guest_inode(here)
+    return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]
+
+
+@syscall("getdents64", "fd ptr size")
+def sys_getdents64(k, fd, dirp, count):
+    """ssize_t getdents64(int fd, void *dirp, size_t count);"""
+    f = k.fds.get(s32(fd))
+    if f.kind != "dir":
+        raise SyscallError(E.ENOTDIR, f.path)
+    if f.entries is None:
+        f.entries = _dir_entries(k, f)
+    out = b""
+    while f.offset < len(f.entries):
+        ino, dtype, name = f.entries[f.offset]
+        rec = structs.pack_dirent64(ino, f.offset + 1, dtype, name)
+        if len(out) + len(rec) > count:
+            if not out:
+                raise SyscallError(E.EINVAL, "buffer too small")
+            break
+        out += rec
+        f.offset += 1
+    k.write(dirp, out)
+    return len(out)

@@ -1,0 +1,322 @@
+"""System calls on names in the file system: the stat family, access, mkdir, unlink, rename,
+symlinks, chdir/getcwd, truncate, chmod, umask. Every name goes through the sandbox (vfs.py)."""
+from __future__ import annotations
+
+import os
+import stat as S
+
+from ..abi import consts as C
+from ..abi import errno as E
+from ..abi import structs
+from ..errors import SyscallError
+from .fsutil import (base_dir, host_errors, lookup, must_exist, s32, s64, stat_fields,
+                     stat_of_file, stat_of_resolved, touch, write_stat)
+from .registry import syscall
+
+
+@syscall("stat", "path ptr")
+def sys_stat(k, path, statbuf):
+    """int stat(const char *pathname, struct stat *statbuf);"""
+    return write_stat(k, statbuf, stat_of_resolved(k, lookup(k, C.AT_FDCWD, path)))
+
+
+@syscall("lstat", "path ptr")
+def sys_lstat(k, path, statbuf):
+    """int lstat(const char *pathname, struct stat *statbuf);"""
+    r = lookup(k, C.AT_FDCWD, path, follow=False)
+    return write_stat(k, statbuf, stat_of_resolved(k, r, follow=False))
+
+
+@syscall("fstat", "fd ptr")
+def sys_fstat(k, fd, statbuf):
+    """int fstat(int fd, struct stat *statbuf);"""
+    return write_stat(k, statbuf, stat_of_file(k, k.fds.get(s32(fd))))
+
+
+def _fstatat_fields(k, dirfd, path, flags) -> dict:
+    r = lookup(k, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW,
+               empty_ok=bool(flags & C.AT_EMPTY_PATH))
+    if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
+        dirfd = s32(dirfd)
+        if dirfd == C.AT_FDCWD:
+            return stat_fields(k, host_path=k.vfs.host_path(k.proc.cwd))
+        return stat_of_file(k, k.fds.get(dirfd))
+    return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
+
+
+@syscall("newfstatat", "fd path ptr hex")
+def sys_newfstatat(k, dirfd, path, statbuf, flags):
+    """int fstatat(int dirfd, const char *pathname, struct stat *statbuf, int flags);"""
+    return write_stat(k, statbuf, _fstatat_fields(k, dirfd, path, flags))
+
+
+@syscall("statx", "fd path hex hex ptr")
+def sys_statx(k, dirfd, path, flags, mask, statxbuf):
+    """int statx(int dirfd, const char *pathname, int flags, unsigned int mask,
+    struct statx *statxbuf);"""
+    f = _fstatat_fields(k, dirfd, path, flags)
+    k.write(statxbuf, structs.pack_statx(
+        ino=f["ino"], nlink=f["nlink"], mode=f["mode"], uid=f["uid"], gid=f["gid"],
+        size=f["size"], blksize=f["blksize"], blocks=f["blocks"], atime_ns=f["atime_ns"],
+        mtime_ns=f["mtime_ns"], ctime_ns=f["ctime_ns"], rdev_major=f["rdev"] >> 8,
+        rdev_minor=f["rdev"] & 0xFF, dev_major=f["dev"] >> 8, dev_minor=f["dev"] & 0xFF))
+    return 0
+
+
+@syscall("access", "path int")
+def sys_access(k, path, mode):
+    """int access(const char *pathname, int mode);"""
+    return sys_faccessat2(k, C.AT_FDCWD, path, mode, 0)
+
+
+@syscall("faccessat", "fd path int")
+def sys_faccessat(k, dirfd, path, mode):
+    """int faccessat(int dirfd, const char *pathname, int mode, int flags);"""
+    return sys_faccessat2(k, dirfd, path, mode, 0)
+
+
+@syscall("faccessat2", "fd path int hex")
+def sys_faccessat2(k, dirfd, path, mode, flags):
+    """int faccessat2(int dirfd, const char *pathname, int mode, int flags);"""
+    r = must_exist(lookup(k, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW))
+    if r.special or not mode:
+        return 0
+    st = stat_of_resolved(k, r)
+    # the guest owns every file in its sandbox, so the owner's bits decide
+    for bit, need in ((C.R_OK, 0o400), (C.W_OK, 0o200), (C.X_OK, 0o100)):
+        if mode & bit and not st["mode"] & need:
+            raise SyscallError(E.EACCES, r.guest)
+    return 0
+
+
+def _real(r, what: str):
+    if r.special:
+        raise SyscallError(E.EACCES if r.exists else E.ENOENT, f"{r.guest}: {what}")
+    return r
+
+
+@syscall("mkdir", "path mode")
+def sys_mkdir(k, path, mode):
+    """int mkdir(const char *pathname, mode_t mode);"""
+    return sys_mkdirat(k, C.AT_FDCWD, path, mode)
+
+
+@syscall("mkdirat", "fd path mode")
+def sys_mkdirat(k, dirfd, path, mode):
+    """int mkdirat(int dirfd, const char *pathname, mode_t mode);"""
+    r = _real(lookup(k, dirfd, path, follow=False), "read-only")
+    if r.exists:
+        raise SyscallError(E.EEXIST, r.guest)
+    with host_errors():
+        os.mkdir(r.host, mode & 0o7777 & ~k.proc.umask)
+        now = k.clock.realtime_ns
+        os.utime(r.host, ns=(now, now))
+    return 0
+
+
+@syscall("rmdir", "path")
+def sys_rmdir(k, path):
+    """int rmdir(const char *pathname);"""
+    r = must_exist(_real(lookup(k, C.AT_FDCWD, path, follow=False), "read-only"))
+    if r.guest == "/":
+        raise SyscallError(E.EBUSY, "/")
+    with host_errors():
+        os.rmdir(r.host)
+    return 0
+
+
+@syscall("unlink", "path")
+def sys_unlink(k, path):
+    """int unlink(const char *pathname);"""
+    return sys_unlinkat(k, C.AT_FDCWD, path, 0)
+
+
+@syscall("unlinkat", "fd path hex")
+def sys_unlinkat(k, dirfd, path, flags):
+    """int unlinkat(int dirfd, const char *pathname, int flags);"""
+    r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
+    with host_errors():
+        if flags & C.AT_REMOVEDIR:
+            if r.guest == "/":
+                raise SyscallError(E.EBUSY, "/")
+            os.rmdir(r.host)
+        elif S.S_ISDIR(os.lstat(r.host).st_mode):
+            raise SyscallError(E.EISDIR, r.guest)
+        else:
+            os.unlink(r.host)
+    return 0
+
+
+@syscall("rename", "path path")
+def sys_rename(k, old, new):
+    """int rename(const char *oldpath, const char *newpath);"""
+    return sys_renameat2(k, C.AT_FDCWD, old, C.AT_FDCWD, new, 0)
+
+
+@syscall("renameat", "fd path fd path")
+def sys_renameat(k, olddirfd, old, newdirfd, new):
+    """int renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);"""
+    return sys_renameat2(k, olddirfd, old, newdirfd, new, 0)
+
+
+@syscall("renameat2", "fd path fd path hex")
+def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
+    """int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+    unsigned int flags);"""
+    src = must_exist(_real(lookup(k, olddirfd, old, follow=False), "read-only"))
+    dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
+    if flags & 1 and dst.exists:  # RENAME_NOREPLACE
+        raise SyscallError(E.EEXIST, dst.guest)
+    if src.guest == "/" or dst.guest == "/":
+        raise SyscallError(E.EBUSY, "/")
+    with host_errors():
+        os.rename(src.host, dst.host)
+    return 0
+
+
+@syscall("symlink", "str path")
+def sys_symlink(k, target, linkpath):
+    """int symlink(const char *target, const char *linkpath);"""
+    return sys_symlinkat(k, target, C.AT_FDCWD, linkpath)
+
+
+@syscall("symlinkat", "str fd path")
+def sys_symlinkat(k, target, newdirfd, linkpath):
+    """int symlinkat(const char *target, int newdirfd, const char *linkpath);"""
+    text = k.read_cstr(target)
+    if not text:
+        raise SyscallError(E.ENOENT, "empty symlink target")
+    r = _real(lookup(k, newdirfd, linkpath, follow=False), "read-only")
+    if r.exists:
+        raise SyscallError(E.EEXIST, r.guest)
+    # The link is stored as the guest wrote it; vfs.py interprets it inside the root.
+    with host_errors():
+        os.symlink(text, r.host)
+    return 0
+
+
+@syscall("readlink", "path ptr size")
+def sys_readlink(k, path, buf, size):
+    """ssize_t readlink(const char *pathname, char *buf, size_t bufsiz);"""
+    return sys_readlinkat(k, C.AT_FDCWD, path, buf, size)
+
+
+@syscall("readlinkat", "fd path ptr size")
+def sys_readlinkat(k, dirfd, path, buf, size):
+    """ssize_t readlinkat(int dirfd, const char *pathname, char *buf, size_t bufsiz);"""
+    if s64(size) <= 0:
+        raise SyscallError(E.EINVAL, "bufsiz")
+    name = k.read_path(path)
+    start = k.proc.cwd if name.startswith("/") else base_dir(k, dirfd)
+    target = os.fsencode(k.vfs.readlink(name, start))[:size]
+    k.write(buf, target)
+    return len(target)
+
+
+@syscall("getcwd", "ptr size")
+def sys_getcwd(k, buf, size):
+    """char *getcwd(char *buf, size_t size);"""
+    cwd = os.fsencode(k.proc.cwd) + b"\0"
+    if size < len(cwd):
+        raise SyscallError(E.ERANGE, "buffer too small")
+    k.write(buf, cwd)
+    return len(cwd)
+
+
+def _enter(k, r) -> int:
+    st = stat_of_resolved(k, r)
+    if not S.S_ISDIR(st["mode"]):
+        raise SyscallError(E.ENOTDIR, r.guest)
+    k.proc.cwd = r.guest
+    return 0
+
+
+@syscall("chdir", "path")
+def sys_chdir(k, path):
+    """int chdir(const char *path);"""
+    return _enter(k, lookup(k, C.AT_FDCWD, path))
+
+
+@syscall("fchdir", "fd")
+def sys_fchdir(k, fd):
+    """int fchdir(int fd);"""
+    f = k.fds.get(s32(fd))
+    if f.kind != "dir":
+        raise SyscallError(E.ENOTDIR, f.path)
+    k.proc.cwd = f.path
+    return 0
+
+
+@syscall("ftruncate", "fd int")
+def sys_ftruncate(k, fd, length):
+    """int ftruncate(int fd, off_t length);"""
+    f = k.fds.get(s32(fd))
+    if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
+        raise SyscallError(E.EINVAL if f.kind != "file" else E.EBADF, f.path)
+    if s64(length) < 0:
+        raise SyscallError(E.EINVAL, "negative length")
+    with host_errors():
+        os.ftruncate(f.host_fd, length)
+        touch(k, f.host_fd)
+    return 0
+
+
+@syscall("truncate", "path int")
+def sys_truncate(k, path, length):
+    """int truncate(const char *path, off_t length);"""
+    r = must_exist(_real(lookup(k, C.AT_FDCWD, path), "read-only"))
+    if s64(length) < 0:
+        raise SyscallError(E.EINVAL, "negative length")
+    with host_errors():
+        fd = os.open(r.host, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.ftruncate(fd, length)
+            touch(k, fd)
+        finally:
+            os.close(fd)
+    return 0
+
+
+@syscall("fsync", "fd")
+def sys_fsync(k, fd):
+    """int fsync(int fd);"""
+    k.fds.get(s32(fd))
+    return 0  # the host's page cache is the guest's disk; nothing to force
+
+
+@syscall("fdatasync", "fd")
+def sys_fdatasync(k, fd):
+    """int fdatasync(int fd);"""
+    return sys_fsync(k, fd)
+
+
+@syscall("chmod", "path mode")
+def sys_chmod(k, path, mode):
+    """int chmod(const char *pathname, mode_t mode);"""
+    return sys_fchmodat(k, C.AT_FDCWD, path, mode)
+
+
+@syscall("fchmodat", "fd path mode")
+def sys_fchmodat(k, dirfd, path, mode):
+    """int fchmodat(int dirfd, const char *pathname, mode_t mode, int flags);"""
+    r = must_exist(_real(lookup(k, dirfd, path), "read-only"))
+    with host_errors():
+        os.chmod(r.host, mode & 0o7777, follow_symlinks=False)
+    return 0
+
+
+@syscall("fchmod", "fd mode")
+def sys_fchmod(k, fd, mode):
+    """int fchmod(int fd, mode_t mode);"""
+    f = k.fds.get(s32(fd))
+    if f.kind == "file":
+        with host_errors():
+            os.chmod(f.host_fd, mode & 0o7777)
+    return 0
+
+
+@syscall("umask", "mode")
+def sys_umask(k, mask):
+    """mode_t umask(mode_t mask);"""
+    old, k.proc.umask = k.proc.umask, mask & 0o777
+    return old

@@ -1,0 +1,105 @@
+"""Time system calls, all served from the virtual clock (clock.py): a guest that reads the
+time twice in two runs reads the same values, and sleeping takes no host time at all."""
+from __future__ import annotations
+
+import struct
+
+from ..abi import consts as C
+from ..abi import errno as E
+from ..abi import structs
+from ..errors import SyscallError
+from .fsutil import s32
+from .registry import syscall
+
+NS = 10**9
+
+
+def _now(k, clock: int) -> int:
+    if clock in (C.CLOCK_REALTIME, C.CLOCK_REALTIME_COARSE):
+        return k.clock.realtime_ns
+    if clock in (C.CLOCK_MONOTONIC, C.CLOCK_MONOTONIC_RAW, C.CLOCK_MONOTONIC_COARSE,
+                 C.CLOCK_BOOTTIME, C.CLOCK_PROCESS_CPUTIME_ID, C.CLOCK_THREAD_CPUTIME_ID):
+        return k.clock.monotonic_ns
+    raise SyscallError(E.EINVAL, f"clock {clock}")
+
+
+@syscall("clock_gettime", "int ptr")
+def sys_clock_gettime(k, clockid, tp):
+    """int clock_gettime(clockid_t clockid, struct timespec *tp);"""
+    k.write(tp, structs.pack_timespec(_now(k, s32(clockid))))
+    return 0
+
+
+@syscall("clock_getres", "int ptr")
+def sys_clock_getres(k, clockid, res):
+    """int clock_getres(clockid_t clockid, struct timespec *res);"""
+    _now(k, s32(clockid))
+    if res:
+        k.write(res, structs.pack_timespec(1))
+    return 0
+
+
+@syscall("gettimeofday", "ptr ptr")
+def sys_gettimeofday(k, tv, tz):
+    """int gettimeofday(struct timeval *tv, struct timezone *tz);"""
+    if tv:
+        k.write(tv, structs.pack_timeval(k.clock.realtime_ns))
+    if tz:
+        k.write(tz, struct.pack("<ii", 0, 0))
+    return 0
+
+
+@syscall("time", "ptr")
+def sys_time(k, tloc):
+    """time_t time(time_t *tloc);"""
+    t = k.clock.realtime_ns // NS
+    if tloc:
+        k.write(tloc, struct.pack("<q", t))
+    return t
+
+
+def _sleep(k, ns: int) -> int:
+    if ns < 0:
+        raise SyscallError(E.EINVAL, "negative time")
+    k.clock.tick(ns)
+    return 0
+
+
+@syscall("nanosleep", "ptr ptr")
+def sys_nanosleep(k, req, rem):
+    """int nanosleep(const struct timespec *req, struct timespec *rem);"""
+    sec, nsec = struct.unpack("<qq", k.read(req, 16))
+    if not 0 <= nsec < NS:
+        raise SyscallError(E.EINVAL, "tv_nsec out of range")
+    return _sleep(k, sec * NS + nsec)
+
+
+@syscall("clock_nanosleep", "int hex ptr ptr")
+def sys_clock_nanosleep(k, clockid, flags, req, rem):
+    """int clock_nanosleep(clockid_t clockid, int flags, const struct timespec *request,
+    struct timespec *remain);"""
+    now = _now(k, s32(clockid))
+    sec, nsec = struct.unpack("<qq", k.read(req, 16))
+    if not 0 <= nsec < NS:
+        return -E.EINVAL  # clock_nanosleep returns the error, it does not set errno
+    t = sec * NS + nsec
+    if flags & 1:  # TIMER_ABSTIME
+        t = max(0, t - now)
+    return _sleep(k, t)
+
+
+@syscall("times", "ptr")
+def sys_times(k, buf):
+    """clock_t times(struct tms *buf);"""
+    ticks = k.clock.monotonic_ns // (NS // 100)
+    if buf:
+        k.write(buf, struct.pack("<qqqq", ticks, 0, 0, 0))
+    return ticks
+
+
+@syscall("getrusage", "int ptr")
+def sys_getrusage(k, who, usage):
+    """int getrusage(int who, struct rusage *usage);"""
+    us = k.clock.monotonic_ns // 1000
+    k.write(usage, struct.pack("<qq", us // 10**6, us % 10**6) + bytes(128))
+    return 0

@@ -1,0 +1,190 @@
+"""The ELF loader: what execve does for a static program.
+
+Static (ET_EXEC) and static-pie (ET_DYN without PT_INTERP) x86-64 programs are accepted;
+anything else is refused with one line that says what the file is and what vsnap runs.
+Loading maps each PT_LOAD segment, zeroes bss, puts the program break after the last segment,
+and builds Linux's initial stack: argc, argv, envp, auxv, and the strings they point to.
+There is no vDSO: libc falls back to real time syscalls, which the kernel serves from the
+virtual clock.
+"""
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from .errors import BadProgram
+from .memory import (PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP,
+                     AddressSpace, page_down, page_up)
+
+ACCEPTS = "vsnap runs static x86-64 Linux ELF programs (static or static-pie)"
+
+# auxv keys (linux/auxvec.h)
+AT_NULL, AT_PHDR, AT_PHENT, AT_PHNUM, AT_PAGESZ, AT_BASE, AT_FLAGS, AT_ENTRY = 0, 3, 4, 5, 6, 7, 8, 9
+AT_UID, AT_EUID, AT_GID, AT_EGID, AT_PLATFORM, AT_HWCAP, AT_CLKTCK = 11, 12, 13, 14, 15, 16, 17
+AT_SECURE, AT_RANDOM, AT_HWCAP2, AT_EXECFN = 23, 25, 26, 31
+GUEST_UID = GUEST_GID = 1000
+
+
+@dataclass
+class Program:
+    """A checked ELF file, ready to load."""
+
+    path: str
+    data: bytes
+    entry: int
+    pie: bool
+    phoff: int
+    phnum: int
+    segments: list  # (vaddr, memsz, offset, filesz, flags) of each PT_LOAD
+
+    @property
+    def base(self) -> int:
+        return PIE_BASE if self.pie else 0
+
+
+def read_program(path: str) -> Program:
+    """Open and check an ELF file; raise BadProgram with the reason if vsnap cannot run it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError:
+        raise BadProgram(f"{path}: is a directory; {ACCEPTS}") from None
+    except OSError as e:
+        raise BadProgram(f"{path}: cannot read it ({e.strerror}); {ACCEPTS}") from None
+    return parse_program(path, data)
+
+
+def parse_program(path: str, data: bytes) -> Program:
+    if data[:4] != b"\x7fELF":
+        what = "a script" if data[:2] == b"#!" else "not an ELF file"
+        raise BadProgram(f"{path}: {what}; {ACCEPTS}")
+    if len(data) < 64:
+        raise BadProgram(f"{path}: truncated ELF file ({len(data)} bytes); {ACCEPTS}")
+    if data[4] != 2:
+        raise BadProgram(f"{path}: a 32-bit ELF file; {ACCEPTS}")
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        machine, etype = elf["e_machine"], elf["e_type"]
+        phdrs = [seg.header for seg in elf.iter_segments()]
+    except (ELFError, struct.error, ValueError) as e:
+        raise BadProgram(f"{path}: truncated or damaged ELF file ({e}); {ACCEPTS}") from None
+    if machine != "EM_X86_64":
+        raise BadProgram(f"{path}: an ELF file for {machine}, not x86-64; {ACCEPTS}")
+    if etype not in ("ET_EXEC", "ET_DYN"):
+        raise BadProgram(f"{path}: an ELF {etype} file, not a program; {ACCEPTS}")
+    if any(p.p_type == "PT_INTERP" for p in phdrs):
+        raise BadProgram(f"{path}: a dynamically linked program (it needs a dynamic loader); "
+                         f"{ACCEPTS}: rebuild it with -static")
+    segments = [(p.p_vaddr, p.p_memsz, p.p_offset, p.p_filesz, p.p_flags)
+                for p in phdrs if p.p_type == "PT_LOAD"]
+    if not segments:
+        raise BadProgram(f"{path}: an ELF file with nothing to load; {ACCEPTS}")
+    for vaddr, memsz, offset, filesz, _ in segments:
+        if offset + filesz > len(data):
+            raise BadProgram(f"{path}: truncated ELF file (a segment ends at byte "
+                             f"{offset + filesz}, the file has {len(data)}); {ACCEPTS}")
+        if filesz > memsz:
+            raise BadProgram(f"{path}: damaged ELF file (segment larger in file than in "
+                             f"memory); {ACCEPTS}")
+    return Program(path, data, elf["e_entry"], etype == "ET_DYN", elf["e_phoff"],
+                   elf["e_phnum"], segments)
+
+
+def _prot(flags: int) -> int:
+    return ((PROT_READ if flags & 4 else 0) | (PROT_WRITE if flags & 2 else 0)
+            | (PROT_EXEC if flags & 1 else 0))
+
+
+def load_segments(prog: Program, mem: AddressSpace) -> list[int]:
+    """Map the PT_LOAD segments; set the break; return candidate rdtsc addresses in text."""
+    base = prog.base
+    pages: dict[int, int] = {}   # page -> union of protections (segments may share a page)
+    kinds: dict[int, str] = {}
+    for vaddr, memsz, _, filesz, flags in prog.segments:
+        for page in range(page_down(base + vaddr), page_up(base + vaddr + memsz), PAGE):
+            pages[page] = pages.get(page, 0) | _prot(flags)
+            kind = "text" if flags & 1 else ("data" if page < base + vaddr + filesz else "bss")
+            kinds.setdefault(page, kind)
+    # map runs of pages with the same protection and kind, writable first so we can fill them
+    for start, end, prot, kind in _runs(pages, kinds):
+        mem.map(start, end - start, prot | PROT_WRITE, kind, prog.path if kind != "bss" else "")
+    rdtsc = []
+    for vaddr, memsz, offset, filesz, flags in prog.segments:
+        chunk = prog.data[offset:offset + filesz]
+        mem.write(base + vaddr, chunk)
+        if flags & 1:
+            at = chunk.find(b"\x0f\x31")
+            while at >= 0:
+                rdtsc.append(base + vaddr + at)
+                at = chunk.find(b"\x0f\x31", at + 1)
+    for start, end, prot, kind in _runs(pages, kinds):
+        if not prot & PROT_WRITE:
+            mem.protect(start, end - start, prot)
+    end = max(base + v + m for v, m, *_ in prog.segments)
+    mem.set_brk_start(page_up(end))
+    return rdtsc
+
+
+def _runs(pages, kinds):
+    run = None
+    for page in sorted(pages):
+        key = (pages[page], kinds[page])
+        if run and run[1] == page and (run[2], run[3]) == key:
+            run[1] = page + PAGE
+        else:
+            if run:
+                yield tuple(run)
+            run = [page, page + PAGE, *key]
+    if run:
+        yield tuple(run)
+
+
+def build_stack(prog: Program, mem: AddressSpace, argv: list[str], envp: list[str],
+                random16: bytes, hwcap: int, execfn: str) -> int:
+    """Map the stack and lay out argc/argv/envp/auxv as Linux does; return the initial rsp."""
+    mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, "stack", "[stack]")
+    sp = STACK_TOP
+    blobs = []
+
+    def push_bytes(b: bytes) -> int:
+        nonlocal sp
+        sp -= len(b)
+        blobs.append((sp, b))
+        return sp
+
+    push_bytes(b"\0" * 8)  # end marker, as Linux leaves
+    execfn_p = push_bytes(execfn.encode() + b"\0")
+    env_p = [push_bytes(e.encode() + b"\0") for e in reversed(envp)][::-1]
+    arg_p = [push_bytes(a.encode() + b"\0") for a in reversed(argv)][::-1]
+    platform_p = push_bytes(b"x86_64\0")
+    random_p = push_bytes(random16)
+    sp &= ~0xF
+    base = prog.base
+    phdr = _phdr_address(prog)
+    auxv = [(AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, prog.phnum), (AT_PAGESZ, PAGE),
+            (AT_BASE, 0), (AT_FLAGS, 0), (AT_ENTRY, base + prog.entry), (AT_UID, GUEST_UID),
+            (AT_EUID, GUEST_UID), (AT_GID, GUEST_GID), (AT_EGID, GUEST_GID),
+            (AT_SECURE, 0), (AT_RANDOM, random_p), (AT_HWCAP, hwcap), (AT_HWCAP2, 0),
+            (AT_CLKTCK, 100), (AT_PLATFORM, platform_p), (AT_EXECFN, execfn_p), (AT_NULL, 0)]
+    words = [len(argv), *arg_p, 0, *env_p, 0]
+    for k, v in auxv:
+        words += [k, v]
+    if len(words) % 2:
+        sp -= 8  # keep rsp 16-byte aligned at argc, as the ABI requires
+    sp -= 8 * len(words)
+    blobs.append((sp, struct.pack(f"<{len(words)}Q", *words)))
+    for addr, b in blobs:
+        mem.write(addr, b)
+    return sp
+
+
+def _phdr_address(prog: Program) -> int:
+    """Where the program headers are in memory: inside the segment that maps e_phoff."""
+    for vaddr, memsz, offset, filesz, _ in prog.segments:
+        if offset <= prog.phoff < offset + filesz:
+            return prog.base + vaddr + (prog.phoff - offset)
+    return 0

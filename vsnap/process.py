@@ -1,0 +1,28 @@
+"""The process: identity and the per-process state that is neither memory nor files.
+
+Fixed numbers, not the host's: a guest always sees the same pid, so two runs print the same
+bytes and a checkpoint restored elsewhere keeps its identity (unlike DragonFly's checkpoints,
+which cannot keep the pid: see seeds/004).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GUEST_PID = 1000
+
+
+@dataclass
+class Process:
+    pid: int = GUEST_PID
+    ppid: int = GUEST_PID - 1
+    pgid: int = GUEST_PID
+    sid: int = GUEST_PID - 1
+    uid: int = 1000
+    gid: int = 1000
+    cwd: str = "/"
+    umask: int = 0o022
+    exe: str = ""            # guest path of the program, what /proc/self/exe points to
+    tid_address: int = 0     # set_tid_address: cleared at exit (no threads yet)
+    robust_list: int = 0
+    exit_status: int | None = None
+    exit_signal: str | None = None

@@ -1,0 +1,94 @@
+"""What a user sees of a running guest: strace-style lines and capstone disassembly."""
+from __future__ import annotations
+
+import capstone
+
+from .abi import consts as C
+from .abi import errno as E
+from .errors import SyscallError
+
+_cs = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+
+_OFLAGS = [("O_WRONLY", C.O_WRONLY), ("O_RDWR", C.O_RDWR), ("O_CREAT", C.O_CREAT),
+           ("O_EXCL", C.O_EXCL), ("O_NOCTTY", C.O_NOCTTY), ("O_TRUNC", C.O_TRUNC),
+           ("O_APPEND", C.O_APPEND), ("O_NONBLOCK", C.O_NONBLOCK),
+           ("O_DIRECTORY", C.O_DIRECTORY), ("O_NOFOLLOW", C.O_NOFOLLOW),
+           ("O_CLOEXEC", C.O_CLOEXEC), ("O_LARGEFILE", C.O_LARGEFILE), ("O_PATH", C.O_PATH)]
+
+
+def disassemble_one(code: bytes, address: int) -> str:
+    """'mov dword ptr [rax], 1' for the first instruction of `code`, or '(bad)'."""
+    for insn in _cs.disasm(code, address, 1):
+        return f"{insn.mnemonic} {insn.op_str}".strip()
+    return "(bad)"
+
+
+def disassemble(code: bytes, address: int, count: int):
+    """(address, bytes hex, text) of up to `count` instructions."""
+    return [(i.address, i.bytes.hex(), f"{i.mnemonic} {i.op_str}".strip())
+            for i in _cs.disasm(code, address, count)]
+
+
+def instruction_count(code: bytes, address: int) -> int:
+    return sum(1 for _ in _cs.disasm_lite(code, address))
+
+
+def _oflags(v: int) -> str:
+    names = [n for n, bit in _OFLAGS if v & bit and n not in ("O_WRONLY", "O_RDWR")]
+    acc = {0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR"}.get(v & 3, "O_ACCMODE")
+    return "|".join([acc] + names)
+
+
+def _string(k, addr: int, limit: int = 48) -> str:
+    try:
+        raw = k.read_cstr(addr)
+    except SyscallError:
+        return f"{addr:#x}"
+    return _quote(raw, limit)
+
+
+def _quote(raw: bytes, limit: int) -> str:
+    text = raw[:limit].decode("latin-1").encode("unicode_escape").decode().replace('"', '\\"')
+    return f'"{text}"' + ("..." if len(raw) > limit else "")
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >> 63 else v
+
+
+def format_arg(k, kind: str, value: int, nxt: int | None) -> str:
+    if kind in ("fd", "int"):
+        v = value & 0xFFFFFFFF
+        v = v - (1 << 32) if v >> 31 else v
+        return "AT_FDCWD" if kind == "fd" and v == C.AT_FDCWD else str(v)
+    if kind == "path" or kind == "str":
+        return _string(k, value)
+    if kind == "buf":
+        try:
+            return _quote(k.read(value, min(nxt or 0, 32)), 32 if (nxt or 0) > 32 else 33) + \
+                ("..." if (nxt or 0) > 32 else "")
+        except SyscallError:
+            return f"{value:#x}"
+    if kind == "oflags":
+        return _oflags(value)
+    if kind == "mode":
+        return f"0{value & 0o7777:o}"
+    if kind == "size":
+        return str(_signed(value))
+    if kind == "ptr":
+        return "NULL" if value == 0 else f"{value:#x}"
+    return f"{value:#x}"
+
+
+def format_call(k, entry, args) -> str:
+    parts = [format_arg(k, kind, v, args[i + 1] if i + 1 < len(args) else None)
+             for i, (kind, v) in enumerate(zip(entry.kinds, args))]
+    return f"{entry.name}({', '.join(parts)})"
+
+
+def format_result(k, entry, args, result: int) -> str:
+    if result < 0 and -result < 4096:
+        return f"-1 {E.name(-result)}"
+    if entry.name in ("mmap", "brk", "mremap"):
+        return f"{result:#x}"
+    return str(result)

@@ -1,0 +1,190 @@
+"""The sandbox root: a real host directory that the guest sees as "/".
+
+Threat model: the guest is untrusted and names files with arbitrary bytes. No guest path may reach
+a host path outside the root: not by `..`, absolute paths, symlinks (absolute targets are re-rooted
+at the sandbox root, relative ones walk on from the link's directory), loops or paths through files.
+So the walk happens here, one lstat'ed component at a time; the host kernel never follows a link.
+Out of scope: host processes that swap a directory for a symlink during a walk, and hard links or
+mount points that the user put inside the root.
+"""
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from dataclasses import dataclass
+
+from .abi import errno as E
+from .errors import SyscallError
+
+PATH_MAX = 4096      # bytes, counting the terminating NUL: a 4096-byte path is too long
+NAME_MAX = 255       # bytes in one component
+MAXSYMLINKS = 40     # symlinks followed in one lookup, like Linux
+
+# The virtual namespace: guest path -> kind. It hides any host /dev or /proc inside the root.
+VIRTUAL = {
+    "/dev": "dev", "/dev/null": "null", "/dev/tty": "tty",
+    "/proc": "proc", "/proc/self": "proc/self",
+    "/proc/self/exe": "exe", "/proc/self/maps": "maps",
+}
+VIRTUAL_DIRS = frozenset({"dev", "proc", "proc/self"})
+
+
+def host_errno_to_guest(e: OSError) -> int:
+    """The guest errno for a host OSError (Linux numbers)."""
+    if e.errno is None:
+        return E.EIO
+    if sys.platform.startswith("linux"):
+        return e.errno          # host and guest are both Linux: the numbers are the same
+    # Elsewhere the numbers differ (macOS: ELOOP is 62) and only the name bridges them; the stdlib
+    # errno module is the one place that knows the host's names, so it is used here and only here.
+    import errno as host_errno
+    return getattr(E, host_errno.errorcode.get(e.errno, "EIO"), E.EIO)
+
+
+def _split(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+def _fail(errno: int, guest: str) -> SyscallError:
+    return SyscallError(errno, guest)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    guest: str           # normalised absolute guest path, symlinks resolved ("/home/a.txt")
+    host: str | None     # host path inside the root; None for virtual files
+    special: str | None  # None for real files; a VIRTUAL kind ("null", "exe", ...) otherwise
+    exists: bool         # False when only the final component is missing (O_CREAT, mkdir, ...)
+
+
+class Sandbox:
+    """A host directory seen by the guest as "/", plus the virtual /dev and /proc files."""
+
+    def __init__(self, root: str, exe_guest_path: str | None = None):
+        real = os.path.realpath(root)
+        if not os.path.isdir(real):
+            raise ValueError(f"sandbox root {root!r} is not a directory")
+        self.root = real
+        self.exe_guest_path = exe_guest_path   # what /proc/self/exe points to
+
+    def resolve(self, path: str | bytes, cwd: str = "/", *, follow: bool = True) -> Resolved:
+        """Resolve a guest path like Linux's path walk, inside the root.
+
+        follow=False leaves a final symlink unresolved (lstat, readlink, unlink, O_NOFOLLOW); a
+        trailing slash still follows it, as on Linux. Raises SyscallError. The host path is only
+        checked at the moment of the walk: open it with O_NOFOLLOW.
+        """
+        raw = os.fsencode(path)
+        if not raw:
+            raise _fail(E.ENOENT, "empty path")
+        if b"\0" in raw:
+            raise _fail(E.EINVAL, "NUL byte in path")
+        if len(raw) >= PATH_MAX:
+            raise _fail(E.ENAMETOOLONG, f"path of {len(raw)} bytes")
+        if not cwd.startswith("/"):
+            raise ValueError(f"cwd must be an absolute guest path, not {cwd!r}")
+        text = os.fsdecode(raw)
+        must_dir = text.endswith("/")
+        parts = _split(text) if text.startswith("/") else _split(cwd) + _split(text)
+        todo = parts[::-1]          # a stack: todo.pop() is the next component
+        done: list[str] = []        # resolved guest components, each one checked
+        links = 0
+        while todo:
+            name = todo.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            if len(os.fsencode(name)) > NAME_MAX:
+                raise _fail(E.ENAMETOOLONG, f"component of {len(os.fsencode(name))} bytes")
+            last = not todo
+            follow_here = not last or follow or must_dir
+            done.append(name)
+            guest = "/" + "/".join(done)
+
+            if done[0] in ("dev", "proc"):          # the virtual namespace
+                kind = VIRTUAL.get(guest)
+                if kind is None:
+                    raise _fail(E.ENOENT, guest)
+                if kind == "exe" and follow_here:
+                    links += 1
+                    if links > MAXSYMLINKS:
+                        raise _fail(E.ELOOP, guest)
+                    if self.exe_guest_path is None:
+                        raise _fail(E.ENOENT, guest)
+                    done = []
+                    todo.extend(reversed(_split(self.exe_guest_path)))
+                    continue
+                if kind not in VIRTUAL_DIRS and (not last or must_dir):
+                    raise _fail(E.ENOTDIR, guest)
+                if last:
+                    return Resolved(guest, None, kind, True)
+                continue
+
+            host = os.path.join(self.root, *done)
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                if last:
+                    return Resolved(guest, host, None, False)
+                raise _fail(E.ENOENT, guest) from None
+            except OSError as e:
+                raise _fail(host_errno_to_guest(e), guest) from None
+            if stat.S_ISLNK(st.st_mode) and follow_here:
+                links += 1
+                if links > MAXSYMLINKS:
+                    raise _fail(E.ELOOP, guest)
+                try:
+                    target = os.readlink(host)
+                except OSError as e:
+                    raise _fail(host_errno_to_guest(e), guest) from None
+                done.pop()
+                if target.startswith("/"):
+                    done = []                       # absolute targets start at the sandbox root
+                if last and target.endswith("/"):
+                    must_dir = True
+                todo.extend(reversed(_split(target)))
+                continue
+            if not stat.S_ISDIR(st.st_mode) and (not last or must_dir):
+                raise _fail(E.ENOTDIR, guest)
+            if last:
+                return Resolved(guest, host, None, True)
+
+        # Ended on "/", ".", ".." or a link to a directory: `done` is a checked directory.
+        guest = "/" + "/".join(done)
+        kind = VIRTUAL.get(guest)
+        return Resolved(guest, None if kind else os.path.join(self.root, *done), kind, True)
+
+    def readlink(self, path: str | bytes, cwd: str = "/") -> str:
+        """The target text of a symlink, as stored (absolute targets are guest paths)."""
+        r = self.resolve(path, cwd, follow=False)
+        if r.special == "exe":
+            if self.exe_guest_path is None:
+                raise _fail(E.ENOENT, r.guest)
+            return self.exe_guest_path
+        if not r.exists:
+            raise _fail(E.ENOENT, r.guest)
+        if r.host is None:
+            raise _fail(E.EINVAL, r.guest)
+        try:
+            return os.readlink(r.host)
+        except OSError as e:
+            raise _fail(host_errno_to_guest(e), r.guest) from None
+
+    def guest_path_of_host(self, host_path: str) -> str | None:
+        """"/sub/dir" for a host path inside the root, None for one outside it."""
+        real = os.path.realpath(host_path)
+        if os.path.commonpath([self.root, real]) != self.root:
+            return None
+        rel = os.path.relpath(real, self.root)
+        return "/" if rel == "." else "/" + rel
+
+    def host_path(self, guest_abs: str) -> str:
+        """Plain join for an already-resolved guest path (no symlink handling, no `..`)."""
+        parts = [p for p in _split(guest_abs) if p != "."]
+        if not guest_abs.startswith("/") or ".." in parts:
+            raise ValueError(f"not a resolved absolute guest path: {guest_abs!r}")
+        return os.path.join(self.root, *parts)
