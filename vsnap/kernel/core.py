@@ -120,7 +120,7 @@ class Kernel:
     # dispatch ----------------------------------------------------------------------------------
     def dispatch(self) -> None:
         """Serve the system call the guest just made (the syscall hook calls this)."""
-        regs = self.cpu.read_many(("rax", "rdi", "rsi", "rdx", "r10", "r8", "r9"))
+        regs = self.cpu.syscall_registers()
         nr = regs[0]
         self.syscall_count += 1
         self.clock.tick()
@@ -141,7 +141,7 @@ class Kernel:
                 result = entry.handler(self, *args)
             except SyscallError as e:
                 result = -e.errno
-        self.cpu.write("rax", result & MASK64)
+        self.cpu.set_rax(result & MASK64)
 
     def _traced(self, entry, args) -> None:
         from ..trace import format_call, format_result
@@ -154,4 +154,4 @@ class Kernel:
             self.strace(f"{call} = ?")
             raise
         self.strace(f"{call} = {format_result(self, entry, args, result)}")
-        self.cpu.write("rax", result & MASK64)
+        self.cpu.set_rax(result & MASK64)
