@@ -195,6 +195,28 @@ def sys_symlinkat(k, target, newdirfd, linkpath):
     return 0
 
 
+@syscall("link", "path path")
+def sys_link(k, old, new):
+    """int link(const char *oldpath, const char *newpath);"""
+    return sys_linkat(k, C.AT_FDCWD, old, C.AT_FDCWD, new, 0)
+
+
+@syscall("linkat", "fd path fd path hex")
+def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
+    """int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+    int flags);"""
+    src = must_exist(_real(lookup(k, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
+                           "read-only"))
+    dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
+    if dst.exists:
+        raise SyscallError(E.EEXIST, dst.guest)
+    with host_errors():
+        if S.S_ISDIR(os.lstat(src.host).st_mode):
+            raise SyscallError(E.EPERM, f"{src.guest}: hard link to a directory")
+        os.link(src.host, dst.host, follow_symlinks=False)
+    return 0
+
+
 @syscall("readlink", "path ptr size")
 def sys_readlink(k, path, buf, size):
     """ssize_t readlink(const char *pathname, char *buf, size_t bufsiz);"""
