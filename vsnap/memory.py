@@ -128,7 +128,7 @@ class AddressSpace:
         if covered != end - start:
             raise SyscallError(E.ENOMEM, "mprotect of unmapped memory")
 
-    def find_free(self, length: int, top: int = MMAP_TOP) -> int:
+    def find_free(self, length: int, top: int = MMAP_TOP, bottom: int = MMAP_BOTTOM) -> int:
         """Highest free, page-aligned gap of `length` bytes below `top` (Linux's top-down mmap)."""
         length = page_up(length)
         end = top
@@ -139,7 +139,7 @@ class AddressSpace:
             if v.end <= end - length:
                 return end - length
             end = min(end, v.start)
-        if end - length >= MMAP_BOTTOM:
+        if end - length >= bottom:
             return end - length
         raise SyscallError(E.ENOMEM, f"no room for {length} bytes")
 
