@@ -78,6 +78,12 @@ def cmd_build(a) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """A line to stderr now, so that it interleaves rightly with the guest's own output."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def cmd_run(a) -> int:
     from .machine import DEFAULT_ENV, Machine
     from .trace import disassemble_one
@@ -90,10 +96,10 @@ def cmd_run(a) -> int:
     m = Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory)
     if a.strace:
-        m.kernel.strace = lambda line: sys.stderr.write(line + "\n")
+        m.kernel.strace = _say
     if a.trace:
-        m.cpu.trace_instructions(a.trace, lambda addr, code: sys.stderr.write(
-            f"{addr:#014x}: {code.hex():<20} {disassemble_one(code, addr)}\n"))
+        m.cpu.trace_instructions(a.trace, lambda addr, code: _say(
+            f"{addr:#014x}: {code.hex():<20} {disassemble_one(code, addr)}"))
     result = m.run(max_instructions=a.max_instructions, count=a.stats)
     sys.stdout.flush()
     if result.message:
