@@ -24,7 +24,9 @@ _IDS.update(rflags=X.UC_X86_REG_EFLAGS, fs_base=X.UC_X86_REG_FS_BASE,
             gs_base=X.UC_X86_REG_GS_BASE, mxcsr=X.UC_X86_REG_MXCSR,
             fpcw=X.UC_X86_REG_FPCW, fpsw=X.UC_X86_REG_FPSW, fptag=X.UC_X86_REG_FPTAG)
 _IDS.update({f"xmm{i}": getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)})
-_IDS.update({f"st{i}": getattr(X, f"UC_X86_REG_ST{i}") for i in range(8)})
+# the x87 registers by physical number (R0-R7): with fpsw's TOP and fptag they are the whole
+# x87 stack, each 80 bits (a 64-bit mantissa and a 16-bit sign+exponent)
+_IDS.update({f"fp{i}": getattr(X, f"UC_X86_REG_FP{i}") for i in range(8)})
 REGISTERS = tuple(_IDS)  # every register a checkpoint saves, by name
 
 # Linux starts a process with these (fninit and the kernel's default MXCSR); Unicorn starts
@@ -128,7 +130,7 @@ class Cpu:
         values = self.read_many(REGISTERS)
         out = {}
         for name, v in zip(REGISTERS, values):
-            if isinstance(v, tuple):  # st(i) comes back as (mantissa, exponent)
+            if isinstance(v, tuple):  # fp(i) comes back as (mantissa, exponent)
                 v = v[0] | (v[1] << 64)
             out[name] = v
         return out
@@ -136,7 +138,7 @@ class Cpu:
     def restore_registers(self, regs: dict) -> None:
         pairs = []
         for name, v in regs.items():
-            if name.startswith("st"):
+            if name.startswith("fp") and name[2:].isdigit():
                 v = (v & ((1 << 64) - 1), v >> 64)
             pairs.append((_IDS[name], v))
         self.uc.reg_write_batch(pairs)

@@ -45,6 +45,28 @@ class Program:
     def base(self) -> int:
         return PIE_BASE if self.pie else 0
 
+    def rdtsc_candidates(self) -> list[int]:
+        """Addresses of the bytes 0f 31 (rdtsc) in executable segments."""
+        out = []
+        for vaddr, _, offset, filesz, flags in self.segments:
+            if flags & 1:
+                chunk = self.data[offset:offset + filesz]
+                at = chunk.find(b"\x0f\x31")
+                while at >= 0:
+                    out.append(self.base + vaddr + at)
+                    at = chunk.find(b"\x0f\x31", at + 1)
+        return out
+
+    def image_bytes(self, start: int, end: int) -> bytes:
+        """What [start, end) holds right after loading: segment bytes, zeros elsewhere."""
+        out = bytearray(end - start)
+        for vaddr, _, offset, filesz, _ in self.segments:
+            lo, hi = max(start, self.base + vaddr), min(end, self.base + vaddr + filesz)
+            if lo < hi:
+                src = offset + lo - (self.base + vaddr)
+                out[lo - start:hi - start] = self.data[src:src + hi - lo]
+        return bytes(out)
+
 
 def read_program(path: str) -> Program:
     """Open and check an ELF file; raise BadProgram with the reason if vsnap cannot run it."""
@@ -99,8 +121,8 @@ def _prot(flags: int) -> int:
             | (PROT_EXEC if flags & 1 else 0))
 
 
-def load_segments(prog: Program, mem: AddressSpace) -> list[int]:
-    """Map the PT_LOAD segments; set the break; return candidate rdtsc addresses in text."""
+def load_segments(prog: Program, mem: AddressSpace) -> None:
+    """Map the PT_LOAD segments and set the program break."""
     base = prog.base
     pages: dict[int, int] = {}   # page -> union of protections (segments may share a page)
     kinds: dict[int, str] = {}
@@ -112,21 +134,13 @@ def load_segments(prog: Program, mem: AddressSpace) -> list[int]:
     # map runs of pages with the same protection and kind, writable first so we can fill them
     for start, end, prot, kind in _runs(pages, kinds):
         mem.map(start, end - start, prot | PROT_WRITE, kind, prog.path if kind != "bss" else "")
-    rdtsc = []
     for vaddr, memsz, offset, filesz, flags in prog.segments:
-        chunk = prog.data[offset:offset + filesz]
-        mem.write(base + vaddr, chunk)
-        if flags & 1:
-            at = chunk.find(b"\x0f\x31")
-            while at >= 0:
-                rdtsc.append(base + vaddr + at)
-                at = chunk.find(b"\x0f\x31", at + 1)
+        mem.write(base + vaddr, prog.data[offset:offset + filesz])
     for start, end, prot, kind in _runs(pages, kinds):
         if not prot & PROT_WRITE:
             mem.protect(start, end - start, prot)
     end = max(base + v + m for v, m, *_ in prog.segments)
     mem.set_brk_start(page_up(end))
-    return rdtsc
 
 
 def _runs(pages, kinds):

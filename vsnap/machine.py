@@ -42,34 +42,51 @@ class Machine:
     def __init__(self, program: str, args=(), *, argv0: str | None = None, env=None,
                  root: str = ".", cwd: str | None = None, console: Console | None = None,
                  seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY):
-        self.program = read_program(program)
-        self.cpu = Cpu()
-        self.mem = AddressSpace(UnicornMemory(self.cpu.uc), limit=max_memory)
-        prog_host = os.path.realpath(program)
-        root_host = os.path.realpath(root)
-        if not os.path.isdir(root_host):
-            raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
-                               f"give --root an existing directory", 2)
-        probe = Sandbox(root_host)
-        self.exe = probe.guest_path_of_host(prog_host)
-        self.vfs = Sandbox(root_host, exe_guest_path=self.exe)
-        self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
+        """Exec `program` with `args`: a new process at its first instruction."""
+        self._hardware(program, root, console, seed, max_memory)
         k = self.kernel
-        k.proc.exe = self.exe or ""
         k.proc.cwd = self.vfs.guest_path_of_host(os.path.realpath(cwd or os.getcwd())) or "/"
         for fd, stream in enumerate(("stdin", "stdout", "stderr")):
             k.fds.install(OpenFile("console", f"<{stream}>", 0 if fd == 0 else 1,
                                    stream=stream))
         argv = [argv0 or self.exe or os.path.basename(program), *args]
         envp = list(DEFAULT_ENV) if env is None else list(env)
-        rdtsc = load_segments(self.program, self.mem)
-        self.cpu.tsc = k.clock.tsc
-        self.cpu.watch_rdtsc(rdtsc)
+        load_segments(self.program, self.mem)
         sp = build_stack(self.program, self.mem, argv, envp, k.random.bytes(16), HWCAP,
                          self.exe or argv[0])
         self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry})
-        self.cpu.on_syscall(k.dispatch)
-        self.argv = argv
+        self.instructions = 0  # executed so far, while it is known exactly
+
+    @classmethod
+    def blank(cls, program: str, *, root: str = ".", console: Console | None = None,
+              max_memory: int = DEFAULT_MAX_MEMORY) -> "Machine":
+        """Hardware and an empty kernel for `program`, nothing mapped: restore fills it in."""
+        m = cls.__new__(cls)
+        m._hardware(program, root, console, 0, max_memory)
+        m.instructions = None
+        return m
+
+    def _hardware(self, program, root, console, seed, max_memory) -> None:
+        self.program = read_program(program)
+        self.program_path = os.path.realpath(program)
+        self.cpu = Cpu()
+        self.mem = AddressSpace(UnicornMemory(self.cpu.uc), limit=max_memory)
+        root_host = os.path.realpath(root)
+        if not os.path.isdir(root_host):
+            raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
+                               f"give --root an existing directory", 2)
+        self.exe = Sandbox(root_host).guest_path_of_host(self.program_path)
+        self.vfs = Sandbox(root_host, exe_guest_path=self.exe)
+        self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
+        self.kernel.proc.exe = self.exe or ""
+        self.cpu.tsc = self.kernel.clock.tsc
+        self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
+        self.cpu.on_syscall(self.kernel.dispatch)
+        self.result: RunResult | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.result is None
 
     def run(self, *, max_instructions: int | None = None, count: bool = False) -> RunResult:
         """Run until the guest exits, faults or exceeds a budget. `count` counts instructions
@@ -83,14 +100,36 @@ class Machine:
         result.syscalls = self.kernel.syscall_count
         if counting:
             result.instructions = self.cpu.instructions
+        return self._finish(result)
+
+    def advance(self, to: int) -> RunResult | None:
+        """Run until exactly `to` instructions have executed since exec; None if the guest is
+        still alive there, else how it ended first. Uses Unicorn's exact instruction count."""
+        if self.instructions is None:
+            raise ValueError("the instruction count is unknown after a save from a free run")
+        if to < self.instructions:
+            raise ValueError(f"already past instruction {to} (at {self.instructions})")
+        while self.instructions < to:
+            result = self._run_loop(count=to - self.instructions)
+            if result is not None:
+                self.instructions = None
+                result.syscalls = self.kernel.syscall_count
+                return self._finish(result)
+            self.instructions = to
+        return None
+
+    def _finish(self, result: RunResult) -> RunResult:
+        self.result = result
         self.kernel.fds.close_all()
         return result
 
-    def _run_loop(self) -> RunResult:
+    def _run_loop(self, count: int = 0) -> RunResult | None:
+        """Run to an end (a RunResult), or, with `count`, until that many instructions have
+        run (None)."""
         cpu = self.cpu
         while True:
             try:
-                cpu.run()
+                cpu.run(count)
             except GuestExit as e:
                 return RunResult(e.status)
             except CpuFault as f:
@@ -105,6 +144,8 @@ class Machine:
                                  f"vsnap: guest stopped after {cpu.instructions} instructions: "
                                  f"over the budget of {cpu.limit} (--max-instructions); "
                                  f"raise it if the program is not stuck")
+            if count:
+                return None
 
     def _fault_result(self, f: CpuFault) -> RunResult:
         try:

@@ -1,0 +1,226 @@
+"""An image's records, parsed from untrusted parts and checked field by field.
+
+`parse` is the only way from a file's bytes to something restore uses: after it, addresses are
+page-aligned and inside the guest's half of the address space, VMAs do not overlap, every page
+run lies inside its VMA and its blob, every fd points at a description, and every register has
+its architectural width.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..cpu import REGISTERS
+from ..fdtable import MAX_FDS
+from ..memory import PAGE, STACK_TOP
+from .codec import ImageError, load_json_part
+from .fields import Reader
+
+KINDS = {"text", "data", "bss", "heap", "stack", "mmap"}
+FILE_KINDS = {"file", "dir", "null", "console", "proc"}
+STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self"}
+PERMS = re.compile(r"[r-][w-][x-]p\Z")
+MAX_MEMORY = 64 << 30
+_SHA = re.compile(r"[0-9a-f]{64}\Z")
+_PROCESS_INTS = ("pid", "ppid", "pgid", "sid", "uid", "gid", "umask", "tid_address",
+                 "robust_list")
+
+
+def _width(name: str) -> int:
+    return 128 if name.startswith("xmm") else 80 if name[:2] == "fp" and name[2:].isdigit() else 64
+
+
+@dataclass
+class Image:
+    where: str
+    program: dict
+    registers: dict
+    vmas: list
+    brk_start: int
+    brk: int
+    descriptions: list
+    fds: list
+    kernel: dict
+    blobs: dict
+
+
+def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
+    prog = _program(Reader(where, "manifest.json"), manifest.get("program"))
+    regs = _registers(Reader(where, "registers.json"),
+                      load_json_part(parts, "registers.json", where))
+    kernel = _kernel(Reader(where, "kernel.json"), load_json_part(parts, "kernel.json", where))
+    mem = load_json_part(parts, "memory.json", where)
+    vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
+                                   kernel["memory_limit"])
+    descs, fds = _fds(Reader(where, "fds.json"), load_json_part(parts, "fds.json", where))
+    blobs = {n: b for n, b in parts.items() if n.startswith("memory/")}
+    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs)
+
+
+def _program(r: Reader, p) -> dict:
+    p = r.obj(p, "program")
+    sha = r.str(r.key(p, "sha256", "program"), "program.sha256")
+    if not _SHA.match(sha):
+        r.fail("program.sha256", "not a SHA-256")
+    return {"path": r.str(r.key(p, "path", "program"), "program.path"), "sha256": sha,
+            "guest_path": r.opt_str(p.get("guest_path"), "program.guest_path")}
+
+
+def _registers(r: Reader, d) -> dict:
+    regs = r.obj(r.key(r.obj(d, "."), "registers", ""), "registers")
+    if set(regs) != set(REGISTERS):
+        missing = sorted(set(REGISTERS) - set(regs)) or sorted(set(regs) - set(REGISTERS))
+        r.fail("registers", f"wrong register set ({', '.join(missing[:3])})")
+    return {n: r.hex(regs[n], f"registers.{n}", _width(n)) for n in REGISTERS}
+
+
+def _memory(r: Reader, d, parts, limit: int):
+    d = r.obj(d, ".")
+    vmas, last_end, total = [], PAGE, 0
+    for i, v in enumerate(r.list(r.key(d, "vmas", ""), "vmas", 4096)):
+        path = f"vmas[{i}]"
+        v = r.obj(v, path)
+        start = r.hex(r.key(v, "start", path), path + ".start")
+        end = r.hex(r.key(v, "end", path), path + ".end")
+        if start % PAGE or end % PAGE or not last_end <= start < end <= STACK_TOP + PAGE:
+            r.fail(path, f"bad range {start:#x}-{end:#x} (unaligned, overlapping or outside "
+                         f"the guest's address space)")
+        last_end = end
+        total += end - start
+        perms = r.str(r.key(v, "perms", path), path + ".perms")
+        if not PERMS.match(perms):
+            r.fail(path + ".perms", "expected like rw-p")
+        prot = (1 if perms[0] == "r" else 0) | (2 if perms[1] == "w" else 0) | \
+               (4 if perms[2] == "x" else 0)
+        rec = {"start": start, "end": end, "prot": prot,
+               "kind": r.choice(r.key(v, "kind", path), path + ".kind", KINDS),
+               "name": r.str(v.get("name", ""), path + ".name"),
+               "source": r.choice(r.key(v, "source", path), path + ".source",
+                                  {"program", "image"})}
+        if rec["source"] == "image":
+            part = r.str(r.key(v, "part", path), path + ".part")
+            if not part.startswith("memory/") or part not in parts:
+                r.fail(path + ".part", f"no such part {part!r}")
+            rec["part"] = part
+            rec["pages"] = _runs(r, v, path, (end - start) // PAGE, len(parts[part]))
+        vmas.append(rec)
+    if total > min(limit, MAX_MEMORY):
+        r.fail("vmas", "more memory than the image's own budget")
+    brk_start = r.hex(r.key(d, "brk_start", ""), "brk_start")
+    brk = r.hex(r.key(d, "brk", ""), "brk")
+    if brk < brk_start:
+        r.fail("brk", "below brk_start")
+    return vmas, brk_start, brk
+
+
+def _runs(r: Reader, v: dict, path: str, npages: int, blob_size: int) -> list:
+    runs = []
+    for j, run in enumerate(r.list(r.key(v, "pages", path), path + ".pages", 1 << 22)):
+        p = f"{path}.pages[{j}]"
+        if not isinstance(run, list) or len(run) != 3:
+            r.fail(p, "expected [first page, count, offset]")
+        first = r.int(run[0], p, 0, npages - 1)
+        count = r.int(run[1], p, 1, npages - first)
+        offset = r.int(run[2], p, 0, blob_size - count * PAGE)
+        runs.append((first, count, offset))
+    return runs
+
+
+def _fds(r: Reader, d):
+    d = r.obj(d, ".")
+    descs = []
+    for i, f in enumerate(r.list(r.key(d, "descriptions", ""), "descriptions", MAX_FDS)):
+        path = f"descriptions[{i}]"
+        f = r.obj(f, path)
+        kind = r.choice(r.key(f, "kind", path), path + ".kind", FILE_KINDS)
+        rec = {"kind": kind, "path": r.str(r.key(f, "path", path), path + ".path"),
+               "flags": r.int(r.key(f, "flags", path), path + ".flags", 0, 0xFFFFFFFF),
+               "offset": r.int(r.key(f, "offset", path), path + ".offset", 0, (1 << 63) - 1),
+               "stream": r.choice(f.get("stream"), path + ".stream", STREAMS)}
+        if kind == "file" or (kind == "dir" and rec["stream"] is None):
+            ident = r.obj(r.key(f, "identity", path), path + ".identity")
+            if kind == "file":
+                sha = r.str(r.key(ident, "sha256", path), path + ".identity.sha256")
+                if not _SHA.match(sha):
+                    r.fail(path + ".identity.sha256", "not a SHA-256")
+                rec["identity"] = {
+                    "size": r.int(r.key(ident, "size", path), path + ".identity.size"),
+                    "mtime_ns": r.int(r.key(ident, "mtime_ns", path), path + ".identity",
+                                      -(1 << 63), (1 << 63) - 1),
+                    "sha256": sha,
+                    "deleted": r.bool(r.key(ident, "deleted", path), path + ".identity")}
+            else:
+                sha = r.str(r.key(ident, "listing_sha256", path), path + ".identity")
+                if not _SHA.match(sha):
+                    r.fail(path + ".identity.listing_sha256", "not a SHA-256")
+                rec["identity"] = {"listing_sha256": sha}
+            if not rec["path"].startswith("/"):
+                r.fail(path + ".path", "not an absolute guest path")
+        if kind == "proc":
+            rec["data"] = r.bytes(r.key(f, "data", path), path + ".data")
+        descs.append(rec)
+    fds, seen = [], set()
+    for i, e in enumerate(r.list(r.key(d, "fds", ""), "fds", MAX_FDS)):
+        path = f"fds[{i}]"
+        e = r.obj(e, path)
+        fd = r.int(r.key(e, "fd", path), path + ".fd", 0, MAX_FDS - 1)
+        if fd in seen:
+            r.fail(path, f"fd {fd} appears twice")
+        seen.add(fd)
+        fds.append({"fd": fd, "cloexec": r.bool(r.key(e, "cloexec", path), path),
+                    "description": r.int(r.key(e, "description", path), path, 0,
+                                         len(descs) - 1)})
+    return descs, fds
+
+
+def _kernel(r: Reader, d) -> dict:
+    d = r.obj(d, ".")
+    p = r.obj(r.key(d, "process", ""), "process")
+    proc = {n: r.int(r.key(p, n, "process"), f"process.{n}", 0, (1 << 64) - 1)
+            for n in _PROCESS_INTS}
+    cwd = r.str(r.key(p, "cwd", "process"), "process.cwd")
+    if not cwd.startswith("/"):
+        r.fail("process.cwd", "not an absolute guest path")
+    proc.update(cwd=cwd, exe=r.str(r.key(p, "exe", "process"), "process.exe"),
+                exit_status=None, exit_signal=None)
+    clock = r.obj(r.key(d, "clock", ""), "clock")
+    rnd = r.obj(r.key(d, "random", ""), "random")
+    sig = r.obj(r.key(d, "signals", ""), "signals")
+    actions = {}
+    for key, value in r.obj(r.key(sig, "actions", "signals"), "signals.actions").items():
+        if not key.isdigit() or not 1 <= int(key) <= 64:
+            r.fail("signals.actions", f"no signal {key!r}")
+        raw = r.bytes(value, f"signals.actions.{key}", 32)
+        if len(raw) != 32:
+            r.fail(f"signals.actions.{key}", "expected 32 bytes")
+        actions[int(key)] = raw
+    altstack = r.bytes(r.key(sig, "altstack", "signals"), "signals.altstack", 24)
+    if len(altstack) != 24:
+        r.fail("signals.altstack", "expected 24 bytes")
+    inodes = []
+    for i, t in enumerate(r.list(r.key(d, "inodes", ""), "inodes")):
+        if not isinstance(t, list) or len(t) != 3:
+            r.fail(f"inodes[{i}]", "expected [dev, ino, guest ino]")
+        inodes.append(tuple(r.int(x, f"inodes[{i}]") for x in t))
+    instructions = d.get("instructions")
+    return {
+        "process": proc,
+        "clock": {"monotonic_ns": r.int(r.key(clock, "monotonic_ns", "clock"), "clock"),
+                  "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock")},
+        "random": {"seed": r.hex(r.key(rnd, "seed", "random"), "random.seed"),
+                   "counter": r.int(r.key(rnd, "counter", "random"), "random.counter")},
+        "signals": {"actions": actions, "altstack": altstack,
+                    "mask": r.hex(r.key(sig, "mask", "signals"), "signals.mask")},
+        "inodes": inodes,
+        "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
+                                      r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
+        "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        "instructions": None if instructions is None else r.int(instructions, "instructions"),
+        "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
+        "root": r.str(r.key(d, "root", ""), "root"),
+        "not_preserved": [r.str(x, "not_preserved") for x in
+                          r.list(d.get("not_preserved", []), "not_preserved", 100)],
+    }
+
+
+__all__ = ["Image", "ImageError", "parse"]

@@ -1,0 +1,177 @@
+"""Restore: Antonov's "special branch in _main", done by vsnap for the guest.
+
+The seed's steps, in order: a fresh machine from the same program (refused if the program's
+hash differs), expand the stack and read the stack and the data segment back, reopen and seek
+each file (after checking that it is the file that was saved), restore the registers, resume.
+Everything is read and checked before anything is built, so a bad image never leaves a
+half-restored guest.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+from ..errors import SyscallError, VsnapError
+from ..fdtable import FdEntry, OpenFile
+from ..memory import PAGE
+from ..vfs import Sandbox
+from .checkpoint import listing_identity
+from .codec import ImageError, read_file
+from .image import Image, parse
+
+
+class FileChanged(VsnapError):
+    """A file the saved guest had open is not the file it was."""
+
+
+@dataclass
+class Plan:
+    """What restore will do, checked in full before the machine is touched."""
+
+    image: Image
+    program: str
+    root: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def load(path: str) -> Image:
+    manifest, parts = read_file(path)
+    return parse(manifest, parts, path)
+
+
+def plan(image: Image, *, root: str | None = None, program: str | None = None,
+         force: bool = False) -> Plan:
+    program = program or image.program["path"]
+    try:
+        with open(program, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise ImageError(f"{image.where}: the program {program} cannot be read "
+                         f"({e.strerror}); give its new place with --program") from None
+    if digest != image.program["sha256"]:
+        raise ImageError(f"{image.where}: {program} is not the program that was saved "
+                         f"(its SHA-256 differs); text is re-read from it, so it must be "
+                         f"the same build")
+    root = os.path.realpath(root or image.kernel["root"])
+    if not os.path.isdir(root):
+        raise ImageError(f"{image.where}: sandbox root {root} does not exist; "
+                         f"give one with --root")
+    p = Plan(image, program, root)
+    problems = _check_files(image, Sandbox(root))
+    if problems and not force:
+        raise FileChanged(f"vsnap: cannot resume {image.where}: {problems[0]}"
+                          + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                          + "; restore the file, or resume with --force to go on anyway")
+    p.warnings = [f"vsnap: warning: --force: {msg}; the guest may misbehave"
+                  for msg in problems]
+    return p
+
+
+def _check_files(image: Image, vfs: Sandbox) -> list[str]:
+    problems = []
+    for d in image.descriptions:
+        if d["kind"] not in ("file", "dir") or d.get("host_less"):
+            continue
+        ident = d["identity"]
+        if d["kind"] == "file" and ident["deleted"]:
+            problems.append(f"{d['path']} was deleted while open before the save, and "
+                            f"vsnap cannot bring back a deleted file")
+            continue
+        try:
+            r = vfs.resolve(d["path"], "/", follow=False)
+        except SyscallError as e:
+            problems.append(f"{d['path']} cannot be reached ({e})")
+            continue
+        if not r.exists or r.host is None:
+            problems.append(f"{d['path']} no longer exists")
+            continue
+        if d["kind"] == "dir":
+            try:
+                now = listing_identity(os.listdir(r.host))
+            except OSError as e:
+                problems.append(f"{d['path']}: {e.strerror}")
+                continue
+            if now != ident["listing_sha256"]:
+                problems.append(f"directory {d['path']} has different entries now")
+            continue
+        try:
+            st = os.stat(r.host, follow_symlinks=False)
+            with open(r.host, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError as e:
+            problems.append(f"{d['path']}: {e.strerror}")
+            continue
+        if st.st_size != ident["size"]:
+            problems.append(f"{d['path']} changed size since the save "
+                            f"({ident['size']} -> {st.st_size} bytes)")
+        elif digest != ident["sha256"]:
+            problems.append(f"{d['path']} has different content since the save")
+        elif st.st_mtime_ns != ident["mtime_ns"]:
+            problems.append(f"{d['path']} was modified since the save (same bytes, new time)")
+    return problems
+
+
+def build(p: Plan, console=None):
+    """A running Machine made from a checked plan."""
+    from ..machine import Machine
+    img = p.image
+    m = Machine.blank(p.program, root=p.root, console=console,
+                      max_memory=img.kernel["memory_limit"])
+    # expand the stack, read the stack and the data segment back (and the other mappings)
+    for v in img.vmas:
+        m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"])
+        if v["source"] == "program":
+            m.mem.write(v["start"], m.program.image_bytes(v["start"], v["end"]))
+        else:
+            blob = img.blobs[v["part"]]
+            for first, count, offset in v["pages"]:
+                m.mem.write(v["start"] + first * PAGE, blob[offset:offset + count * PAGE])
+        if v["prot"] != 3:
+            m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
+    m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
+    # reopen and seek each file
+    files = [_reopen(m, d) for d in img.descriptions]
+    for entry in img.fds:
+        m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+    _kernel_state(m, img.kernel)
+    m.cpu.restore_registers(img.registers)
+    m.instructions = img.kernel["instructions"]
+    return m
+
+
+def _reopen(m, d: dict) -> OpenFile:
+    f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
+    if d["kind"] == "file":
+        r = m.vfs.resolve(d["path"], "/", follow=False)
+        acc = d["flags"] & 3
+        flags = {0: os.O_RDONLY, 1: os.O_WRONLY}.get(acc, os.O_RDWR)
+        f.host_path = r.host
+        f.host_fd = os.open(r.host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    elif d["kind"] == "dir" and d["stream"] is None:
+        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
+    elif d["kind"] == "proc":
+        f.data = d["data"]
+    return f
+
+
+def _kernel_state(m, k: dict) -> None:
+    kern = m.kernel
+    for name, value in k["process"].items():
+        setattr(kern.proc, name, value)
+    kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
+    kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
+    kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
+    kern.sigactions = dict(k["signals"]["actions"])
+    kern.sigmask = k["signals"]["mask"]
+    kern.sigaltstack = k["signals"]["altstack"]
+    kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
+    kern.unknown_reported = set(k["unknown_syscalls_reported"])
+    kern.syscall_count = k["syscall_count"]
+
+
+def restore(path: str, *, root=None, program=None, force=False, console=None):
+    """Load, check and build: a Machine ready to continue where the image was saved."""
+    p = plan(load(path), root=root, program=program, force=force)
+    m = build(p, console)
+    return m, p.warnings
