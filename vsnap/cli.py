@@ -1,4 +1,4 @@
-"""The command line: vsnap build / run (save, resume and inspect come with checkpoints)."""
+"""The command line: vsnap build / run / save / resume / inspect / diff."""
 from __future__ import annotations
 
 import argparse
@@ -58,7 +58,46 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", action="store_true", help="print instructions, system calls "
                    "and wall time at exit (counts exactly, slower)")
     r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
+    _save_options(r)
+
+    s = sub.add_parser("save", help="checkpoint a `vsnap run` running in another terminal")
+    s.add_argument("pid", type=int, help="the pid of that vsnap run (ps shows it)")
+    s.add_argument("-o", "--output", default=None, help="image to write (default "
+                   "vsnap-PID.img)")
+    s.add_argument("--exit", action="store_true", help="stop the guest after saving")
+
+    z = sub.add_parser("resume", help="continue a saved guest in this process")
+    z.add_argument("image")
+    z.add_argument("--root", help="sandbox root (default: the one recorded in the image)")
+    z.add_argument("--program", help="where the program is now, if it moved")
+    z.add_argument("--force", action="store_true", help="resume even if open files "
+                   "changed since the save (say what is risked)")
+    z.add_argument("--strace", action="store_true", help="print each system call to stderr")
+    z.add_argument("--stats", action="store_true", help="print instructions, system calls "
+                   "and wall time at exit")
+    _save_options(z)
+
+    i = sub.add_parser("inspect", help="show what an image holds, as CRIU's crit does")
+    i.add_argument("image")
+    i.add_argument("view", nargs="?", default="summary",
+                   choices=("summary", "fds", "mems", "regs", "kernel"))
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    d = sub.add_parser("diff", help="what changed between two images")
+    d.add_argument("a")
+    d.add_argument("b")
     return p
+
+
+def _save_options(p) -> None:
+    p.add_argument("--save-at", type=_count, action="append", default=[], metavar="N",
+                   help="checkpoint after exactly N instructions (repeatable; counted from "
+                   "the program's start)")
+    p.add_argument("--save-every", type=_count, metavar="N",
+                   help="checkpoint every N instructions, a numbered series")
+    p.add_argument("-o", "--output", help="image path (numbered .0001, .0002 for a series)")
+    p.add_argument("--exit", action="store_true", help="stop the guest after the first save "
+                   "(otherwise it goes on)")
 
 
 def _program_path(path: str) -> str:
@@ -100,20 +139,69 @@ def cmd_run(a) -> int:
     if a.trace:
         m.cpu.trace_instructions(a.trace, lambda addr, code: _say(
             f"{addr:#014x}: {code.hex():<20} {disassemble_one(code, addr)}"))
-    result = m.run(max_instructions=a.max_instructions, count=a.stats)
+    return _drive(m, a, max_instructions=a.max_instructions)
+
+
+def _drive(m, a, max_instructions=None) -> int:
+    from .driver import SavePlan, drive
+    plan = SavePlan(a.output, a.save_at, a.save_every, a.exit)
+    if (plan.wanted or a.exit) and not a.output:
+        raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")
+    result = drive(m, plan, count=a.stats, max_instructions=max_instructions)
     sys.stdout.flush()
     if result.message:
-        sys.stderr.write(result.message + "\n")
+        _say(result.message)
     if a.stats:
-        sys.stderr.write(f"vsnap: {result.instructions} instructions, {result.syscalls} system "
-                         f"calls, {result.seconds:.3f} s, exit status {result.status}\n")
+        where = result.instructions if result.instructions is not None else "?"
+        _say(f"vsnap: {where} instructions, {result.syscalls} system calls, "
+             f"{result.seconds:.3f} s, exit status {result.status}")
     return result.status
+
+
+def cmd_save(a) -> int:
+    from .control import SaveFailed, request_save
+    out = a.output or f"vsnap-{a.pid}.img"
+    reply = request_save(a.pid, out, a.exit)
+    if not reply.get("ok"):
+        raise SaveFailed(f"vsnap: vsnap run {a.pid} could not save: {reply.get('message')}")
+    where = reply.get("instructions")
+    print(f"saved {reply['path']}" + (f" at instruction {where}" if where is not None else "")
+          + f", rip {reply['rip']:#x}" + ("; the guest stopped" if a.exit else ""))
+    return 0
+
+
+def cmd_resume(a) -> int:
+    from .kernel import Console
+    from .snapshot import restore
+    m, warnings = restore(a.image, root=a.root, program=a.program, force=a.force,
+                          console=Console.host())
+    for w in warnings:
+        _say(w)
+    if a.strace:
+        m.kernel.strace = _say
+    return _drive(m, a)
+
+
+def cmd_inspect(a) -> int:
+    from .snapshot import load
+    from .snapshot.inspect import as_json, render
+    img = load(a.image)
+    print(as_json(img, a.view) if a.json else render(img, a.view))
+    return 0
+
+
+def cmd_diff(a) -> int:
+    from .snapshot import load
+    from .snapshot.inspect import diff
+    print(diff(load(a.a), load(a.b)))
+    return 0
 
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
-        return {"build": cmd_build, "run": cmd_run}[a.command](a)
+        return {"build": cmd_build, "run": cmd_run, "save": cmd_save, "resume": cmd_resume,
+                "inspect": cmd_inspect, "diff": cmd_diff}[a.command](a)
     except VsnapError as e:
         msg = str(e)
         sys.stderr.write((msg if msg.startswith("vsnap:") else f"vsnap: {msg}") + "\n")

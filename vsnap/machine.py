@@ -83,6 +83,8 @@ class Machine:
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
         self.cpu.on_syscall(self.kernel.dispatch)
         self.result: RunResult | None = None
+        # called when the CPU was stopped from outside (another thread); may end the run
+        self.on_stop = None
 
     @property
     def running(self) -> bool:
@@ -94,6 +96,7 @@ class Machine:
         counting = count or max_instructions is not None
         if counting:
             self.cpu.start_counting(max_instructions)
+        self.instructions = None  # a free run does not know where it is
         t0 = time.perf_counter()
         result = self._run_loop()
         result.seconds = time.perf_counter() - t0
@@ -146,6 +149,10 @@ class Machine:
                                  f"raise it if the program is not stuck")
             if count:
                 return None
+            if self.on_stop is not None:  # stopped from outside (vsnap save): its business
+                result = self.on_stop(self)
+                if result is not None:
+                    return result
 
     def _fault_result(self, f: CpuFault) -> RunResult:
         try:

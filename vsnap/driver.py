@@ -1,0 +1,112 @@
+"""Driving a machine from the command line: save points, the save channel, the end report.
+
+`vsnap run` and `vsnap resume` both come here: run to each save point exactly (--save-at,
+--save-every), write an image there, stop if asked (--exit, like DragonFly's SIGCKPTEXIT) or go
+on (like SIGCKPT), and answer `vsnap save PID` requests from another terminal.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .errors import UsageError
+from .machine import Machine, RunResult
+
+
+@dataclass
+class SavePlan:
+    output: str | None = None
+    at: list[int] = field(default_factory=list)
+    every: int | None = None
+    stop: bool = False
+
+    def points(self, start: int):
+        """Instruction counts to save at, in order, after `start`."""
+        fixed = sorted(n for n in set(self.at) if n >= start)
+        if self.every is None:
+            yield from fixed
+            return
+        n = (start // self.every + 1) * self.every
+        while True:
+            while fixed and fixed[0] < n:
+                yield fixed.pop(0)
+            yield n
+            n += self.every
+
+    def path(self, index: int, numbered: bool) -> str:
+        out = self.output or "vsnap.img"
+        if not numbered:
+            return out
+        base, ext = os.path.splitext(out)
+        return f"{base}.{index:04d}{ext}"
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.at) or self.every is not None
+
+
+def say(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def drive(m: Machine, plan: SavePlan, *, count: bool = False,
+          max_instructions: int | None = None, listen: bool = True) -> RunResult:
+    from .snapshot import checkpoint
+    if plan.wanted and m.instructions is None:
+        raise UsageError("vsnap: this image was saved from a free-running guest, so its "
+                         "instruction count is unknown; --save-at needs a known position")
+    numbered = plan.every is not None or len(plan.at) > 1
+    index = 0
+    if plan.wanted:
+        for n in plan.points(m.instructions):
+            if max_instructions is not None and n > max_instructions:
+                break
+            result = m.advance(n)
+            if result is not None:
+                say(f"vsnap: the guest ended before instruction {n}; no image saved there")
+                return result
+            index += 1
+            path = plan.path(index, numbered)
+            checkpoint(m, path)
+            say(f"vsnap: saved {path} at instruction {n}")
+            if plan.stop:
+                return RunResult(0, message=None, instructions=n,
+                                 syscalls=m.kernel.syscall_count)
+    server = None
+    if listen:
+        from .control import ControlServer
+        try:
+            server = ControlServer(m.cpu)
+        except OSError as e:  # no socket: saving from outside is off, running is not
+            say(f"vsnap: warning: vsnap save cannot reach this run ({e})")
+        if server is not None:
+            m.on_stop = lambda machine: _serve_save(machine, server)
+    try:
+        return m.run(count=count, max_instructions=max_instructions)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _serve_save(m: Machine, server) -> RunResult | None:
+    from .snapshot import checkpoint
+    req = server.take()
+    if req is None:
+        return None
+    if getattr(m.cpu, "instructions", None) is not None:
+        m.instructions = m.cpu.instructions  # counting (--stats) knows where it is
+    try:
+        checkpoint(m, req.path)
+        req.reply = {"ok": True, "path": req.path, "instructions": m.instructions,
+                     "rip": m.cpu.read("rip")}
+        say(f"vsnap: saved {req.path} (requested by vsnap save)")
+    except Exception as e:  # the requester gets the reason; the guest goes on
+        req.reply = {"ok": False, "message": f"{type(e).__name__}: {e}"}
+    finally:
+        m.instructions = None
+        req.done.set()
+    if req.stop and req.reply.get("ok"):
+        return RunResult(0, message=None, syscalls=m.kernel.syscall_count)
+    return None
