@@ -146,8 +146,8 @@ class Cpu:
     # hooks -------------------------------------------------------------------------------
     def on_syscall(self, callback: Callable[[], None]) -> None:
         """Call `callback()` at each `syscall`; rip then points at the instruction."""
-        self.uc.hook_add(U.UC_HOOK_INSN, lambda uc, ud: callback(), None, 1, 0,
-                         X.UC_X86_INS_SYSCALL)
+        self._syscall_hook = self.uc.hook_add(U.UC_HOOK_INSN, lambda uc, ud: callback(),
+                                              None, 1, 0, X.UC_X86_INS_SYSCALL)
 
     def _on_cpuid(self, uc, _ud) -> int:
         leaf = uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF

@@ -1,0 +1,305 @@
+"""vsnap benchmarks: how fast is a guest under vsnap, next to raw Unicorn and the real CPU?
+
+    .venv/bin/python benchmarks/run.py        (or: make bench)
+
+Three measurements, each side by side in one run on this machine (see benchmarks/README.md):
+
+1. compute: programs/compute.c (a xorshift loop, no system calls inside) natively, in a bare
+   Unicorn engine with only a syscall hook, and under vsnap. Goal: vsnap >= 90% of raw Unicorn.
+2. syscalls: programs/syscalls.c (one-byte writes and reads on /dev/null, getpid) under vsnap,
+   in a bare Unicorn engine whose Python syscall hook does the least it can, and natively.
+   Goal: vsnap >= 100,000 system calls/s.
+3. startup: `vsnap run hello` in a fresh process, cold (a new interpreter each time).
+   Goal: < 0.2 s (median of 5).
+
+The whole run takes well under a minute once the guest programs are built (the very first build
+compiles musl with zig, about half a minute, and is cached afterwards).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import unicorn as U
+from unicorn import x86_const as X
+
+import vsnap
+from vsnap.build import build
+from vsnap.cpu import LINUX_FPCW, LINUX_MXCSR, HWCAP
+from vsnap.loader import build_stack, load_segments, read_program
+from vsnap.memory import AddressSpace, UnicornMemory
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROGRAMS = os.path.join(ROOT, "programs")
+
+NATIVE_TARGET_S = 0.2      # choose compute's N so that the native run takes about this long
+SYSCALL_N = 50_000         # syscalls.c N under vsnap and raw Unicorn: about 2N system calls
+NATIVE_SYSCALL_N = 1_000_000
+REPEAT = 3                 # best of REPEAT for the emulated runs
+STARTUP_RUNS = 5
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+def program(name: str) -> str:
+    return build(os.path.join(PROGRAMS, name + ".c"))
+
+
+def captured_console(out: bytearray) -> vsnap.Console:
+    return vsnap.Console(read=lambda n: b"", write_out=out.extend, write_err=out.extend)
+
+
+def run_vsnap(path: str, args: list[str], root: str, count: bool = False):
+    """(RunResult, output bytes) of one plain vsnap run with output captured."""
+    out = bytearray()
+    m = vsnap.Machine(path, args, root=root, console=captured_console(out))
+    result = m.run(count=count)
+    if result.status != 0:
+        raise SystemExit(f"benchmark: {os.path.basename(path)} {args} failed under vsnap: "
+                         f"{result} {bytes(out)!r}")
+    return result, bytes(out)
+
+
+def run_native(path: str, args: list[str]) -> tuple[float, bytes]:
+    t0 = time.perf_counter()
+    p = subprocess.run([path, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"benchmark: {path} {args} failed natively: {p.stdout!r}")
+    return dt, p.stdout
+
+
+def can_run_native(path: str) -> bool:
+    try:
+        return subprocess.run([path], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# a bare Unicorn engine: the same ELF, the same initial stack, no vsnap kernel
+
+SYS_READ, SYS_WRITE, SYS_OPEN, SYS_CLOSE, SYS_IOCTL, SYS_WRITEV = 0, 1, 2, 3, 16, 20
+SYS_GETPID, SYS_EXIT, SYS_ARCH_PRCTL, SYS_SET_TID_ADDRESS, SYS_EXIT_GROUP = 39, 60, 158, 218, 231
+ENOTTY, ENOSYS = 25, 38
+ARCH_SET_FS = 0x1002
+MASK64 = (1 << 64) - 1
+
+
+class RawUnicorn:
+    """One Uc engine loaded with a static ELF by vsnap's loader, and nothing else of vsnap.
+
+    The only hook is a UC_HOOK_INSN syscall hook: it costs nothing per instruction, only per
+    system call. `fast` is the minimal path for syscalls.c's loop calls (write, read, getpid):
+    read rax, maybe rdx, write rax, through the ordinary Python binding.
+    """
+
+    def __init__(self, path: str, args: list[str]):
+        prog = read_program(path)
+        uc = self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
+        # what Linux (and vsnap's Cpu) sets up: x87 control word, MXCSR, SSE enabled in CR4
+        uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
+        uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
+        uc.reg_write(X.UC_X86_REG_CR4, uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
+        mem = AddressSpace(UnicornMemory(uc))
+        load_segments(prog, mem)
+        sp = build_stack(prog, mem, [os.path.basename(path), *args], ["LANG=C"], bytes(16),
+                         HWCAP, "/" + os.path.basename(path))
+        uc.reg_write(X.UC_X86_REG_RSP, sp)
+        self.entry = prog.base + prog.entry
+        self.out = bytearray()
+        self.syscalls = 0
+        self.status = None
+        uc.hook_add(U.UC_HOOK_INSN, self._syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
+
+    def _syscall(self, uc, _ud):
+        self.syscalls += 1
+        nr = uc.reg_read(X.UC_X86_REG_RAX)
+        if nr == SYS_WRITE:                                 # write(fd, buf, n) = n
+            uc.reg_write(X.UC_X86_REG_RAX, uc.reg_read(X.UC_X86_REG_RDX))
+        elif nr == SYS_READ:                                # read(/dev/null) = 0
+            uc.reg_write(X.UC_X86_REG_RAX, 0)
+        elif nr == SYS_GETPID:
+            uc.reg_write(X.UC_X86_REG_RAX, 1000)
+        else:
+            uc.reg_write(X.UC_X86_REG_RAX, self._slow(uc, nr) & MASK64)
+
+    def _slow(self, uc, nr):
+        rdi, rsi, rdx = (uc.reg_read(r) for r in (X.UC_X86_REG_RDI, X.UC_X86_REG_RSI,
+                                                   X.UC_X86_REG_RDX))
+        if nr == SYS_ARCH_PRCTL and rdi == ARCH_SET_FS:
+            uc.reg_write(X.UC_X86_REG_FS_BASE, rsi)
+            return 0
+        if nr == SYS_SET_TID_ADDRESS:
+            return 1000
+        if nr == SYS_IOCTL:
+            return -ENOTTY
+        if nr == SYS_OPEN:
+            return 3
+        if nr == SYS_CLOSE:
+            return 0
+        if nr == SYS_WRITEV:
+            total = 0
+            for i in range(rdx):
+                base, n = struct.unpack("<QQ", uc.mem_read(rsi + 16 * i, 16))
+                if rdi in (1, 2):
+                    self.out += uc.mem_read(base, n)
+                total += n
+            return total
+        if nr in (SYS_EXIT, SYS_EXIT_GROUP):
+            self.status = rdi
+            uc.emu_stop()
+            return 0
+        return -ENOSYS
+
+    def run(self) -> float:
+        """Run to exit; return the seconds spent in emu_start."""
+        t0 = time.perf_counter()
+        self.uc.emu_start(self.entry, MASK64)
+        dt = time.perf_counter() - t0
+        if self.status != 0:
+            raise SystemExit(f"benchmark: raw Unicorn run ended with status {self.status}")
+        return dt
+
+
+# ------------------------------------------------------------------------------------------
+# the three benchmarks
+
+def bench_compute(root: str, native_ok: bool, rows: list) -> None:
+    compute = program("compute")
+    # N: about NATIVE_TARGET_S natively (calibrated), rounded to two significant digits
+    if native_ok:
+        probe = 20_000_000
+        dt = min(run_native(compute, [str(probe)])[0] for _ in range(2))
+        n = int(probe * NATIVE_TARGET_S / dt)
+    else:
+        n = 100_000_000
+    digits = len(str(n)) - 2
+    n = max(1_000_000, round(n, -digits))
+
+    # exact instruction count: instructions = a*N + b, fitted from two small counted runs
+    # (printf's work differs a little with the numbers it prints: round the slope)
+    small = [run_vsnap(compute, [str(k)], root, count=True)[0].instructions for k in (1000, 3000)]
+    per_iter = round((small[1] - small[0]) / 2000)
+    instructions = small[0] + per_iter * (n - 1000)
+
+    native_s = vs_s = raw_s = float("inf")
+    outputs = set()
+    for _ in range(REPEAT):                      # interleaved, best of REPEAT each
+        result, out = run_vsnap(compute, [str(n)], root)
+        vs_s = min(vs_s, result.seconds)
+        outputs.add(out)
+        raw = RawUnicorn(compute, [str(n)])
+        raw_s = min(raw_s, raw.run())
+        outputs.add(bytes(raw.out))
+        if native_ok:
+            dt, out = run_native(compute, [str(n)])
+            native_s = min(native_s, dt)
+            outputs.add(out)
+    if len(outputs) != 1:
+        raise SystemExit(f"benchmark: compute printed different outputs: {outputs}")
+
+    mips = lambda s: f"{instructions / s / 1e6:,.0f} M insn/s"
+    ratio = raw_s / vs_s
+    rows.append(("1 compute", f"N={n:,}: {instructions / 1e6:,.0f} M instructions "
+                 f"({per_iter:g} per step)", "", ""))
+    if native_ok:
+        rows.append(("  native (wall, incl. process start)", f"{native_s:.3f} s  {mips(native_s)}",
+                     "", ""))
+    rows.append(("  raw Unicorn, syscall hook only", f"{raw_s:.3f} s  {mips(raw_s)}", "", ""))
+    rows.append(("  vsnap Machine.run()", f"{vs_s:.3f} s  {mips(vs_s)}", "", ""))
+    rows.append(("  vsnap speed / raw Unicorn", f"{ratio:.1%}", ">= 90%",
+                 "PASS" if ratio >= 0.9 else "MISS"))
+    if native_ok:
+        rows.append(("  native speed / vsnap", f"{vs_s / native_s:.2f}x", "", ""))
+
+
+def bench_syscalls(root: str, native_ok: bool, rows: list) -> None:
+    sysc = program("syscalls")
+    vs_rate = raw_rate = 0.0
+    vs_calls = raw_calls = 0
+    for _ in range(REPEAT):
+        result, out = run_vsnap(sysc, [str(SYSCALL_N)], root)
+        vs_calls = result.syscalls
+        vs_rate = max(vs_rate, result.syscalls / result.seconds)
+        raw = RawUnicorn(sysc, [str(SYSCALL_N)])
+        dt = raw.run()
+        raw_calls = raw.syscalls
+        raw_rate = max(raw_rate, raw.syscalls / dt)
+        if bytes(raw.out) != out:
+            raise SystemExit(f"benchmark: syscalls printed {bytes(raw.out)!r} in raw Unicorn, "
+                             f"{out!r} under vsnap")
+    rows.append(("2 syscalls", f"N={SYSCALL_N:,}: {vs_calls:,} system calls under vsnap", "",
+                 ""))
+    if native_ok:
+        dt = min(run_native(sysc, [str(NATIVE_SYSCALL_N)])[0] for _ in range(REPEAT))
+        # the same program with a bigger N: the calls outside the loops are the same
+        native_calls = vs_calls + 2 * (NATIVE_SYSCALL_N - SYSCALL_N) + \
+            (NATIVE_SYSCALL_N // 100 - SYSCALL_N // 100)
+        rows.append(("  native (N=%s, wall)" % f"{NATIVE_SYSCALL_N:,}",
+                     f"{native_calls / dt:>12,.0f} calls/s", "", ""))
+    rows.append(("  raw Unicorn, bare Python hook", f"{raw_rate:>12,.0f} calls/s", "", ""))
+    rows.append(("  vsnap", f"{vs_rate:>12,.0f} calls/s", ">= 100,000/s",
+                 "PASS" if vs_rate >= 100_000 else "MISS"))
+    rows.append(("  vsnap / bare hook", f"{vs_rate / raw_rate:.1%} "
+                 f"({1e6 / vs_rate - 1e6 / raw_rate:+.2f} us per call)", "", ""))
+
+
+def bench_startup(native_ok: bool, rows: list) -> None:
+    hello = program("hello")
+    exe = os.path.join(os.path.dirname(sys.executable), "vsnap")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "vsnap"]
+    times = []
+    for _ in range(STARTUP_RUNS):
+        t0 = time.perf_counter()
+        p = subprocess.run([*cmd, "run", hello], capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - t0)
+        if p.returncode != 0 or b"Hello, world!" not in p.stdout:
+            raise SystemExit(f"benchmark: vsnap run hello failed: {p.stderr.decode()}")
+    py = []
+    for _ in range(STARTUP_RUNS):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-S", "-c", "pass"], check=True)
+        py.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    rows.append(("3 startup", f"`vsnap run hello`, fresh process, {STARTUP_RUNS} runs", "", ""))
+    rows.append(("  vsnap run hello", f"best {min(times):.3f} s, median {med:.3f} s", "< 0.2 s",
+                 "PASS" if med < 0.2 else "MISS"))
+    rows.append(("  (python -S -c pass)", f"best {min(py):.3f} s", "", ""))
+    if native_ok:
+        nat = min(run_native(hello, [])[0] for _ in range(STARTUP_RUNS))
+        rows.append(("  (native hello: process start)", f"best {nat * 1000:.2f} ms", "", ""))
+
+
+def main() -> int:
+    t0 = time.perf_counter()
+    print("building guest programs (cached after the first time) ...", flush=True)
+    for name in ("hello", "compute", "syscalls"):
+        program(name)
+    native_ok = can_run_native(program("hello"))
+    rows: list[tuple[str, str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="vsnap-bench-") as root:
+        bench_compute(root, native_ok, rows)
+        bench_syscalls(root, native_ok, rows)
+    bench_startup(native_ok, rows)
+
+    print(f"\nvsnap {vsnap.__version__}, unicorn {U.__version__}, Python "
+          f"{sys.version.split()[0]}, {os.cpu_count()} CPUs"
+          + ("" if native_ok else "; this host cannot run the guests natively"))
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"{'':<{w}}  {'measured':<{v}}  {'goal':<12}  result")
+    for name, value, goal, verdict in rows:
+        print(f"{name:<{w}}  {value:<{v}}  {goal:<12}  {verdict}".rstrip())
+    print(f"\n(benchmark took {time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
