@@ -121,8 +121,9 @@ def _prot(flags: int) -> int:
             | (PROT_EXEC if flags & 1 else 0))
 
 
-def load_segments(prog: Program, mem: AddressSpace) -> None:
-    """Map the PT_LOAD segments and set the program break."""
+def load_segments(prog: Program, mem: AddressSpace, name: str = "") -> None:
+    """Map the PT_LOAD segments and set the program break. `name` is what /proc/self/maps
+    shows for them: the program's path as the guest sees it."""
     base = prog.base
     pages: dict[int, int] = {}   # page -> union of protections (segments may share a page)
     kinds: dict[int, str] = {}
@@ -133,7 +134,7 @@ def load_segments(prog: Program, mem: AddressSpace) -> None:
             kinds.setdefault(page, kind)
     # map runs of pages with the same protection and kind, writable first so we can fill them
     for start, end, prot, kind in _runs(pages, kinds):
-        mem.map(start, end - start, prot | PROT_WRITE, kind, prog.path if kind != "bss" else "")
+        mem.map(start, end - start, prot | PROT_WRITE, kind, name if kind != "bss" else "")
     for vaddr, memsz, offset, filesz, flags in prog.segments:
         mem.write(base + vaddr, prog.data[offset:offset + filesz])
     for start, end, prot, kind in _runs(pages, kinds):

@@ -51,7 +51,7 @@ class Machine:
                                    stream=stream))
         argv = [argv0 or self.exe or os.path.basename(program), *args]
         envp = list(DEFAULT_ENV) if env is None else list(env)
-        load_segments(self.program, self.mem)
+        load_segments(self.program, self.mem, self.exe or os.path.basename(program))
         sp = build_stack(self.program, self.mem, argv, envp, k.random.bytes(16), HWCAP,
                          self.exe or argv[0])
         self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry})

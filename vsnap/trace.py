@@ -33,6 +33,32 @@ def instruction_count(code: bytes, address: int) -> int:
     return sum(1 for _ in _cs.disasm_lite(code, address))
 
 
+_PROT = [("PROT_READ", C.PROT_READ), ("PROT_WRITE", C.PROT_WRITE), ("PROT_EXEC", C.PROT_EXEC)]
+_MAP = [("MAP_SHARED", C.MAP_SHARED), ("MAP_PRIVATE", C.MAP_PRIVATE), ("MAP_FIXED", C.MAP_FIXED),
+        ("MAP_ANONYMOUS", C.MAP_ANONYMOUS), ("MAP_NORESERVE", C.MAP_NORESERVE),
+        ("MAP_POPULATE", C.MAP_POPULATE), ("MAP_STACK", C.MAP_STACK),
+        ("MAP_FIXED_NOREPLACE", C.MAP_FIXED_NOREPLACE)]
+_CONSTANTS = {
+    "archprctl": {C.ARCH_SET_FS: "ARCH_SET_FS", C.ARCH_GET_FS: "ARCH_GET_FS",
+                  C.ARCH_SET_GS: "ARCH_SET_GS", C.ARCH_GET_GS: "ARCH_GET_GS"},
+    "ioctl": {C.TCGETS: "TCGETS", C.TCSETS: "TCSETS", C.TCSETSW: "TCSETSW",
+              C.TCSETSF: "TCSETSF", C.TIOCGWINSZ: "TIOCGWINSZ", C.TIOCSWINSZ: "TIOCSWINSZ",
+              C.TIOCGPGRP: "TIOCGPGRP", C.FIONREAD: "FIONREAD"},
+    "fcntl": {C.F_DUPFD: "F_DUPFD", C.F_GETFD: "F_GETFD", C.F_SETFD: "F_SETFD",
+              C.F_GETFL: "F_GETFL", C.F_SETFL: "F_SETFL", C.F_GETLK: "F_GETLK",
+              C.F_SETLK: "F_SETLK", C.F_SETLKW: "F_SETLKW", C.F_DUPFD_CLOEXEC: "F_DUPFD_CLOEXEC"},
+    "whence": {C.SEEK_SET: "SEEK_SET", C.SEEK_CUR: "SEEK_CUR", C.SEEK_END: "SEEK_END"},
+}
+
+
+def _bits(v: int, table, zero: str) -> str:
+    names = [n for n, bit in table if v & bit]
+    rest = v & ~sum(bit for _, bit in table)
+    if rest:
+        names.append(f"{rest:#x}")
+    return "|".join(names) or zero
+
+
 def _oflags(v: int) -> str:
     names = [n for n, bit in _OFLAGS if v & bit and n not in ("O_WRONLY", "O_RDWR")]
     acc = {0: "O_RDONLY", 1: "O_WRONLY", 2: "O_RDWR"}.get(v & 3, "O_ACCMODE")
@@ -71,6 +97,12 @@ def format_arg(k, kind: str, value: int, nxt: int | None) -> str:
             return f"{value:#x}"
     if kind == "oflags":
         return _oflags(value)
+    if kind == "prot":
+        return _bits(value, _PROT, "PROT_NONE")
+    if kind == "mflags":
+        return _bits(value, _MAP, "0")
+    if kind in _CONSTANTS:
+        return _CONSTANTS[kind].get(value & 0xFFFFFFFF, f"{value:#x}")
     if kind == "mode":
         return f"0{value & 0o7777:o}"
     if kind == "size":

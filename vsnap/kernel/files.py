@@ -227,7 +227,7 @@ def _seekable(f: OpenFile) -> OpenFile:
     return f
 
 
-@syscall("lseek", "fd int int")
+@syscall("lseek", "fd int whence")
 def sys_lseek(k, fd, offset, whence):
     """off_t lseek(int fd, off_t offset, int whence);"""
     f = _seekable(k.fds.get(s32(fd)))
@@ -279,7 +279,7 @@ def sys_dup3(k, oldfd, newfd, flags):
     return newfd
 
 
-@syscall("fcntl", "fd int hex")
+@syscall("fcntl", "fd fcntl hex")
 def sys_fcntl(k, fd, cmd, arg):
     """int fcntl(int fd, int cmd, ... /* arg */ );"""
     fd, cmd = s32(fd), s32(cmd)
@@ -302,7 +302,7 @@ def sys_fcntl(k, fd, cmd, arg):
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 
-@syscall("ioctl", "fd hex ptr")
+@syscall("ioctl", "fd ioctl ptr")
 def sys_ioctl(k, fd, request, argp):
     """int ioctl(int fd, unsigned long request, ...);"""
     f = k.fds.get(s32(fd))

@@ -20,7 +20,7 @@ def sys_brk(k, addr):
     return k.mem.set_brk(addr)
 
 
-@syscall("mmap", "ptr size hex hex fd hex")
+@syscall("mmap", "ptr size prot mflags fd hex")
 def sys_mmap(k, addr, length, prot, flags, fd, offset):
     """void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);"""
     flags, prot = s32(flags), s32(prot)
@@ -65,7 +65,7 @@ def sys_munmap(k, addr, length):
     return 0
 
 
-@syscall("mprotect", "ptr size hex")
+@syscall("mprotect", "ptr size prot")
 def sys_mprotect(k, addr, length, prot):
     """int mprotect(void *addr, size_t len, int prot);"""
     if addr & (PAGE - 1):

@@ -103,7 +103,7 @@ def sys_getgroups(k, size, lst):
     return 1
 
 
-@syscall("arch_prctl", "hex ptr")
+@syscall("arch_prctl", "archprctl ptr")
 def sys_arch_prctl(k, code, addr):
     """int arch_prctl(int code, unsigned long addr);"""
     if code == C.ARCH_SET_FS:

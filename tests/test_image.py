@@ -1,0 +1,210 @@
+"""The image file as untrusted input: round trips, fuzzing, refusals, and kill -9 while saving."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from guestrun import Capture, fresh_root, start
+from vsnap.errors import VsnapError
+from vsnap.snapshot import FileChanged, ImageError, checkpoint, load, restore
+from vsnap.snapshot.codec import decode, encode
+from vsnap.snapshot.restore import build, plan
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A counter guest saved mid-run (it has a log file open): (image path, its bytes, root)."""
+    base = tmp_path_factory.mktemp("image")
+    root = fresh_root(base, "root")
+    m = start("counter", root, Capture())
+    assert m.advance(1_500_000) is None
+    path = base / "counter.img"
+    checkpoint(m, str(path))
+    return path, path.read_bytes(), root
+
+
+def test_codec_round_trip_gives_the_same_bytes(saved):
+    _, data, _ = saved
+    manifest, parts = decode(data)
+    assert encode(parts, manifest["program"]) == data
+
+
+def test_image_is_a_zip_of_json_and_raw_parts(saved):
+    path, _, _ = saved
+    names = zipfile.ZipFile(path).namelist()
+    for part in ("manifest.json", "registers.json", "fds.json", "kernel.json", "memory.json",
+                 "memory/stack.bin", "memory/data.bin"):
+        assert part in names
+
+
+def _load_or_refuse(data: bytes, tmp_path: Path, root: Path) -> None:
+    """Every mutated image is either usable to the end of restore or refused with
+    vsnap's own error; any other exception fails the test."""
+    path = tmp_path / "mutant.img"
+    path.write_bytes(data)
+    try:
+        img = load(str(path))
+        m = build(plan(img, root=str(root), force=True), Capture().console)
+        m.advance((m.instructions or 0) + 1000) if m.instructions is not None else None
+    except VsnapError:
+        pass
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzzed_images_load_or_are_refused(saved, tmp_path_factory, data):
+    _, good, root = saved
+    blob = bytearray(good)
+    how = data.draw(st.sampled_from(["flip", "truncate", "splice", "zero", "insert"]))
+    if how == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(blob) - 1))
+            blob[i] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "truncate":
+        blob = blob[:data.draw(st.integers(0, len(blob) - 1))]
+    elif how == "splice":
+        i = data.draw(st.integers(0, len(blob) - 1))
+        j = data.draw(st.integers(0, len(blob) - 1))
+        n = data.draw(st.integers(1, 512))
+        blob[i:i + n] = good[j:j + n]
+    elif how == "zero":
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i:i + data.draw(st.integers(1, 4096))] = bytes(4096)[:len(blob[i:i + 4096])]
+    else:
+        i = data.draw(st.integers(0, len(blob)))
+        blob[i:i] = data.draw(st.binary(min_size=1, max_size=64))
+    _load_or_refuse(bytes(blob), tmp_path_factory.mktemp("fuzz"), root)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_tampered_json_with_valid_hashes_is_checked_field_by_field(saved, tmp_path_factory,
+                                                                   data):
+    """An attacker can recompute the hashes; the fields themselves must still be checked."""
+    import json
+    _, good, root = saved
+    manifest, parts = decode(good)
+    name = data.draw(st.sampled_from(["registers.json", "fds.json", "kernel.json",
+                                      "memory.json"]))
+    obj = json.loads(parts[name])
+
+    def mutate(o, depth=0):
+        if isinstance(o, dict) and o:
+            k = data.draw(st.sampled_from(sorted(o)))
+            if depth > 3 or data.draw(st.booleans()):
+                o[k] = data.draw(st.one_of(st.none(), st.integers(-2**70, 2**70), st.text(),
+                                           st.booleans(), st.just("0x" + "f" * 40),
+                                           st.just([]), st.just({})))
+            else:
+                mutate(o[k], depth + 1)
+        elif isinstance(o, list) and o:
+            i = data.draw(st.integers(0, len(o) - 1))
+            if depth > 3 or data.draw(st.booleans()):
+                o[i] = data.draw(st.one_of(st.none(), st.integers(-2**70, 2**70), st.text(),
+                                           st.just([0, 0, 0]), st.just([2**40, 1, 0])))
+            else:
+                mutate(o[i], depth + 1)
+
+    mutate(obj)
+    parts[name] = json.dumps(obj).encode()
+    _load_or_refuse(encode(parts, manifest["program"]), tmp_path_factory.mktemp("tamper"), root)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a vsnap image"),
+    (b"hello world\n", "not a vsnap image"),
+    (b"PK\x03\x04" + bytes(100), "not a vsnap image"),
+])
+def test_non_images_are_refused(tmp_path, content, message):
+    p = tmp_path / "x.img"
+    p.write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        load(str(p))
+
+
+def test_wrong_version_is_refused(saved, tmp_path):
+    import json
+    _, good, _ = saved
+    manifest, parts = decode(good)
+    buf = encode(parts, manifest["program"])
+    z = zipfile.ZipFile(__import__("io").BytesIO(buf))
+    m = json.loads(z.read("manifest.json"))
+    m["version"] = 99
+    out = tmp_path / "v99.img"
+    with zipfile.ZipFile(out, "w") as w:
+        for n in z.namelist():
+            w.writestr(n, json.dumps(m) if n == "manifest.json" else z.read(n))
+    with pytest.raises(ImageError, match="version 99"):
+        load(str(out))
+
+
+def test_a_changed_file_is_refused_and_force_says_what_it_risks(tmp_path):
+    root = fresh_root(tmp_path, "root")
+    cap = Capture()
+    m = start("counter", root, cap)
+    assert m.advance(1_600_000) is None  # after the second tick: counter.log has two lines
+    img = tmp_path / "c.img"
+    checkpoint(m, str(img))
+    log = root / "counter.log"
+    log.write_text(log.read_text() + "tampered\n")
+    with pytest.raises(FileChanged, match=r"/counter.log changed size since the save"):
+        restore(str(img), console=cap.console)
+    m2, warnings = restore(str(img), force=True, console=cap.console)
+    assert warnings and "--force" in warnings[0] and "counter.log" in warnings[0]
+    log.unlink()
+    with pytest.raises(FileChanged, match=r"/counter.log no longer exists"):
+        restore(str(img), console=cap.console)
+
+
+def test_a_different_program_is_refused(saved, tmp_path):
+    path, _, _ = saved
+    other = tmp_path / "other"
+    from guestrun import program
+    other.write_bytes(Path(program("hello")).read_bytes())
+    with pytest.raises(ImageError, match="not the program that was saved"):
+        restore(str(path), program=str(other))
+
+
+KILLER = r"""
+import sys
+from guestrun import Capture, fresh_root, start
+from vsnap.snapshot import checkpoint
+from pathlib import Path
+root = fresh_root(Path(sys.argv[1]), "root")
+m = start("malloc_stress", root, Capture())
+m.advance(40_000_000)   # tens of MiB of heap and mappings: a save takes a while
+print("ready", flush=True)
+while True:
+    checkpoint(m, sys.argv[2])
+"""
+
+
+def test_kill_9_during_save_leaves_the_old_image_whole(saved, tmp_path):
+    """A child saves the same path over and over; kill -9 it at random moments; the image at
+    that path always loads (the old one or a new one, never a torn one)."""
+    path, good, _ = saved
+    target = tmp_path / "target.img"
+    target.write_bytes(good)
+    rng = random.Random(7)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    for trial in range(6):
+        work = tmp_path / f"w{trial}"
+        work.mkdir()
+        child = subprocess.Popen([sys.executable, "-c", KILLER, str(work), str(target)],
+                                 stdout=subprocess.PIPE, env=env)
+        assert child.stdout.readline().strip() == b"ready"
+        time.sleep(rng.uniform(0.0, 0.4))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        load(str(target))  # raises if torn
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) <= 6  # temporary files of killed saves, never the image itself
