@@ -75,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--strace", action="store_true", help="print each system call to stderr")
     z.add_argument("--stats", action="store_true", help="print instructions, system calls "
                    "and wall time at exit")
+    z.add_argument("--max-instructions", type=_count, metavar="N",
+                   help="stop the guest after N more instructions")
     _save_options(z)
 
     i = sub.add_parser("inspect", help="show what an image holds, as CRIU's crit does")
@@ -179,7 +181,7 @@ def cmd_resume(a) -> int:
         _say(w)
     if a.strace:
         m.kernel.strace = _say
-    return _drive(m, a)
+    return _drive(m, a, max_instructions=a.max_instructions)
 
 
 def cmd_inspect(a) -> int:
