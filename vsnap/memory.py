@@ -182,6 +182,18 @@ class AddressSpace:
     def write(self, addr: int, data: bytes) -> None:
         self.backend.write(addr, bytes(data))
 
+    def read_bulk(self, addr: int, size: int):
+        """Many pages at once (checkpoints): the backend's fast path when it has one."""
+        fast = getattr(self.backend, "read_bulk", None)
+        return fast(addr, size) if fast else bytearray(self.backend.read(addr, size))
+
+    def write_bulk(self, addr: int, data) -> None:
+        fast = getattr(self.backend, "write_bulk", None)
+        if fast:
+            fast(addr, data)
+        else:
+            self.backend.write(addr, bytes(data))
+
     def maps_text(self) -> str:
         """The guest's memory map in /proc/self/maps format."""
         lines = []
@@ -202,8 +214,12 @@ class UnicornMemory:
     """The real backend: Unicorn's page tables. Bad addresses become EFAULT."""
 
     def __init__(self, uc):
+        import ctypes
+
         import unicorn as U
+        from unicorn.unicorn_py3.unicorn import uclib
         self._uc, self._UcError = uc, U.UcError
+        self._ctypes, self._uclib = ctypes, uclib
         self._perm = {0: U.UC_PROT_NONE}
         for p in range(1, 8):
             self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
@@ -229,3 +245,23 @@ class UnicornMemory:
             self._uc.mem_write(addr, data)
         except self._UcError:
             raise SyscallError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}") from None
+
+    # Bulk copies for checkpoints: the binding's mem_read zero-fills a ctypes buffer and then
+    # copies it into a bytearray (two passes over 64 MiB); these make one.
+    def read_bulk(self, addr: int, size: int) -> bytearray:
+        out = bytearray(size)
+        buf = (self._ctypes.c_char * size).from_buffer(out)
+        if self._uclib.uc_mem_read(self._uc._uch, addr, buf, size) != 0:
+            raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}")
+        return out
+
+    def write_bulk(self, addr: int, data) -> None:
+        """`data` is any writable buffer (a bytearray, or a memoryview of a copy-on-write
+        mmap of the image file): no copy is made on the way into Unicorn."""
+        size = len(data)
+        try:
+            buf = (self._ctypes.c_char * size).from_buffer(data)
+        except TypeError:  # a read-only buffer: one copy, then the same call
+            buf = bytes(data)
+        if self._uclib.uc_mem_write(self._uc._uch, addr, buf, size) != 0:
+            raise SyscallError(E.EFAULT, f"write {size} bytes at {addr:#x}")

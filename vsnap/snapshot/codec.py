@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import mmap
 import os
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import VsnapError
 
@@ -42,19 +44,31 @@ def _info(name: str, compress: int) -> zipfile.ZipInfo:
     return info
 
 
-def encode(parts: dict[str, bytes], program: dict) -> bytes:
-    """The image file's bytes for these parts (JSON parts are already serialised)."""
-    manifest = {
-        "format": FORMAT, "version": VERSION, "program": program,
-        "parts": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                  for name, data in sorted(parts.items())},
-    }
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        z.writestr(_info("manifest.json", zipfile.ZIP_DEFLATED), dumps(manifest))
-        for name, data in sorted(parts.items()):
+def write_zip(f, parts: dict, program: dict) -> None:
+    """Write an image to the binary file `f`. Each part is bytes, or a list of buffers (the
+    pages of a memory part, written without joining them). Parts go first, hashed as they
+    are written; the manifest with their hashes goes last."""
+    listed = {}
+    with zipfile.ZipFile(f, "w") as z:
+        for name in sorted(parts):
+            chunks = parts[name] if isinstance(parts[name], list) else [parts[name]]
             kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
-            z.writestr(_info(name, kind), data)
+            h, size = hashlib.sha256(), 0
+            with z.open(_info(name, kind), "w", force_zip64=True) as out:
+                for chunk in chunks:
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            listed[name] = {"sha256": h.hexdigest(), "size": size}
+        manifest = {"format": FORMAT, "version": VERSION, "program": program,
+                    "parts": listed}
+        z.writestr(_info("manifest.json", zipfile.ZIP_DEFLATED), dumps(manifest))
+
+
+def encode(parts: dict, program: dict) -> bytes:
+    """The image file's bytes for these parts (JSON parts are already serialised)."""
+    buf = io.BytesIO()
+    write_zip(buf, parts, program)
     return buf.getvalue()
 
 
@@ -62,22 +76,22 @@ def dumps(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Write `data` to `path` so that a crash at any moment leaves either the old file or the
-    new one there, whole: write a temporary file beside it, fsync, rename, fsync the folder."""
+def write_atomically(path: str, parts: dict, program: dict) -> None:
+    """Write the image so that a crash at any moment leaves either the old file or the new
+    one at `path`, whole: a temporary file beside it, fsync, rename, fsync the folder."""
     directory = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        with open(tmp, "wb") as f:
+            write_zip(f, parts, program)
+            f.flush()
+            os.fsync(f.fileno())
     except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
-    os.close(fd)
     os.replace(tmp, path)
     dfd = os.open(directory, os.O_RDONLY)
     try:
@@ -86,10 +100,12 @@ def write_atomically(path: str, data: bytes) -> None:
         os.close(dfd)
 
 
-def decode(data: bytes, where: str = "image") -> tuple[dict, dict[str, bytes]]:
-    """(manifest, parts) from an image file's bytes, every part's hash checked."""
+def decode(data, where: str = "image", file=None) -> tuple[dict, dict]:
+    """(manifest, parts) from an image file's bytes (or an mmap of it, with the open `file`),
+    every part's hash checked. JSON parts come back as bytes; memory parts as memoryviews
+    into `data`."""
     try:
-        z = zipfile.ZipFile(io.BytesIO(data))
+        z = zipfile.ZipFile(file if file is not None else io.BytesIO(data))
         names = z.namelist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as e:
         raise ImageError(f"{where}: not a vsnap image ({_short(e)}); "
@@ -106,33 +122,51 @@ def decode(data: bytes, where: str = "image") -> tuple[dict, dict[str, bytes]]:
     listed = manifest.get("parts")
     if not isinstance(listed, dict):
         raise ImageError(f"{where}: damaged manifest (no parts table)")
-    parts: dict[str, bytes] = {}
     for name in JSON_PARTS:
         if name not in listed:
             raise ImageError(f"{where}: damaged image: part {name} is missing")
+    whole = memoryview(data)
+    parts: dict = {}
     for name, meta in listed.items():
         if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
                 and isinstance(meta.get("size"), int) and 0 <= meta["size"] <= MAX_PART):
             raise ImageError(f"{where}: damaged manifest entry for {name!r}")
         if name not in names:
             raise ImageError(f"{where}: damaged image: part {name} is listed but missing")
-        blob = _read_member(z, name, meta["size"], where)
-        if len(blob) != meta["size"] or hashlib.sha256(blob).hexdigest() != meta["sha256"]:
-            raise ImageError(f"{where}: part {name} does not match its hash: the image is "
-                             f"corrupt or was edited; use vsnap patch to change an image")
-        parts[name] = blob
+        parts[name] = _read_member(z, whole, name, meta["size"], where)
     extra = set(names) - set(listed) - {"manifest.json"}
     if extra:
         raise ImageError(f"{where}: image holds parts its manifest does not list: "
                          f"{', '.join(sorted(extra))[:80]}")
+    # hash every part; hashlib lets go of the GIL, so big parts are checked side by side
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        digests = dict(zip(parts, pool.map(lambda b: hashlib.sha256(b).hexdigest(),
+                                           parts.values())))
+    for name, digest in digests.items():
+        if digest != listed[name]["sha256"]:
+            raise ImageError(f"{where}: part {name} does not match its hash: the image is "
+                             f"corrupt or was edited")
     return manifest, parts
 
 
-def _read_member(z, name, size, where) -> bytes:
+def _read_member(z, whole, name, size, where):
+    """A part's bytes. A stored (uncompressed) part of a mapped file is not read at all: it
+    is a view of the mapping at the member's data offset, and its SHA-256 vouches for it."""
     try:
         info = z.getinfo(name)
         if info.file_size != size:
             raise ImageError(f"{where}: part {name} has the wrong size for its manifest entry")
+        if whole is not None and info.compress_type == zipfile.ZIP_STORED:
+            head = bytes(whole[info.header_offset:info.header_offset + 30])
+            if len(head) != 30 or head[:4] != b"PK\x03\x04":
+                raise ImageError(f"{where}: part {name} has a damaged local header")
+            start = info.header_offset + 30 + int.from_bytes(head[26:28], "little") \
+                + int.from_bytes(head[28:30], "little")
+            view = whole[start:start + size]
+            if len(view) != size:
+                raise ImageError(f"{where}: part {name} runs past the end of the file: "
+                                 f"the image is truncated")
+            return view
         with z.open(info) as f:
             return f.read(size + 1)
     except ImageError:
@@ -163,15 +197,24 @@ def load_json_part(parts: dict[str, bytes], name: str, where: str):
         raise ImageError(f"{where}: {name} is not valid JSON ({_short(e)})") from None
 
 
-def read_file(path: str) -> tuple[dict, dict[str, bytes]]:
+def read_file(path: str) -> tuple[dict, dict]:
+    """Decode the image at `path` through a private copy-on-write mapping of it: memory parts
+    stay in the page cache until restore copies them into the guest."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        f = open(path, "rb")
     except IsADirectoryError:
         raise ImageError(f"{path}: is a directory, not an image") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read it ({e.strerror})") from None
-    return decode(data, path)
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise ImageError(f"{path}: an empty file, not a vsnap image")
+        try:
+            data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as e:
+            raise ImageError(f"{path}: cannot map it ({e})") from None
+        return decode(data, path, file=f)
 
 
 def _short(e: Exception) -> str:

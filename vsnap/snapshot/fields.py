@@ -66,7 +66,7 @@ class Reader:
 
     def choice(self, v, path: str, options) -> str:
         if v not in options:
-            self.fail(path, f"expected one of {', '.join(sorted(options))}")
+            self.fail(path, f"expected one of {', '.join(sorted(map(str, options)))}")
         return v
 
     def bytes(self, v, path: str, limit: int = 1 << 20) -> bytes:

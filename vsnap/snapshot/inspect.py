@@ -58,7 +58,7 @@ def code_reader(img: Image):
                     if p0 <= first < p0 + count:
                         blob = img.blobs[v["part"]]
                         start = off + (addr - v["start"]) - p0 * PAGE
-                        return blob[start:start + n]
+                        return bytes(blob[start:start + n])
                 return bytes(n)
         return None
 

@@ -126,7 +126,7 @@ def build(p: Plan, console=None):
         else:
             blob = img.blobs[v["part"]]
             for first, count, offset in v["pages"]:
-                m.mem.write(v["start"] + first * PAGE, blob[offset:offset + count * PAGE])
+                m.mem.write_bulk(v["start"] + first * PAGE, blob[offset:offset + count * PAGE])
         if v["prot"] != 3:
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
