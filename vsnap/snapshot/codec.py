@@ -44,21 +44,32 @@ def _info(name: str, compress: int) -> zipfile.ZipInfo:
     return info
 
 
+HASH_CHUNK = 4 << 20
+
+
 def write_zip(f, parts: dict, program: dict) -> None:
     """Write an image to the binary file `f`. Each part is bytes, or a list of buffers (the
     pages of a memory part, written without joining them). Parts go first, hashed as they
-    are written; the manifest with their hashes goes last."""
+    are written; the manifest with their hashes goes last.
+
+    SHA-256 runs on a second thread, a chunk behind the writer: hashlib and zlib (zip's CRC)
+    both let go of the GIL, so the hash costs no wall time on a machine with two cores."""
     listed = {}
-    with zipfile.ZipFile(f, "w") as z:
+    with zipfile.ZipFile(f, "w") as z, ThreadPoolExecutor(max_workers=1) as hasher:
         for name in sorted(parts):
             chunks = parts[name] if isinstance(parts[name], list) else [parts[name]]
             kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
-            h, size = hashlib.sha256(), 0
+            h, size, pending = hashlib.sha256(), 0, []
             with z.open(_info(name, kind), "w", force_zip64=True) as out:
                 for chunk in chunks:
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                    view = memoryview(chunk)
+                    for at in range(0, len(view), HASH_CHUNK):
+                        piece = view[at:at + HASH_CHUNK]
+                        pending.append(hasher.submit(h.update, piece))  # one worker: in order
+                        out.write(piece)
+                    size += len(view)
+            for done in pending:
+                done.result()
             listed[name] = {"sha256": h.hexdigest(), "size": size}
         manifest = {"format": FORMAT, "version": VERSION, "program": program,
                     "parts": listed}
@@ -100,10 +111,14 @@ def write_atomically(path: str, parts: dict, program: dict) -> None:
         os.close(dfd)
 
 
-def decode(data, where: str = "image", file=None) -> tuple[dict, dict]:
+def decode(data, where: str = "image", file=None, check_memory=None) -> tuple[dict, dict]:
     """(manifest, parts) from an image file's bytes (or an mmap of it, with the open `file`),
     every part's hash checked. JSON parts come back as bytes; memory parts as memoryviews
-    into `data`."""
+    into `data`.
+
+    With `check_memory` (a list), the memory parts' hashes are checked on a background
+    thread and a function that waits for the verdict (raising ImageError) is appended to it:
+    restore builds the guest meanwhile and hands it out only after the verdict."""
     try:
         z = zipfile.ZipFile(file if file is not None else io.BytesIO(data))
         names = z.namelist()
@@ -138,7 +153,19 @@ def decode(data, where: str = "image", file=None) -> tuple[dict, dict]:
     if extra:
         raise ImageError(f"{where}: image holds parts its manifest does not list: "
                          f"{', '.join(sorted(extra))[:80]}")
-    # hash every part; hashlib lets go of the GIL, so big parts are checked side by side
+    later = {n: b for n, b in parts.items() if check_memory is not None
+             and n.startswith("memory/")}
+    _check_hashes({n: b for n, b in parts.items() if n not in later}, listed, where)
+    if check_memory is not None:
+        pool = ThreadPoolExecutor(max_workers=1)
+        verdict = pool.submit(_check_hashes, later, listed, where)
+        pool.shutdown(wait=False)
+        check_memory.append(verdict.result)
+    return manifest, parts
+
+
+def _check_hashes(parts: dict, listed: dict, where: str) -> None:
+    # hashlib lets go of the GIL, so two big parts are checked side by side
     with ThreadPoolExecutor(max_workers=2) as pool:
         digests = dict(zip(parts, pool.map(lambda b: hashlib.sha256(b).hexdigest(),
                                            parts.values())))
@@ -146,7 +173,6 @@ def decode(data, where: str = "image", file=None) -> tuple[dict, dict]:
         if digest != listed[name]["sha256"]:
             raise ImageError(f"{where}: part {name} does not match its hash: the image is "
                              f"corrupt or was edited")
-    return manifest, parts
 
 
 def _read_member(z, whole, name, size, where):
@@ -197,7 +223,7 @@ def load_json_part(parts: dict[str, bytes], name: str, where: str):
         raise ImageError(f"{where}: {name} is not valid JSON ({_short(e)})") from None
 
 
-def read_file(path: str) -> tuple[dict, dict]:
+def read_file(path: str, check_memory=None) -> tuple[dict, dict]:
     """Decode the image at `path` through a private copy-on-write mapping of it: memory parts
     stay in the page cache until restore copies them into the guest."""
     try:
@@ -214,7 +240,7 @@ def read_file(path: str) -> tuple[dict, dict]:
             data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
         except (OSError, ValueError) as e:
             raise ImageError(f"{path}: cannot map it ({e})") from None
-        return decode(data, path, file=f)
+        return decode(data, path, file=f, check_memory=check_memory)
 
 
 def _short(e: Exception) -> str:

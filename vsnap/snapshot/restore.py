@@ -35,8 +35,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
-def load(path: str) -> Image:
-    manifest, parts = read_file(path)
+def load(path: str, check_memory=None) -> Image:
+    """Read and check an image (see codec.decode for `check_memory`)."""
+    manifest, parts = read_file(path, check_memory)
     return parse(manifest, parts, path)
 
 
@@ -172,6 +173,13 @@ def _kernel_state(m, k: dict) -> None:
 
 def restore(path: str, *, root=None, program=None, force=False, console=None):
     """Load, check and build: a Machine ready to continue where the image was saved."""
-    p = plan(load(path), root=root, program=program, force=force)
-    m = build(p, console)
+    verdicts: list = []
+    p = plan(load(path, verdicts), root=root, program=program, force=force)
+    m = build(p, console)  # while the memory parts' hashes are still being checked
+    try:
+        for wait in verdicts:
+            wait()
+    except ImageError:
+        m.kernel.fds.close_all()  # the half-made machine is dropped, never handed out
+        raise
     return m, p.warnings
