@@ -208,3 +208,15 @@ def test_kill_9_during_save_leaves_the_old_image_whole(saved, tmp_path):
         load(str(target))  # raises if torn
     leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) <= 6  # temporary files of killed saves, never the image itself
+
+
+def test_a_corrupt_memory_part_is_refused_by_restore(saved, tmp_path):
+    """Restore checks memory hashes while it builds; the guest must still never come out."""
+    path, good, root = saved
+    blob = bytearray(good)
+    at = blob.find(b"memory/stack.bin") + 200  # inside the stack part's data
+    blob[at] ^= 0xFF
+    bad = tmp_path / "bad.img"
+    bad.write_bytes(blob)
+    with pytest.raises(ImageError, match="does not match its hash"):
+        restore(str(bad), root=str(root))
