@@ -87,7 +87,6 @@ def syscall_positions(name: str, base: Path) -> list[int]:
     root = fresh_root(base, f"pos-{name}-{next(_roots)}")
     cap = Capture()
     m = start(name, root, cap)
-    m.cpu.start_counting()
     positions = []
     dispatch = m.kernel.dispatch
 
@@ -98,7 +97,7 @@ def syscall_positions(name: str, base: Path) -> list[int]:
     m.kernel.dispatch = spy
     m.cpu.uc.hook_del(m.cpu._syscall_hook)
     m.cpu.on_syscall(spy)
-    m.run()
+    m.run(count=True)
     return positions
 
 

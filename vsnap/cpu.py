@@ -56,6 +56,7 @@ FAULTS = {
     U.UC_ERR_READ_UNALIGNED: "SIGBUS", U.UC_ERR_WRITE_UNALIGNED: "SIGBUS",
     U.UC_ERR_FETCH_UNALIGNED: "SIGBUS", U.UC_ERR_INSN_INVALID: "SIGILL",
 }
+_PROT_ERRORS = {U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT, U.UC_ERR_FETCH_PROT}
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
@@ -64,9 +65,10 @@ VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
 class CpuFault(Exception):
     """The guest faulted: `signal` is the Linux signal name, `address` the bad address if any."""
 
-    def __init__(self, signal: str, rip: int, address: int | None, detail: str):
+    def __init__(self, signal: str, rip: int, address: int | None, detail: str, code: int = 1):
         super().__init__(detail)
         self.signal, self.rip, self.address, self.detail = signal, rip, address, detail
+        self.code = code  # si_code: SEGV_MAPERR 1 / SEGV_ACCERR 2, ILL_ILLOPN 2, FPE_INTDIV 1
 
 
 class Cpu:
@@ -84,6 +86,10 @@ class Cpu:
         self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
+        self.instructions: int | None = None  # counted exactly while start_counting is on
+        self.limit: int | None = None
+        self.over_limit = False
+        self._count_hook = None
         self.tsc: Callable[[], int] = lambda: 0
         self._rdtsc_hooks: dict[int, int] = {}
 
@@ -199,7 +205,8 @@ class Cpu:
             if signal is None:
                 raise CpuFault("SIGSEGV", rip, None, str(e)) from None
             addr = self._bad_access[1] if self._bad_access else None
-            raise CpuFault(signal, rip, addr, str(e)) from None
+            code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
+            raise CpuFault(signal, rip, addr, str(e), code) from None
         if self._vector is not None:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")
@@ -209,16 +216,19 @@ class Cpu:
         self.uc.emu_stop()
 
     # counting ----------------------------------------------------------------------------
-    def start_counting(self, limit: int | None = None) -> None:
+    def start_counting(self, limit: int | None = None, at: int = 0) -> None:
         """Count executed instructions exactly, block by block, stopping past `limit`.
 
         A Python block hook with a per-block instruction count (decoded once with capstone):
-        several times slower than a plain run, so it is on only for --stats and budgets.
+        several times slower than a plain run, so it is on only for --stats, budgets and
+        exact stops. `at` is where the count starts; calling again only resets it.
         """
         from .trace import instruction_count
-        self.instructions = 0
+        self.instructions = at
         self.limit = limit
         self.over_limit = False
+        if self._count_hook is not None:
+            return
         self._last_block = (0, 0)
         sizes: dict[tuple[int, int], int] = {}
 
@@ -234,6 +244,13 @@ class Cpu:
                 uc.emu_stop()
 
         self._count_hook = self.uc.hook_add(U.UC_HOOK_BLOCK, on_block)
+
+    def stop_counting(self) -> None:
+        """Back to full speed: the block hook goes."""
+        if self._count_hook is not None:
+            self.uc.hook_del(self._count_hook)
+            self._count_hook = None
+        self.instructions = None
 
     def uncount_partial_block(self) -> None:
         """After a fault mid-block: take back the instructions at and after rip."""

@@ -95,7 +95,7 @@ def _serve_save(m: Machine, server) -> RunResult | None:
     req = server.take()
     if req is None:
         return None
-    if getattr(m.cpu, "instructions", None) is not None:
+    if m.cpu.instructions is not None:
         m.instructions = m.cpu.instructions  # counting (--stats) knows where it is
     try:
         checkpoint(m, req.path)

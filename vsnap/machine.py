@@ -17,6 +17,9 @@ from .cpu import HWCAP, Cpu, CpuFault
 from .errors import GuestStopped
 from .fdtable import OpenFile
 from .kernel import Console, GuestExit, Kernel
+from .kernel.sigframe import KilledBySignal, StoppedBySignal, deliver
+from .kernel.signal import NothingToWaitFor
+from .signals import SIG_DFL, SIG_IGN, SigInfo, bit
 from .loader import build_stack, load_segments, read_program
 from .memory import AddressSpace, MemoryBudgetExceeded, UnicornMemory
 from .trace import disassemble_one
@@ -96,6 +99,8 @@ class Machine:
         counting = count or max_instructions is not None
         if counting:
             self.cpu.start_counting(max_instructions)
+        else:
+            self.cpu.stop_counting()
         self.instructions = None  # a free run does not know where it is
         t0 = time.perf_counter()
         result = self._run_loop()
@@ -107,18 +112,22 @@ class Machine:
 
     def advance(self, to: int) -> RunResult | None:
         """Run until exactly `to` instructions have executed since exec; None if the guest is
-        still alive there, else how it ended first. Uses Unicorn's exact instruction count."""
+        still alive there, else how it ended first.
+
+        Unicorn's exact count (emu_start count=) stops at `to`; a block counter keeps the
+        position across the stops that come before it (a fault handed to a guest handler, a
+        signal from the host), so `to` is exact whatever happens on the way."""
         if self.instructions is None:
             raise ValueError("the instruction count is unknown after a save from a free run")
         if to < self.instructions:
             raise ValueError(f"already past instruction {to} (at {self.instructions})")
-        while self.instructions < to:
-            result = self._run_loop(count=to - self.instructions)
-            if result is not None:
-                self.instructions = None
-                result.syscalls = self.kernel.syscall_count
-                return self._finish(result)
-            self.instructions = to
+        self.cpu.start_counting(at=self.instructions)
+        result = self._run_loop(to=to)
+        if result is not None:
+            self.instructions = None
+            result.syscalls = self.kernel.syscall_count
+            return self._finish(result)
+        self.instructions = to
         return None
 
     def _finish(self, result: RunResult) -> RunResult:
@@ -126,33 +135,85 @@ class Machine:
         self.kernel.fds.close_all()
         return result
 
-    def _run_loop(self, count: int = 0) -> RunResult | None:
-        """Run to an end (a RunResult), or, with `count`, until that many instructions have
-        run (None)."""
-        cpu = self.cpu
+    def _run_loop(self, to: int | None = None) -> RunResult | None:
+        """Run to an end (a RunResult), or, with `to`, until exactly that many instructions
+        have run (None). Faults and host signals are handed to the guest here."""
+        cpu, k = self.cpu, self.kernel
         while True:
+            count = 0
+            if to is not None:
+                count = to - cpu.instructions
+                if count <= 0:
+                    cpu.instructions = to
+                    return None
             try:
-                cpu.run(count)
+                try:
+                    cpu.run(count)
+                except CpuFault as f:
+                    if cpu.instructions is not None:
+                        cpu.uncount_partial_block()
+                    if not self._fault_to_handler(f):
+                        return self._fault_result(f)
+                    continue
+                if k.host_signals:  # stopped by a signal from the host: deliver it now
+                    k.take_host_signals()
+                    deliver(k, in_syscall=False)
             except GuestExit as e:
                 return RunResult(e.status)
-            except CpuFault as f:
-                if getattr(cpu, "instructions", None) is not None:
-                    cpu.uncount_partial_block()
-                return self._fault_result(f)
+            except KilledBySignal as e:
+                return self._killed(e.signo)
+            except StoppedBySignal as e:
+                result = self._stopped(e.signo)
+                if result is not None:
+                    return result
+                continue
+            except NothingToWaitFor:
+                return RunResult(1, None, "vsnap: the guest waits for a signal with no timer "
+                                          "armed and nothing that could send one; stopped it")
             except MemoryBudgetExceeded as e:
                 return RunResult(STATUS_MEMORY, "SIGKILL",
                                  f"vsnap: guest stopped: {e}; raise --max-memory")
-            if getattr(cpu, "over_limit", False):
+            if cpu.over_limit:
                 return RunResult(STATUS_INSTRUCTIONS, "SIGXCPU",
                                  f"vsnap: guest stopped after {cpu.instructions} instructions: "
                                  f"over the budget of {cpu.limit} (--max-instructions); "
                                  f"raise it if the program is not stuck")
-            if count:
+            if to is not None and cpu.instructions >= to:
+                cpu.instructions = to  # the count ran out mid-block: the block hook ran ahead
                 return None
             if self.on_stop is not None:  # stopped from outside (vsnap save): its business
                 result = self.on_stop(self)
                 if result is not None:
                     return result
+
+    def _fault_to_handler(self, f: CpuFault) -> bool:
+        """Hand a fault to the guest's handler as Linux would (SIGSEGV with si_addr...);
+        False when the signal is blocked, ignored or default: then it kills (force_sig)."""
+        sig = self.kernel.signals
+        signo = signals.NUMBERS[f.signal]
+        act = sig.action(signo)
+        if act.handler in (SIG_DFL, SIG_IGN) or sig.blocked & bit(signo):
+            return False
+        addr = f.address if f.address is not None else f.rip
+        sig.pending.insert(0, SigInfo(signo, f.code, addr=addr))
+        deliver(self.kernel, in_syscall=False)
+        return True
+
+    def _killed(self, signo: int) -> RunResult:
+        name = signals.NAMES.get(signo, f"signal {signo}")
+        what = signals.DESCRIPTIONS.get(name, name)
+        return RunResult(128 + signo, name, f"vsnap: guest killed by {name} ({what})")
+
+    def _stopped(self, signo: int) -> RunResult | None:
+        """A stop signal: wait, as a stopped process does, until the host sends SIGCONT."""
+        name = signals.NAMES.get(signo, str(signo))
+        k = self.kernel
+        while True:
+            if not k.wait_for_host_signal():
+                return RunResult(128 + signo, name, f"vsnap: guest stopped by {name}, and "
+                                 f"nothing can send it SIGCONT here; ended it")
+            if 18 in k.host_signals:  # SIGCONT
+                return None
 
     def _fault_result(self, f: CpuFault) -> RunResult:
         try:

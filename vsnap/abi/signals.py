@@ -8,10 +8,21 @@ NUMBERS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "S
            "SIGWINCH": 28, "SIGIO": 29, "SIGPWR": 30, "SIGSYS": 31}
 NAMES = {n: s for s, n in NUMBERS.items()}
 
-DESCRIPTIONS = {"SIGSEGV": "Segmentation fault", "SIGILL": "Illegal instruction",
-                "SIGFPE": "Floating point exception", "SIGBUS": "Bus error",
-                "SIGKILL": "Killed", "SIGXCPU": "CPU time limit exceeded",
-                "SIGABRT": "Aborted", "SIGTRAP": "Trace/breakpoint trap"}
+# what strsignal(3) says, which is what a shell prints when a process dies of one
+DESCRIPTIONS = {
+    "SIGHUP": "Hangup", "SIGINT": "Interrupt", "SIGQUIT": "Quit",
+    "SIGILL": "Illegal instruction", "SIGTRAP": "Trace/breakpoint trap", "SIGABRT": "Aborted",
+    "SIGBUS": "Bus error", "SIGFPE": "Floating point exception", "SIGKILL": "Killed",
+    "SIGUSR1": "User defined signal 1", "SIGSEGV": "Segmentation fault",
+    "SIGUSR2": "User defined signal 2", "SIGPIPE": "Broken pipe", "SIGALRM": "Alarm clock",
+    "SIGTERM": "Terminated", "SIGSTKFLT": "Stack fault", "SIGCHLD": "Child exited",
+    "SIGCONT": "Continued", "SIGSTOP": "Stopped (signal)", "SIGTSTP": "Stopped",
+    "SIGTTIN": "Stopped (tty input)", "SIGTTOU": "Stopped (tty output)",
+    "SIGURG": "Urgent I/O condition", "SIGXCPU": "CPU time limit exceeded",
+    "SIGXFSZ": "File size limit exceeded", "SIGVTALRM": "Virtual timer expired",
+    "SIGPROF": "Profiling timer expired", "SIGWINCH": "Window changed",
+    "SIGIO": "I/O possible", "SIGPWR": "Power failure", "SIGSYS": "Bad system call",
+}
 
 
 def status_of(signal: str) -> int:

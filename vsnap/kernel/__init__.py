@@ -1,5 +1,6 @@
 """The emulated Linux kernel. Importing this package registers every system call handler."""
-from . import files, misc, mm, paths, proc, time  # noqa: F401  (each registers its handlers)
+# each module registers its handlers when imported
+from . import files, misc, mm, paths, proc, signal, time  # noqa: F401
 from .core import Console, GuestExit, Kernel
 from .registry import SYSCALLS
 

@@ -10,6 +10,9 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from collections import deque
+
+from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
 from ..clock import Clock, Random
@@ -17,13 +20,15 @@ from ..errors import SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
 from ..process import Process
+from ..signals import SignalState
 from .registry import SYSCALLS
+from .sigframe import deliver
 
 MASK64 = (1 << 64) - 1
 
 
 class GuestExit(Exception):
-    """The guest called exit or exit_group (or was killed): stop the CPU, report `status`."""
+    """The guest called exit or exit_group: stop the CPU, report `status`."""
 
     def __init__(self, status: int):
         super().__init__(f"exit {status}")
@@ -69,9 +74,11 @@ class Kernel:
         self.proc = Process()
         self.clock = Clock()
         self.random = Random(seed)
-        self.sigactions: dict[int, bytes] = {}  # signal -> struct kernel_sigaction as given
-        self.sigmask = 0
-        self.sigaltstack = bytes(8) + (2).to_bytes(4, "little") + bytes(12)  # SS_DISABLE
+        self.signals = SignalState()
+        # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here
+        # until the main thread takes them, at a system call or when the CPU is stopped
+        self.host_signals: deque[int] = deque()
+        self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
         self.syscall_count = 0
         self.unknown_reported: set[int] = set()
@@ -142,6 +149,24 @@ class Kernel:
             except SyscallError as e:
                 result = -e.errno
         self.cpu.set_rax(result & MASK64)
+        self._after_syscall()
+
+    def _after_syscall(self) -> None:
+        """On the way back to user mode: timers, host signals, then delivery (Linux's
+        exit_to_user_mode)."""
+        sig = self.signals
+        if sig.alarm_deadline is not None:
+            from .signal import fire_timers
+            fire_timers(self)
+        if self.host_signals:
+            self.take_host_signals()
+        if sig.pending and sig.deliverable():
+            deliver(self, in_syscall=True)
+
+    def take_host_signals(self) -> None:
+        while self.host_signals:
+            signo = self.host_signals.popleft()
+            self.signals.post(S.SigInfo(signo, S.SI_USER, pid=0, uid=0))
 
     def _traced(self, entry, args) -> None:
         from ..trace import format_call, format_result
@@ -155,3 +180,4 @@ class Kernel:
             raise
         self.strace(f"{call} = {format_result(self, entry, args, result)}")
         self.cpu.set_rax(result & MASK64)
+        self._after_syscall()

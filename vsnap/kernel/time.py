@@ -58,10 +58,17 @@ def sys_time(k, tloc):
     return t
 
 
-def _sleep(k, ns: int) -> int:
+def _sleep(k, ns: int, rem: int = 0) -> int:
+    """Sleep on the virtual clock: no host time passes. A signal (a timer firing on the way,
+    say) cuts it short with EINTR and the time left in `rem`, as on Linux."""
+    from .signal import wait_for_signal
     if ns < 0:
         raise SyscallError(E.EINVAL, "negative time")
-    k.clock.tick(ns)
+    end = k.clock.monotonic_ns + ns
+    if wait_for_signal(k, until=end):
+        if rem:
+            k.write(rem, structs.pack_timespec(max(0, end - k.clock.monotonic_ns)))
+        raise SyscallError(E.EINTR, "interrupted by a signal")
     return 0
 
 
@@ -71,7 +78,7 @@ def sys_nanosleep(k, req, rem):
     sec, nsec = struct.unpack("<qq", k.read(req, 16))
     if not 0 <= nsec < NS:
         raise SyscallError(E.EINVAL, "tv_nsec out of range")
-    return _sleep(k, sec * NS + nsec)
+    return _sleep(k, sec * NS + nsec, rem)
 
 
 @syscall("clock_nanosleep", "int hex ptr ptr")
@@ -85,7 +92,10 @@ def sys_clock_nanosleep(k, clockid, flags, req, rem):
     t = sec * NS + nsec
     if flags & 1:  # TIMER_ABSTIME
         t = max(0, t - now)
-    return _sleep(k, t)
+    try:
+        return _sleep(k, t, 0 if flags & 1 else rem)
+    except SyscallError as e:
+        return -e.errno  # clock_nanosleep returns the error number itself
 
 
 @syscall("times", "ptr")

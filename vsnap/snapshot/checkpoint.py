@@ -129,6 +129,23 @@ def _fds(m) -> dict:
     return {"descriptions": out, "fds": fds}
 
 
+def _signals(k) -> dict:
+    k.take_host_signals()  # a Ctrl-C that arrived just before the save is part of the state
+    s = k.signals
+    return {
+        "actions": {str(n): {"handler": hexs(a.handler), "flags": hexs(a.flags),
+                             "restorer": hexs(a.restorer), "mask": hexs(a.mask)}
+                    for n, a in sorted(s.actions.items())},
+        "blocked": hexs(s.blocked),
+        "pending": [{"signo": p.signo, "code": p.code, "pid": p.pid, "uid": p.uid,
+                     "addr": hexs(p.addr), "errno": p.errno} for p in s.pending],
+        "altstack": {"sp": hexs(s.altstack_sp), "size": s.altstack_size,
+                     "flags": s.altstack_flags},
+        "alarm": {"deadline_ns": s.alarm_deadline, "interval_ns": s.alarm_interval},
+        "saved_blocked": None if s.saved_blocked is None else hexs(s.saved_blocked),
+    }
+
+
 def _kernel(m) -> dict:
     k = m.kernel
     return {
@@ -136,8 +153,7 @@ def _kernel(m) -> dict:
         "clock": {"monotonic_ns": k.clock.monotonic_ns,
                   "boot_realtime_ns": k.clock.boot_realtime_ns},
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},
-        "signals": {"actions": {str(n): a.hex() for n, a in sorted(k.sigactions.items())},
-                    "mask": hexs(k.sigmask), "altstack": k.sigaltstack.hex()},
+        "signals": _signals(k),
         "inodes": [[dev, ino, guest] for (dev, ino), guest in sorted(k.inodes.items())],
         "unknown_syscalls_reported": sorted(k.unknown_reported),
         "syscall_count": k.syscall_count,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .. import signals as S
 from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
 from ..memory import PAGE, STACK_TOP
+from ..signals import Action, SignalState, SigInfo
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
@@ -185,18 +187,7 @@ def _kernel(r: Reader, d) -> dict:
                 exit_status=None, exit_signal=None)
     clock = r.obj(r.key(d, "clock", ""), "clock")
     rnd = r.obj(r.key(d, "random", ""), "random")
-    sig = r.obj(r.key(d, "signals", ""), "signals")
-    actions = {}
-    for key, value in r.obj(r.key(sig, "actions", "signals"), "signals.actions").items():
-        if not key.isdigit() or not 1 <= int(key) <= 64:
-            r.fail("signals.actions", f"no signal {key!r}")
-        raw = r.bytes(value, f"signals.actions.{key}", 32)
-        if len(raw) != 32:
-            r.fail(f"signals.actions.{key}", "expected 32 bytes")
-        actions[int(key)] = raw
-    altstack = r.bytes(r.key(sig, "altstack", "signals"), "signals.altstack", 24)
-    if len(altstack) != 24:
-        r.fail("signals.altstack", "expected 24 bytes")
+    signals = _signals(r, r.obj(r.key(d, "signals", ""), "signals"))
     inodes = []
     for i, t in enumerate(r.list(r.key(d, "inodes", ""), "inodes")):
         if not isinstance(t, list) or len(t) != 3:
@@ -209,8 +200,7 @@ def _kernel(r: Reader, d) -> dict:
                   "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock")},
         "random": {"seed": r.hex(r.key(rnd, "seed", "random"), "random.seed"),
                    "counter": r.int(r.key(rnd, "counter", "random"), "random.counter")},
-        "signals": {"actions": actions, "altstack": altstack,
-                    "mask": r.hex(r.key(sig, "mask", "signals"), "signals.mask")},
+        "signals": signals,
         "inodes": inodes,
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
@@ -221,6 +211,40 @@ def _kernel(r: Reader, d) -> dict:
         "not_preserved": [r.str(x, "not_preserved") for x in
                           r.list(d.get("not_preserved", []), "not_preserved", 100)],
     }
+
+
+def _signals(r: Reader, d: dict) -> SignalState:
+    s = SignalState()
+    for key, a in r.obj(r.key(d, "actions", "signals"), "signals.actions").items():
+        if not key.isdigit() or not 1 <= int(key) <= S.NSIG:
+            r.fail("signals.actions", f"no signal {key!r}")
+        p = f"signals.actions.{key}"
+        a = r.obj(a, p)
+        s.actions[int(key)] = Action(r.hex(r.key(a, "handler", p), p + ".handler"),
+                                     r.hex(r.key(a, "flags", p), p + ".flags", 32),
+                                     r.hex(r.key(a, "restorer", p), p + ".restorer"),
+                                     r.hex(r.key(a, "mask", p), p + ".mask"))
+    s.set_blocked(r.hex(r.key(d, "blocked", "signals"), "signals.blocked"))
+    for i, p in enumerate(r.list(r.key(d, "pending", "signals"), "signals.pending", 4096)):
+        path = f"signals.pending[{i}]"
+        p = r.obj(p, path)
+        s.pending.append(SigInfo(r.int(r.key(p, "signo", path), path, 1, S.NSIG),
+                                 r.int(r.key(p, "code", path), path, -(1 << 31), (1 << 31) - 1),
+                                 r.int(r.key(p, "pid", path), path, 0, (1 << 31) - 1),
+                                 r.int(r.key(p, "uid", path), path, 0, (1 << 32) - 1),
+                                 r.hex(r.key(p, "addr", path), path),
+                                 r.int(r.key(p, "errno", path), path, 0, 4095)))
+    alt = r.obj(r.key(d, "altstack", "signals"), "signals.altstack")
+    s.altstack_sp = r.hex(r.key(alt, "sp", "altstack"), "signals.altstack.sp")
+    s.altstack_size = r.int(r.key(alt, "size", "altstack"), "signals.altstack.size", 0, 1 << 40)
+    s.altstack_flags = r.int(r.key(alt, "flags", "altstack"), "signals.altstack.flags", 0, 7)
+    alarm = r.obj(r.key(d, "alarm", "signals"), "signals.alarm")
+    deadline = alarm.get("deadline_ns")
+    s.alarm_deadline = None if deadline is None else r.int(deadline, "signals.alarm")
+    s.alarm_interval = r.int(r.key(alarm, "interval_ns", "alarm"), "signals.alarm")
+    saved = d.get("saved_blocked")
+    s.saved_blocked = None if saved is None else r.hex(saved, "signals.saved_blocked")
+    return s
 
 
 __all__ = ["Image", "ImageError", "parse"]

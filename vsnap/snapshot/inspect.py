@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from ..abi.signals import NAMES as SIGNAMES
 from ..cpu import GPRS
 from ..memory import PAGE
 from ..trace import disassemble
@@ -166,15 +167,28 @@ def _regs(img: Image) -> str:
 def _kernel(img: Image) -> str:
     k = img.kernel
     view = {k2: v for k2, v in k.items() if k2 not in ("not_preserved", "signals")}
-    view["signals"] = {"mask": f"{k['signals']['mask']:#x}",
-                       "handlers": {str(n): _handler(a) for n, a in k["signals"]["actions"].items()}}
+    s = k["signals"]
+    view["signals"] = {
+        "blocked": _signal_names(s.blocked),
+        "pending": [f"{SIGNAMES.get(p.signo, p.signo)} (code {p.code})" for p in s.pending],
+        "handlers": {SIGNAMES.get(n, str(n)): _handler(a) for n, a in s.actions.items()},
+        "alarm": None if s.alarm_deadline is None else
+        f"fires at {s.alarm_deadline / 1e9:.6f} s (every {s.alarm_interval / 1e9:g} s)"
+        if s.alarm_interval else f"fires at {s.alarm_deadline / 1e9:.6f} s",
+        "altstack": "disabled" if s.altstack_flags & 2 else
+        f"{s.altstack_sp:#x} ({s.altstack_size} bytes)"}
     view["inodes"] = len(k["inodes"])
     return json.dumps(view, indent=2, sort_keys=True, default=str)
 
 
-def _handler(raw: bytes) -> str:
-    h = int.from_bytes(raw[:8], "little")
-    return {0: "SIG_DFL", 1: "SIG_IGN"}.get(h, f"handler at {h:#x}")
+def _handler(a) -> str:
+    return {0: "SIG_DFL", 1: "SIG_IGN"}.get(a.handler, f"handler at {a.handler:#x}, flags "
+                                            f"{a.flags:#x}, mask {_signal_names(a.mask)}")
+
+
+def _signal_names(mask: int) -> str:
+    names = [SIGNAMES.get(n, str(n)) for n in range(1, 65) if mask >> (n - 1) & 1]
+    return "|".join(names) or "none"
 
 
 def as_json(img: Image, view: str) -> str:
@@ -192,8 +206,16 @@ def as_json(img: Image, view: str) -> str:
                "rip": f"{img.registers['rip']:#x}", "regions": len(img.vmas),
                "fds": len(img.fds), "not_preserved": img.kernel["not_preserved"],
                "differs_from_linux": DIFFERS_FROM_LINUX}
-    return json.dumps(obj, indent=2, sort_keys=True,
-                      default=lambda o: o.hex() if isinstance(o, bytes) else str(o))
+    return json.dumps(obj, indent=2, sort_keys=True, default=_jsonable)
+
+
+def _jsonable(o):
+    if isinstance(o, bytes):
+        return o.hex()
+    if hasattr(o, "__dataclass_fields__"):
+        from dataclasses import asdict
+        return asdict(o)
+    return str(o)
 
 
 def diff(a: Image, b: Image) -> str:

@@ -163,9 +163,7 @@ def _kernel_state(m, k: dict) -> None:
     kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
     kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
-    kern.sigactions = dict(k["signals"]["actions"])
-    kern.sigmask = k["signals"]["mask"]
-    kern.sigaltstack = k["signals"]["altstack"]
+    kern.signals = k["signals"]
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
     kern.unknown_reported = set(k["unknown_syscalls_reported"])
     kern.syscall_count = k["syscall_count"]

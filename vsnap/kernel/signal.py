@@ -1,0 +1,235 @@
+"""Signal system calls: rt_sigaction, rt_sigprocmask, rt_sigreturn, kill and its relatives,
+alarm and ITIMER_REAL on the virtual clock, pause, rt_sigsuspend, rt_sigpending, sigaltstack.
+
+Waiting (pause, sigsuspend, a sleep) moves the virtual clock to the next timer deadline at
+once; with no timer armed, it waits for a signal from the host (Ctrl-C, `kill PID`), which the
+CLI forwards. Nothing else can send one: the guest is alone.
+"""
+from __future__ import annotations
+
+import struct
+
+from .. import signals as S
+from ..abi import errno as E
+from ..errors import SyscallError
+from .fsutil import s32
+from .registry import syscall
+from .sigframe import sigreturn
+
+NS = 10**9
+MINSIGSTKSZ = 2048
+
+
+class NothingToWaitFor(Exception):
+    """The guest waits for a signal, no timer is armed, and nothing outside can send one."""
+
+
+def fire_timers(k) -> None:
+    """Post SIGALRM if the interval timer's deadline has passed (called at each system call)."""
+    sig = k.signals
+    if sig.alarm_deadline is not None and k.clock.monotonic_ns >= sig.alarm_deadline:
+        if sig.alarm_interval:
+            while sig.alarm_deadline <= k.clock.monotonic_ns:
+                sig.alarm_deadline += sig.alarm_interval
+        else:
+            sig.alarm_deadline = None
+        sig.post(S.SigInfo(S.SIGALRM, S.SI_KERNEL))
+
+
+def wait_for_signal(k, until: int | None = None) -> bool:
+    """Block until a signal is deliverable (True), or until the virtual time `until` (False)."""
+    sig = k.signals
+    while not sig.deliverable():
+        deadline = sig.alarm_deadline
+        if until is not None and (deadline is None or until < deadline):
+            k.clock.monotonic_ns = max(k.clock.monotonic_ns, until)
+            return False
+        if deadline is not None:
+            k.clock.monotonic_ns = max(k.clock.monotonic_ns, deadline)
+            fire_timers(k)
+            continue
+        if not k.wait_for_host_signal():
+            raise NothingToWaitFor()
+    return True
+
+
+@syscall("rt_sigaction", "int ptr ptr size")
+def sys_rt_sigaction(k, signum, act, oldact, sigsetsize):
+    """int rt_sigaction(int signum, const struct sigaction *act, struct sigaction *oldact,
+    size_t sigsetsize);"""
+    signum = s32(signum)
+    if not 1 <= signum <= S.NSIG or sigsetsize != 8:
+        raise SyscallError(E.EINVAL, f"signal {signum}")
+    if act and signum in (S.SIGKILL, S.SIGSTOP):
+        raise SyscallError(E.EINVAL, "SIGKILL and SIGSTOP cannot be caught or ignored")
+    old = k.signals.action(signum)
+    new = None
+    if act:
+        handler, flags, restorer, mask = struct.unpack("<QQQQ", k.read(act, 32))
+        new = S.Action(handler, flags & 0xFFFFFFFF, restorer, mask & ~S.UNBLOCKABLE)
+    if oldact:
+        k.write(oldact, struct.pack("<QQQQ", old.handler, old.flags, old.restorer, old.mask))
+    if new is not None:
+        k.signals.actions[signum] = new
+        if k.signals.ignored(signum):  # setting SIG_IGN discards a pending one
+            k.signals.pending = [p for p in k.signals.pending if p.signo != signum]
+    return 0
+
+
+@syscall("rt_sigprocmask", "int ptr ptr size")
+def sys_rt_sigprocmask(k, how, set_, oldset, sigsetsize):
+    """int rt_sigprocmask(int how, const sigset_t *set, sigset_t *oldset, size_t sigsetsize);"""
+    if sigsetsize != 8:
+        raise SyscallError(E.EINVAL, "sigsetsize")
+    sig = k.signals
+    old = sig.blocked
+    if set_:
+        (mask,) = struct.unpack("<Q", k.read(set_, 8))
+        how = s32(how)
+        if how == 0:      # SIG_BLOCK
+            sig.set_blocked(old | mask)
+        elif how == 1:    # SIG_UNBLOCK
+            sig.set_blocked(old & ~mask)
+        elif how == 2:    # SIG_SETMASK
+            sig.set_blocked(mask)
+        else:
+            raise SyscallError(E.EINVAL, f"how {how}")
+    if oldset:
+        k.write(oldset, struct.pack("<Q", old))
+    return 0
+
+
+@syscall("rt_sigpending", "ptr size")
+def sys_rt_sigpending(k, set_, sigsetsize):
+    """int rt_sigpending(sigset_t *set, size_t sigsetsize);"""
+    k.write(set_, struct.pack("<Q", k.signals.pending_mask & k.signals.blocked))
+    return 0
+
+
+@syscall("rt_sigreturn", "")
+def sys_rt_sigreturn(k):
+    """int rt_sigreturn(void);  (never called directly: the handler's return lands here)"""
+    return sigreturn(k)
+
+
+def _send(k, pid: int, signo: int, code: int) -> int:
+    if not 0 <= signo <= S.NSIG:
+        raise SyscallError(E.EINVAL, f"signal {signo}")
+    me = k.proc
+    # one process: it is every group and session it belongs to (seeds/001: kill(0, SIGUSR1)
+    # reaches the whole process group, which here is just the sender)
+    if pid not in (me.pid, 0, -1, -me.pgid):
+        raise SyscallError(E.ESRCH, f"no process {pid}")
+    if signo:
+        k.signals.post(S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
+    return 0
+
+
+@syscall("kill", "int int")
+def sys_kill(k, pid, sig):
+    """int kill(pid_t pid, int sig);"""
+    return _send(k, s32(pid), s32(sig), S.SI_USER)
+
+
+@syscall("tkill", "int int")
+def sys_tkill(k, tid, sig):
+    """int tkill(pid_t tid, int sig);"""
+    if s32(tid) != k.proc.pid:
+        raise SyscallError(E.ESRCH, f"no thread {s32(tid)}")
+    return _send(k, k.proc.pid, s32(sig), S.SI_TKILL)
+
+
+@syscall("tgkill", "int int int")
+def sys_tgkill(k, tgid, tid, sig):
+    """int tgkill(pid_t tgid, pid_t tid, int sig);"""
+    if s32(tgid) != k.proc.pid or s32(tid) != k.proc.pid:
+        raise SyscallError(E.ESRCH, f"no thread {s32(tid)} in {s32(tgid)}")
+    return _send(k, k.proc.pid, s32(sig), S.SI_TKILL)
+
+
+def _timeval(ns: int) -> tuple[int, int]:
+    return ns // NS, (ns % NS) // 1000
+
+
+def _remaining(k) -> int:
+    d = k.signals.alarm_deadline
+    return 0 if d is None else max(0, d - k.clock.monotonic_ns)
+
+
+@syscall("alarm", "int")
+def sys_alarm(k, seconds):
+    """unsigned int alarm(unsigned int seconds);"""
+    left = _remaining(k)
+    seconds &= 0xFFFFFFFF
+    k.signals.alarm_deadline = k.clock.monotonic_ns + seconds * NS if seconds else None
+    k.signals.alarm_interval = 0
+    return (left + NS - 1) // NS if left else 0
+
+
+@syscall("getitimer", "int ptr")
+def sys_getitimer(k, which, curr):
+    """int getitimer(int which, struct itimerval *curr_value);"""
+    if s32(which) != 0:
+        raise SyscallError(E.EINVAL, "only ITIMER_REAL is supported")
+    k.write(curr, struct.pack("<qqqq", *_timeval(k.signals.alarm_interval),
+                              *_timeval(_remaining(k))))
+    return 0
+
+
+@syscall("setitimer", "int ptr ptr")
+def sys_setitimer(k, which, new, old):
+    """int setitimer(int which, const struct itimerval *new_value,
+    struct itimerval *old_value);"""
+    if s32(which) != 0:
+        raise SyscallError(E.EINVAL, "only ITIMER_REAL is supported")
+    isec, iusec, vsec, vusec = struct.unpack("<qqqq", k.read(new, 32)) if new else (0,) * 4
+    if not (0 <= iusec < 10**6 and 0 <= vusec < 10**6) or isec < 0 or vsec < 0:
+        raise SyscallError(E.EINVAL, "bad itimerval")
+    if old:
+        sys_getitimer(k, 0, old)
+    value, interval = vsec * NS + vusec * 1000, isec * NS + iusec * 1000
+    k.signals.alarm_deadline = k.clock.monotonic_ns + value if value else None
+    k.signals.alarm_interval = interval
+    return 0
+
+
+@syscall("pause", "")
+def sys_pause(k):
+    """int pause(void);"""
+    wait_for_signal(k)
+    raise SyscallError(E.EINTR, "interrupted by a signal")
+
+
+@syscall("rt_sigsuspend", "ptr size")
+def sys_rt_sigsuspend(k, mask, sigsetsize):
+    """int rt_sigsuspend(const sigset_t *mask, size_t sigsetsize);"""
+    if sigsetsize != 8:
+        raise SyscallError(E.EINVAL, "sigsetsize")
+    (new,) = struct.unpack("<Q", k.read(mask, 8))
+    k.signals.saved_blocked = k.signals.blocked  # the handler's frame restores this one
+    k.signals.set_blocked(new)
+    wait_for_signal(k)
+    raise SyscallError(E.EINTR, "interrupted by a signal")
+
+
+@syscall("sigaltstack", "ptr ptr")
+def sys_sigaltstack(k, ss, old_ss):
+    """int sigaltstack(const stack_t *ss, stack_t *old_ss);"""
+    sig = k.signals
+    on = sig.on_altstack(k.cpu.read("rsp"))
+    if old_ss:
+        flags = S.SS_ONSTACK if on else (sig.altstack_flags & S.SS_DISABLE)
+        k.write(old_ss, struct.pack("<QiiQ", sig.altstack_sp, flags, 0, sig.altstack_size))
+    if ss:
+        sp, flags, _, size = struct.unpack("<QiiQ", k.read(ss, 24))
+        if on:
+            raise SyscallError(E.EPERM, "cannot change the alternate stack while on it")
+        flags &= ~(1 << 31)  # SS_AUTODISARM: accepted, not modelled
+        if flags not in (0, S.SS_DISABLE):
+            raise SyscallError(E.EINVAL, f"ss_flags {flags}")
+        if flags == S.SS_DISABLE:
+            sp = size = 0
+        elif size < MINSIGSTKSZ:
+            raise SyscallError(E.ENOMEM, "alternate stack smaller than MINSIGSTKSZ")
+        sig.altstack_sp, sig.altstack_size, sig.altstack_flags = sp, size, flags
+    return 0
