@@ -1,4 +1,4 @@
-"""The command line: vsnap build / run / save / resume / inspect / diff."""
+"""The command line: vsnap build / run / save / resume / inspect / diff / patch / core."""
 from __future__ import annotations
 
 import argparse
@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
                    "and wall time at exit (counts exactly, slower)")
     r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
     _save_options(r)
+    _crash_options(r)
 
     s = sub.add_parser("save", help="checkpoint a `vsnap run` running in another terminal")
     s.add_argument("pid", type=int, help="the pid of that vsnap run (ps shows it)")
@@ -78,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--max-instructions", type=_count, metavar="N",
                    help="stop the guest after N more instructions")
     _save_options(z)
+    _crash_options(z)
 
     i = sub.add_parser("inspect", help="show what an image holds, as CRIU's crit does")
     i.add_argument("image")
@@ -88,7 +90,29 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help="what changed between two images")
     d.add_argument("a")
     d.add_argument("b")
+
+    c = sub.add_parser("core", help="write an ELF core file of a saved guest, for gdb")
+    c.add_argument("image")
+    c.add_argument("-o", "--output", default="core", help="core file to write (default: core)")
+    c.add_argument("--signal", type=int, default=11, help="the signal the core says it died "
+                   "of (default 11, SIGSEGV)")
+
+    t = sub.add_parser("patch", help="change registers or bytes of a saved guest")
+    t.add_argument("image")
+    t.add_argument("--set", action="append", default=[], metavar="REG=VALUE",
+                   help="set a register, e.g. rax=0 or rip=0x401234 (repeatable)")
+    t.add_argument("--poke", action="append", default=[], metavar="ADDR=HEX",
+                   help="write bytes, e.g. 0x401000=9090 (repeatable)")
+    t.add_argument("-o", "--output", help="write the patched image here (default: in place)")
+    t.add_argument("--root", help="sandbox root (default: the one recorded in the image)")
     return p
+
+
+def _crash_options(p) -> None:
+    p.add_argument("--save-on-crash", metavar="IMAGE", help="if the guest crashes, save it "
+                   "at the faulting instruction, before the signal kills it")
+    p.add_argument("--core", metavar="FILE", help="if the guest crashes, write an ELF core "
+                   "file that gdb opens")
 
 
 def _save_options(p) -> None:
@@ -144,8 +168,30 @@ def cmd_run(a) -> int:
     return _drive(m, a, max_instructions=a.max_instructions)
 
 
+def _on_crash(a):
+    """What --save-on-crash and --core do at the faulting instruction."""
+    def crashed(m, fault) -> None:
+        from .snapshot import checkpoint, image_bytes
+        if m.cpu.instructions is not None:
+            m.instructions = m.cpu.instructions
+        if a.save_on_crash:
+            checkpoint(m, a.save_on_crash)
+            _say(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
+                 f"vsnap inspect it, vsnap patch it, vsnap resume it")
+        if a.core:
+            from .abi.signals import NUMBERS
+            from .snapshot.codec import decode
+            from .snapshot.coredump import write_core
+            from .snapshot.image import parse
+            manifest, parts = decode(image_bytes(m), "<crash>")
+            write_core(parse(manifest, parts, "<crash>"), a.core, NUMBERS[fault.signal])
+            _say(f"vsnap: wrote core file {a.core}; gdb {m.program_path} {a.core}")
+    return crashed if (a.save_on_crash or a.core) else None
+
+
 def _drive(m, a, max_instructions=None) -> int:
     from .driver import SavePlan, drive
+    m.on_crash = _on_crash(a)
     plan = SavePlan(a.output, a.save_at, a.save_every, a.exit)
     if (plan.wanted or a.exit) and not a.output:
         raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")
@@ -192,6 +238,26 @@ def cmd_inspect(a) -> int:
     return 0
 
 
+def cmd_core(a) -> int:
+    from .snapshot import load
+    from .snapshot.coredump import write_core
+    img = load(a.image)
+    write_core(img, a.output, a.signal)
+    print(f"wrote {a.output}; open it with: gdb {img.program['path']} {a.output}")
+    return 0
+
+
+def cmd_patch(a) -> int:
+    from .snapshot.patch import parse_poke, parse_set, patch
+    if not a.set and not a.poke:
+        raise UsageError("vsnap: patch needs --set REG=VALUE or --poke ADDR=HEX")
+    sets = [parse_set(x) for x in a.set]
+    pokes = [parse_poke(x) for x in a.poke]
+    for line in patch(a.image, a.output or a.image, sets, pokes, root=a.root):
+        print(line)
+    return 0
+
+
 def cmd_diff(a) -> int:
     from .snapshot import load
     from .snapshot.inspect import diff
@@ -203,7 +269,8 @@ def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
         return {"build": cmd_build, "run": cmd_run, "save": cmd_save, "resume": cmd_resume,
-                "inspect": cmd_inspect, "diff": cmd_diff}[a.command](a)
+                "inspect": cmd_inspect, "diff": cmd_diff, "core": cmd_core,
+                "patch": cmd_patch}[a.command](a)
     except VsnapError as e:
         msg = str(e)
         sys.stderr.write((msg if msg.startswith("vsnap:") else f"vsnap: {msg}") + "\n")

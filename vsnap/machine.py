@@ -88,6 +88,9 @@ class Machine:
         self.result: RunResult | None = None
         # called when the CPU was stopped from outside (another thread); may end the run
         self.on_stop = None
+        # called with (machine, fault) at a fault that will kill the guest, before it does:
+        # --save-on-crash and --core look at the guest here, at the faulting instruction
+        self.on_crash = None
 
     @property
     def running(self) -> bool:
@@ -153,6 +156,8 @@ class Machine:
                     if cpu.instructions is not None:
                         cpu.uncount_partial_block()
                     if not self._fault_to_handler(f):
+                        if self.on_crash is not None:  # the guest is still whole here
+                            self.on_crash(self, f)
                         return self._fault_result(f)
                     continue
                 if k.host_signals:  # stopped by a signal from the host: deliver it now

@@ -116,6 +116,12 @@ class AddressSpace:
             v = self.vmas.pop(i)
             self.backend.unmap(v.start, v.size)
 
+    def relabel(self, start: int, end: int, kind: str) -> None:
+        """Change the kind of the VMAs in [start, end) (a patched text page becomes "text*":
+        it can no longer be re-read from the program file)."""
+        for i in self._split(start, end):
+            self.vmas[i] = replace(self.vmas[i], kind=kind)
+
     def protect(self, start: int, length: int, prot: int) -> None:
         end = page_up(start + length)
         covered = 0
@@ -123,7 +129,9 @@ class AddressSpace:
         for i in inside:
             v = self.vmas[i]
             covered += v.size
-            self.vmas[i] = replace(v, prot=prot)
+            # text made writable may change: it can no longer be re-read from the program
+            kind = "text*" if v.kind == "text" and prot & PROT_WRITE else v.kind
+            self.vmas[i] = replace(v, prot=prot, kind=kind)
             self.backend.protect(v.start, v.size, prot)
         if covered != end - start:
             raise SyscallError(E.ENOMEM, "mprotect of unmapped memory")

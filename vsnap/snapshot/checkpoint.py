@@ -20,7 +20,7 @@ ZERO_PAGE = bytes(PAGE)
 # which part of the image each kind of VMA goes to; text comes back from the program file
 PART_OF_KIND = {"stack": "memory/stack.bin", "data": "memory/data.bin",
                 "bss": "memory/data.bin", "heap": "memory/data.bin",
-                "mmap": "memory/mappings.bin"}
+                "mmap": "memory/mappings.bin", "text*": "memory/mappings.bin"}
 
 NOT_PRESERVED = [
     "Text pages are not in the image: they are re-read from the program file, which must "

@@ -18,7 +18,7 @@ from ..signals import Action, SignalState, SigInfo
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
-KINDS = {"text", "data", "bss", "heap", "stack", "mmap"}
+KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
 FILE_KINDS = {"file", "dir", "null", "console", "proc"}
 STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self"}
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
