@@ -74,9 +74,11 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
             if plan.stop:
                 return RunResult(0, message=None, instructions=n,
                                  syscalls=m.kernel.syscall_count)
-    server = None
+    server = host = None
     if listen:
         from .control import ControlServer
+        from .hostsig import HostSignals
+        host = HostSignals(m.kernel, m.cpu)
         try:
             server = ControlServer(m.cpu)
         except OSError as e:  # no socket: saving from outside is off, running is not
@@ -88,6 +90,8 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
     finally:
         if server is not None:
             server.close()
+        if host is not None:
+            host.close()
 
 
 def _serve_save(m: Machine, server) -> RunResult | None:

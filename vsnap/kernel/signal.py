@@ -39,6 +39,7 @@ def fire_timers(k) -> None:
 def wait_for_signal(k, until: int | None = None) -> bool:
     """Block until a signal is deliverable (True), or until the virtual time `until` (False)."""
     sig = k.signals
+    k.take_host_signals()
     while not sig.deliverable():
         deadline = sig.alarm_deadline
         if until is not None and (deadline is None or until < deadline):
@@ -50,6 +51,7 @@ def wait_for_signal(k, until: int | None = None) -> bool:
             continue
         if not k.wait_for_host_signal():
             raise NothingToWaitFor()
+        k.take_host_signals()
     return True
 
 

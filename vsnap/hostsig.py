@@ -1,0 +1,58 @@
+"""Signals sent to a running `vsnap run` from the host reach the guest, as they would reach a
+real process: Ctrl-C is SIGINT for the guest, `kill -USR1 <vsnap's pid>` is its SIGUSR1.
+
+The signals are blocked in every thread of vsnap and taken by one thread with sigwait, so the
+Python main thread never runs a handler in the middle of an emulated instruction. The thread
+queues the signal for the kernel and stops the CPU (which interrupts even a loop without system
+calls); the main loop delivers it. `vsnap save` does not use a signal at all (control.py), so
+the two can never be confused.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+RETRY_S = 0.01
+
+
+class HostSignals:
+    def __init__(self, kernel, cpu):
+        self.kernel, self.cpu = kernel, cpu
+        self.arrived = threading.Condition()
+        self.closed = False
+        # Host and guest numbers agree on x86-64 Linux, the only host the numbers are used
+        # on; elsewhere we translate by name.
+        from .abi.signals import NUMBERS
+        self.to_guest = {int(s): NUMBERS.get(signal.Signals(s).name, int(s)) for s in FORWARDED}
+        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        kernel.wait_for_host_signal = self.wait
+        threading.Thread(target=self._take, daemon=True, name="vsnap-signals").start()
+
+    def _take(self) -> None:
+        while not self.closed:
+            signo = signal.sigwait(FORWARDED)
+            if self.closed:
+                return
+            with self.arrived:
+                self.kernel.host_signals.append(self.to_guest[int(signo)])
+                self.arrived.notify_all()
+            # the main loop may be between two emu_start calls: ask until it has taken it
+            while self.kernel.host_signals and not self.closed:
+                self.cpu.stop()
+                with self.arrived:
+                    self.arrived.wait(RETRY_S)
+
+    def wait(self) -> bool:
+        """Block the main thread until a host signal arrives (pause() with no timer)."""
+        with self.arrived:
+            while not self.kernel.host_signals and not self.closed:
+                self.arrived.wait()
+        return bool(self.kernel.host_signals)
+
+    def close(self) -> None:
+        self.closed = True
+        with self.arrived:
+            self.arrived.notify_all()
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
