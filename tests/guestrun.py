@@ -25,6 +25,7 @@ PROGRAMS = {
     "listdir": ["."],
     "syscalls": ["300"],
     "compute": ["200000"],
+    "signals": [],
 }
 
 
@@ -89,3 +90,23 @@ def length(name: str, base: str) -> int:
     root = fresh_root(Path(base), f"length-{name}")
     cap = Capture()
     return start(name, root, cap).run(count=True).instructions
+
+
+def syscall_states(name: str, base: Path) -> list[tuple[int, int, int]]:
+    """(instruction count, pending mask, blocked mask) right after each system call of a run:
+    where a checkpoint lands inside a handler, or with a signal waiting."""
+    root = fresh_root(base, f"states-{name}-{os.getpid()}-{len(list(base.iterdir()))}")
+    cap = Capture()
+    m = start(name, root, cap)
+    states = []
+    dispatch = m.kernel.dispatch
+
+    def spy():
+        dispatch()
+        sig = m.kernel.signals
+        states.append((m.cpu.instructions, sig.pending_mask, sig.blocked))
+
+    m.cpu.uc.hook_del(m.cpu._syscall_hook)
+    m.cpu.on_syscall(spy)
+    m.run(count=True)
+    return states

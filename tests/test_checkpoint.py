@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guestrun import PROGRAMS, Capture, finish, fresh_root, length, start
+from guestrun import PROGRAMS, Capture, finish, fresh_root, length, start, syscall_states
 from vsnap.snapshot import checkpoint, image_bytes, restore
 
 # long runs get fewer examples: each example runs the program to k in exact-count mode
-EXAMPLES = {"malloc_stress": 3, "primes": 4, "compute": 5}
+EXAMPLES = {"malloc_stress": 3, "primes": 4, "compute": 5, "signals": 25}
 
 
 @pytest.fixture(scope="module")
@@ -82,28 +82,9 @@ def test_first_last_and_chains(name, base):
     same(split(name, base, [third, 2 * third, total - 2]), reference)  # a chain of three
 
 
-def syscall_positions(name: str, base: Path) -> list[int]:
-    """Instruction counts right after each system call of a run."""
-    root = fresh_root(base, f"pos-{name}-{next(_roots)}")
-    cap = Capture()
-    m = start(name, root, cap)
-    positions = []
-    dispatch = m.kernel.dispatch
-
-    def spy():
-        positions.append(m.cpu.instructions)  # the block ending in `syscall` is counted
-        dispatch()
-
-    m.kernel.dispatch = spy
-    m.cpu.uc.hook_del(m.cpu._syscall_hook)
-    m.cpu.on_syscall(spy)
-    m.run(count=True)
-    return positions
-
-
 def test_save_at_system_call_boundaries(base):
     reference = uninterrupted("counter", base)
-    positions = syscall_positions("counter", base)
+    positions = [n for n, _, _ in syscall_states("counter", base)]
     assert len(positions) > 10
     for k in positions[:-1:3]:
         for j in (k - 1, k, k + 1):  # just before, after, and one past a system call
@@ -135,3 +116,17 @@ def test_position_unknown_after_a_free_run_stop(base):
     m.instructions = None  # as after a stop requested by `vsnap save PID`
     with pytest.raises(ValueError):
         m.advance(10)
+
+
+def test_save_inside_handlers_and_with_signals_pending_or_blocked(base):
+    """Checkpoints where signal state is most delicate: with a handler's frame on the stack
+    (the signal blocked while it runs), and with a blocked signal pending."""
+    reference = uninterrupted("signals", base)
+    states = syscall_states("signals", base)
+    usr1 = 1 << 9
+    pending = [n for n, p, b in states if p & usr1 and b & usr1]
+    in_handler = [n for n, p, b in states if b and not p]
+    assert pending and in_handler, "the guest's signal phases were not found"
+    for k in sorted(set(pending[:2] + in_handler[::max(1, len(in_handler) // 6)])):
+        for j in (k - 1, k, k + 1):
+            same(split("signals", base, [j]), reference)
