@@ -9,6 +9,8 @@ the two can never be confused.
 """
 from __future__ import annotations
 
+import os
+import select
 import signal
 import threading
 
@@ -28,6 +30,10 @@ class HostSignals:
         self.to_guest = {int(s): NUMBERS.get(signal.Signals(s).name, int(s)) for s in FORWARDED}
         self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         kernel.wait_for_host_signal = self.wait
+        # a read of the terminal waits on stdin and on this pipe, so a signal interrupts it
+        self.wake_r, self.wake_w = os.pipe()
+        if kernel.console.wait is None and kernel.console.host_stdin:
+            kernel.console.wait = self.wait_for_stdin
         threading.Thread(target=self._take, daemon=True, name="vsnap-signals").start()
 
     def _take(self) -> None:
@@ -38,6 +44,7 @@ class HostSignals:
             with self.arrived:
                 self.kernel.host_signals.append(self.to_guest[int(signo)])
                 self.arrived.notify_all()
+            os.write(self.wake_w, b"!")
             # the main loop may be between two emu_start calls: ask until it has taken it
             while self.kernel.host_signals and not self.closed:
                 self.cpu.stop()
@@ -51,8 +58,20 @@ class HostSignals:
                 self.arrived.wait()
         return bool(self.kernel.host_signals)
 
+    def wait_for_stdin(self, timeout: float | None) -> str:
+        """Console.wait for vsnap's own stdin: "data", "signal" or "timeout"."""
+        if self.kernel.host_signals:
+            return "signal"
+        ready, _, _ = select.select([0, self.wake_r], [], [], timeout)
+        if self.wake_r in ready:
+            os.read(self.wake_r, 4096)
+            return "signal"
+        return "data" if ready else "timeout"
+
     def close(self) -> None:
         self.closed = True
         with self.arrived:
             self.arrived.notify_all()
         signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)

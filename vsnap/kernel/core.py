@@ -46,10 +46,15 @@ class Console:
     write_out: callable = field(default=lambda b: _write_all(1, b))
     write_err: callable = field(default=lambda b: _write_all(2, b))
     tty: tuple = (False, False, False)  # is each of stdin, stdout, stderr a terminal?
+    # wait(timeout) -> "data" | "signal" | "timeout": blocks until input can be read, a host
+    # signal arrives, or `timeout` seconds pass. None: reading never blocks (captured input).
+    wait: callable = None
+    host_stdin: bool = False  # read is os.read(0): vsnap's own stdin
+
 
     @classmethod
     def host(cls) -> "Console":
-        return cls(tty=tuple(os.isatty(fd) for fd in (0, 1, 2)))
+        return cls(tty=tuple(os.isatty(fd) for fd in (0, 1, 2)), host_stdin=True)
 
     def write(self, stream: str, data: bytes) -> None:
         (self.write_err if stream == "stderr" else self.write_out)(data)
@@ -81,6 +86,7 @@ class Kernel:
         self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
         self.syscall_count = 0
+        self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.unknown_reported: set[int] = set()
         self.strace = None      # a callable(line) when --strace is on
         self.notice = lambda line: sys.stderr.write(line + "\n")
@@ -149,6 +155,7 @@ class Kernel:
             except SyscallError as e:
                 result = -e.errno
         self.cpu.set_rax(result & MASK64)
+        self.last_call = (nr, result)
         self._after_syscall()
 
     def _after_syscall(self) -> None:
@@ -180,4 +187,5 @@ class Kernel:
             raise
         self.strace(f"{call} = {format_result(self, entry, args, result)}")
         self.cpu.set_rax(result & MASK64)
+        self.last_call = (entry.number, result)
         self._after_syscall()

@@ -120,6 +120,9 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     elif f.kind == "proc":
         data = f.data[pos:pos + count]
     elif f.kind == "console":
+        if k.console.wait is not None:
+            from .signal import wait_for_input
+            wait_for_input(k)
         return k.console.read(count)
     elif f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)

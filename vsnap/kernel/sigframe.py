@@ -79,13 +79,29 @@ def _fxrstor(data: bytes) -> dict:
     return regs
 
 
+# calls that Linux restarts after a handler with SA_RESTART (ERESTARTSYS); pause, sigsuspend
+# and the sleeps are never restarted
+RESTARTABLE = {0, 1, 16, 17, 18, 19, 20}  # read write ioctl pread64 pwrite64 readv writev
+EINTR = 4
+
+
+def _restartable(k, in_syscall: bool) -> bool:
+    nr, result = k.last_call
+    return in_syscall and result == -EINTR and nr in RESTARTABLE
+
+
 def deliver(k, in_syscall: bool) -> None:
     """Deliver every deliverable pending signal: run default actions, or build a frame for
     each handled one (the last one built runs first, as on Linux)."""
     sig = k.signals
+    framed = False
     while True:
         info = sig.take()
         if info is None:
+            if not framed and _restartable(k, in_syscall):
+                # every signal was ignored: the interrupted call starts again, unseen
+                k.cpu.write_many({"rax": k.last_call[0], "rip": k.cpu.read("rip") - 2})
+                k.last_call = (0, 0)
             return
         act = sig.action(info.signo)
         if act.handler == S.SIG_DFL:
@@ -97,14 +113,21 @@ def deliver(k, in_syscall: bool) -> None:
             continue  # ignore, cont
         if act.handler == S.SIG_IGN:
             continue
-        _setup_frame(k, info, act, in_syscall)
+        _setup_frame(k, info, act, in_syscall, restart=not framed)
+        framed = True
 
 
-def _setup_frame(k, info: S.SigInfo, act: S.Action, in_syscall: bool) -> None:
+def _setup_frame(k, info: S.SigInfo, act: S.Action, in_syscall: bool,
+                 restart: bool = False) -> None:
     sig = k.signals
     regs = k.cpu.snapshot_registers()
     rip_bias = 2 if in_syscall else 0
     regs["rip"] += rip_bias
+    if restart and _restartable(k, in_syscall) and act.flags & S.SA_RESTART:
+        # the handler returns to the syscall instruction itself, with its number in rax
+        regs["rip"] -= 2
+        regs["rax"] = k.last_call[0]
+        k.last_call = (0, 0)
     sp = regs["rsp"]
     use_alt = (act.flags & S.SA_ONSTACK and not sig.altstack_flags & S.SS_DISABLE
                and not sig.on_altstack(sp))

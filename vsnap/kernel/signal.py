@@ -55,6 +55,27 @@ def wait_for_signal(k, until: int | None = None) -> bool:
     return True
 
 
+def wait_for_input(k) -> None:
+    """Block a read of the terminal until input comes; a signal first makes it EINTR (which
+    SA_RESTART, or a signal that turns out ignored, turns back into the same read). A timer
+    armed on the virtual clock fires after that much real time: input timing is the user's,
+    so a run that reads a terminal is only as reproducible as its typing."""
+    sig = k.signals
+    while True:
+        k.take_host_signals()
+        if sig.deliverable():
+            raise SyscallError(E.EINTR, "interrupted by a signal")
+        timeout = None
+        if sig.alarm_deadline is not None:
+            timeout = max(0, sig.alarm_deadline - k.clock.monotonic_ns) / NS
+        got = k.console.wait(timeout)
+        if got == "data":
+            return
+        if got == "timeout":
+            k.clock.monotonic_ns = max(k.clock.monotonic_ns, sig.alarm_deadline)
+            fire_timers(k)
+
+
 @syscall("rt_sigaction", "int ptr ptr size")
 def sys_rt_sigaction(k, signum, act, oldact, sigsetsize):
     """int rt_sigaction(int signum, const struct sigaction *act, struct sigaction *oldact,
