@@ -157,3 +157,49 @@ int main(void) {
     text = subprocess.run([sys.executable, "-m", "vsnap", "inspect", str(tmp_path / "s.img"),
                            "kernel"], capture_output=True, text=True).stdout
     assert "SIGUSR2" in text and "fires at" in text
+
+
+RESTART = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static void h(int s) { (void)s; write(1, "handler\n", 8); }
+int main(int argc, char **argv) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = h;
+    sa.sa_flags = argc > 1 ? SA_RESTART : 0;
+    sigaction(SIGUSR1, &sa, 0);
+    char buf[64];
+    write(1, "reading\n", 8);
+    ssize_t n = read(0, buf, sizeof buf);
+    printf("read returned %zd\n", n);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("restart, expected", [(False, b"read returned -1\n"),
+                                               (True, b"read returned 6\n")])
+def test_sa_restart_on_a_terminal_read(restart, expected, tmp_path):
+    """A signal interrupts a blocked read: EINTR without SA_RESTART, the read goes on with
+    it, as on Linux."""
+    src = tmp_path / "restart.c"
+    src.write_text(RESTART)
+    prog = build(str(src))
+    args = [prog, "r"] if restart else [prog]
+    run = subprocess.Popen([sys.executable, "-m", "vsnap", "run", *args], cwd=tmp_path,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert run.stdout.readline() == b"reading\n"
+        time.sleep(0.3)  # blocked in read
+        run.send_signal(signal.SIGUSR1)
+        assert run.stdout.readline() == b"handler\n"
+        run.stdin.write(b"hello\n")
+        run.stdin.flush()
+        assert run.stdout.readline() == expected
+        assert run.wait(timeout=30) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
