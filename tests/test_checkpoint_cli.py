@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from guestrun import PROGRAMS, fresh_root, length, program
+from guestrun import PROGRAMS, length, program, root_for
 
 VSNAP = [sys.executable, "-m", "vsnap"]
 
@@ -38,10 +38,10 @@ def tree(root: Path) -> dict:
 def test_run_save_exit_then_resume_equals_one_run(name, tmp_path):
     prog = program(name)
     total = length(name, str(tmp_path))
-    ref_root = fresh_root(tmp_path, "ref")
+    ref_root = root_for(tmp_path)
     ref = vsnap("run", prog, *PROGRAMS[name], cwd=ref_root)
     for k in (total // 4, total // 2, total - 1):
-        root = fresh_root(tmp_path, f"split{k}")
+        root = root_for(tmp_path)
         img = tmp_path / f"{name}-{k}.img"
         a = vsnap("run", "--save-at", k, "-o", img, "--exit", prog, *PROGRAMS[name], cwd=root)
         assert a.returncode == 0 and img.exists(), a.stderr
@@ -54,8 +54,8 @@ def test_run_save_exit_then_resume_equals_one_run(name, tmp_path):
 
 def test_save_at_without_exit_goes_on_and_save_every_numbers_images(tmp_path):
     prog = program("counter")
-    root = fresh_root(tmp_path, "root")
-    ref = vsnap("run", prog, *PROGRAMS["counter"], cwd=fresh_root(tmp_path, "ref"))
+    root = root_for(tmp_path)
+    ref = vsnap("run", prog, *PROGRAMS["counter"], cwd=root_for(tmp_path))
     r = vsnap("run", "--save-every", 700_000, "-o", tmp_path / "s.img", prog,
               *PROGRAMS["counter"], cwd=root)
     assert r.stdout == ref.stdout and r.returncode == 0
@@ -69,8 +69,8 @@ def test_save_at_without_exit_goes_on_and_save_every_numbers_images(tmp_path):
 def test_resume_can_save_again_a_chain(tmp_path):
     prog = program("counter")
     total = length("counter", str(tmp_path))
-    root = fresh_root(tmp_path, "root")
-    ref = vsnap("run", prog, *PROGRAMS["counter"], cwd=fresh_root(tmp_path, "ref"))
+    root = root_for(tmp_path)
+    ref = vsnap("run", prog, *PROGRAMS["counter"], cwd=root_for(tmp_path))
     out = vsnap("run", "--save-at", total // 3, "-o", tmp_path / "1.img", "--exit", prog,
                 *PROGRAMS["counter"], cwd=root).stdout
     out += vsnap("resume", tmp_path / "1.img", "--save-at", 2 * total // 3, "-o",
@@ -86,7 +86,7 @@ def test_inspect_views(tmp_path):
     prog = program("counter")
     img = tmp_path / "c.img"
     vsnap("run", "--save-at", 1_000_000, "-o", img, "--exit", prog, *PROGRAMS["counter"],
-          cwd=fresh_root(tmp_path, "root"))
+          cwd=root_for(tmp_path))
     summary = vsnap("inspect", img, cwd=tmp_path).stdout.decode()
     assert "instructions 1000000" in summary and "Not preserved / differs from Linux" in summary
     fds = vsnap("inspect", img, "fds", cwd=tmp_path).stdout.decode()
@@ -103,7 +103,7 @@ def test_inspect_views(tmp_path):
 def test_bad_images_get_one_line_and_a_nonzero_status(damage, tmp_path):
     prog = program("hello")
     img = tmp_path / "h.img"
-    vsnap("run", "--save-at", 500, "-o", img, "--exit", prog, cwd=fresh_root(tmp_path, "r"))
+    vsnap("run", "--save-at", 500, "-o", img, "--exit", prog, cwd=root_for(tmp_path))
     data = bytearray(img.read_bytes())
     if damage == "truncate":
         img.write_bytes(data[: len(data) // 2])

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from guestrun import Capture, fresh_root, start
+from guestrun import Capture, guest, root_for, start
 from vsnap.errors import VsnapError
 from vsnap.snapshot import FileChanged, ImageError, checkpoint, load, restore
 from vsnap.snapshot.codec import decode, encode
@@ -23,8 +23,8 @@ from vsnap.snapshot.restore import build, plan
 def saved(tmp_path_factory):
     """A counter guest saved mid-run (it has a log file open): (image path, its bytes, root)."""
     base = tmp_path_factory.mktemp("image")
-    root = fresh_root(base, "root")
-    m = start("counter", root, Capture())
+    root = root_for(base)
+    m = start(guest("counter"), root, Capture(b""))
     assert m.advance(1_500_000) is None
     path = base / "counter.img"
     checkpoint(m, str(path))
@@ -52,7 +52,7 @@ def _load_or_refuse(data: bytes, tmp_path: Path, root: Path) -> None:
     path.write_bytes(data)
     try:
         img = load(str(path))
-        m = build(plan(img, root=str(root), force=True), Capture().console)
+        m = build(plan(img, root=str(root), force=True), Capture(b"").console)
         m.advance((m.instructions or 0) + 1000) if m.instructions is not None else None
     except VsnapError:
         pass
@@ -147,9 +147,9 @@ def test_wrong_version_is_refused(saved, tmp_path):
 
 
 def test_a_changed_file_is_refused_and_force_says_what_it_risks(tmp_path):
-    root = fresh_root(tmp_path, "root")
-    cap = Capture()
-    m = start("counter", root, cap)
+    root = root_for(tmp_path)
+    cap = Capture(b"")
+    m = start(guest("counter"), root, cap)
     assert m.advance(1_600_000) is None  # after the second tick: counter.log has two lines
     img = tmp_path / "c.img"
     checkpoint(m, str(img))
@@ -175,11 +175,11 @@ def test_a_different_program_is_refused(saved, tmp_path):
 
 KILLER = r"""
 import sys
-from guestrun import Capture, fresh_root, start
+from guestrun import Capture, guest, root_for, start
 from vsnap.snapshot import checkpoint
 from pathlib import Path
-root = fresh_root(Path(sys.argv[1]), "root")
-m = start("malloc_stress", root, Capture())
+root = root_for(Path(sys.argv[1]))
+m = start(guest("malloc_stress"), root, Capture(b""))
 m.advance(40_000_000)   # tens of MiB of heap and mappings: a save takes a while
 print("ready", flush=True)
 while True:

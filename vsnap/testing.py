@@ -1,0 +1,247 @@
+"""Testing the promise, as a library for anyone's pytest suite (and for vsnap's own):
+
+    for every program P and every instruction k:  run(P) == resume(save(run(P, stop at k)))
+
+    from vsnap.testing import Guest, assert_transparent, checkpoint_points, measure
+    from hypothesis import given
+
+    guest = Guest("build/myprog", ("arg",), files={"input.txt": b"..."})
+    m = measure(guest)                       # its length, its system calls, its outcome
+
+    @given(checkpoint_points(m))
+    def test_my_program_survives_checkpoints(points):
+        assert_transparent(guest, points, reference=m.outcome)
+
+"Same" means: stdout and stderr bytes, exit status, the files left in the root (names, modes,
+contents, modification times) and the final registers. Every run starts in a fresh copy of
+the guest's root, so runs never see each other's files.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+from .kernel import Console
+from .machine import Machine
+
+REPO_PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+
+
+@dataclass(frozen=True)
+class Guest:
+    """A program and everything it starts with: arguments, stdin, the files of its root."""
+
+    program: str
+    args: tuple = ()
+    files: dict = field(default_factory=dict, hash=False)   # relative path -> bytes
+    stdin: bytes = b""
+    template: str | None = None   # a directory copied (with its times) into every fresh root
+
+    def describe(self) -> str:
+        return " ".join([self.program, *self.args])
+
+
+@dataclass
+class Outcome:
+    stdout: bytes
+    stderr: bytes
+    status: int
+    files: dict
+    registers: dict
+
+
+@dataclass
+class Measured:
+    length: int                   # instructions in the whole run
+    syscalls: list                # instruction counts right after each system call
+    outcome: Outcome
+    # (instruction count, pending mask, blocked mask) after each system call: where signals
+    # wait, and where handlers run (their signal blocked)
+    signal_states: list = field(default_factory=list)
+
+    @property
+    def in_handlers(self) -> list:
+        return [n for n, _, blocked in self.signal_states if blocked]
+
+
+class _Capture:
+    def __init__(self, stdin: bytes):
+        self.out, self.err, self.inp = bytearray(), bytearray(), bytearray(stdin)
+        self.console = Console(read=self._read, write_out=self.out.extend,
+                               write_err=self.err.extend)
+
+    def _read(self, n: int) -> bytes:
+        chunk = bytes(self.inp[:n])
+        del self.inp[:n]
+        return chunk
+
+
+_counter = iter(range(1 << 62))
+
+
+def fresh_root(guest: Guest, base: Path) -> Path:
+    root = Path(base) / f"root-{os.getpid()}-{next(_counter)}"
+    if guest.template:
+        shutil.copytree(guest.template, root, symlinks=True)  # copy2: times are kept
+    else:
+        root.mkdir(parents=True)
+    for rel, data in guest.files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        os.utime(p, ns=(1_600_000_000 * 10**9,) * 2)  # the same time in every root
+    return root
+
+
+def snapshot_files(root: Path) -> dict:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            st_ = p.lstat()
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = ("dir", st_.st_mode)
+            else:
+                out[rel] = ("file", st_.st_mode, st_.st_mtime_ns, p.read_bytes())
+    return out
+
+
+def start(guest: Guest, root: Path, cap: _Capture) -> Machine:
+    return Machine(guest.program, guest.args, root=str(root), cwd=str(root),
+                   console=cap.console)
+
+
+def _finish(m: Machine, cap: _Capture, root: Path) -> Outcome:
+    result = m.result or m.run()
+    return Outcome(bytes(cap.out), bytes(cap.err), result.status, snapshot_files(root),
+                   m.cpu.snapshot_registers())
+
+
+@contextlib.contextmanager
+def _base(base):
+    if base is not None:
+        yield Path(base)
+    else:
+        with tempfile.TemporaryDirectory(prefix="vsnap-test-") as d:
+            yield Path(d)
+
+
+def run_to_end(guest: Guest, base=None) -> Outcome:
+    """One uninterrupted run in a fresh root."""
+    with _base(base) as b:
+        cap = _Capture(guest.stdin)
+        root = fresh_root(guest, b)
+        return _finish(start(guest, root, cap), cap, root)
+
+
+def measure(guest: Guest, base=None) -> Measured:
+    """A counted run: its length in instructions, where its system calls are, its outcome."""
+    with _base(base) as b:
+        cap = _Capture(guest.stdin)
+        root = fresh_root(guest, b)
+        m = start(guest, root, cap)
+        positions, states = [], []
+        dispatch, sig = m.kernel.dispatch, m.kernel
+
+        def spy():
+            n = m.cpu.instructions  # the block ending in `syscall` is already counted
+            positions.append(n)
+            dispatch()
+            states.append((n, sig.signals.pending_mask, sig.signals.blocked))
+
+        m.cpu.uc.hook_del(m.cpu._syscall_hook)
+        m.cpu.on_syscall(spy)
+        result = m.run(count=True)
+        return Measured(result.instructions, positions, _finish(m, cap, root), states)
+
+
+def run_with_checkpoints(guest: Guest, points, base=None) -> Outcome:
+    """Run to points[0], save, resume in a fresh machine, run to points[1], ... to the end.
+    A point past the end of the run is simply never reached."""
+    from .snapshot import checkpoint, restore
+    with _base(base) as b:
+        cap = _Capture(guest.stdin)
+        root = fresh_root(guest, b)
+        m = start(guest, root, cap)
+        for k in sorted(points):
+            if m.advance(k) is not None:
+                break
+            path = str(b / f"point-{next(_counter)}.img")
+            checkpoint(m, path)
+            m.kernel.fds.close_all()   # the old process is gone; only the image goes on
+            m, _ = restore(path, console=cap.console)
+        return _finish(m, cap, root)
+
+
+def first_difference(a: Outcome, b: Outcome) -> str | None:
+    """None when the outcomes agree; else one line naming the first thing that differs."""
+    for name in ("stdout", "stderr"):
+        x, y = getattr(a, name), getattr(b, name)
+        if x != y:
+            i = next((i for i in range(min(len(x), len(y))) if x[i] != y[i]),
+                     min(len(x), len(y)))
+            return (f"{name} differs at byte {i}: expected {x[max(0, i - 20):i + 20]!r}, "
+                    f"got {y[max(0, i - 20):i + 20]!r}")
+    if a.status != b.status:
+        return f"exit status differs: expected {a.status}, got {b.status}"
+    if a.files != b.files:
+        for rel in sorted(set(a.files) | set(b.files)):
+            x, y = a.files.get(rel), b.files.get(rel)
+            if x != y:
+                what = ("missing" if y is None else "unexpected" if x is None else
+                        "content" if x[:1] == y[:1] == ("file",) and x[3] != y[3] else
+                        "mode or time")
+                return f"file {rel} differs ({what})"
+    if a.registers != b.registers:
+        name = next(n for n in a.registers if a.registers[n] != b.registers[n])
+        return (f"final register {name} differs: expected {a.registers[name]:#x}, got "
+                f"{b.registers[name]:#x}")
+    return None
+
+
+class NotTransparent(AssertionError):
+    pass
+
+
+def assert_transparent(guest: Guest, points, reference: Outcome | None = None,
+                       base=None) -> None:
+    """Fail with the first difference if checkpoints at `points` change the outcome."""
+    reference = reference or run_to_end(guest, base)
+    got = run_with_checkpoints(guest, points, base)
+    diff = first_difference(reference, got)
+    if diff:
+        raise NotTransparent(f"checkpoints at {list(points)}: {diff}")
+
+
+def checkpoint_points(m: Measured, max_chain: int = 3):
+    """Lists of checkpoint instruction counts, sorted: single points anywhere in the run,
+    points just before, at and after system calls, and chains of up to `max_chain`."""
+    last = max(0, m.length - 1)
+    anywhere = st.integers(0, last)
+
+    def near(positions):
+        return st.sampled_from(positions).flatmap(
+            lambda n: st.integers(max(0, n - 2), min(last, n + 2))) if positions else anywhere
+
+    point = st.one_of(anywhere, near(m.syscalls), near(m.in_handlers))
+    return st.lists(point, min_size=1, max_size=max_chain, unique=True).map(sorted)
+
+
+def programs():
+    """The guest programs in programs/, built, with arguments that keep their runs short."""
+    from .build import build
+    short = {"hello": (), "counter": ("3", "counter.log"), "wordfreq": ("sample.txt", "5"),
+             "primes": ("20000", "1"), "rewrite": ("records.dat",), "listdir": (".",),
+             "syscalls": ("300",), "compute": ("200000",), "signals": ()}
+    sample = {"sample.txt": (REPO_PROGRAMS / "data" / "sample.txt").read_bytes()}
+    return st.sampled_from(sorted(short)).map(
+        lambda name: Guest(build(str(REPO_PROGRAMS / f"{name}.c")), short[name], sample))
