@@ -1,4 +1,5 @@
-"""The command line: vsnap build / run / save / resume / inspect / diff / patch / core."""
+"""The command line: vsnap build / run / save / resume / inspect / diff / patch / core /
+check."""
 from __future__ import annotations
 
 import argparse
@@ -96,6 +97,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", default="core", help="core file to write (default: core)")
     c.add_argument("--signal", type=int, default=11, help="the signal the core says it died "
                    "of (default 11, SIGSEGV)")
+
+    k = sub.add_parser("check", help="property-test checkpoint/restore on a program: is it "
+                       "transparent? if not, the smallest counterexample")
+    k.add_argument("program")
+    k.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the program")
+    k.add_argument("--examples", type=_count, default=50, help="checkpoint examples to try")
+    k.add_argument("--seed", type=int, default=0, help="hypothesis seed (same seed, same "
+                   "examples)")
+    k.add_argument("--root", help="a directory whose copy is the guest's root in every run "
+                   "(default: an empty one)")
+    k.add_argument("--stdin", metavar="FILE", help="the guest's standard input")
 
     t = sub.add_parser("patch", help="change registers or bytes of a saved guest")
     t.add_argument("image")
@@ -238,6 +250,29 @@ def cmd_inspect(a) -> int:
     return 0
 
 
+def cmd_check(a) -> int:
+    from .check import check, progress_line, report
+    from .testing import Guest
+    if a.root and not os.path.isdir(a.root):
+        raise UsageError(f"vsnap: --root {a.root}: not a directory")
+    stdin = b""
+    if a.stdin:
+        try:
+            with open(a.stdin, "rb") as f:
+                stdin = f.read()
+        except OSError as e:
+            raise UsageError(f"vsnap: --stdin {a.stdin}: {e.strerror}") from None
+    program = os.path.abspath(_program_path(a.program))
+    guest = Guest(program, tuple(a.args), stdin=stdin,
+                  template=os.path.abspath(a.root) if a.root else None)
+    verdict = check(guest, examples=a.examples, seed_=a.seed,
+                    progress=progress_line if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(report(guest, verdict))
+    return 0 if verdict.transparent else 1
+
+
 def cmd_core(a) -> int:
     from .snapshot import load
     from .snapshot.coredump import write_core
@@ -270,7 +305,7 @@ def main(argv=None) -> int:
     try:
         return {"build": cmd_build, "run": cmd_run, "save": cmd_save, "resume": cmd_resume,
                 "inspect": cmd_inspect, "diff": cmd_diff, "core": cmd_core,
-                "patch": cmd_patch}[a.command](a)
+                "patch": cmd_patch, "check": cmd_check}[a.command](a)
     except VsnapError as e:
         msg = str(e)
         sys.stderr.write((msg if msg.startswith("vsnap:") else f"vsnap: {msg}") + "\n")

@@ -245,3 +245,18 @@ def programs():
     sample = {"sample.txt": (REPO_PROGRAMS / "data" / "sample.txt").read_bytes()}
     return st.sampled_from(sorted(short)).map(
         lambda name: Guest(build(str(REPO_PROGRAMS / f"{name}.c")), short[name], sample))
+
+
+@contextlib.contextmanager
+def planted_bug(name: str | None):
+    """Test-only: plant one of the deliberate checkpoint bugs (vsnap.snapshot.checkpoint.
+    PLANTED_BUGS) while the block runs, to see that checking catches it."""
+    import importlib
+    ckpt = importlib.import_module("vsnap.snapshot.checkpoint")
+    if name is not None and name not in ckpt.PLANTED_BUGS:
+        raise ValueError(f"no planted bug {name!r}; one of {', '.join(ckpt.PLANTED_BUGS)}")
+    old, ckpt.PLANTED_BUG = ckpt.PLANTED_BUG, name
+    try:
+        yield
+    finally:
+        ckpt.PLANTED_BUG = old

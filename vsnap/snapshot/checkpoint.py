@@ -17,6 +17,11 @@ from .fields import hexs
 
 ZERO_PAGE = bytes(PAGE)
 
+# A test-only switch (vsnap check's own tests and notebook 05): plant one deliberate bug in
+# every image, to show that checking finds it. Never set in normal use.
+PLANTED_BUGS = ("offset", "register", "brk", "sigmask", "page")
+PLANTED_BUG = os.environ.get("VSNAP_PLANT_BUG") or None
+
 # which part of the image each kind of VMA goes to; text comes back from the program file
 PART_OF_KIND = {"stack": "memory/stack.bin", "data": "memory/data.bin",
                 "bss": "memory/data.bin", "heap": "memory/data.bin",
@@ -170,8 +175,33 @@ def _registers(m) -> dict:
 
 def _parts(m) -> dict:
     memory, chunks = _memory(m)
-    return {"registers.json": dumps(_registers(m)), "fds.json": dumps(_fds(m)),
-            "kernel.json": dumps(_kernel(m)), "memory.json": dumps(memory), **chunks}
+    regs, fds, kernel = _registers(m), _fds(m), _kernel(m)
+    if PLANTED_BUG:
+        _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
+    return {"registers.json": dumps(regs), "fds.json": dumps(fds),
+            "kernel.json": dumps(kernel), "memory.json": dumps(memory), **chunks}
+
+
+def _plant(bug, m, regs, fds, kernel, memory, chunks) -> None:
+    """The deliberate bugs behind PLANTED_BUG (see there)."""
+    if bug == "offset":        # a forgotten file offset
+        for d in fds["descriptions"]:
+            d["offset"] = 0
+    elif bug == "register":    # a lost register
+        regs["registers"]["rbx"] = hexs(0)
+    elif bug == "brk":         # a lost program break
+        memory["brk"] = memory["brk_start"]
+    elif bug == "sigmask":     # a stale signal mask
+        kernel["signals"]["blocked"] = hexs(0)
+    elif bug == "page":        # the page under the stack pointer left out
+        rsp = m.cpu.read("rsp")
+        for v in memory["vmas"]:
+            start = int(v["start"], 16)
+            if v.get("kind") == "stack" and start <= rsp < int(v["end"], 16):
+                page = (rsp - start) // PAGE
+                v["pages"] = [r for r in v["pages"] if not r[0] <= page < r[0] + r[1]]
+    else:
+        raise ValueError(f"no planted bug {bug!r}; one of {', '.join(PLANTED_BUGS)}")
 
 
 def image_bytes(m) -> bytes:

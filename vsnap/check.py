@@ -1,0 +1,102 @@
+"""vsnap check: is checkpoint/restore transparent for this program? If not, the smallest
+counterexample hypothesis can find, printed so that a person can replay it.
+
+It runs the program once, counted, to learn its length and where its system calls and signal
+handlers are; draws checkpoint points (single ones, chains, near system calls, inside
+handlers); for each, saves, resumes in a fresh machine and compares everything with the
+uninterrupted run. On a difference hypothesis shrinks the points (fewer, smaller) and the
+last failing example it replays is the minimal one.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import tempfile
+from dataclasses import dataclass
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+
+from .testing import (Guest, Measured, _Capture, checkpoint_points, first_difference, measure,
+                      run_with_checkpoints, start)
+from .trace import disassemble_one
+
+
+@dataclass
+class Verdict:
+    transparent: bool
+    examples: int
+    measured: Measured
+    points: list | None = None
+    difference: str | None = None
+
+
+def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) -> Verdict:
+    m = measure(guest)
+    done = [0]
+    failure: list = []
+
+    @seed(seed_)
+    @settings(max_examples=examples, deadline=None, database=None, print_blob=False,
+              suppress_health_check=list(HealthCheck),
+              phases=(Phase.explicit, Phase.generate, Phase.shrink))
+    @given(points=checkpoint_points(m))
+    def transparent(points):
+        done[0] += 1
+        if progress:
+            progress(done[0], examples, points)
+        with tempfile.TemporaryDirectory(prefix="vsnap-check-") as base:
+            got = run_with_checkpoints(guest, points, base)
+        diff = first_difference(m.outcome, got)
+        if diff:
+            failure[:] = [list(points), diff]  # the last failure seen is the shrunk one
+            raise AssertionError(diff)
+
+    try:
+        transparent()
+    except AssertionError:
+        return Verdict(False, done[0], m, failure[0], failure[1])
+    return Verdict(True, done[0], m)
+
+
+def instruction_at(guest: Guest, k: int) -> str:
+    """rip and the instruction there, after exactly k instructions."""
+    with tempfile.TemporaryDirectory(prefix="vsnap-check-") as base:
+        from .testing import fresh_root
+        cap = _Capture(guest.stdin)
+        m = start(guest, fresh_root(guest, base), cap)
+        if m.advance(k) is not None:
+            return "(the guest has ended there)"
+        rip = m.cpu.read("rip")
+        insn = disassemble_one(m.mem.read(rip, 16), rip)
+        m.kernel.fds.close_all()
+        return f"rip={rip:#x}: {insn}"
+
+
+def replay_commands(guest: Guest, points: list) -> list[str]:
+    prog = [shlex.quote(guest.program), *map(shlex.quote, guest.args)]
+    cmds = [f"vsnap run --save-at {points[0]} -o p1.img --exit {' '.join(prog)}"]
+    for i, k in enumerate(points[1:], start=2):
+        cmds.append(f"vsnap resume p{i - 1}.img --save-at {k} -o p{i}.img --exit")
+    cmds.append(f"vsnap resume p{len(points)}.img")
+    return cmds
+
+
+def report(guest: Guest, v: Verdict) -> str:
+    m = v.measured
+    if v.transparent:
+        return (f"vsnap check: transparent: {v.examples} examples, each saved and resumed in a "
+                f"fresh machine, matched the uninterrupted run ({m.length} instructions, "
+                f"{len(m.syscalls)} system calls)")
+    where = ", ".join(str(k) for k in v.points)
+    lines = [f"vsnap check: NOT transparent: checkpoints at instruction{'s' if len(v.points) > 1 else ''} "
+             f"{where} (of {m.length}) change the outcome",
+             f"  first difference: {v.difference}",
+             f"  the guest at instruction {v.points[0]}: {instruction_at(guest, v.points[0])}",
+             "  replay it (from the program's root):"]
+    lines += [f"    {c}" for c in replay_commands(guest, v.points)]
+    return "\n".join(lines)
+
+
+def progress_line(done: int, total: int, points) -> None:
+    sys.stderr.write(f"\r  example {done}/{total}  k={','.join(map(str, points))}        ")
+    sys.stderr.flush()
