@@ -16,7 +16,9 @@ import tempfile
 from .errors import BuildFailed
 
 TARGET = "x86_64-linux-musl"
-CFLAGS = ("-O2", "-g", "-std=c11", "-D_GNU_SOURCE", "-Wall")
+# zig turns on UBSan at -O0, which makes undefined behaviour a trap instead of what C
+# programs (and a teaching tool's crash examples) expect: keep it off at every level
+CFLAGS = ("-O2", "-g", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-fno-sanitize=undefined")
 
 
 def cache_dir() -> str:
@@ -41,7 +43,9 @@ def build(source: str, output: str | None = None, *, pie: bool = False,
         raise BuildFailed(f"vsnap: cannot read {source}: {e.strerror}; give a C source file")
     link = ("-static-pie", "-fPIE") if pie else ("-static",)
     flags = (*CFLAGS, *link, *extra_flags)
-    key = hashlib.sha256(text + repr(flags).encode() + TARGET.encode()).hexdigest()[:20]
+    # the source's own path is in the key too: its debug info names it, and gdb follows it
+    where = os.path.abspath(source).encode()
+    key = hashlib.sha256(text + repr(flags).encode() + TARGET.encode() + where).hexdigest()[:20]
     name = os.path.splitext(os.path.basename(source))[0]
     cached = os.path.join(cache_dir(), f"{name}-{key}")
     if not os.path.exists(cached):

@@ -95,8 +95,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("core", help="write an ELF core file of a saved guest, for gdb")
     c.add_argument("image")
     c.add_argument("-o", "--output", default="core", help="core file to write (default: core)")
-    c.add_argument("--signal", type=int, default=11, help="the signal the core says it died "
-                   "of (default 11, SIGSEGV)")
+    c.add_argument("--signal", type=int, help="the signal the core says it died of (default: "
+                   "the crash's own, or 11, SIGSEGV)")
 
     k = sub.add_parser("check", help="property-test checkpoint/restore on a program: is it "
                        "transparent? if not, the smallest counterexample")
@@ -186,6 +186,8 @@ def _on_crash(a):
         from .snapshot import checkpoint, image_bytes
         if m.cpu.instructions is not None:
             m.instructions = m.cpu.instructions
+        m.kernel.crash = {"signal": fault.signal, "code": fault.code, "rip": fault.rip,
+                          "address": fault.address}
         if a.save_on_crash:
             checkpoint(m, a.save_on_crash)
             _say(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
@@ -276,8 +278,11 @@ def cmd_check(a) -> int:
 def cmd_core(a) -> int:
     from .snapshot import load
     from .snapshot.coredump import write_core
+    from .abi.signals import NUMBERS
     img = load(a.image)
-    write_core(img, a.output, a.signal)
+    crash = img.kernel.get("crash")
+    signo = a.signal or (NUMBERS[crash["signal"]] if crash else 11)
+    write_core(img, a.output, signo)
     print(f"wrote {a.output}; open it with: gdb {img.program['path']} {a.output}")
     return 0
 

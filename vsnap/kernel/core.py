@@ -6,6 +6,7 @@ arguments, move bytes between guest memory and kernel objects, and raise Syscall
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class Kernel:
         self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
         self.syscall_count = 0
+        self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.unknown_reported: set[int] = set()
         self.strace = None      # a callable(line) when --strace is on
@@ -123,12 +125,20 @@ class Kernel:
     def read_path(self, addr: int) -> str:
         return os.fsdecode(self.read_cstr(addr))
 
-    def guest_inode(self, st: os.stat_result) -> int:
-        """Stable small inode numbers, in order of first sight: host ones differ run to run."""
+    def guest_inode(self, st: os.stat_result, guest_path: str) -> int:
+        """The guest's inode number for a host file: made from the guest path it was first seen
+        under, so the same file has the same number in every run and every root (host inode
+        numbers differ between roots). Kept per host inode, so hard links agree."""
         key = (st.st_dev, st.st_ino)
-        if key not in self.inodes:
-            self.inodes[key] = 2 + len(self.inodes)
-        return self.inodes[key]
+        ino = self.inodes.get(key)
+        if ino is None:
+            digest = hashlib.sha256(os.fsencode(guest_path)).digest()
+            ino = 1000 + int.from_bytes(digest[:4], "little") % 0x7FFF_0000
+            taken = set(self.inodes.values())
+            while ino in taken:
+                ino += 1
+            self.inodes[key] = ino
+        return ino
 
     # dispatch ----------------------------------------------------------------------------------
     def dispatch(self) -> None:

@@ -342,12 +342,13 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
             st = e.stat(follow_symlinks=False)
             dtype = (C.DT_DIR if S.S_ISDIR(st.st_mode) else C.DT_LNK if S.S_ISLNK(st.st_mode)
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
-            out.append((k.guest_inode(st), dtype, os.fsencode(e.name)))
+            guest = f.path.rstrip("/") + "/" + e.name
+            out.append((k.guest_inode(st, guest), dtype, os.fsencode(e.name)))
     if f.path == "/":
         out = [e for e in out if e[2] not in (b"dev", b"proc")]
         out += [(1_000_010, C.DT_DIR, b"dev"), (1_000_011, C.DT_DIR, b"proc")]
         out.sort(key=lambda e: e[2])
-    ino = k.guest_inode(here)
+    ino = k.guest_inode(here, f.path)
     return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]
 
 

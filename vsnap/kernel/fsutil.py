@@ -76,7 +76,7 @@ _SPECIAL_MODES = {"null": (S.S_IFCHR | 0o666, 0x103), "tty": (S.S_IFCHR | 0o620,
 
 
 def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
-                special: str | None = None, follow: bool = True) -> dict:
+                special: str | None = None, follow: bool = True, guest_path: str = "") -> dict:
     """The fields of a guest struct stat, from the host file or a virtual one."""
     boot = k.clock.boot_realtime_ns
     if special is not None:
@@ -91,7 +91,8 @@ def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
             st = os.fstat(host_fd)
         else:
             st = os.stat(host_path, follow_symlinks=follow)
-    return dict(dev=GUEST_DEV, ino=k.guest_inode(st), nlink=st.st_nlink, mode=st.st_mode,
+    return dict(dev=GUEST_DEV, ino=k.guest_inode(st, guest_path), nlink=st.st_nlink,
+                mode=st.st_mode,
                 uid=k.proc.uid, gid=k.proc.gid, rdev=0, size=st.st_size, blksize=4096,
                 blocks=st.st_blocks, atime_ns=st.st_mtime_ns, mtime_ns=st.st_mtime_ns,
                 ctime_ns=st.st_mtime_ns)
@@ -99,14 +100,15 @@ def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
 
 def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
     must_exist(r)
-    return stat_fields(k, host_path=r.host, special=r.special, follow=follow)
+    return stat_fields(k, host_path=r.host, special=r.special, follow=follow,
+                       guest_path=r.guest)
 
 
 def stat_of_file(k, f) -> dict:
     if f.kind == "file":
-        return stat_fields(k, host_fd=f.host_fd)
+        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_path:
-        return stat_fields(k, host_path=f.host_path)
+        return stat_fields(k, host_path=f.host_path, guest_path=f.path)
     if f.kind == "dir":
         return stat_fields(k, special=f.stream)
     if f.kind == "console":

@@ -39,7 +39,7 @@ def _fstatat_fields(k, dirfd, path, flags) -> dict:
     if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
         dirfd = s32(dirfd)
         if dirfd == C.AT_FDCWD:
-            return stat_fields(k, host_path=k.vfs.host_path(k.proc.cwd))
+            return stat_fields(k, host_path=k.vfs.host_path(k.proc.cwd), guest_path=k.proc.cwd)
         return stat_of_file(k, k.fds.get(dirfd))
     return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 

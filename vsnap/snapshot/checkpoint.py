@@ -164,6 +164,9 @@ def _kernel(m) -> dict:
         "syscall_count": k.syscall_count,
         "instructions": m.instructions,
         "memory_limit": m.mem.limit,
+        "crash": None if k.crash is None else {
+            "signal": k.crash["signal"], "code": k.crash["code"], "rip": hexs(k.crash["rip"]),
+            "address": None if k.crash["address"] is None else hexs(k.crash["address"])},
         "root": m.vfs.root,
         "not_preserved": NOT_PRESERVED,
     }

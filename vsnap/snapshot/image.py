@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .. import signals as S
+from ..abi.signals import NUMBERS as S_NAMES
 from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
 from ..memory import PAGE, STACK_TOP
@@ -208,9 +209,21 @@ def _kernel(r: Reader, d) -> dict:
         "instructions": None if instructions is None else r.int(instructions, "instructions"),
         "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
         "root": r.str(r.key(d, "root", ""), "root"),
+        "crash": _crash(r, d.get("crash")),
         "not_preserved": [r.str(x, "not_preserved") for x in
                           r.list(d.get("not_preserved", []), "not_preserved", 100)],
     }
+
+
+def _crash(r: Reader, c) -> dict | None:
+    if c is None:
+        return None
+    c = r.obj(c, "crash")
+    addr = c.get("address")
+    return {"signal": r.choice(r.key(c, "signal", "crash"), "crash.signal", set(S_NAMES)),
+            "code": r.int(r.key(c, "code", "crash"), "crash.code", -(1 << 31), (1 << 31) - 1),
+            "rip": r.hex(r.key(c, "rip", "crash"), "crash.rip"),
+            "address": None if addr is None else r.hex(addr, "crash.address")}
 
 
 def _signals(r: Reader, d: dict) -> SignalState:

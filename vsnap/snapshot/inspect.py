@@ -92,6 +92,10 @@ def _summary(img: Image) -> str:
         f"image        {img.where}",
         f"program      {img.program['path']}  (sha256 {img.program['sha256'][:16]}...)",
         f"stopped at   {_rip_text(img, code_reader(img))}",
+        *([f"crashed      {k['crash']['signal']}"
+           + (f" at {k['crash']['address']:#x}" if k["crash"]["address"] is not None else "")
+           + f" (si_code {k['crash']['code']}); saved before the signal was delivered"]
+          if k.get("crash") else []),
         f"instructions {n if n is not None else 'unknown (saved from a free-running guest)'}",
         f"process      pid {p['pid']}  ppid {p['ppid']}  pgid {p['pgid']}  sid {p['sid']}  "
         f"cwd {p['cwd']}  umask {p['umask']:03o}",
