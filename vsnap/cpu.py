@@ -86,10 +86,9 @@ class Cpu:
         self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
-        self.instructions: int | None = None  # counted exactly while start_counting is on
-        self.limit: int | None = None
+        self.counter = None          # counter.py, while counting is on
+        self.budget: int | None = None
         self.over_limit = False
-        self._count_hook = None
         self.tsc: Callable[[], int] = lambda: 0
         self._rdtsc_hooks: dict[int, int] = {}
 
@@ -179,8 +178,10 @@ class Cpu:
         if size != 2 or bytes(uc.mem_read(address, 2)) != b"\x0f\x31":
             return
         t = self.tsc()
-        uc.reg_write_batch([(X.UC_X86_REG_RAX, t & 0xFFFFFFFF), (X.UC_X86_REG_RDX, t >> 32),
-                            (X.UC_X86_REG_RIP, address + 2)])
+        uc.reg_write_batch([(X.UC_X86_REG_RAX, t & 0xFFFFFFFF), (X.UC_X86_REG_RDX, t >> 32)])
+        # alone: Unicorn treats a hook's write of rip as a jump only through reg_write (a
+        # batch write leaves the hook firing at the same address forever)
+        uc.reg_write(X.UC_X86_REG_RIP, address + 2)
 
     def _on_bad_access(self, uc, access, address, size, value, _ud) -> bool:
         self._bad_access = (access, address)
@@ -191,16 +192,27 @@ class Cpu:
         uc.emu_stop()
 
     # running -----------------------------------------------------------------------------
-    def run(self, count: int = 0) -> None:
+    def run(self, stop_at: int | None = None) -> None:
         """Run from rip until a hook stops the engine; raise CpuFault on a fault.
 
-        `count` > 0 runs at most that many instructions (exact, but much slower).
-        """
+        With counting on, `stop_at` stops exactly when that many instructions have run, and
+        the budget stops a runaway guest (over_limit)."""
         self._bad_access = self._vector = None
+        c, count = self.counter, 0
+        if c is not None:
+            if c.exact_stops:
+                limits = [x for x in (stop_at, self.budget) if x is not None]
+                c.arm(min(limits) if limits else None)
+            else:
+                c.arm(self.budget)
+                if stop_at is not None:
+                    count = stop_at - c.count  # Unicorn's own exact count
         try:
             self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
         except U.UcError as e:
             rip = self.read("rip")
+            if c is not None:
+                c.fault(rip)
             signal = FAULTS.get(e.errno)
             if signal is None:
                 raise CpuFault("SIGSEGV", rip, None, str(e)) from None
@@ -210,56 +222,43 @@ class Cpu:
         if self._vector is not None:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")
+            if c is not None:
+                c.fault(self.read("rip"))
             raise CpuFault(signal, self.read("rip"), None, f"CPU exception {vector}")
+        if c is not None and self.budget is not None and (stop_at is None or c.count < stop_at):
+            self.over_limit = c.count >= self.budget if c.exact_stops else c.hit_limit
 
     def stop(self) -> None:
         self.uc.emu_stop()
 
     # counting ----------------------------------------------------------------------------
+    @property
+    def instructions(self) -> int | None:
+        """Instructions executed, while counting is on (else None)."""
+        return None if self.counter is None else self.counter.count
+
+    @instructions.setter
+    def instructions(self, n: int) -> None:
+        if self.counter is not None:
+            self.counter.count = n
+
     def start_counting(self, limit: int | None = None, at: int = 0) -> None:
-        """Count executed instructions exactly, block by block, stopping past `limit`.
-
-        A Python block hook with a per-block instruction count (decoded once with capstone):
-        several times slower than a plain run, so it is on only for --stats, budgets and
-        exact stops. `at` is where the count starts; calling again only resets it.
-        """
-        from .trace import instruction_count
-        self.instructions = at
-        self.limit = limit
+        """Count executed instructions exactly from `at` (counter.py); stop past `limit`,
+        the instruction budget. Several times slower than a plain run, so it is on only
+        for --stats, budgets and exact stops."""
+        if self.counter is None:
+            from .counter import make_counter
+            self.counter = make_counter(self.uc)
+        self.counter.count = at
+        self.budget = limit
         self.over_limit = False
-        if self._count_hook is not None:
-            return
-        self._last_block = (0, 0)
-        sizes: dict[tuple[int, int], int] = {}
-
-        def on_block(uc, address, size, _ud):
-            key = (address, size)
-            n = sizes.get(key)
-            if n is None:
-                n = sizes[key] = instruction_count(bytes(uc.mem_read(address, size)), address)
-            self.instructions += n
-            self._last_block = key
-            if self.limit is not None and self.instructions > self.limit:
-                self.over_limit = True
-                uc.emu_stop()
-
-        self._count_hook = self.uc.hook_add(U.UC_HOOK_BLOCK, on_block)
 
     def stop_counting(self) -> None:
-        """Back to full speed: the block hook goes."""
-        if self._count_hook is not None:
-            self.uc.hook_del(self._count_hook)
-            self._count_hook = None
-        self.instructions = None
-
-    def uncount_partial_block(self) -> None:
-        """After a fault mid-block: take back the instructions at and after rip."""
-        from .trace import instruction_count
-        start, size = self._last_block
-        rip = self.read("rip")
-        if start <= rip < start + size:
-            code = bytes(self.uc.mem_read(rip, start + size - rip))
-            self.instructions -= instruction_count(code, rip)
+        """Back to full speed: the counting hook goes."""
+        if self.counter is not None:
+            self.counter.close()
+            self.counter = None
+        self.budget = None
 
     def trace_instructions(self, n: int, emit: Callable[[int, bytes], None]) -> None:
         """Call emit(address, bytes) for each of the next `n` instructions."""

@@ -10,6 +10,7 @@ virtual clock.
 from __future__ import annotations
 
 import io
+import os
 import struct
 from dataclasses import dataclass
 
@@ -68,8 +69,28 @@ class Program:
         return bytes(out)
 
 
+_PROGRAMS: dict[tuple, Program] = {}
+
+
 def read_program(path: str) -> Program:
-    """Open and check an ELF file; raise BadProgram with the reason if vsnap cannot run it."""
+    """Open and check an ELF file; raise BadProgram with the reason if vsnap cannot run it.
+    Parsed programs are kept by (path, size, mtime): tests start thousands of machines."""
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+        if key in _PROGRAMS:
+            return _PROGRAMS[key]
+    except OSError:
+        key = None
+    prog = _read_program(path)
+    if key is not None:
+        if len(_PROGRAMS) > 64:
+            _PROGRAMS.clear()
+        _PROGRAMS[key] = prog
+    return prog
+
+
+def _read_program(path: str) -> Program:
     try:
         with open(path, "rb") as f:
             data = f.read()

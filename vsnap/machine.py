@@ -143,18 +143,13 @@ class Machine:
         have run (None). Faults and host signals are handed to the guest here."""
         cpu, k = self.cpu, self.kernel
         while True:
-            count = 0
-            if to is not None:
-                count = to - cpu.instructions
-                if count <= 0:
-                    cpu.instructions = to
-                    return None
+            if to is not None and cpu.instructions >= to:
+                cpu.instructions = to
+                return None
             try:
                 try:
-                    cpu.run(count)
+                    cpu.run(stop_at=to)
                 except CpuFault as f:
-                    if cpu.instructions is not None:
-                        cpu.uncount_partial_block()
                     if not self._fault_to_handler(f):
                         if self.on_crash is not None:  # the guest is still whole here
                             self.on_crash(self, f)
@@ -181,7 +176,7 @@ class Machine:
             if cpu.over_limit:
                 return RunResult(STATUS_INSTRUCTIONS, "SIGXCPU",
                                  f"vsnap: guest stopped after {cpu.instructions} instructions: "
-                                 f"over the budget of {cpu.limit} (--max-instructions); "
+                                 f"over the budget of {cpu.budget} (--max-instructions); "
                                  f"raise it if the program is not stuck")
             if to is not None and cpu.instructions >= to:
                 cpu.instructions = to  # the count ran out mid-block: the block hook ran ahead

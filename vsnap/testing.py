@@ -167,7 +167,8 @@ def measure(guest: Guest, base=None) -> Measured:
 def run_with_checkpoints(guest: Guest, points, base=None) -> Outcome:
     """Run to points[0], save, resume in a fresh machine, run to points[1], ... to the end.
     A point past the end of the run is simply never reached."""
-    from .snapshot import checkpoint, restore
+    from .snapshot import image_bytes
+    from .snapshot.restore import restore_bytes
     with _base(base) as b:
         cap = _Capture(guest.stdin)
         root = fresh_root(guest, b)
@@ -175,10 +176,11 @@ def run_with_checkpoints(guest: Guest, points, base=None) -> Outcome:
         for k in sorted(points):
             if m.advance(k) is not None:
                 break
-            path = str(b / f"point-{next(_counter)}.img")
-            checkpoint(m, path)
+            # the image's bytes, not a file: the same encoder and checks, without the fsync
+            # that makes a file survive a crash (tests/test_image.py covers files)
+            data = image_bytes(m)
             m.kernel.fds.close_all()   # the old process is gone; only the image goes on
-            m, _ = restore(path, console=cap.console)
+            m, _ = restore_bytes(data, console=cap.console, where=f"checkpoint at {k}")
         return _finish(m, cap, root)
 
 

@@ -11,7 +11,7 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
-from .fsutil import host_errors, lookup, s32, s64, touch
+from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .registry import syscall
 
 VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
@@ -61,7 +61,11 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             host_flags |= os.O_CREAT
         if flags & C.O_TRUNC and acc != C.O_RDONLY:
             host_flags |= os.O_TRUNC
-        fd = os.open(r.host, host_flags, mode & 0o7777 & ~k.proc.umask)
+        fd = os.open(r.host, host_flags, 0o600)
+        if not r.exists:
+            # the guest's umask, not the host's: set the mode outright
+            os.fchmod(fd, mode & 0o7777 & ~k.proc.umask)
+            touch_parent(k, r.host)
     f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd)
     if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
         touch(k, fd)

@@ -68,6 +68,17 @@ def touch(k, host_fd: int) -> None:
     os.utime(host_fd, ns=(now, now))
 
 
+def touch_path(k, host_path: str) -> None:
+    """Stamp a name the guest made or changed (a directory, a symlink itself)."""
+    now = k.clock.realtime_ns
+    os.utime(host_path, ns=(now, now), follow_symlinks=False)
+
+
+def touch_parent(k, host_path: str) -> None:
+    """Adding or removing a name changes its directory: stamp that with the virtual time."""
+    touch_path(k, os.path.dirname(host_path.rstrip("/")) or "/")
+
+
 # stat ---------------------------------------------------------------------------------------
 _SPECIAL_MODES = {"null": (S.S_IFCHR | 0o666, 0x103), "tty": (S.S_IFCHR | 0o620, 0x8800),
                   "dev": (S.S_IFDIR | 0o755, 0), "proc": (S.S_IFDIR | 0o555, 0),

@@ -10,7 +10,8 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from .fsutil import (base_dir, host_errors, lookup, must_exist, s32, s64, stat_fields,
-                     stat_of_file, stat_of_resolved, touch, write_stat)
+                     stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
+                     write_stat)
 from .registry import syscall
 
 
@@ -108,9 +109,10 @@ def sys_mkdirat(k, dirfd, path, mode):
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
     with host_errors():
-        os.mkdir(r.host, mode & 0o7777 & ~k.proc.umask)
-        now = k.clock.realtime_ns
-        os.utime(r.host, ns=(now, now))
+        os.mkdir(r.host, 0o700)
+        os.chmod(r.host, mode & 0o7777 & ~k.proc.umask)  # the guest's umask, not the host's
+        touch_path(k, r.host)
+        touch_parent(k, r.host)
     return 0
 
 
@@ -122,6 +124,7 @@ def sys_rmdir(k, path):
         raise SyscallError(E.EBUSY, "/")
     with host_errors():
         os.rmdir(r.host)
+        touch_parent(k, r.host)
     return 0
 
 
@@ -144,6 +147,7 @@ def sys_unlinkat(k, dirfd, path, flags):
             raise SyscallError(E.EISDIR, r.guest)
         else:
             os.unlink(r.host)
+        touch_parent(k, r.host)
     return 0
 
 
@@ -171,6 +175,8 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
         raise SyscallError(E.EBUSY, "/")
     with host_errors():
         os.rename(src.host, dst.host)
+        touch_parent(k, src.host)
+        touch_parent(k, dst.host)
     return 0
 
 
@@ -192,6 +198,8 @@ def sys_symlinkat(k, target, newdirfd, linkpath):
     # The link is stored as the guest wrote it; vfs.py interprets it inside the root.
     with host_errors():
         os.symlink(text, r.host)
+        touch_path(k, r.host)
+        touch_parent(k, r.host)
     return 0
 
 
@@ -214,6 +222,7 @@ def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
         if S.S_ISDIR(os.lstat(src.host).st_mode):
             raise SyscallError(E.EPERM, f"{src.guest}: hard link to a directory")
         os.link(src.host, dst.host, follow_symlinks=False)
+        touch_parent(k, dst.host)
     return 0
 
 

@@ -45,6 +45,7 @@ def _info(name: str, compress: int) -> zipfile.ZipInfo:
 
 
 HASH_CHUNK = 4 << 20
+THREAD_MIN = 8 << 20  # below this, a hashing thread costs more than it saves
 
 
 def write_zip(f, parts: dict, program: dict) -> None:
@@ -55,7 +56,10 @@ def write_zip(f, parts: dict, program: dict) -> None:
     SHA-256 runs on a second thread, a chunk behind the writer: hashlib and zlib (zip's CRC)
     both let go of the GIL, so the hash costs no wall time on a machine with two cores."""
     listed = {}
-    with zipfile.ZipFile(f, "w") as z, ThreadPoolExecutor(max_workers=1) as hasher:
+    total = sum(sum(len(c) for c in p) if isinstance(p, list) else len(p)
+                for p in parts.values())
+    hasher = ThreadPoolExecutor(max_workers=1) if total >= THREAD_MIN else None
+    with zipfile.ZipFile(f, "w") as z:
         for name in sorted(parts):
             chunks = parts[name] if isinstance(parts[name], list) else [parts[name]]
             kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
@@ -65,7 +69,10 @@ def write_zip(f, parts: dict, program: dict) -> None:
                     view = memoryview(chunk)
                     for at in range(0, len(view), HASH_CHUNK):
                         piece = view[at:at + HASH_CHUNK]
-                        pending.append(hasher.submit(h.update, piece))  # one worker: in order
+                        if hasher:  # one worker: the pieces are hashed in order
+                            pending.append(hasher.submit(h.update, piece))
+                        else:
+                            h.update(piece)
                         out.write(piece)
                     size += len(view)
             for done in pending:
@@ -74,6 +81,8 @@ def write_zip(f, parts: dict, program: dict) -> None:
         manifest = {"format": FORMAT, "version": VERSION, "program": program,
                     "parts": listed}
         z.writestr(_info("manifest.json", zipfile.ZIP_DEFLATED), dumps(manifest))
+    if hasher:
+        hasher.shutdown()
 
 
 def encode(parts: dict, program: dict) -> bytes:
@@ -153,7 +162,8 @@ def decode(data, where: str = "image", file=None, check_memory=None) -> tuple[di
     if extra:
         raise ImageError(f"{where}: image holds parts its manifest does not list: "
                          f"{', '.join(sorted(extra))[:80]}")
-    later = {n: b for n, b in parts.items() if check_memory is not None
+    big = sum(len(b) for n, b in parts.items() if n.startswith("memory/")) >= THREAD_MIN
+    later = {n: b for n, b in parts.items() if check_memory is not None and big
              and n.startswith("memory/")}
     _check_hashes({n: b for n, b in parts.items() if n not in later}, listed, where)
     if check_memory is not None:
@@ -165,10 +175,15 @@ def decode(data, where: str = "image", file=None, check_memory=None) -> tuple[di
 
 
 def _check_hashes(parts: dict, listed: dict, where: str) -> None:
-    # hashlib lets go of the GIL, so two big parts are checked side by side
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        digests = dict(zip(parts, pool.map(lambda b: hashlib.sha256(b).hexdigest(),
-                                           parts.values())))
+    def digest(b):
+        return hashlib.sha256(b).hexdigest()
+
+    if sum(len(b) for b in parts.values()) >= THREAD_MIN:
+        # hashlib lets go of the GIL, so two big parts are checked side by side
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            digests = dict(zip(parts, pool.map(digest, parts.values())))
+    else:
+        digests = {n: digest(b) for n, b in parts.items()}
     for name, digest in digests.items():
         if digest != listed[name]["sha256"]:
             raise ImageError(f"{where}: part {name} does not match its hash: the image is "

@@ -169,6 +169,16 @@ def _kernel_state(m, k: dict) -> None:
     kern.syscall_count = k["syscall_count"]
 
 
+def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
+                  where: str = "image"):
+    """restore() from an image held in memory (vsnap.testing's quick path: no file, no
+    fsync); every check is the same."""
+    from .codec import decode
+    manifest, parts = decode(data, where)
+    p = plan(parse(manifest, parts, where), root=root, program=program, force=force)
+    return build(p, console), p.warnings
+
+
 def restore(path: str, *, root=None, program=None, force=False, console=None):
     """Load, check and build: a Machine ready to continue where the image was saved."""
     verdicts: list = []
