@@ -1,7 +1,7 @@
 """Bad programs and bad guests: one clear line from vsnap, a defined exit status, no traceback.
 
 Bad programs (files vsnap cannot run) give exit status 126, as a shell's "cannot execute"; a
-missing program gives 2 (a usage error). Guests that fault or exceed a budget die the way Linux
+missing program gives 127 (as a shell says "command not found"). Guests that fault or exceed a budget die the way Linux
 would kill them: 139 (SIGSEGV), 132 (SIGILL), 152 (SIGXCPU, --max-instructions), 137 (SIGKILL,
 --max-memory), with one line that says what happened and how to change it.
 """
@@ -20,7 +20,7 @@ from conftest import (FLAVOURS, assert_no_traceback, make_root, run_api, run_cli
 from vsnap.errors import BadProgram
 
 STATUS_BAD_PROGRAM = 126
-STATUS_MISSING = 2  # the CLI reports a missing program as a usage error
+STATUS_MISSING = 127  # as a shell reports a command it cannot find
 
 
 def elf_segments(data: bytes):

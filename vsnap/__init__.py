@@ -11,8 +11,10 @@ __all__ = ["Console", "Machine", "RunResult", "VsnapError", "run"]
 __version__ = "0.1.0"
 
 
-def run(program: str, *args: str, root: str = ".", stdin: bytes = b"", **kw) -> tuple:
-    """Run a guest program to the end, capturing its output: (RunResult, stdout, stderr)."""
+def run(program: str, *args: str, root: str = ".", stdin: bytes = b"",
+        max_instructions: int | None = None, count: bool = False, **kw) -> tuple:
+    """Run a guest program to the end, capturing its output: (RunResult, stdout, stderr).
+    `max_instructions` stops a runaway guest; `count` counts its instructions."""
     out, err, inp = bytearray(), bytearray(), bytearray(stdin)
 
     def read(n):
@@ -22,5 +24,5 @@ def run(program: str, *args: str, root: str = ".", stdin: bytes = b"", **kw) -> 
 
     console = Console(read=read, write_out=out.extend, write_err=err.extend)
     m = Machine(program, args, root=root, console=console, **kw)
-    result = m.run()
+    result = m.run(max_instructions=max_instructions, count=count)
     return result, bytes(out), bytes(err)

@@ -140,7 +140,9 @@ def _save_options(p) -> None:
 
 def _program_path(path: str) -> str:
     if not os.path.exists(path):
-        raise UsageError(f"vsnap: {path}: no such file; give an ELF program or a .c file")
+        from .errors import ProgramNotFound
+        raise ProgramNotFound(f"vsnap: {path}: no such file; give an ELF program or a .c "
+                              f"file")
     if path.endswith(".c"):
         from .build import build
         return build(path)

@@ -102,6 +102,8 @@ def _read_program(path: str) -> Program:
 
 
 def parse_program(path: str, data: bytes) -> Program:
+    if not data:
+        raise BadProgram(f"{path}: an empty file; {ACCEPTS}")
     if data[:4] != b"\x7fELF":
         what = "a script" if data[:2] == b"#!" else "not an ELF file"
         raise BadProgram(f"{path}: {what}; {ACCEPTS}")
