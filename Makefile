@@ -14,9 +14,21 @@ $(BIN)/vsnap: pyproject.toml
 
 venv: $(BIN)/vsnap
 
+# The main job: a guest runs, is checkpointed mid-way, and resumes in a fresh process; the two
+# halves of its output and its log file equal one uninterrupted run's.
 demo: venv
 	$(BIN)/vsnap run --stats programs/hello.c
-	$(BIN)/vsnap run programs/counter.c 5 /tmp/vsnap-demo-counter.log
+	rm -rf demo && mkdir -p demo/whole demo/split
+	cd demo/whole && ../../$(BIN)/vsnap run ../../programs/counter.c 6 counter.log > out.txt
+	cd demo/split && ../../$(BIN)/vsnap run --save-at 2500000 -o ../counter.img --exit \
+		../../programs/counter.c 6 counter.log > out.txt
+	$(BIN)/vsnap inspect demo/counter.img
+	$(BIN)/vsnap inspect demo/counter.img fds
+	cd demo/split && ../../$(BIN)/vsnap resume ../counter.img >> out.txt
+	cat demo/split/out.txt
+	cmp demo/whole/out.txt demo/split/out.txt && cmp demo/whole/counter.log demo/split/counter.log
+	@echo "demo: checkpointed at instruction 2,500,000 and resumed in a fresh process;" \
+		"output and counter.log equal an uninterrupted run's"
 
 test: venv
 	$(BIN)/python -m pytest
