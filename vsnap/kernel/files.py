@@ -50,7 +50,10 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             if S.S_ISDIR(st.st_mode):
                 if acc != C.O_RDONLY or flags & C.O_CREAT:
                     raise SyscallError(E.EISDIR, r.guest)
-                return OpenFile("dir", r.guest, status, host_path=r.host)
+                # a descriptor of the directory itself, so that fstat and getdents still
+                # find it after it is renamed or removed, as on Linux
+                dfd = os.open(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                return OpenFile("dir", r.guest, status, host_path=r.host, host_fd=dfd)
             if flags & C.O_DIRECTORY:
                 raise SyscallError(E.ENOTDIR, r.guest)
             if not S.S_ISREG(st.st_mode):
@@ -148,6 +151,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
+            if f.flags & C.O_APPEND:  # Linux appends even for pwrite (a documented bug)
+                offset = os.fstat(f.host_fd).st_size
             n = os.pwrite(f.host_fd, data, offset)
         else:
             if f.flags & C.O_APPEND:
@@ -341,8 +346,9 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
         return [(1, C.DT_DIR, b"."), (1, C.DT_DIR, b".."), *names]
     out = []
     with host_errors():
-        here = os.stat(f.host_path)
-        for e in sorted(os.scandir(f.host_path), key=lambda e: e.name):
+        here = os.fstat(f.host_fd) if f.host_fd is not None else os.stat(f.host_path)
+        where = f.host_fd if f.host_fd is not None else f.host_path
+        for e in sorted(os.scandir(where), key=lambda e: e.name):
             st = e.stat(follow_symlinks=False)
             dtype = (C.DT_DIR if S.S_ISDIR(st.st_mode) else C.DT_LNK if S.S_ISLNK(st.st_mode)
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)

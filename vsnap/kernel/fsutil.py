@@ -118,6 +118,8 @@ def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
 def stat_of_file(k, f) -> dict:
     if f.kind == "file":
         return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
+    if f.kind == "dir" and f.host_fd is not None:
+        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_path:
         return stat_fields(k, host_path=f.host_path, guest_path=f.path)
     if f.kind == "dir":

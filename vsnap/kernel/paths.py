@@ -116,16 +116,28 @@ def sys_mkdirat(k, dirfd, path, mode):
     return 0
 
 
-@syscall("rmdir", "path")
-def sys_rmdir(k, path):
-    """int rmdir(const char *pathname);"""
-    r = must_exist(_real(lookup(k, C.AT_FDCWD, path, follow=False), "read-only"))
+def _last(k, path_ptr: int) -> str:
+    """The last component of the path as the guest wrote it ("." in "a/." or "a/./")."""
+    return k.read_path(path_ptr).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _rmdir(k, dirfd, path) -> int:
+    last = _last(k, path)
+    if last in (".", ".."):  # as Linux: "." is invalid, ".." is never empty
+        raise SyscallError(E.EINVAL if last == "." else E.ENOTEMPTY, last)
+    r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
     with host_errors():
         os.rmdir(r.host)
         touch_parent(k, r.host)
     return 0
+
+
+@syscall("rmdir", "path")
+def sys_rmdir(k, path):
+    """int rmdir(const char *pathname);"""
+    return _rmdir(k, C.AT_FDCWD, path)
 
 
 @syscall("unlink", "path")
@@ -137,13 +149,11 @@ def sys_unlink(k, path):
 @syscall("unlinkat", "fd path hex")
 def sys_unlinkat(k, dirfd, path, flags):
     """int unlinkat(int dirfd, const char *pathname, int flags);"""
+    if flags & C.AT_REMOVEDIR:
+        return _rmdir(k, dirfd, path)
     r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
     with host_errors():
-        if flags & C.AT_REMOVEDIR:
-            if r.guest == "/":
-                raise SyscallError(E.EBUSY, "/")
-            os.rmdir(r.host)
-        elif S.S_ISDIR(os.lstat(r.host).st_mode):
+        if S.S_ISDIR(os.lstat(r.host).st_mode):
             raise SyscallError(E.EISDIR, r.guest)
         else:
             os.unlink(r.host)
@@ -167,8 +177,12 @@ def sys_renameat(k, olddirfd, old, newdirfd, new):
 def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
     """int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
     unsigned int flags);"""
-    src = must_exist(_real(lookup(k, olddirfd, old, follow=False), "read-only"))
+    if {_last(k, old), _last(k, new)} & {".", ".."}:
+        raise SyscallError(E.EBUSY, "rename of . or ..")
+    # both parents are looked up before either name is checked, as Linux does
+    src = _real(lookup(k, olddirfd, old, follow=False), "read-only")
     dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
+    must_exist(src)
     if flags & 1 and dst.exists:  # RENAME_NOREPLACE
         raise SyscallError(E.EEXIST, dst.guest)
     if src.guest == "/" or dst.guest == "/":
@@ -282,10 +296,10 @@ def sys_fchdir(k, fd):
 def sys_ftruncate(k, fd, length):
     """int ftruncate(int fd, off_t length);"""
     f = k.fds.get(s32(fd))
-    if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
-        raise SyscallError(E.EINVAL if f.kind != "file" else E.EBADF, f.path)
     if s64(length) < 0:
         raise SyscallError(E.EINVAL, "negative length")
+    if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
+        raise SyscallError(E.EINVAL, f"{f.path} is not open for writing")
     with host_errors():
         os.ftruncate(f.host_fd, length)
         touch(k, f.host_fd)

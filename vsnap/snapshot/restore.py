@@ -151,6 +151,8 @@ def _reopen(m, d: dict) -> OpenFile:
         f.host_fd = os.open(r.host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
     elif d["kind"] == "dir" and d["stream"] is None:
         f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
+        f.host_fd = os.open(f.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                            | os.O_CLOEXEC)
     elif d["kind"] == "proc":
         f.data = d["data"]
     return f
