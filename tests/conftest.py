@@ -280,3 +280,8 @@ def can_chroot() -> bool:
 
 
 _CHROOT_OK: bool | None = None
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="nightly-style: ten times the generated workload examples")

@@ -262,3 +262,59 @@ def planted_bug(name: str | None):
         yield
     finally:
         ckpt.PLANTED_BUG = old
+
+
+# generated workloads: scripts for programs/opvm.c ---------------------------------------------
+_NAMES = ("a", "b", "d", "d/x", "d/y", "e")
+_SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGWINCH", "SIGCHLD")
+
+
+def _op():
+    """One opvm operation (programs/opvm.md), over small domains so that they interact."""
+    f = st.sampled_from([f"F{i}" for i in range(4)])
+    m = st.sampled_from([f"M{i}" for i in range(4)])
+    name = st.sampled_from(_NAMES)
+    data = st.binary(min_size=0, max_size=24).map(lambda b: b.hex() or "-")
+    small = st.integers(0, 64)
+    size = st.one_of(st.integers(0, 5000), st.sampled_from([65536, 200_000, 1 << 20]))
+    sig = st.sampled_from(_SIGNALS)
+    ops = [
+        st.tuples(st.just("open"), f, name, st.sampled_from(["r", "w", "a", "rw", "c", "x"])),
+        st.tuples(st.just("close"), f), st.tuples(st.just("dup"), f, f),
+        st.tuples(st.just("read"), f, small), st.tuples(st.just("write"), f, data),
+        st.tuples(st.just("pread"), f, small, small),
+        st.tuples(st.just("pwrite"), f, data, small),
+        st.tuples(st.just("lseek"), f, st.integers(-8, 64), st.sampled_from(["set", "cur",
+                                                                            "end"])),
+        st.tuples(st.just("ftruncate"), f, small), st.tuples(st.just("fstat"), f),
+        st.tuples(st.just("unlink"), name), st.tuples(st.just("mkdir"), name),
+        st.tuples(st.just("rmdir"), name), st.tuples(st.just("rename"), name, name),
+        st.tuples(st.just("listdir"), st.sampled_from(["d", "e"])),
+        st.tuples(st.just("malloc"), m, size), st.tuples(st.just("realloc"), m,
+                                                         size.map(lambda n: max(1, n))),
+        st.tuples(st.just("free"), m), st.tuples(st.just("fill"), m, st.integers(0, 255)),
+        st.tuples(st.just("touch"), m, st.sampled_from([1, 64, 4096])),
+        st.tuples(st.just("sum"), m), st.tuples(st.just("brk"), st.sampled_from([0, 4096,
+                                                                                 100_000])),
+        st.tuples(st.just("compute"), st.integers(0, 20_000)),
+        st.tuples(st.just("print"), data), st.tuples(st.just("err"), data),
+        st.tuples(st.just("handle"), sig), st.tuples(st.just("ignore"), sig),
+        st.tuples(st.just("block"), sig), st.tuples(st.just("unblock"), sig),
+        st.tuples(st.just("raise"), sig), st.tuples(st.just("pending")),
+    ]
+    return st.one_of(ops).map(lambda t: " ".join(map(str, t)))
+
+
+def opvm_program() -> str:
+    from .build import build
+    return build(str(REPO_PROGRAMS / "opvm.c"))
+
+
+def workloads(max_ops: int = 30):
+    """Guests made of generated opvm scripts: thousands of different behaviours (files,
+    descriptors, heap, brk, computation, signals) from one binary, shrinking to the fewest
+    and simplest operations when something fails."""
+    program = opvm_program()
+    return st.lists(_op(), min_size=1, max_size=max_ops).map(
+        lambda lines: Guest(program, ("script.txt",),
+                            {"script.txt": ("\n".join(lines) + "\n").encode()}))
