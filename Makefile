@@ -36,6 +36,7 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/checkpoint.py
+	$(BIN)/python benchmarks/check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
