@@ -100,19 +100,33 @@ class Cpu:
         for seven registers; one ctypes call into uc_reg_read_batch with arrays made once
         costs about 1 us. The syscall path runs hundreds of thousands of times a second.
         """
-        n = len(SYSCALL_ARGS)
-        self._sc_ids = (ctypes.c_int * n)(*(_IDS[r] for r in SYSCALL_ARGS))
+        names = (*SYSCALL_ARGS, "rip", "rflags")
+        n = len(names)
+        self._sc_ids = (ctypes.c_int * n)(*(_IDS[r] for r in names))
         self._sc_vals = (ctypes.c_uint64 * n)()
         base = ctypes.addressof(self._sc_vals)
         self._sc_ptrs = (ctypes.c_void_p * n)(*(base + 8 * i for i in range(n)))
+        # the way back: rax, and rcx and r11, which the syscall instruction itself sets to
+        # the return address and rflags on a real CPU (Unicorn's hook leaves them alone)
+        self._ret_ids = (ctypes.c_int * 3)(_IDS["rax"], _IDS["rcx"], _IDS["r11"])
+        self._ret_vals = (ctypes.c_uint64 * 3)()
+        base = ctypes.addressof(self._ret_vals)
+        self._ret_ptrs = (ctypes.c_void_p * 3)(*(base + 8 * i for i in range(3)))
         self._rax_val = ctypes.c_uint64()
         self._rax_ptr = ctypes.byref(self._rax_val)
         self._uch = self.uc._uch
 
     def syscall_registers(self) -> tuple:
         """(rax, rdi, rsi, rdx, r10, r8, r9): the number and the six arguments."""
-        _uclib.uc_reg_read_batch(self._uch, self._sc_ids, self._sc_ptrs, len(SYSCALL_ARGS))
-        return tuple(self._sc_vals)
+        _uclib.uc_reg_read_batch(self._uch, self._sc_ids, self._sc_ptrs, 9)
+        return tuple(self._sc_vals[:7])
+
+    def syscall_return(self, value: int) -> None:
+        """rax = the result; rcx = the address after `syscall`, r11 = rflags, as the
+        instruction leaves them on x86-64 (read at entry by syscall_registers)."""
+        vals = self._ret_vals
+        vals[0], vals[1], vals[2] = value, self._sc_vals[7] + 2, self._sc_vals[8]
+        _uclib.uc_reg_write_batch(self._uch, self._ret_ids, self._ret_ptrs, 3)
 
     def set_rax(self, value: int) -> None:
         self._rax_val.value = value

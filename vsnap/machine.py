@@ -57,7 +57,9 @@ class Machine:
         load_segments(self.program, self.mem, self.exe or os.path.basename(program))
         sp = build_stack(self.program, self.mem, argv, envp, k.random.bytes(16), HWCAP,
                          self.exe or argv[0])
-        self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry})
+        # rflags as Linux starts a process: interrupts enabled (IF) and the reserved bit 1
+        self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry,
+                             "rflags": 0x202})
         self.instructions = 0  # executed so far, while it is known exactly
 
     @classmethod

@@ -26,6 +26,7 @@ from .registry import SYSCALLS
 from .sigframe import deliver
 
 MASK64 = (1 << 64) - 1
+RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
 
 
 class GuestExit(Exception):
@@ -164,9 +165,15 @@ class Kernel:
                 result = entry.handler(self, *args)
             except SyscallError as e:
                 result = -e.errno
-        self.cpu.set_rax(result & MASK64)
+        self._return(nr, result)
         self.last_call = (nr, result)
         self._after_syscall()
+
+    def _return(self, nr: int, result: int) -> None:
+        if nr == RT_SIGRETURN:  # it restored every register, rcx and r11 included
+            self.cpu.set_rax(result & MASK64)
+        else:
+            self.cpu.syscall_return(result & MASK64)
 
     def _after_syscall(self) -> None:
         """On the way back to user mode: timers, host signals, then delivery (Linux's
@@ -196,6 +203,6 @@ class Kernel:
             self.strace(f"{call} = ?")
             raise
         self.strace(f"{call} = {format_result(self, entry, args, result)}")
-        self.cpu.set_rax(result & MASK64)
+        self._return(entry.number, result)
         self.last_call = (entry.number, result)
         self._after_syscall()
