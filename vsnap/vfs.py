@@ -36,10 +36,18 @@ def host_errno_to_guest(e: OSError) -> int:
         return E.EIO
     if sys.platform.startswith("linux"):
         return e.errno          # host and guest are both Linux: the numbers are the same
-    # Elsewhere the numbers differ (macOS: ELOOP is 62) and only the name bridges them; the stdlib
-    # errno module is the one place that knows the host's names, so it is used here and only here.
-    import errno as host_errno
-    return getattr(E, host_errno.errorcode.get(e.errno, "EIO"), E.EIO)
+    # Elsewhere the numbers differ (macOS: ELOOP is 62). Python's OSError subclasses name the
+    # common ones portably; the rest become EIO rather than a wrong Linux number.
+    for cls, guest in _BY_CLASS:
+        if isinstance(e, cls):
+            return guest
+    return E.EIO
+
+
+_BY_CLASS = ((FileNotFoundError, E.ENOENT), (FileExistsError, E.EEXIST),
+             (NotADirectoryError, E.ENOTDIR), (IsADirectoryError, E.EISDIR),
+             (PermissionError, E.EACCES), (InterruptedError, E.EINTR),
+             (BlockingIOError, E.EAGAIN), (ProcessLookupError, E.ESRCH))
 
 
 def _split(path: str) -> list[str]:
