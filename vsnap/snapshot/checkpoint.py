@@ -34,7 +34,8 @@ NOT_PRESERVED = [
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
     "printed is not replayed.",
     "Regular files are reopened by name and must be unchanged (size, modification time, "
-    "content hash); a file deleted while open cannot be restored.",
+    "content hash). A file deleted while open travels in the image (files/ghost-N.bin) and "
+    "comes back as an unnamed file with the same bytes, offset and time.",
     "The pid, process group and session are kept (DragonFly cannot keep them; vsnap's "
     "pids are virtual). Inode numbers are kept for files seen before the save.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
@@ -109,14 +110,31 @@ def file_identity(host_fd: int, host_path: str | None) -> dict:
         finally:
             os.close(fd)
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest(),
-            "deleted": not same}
+            "deleted": not same, "mode": st.st_mode & 0o7777}
 
 
 def listing_identity(names: list[str]) -> str:
     return hashlib.sha256("\0".join(sorted(names)).encode()).hexdigest()
 
 
-def _fds(m) -> dict:
+def ghost_content(host_fd: int) -> bytes:
+    """All of an open file that has no name any more (CRIU calls these ghost files): read
+    through a descriptor of our own, since the guest's may be write-only."""
+    try:
+        fd = os.open(f"/proc/self/fd/{host_fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        fd = os.dup(host_fd)  # no /proc: the guest's own descriptor, if it can read
+    try:
+        out, pos = bytearray(), 0
+        while chunk := os.pread(fd, 1 << 20, pos):
+            out += chunk
+            pos += len(chunk)
+        return bytes(out)
+    finally:
+        os.close(fd)
+
+
+def _fds(m, parts: dict) -> dict:
     descs = m.kernel.fds.descriptions()
     out = []
     for i, f in enumerate(descs):
@@ -124,6 +142,10 @@ def _fds(m) -> dict:
                "stream": f.stream}
         if f.kind == "file":
             rec["identity"] = file_identity(f.host_fd, f.host_path)
+            if rec["identity"]["deleted"]:
+                # deleted while open (the tmpfile idiom): its bytes travel in the image
+                rec["ghost"] = f"files/ghost-{i}.bin"
+                parts[rec["ghost"]] = ghost_content(f.host_fd)
         elif f.kind == "dir" and f.host_path:
             rec["identity"] = {"listing_sha256": listing_identity(os.listdir(f.host_path))}
         elif f.kind == "proc":
@@ -178,7 +200,7 @@ def _registers(m) -> dict:
 
 def _parts(m) -> dict:
     memory, chunks = _memory(m)
-    regs, fds, kernel = _registers(m), _fds(m), _kernel(m)
+    regs, fds, kernel = _registers(m), _fds(m, chunks), _kernel(m)
     if PLANTED_BUG:
         _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
     return {"registers.json": dumps(regs), "fds.json": dumps(fds),

@@ -65,7 +65,7 @@ class Reader:
         return v
 
     def choice(self, v, path: str, options) -> str:
-        if v not in options:
+        if not isinstance(v, (str, int, type(None))) or v not in options:
             self.fail(path, f"expected one of {', '.join(sorted(map(str, options)))}")
         return v
 

@@ -55,8 +55,9 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     mem = load_json_part(parts, "memory.json", where)
     vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
                                    kernel["memory_limit"])
-    descs, fds = _fds(Reader(where, "fds.json"), load_json_part(parts, "fds.json", where))
-    blobs = {n: b for n, b in parts.items() if n.startswith("memory/")}
+    descs, fds = _fds(Reader(where, "fds.json"), load_json_part(parts, "fds.json", where),
+                      parts)
+    blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
     return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs)
 
 
@@ -129,7 +130,7 @@ def _runs(r: Reader, v: dict, path: str, npages: int, blob_size: int) -> list:
     return runs
 
 
-def _fds(r: Reader, d):
+def _fds(r: Reader, d, parts):
     d = r.obj(d, ".")
     descs = []
     for i, f in enumerate(r.list(r.key(d, "descriptions", ""), "descriptions", MAX_FDS)):
@@ -151,7 +152,13 @@ def _fds(r: Reader, d):
                     "mtime_ns": r.int(r.key(ident, "mtime_ns", path), path + ".identity",
                                       -(1 << 63), (1 << 63) - 1),
                     "sha256": sha,
-                    "deleted": r.bool(r.key(ident, "deleted", path), path + ".identity")}
+                    "deleted": r.bool(r.key(ident, "deleted", path), path + ".identity"),
+                    "mode": r.int(ident.get("mode", 0o644), path + ".identity.mode", 0, 0o7777)}
+                if "ghost" in f:
+                    ghost = r.str(f["ghost"], path + ".ghost")
+                    if not ghost.startswith("files/") or ghost not in parts:
+                        r.fail(path + ".ghost", f"no such part {ghost!r}")
+                    rec["ghost"] = ghost
             else:
                 sha = r.str(r.key(ident, "listing_sha256", path), path + ".identity")
                 if not _SHA.match(sha):

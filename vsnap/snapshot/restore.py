@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 from ..errors import SyscallError, VsnapError
@@ -72,13 +73,9 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
 def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     problems = []
     for d in image.descriptions:
-        if d["kind"] not in ("file", "dir") or d.get("host_less"):
-            continue
+        if d["kind"] not in ("file", "dir") or "ghost" in d:
+            continue  # a ghost's bytes are in the image, checked by its hash
         ident = d["identity"]
-        if d["kind"] == "file" and ident["deleted"]:
-            problems.append(f"{d['path']} was deleted while open before the save, and "
-                            f"vsnap cannot bring back a deleted file")
-            continue
         try:
             r = vfs.resolve(d["path"], "/", follow=False)
         except SyscallError as e:
@@ -132,7 +129,7 @@ def build(p: Plan, console=None):
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
     # reopen and seek each file
-    files = [_reopen(m, d) for d in img.descriptions]
+    files = [_reopen(m, d, img.blobs) for d in img.descriptions]
     for entry in img.fds:
         m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
     _kernel_state(m, img.kernel)
@@ -141,9 +138,11 @@ def build(p: Plan, console=None):
     return m
 
 
-def _reopen(m, d: dict) -> OpenFile:
+def _reopen(m, d: dict, blobs: dict) -> OpenFile:
     f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
-    if d["kind"] == "file":
+    if "ghost" in d:
+        f.host_fd = _ghost(m.vfs.root, blobs[d["ghost"]], d["identity"])
+    elif d["kind"] == "file":
         r = m.vfs.resolve(d["path"], "/", follow=False)
         acc = d["flags"] & 3
         flags = {0: os.O_RDONLY, 1: os.O_WRONLY}.get(acc, os.O_RDWR)
@@ -156,6 +155,19 @@ def _reopen(m, d: dict) -> OpenFile:
     elif d["kind"] == "proc":
         f.data = d["data"]
     return f
+
+
+def _ghost(root: str, content, ident: dict) -> int:
+    """An open, nameless file holding `content`: made in the sandbox root and unlinked at
+    once, so the guest sees what it had (a file deleted while open) and nothing is left."""
+    fd, name = tempfile.mkstemp(dir=root, prefix=".vsnap-ghost-")
+    try:
+        os.write(fd, bytes(content))
+        os.fchmod(fd, ident["mode"])
+        os.utime(fd, ns=(ident["mtime_ns"], ident["mtime_ns"]))
+    finally:
+        os.unlink(name)
+    return fd
 
 
 def _kernel_state(m, k: dict) -> None:
