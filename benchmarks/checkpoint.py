@@ -29,11 +29,10 @@ REPEAT = 5
 def marker_position(program: str) -> int:
     """The instruction count right after the guest's getppid() marker."""
     m = Machine(program, console=Console(write_out=lambda b: None))
-    m.cpu.start_counting()
     marks = []
     m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("getppid") else None
-    m.run()
+    m.run(count=True)
     return marks[0]
 
 
