@@ -299,6 +299,10 @@ class UnicornMemory:
         """`data` is any writable buffer (a bytearray, or a memoryview of a copy-on-write
         mmap of the image file): no copy is made on the way into Unicorn."""
         size = len(data)
+        ram, off = self._chunk(addr, size)
+        if ram is not None:  # straight into guest RAM: one memcpy
+            ram[off:off + size] = data
+            return
         try:
             buf = (self._ctypes.c_char * size).from_buffer(data)
         except TypeError:  # a read-only buffer: one copy, then the same call
