@@ -203,3 +203,31 @@ def test_sa_restart_on_a_terminal_read(restart, expected, tmp_path):
     finally:
         if run.poll() is None:
             run.kill()
+
+
+ABORT = r"""
+#include <stdio.h>
+#include <stdlib.h>
+static void check(int x) { if (x != 42) { fprintf(stderr, "check failed\n"); abort(); } }
+int main(void) { check(41); return 0; }
+"""
+
+
+def test_abort_gives_a_crash_image_and_a_core(tmp_path):
+    """Not only CPU faults: a signal whose default action dumps core (abort's SIGABRT)."""
+    src = tmp_path / "abrt.c"
+    src.write_text(ABORT)
+    prog = tmp_path / "abrt"
+    prog.write_bytes(Path(build(str(src))).read_bytes())
+    prog.chmod(0o755)
+    r = subprocess.run([sys.executable, "-m", "vsnap", "run", "--save-on-crash", "a.img",
+                        "--core", "a.core", str(prog)], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 134 and "killed by SIGABRT (Aborted)" in r.stderr
+    info = subprocess.run([sys.executable, "-m", "vsnap", "inspect", "a.img"], cwd=tmp_path,
+                          capture_output=True, text=True).stdout
+    assert "crashed      SIGABRT" in info
+    if shutil.which("gdb"):
+        bt = subprocess.run(["gdb", "-batch", "-nx", "-ex", "bt", str(prog), "a.core"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+        assert "abort" in bt and "check" in bt and "main" in bt, bt

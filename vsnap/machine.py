@@ -19,7 +19,7 @@ from .fdtable import OpenFile
 from .kernel import Console, GuestExit, Kernel
 from .kernel.sigframe import KilledBySignal, StoppedBySignal, deliver
 from .kernel.signal import NothingToWaitFor
-from .signals import SIG_DFL, SIG_IGN, SigInfo, bit
+from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
 from .memory import AddressSpace, MemoryBudgetExceeded, UnicornMemory
 from .trace import disassemble_one
@@ -163,6 +163,12 @@ class Machine:
             except GuestExit as e:
                 return RunResult(e.status)
             except KilledBySignal as e:
+                if self.on_crash is not None and default_action(e.signo) == "core":
+                    # a signal whose default dumps core (abort's SIGABRT, SIGQUIT...): the
+                    # guest is whole here too, just after the call that raised it
+                    info = e.info or SigInfo(e.signo)
+                    self.on_crash(self, CpuFault(signals.NAMES[e.signo], self.cpu.read("rip"),
+                                                 info.addr or None, "signal", info.code))
                 return self._killed(e.signo)
             except StoppedBySignal as e:
                 result = self._stopped(e.signo)
