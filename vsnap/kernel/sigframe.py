@@ -147,7 +147,10 @@ def _setup_frame(k, info: S.SigInfo, act: S.Action, in_syscall: bool,
     ucontext = struct.pack("<QQQiiQ", 6, 0, sig.altstack_sp, ss_flags, 0, sig.altstack_size)
     ucontext += mcontext + struct.pack("<Q", old_mask)
     blob = struct.pack("<Q", act.restorer if act.flags & S.SA_RESTORER else 0) + ucontext
-    blob += pack_siginfo(info)
+    # Linux fills the siginfo only for SA_SIGINFO handlers: for the others those 128 bytes
+    # keep whatever the stack held
+    if act.flags & S.SA_SIGINFO:
+        blob += pack_siginfo(info)
     try:
         k.write(fp, _fxsave(regs))
         k.write(frame, blob)
