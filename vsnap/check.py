@@ -9,6 +9,7 @@ last failing example it replays is the minimal one.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tempfile
@@ -31,7 +32,9 @@ class Verdict:
 
 
 def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) -> Verdict:
+    _private_hypothesis_dir()
     m = measure(guest)
+    budget = 2 * m.length + 1_000_000  # a resumed guest that loops is a difference, not a hang
     done = [0]
     failure: list = []
 
@@ -45,7 +48,7 @@ def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) ->
         if progress:
             progress(done[0], examples, points)
         with tempfile.TemporaryDirectory(prefix="vsnap-check-") as base:
-            got = run_with_checkpoints(guest, points, base)
+            got = run_with_checkpoints(guest, points, base, budget=budget)
         diff = first_difference(m.outcome, got)
         if diff:
             failure[:] = [list(points), diff]  # the last failure seen is the shrunk one
@@ -56,6 +59,17 @@ def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) ->
     except AssertionError:
         return Verdict(False, done[0], m, failure[0], failure[1])
     return Verdict(True, done[0], m)
+
+
+def _private_hypothesis_dir() -> None:
+    """hypothesis keeps caches in ./.hypothesis even without an example database; a user's
+    `vsnap check` should not leave that in their folder."""
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    from .build import cache_dir
+    set_hypothesis_home_dir(os.path.join(os.path.dirname(cache_dir()), "hypothesis"))
 
 
 def instruction_at(guest: Guest, k: int) -> str:
@@ -94,6 +108,11 @@ def report(guest: Guest, v: Verdict) -> str:
              f"  the guest at instruction {v.points[0]}: {instruction_at(guest, v.points[0])}",
              "  replay it (from the program's root):"]
     lines += [f"    {c}" for c in replay_commands(guest, v.points)]
+    if guest.files or guest.template:
+        names = ", ".join(sorted(guest.files)) or f"a copy of {guest.template}"
+        lines.append(f"  (in a root holding: {names})")
+    if guest.stdin:
+        lines.append(f"  (with {len(guest.stdin)} bytes on stdin: add < FILE to each command)")
     return "\n".join(lines)
 
 

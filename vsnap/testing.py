@@ -120,8 +120,8 @@ def start(guest: Guest, root: Path, cap: _Capture) -> Machine:
                    console=cap.console)
 
 
-def _finish(m: Machine, cap: _Capture, root: Path) -> Outcome:
-    result = m.result or m.run()
+def _finish(m: Machine, cap: _Capture, root: Path, budget: int | None = None) -> Outcome:
+    result = m.result or m.run(max_instructions=budget)
     return Outcome(bytes(cap.out), bytes(cap.err), result.status, snapshot_files(root),
                    m.cpu.snapshot_registers())
 
@@ -164,9 +164,11 @@ def measure(guest: Guest, base=None) -> Measured:
         return Measured(result.instructions, positions, _finish(m, cap, root), states)
 
 
-def run_with_checkpoints(guest: Guest, points, base=None) -> Outcome:
+def run_with_checkpoints(guest: Guest, points, base=None, budget: int | None = None) -> Outcome:
     """Run to points[0], save, resume in a fresh machine, run to points[1], ... to the end.
-    A point past the end of the run is simply never reached."""
+    A point past the end of the run is simply never reached. `budget` bounds the last leg
+    in instructions, so a bug that sends the resumed guest into a loop ends as a difference
+    (exit status 152) instead of a hang."""
     from .snapshot import image_bytes
     from .snapshot.restore import restore_bytes
     with _base(base) as b:
@@ -181,11 +183,14 @@ def run_with_checkpoints(guest: Guest, points, base=None) -> Outcome:
             data = image_bytes(m)
             m.kernel.fds.close_all()   # the old process is gone; only the image goes on
             m, _ = restore_bytes(data, console=cap.console, where=f"checkpoint at {k}")
-        return _finish(m, cap, root)
+        return _finish(m, cap, root, budget)
 
 
 def first_difference(a: Outcome, b: Outcome) -> str | None:
-    """None when the outcomes agree; else one line naming the first thing that differs."""
+    """None when the outcomes agree; else one line naming the first thing that differs (the
+    exit status first: a crash says more than the output it cut short)."""
+    if a.status != b.status:
+        return f"exit status differs: expected {a.status}, got {b.status}"
     for name in ("stdout", "stderr"):
         x, y = getattr(a, name), getattr(b, name)
         if x != y:
@@ -193,8 +198,6 @@ def first_difference(a: Outcome, b: Outcome) -> str | None:
                      min(len(x), len(y)))
             return (f"{name} differs at byte {i}: expected {x[max(0, i - 20):i + 20]!r}, "
                     f"got {y[max(0, i - 20):i + 20]!r}")
-    if a.status != b.status:
-        return f"exit status differs: expected {a.status}, got {b.status}"
     if a.files != b.files:
         for rel in sorted(set(a.files) | set(b.files)):
             x, y = a.files.get(rel), b.files.get(rel)
@@ -215,10 +218,10 @@ class NotTransparent(AssertionError):
 
 
 def assert_transparent(guest: Guest, points, reference: Outcome | None = None,
-                       base=None) -> None:
+                       base=None, budget: int | None = None) -> None:
     """Fail with the first difference if checkpoints at `points` change the outcome."""
     reference = reference or run_to_end(guest, base)
-    got = run_with_checkpoints(guest, points, base)
+    got = run_with_checkpoints(guest, points, base, budget=budget)
     diff = first_difference(reference, got)
     if diff:
         raise NotTransparent(f"checkpoints at {list(points)}: {diff}")
