@@ -19,6 +19,9 @@ DIFFERS_FROM_LINUX = [
     "Memory is saved page by page, all-zero pages left out; Linux's own checkpointers (CRIU) "
     "also track dirty pages between dumps, vsnap saves everything each time.",
     "A save always lands between two instructions; a system call is never half done.",
+    "The clock in the image is vsnap's virtual clock (it moves at system calls and sleeps, "
+    "not with instructions), so a pending alarm fires at the same point after a resume.",
+    "vsnap has one process: the pid, group and session in the image have no other members.",
 ]
 
 
