@@ -41,3 +41,16 @@ def test_workloads_reach_every_kind_of_operation():
     collect()
     assert {"open", "write", "lseek", "malloc", "touch", "brk", "compute", "handle",
             "raise", "block", "unblock", "rename", "listdir"} <= seen
+
+
+def test_a_file_renamed_while_open_is_the_same_file_after_a_resume(tmp_path):
+    """Found by the generated workloads: an open file renamed before the save was taken for
+    a deleted one, and its writes after the resume went to a nameless copy."""
+    from vsnap.testing import Guest, opvm_program
+    script = b"open F0 a c\nrename a b\nwrite F0 6869\nmkdir d\nopen F1 d/x c\n" \
+             b"rename d e\nwrite F1 6f6b\npwrite F0 - 0\n"
+    guest = Guest(opvm_program(), ("script.txt",), {"script.txt": script})
+    m = measure(guest, tmp_path)
+    assert b"EBADSLOT" not in m.outcome.stdout and b"ENOENT" not in m.outcome.stdout
+    for k in m.syscalls:
+        assert_transparent(guest, [k], reference=m.outcome, base=tmp_path)

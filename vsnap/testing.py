@@ -313,11 +313,51 @@ def opvm_program() -> str:
     return build(str(REPO_PROGRAMS / "opvm.c"))
 
 
+@st.composite
+def _script(draw, max_ops: int) -> list:
+    """A script that mostly makes sense: a small model of which slots hold a file or a block
+    steers most operations to them (so they succeed and interact), while a few stay random
+    (so errors are exercised too)."""
+    files: set = set()
+    blocks: set = set()
+    lines = []
+    for _ in range(draw(st.integers(1, max_ops))):
+        line = draw(_op())
+        words = line.split()
+        op = words[0]
+        if op in _FILE_OPS and draw(st.integers(0, 9)) < 8:
+            if files:
+                words[1] = draw(st.sampled_from(sorted(files)))
+            else:  # nothing open yet: open (and create) something first
+                words = ["open", words[1], draw(st.sampled_from(["a", "b", "e"])),
+                         draw(st.sampled_from(["c", "w", "a"]))]
+        elif op in _BLOCK_OPS and draw(st.integers(0, 9)) < 8:
+            if blocks:
+                words[1] = draw(st.sampled_from(sorted(blocks)))
+            else:
+                words = ["malloc", words[1], str(draw(st.integers(1, 70_000)))]
+        op = words[0]
+        if op == "open" and words[3] in ("c", "w", "a"):
+            files.add(words[1])
+        elif op == "close":
+            files.discard(words[1])
+        elif op == "malloc":
+            blocks.add(words[1])
+        elif op == "free":
+            blocks.discard(words[1])
+        lines.append(" ".join(words))
+    return lines
+
+
+_FILE_OPS = {"close", "dup", "read", "write", "pread", "pwrite", "lseek", "ftruncate", "fstat"}
+_BLOCK_OPS = {"realloc", "free", "fill", "touch", "sum"}
+
+
 def workloads(max_ops: int = 30):
     """Guests made of generated opvm scripts: thousands of different behaviours (files,
     descriptors, heap, brk, computation, signals) from one binary, shrinking to the fewest
     and simplest operations when something fails."""
     program = opvm_program()
-    return st.lists(_op(), min_size=1, max_size=max_ops).map(
+    return _script(max_ops).map(
         lambda lines: Guest(program, ("script.txt",),
                             {"script.txt": ("\n".join(lines) + "\n").encode()}))

@@ -159,7 +159,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
                 f.offset = os.fstat(f.host_fd).st_size
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
-        touch(k, f.host_fd)
+        if n:  # a write of nothing changes nothing, mtime included (as on Linux)
+            touch(k, f.host_fd)
     return n
 
 

@@ -191,7 +191,28 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
         os.rename(src.host, dst.host)
         touch_parent(k, src.host)
         touch_parent(k, dst.host)
+    _follow_rename(k, src.guest, dst.guest)
     return 0
+
+
+def _follow_rename(k, old: str, new: str) -> None:
+    """Open files and the cwd follow a rename, as they do on Linux (they hold the inode, not
+    the name): their recorded names are what a checkpoint reopens."""
+    def moved(path: str) -> str | None:
+        if path == old:
+            return new
+        if path.startswith(old.rstrip("/") + "/"):
+            return new.rstrip("/") + path[len(old.rstrip("/")):]
+        return None
+
+    for f in k.fds.descriptions():
+        if f.kind in ("file", "dir") and f.host_path is not None:
+            to = moved(f.path)
+            if to is not None:
+                f.path, f.host_path = to, k.vfs.host_path(to)
+    cwd = moved(k.proc.cwd)
+    if cwd is not None:
+        k.proc.cwd = cwd
 
 
 @syscall("symlink", "str path")
