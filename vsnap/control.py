@@ -37,6 +37,7 @@ class Request:
     def __init__(self, path: str, stop: bool):
         self.path, self.stop = path, stop
         self.done = threading.Event()
+        self.sent = threading.Event()  # the answer has left: a run that stops may now end
         self.reply: dict = {}
 
 
@@ -82,6 +83,8 @@ class ControlServer:
                     conn.sendall(json.dumps(req.reply).encode() + b"\n")
                 except OSError:
                     pass
+                finally:
+                    req.sent.set()
 
     def take(self) -> Request | None:
         req, self.pending = self.pending, None

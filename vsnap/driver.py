@@ -112,5 +112,6 @@ def _serve_save(m: Machine, server) -> RunResult | None:
         m.instructions = None
         req.done.set()
     if req.stop and req.reply.get("ok"):
+        req.sent.wait(5)  # do not end the process before `vsnap save` has its answer
         return RunResult(0, message=None, syscalls=m.kernel.syscall_count)
     return None
