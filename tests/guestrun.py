@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vsnap.build import build
 from vsnap.testing import Guest, fresh_root, measure, snapshot_files, start  # noqa: F401
-from vsnap.testing import _Capture as Capture  # noqa: F401
+from vsnap.kernel import Capture  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "programs" / "data" / "sample.txt"

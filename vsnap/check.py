@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from .testing import (Guest, Measured, _Capture, checkpoint_points, first_difference, measure,
+from .kernel import Capture
+from .testing import (Guest, Measured, checkpoint_points, first_difference, measure,
                       run_with_checkpoints, start)
 from .trace import disassemble_one
 
@@ -76,7 +77,7 @@ def instruction_at(guest: Guest, k: int) -> str:
     """rip and the instruction there, after exactly k instructions."""
     with tempfile.TemporaryDirectory(prefix="vsnap-check-") as base:
         from .testing import fresh_root
-        cap = _Capture(guest.stdin)
+        cap = Capture(guest.stdin)
         m = start(guest, fresh_root(guest, base), cap)
         if m.advance(k) is not None:
             return "(the guest has ended there)"

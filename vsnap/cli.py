@@ -196,11 +196,15 @@ def _on_crash(a):
                  f"vsnap inspect it, vsnap patch it, vsnap resume it")
         if a.core:
             from .abi.signals import NUMBERS
+            from .snapshot import load
             from .snapshot.codec import decode
             from .snapshot.coredump import write_core
             from .snapshot.image import parse
-            manifest, parts = decode(image_bytes(m), "<crash>")
-            write_core(parse(manifest, parts, "<crash>"), a.core, NUMBERS[fault.signal])
+            if a.save_on_crash:  # the image is on disk already: do not make it twice
+                img = load(a.save_on_crash)
+            else:
+                img = parse(*decode(image_bytes(m), "<crash>"), "<crash>")
+            write_core(img, a.core, NUMBERS[fault.signal])
             _say(f"vsnap: wrote core file {a.core}; gdb {m.program_path} {a.core}")
     return crashed if (a.save_on_crash or a.core) else None
 

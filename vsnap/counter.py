@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,9 +76,9 @@ def _load_native():
 
 
 def _move(src: str, dst: str) -> None:
+    """Into the cache atomically (the temporary folder may be another file system)."""
     tmp = dst + f".{os.getpid()}.tmp"
-    with open(src, "rb") as f, open(tmp, "wb") as g:
-        g.write(f.read())
+    shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
 
 

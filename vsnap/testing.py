@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from .kernel import Console
+from .kernel import Capture
 from .machine import Machine
 
 REPO_PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
@@ -70,18 +70,6 @@ class Measured:
         return [n for n, _, blocked in self.signal_states if blocked]
 
 
-class _Capture:
-    def __init__(self, stdin: bytes):
-        self.out, self.err, self.inp = bytearray(), bytearray(), bytearray(stdin)
-        self.console = Console(read=self._read, write_out=self.out.extend,
-                               write_err=self.err.extend)
-
-    def _read(self, n: int) -> bytes:
-        chunk = bytes(self.inp[:n])
-        del self.inp[:n]
-        return chunk
-
-
 _counter = iter(range(1 << 62))
 
 
@@ -115,12 +103,12 @@ def snapshot_files(root: Path) -> dict:
     return out
 
 
-def start(guest: Guest, root: Path, cap: _Capture) -> Machine:
+def start(guest: Guest, root: Path, cap: Capture) -> Machine:
     return Machine(guest.program, guest.args, root=str(root), cwd=str(root),
                    console=cap.console)
 
 
-def _finish(m: Machine, cap: _Capture, root: Path, budget: int | None = None) -> Outcome:
+def _finish(m: Machine, cap: Capture, root: Path, budget: int | None = None) -> Outcome:
     result = m.result or m.run(max_instructions=budget)
     return Outcome(bytes(cap.out), bytes(cap.err), result.status, snapshot_files(root),
                    m.cpu.snapshot_registers())
@@ -138,7 +126,7 @@ def _base(base):
 def run_to_end(guest: Guest, base=None) -> Outcome:
     """One uninterrupted run in a fresh root."""
     with _base(base) as b:
-        cap = _Capture(guest.stdin)
+        cap = Capture(guest.stdin)
         root = fresh_root(guest, b)
         return _finish(start(guest, root, cap), cap, root)
 
@@ -146,7 +134,7 @@ def run_to_end(guest: Guest, base=None) -> Outcome:
 def measure(guest: Guest, base=None) -> Measured:
     """A counted run: its length in instructions, where its system calls are, its outcome."""
     with _base(base) as b:
-        cap = _Capture(guest.stdin)
+        cap = Capture(guest.stdin)
         root = fresh_root(guest, b)
         m = start(guest, root, cap)
         positions, states = [], []
@@ -172,7 +160,7 @@ def run_with_checkpoints(guest: Guest, points, base=None, budget: int | None = N
     from .snapshot import image_bytes
     from .snapshot.restore import restore_bytes
     with _base(base) as b:
-        cap = _Capture(guest.stdin)
+        cap = Capture(guest.stdin)
         root = fresh_root(guest, b)
         m = start(guest, root, cap)
         for k in sorted(points):

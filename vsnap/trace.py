@@ -89,9 +89,9 @@ def format_arg(k, kind: str, value: int, nxt: int | None) -> str:
         return "AT_FDCWD" if kind == "fd" and v == C.AT_FDCWD else str(v)
     if kind == "path" or kind == "str":
         return _string(k, value)
-    if kind == "buf":
+    if kind == "buf":  # the first 32 bytes of a buffer whose length is the next argument
         try:
-            return _quote(k.read(value, min(nxt or 0, 32)), 32 if (nxt or 0) > 32 else 33) + \
+            return _quote(k.read(value, min(nxt or 0, 32)), 32) + \
                 ("..." if (nxt or 0) > 32 else "")
         except SyscallError:
             return f"{value:#x}"

@@ -1,7 +1,7 @@
 """The emulated Linux kernel. Importing this package registers every system call handler."""
 # each module registers its handlers when imported
 from . import files, misc, mm, paths, proc, signal, time  # noqa: F401
-from .core import Console, GuestExit, Kernel
+from .core import Capture, Console, GuestExit, Kernel
 from .registry import SYSCALLS
 
-__all__ = ["Console", "GuestExit", "Kernel", "SYSCALLS"]
+__all__ = ["Capture", "Console", "GuestExit", "Kernel", "SYSCALLS"]

@@ -65,6 +65,21 @@ class Console:
         return self.tty[{"stdin": 0, "stdout": 1, "stderr": 2}.get(stream, 1)]
 
 
+class Capture:
+    """A console that keeps the guest's output and feeds it `stdin` (tests, notebooks,
+    vsnap.run): `.console` for the machine, `.out` and `.err` as bytearrays."""
+
+    def __init__(self, stdin: bytes = b""):
+        self.out, self.err, self.inp = bytearray(), bytearray(), bytearray(stdin)
+        self.console = Console(read=self._read, write_out=self.out.extend,
+                               write_err=self.err.extend)
+
+    def _read(self, n: int) -> bytes:
+        chunk = bytes(self.inp[:n])
+        del self.inp[:n]
+        return chunk
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -160,11 +175,12 @@ class Kernel:
         else:
             args = regs[1:1 + entry.nargs]
             if self.strace:
-                return self._traced(entry, args)
-            try:
-                result = entry.handler(self, *args)
-            except SyscallError as e:
-                result = -e.errno
+                result = self._traced(entry, args)
+            else:
+                try:
+                    result = entry.handler(self, *args)
+                except SyscallError as e:
+                    result = -e.errno
         self._return(nr, result)
         self.last_call = (nr, result)
         self._after_syscall()
@@ -192,7 +208,8 @@ class Kernel:
             signo = self.host_signals.popleft()
             self.signals.post(S.SigInfo(signo, S.SI_USER, pid=0, uid=0))
 
-    def _traced(self, entry, args) -> None:
+    def _traced(self, entry, args) -> int:
+        """The handler's result, with a strace line around the call."""
         from ..trace import format_call, format_result
         call = format_call(self, entry, args)
         try:
@@ -203,6 +220,4 @@ class Kernel:
             self.strace(f"{call} = ?")
             raise
         self.strace(f"{call} = {format_result(self, entry, args, result)}")
-        self._return(entry.number, result)
-        self.last_call = (entry.number, result)
-        self._after_syscall()
+        return result

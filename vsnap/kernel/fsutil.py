@@ -127,8 +127,7 @@ def stat_of_file(k, f) -> dict:
     if f.kind == "console":
         return stat_fields(k, special="tty" if k.console.isatty(f.stream) else "pipe")
     if f.kind == "proc":
-        fields = stat_fields(k, special="maps")
-        return fields
+        return stat_fields(k, special="maps")
     return stat_fields(k, special="null")
 
 

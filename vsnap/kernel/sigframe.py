@@ -18,6 +18,8 @@ from __future__ import annotations
 import struct
 
 from .. import signals as S
+from ..abi import errno as E
+from ..abi import syscalls
 from ..errors import SyscallError
 
 FRAME_SIZE = 8 + 304 + 128
@@ -81,13 +83,13 @@ def _fxrstor(data: bytes) -> dict:
 
 # calls that Linux restarts after a handler with SA_RESTART (ERESTARTSYS); pause, sigsuspend
 # and the sleeps are never restarted
-RESTARTABLE = {0, 1, 16, 17, 18, 19, 20}  # read write ioctl pread64 pwrite64 readv writev
-EINTR = 4
+RESTARTABLE = {syscalls.NUMBERS[n] for n in
+               ("read", "write", "ioctl", "pread64", "pwrite64", "readv", "writev")}
 
 
 def _restartable(k, in_syscall: bool) -> bool:
     nr, result = k.last_call
-    return in_syscall and result == -EINTR and nr in RESTARTABLE
+    return in_syscall and result == -E.EINTR and nr in RESTARTABLE
 
 
 def deliver(k, in_syscall: bool) -> None:
