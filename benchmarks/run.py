@@ -32,7 +32,8 @@ import vsnap
 from vsnap.build import build
 from vsnap.cpu import LINUX_FPCW, LINUX_MXCSR, HWCAP
 from vsnap.loader import build_stack, load_segments, read_program
-from vsnap.memory import AddressSpace, UnicornMemory
+from vsnap.guestram import UnicornMemory
+from vsnap.memory import AddressSpace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = os.path.join(ROOT, "programs")

@@ -1,4 +1,6 @@
 """The image file as untrusted input: round trips, fuzzing, refusals, and kill -9 while saving."""
+import io
+import json
 import os
 import random
 import signal
@@ -210,13 +212,55 @@ def test_kill_9_during_save_leaves_the_old_image_whole(saved, tmp_path):
     assert len(leftovers) <= 6  # temporary files of killed saves, never the image itself
 
 
+def _data_start(image: bytes, name: str) -> int:
+    """Where a stored member's bytes begin in the file (after its local header)."""
+    info = zipfile.ZipFile(io.BytesIO(image)).getinfo(name)
+    head = image[info.header_offset:info.header_offset + 30]
+    return info.header_offset + 30 + int.from_bytes(head[26:28], "little") \
+        + int.from_bytes(head[28:30], "little")
+
+
+def test_memory_parts_start_on_a_page_boundary(saved):
+    """So that restore can read them straight into guest pages."""
+    _, good, _ = saved
+    names = [n for n in zipfile.ZipFile(io.BytesIO(good)).namelist() if n.startswith("memory/")]
+    assert names and all(_data_start(good, n) % 4096 == 0 for n in names)
+
+
 def test_a_corrupt_memory_part_is_refused_by_restore(saved, tmp_path):
-    """Restore checks memory hashes while it builds; the guest must still never come out."""
+    """Restore checks memory hashes as it copies them into the guest; the guest must still
+    never come out."""
     path, good, root = saved
     blob = bytearray(good)
-    at = blob.find(b"memory/stack.bin") + 200  # inside the stack part's data
-    blob[at] ^= 0xFF
+    blob[_data_start(good, "memory/stack.bin") + 200] ^= 0xFF
     bad = tmp_path / "bad.img"
     bad.write_bytes(blob)
     with pytest.raises(ImageError, match="does not match its hash"):
         restore(str(bad), root=str(root))
+
+
+def test_a_big_part_is_hashed_in_pieces_and_the_bad_piece_is_named(tmp_path, monkeypatch):
+    """Parts are hashed in PIECE-byte pieces (side by side on two threads); a damaged piece
+    is named by its byte range. Small pieces here stand in for 16 MiB ones."""
+    from vsnap.snapshot import codec, pieces
+    monkeypatch.setattr(pieces, "PIECE", 4096)
+    monkeypatch.setattr(codec, "PIECE", 4096)
+    monkeypatch.setattr(pieces, "THREAD_MIN", 0)
+    root = root_for(tmp_path)
+    m = start(guest("counter"), root, Capture(b""))
+    assert m.advance(200_000) is None
+    image = tmp_path / "pieces.img"
+    checkpoint(m, str(image))
+    good = image.read_bytes()
+    entry = json.loads(zipfile.ZipFile(io.BytesIO(good)).read("manifest.json"))["parts"]
+    stack = entry["memory/stack.bin"]
+    assert len(stack["sha256"]) == -(-stack["size"] // 4096) >= 2
+    m2, _ = restore(str(image), root=str(root))  # every piece checks out
+    assert m2.cpu.snapshot_registers() == m.cpu.snapshot_registers()
+    m2.kernel.fds.close_all()
+    blob = bytearray(good)
+    blob[_data_start(good, "memory/stack.bin") + 4096 + 5] ^= 0xFF
+    image.write_bytes(blob)
+    with pytest.raises(ImageError, match="memory/stack.bin .bytes 4096 to 8192. does not"):
+        restore(str(image), root=str(root))
+    m.kernel.fds.close_all()

@@ -21,7 +21,8 @@ from .kernel.sigframe import KilledBySignal, StoppedBySignal, deliver
 from .kernel.signal import NothingToWaitFor
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
-from .memory import AddressSpace, MemoryBudgetExceeded, UnicornMemory
+from .guestram import UnicornMemory
+from .memory import AddressSpace, MemoryBudgetExceeded
 from .trace import disassemble_one
 from .vfs import Sandbox
 

@@ -3,7 +3,7 @@
 AddressSpace is a plain kernel object: it decides where things go and keeps the books (kind,
 name, permissions of every page range) so that /proc/self/maps, pictures and checkpoints can
 describe memory in the guest's terms. The backend only maps, unmaps, protects and copies bytes;
-UnicornMemory is the real one, and tests can give a dictionary-backed fake.
+guestram.UnicornMemory is the real one, and tests can give a dictionary-backed fake.
 """
 from __future__ import annotations
 
@@ -195,6 +195,12 @@ class AddressSpace:
         fast = getattr(self.backend, "read_bulk", None)
         return fast(addr, size) if fast else bytearray(self.backend.read(addr, size))
 
+    def ram_view(self, addr: int, size: int):
+        """A writable view of guest memory itself (restore fills it), or None where the
+        backend keeps none."""
+        view = getattr(self.backend, "view", None)
+        return view(addr, size) if view else None
+
     def write_bulk(self, addr: int, data) -> None:
         fast = getattr(self.backend, "write_bulk", None)
         if fast:
@@ -216,96 +222,3 @@ class MemoryBudgetExceeded(Exception):
         super().__init__(f"memory budget of {limit >> 20} MiB exceeded "
                          f"(asked for {wanted} more bytes)")
         self.limit, self.wanted = limit, wanted
-
-
-class UnicornMemory:
-    """The real backend: Unicorn's page tables. Bad addresses become EFAULT.
-
-    Guest RAM lives in anonymous mmaps of our own, handed to Unicorn with mem_map_ptr: a
-    checkpoint then reads guest memory as a view of that mapping, with no copy (copying
-    64 MiB out through uc_mem_read cost more than writing it to disk). Each map() makes one
-    mmap; unmapping part of one gives its pages back to the host (MADV_DONTNEED) and the
-    mapping goes when none of it is left."""
-
-    def __init__(self, uc):
-        import ctypes
-
-        import unicorn as U
-        from unicorn.unicorn_py3.unicorn import uclib
-        self._uc, self._UcError = uc, U.UcError
-        self._ctypes, self._uclib = ctypes, uclib
-        self._ram: dict[int, list] = {}
-        self._perm = {0: U.UC_PROT_NONE}
-        for p in range(1, 8):
-            self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
-                             | (U.UC_PROT_EXEC if p & 4 else 0))
-
-    def map(self, start, size, prot):
-        import mmap
-        ram = mmap.mmap(-1, size)
-        buf = (self._ctypes.c_char * size).from_buffer(ram)
-        self._uc.mem_map_ptr(start, size, self._perm[prot & 7], self._ctypes.addressof(buf))
-        self._ram[start] = [size, ram, buf, size]  # size, mapping, its pointer, bytes in use
-
-    def unmap(self, start, size):
-        import mmap
-        self._uc.mem_unmap(start, size)
-        end = start + size
-        for base, chunk in list(self._ram.items()):
-            lo, hi = max(start, base), min(end, base + chunk[0])
-            if lo < hi:
-                chunk[3] -= hi - lo
-                if chunk[3] <= 0:
-                    del self._ram[base]  # Unicorn no longer points into it
-                elif hasattr(chunk[1], "madvise"):
-                    chunk[1].madvise(mmap.MADV_DONTNEED, lo - base, hi - lo)
-
-    def _chunk(self, addr: int, size: int):
-        for base, (length, ram, _, _) in self._ram.items():
-            if base <= addr and addr + size <= base + length:
-                return ram, addr - base
-        return None, 0
-
-    def protect(self, start, size, prot):
-        self._uc.mem_protect(start, size, self._perm[prot & 7])
-
-    def read(self, addr, size):
-        try:
-            return bytes(self._uc.mem_read(addr, size))
-        except self._UcError:
-            raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}") from None
-
-    def write(self, addr, data):
-        try:
-            self._uc.mem_write(addr, data)
-        except self._UcError:
-            raise SyscallError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}") from None
-
-    # Bulk copies for checkpoints: the binding's mem_read zero-fills a ctypes buffer and then
-    # copies it into a bytearray (two passes over 64 MiB); these make one.
-    def read_bulk(self, addr: int, size: int):
-        """A view of guest memory itself when [addr, addr+size) lies in one of our mappings
-        (the caller must be done with it before the guest runs again), else a copy."""
-        ram, off = self._chunk(addr, size)
-        if ram is not None:
-            return memoryview(ram)[off:off + size]
-        out = bytearray(size)
-        buf = (self._ctypes.c_char * size).from_buffer(out)
-        if self._uclib.uc_mem_read(self._uc._uch, addr, buf, size) != 0:
-            raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}")
-        return out
-
-    def write_bulk(self, addr: int, data) -> None:
-        """`data` is any writable buffer (a bytearray, or a memoryview of a copy-on-write
-        mmap of the image file): no copy is made on the way into Unicorn."""
-        size = len(data)
-        ram, off = self._chunk(addr, size)
-        if ram is not None:  # straight into guest RAM: one memcpy
-            ram[off:off + size] = data
-            return
-        try:
-            buf = (self._ctypes.c_char * size).from_buffer(data)
-        except TypeError:  # a read-only buffer: one copy, then the same call
-            buf = bytes(data)
-        if self._uclib.uc_mem_write(self._uc._uch, addr, buf, size) != 0:
-            raise SyscallError(E.EFAULT, f"write {size} bytes at {addr:#x}")

@@ -1,13 +1,15 @@
 """The image file: a zip of JSON parts and raw memory, written atomically, read suspiciously.
 
-    manifest.json      format, version, the program, and the SHA-256 and size of every part
+    manifest.json      format, version, the program, and the size of every part with the
+                       SHA-256 of each of its 16 MiB pieces (one piece for most parts)
     registers.json     the jmp_buf: every register
     fds.json           the fd table
     kernel.json        process identity, cwd, umask, signals, clock, random, brk
     memory.json        the VMAs and, for each saved one, where its non-zero pages are
     memory/*.bin       raw page contents: stack.bin, data.bin (data+bss+heap), mappings.bin
 
-`unzip -l`, `python -m zipfile -l` and `jq` can read it. Writing is deterministic (fixed zip
+`unzip -l`, `python -m zipfile -l` and `jq` can read it, and a part's hashes can be checked
+with `unzip -p IMAGE memory/data.bin | split -b 16M --filter=sha256sum`. Writing is deterministic (fixed zip
 timestamps, fixed order), so saving the same state twice gives the same bytes. Reading trusts
 nothing: every part is hashed and every field is type- and range-checked before a restore may
 use it; any problem is an ImageError with one line that says what is wrong.
@@ -19,13 +21,16 @@ import io
 import json
 import mmap
 import os
+import struct
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import VsnapError
+from . import pieces
+from .pieces import PIECE
 
 FORMAT = "vsnap-image"
-VERSION = 1
+VERSION = 2           # 2: a SHA-256 per 16 MiB piece of each part
 JSON_PARTS = ("registers.json", "fds.json", "kernel.json", "memory.json")
 MAX_PART = 1 << 34           # no part of a real image is near 16 GiB
 MAX_JSON = 64 << 20
@@ -44,45 +49,53 @@ def _info(name: str, compress: int) -> zipfile.ZipInfo:
     return info
 
 
-HASH_CHUNK = 4 << 20
-THREAD_MIN = 8 << 20  # below this, a hashing thread costs more than it saves
+WRITE_CHUNK = 4 << 20
+ALIGN = 4096          # memory parts start on a page boundary of the file
+_PAD_ID = 0xD935      # the zip extra-field ID that Android's zipalign uses for padding
 
 
-def write_zip(f, parts: dict, program: dict) -> None:
+def _align(info: zipfile.ZipInfo, offset: int) -> None:
+    """Pad the local header of a member that starts at `offset` so that its bytes start on
+    an ALIGN boundary: restore can then read them straight into guest pages. The header is
+    30 bytes, the name, this padding field and the 20-byte zip64 field (force_zip64)."""
+    fixed = 30 + len(info.filename.encode()) + 4 + 20
+    pad = -(offset + fixed) % ALIGN
+    info.extra = struct.pack("<HH", _PAD_ID, pad) + bytes(pad)
+
+
+def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
     """Write an image to the binary file `f`. Each part is bytes, or a list of buffers (the
-    pages of a memory part, written without joining them). Parts go first, hashed as they
-    are written; the manifest with their hashes goes last.
+    pages of a memory part, written without joining them). Parts go first; the manifest with
+    their sizes and hashes goes last. `wrote` is called after each WRITE_CHUNK.
 
-    SHA-256 runs on a second thread, a chunk behind the writer: hashlib and zlib (zip's CRC)
-    both let go of the GIL, so the hash costs no wall time on a machine with two cores."""
-    listed = {}
-    total = sum(sum(len(c) for c in p) if isinstance(p, list) else len(p)
-                for p in parts.values())
-    hasher = ThreadPoolExecutor(max_workers=1) if total >= THREAD_MIN else None
+    The hashes are computed on background threads from the same buffers while this thread
+    writes them (zip's CRC32 and the copy into the page cache), so on two cores the hash
+    mostly costs no wall time."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    hashed = pool.submit(pieces.digests, parts)
+    pool.shutdown(wait=False)
+    sizes = {}
     with zipfile.ZipFile(f, "w") as z:
         for name in sorted(parts):
             chunks = parts[name] if isinstance(parts[name], list) else [parts[name]]
             kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
-            h, size, pending = hashlib.sha256(), 0, []
-            with z.open(_info(name, kind), "w", force_zip64=True) as out:
+            size, info = 0, _info(name, kind)
+            if name.startswith("memory/"):
+                _align(info, z.fp.tell())
+            with z.open(info, "w", force_zip64=True) as out:
                 for chunk in chunks:
-                    view = memoryview(chunk)
-                    for at in range(0, len(view), HASH_CHUNK):
-                        piece = view[at:at + HASH_CHUNK]
-                        if hasher:  # one worker: the pieces are hashed in order
-                            pending.append(hasher.submit(h.update, piece))
-                        else:
-                            h.update(piece)
-                        out.write(piece)
+                    view = memoryview(chunk).cast("B")
+                    for at in range(0, len(view), WRITE_CHUNK):
+                        out.write(view[at:at + WRITE_CHUNK])
+                        if wrote:
+                            wrote()
                     size += len(view)
-            for done in pending:
-                done.result()
-            listed[name] = {"sha256": h.hexdigest(), "size": size}
+            sizes[name] = size
+        sha = hashed.result()
+        listed = {name: {"sha256": sha[name], "size": sizes[name]} for name in sorted(parts)}
         manifest = {"format": FORMAT, "version": VERSION, "program": program,
-                    "parts": listed}
+                    "piece_size": PIECE, "parts": listed}
         z.writestr(_info("manifest.json", zipfile.ZIP_DEFLATED), dumps(manifest))
-    if hasher:
-        hasher.shutdown()
 
 
 def encode(parts: dict, program: dict) -> bytes:
@@ -120,14 +133,14 @@ def write_atomically(path: str, parts: dict, program: dict) -> None:
         os.close(dfd)
 
 
-def decode(data, where: str = "image", file=None, check_memory=None) -> tuple[dict, dict]:
+def decode(data, where: str = "image", file=None, defer=None) -> tuple[dict, dict]:
     """(manifest, parts) from an image file's bytes (or an mmap of it, with the open `file`),
     every part's hash checked. JSON parts come back as bytes; memory parts as memoryviews
     into `data`.
 
-    With `check_memory` (a list), the memory parts' hashes are checked on a background
-    thread and a function that waits for the verdict (raising ImageError) is appended to it:
-    restore builds the guest meanwhile and hands it out only after the verdict."""
+    With `defer` (a list), the memory parts are not hashed here: a pieces.Unchecked for them
+    is appended to the list, and restore copies them into the guest and checks them there
+    (see pieces), before the guest may run."""
     try:
         z = zipfile.ZipFile(file if file is not None else io.BytesIO(data))
         names = z.namelist()
@@ -151,43 +164,32 @@ def decode(data, where: str = "image", file=None, check_memory=None) -> tuple[di
             raise ImageError(f"{where}: damaged image: part {name} is missing")
     whole = memoryview(data)
     parts: dict = {}
+    offsets: dict = {}
+    if manifest.get("piece_size") != PIECE:
+        raise ImageError(f"{where}: damaged manifest (piece_size is not {PIECE})")
     for name, meta in listed.items():
-        if not (isinstance(meta, dict) and isinstance(meta.get("sha256"), str)
-                and isinstance(meta.get("size"), int) and 0 <= meta["size"] <= MAX_PART):
+        if not (isinstance(meta, dict) and isinstance(meta.get("size"), int)
+                and 0 <= meta["size"] <= MAX_PART and isinstance(meta.get("sha256"), list)
+                and len(meta["sha256"]) == max(1, -(-meta["size"] // PIECE))
+                and all(isinstance(d, str) for d in meta["sha256"])):
             raise ImageError(f"{where}: damaged manifest entry for {name!r}")
         if name not in names:
             raise ImageError(f"{where}: damaged image: part {name} is listed but missing")
-        parts[name] = _read_member(z, whole, name, meta["size"], where)
+        parts[name], offsets[name] = _read_member(z, whole, name, meta["size"], where)
     extra = set(names) - set(listed) - {"manifest.json"}
     if extra:
         raise ImageError(f"{where}: image holds parts its manifest does not list: "
                          f"{', '.join(sorted(extra))[:80]}")
-    big = sum(len(b) for n, b in parts.items() if n.startswith("memory/")) >= THREAD_MIN
-    later = {n: b for n, b in parts.items() if check_memory is not None and big
-             and n.startswith("memory/")}
-    _check_hashes({n: b for n, b in parts.items() if n not in later}, listed, where)
-    if check_memory is not None:
-        pool = ThreadPoolExecutor(max_workers=1)
-        verdict = pool.submit(_check_hashes, later, listed, where)
-        pool.shutdown(wait=False)
-        check_memory.append(verdict.result)
+    later = {n: b for n, b in parts.items() if defer is not None and n.startswith("memory/")}
+    try:
+        pieces.check({n: b for n, b in parts.items() if n not in later}, listed)
+    except pieces.Mismatch as e:
+        raise ImageError(f"{where}: {e}") from None
+    if defer is not None:
+        fd = os.dup(file.fileno()) if file is not None and hasattr(file, "fileno") else None
+        defer.append(pieces.Unchecked(later, {n: listed[n] for n in later}, fd,
+                                      {n: offsets[n] for n in later if offsets[n] is not None}))
     return manifest, parts
-
-
-def _check_hashes(parts: dict, listed: dict, where: str) -> None:
-    def digest(b):
-        return hashlib.sha256(b).hexdigest()
-
-    if sum(len(b) for b in parts.values()) >= THREAD_MIN:
-        # hashlib lets go of the GIL, so two big parts are checked side by side
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            digests = dict(zip(parts, pool.map(digest, parts.values())))
-    else:
-        digests = {n: digest(b) for n, b in parts.items()}
-    for name, digest in digests.items():
-        if digest != listed[name]["sha256"]:
-            raise ImageError(f"{where}: part {name} does not match its hash: the image is "
-                             f"corrupt or was edited")
 
 
 def _read_member(z, whole, name, size, where):
@@ -207,9 +209,9 @@ def _read_member(z, whole, name, size, where):
             if len(view) != size:
                 raise ImageError(f"{where}: part {name} runs past the end of the file: "
                                  f"the image is truncated")
-            return view
+            return view, start
         with z.open(info) as f:
-            return f.read(size + 1)
+            return f.read(size + 1), None
     except ImageError:
         raise
     except Exception as e:  # zlib.error, BadZipFile, EOFError, NotImplementedError...
@@ -238,7 +240,7 @@ def load_json_part(parts: dict[str, bytes], name: str, where: str):
         raise ImageError(f"{where}: {name} is not valid JSON ({_short(e)})") from None
 
 
-def read_file(path: str, check_memory=None) -> tuple[dict, dict]:
+def read_file(path: str, defer=None) -> tuple[dict, dict]:
     """Decode the image at `path` through a private copy-on-write mapping of it: memory parts
     stay in the page cache until restore copies them into the guest."""
     try:
@@ -255,7 +257,7 @@ def read_file(path: str, check_memory=None) -> tuple[dict, dict]:
             data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
         except (OSError, ValueError) as e:
             raise ImageError(f"{path}: cannot map it ({e})") from None
-        return decode(data, path, file=f, check_memory=check_memory)
+        return decode(data, path, file=f, defer=defer)
 
 
 def _short(e: Exception) -> str:

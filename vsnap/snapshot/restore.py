@@ -20,6 +20,7 @@ from ..vfs import Sandbox
 from .checkpoint import listing_identity
 from .codec import ImageError, read_file
 from .image import Image, parse
+from .pieces import Mismatch, Unchecked
 
 
 class FileChanged(VsnapError):
@@ -36,9 +37,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
-def load(path: str, check_memory=None) -> Image:
-    """Read and check an image (see codec.decode for `check_memory`)."""
-    manifest, parts = read_file(path, check_memory)
+def load(path: str, defer=None) -> Image:
+    """Read and check an image (see codec.decode for `defer`)."""
+    manifest, parts = read_file(path, defer)
     return parse(manifest, parts, path)
 
 
@@ -110,8 +111,10 @@ def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     return problems
 
 
-def build(p: Plan, console=None):
-    """A running Machine made from a checked plan."""
+def build(p: Plan, console=None, unchecked: Unchecked | None = None):
+    """A running Machine made from a checked plan. With `unchecked` (memory parts the loader
+    left unhashed), their bytes are copied into the guest and checked there before it is
+    returned (ImageError if they do not match)."""
     from ..machine import Machine
     img = p.image
     m = Machine.blank(p.program, root=p.root, console=console,
@@ -124,7 +127,12 @@ def build(p: Plan, console=None):
         else:
             blob = img.blobs[v["part"]]
             for first, count, offset in v["pages"]:
-                m.mem.write_bulk(v["start"] + first * PAGE, blob[offset:offset + count * PAGE])
+                addr, size = v["start"] + first * PAGE, count * PAGE
+                dest = m.mem.ram_view(addr, size) if unchecked is not None else None
+                if dest is not None and v["part"] in unchecked.blobs:
+                    unchecked.place(v["part"], offset, dest)  # copied below, as it is checked
+                else:
+                    m.mem.write_bulk(addr, blob[offset:offset + size])
         if v["prot"] != 3:
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
@@ -135,6 +143,12 @@ def build(p: Plan, console=None):
     _kernel_state(m, img.kernel)
     m.cpu.restore_registers(img.registers)
     m.instructions = img.kernel["instructions"]
+    if unchecked is not None:
+        try:
+            unchecked.fill()
+        except (Mismatch, OSError) as e:
+            m.kernel.fds.close_all()  # the half-made machine is dropped, never handed out
+            raise ImageError(f"{img.where}: {e}") from None
     return m
 
 
@@ -188,20 +202,18 @@ def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=
     """restore() from an image held in memory (vsnap.testing's quick path: no file, no
     fsync); every check is the same."""
     from .codec import decode
-    manifest, parts = decode(data, where)
+    deferred: list[Unchecked] = []
+    manifest, parts = decode(data, where, defer=deferred)
     p = plan(parse(manifest, parts, where), root=root, program=program, force=force)
-    return build(p, console), p.warnings
+    return build(p, console, deferred[0]), p.warnings
 
 
 def restore(path: str, *, root=None, program=None, force=False, console=None):
     """Load, check and build: a Machine ready to continue where the image was saved."""
-    verdicts: list = []
-    p = plan(load(path, verdicts), root=root, program=program, force=force)
-    m = build(p, console)  # while the memory parts' hashes are still being checked
+    deferred: list[Unchecked] = []
     try:
-        for wait in verdicts:
-            wait()
-    except ImageError:
-        m.kernel.fds.close_all()  # the half-made machine is dropped, never handed out
-        raise
-    return m, p.warnings
+        p = plan(load(path, deferred), root=root, program=program, force=force)
+        return build(p, console, deferred[0]), p.warnings
+    finally:
+        for d in deferred:
+            d.close()
