@@ -12,7 +12,8 @@ import os
 from dataclasses import asdict
 
 from ..memory import PAGE, PROT_WRITE
-from .codec import dumps, encode, write_atomically
+from .atomic import write_atomically
+from .codec import dumps, encode
 from .fields import hexs
 
 ZERO_PAGE = bytes(PAGE)

@@ -109,30 +109,6 @@ def dumps(obj) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
 
 
-def write_atomically(path: str, parts: dict, program: dict) -> None:
-    """Write the image so that a crash at any moment leaves either the old file or the new
-    one at `path`, whole: a temporary file beside it, fsync, rename, fsync the folder."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write_zip(f, parts, program)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    os.replace(tmp, path)
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def decode(data, where: str = "image", file=None, defer=None) -> tuple[dict, dict]:
     """(manifest, parts) from an image file's bytes (or an mmap of it, with the open `file`),
     every part's hash checked. JSON parts come back as bytes; memory parts as memoryviews
