@@ -39,6 +39,9 @@ NOT_PRESERVED = [
     "comes back as an unnamed file with the same bytes, offset and time.",
     "The pid, process group and session are kept (DragonFly cannot keep them; vsnap's "
     "pids are virtual). Inode numbers are kept for files seen before the save.",
+    "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
+    "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
+    "process to that file (on Linux, truncating it would kill the process).",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]
