@@ -108,7 +108,8 @@ class RawUnicorn:
         uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
         uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
         uc.reg_write(X.UC_X86_REG_CR4, uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
-        mem = AddressSpace(UnicornMemory(uc))
+        # kept: the guest RAM is our mmaps, which must outlive the engine that points into them
+        mem = self.mem = AddressSpace(UnicornMemory(uc))
         load_segments(prog, mem)
         sp = build_stack(prog, mem, [os.path.basename(path), *args], ["LANG=C"], bytes(16),
                          HWCAP, "/" + os.path.basename(path))

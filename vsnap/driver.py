@@ -53,13 +53,13 @@ def say(line: str) -> None:
 
 def drive(m: Machine, plan: SavePlan, *, count: bool = False,
           max_instructions: int | None = None, listen: bool = True) -> RunResult:
-    from .snapshot import checkpoint
     if plan.wanted and m.instructions is None:
         raise UsageError("vsnap: this image was saved from a free-running guest, so its "
                          "instruction count is unknown; --save-at needs a known position")
     numbered = plan.every is not None or len(plan.at) > 1
     index = 0
     if plan.wanted:
+        from .snapshot import checkpoint  # here, not at the top: a plain run need not load it
         for n in plan.points(m.instructions):
             if max_instructions is not None and n > max_instructions:
                 break
