@@ -5,7 +5,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from vsnap.guestram import UnicornMemory
+from vsnap.guestram import UnicornMemory, touched_pages
 from vsnap.memory import PAGE, AddressSpace
 
 BASE = 0x10000
@@ -55,6 +55,16 @@ class GuestRamMachine(RuleBasedStateMachine):
             assert got == bytes(self.uc.mem_read(v.start, v.size))
             first = (v.start - BASE) // PAGE
             assert got == b"".join(self.model[p] for p in range(first, first + v.size // PAGE))
+
+    @invariant()
+    def pages_never_touched_are_zero(self):
+        """What lets a checkpoint skip them without reading them."""
+        for v in self.mem.vmas:
+            touched = touched_pages(self.mem.ram_view(v.start, v.size))
+            assert touched is not None  # Linux: /proc/self/pagemap
+            for i, t in enumerate(touched):
+                page = (v.start - BASE) // PAGE + i
+                assert t or self.model[page] == bytes(PAGE)
 
 
 TestGuestRam = GuestRamMachine.TestCase

@@ -10,9 +10,39 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 
 from .abi import errno as E
 from .errors import SyscallError
+
+
+PAGE = 0x1000
+# /proc/self/pagemap: one 64-bit entry per page; bit 63 "present in RAM", bit 62 "swapped"
+_TOUCHED = bytes(1 if b & 0xC0 else 0 for b in range(256))
+
+
+def touched_pages(view: memoryview) -> bytes | None:
+    """One byte per page of `view` (page-aligned guest RAM): 1 where the page has held data
+    (it is in RAM or swapped out), 0 where it never has since it was mapped or given back,
+    so it reads as zeros. None where the host cannot say.
+
+    A checkpoint skips the 0 pages without reading them: reading an untouched page makes the
+    host map it (about 3 us a page here), and most of a guest's 8 MiB stack is untouched."""
+    if mmap.PAGESIZE != PAGE or len(view) % PAGE:
+        return None
+    try:
+        host = ctypes.addressof(ctypes.c_char.from_buffer(view))
+        fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    except (TypeError, ValueError, OSError):
+        return None
+    try:
+        n = len(view) // PAGE
+        raw = os.pread(fd, n * 8, host // PAGE * 8)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return raw[7::8].translate(_TOUCHED) if len(raw) == n * 8 else None
 
 
 class Chunk:

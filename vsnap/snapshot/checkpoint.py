@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import asdict
 
+from ..guestram import touched_pages
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from .codec import dumps, encode
@@ -86,26 +88,33 @@ def _memory(m) -> tuple[dict, dict[str, list]]:
 def _nonzero_runs(data: memoryview) -> list[list[int]]:
     """[[first page, count]] of the pages of `data` that are not all zero."""
     obj = data.obj
+    npages = len(data) // PAGE
     if hasattr(obj, "madvise"):  # a view into guest RAM (an mmap): find() is C speed
         base = _view_offset(data)
+        touched = touched_pages(data) or b"\x01" * npages
 
         def zero(i):
             return obj.find(ZERO_PAGE, base + i * PAGE, base + (i + 1) * PAGE) == base + i * PAGE
     else:
         raw = obj if isinstance(obj, (bytes, bytearray)) and len(obj) == len(data) \
             else bytes(data)
+        touched = b"\x01" * npages
 
         def zero(i):
             return raw.startswith(ZERO_PAGE, i * PAGE)  # C speed, no slice made
     runs: list[list[int]] = []
-    for i in range(len(data) // PAGE):
-        if zero(i):
-            continue
-        if runs and runs[-1][0] + runs[-1][1] == i:
-            runs[-1][1] += 1
-        else:
-            runs.append([i, 1])
+    for span in _TOUCHED_RUN.finditer(touched):  # pages never touched are zero: not read
+        for i in range(span.start(), span.end()):
+            if zero(i):
+                continue
+            if runs and runs[-1][0] + runs[-1][1] == i:
+                runs[-1][1] += 1
+            else:
+                runs.append([i, 1])
     return runs
+
+
+_TOUCHED_RUN = re.compile(b"\x01+")
 
 
 def _view_offset(view: memoryview) -> int:
