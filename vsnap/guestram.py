@@ -3,8 +3,9 @@
 Guest RAM lives in mmaps of our own, handed to Unicorn with mem_map_ptr: a checkpoint then
 reads guest memory as a view of that mapping, with no copy (copying 64 MiB out through
 uc_mem_read cost more than writing it to disk), and a restore reads the image straight into
-it. Each map() makes one mapping (a chunk); unmapping part of a chunk gives its pages back to the host (MADV_DONTNEED) and marks
-that range dead, and the chunk goes when none of it is left.
+it. Each map() makes one mapping (a chunk); unmapping part of a chunk gives its pages back to
+the host (MADV_DONTNEED) and marks that range dead, and the chunk goes when none of it is
+left.
 """
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ import os
 
 from .abi import errno as E
 from .errors import SyscallError
+from .memory import PAGE
 
-
-PAGE = 0x1000
 # /proc/self/pagemap: one 64-bit entry per page; bit 63 "present in RAM", bit 62 "swapped"
 _TOUCHED = bytes(1 if b & 0xC0 else 0 for b in range(256))
 

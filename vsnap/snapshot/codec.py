@@ -9,14 +9,14 @@
     memory/*.bin       raw page contents: stack.bin, data.bin (data+bss+heap), mappings.bin
 
 `unzip -l`, `python -m zipfile -l` and `jq` can read it, and a part's hashes can be checked
-with `unzip -p IMAGE memory/data.bin | split -b 16M --filter=sha256sum`. Writing is deterministic (fixed zip
-timestamps, fixed order), so saving the same state twice gives the same bytes. Reading trusts
+with `unzip -p IMAGE memory/data.bin | split -b 16M --filter=sha256sum`. Writing is
+deterministic (fixed zip timestamps, fixed order, padding that depends only on offsets), so
+saving the same state twice gives the same bytes. Reading trusts
 nothing: every part is hashed and every field is type- and range-checked before a restore may
 use it; any problem is an ImageError with one line that says what is wrong.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import mmap
