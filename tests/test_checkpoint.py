@@ -6,6 +6,7 @@ same stdout and stderr bytes, same exit status, same files left behind (names, m
 times), same final registers. Here each resume is a fresh Machine in this process;
 test_checkpoint_cli.py does it in fresh processes through the command line.
 """
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,19 @@ def test_position_unknown_after_a_free_run_stop(base):
     m.instructions = None  # as after a stop requested by `vsnap save PID`
     with pytest.raises(ValueError):
         m.advance(10)
+
+
+def test_a_closed_machine_lets_go_of_its_files_and_does_not_run_again(base):
+    m = start(guest("counter"), root_for(base), Capture(b""))
+    m.advance(1_500_000)  # counter.log is open by now
+    host_fds = [e.file.host_fd for e in m.kernel.fds.fds.values() if e.file.host_fd is not None]
+    assert host_fds
+    m.close()
+    for fd in host_fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    assert not m.running
+    with pytest.raises(ValueError, match="closed"):
+        m.advance(2_000_000)
+    with pytest.raises(ValueError, match="closed"):
+        m.run()

@@ -257,10 +257,10 @@ def test_a_big_part_is_hashed_in_pieces_and_the_bad_piece_is_named(tmp_path, mon
     assert len(stack["sha256"]) == -(-stack["size"] // 4096) >= 2
     m2, _ = restore(str(image), root=str(root))  # every piece checks out
     assert m2.cpu.snapshot_registers() == m.cpu.snapshot_registers()
-    m2.kernel.fds.close_all()
+    m2.close()
     blob = bytearray(good)
     blob[_data_start(good, "memory/stack.bin") + 4096 + 5] ^= 0xFF
     image.write_bytes(blob)
     with pytest.raises(ImageError, match="memory/stack.bin .bytes 4096 to 8192. does not"):
         restore(str(image), root=str(root))
-    m.kernel.fds.close_all()
+    m.close()

@@ -83,7 +83,7 @@ def instruction_at(guest: Guest, k: int) -> str:
             return "(the guest has ended there)"
         rip = m.cpu.read("rip")
         insn = disassemble_one(m.mem.read(rip, 16), rip)
-        m.kernel.fds.close_all()
+        m.close()
         return f"rip={rip:#x}: {insn}"
 
 

@@ -89,6 +89,7 @@ class Machine:
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
         self.cpu.on_syscall(self.kernel.dispatch)
         self.result: RunResult | None = None
+        self.closed = False
         # called when the CPU was stopped from outside (another thread); may end the run
         self.on_stop = None
         # called with (machine, fault) at a fault that will kill the guest, before it does:
@@ -97,11 +98,24 @@ class Machine:
 
     @property
     def running(self) -> bool:
-        return self.result is None
+        return self.result is None and not self.closed
+
+    def close(self) -> None:
+        """Let go of a guest that will not run again: its host descriptors (open files, ghost
+        files) are closed now instead of when Python collects it. Its exit path does not run:
+        this is the _exit after Antonov's save, or a process killed once its image is
+        written. Running it afterwards is an error."""
+        self.closed = True
+        self.kernel.fds.close_all()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("this machine was closed; restore its image to go on")
 
     def run(self, *, max_instructions: int | None = None, count: bool = False) -> RunResult:
         """Run until the guest exits, faults or exceeds a budget. `count` counts instructions
         exactly (slower); a budget implies counting."""
+        self._check_open()
         counting = count or max_instructions is not None
         if counting:
             self.cpu.start_counting(max_instructions)
@@ -123,6 +137,7 @@ class Machine:
         Unicorn's exact count (emu_start count=) stops at `to`; a block counter keeps the
         position across the stops that come before it (a fault handed to a guest handler, a
         signal from the host), so `to` is exact whatever happens on the way."""
+        self._check_open()
         if self.instructions is None:
             raise ValueError("the instruction count is unknown after a save from a free run")
         if to < self.instructions:

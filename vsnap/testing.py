@@ -169,7 +169,7 @@ def run_with_checkpoints(guest: Guest, points, base=None, budget: int | None = N
             # the image's bytes, not a file: the same encoder and checks, without the fsync
             # that makes a file survive a crash (tests/test_image.py covers files)
             data = image_bytes(m)
-            m.kernel.fds.close_all()   # the old process is gone; only the image goes on
+            m.close()   # the old process is gone; only the image goes on
             m, _ = restore_bytes(data, console=cap.console, where=f"checkpoint at {k}")
         return _finish(m, cap, root, budget)
 

@@ -56,5 +56,5 @@ def patch(path: str, out: str, sets: list[tuple[str, int]], pokes: list[tuple[in
             m.mem.relabel(vma.start, vma.end, "text*")
         said.append(f"{addr:#x}: {old.hex()} -> {data.hex()}")
     checkpoint(m, out)
-    m.kernel.fds.close_all()
+    m.close()
     return said

@@ -147,7 +147,7 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
         try:
             unchecked.fill()
         except (Mismatch, OSError) as e:
-            m.kernel.fds.close_all()  # the half-made machine is dropped, never handed out
+            m.close()  # the half-made machine is dropped, never handed out
             raise ImageError(f"{img.where}: {e}") from None
     return m
 
