@@ -52,18 +52,20 @@ def code_reader(img: Image):
         program = None
 
     def read(addr: int, n: int):
+        """Bytes [addr, addr+n) as the guest saw them, cut at the end of addr's region."""
         for v in img.vmas:
             if v["start"] <= addr < v["end"]:
+                end = min(addr + n, v["end"])
                 if v["source"] == "program":
-                    return program.image_bytes(addr, min(addr + n, v["end"])) if program \
-                        else None
-                first = (addr - v["start"]) // PAGE
-                for p0, count, off in v["pages"]:
-                    if p0 <= first < p0 + count:
-                        blob = img.blobs[v["part"]]
-                        start = off + (addr - v["start"]) - p0 * PAGE
-                        return bytes(blob[start:start + n])
-                return bytes(n)
+                    return program.image_bytes(addr, end) if program else None
+                out = bytearray(end - addr)  # pages the image left out were all zero
+                blob = img.blobs[v["part"]]
+                for first, count, offset in v["pages"]:
+                    run = v["start"] + first * PAGE
+                    lo, hi = max(addr, run), min(end, run + count * PAGE)
+                    if lo < hi:
+                        out[lo - addr:hi - addr] = blob[offset + lo - run:offset + hi - run]
+                return bytes(out)
         return None
 
     return read
