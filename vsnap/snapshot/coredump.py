@@ -108,11 +108,7 @@ def region_bytes(img: Image, v: dict, prog: Program) -> bytes:
     regions from the image's page runs (pages the image left out were all zero)."""
     if v["source"] == "program":
         return prog.image_bytes(v["start"], v["end"])
-    out = bytearray(v["end"] - v["start"])
-    blob = img.blobs[v["part"]]
-    for first, count, offset in v["pages"]:
-        out[first * PAGE:(first + count) * PAGE] = blob[offset:offset + count * PAGE]
-    return bytes(out)
+    return img.saved_bytes(v, v["start"], v["end"])
 
 
 def _note(kind: int, desc: bytes) -> bytes:

@@ -46,6 +46,18 @@ class Image:
     kernel: dict
     blobs: dict
 
+    def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
+        guest saw them: from its page runs, zeros for the pages the image left out."""
+        out = bytearray(end - start)
+        blob = self.blobs[v["part"]]
+        for first, count, offset in v["pages"]:
+            run = v["start"] + first * PAGE
+            lo, hi = max(start, run), min(end, run + count * PAGE)
+            if lo < hi:
+                out[lo - start:hi - start] = blob[offset + lo - run:offset + hi - run]
+        return bytes(out)
+
 
 def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     prog = _program(Reader(where, "manifest.json"), manifest.get("program"))

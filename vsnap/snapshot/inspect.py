@@ -58,14 +58,7 @@ def code_reader(img: Image):
                 end = min(addr + n, v["end"])
                 if v["source"] == "program":
                     return program.image_bytes(addr, end) if program else None
-                out = bytearray(end - addr)  # pages the image left out were all zero
-                blob = img.blobs[v["part"]]
-                for first, count, offset in v["pages"]:
-                    run = v["start"] + first * PAGE
-                    lo, hi = max(addr, run), min(end, run + count * PAGE)
-                    if lo < hi:
-                        out[lo - addr:hi - addr] = blob[offset + lo - run:offset + hi - run]
-                return bytes(out)
+                return img.saved_bytes(v, addr, end)
         return None
 
     return read
