@@ -102,6 +102,7 @@ class Kernel:
         self.host_signals: deque[int] = deque()
         self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
+        self.ctimes: dict[int, int] = {}  # guest inode -> virtual time of its last status change
         self.syscall_count = 0
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART

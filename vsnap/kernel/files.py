@@ -12,6 +12,7 @@ from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
+from .inodetimes import open_noatime
 from .registry import syscall
 
 VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
@@ -52,7 +53,8 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
                     raise SyscallError(E.EISDIR, r.guest)
                 # a descriptor of the directory itself, so that fstat and getdents still
                 # find it after it is renamed or removed, as on Linux
-                dfd = os.open(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                dfd = open_noatime(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                   | os.O_CLOEXEC)
                 return OpenFile("dir", r.guest, status, host_path=r.host, host_fd=dfd)
             if flags & C.O_DIRECTORY:
                 raise SyscallError(E.ENOTDIR, r.guest)
@@ -64,14 +66,14 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             host_flags |= os.O_CREAT
         if flags & C.O_TRUNC and acc != C.O_RDONLY:
             host_flags |= os.O_TRUNC
-        fd = os.open(r.host, host_flags, 0o600)
+        fd = open_noatime(r.host, host_flags, 0o600)  # reads leave atime alone (noatime)
         if not r.exists:
             # the guest's umask, not the host's: set the mode outright
             os.fchmod(fd, mode & 0o7777 & ~k.proc.umask)
             touch_parent(k, r.host)
     f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd)
     if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
-        touch(k, fd)
+        touch(k, fd, atime=not r.exists)
     return f
 
 

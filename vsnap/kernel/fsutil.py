@@ -11,6 +11,7 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..vfs import Resolved, host_errno_to_guest
+from .inodetimes import ctime_of
 
 GUEST_DEV = 0x801  # one device for the whole sandbox: host device numbers differ per machine
 
@@ -62,10 +63,11 @@ def must_exist(r: Resolved) -> Resolved:
     return r
 
 
-def touch(k, host_fd: int) -> None:
-    """Stamp a file the guest changed with the virtual time, so stat is reproducible."""
+def touch(k, host_fd: int, *, atime: bool = False) -> None:
+    """Stamp a file the guest changed with the virtual time, so stat is reproducible: its mtime,
+    and its atime only when it is new (a write keeps the atime: see inodetimes.py)."""
     now = k.clock.realtime_ns
-    os.utime(host_fd, ns=(now, now))
+    os.utime(host_fd, ns=(now if atime else os.fstat(host_fd).st_atime_ns, now))
 
 
 def touch_path(k, host_path: str) -> None:
@@ -75,8 +77,10 @@ def touch_path(k, host_path: str) -> None:
 
 
 def touch_parent(k, host_path: str) -> None:
-    """Adding or removing a name changes its directory: stamp that with the virtual time."""
-    touch_path(k, os.path.dirname(host_path.rstrip("/")) or "/")
+    """Adding or removing a name changes its directory: stamp its mtime with the virtual time."""
+    parent = os.path.dirname(host_path.rstrip("/")) or "/"
+    os.utime(parent, ns=(os.lstat(parent).st_atime_ns, k.clock.realtime_ns),
+             follow_symlinks=False)
 
 
 # stat ---------------------------------------------------------------------------------------
@@ -102,11 +106,12 @@ def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
             st = os.fstat(host_fd)
         else:
             st = os.stat(host_path, follow_symlinks=follow)
-    return dict(dev=GUEST_DEV, ino=k.guest_inode(st, guest_path), nlink=st.st_nlink,
+    ino = k.guest_inode(st, guest_path)
+    return dict(dev=GUEST_DEV, ino=ino, nlink=st.st_nlink,
                 mode=st.st_mode,
                 uid=k.proc.uid, gid=k.proc.gid, rdev=0, size=st.st_size, blksize=4096,
-                blocks=st.st_blocks, atime_ns=st.st_mtime_ns, mtime_ns=st.st_mtime_ns,
-                ctime_ns=st.st_mtime_ns)
+                blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns,
+                ctime_ns=ctime_of(k, ino, st.st_mtime_ns))
 
 
 def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:

@@ -12,6 +12,7 @@ from ..errors import SyscallError
 from .fsutil import (base_dir, host_errors, lookup, must_exist, s32, s64, stat_fields,
                      stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
                      write_stat)
+from .inodetimes import mark_changed
 from .registry import syscall
 
 
@@ -191,6 +192,7 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
         os.rename(src.host, dst.host)
         touch_parent(k, src.host)
         touch_parent(k, dst.host)
+        mark_changed(k, os.lstat(dst.host), dst.guest)
     _follow_rename(k, src.guest, dst.guest)
     return 0
 
@@ -258,6 +260,7 @@ def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
             raise SyscallError(E.EPERM, f"{src.guest}: hard link to a directory")
         os.link(src.host, dst.host, follow_symlinks=False)
         touch_parent(k, dst.host)
+        mark_changed(k, os.lstat(src.host), src.guest)
     return 0
 
 
@@ -368,6 +371,7 @@ def sys_fchmodat(k, dirfd, path, mode):
     r = must_exist(_real(lookup(k, dirfd, path), "read-only"))
     with host_errors():
         os.chmod(r.host, mode & 0o7777, follow_symlinks=False)
+        mark_changed(k, os.lstat(r.host), r.guest)
     return 0
 
 
@@ -378,6 +382,7 @@ def sys_fchmod(k, fd, mode):
     if f.kind == "file":
         with host_errors():
             os.chmod(f.host_fd, mode & 0o7777)
+            mark_changed(k, os.fstat(f.host_fd), f.path)
     return 0
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict
 
 from ..guestram import touched_pages
+from ..kernel.inodetimes import open_noatime
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from .codec import dumps, encode
@@ -135,7 +136,7 @@ def file_identity(host_fd: int, host_path: str | None) -> dict:
     same = named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
     h = hashlib.sha256()
     if same:  # the guest's descriptor may be write-only: hash through a descriptor of our own
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = open_noatime(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             while chunk := os.read(fd, 1 << 20):
                 h.update(chunk)
@@ -214,6 +215,7 @@ def _kernel(m) -> dict:
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},
         "signals": _signals(k),
         "inodes": [[dev, ino, guest] for (dev, ino), guest in sorted(k.inodes.items())],
+        "ctimes": [[ino, ns] for ino, ns in sorted(k.ctimes.items())],
         "unknown_syscalls_reported": sorted(k.unknown_reported),
         "syscall_count": k.syscall_count,
         "instructions": m.instructions,

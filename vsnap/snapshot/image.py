@@ -213,6 +213,11 @@ def _kernel(r: Reader, d) -> dict:
         if not isinstance(t, list) or len(t) != 3:
             r.fail(f"inodes[{i}]", "expected [dev, ino, guest ino]")
         inodes.append(tuple(r.int(x, f"inodes[{i}]") for x in t))
+    ctimes = []  # absent from images made before vsnap kept ctimes
+    for i, t in enumerate(r.list(d.get("ctimes", []), "ctimes")):
+        if not isinstance(t, list) or len(t) != 2:
+            r.fail(f"ctimes[{i}]", "expected [guest ino, ns]")
+        ctimes.append(tuple(r.int(x, f"ctimes[{i}]") for x in t))
     instructions = d.get("instructions")
     return {
         "process": proc,
@@ -222,6 +227,7 @@ def _kernel(r: Reader, d) -> dict:
                    "counter": r.int(r.key(rnd, "counter", "random"), "random.counter")},
         "signals": signals,
         "inodes": inodes,
+        "ctimes": ctimes,
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import SyscallError, VsnapError
 from ..fdtable import FdEntry, OpenFile
+from ..kernel.inodetimes import open_noatime
 from ..memory import PAGE
 from ..vfs import Sandbox
 from .checkpoint import listing_identity
@@ -96,7 +97,7 @@ def _check_files(image: Image, vfs: Sandbox) -> list[str]:
             continue
         try:
             st = os.stat(r.host, follow_symlinks=False)
-            with open(r.host, "rb") as f:
+            with os.fdopen(open_noatime(r.host, os.O_RDONLY | os.O_CLOEXEC), "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
         except OSError as e:
             problems.append(f"{d['path']}: {e.strerror}")
@@ -161,11 +162,11 @@ def _reopen(m, d: dict, blobs: dict) -> OpenFile:
         acc = d["flags"] & 3
         flags = {0: os.O_RDONLY, 1: os.O_WRONLY}.get(acc, os.O_RDWR)
         f.host_path = r.host
-        f.host_fd = os.open(r.host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+        f.host_fd = open_noatime(r.host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
     elif d["kind"] == "dir" and d["stream"] is None:
         f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
-        f.host_fd = os.open(f.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                            | os.O_CLOEXEC)
+        f.host_fd = open_noatime(f.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC)
     elif d["kind"] == "proc":
         f.data = d["data"]
     return f
@@ -193,6 +194,7 @@ def _kernel_state(m, k: dict) -> None:
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
     kern.signals = k["signals"]
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
+    kern.ctimes = dict(k["ctimes"])
     kern.unknown_reported = set(k["unknown_syscalls_reported"])
     kern.syscall_count = k["syscall_count"]
 
