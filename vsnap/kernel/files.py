@@ -12,6 +12,7 @@ from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
+from .extents import seek_data_hole
 from .inodetimes import open_noatime
 from .registry import syscall
 
@@ -258,6 +259,8 @@ def sys_lseek(k, fd, offset, whence):
         else:
             size = len(f.data or b"")
         new = size + offset
+    elif whence in (C.SEEK_DATA, C.SEEK_HOLE):
+        new = seek_data_hole(f, offset, whence)
     else:
         raise SyscallError(E.EINVAL, f"whence {whence}")
     if new < 0:

@@ -346,19 +346,6 @@ def sys_truncate(k, path, length):
     return 0
 
 
-@syscall("fsync", "fd")
-def sys_fsync(k, fd):
-    """int fsync(int fd);"""
-    k.fds.get(s32(fd))
-    return 0  # the host's page cache is the guest's disk; nothing to force
-
-
-@syscall("fdatasync", "fd")
-def sys_fdatasync(k, fd):
-    """int fdatasync(int fd);"""
-    return sys_fsync(k, fd)
-
-
 @syscall("chmod", "path mode")
 def sys_chmod(k, path, mode):
     """int chmod(const char *pathname, mode_t mode);"""
