@@ -30,6 +30,11 @@ NOTES: dict[str, tuple[str, str]] = {
     "clock_nanosleep": ("differs", "advances the virtual clock at once"),
     "kill": ("differs", "one process: other pids ESRCH, groups reach only the sender"),
     "ioctl": ("differs", "terminal requests only; others ENOTTY"),
+    "utimensat": ("differs", "vsnap's virtual files (/dev, /proc, the console): EPERM"),
+    "statfs": ("differs", "fixed numbers: a 16 GiB ext4, half free, noatime"),
+    "fstatfs": ("differs", "fixed numbers: a 16 GiB ext4, half free, noatime"),
+    "lseek": ("differs", "SEEK_DATA/SEEK_HOLE on a directory: EINVAL"),
+    "sync": ("differs", "flushes the host file system that holds the sandbox"),
 }
 
 
