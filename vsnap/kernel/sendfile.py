@@ -14,7 +14,7 @@ from ..abi import errno as E
 from ..errors import SyscallError
 from ..fdtable import OpenFile
 from .files import read_file, write_file
-from .fsutil import s32, s64
+from .fsutil import s32
 from .registry import syscall
 
 CHUNK = 1 << 20
