@@ -154,3 +154,13 @@ def test_times_survive_checkpoints(builds, tmp_path):
     assert m.outcome.status == 0
     for n in m.syscalls:
         assert_transparent(guest, [n], reference=m.outcome, base=tmp_path)
+
+
+def test_holes_and_copies_survive_checkpoints(builds, tmp_path):
+    """A sparse file open while checkpoints fall between the fallocate, lseek, sendfile and
+    copy_file_range calls: the resumed guest finds the same data, holes and offsets."""
+    guest = Guest(builds.get("extents"))
+    m = measure(guest, base=tmp_path)
+    assert m.outcome.status == 0 and b"punch: 0\n" in m.outcome.stdout
+    for n in m.syscalls[::max(1, len(m.syscalls) // 12)]:
+        assert_transparent(guest, [n], reference=m.outcome, base=tmp_path)

@@ -7,6 +7,7 @@ can observe. Text is not copied: restore re-reads it from the program, whose has
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -134,16 +135,38 @@ def file_identity(host_fd: int, host_path: str | None) -> dict:
     except OSError:
         named = None
     same = named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
-    h = hashlib.sha256()
+    digest = hashlib.sha256().hexdigest()
     if same:  # the guest's descriptor may be write-only: hash through a descriptor of our own
         fd = open_noatime(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            while chunk := os.read(fd, 1 << 20):
-                h.update(chunk)
+            digest = content_sha256(fd)
         finally:
             os.close(fd)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest(),
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest,
             "deleted": not same, "mode": st.st_mode & 0o7777}
+
+
+def content_sha256(fd: int) -> str:
+    """SHA-256 of a file's bytes, reading only its data: the holes SEEK_DATA reports are hashed
+    as the zeros they read as, unread. Reading an unwritten extent (fallocate) would put it in
+    the host's page cache, and ext4's SEEK_DATA then calls it data: the guest would see that a
+    checkpoint happened."""
+    h, pos, size = hashlib.sha256(), 0, os.fstat(fd).st_size
+    zeros = bytes(1 << 20)
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
+        except OSError as e:
+            start, end = (size, size) if e.errno == errno.ENXIO else (pos, size)  # host errno
+        start = min(start, size)
+        for at in range(pos, start, len(zeros)):
+            h.update(zeros[:min(len(zeros), start - at)])
+        while start < end and (chunk := os.pread(fd, min(1 << 20, end - start), start)):
+            h.update(chunk)
+            start += len(chunk)
+        pos = end
+    return h.hexdigest()
 
 
 def listing_identity(names: list[str]) -> str:

@@ -18,7 +18,7 @@ from ..fdtable import FdEntry, OpenFile
 from ..kernel.inodetimes import open_noatime
 from ..memory import PAGE
 from ..vfs import Sandbox
-from .checkpoint import listing_identity
+from .checkpoint import content_sha256, listing_identity
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -97,8 +97,11 @@ def _check_files(image: Image, vfs: Sandbox) -> list[str]:
             continue
         try:
             st = os.stat(r.host, follow_symlinks=False)
-            with os.fdopen(open_noatime(r.host, os.O_RDONLY | os.O_CLOEXEC), "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+            fd = open_noatime(r.host, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                digest = content_sha256(fd)
+            finally:
+                os.close(fd)
         except OSError as e:
             problems.append(f"{d['path']}: {e.strerror}")
             continue
