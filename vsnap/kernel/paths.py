@@ -8,8 +8,10 @@ import stat as S
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
+from ..access import MAY_EXEC, MAY_WRITE
 from ..errors import SyscallError
-from .fsutil import (base_dir, host_errors, lookup, must_exist, s32, s64, stat_fields,
+from . import perm
+from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64, stat_fields,
                      stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
                      write_stat)
 from .registry import syscall
@@ -79,14 +81,15 @@ def sys_faccessat(k, dirfd, path, mode):
 @syscall("faccessat2", "fd path int hex")
 def sys_faccessat2(k, dirfd, path, mode, flags):
     """int faccessat2(int dirfd, const char *pathname, int mode, int flags);"""
-    r = must_exist(lookup(k, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW))
-    if r.special or not mode:
-        return 0
-    st = stat_of_resolved(k, r)
-    # the guest owns every file in its sandbox, so the owner's bits decide
-    for bit, need in ((C.R_OK, 0o400), (C.W_OK, 0o200), (C.X_OK, 0o100)):
-        if mode & bit and not st["mode"] & need:
-            raise SyscallError(E.EACCES, r.guest)
+    mode, flags = s32(mode), s32(flags)
+    if mode & ~(C.R_OK | C.W_OK | C.X_OK):
+        raise SyscallError(E.EINVAL, f"access mode {mode:#x}")
+    if flags & ~(C.AT_EACCESS | C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH):
+        raise SyscallError(E.EINVAL, f"faccessat2 flags {flags:#x}")
+    # AT_EACCESS asks about the effective ids instead of the real ones: the guest's are the same
+    st = _fstatat_fields(k, dirfd, path, flags & (C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH))
+    # R_OK, W_OK and X_OK are the MAY_* bits: the owner's bits decide (access.py)
+    perm.require(k, st["mode"], mode, "faccessat")
     return 0
 
 
@@ -108,6 +111,7 @@ def sys_mkdirat(k, dirfd, path, mode):
     r = _real(lookup(k, dirfd, path, follow=False), "read-only")
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
+    perm.may_create(k, r)
     with host_errors():
         os.mkdir(r.host, 0o700)
         os.chmod(r.host, mode & 0o7777 & ~k.proc.umask)  # the guest's umask, not the host's
@@ -128,6 +132,7 @@ def _rmdir(k, dirfd, path) -> int:
     r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
+    perm.may_delete(k, r)
     with host_errors():
         os.rmdir(r.host)
         touch_parent(k, r.host)
@@ -152,6 +157,7 @@ def sys_unlinkat(k, dirfd, path, flags):
     if flags & C.AT_REMOVEDIR:
         return _rmdir(k, dirfd, path)
     r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
+    perm.may_delete(k, r)
     with host_errors():
         if S.S_ISDIR(os.lstat(r.host).st_mode):
             raise SyscallError(E.EISDIR, r.guest)
@@ -187,6 +193,21 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
         raise SyscallError(E.EEXIST, dst.guest)
     if src.guest == "/" or dst.guest == "/":
         raise SyscallError(E.EBUSY, "/")
+    if dst.guest.startswith(src.guest + "/"):
+        raise SyscallError(E.EINVAL, f"{src.guest} into itself")
+    if src.guest.startswith(dst.guest + "/"):
+        raise SyscallError(E.ENOTEMPTY, f"{dst.guest} holds {src.guest}")
+    with host_errors():
+        st = os.lstat(src.host)
+        if dst.exists:
+            target = os.lstat(dst.host)
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                return 0  # two names of one file: Linux does nothing, and checks nothing
+    # the permission checks of Linux's vfs_rename, in its order
+    perm.may_delete(k, src)
+    (perm.may_delete if dst.exists else perm.may_create)(k, dst)
+    if S.S_ISDIR(st.st_mode) and not perm.same_dir(src, dst):
+        perm.require(k, st.st_mode, MAY_WRITE, src.guest)  # its ".." entry changes
     with host_errors():
         os.rename(src.host, dst.host)
         touch_parent(k, src.host)
@@ -230,6 +251,7 @@ def sys_symlinkat(k, target, newdirfd, linkpath):
     r = _real(lookup(k, newdirfd, linkpath, follow=False), "read-only")
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
+    perm.may_create(k, r)
     # The link is stored as the guest wrote it; vfs.py interprets it inside the root.
     with host_errors():
         os.symlink(text, r.host)
@@ -253,6 +275,7 @@ def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
     dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
     if dst.exists:
         raise SyscallError(E.EEXIST, dst.guest)
+    perm.may_create(k, dst)
     with host_errors():
         if S.S_ISDIR(os.lstat(src.host).st_mode):
             raise SyscallError(E.EPERM, f"{src.guest}: hard link to a directory")
@@ -274,7 +297,7 @@ def sys_readlinkat(k, dirfd, path, buf, size):
         raise SyscallError(E.EINVAL, "bufsiz")
     name = k.read_path(path)
     start = k.proc.cwd if name.startswith("/") else base_dir(k, dirfd)
-    target = os.fsencode(k.vfs.readlink(name, start))[:size]
+    target = os.fsencode(k.vfs.readlink(name, start, creds=creds(k)))[:size]
     k.write(buf, target)
     return len(target)
 
@@ -293,6 +316,7 @@ def _enter(k, r) -> int:
     st = stat_of_resolved(k, r)
     if not S.S_ISDIR(st["mode"]):
         raise SyscallError(E.ENOTDIR, r.guest)
+    perm.require(k, st["mode"], MAY_EXEC, r.guest)
     k.proc.cwd = r.guest
     return 0
 
@@ -309,6 +333,7 @@ def sys_fchdir(k, fd):
     f = k.fds.get(s32(fd))
     if f.kind != "dir":
         raise SyscallError(E.ENOTDIR, f.path)
+    perm.require(k, stat_of_file(k, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
     k.proc.cwd = f.path
     return 0
 
@@ -322,6 +347,7 @@ def sys_ftruncate(k, fd, length):
     if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
         raise SyscallError(E.EINVAL, f"{f.path} is not open for writing")
     with host_errors():
+        perm.drop_privileges(k, f.host_fd)
         os.ftruncate(f.host_fd, length)
         touch(k, f.host_fd)
     return 0
@@ -330,12 +356,20 @@ def sys_ftruncate(k, fd, length):
 @syscall("truncate", "path int")
 def sys_truncate(k, path, length):
     """int truncate(const char *path, off_t length);"""
-    r = must_exist(_real(lookup(k, C.AT_FDCWD, path), "read-only"))
-    if s64(length) < 0:
+    if s64(length) < 0:  # before the lookup, as Linux
         raise SyscallError(E.EINVAL, "negative length")
+    r = must_exist(_real(lookup(k, C.AT_FDCWD, path), "read-only"))
+    with host_errors():
+        mode = os.stat(r.host).st_mode
+    if S.S_ISDIR(mode):
+        raise SyscallError(E.EISDIR, r.guest)
+    if not S.S_ISREG(mode):
+        raise SyscallError(E.EINVAL, f"{r.guest}: not a regular file")
+    perm.require(k, mode, MAY_WRITE, r.guest)
     with host_errors():
         fd = os.open(r.host, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
+            perm.drop_privileges(k, fd)
             os.ftruncate(fd, length)
             touch(k, fd)
         finally:
@@ -375,7 +409,7 @@ def sys_fchmodat(k, dirfd, path, mode):
 def sys_fchmod(k, fd, mode):
     """int fchmod(int fd, mode_t mode);"""
     f = k.fds.get(s32(fd))
-    if f.kind == "file":
+    if f.kind in ("file", "dir") and f.host_fd is not None:
         with host_errors():
             os.chmod(f.host_fd, mode & 0o7777)
     return 0
