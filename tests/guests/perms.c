@@ -330,6 +330,26 @@ int main(int argc, char **argv) {
     fd = open("t/suid", O_WRONLY | O_TRUNC);
     printf("after O_TRUNC open %o\n", mode_of("t/suid"));
     close(fd);
+    /* opened while plain, made set-user-ID through its name, then written */
+    put("t/plain", "abc\n", 0644);
+    fd = open("t/plain", O_WRONLY);
+    res("write plain", write(fd, "x", 1));
+    chmod("t/plain", 04755);
+    res("write plain after chmod", write(fd, "x", 1));
+    printf("after write %o\n", mode_of("t/plain"));
+    close(fd);
+    fd = open("t/plain", O_WRONLY | O_CREAT, 0644);  /* fresh, then fchmod through another fd */
+    int fd2 = open("t/plain", O_RDONLY);
+    fchmod(fd2, 02775);
+    res("write after fchmod", write(fd, "y", 1));
+    printf("after write %o\n", mode_of("t/plain"));
+    close(fd); close(fd2);
+    res_fd("create 4755", open("t/made", O_CREAT | O_WRONLY, 04755));
+    fd = open("t/made", O_WRONLY);
+    printf("made mode %o\n", mode_of("t/made"));
+    res("write made", write(fd, "z", 1));
+    printf("after write %o\n", mode_of("t/made"));
+    close(fd);
 
     /* leave a tree anyone can remove */
     chmod("t/rx", 0755); chmod("t/nox", 0755); chmod("t/wx", 0755); chmod("t/zero", 0755);

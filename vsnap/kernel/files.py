@@ -73,11 +73,13 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
         fd = os.open(r.host, host_flags, 0o600)
         if not r.exists:
             # the guest's umask, not the host's: set the mode outright
-            os.fchmod(fd, mode & 0o7777 & ~k.proc.umask)
+            new_mode = mode & 0o7777 & ~k.proc.umask
+            os.fchmod(fd, new_mode)
             touch_parent(k, r.host)
         elif host_flags & os.O_TRUNC:
             perm.drop_privileges(k, fd)
-    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd)
+    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd,
+                 may_be_setid=bool((st.st_mode if r.exists else new_mode) & perm.SETID))
     if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
         touch(k, fd)
     return f
@@ -169,7 +171,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)
             touch(k, f.host_fd)
-            perm.drop_privileges(k, f.host_fd)
+            if f.may_be_setid:
+                perm.drop_privileges(k, f.host_fd)
     return n
 
 

@@ -402,6 +402,7 @@ def sys_fchmodat(k, dirfd, path, mode):
     r = must_exist(_real(lookup(k, dirfd, path), "read-only"))
     with host_errors():
         os.chmod(r.host, mode & 0o7777, follow_symlinks=False)
+    perm.setid_may_be_set(k, mode)
     return 0
 
 
@@ -412,6 +413,7 @@ def sys_fchmod(k, fd, mode):
     if f.kind in ("file", "dir") and f.host_fd is not None:
         with host_errors():
             os.chmod(f.host_fd, mode & 0o7777)
+        perm.setid_may_be_set(k, mode)
     return 0
 
 

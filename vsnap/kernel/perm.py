@@ -13,10 +13,12 @@ import stat as S
 
 from ..abi import consts as C
 from ..abi import errno as E
-from ..access import MAY_EXEC, MAY_READ, MAY_WRITE, privileges_dropped
+from ..access import MAY_EXEC, MAY_READ, MAY_WRITE, S_ISGID, S_ISUID, privileges_dropped
 from ..errors import SyscallError
 from ..vfs import Resolved
 from .fsutil import creds, host_errors
+
+SETID = S_ISUID | S_ISGID
 
 
 def require(k, mode: int, want: int, guest: str) -> None:
@@ -57,12 +59,21 @@ def same_dir(a: Resolved, b: Resolved) -> bool:
     return _parent(a)[1] == _parent(b)[1]
 
 
+def setid_may_be_set(k, mode: int) -> None:
+    """A chmod gave some file set-user-ID bits: which open file it was is not worth finding out
+    (another name, another descriptor), so every open file checks again on its next write."""
+    if mode & SETID:
+        for f in k.fds.descriptions():
+            f.may_be_setid = True
+
+
 def drop_privileges(k, host_fd: int) -> None:
     """After a write or truncate: an unprivileged writer clears set-user-ID (and set-group-ID
     with group execute), as Linux's file_remove_privs does. The host kernel does it only when
     vsnap is not root, so vsnap does it itself."""
     with host_errors():
         mode = os.fstat(host_fd).st_mode
-        new = privileges_dropped(mode)
-        if new != mode:
-            os.fchmod(host_fd, S.S_IMODE(new))
+        if mode & SETID:  # rare: the common case costs one fstat
+            new = privileges_dropped(mode)
+            if new != mode:
+                os.fchmod(host_fd, S.S_IMODE(new))
