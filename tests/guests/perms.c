@@ -263,8 +263,10 @@ int main(int argc, char **argv) {
     res("access missing", access("t/missing", F_OK));
     res("access /dev/null R_OK|W_OK", access("/dev/null", R_OK | W_OK));
     res("access /dev/null X_OK", access("/dev/null", X_OK));
-    res("faccessat AT_EACCESS W_OK", syscall(SYS_faccessat2, AT_FDCWD, "t/ro.txt", W_OK, AT_EACCESS));
-    res("faccessat AT_EACCESS R_OK", syscall(SYS_faccessat2, AT_FDCWD, "t/ro.txt", R_OK, AT_EACCESS));
+    res("faccessat AT_EACCESS W_OK",
+        syscall(SYS_faccessat2, AT_FDCWD, "t/ro.txt", W_OK, AT_EACCESS));
+    res("faccessat AT_EACCESS R_OK",
+        syscall(SYS_faccessat2, AT_FDCWD, "t/ro.txt", R_OK, AT_EACCESS));
     res("faccessat bad flag", syscall(SYS_faccessat2, AT_FDCWD, "t/ro.txt", R_OK, 0x4));
     res("faccessat NOFOLLOW link W_OK",
         syscall(SYS_faccessat2, AT_FDCWD, "t/to_nox", W_OK, AT_SYMLINK_NOFOLLOW));
