@@ -174,3 +174,23 @@ def test_busybox_shell_cannot_append_to_a_read_only_file(tree):
     for who, run in zip(("vsnap run by root", "vsnap run by uid 1000"), runs[1:]):
         assert b"Traceback" not in run.stderr, run.text()
         assert clean(run) == native, who
+
+
+def test_permission_state_survives_checkpoints(builds, tree, tmp_path):
+    """A checkpoint at every system call of tests/guests/perm_ckpt.c, which holds a descriptor
+    for writing on a file made read-only, sits in a working directory made unsearchable, and
+    writes a set-user-ID file: each resume behaves as the uninterrupted run, which behaves as
+    the program natively as uid 1000."""
+    from vsnap.testing import Guest, assert_transparent, measure
+
+    prog = builds.get("perm_ckpt")
+    guest = Guest(prog)
+    m = measure(guest, base=tmp_path)
+    out = m.outcome.stdout
+    assert m.outcome.status == 0, m.outcome.stderr
+    assert native_as_user(tree(prog), ["./prog"]) == Outcome(out, b"", 0)
+    assert out.count(b"create in read-only dir: EACCES\n") == 3
+    assert out.count(b"write through old fd: ok\n") == 3
+    assert b"stat f in unsearchable cwd: EACCES\n" in out and b"mode 755\n" in out
+    for k in m.syscalls:
+        assert_transparent(guest, [k], reference=m.outcome, base=tmp_path)
