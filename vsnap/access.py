@@ -30,7 +30,7 @@ class Credentials:
         return (self.gid,)
 
     def in_group(self, gid: int) -> bool:
-        return gid == self.gid or gid in self.groups
+        return gid in self.groups
 
     def permits(self, mode: int, want: int) -> bool:
         """May the guest `want` (MAY_* bits) a file with this st_mode? (generic_permission)"""
