@@ -108,7 +108,7 @@ def sys_mkdir(k, path, mode):
 @syscall("mkdirat", "fd path mode")
 def sys_mkdirat(k, dirfd, path, mode):
     """int mkdirat(int dirfd, const char *pathname, mode_t mode);"""
-    r = _real(lookup(k, dirfd, path, follow=False), "read-only")
+    r = _real(_name(k, dirfd, path)[0], "read-only")
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
     perm.may_create(k, r)
@@ -120,6 +120,25 @@ def sys_mkdirat(k, dirfd, path, mode):
     return 0
 
 
+def _name(k, dirfd, path_ptr: int):
+    """(the named file itself, whether the path ended in "/"): the last component is never
+    followed, as for the calls that add or remove a name (Linux looks up its parent, then the
+    name in it). A trailing slash is the caller's to judge: rmdir ignores it, unlink and
+    rename refuse it on a non-directory, symlink and link refuse it on a new name."""
+    text = k.read_path(path_ptr)
+    if not text:
+        raise SyscallError(E.ENOENT, "empty path")
+    stripped = text.rstrip("/") or "/"
+    start = k.proc.cwd if text.startswith("/") else base_dir(k, dirfd)
+    r = k.vfs.resolve(stripped, start, follow=False, creds=creds(k))
+    return r, stripped != text and stripped != "/"
+
+
+def _is_dir(r) -> bool:
+    with host_errors():
+        return r.host is not None and S.S_ISDIR(os.lstat(r.host).st_mode)
+
+
 def _last(k, path_ptr: int) -> str:
     """The last component of the path as the guest wrote it ("." in "a/." or "a/./")."""
     return k.read_path(path_ptr).rstrip("/").rsplit("/", 1)[-1]
@@ -129,10 +148,12 @@ def _rmdir(k, dirfd, path) -> int:
     last = _last(k, path)
     if last in (".", ".."):  # as Linux: "." is invalid, ".." is never empty
         raise SyscallError(E.EINVAL if last == "." else E.ENOTEMPTY, last)
-    r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
+    r = must_exist(_real(_name(k, dirfd, path)[0], "read-only"))
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
     perm.may_delete(k, r)
+    if not _is_dir(r):  # a symlink too, even to a directory, even named with a slash
+        raise SyscallError(E.ENOTDIR, r.guest)
     with host_errors():
         os.rmdir(r.host)
         touch_parent(k, r.host)
@@ -156,7 +177,12 @@ def sys_unlinkat(k, dirfd, path, flags):
     """int unlinkat(int dirfd, const char *pathname, int flags);"""
     if flags & C.AT_REMOVEDIR:
         return _rmdir(k, dirfd, path)
-    r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
+    if _last(k, path) in (".", ".."):
+        raise SyscallError(E.EISDIR, _last(k, path))
+    r, slash = _name(k, dirfd, path)
+    must_exist(_real(r, "read-only"))
+    if slash or r.guest == "/":  # "name/": a directory is EISDIR, anything else ENOTDIR
+        raise SyscallError(E.EISDIR if _is_dir(r) else E.ENOTDIR, r.guest)
     perm.may_delete(k, r)
     with host_errors():
         if S.S_ISDIR(os.lstat(r.host).st_mode):
@@ -186,13 +212,17 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
     if {_last(k, old), _last(k, new)} & {".", ".."}:
         raise SyscallError(E.EBUSY, "rename of . or ..")
     # both parents are looked up before either name is checked, as Linux does
-    src = _real(lookup(k, olddirfd, old, follow=False), "read-only")
-    dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
+    src, src_slash = _name(k, olddirfd, old)
+    dst, dst_slash = _name(k, newdirfd, new)
+    _real(src, "read-only")
+    _real(dst, "read-only")
     must_exist(src)
     if flags & 1 and dst.exists:  # RENAME_NOREPLACE
         raise SyscallError(E.EEXIST, dst.guest)
     if src.guest == "/" or dst.guest == "/":
         raise SyscallError(E.EBUSY, "/")
+    if (src_slash or dst_slash) and not _is_dir(src):
+        raise SyscallError(E.ENOTDIR, f"{src.guest} named with a trailing slash")
     if dst.guest.startswith(src.guest + "/"):
         raise SyscallError(E.EINVAL, f"{src.guest} into itself")
     if src.guest.startswith(dst.guest + "/"):
@@ -248,9 +278,11 @@ def sys_symlinkat(k, target, newdirfd, linkpath):
     text = k.read_cstr(target)
     if not text:
         raise SyscallError(E.ENOENT, "empty symlink target")
-    r = _real(lookup(k, newdirfd, linkpath, follow=False), "read-only")
-    if r.exists:
+    r, slash = _name(k, newdirfd, linkpath)
+    if _real(r, "read-only").exists:
         raise SyscallError(E.EEXIST, r.guest)
+    if slash:  # asked for a directory that is not there
+        raise SyscallError(E.ENOENT, f"{r.guest}/")
     perm.may_create(k, r)
     # The link is stored as the guest wrote it; vfs.py interprets it inside the root.
     with host_errors():
@@ -272,9 +304,11 @@ def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
     int flags);"""
     src = must_exist(_real(lookup(k, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
                            "read-only"))
-    dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
-    if dst.exists:
+    dst, slash = _name(k, newdirfd, new)
+    if _real(dst, "read-only").exists:
         raise SyscallError(E.EEXIST, dst.guest)
+    if slash:  # asked for a directory that is not there
+        raise SyscallError(E.ENOENT, f"{dst.guest}/")
     perm.may_create(k, dst)
     with host_errors():
         if S.S_ISDIR(os.lstat(src.host).st_mode):
