@@ -36,6 +36,9 @@ class OpenFile:
     stream: str | None = None
     data: bytes | None = None
     entries: list | None = field(default=None, repr=False)
+    # False once vsnap knows the file has no set-user-ID bits for a write to clear (perm.py):
+    # spares a write its fstat; True (check) after a restore or a chmod that sets them
+    may_be_setid: bool = field(default=True, repr=False)
 
     def close(self) -> None:
         if self.host_fd is not None:

@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 
 from .abi import errno as E
+from .access import MAY_EXEC
 from .errors import SyscallError
 
 PATH_MAX = 4096      # bytes, counting the terminating NUL: a 4096-byte path is too long
@@ -28,6 +29,8 @@ VIRTUAL = {
     "/proc/self/exe": "exe", "/proc/self/maps": "maps",
 }
 VIRTUAL_DIRS = frozenset({"dev", "proc", "proc/self"})
+VIRTUAL_DIR_MODES = {"dev": stat.S_IFDIR | 0o755, "proc": stat.S_IFDIR | 0o555,
+                     "proc/self": stat.S_IFDIR | 0o555}
 
 
 def host_errno_to_guest(e: OSError) -> int:
@@ -76,12 +79,19 @@ class Sandbox:
         self.root = real
         self.exe_guest_path = exe_guest_path   # what /proc/self/exe points to
 
-    def resolve(self, path: str | bytes, cwd: str = "/", *, follow: bool = True) -> Resolved:
+    def resolve(self, path: str | bytes, cwd: str = "/", *, follow: bool = True,
+                creds=None) -> Resolved:
         """Resolve a guest path like Linux's path walk, inside the root.
 
         follow=False leaves a final symlink unresolved (lstat, readlink, unlink, O_NOFOLLOW); a
         trailing slash still follows it, as on Linux. Raises SyscallError. The host path is only
         checked at the moment of the walk: open it with O_NOFOLLOW.
+
+        With `creds` (an access.Credentials), each directory the path looks a name up in must
+        grant them search (x) permission, as Linux's walk checks: the start directory for the
+        first name, "." and ".." included; not the directories above `cwd`, which the walk
+        starts from without passing through. Without creds nothing is checked (vsnap's own
+        lookups: restoring an image).
         """
         raw = os.fsencode(path)
         if not raw:
@@ -94,17 +104,23 @@ class Sandbox:
             raise ValueError(f"cwd must be an absolute guest path, not {cwd!r}")
         text = os.fsdecode(raw)
         must_dir = text.endswith("/")
-        parts = _split(text) if text.startswith("/") else _split(cwd) + _split(text)
-        todo = parts[::-1]          # a stack: todo.pop() is the next component
+        start = [] if text.startswith("/") else _split(cwd)
+        # a stack of (component, whether the walk checks search permission to look it up):
+        # todo.pop() is the next one; the components of cwd come first and are not checked
+        todo = [(p, True) for p in reversed(_split(text))] + [(p, False) for p in reversed(start)]
         done: list[str] = []        # resolved guest components, each one checked
+        modes: list[int] = []       # st_mode of each directory in `done`, for the search check
         links = 0
         while todo:
-            name = todo.pop()
+            name, checked = todo.pop()
+            if checked and creds is not None:
+                self._may_search(creds, done, modes)
             if name == ".":
                 continue
             if name == "..":
                 if done:
                     done.pop()
+                    modes.pop()
                 continue
             if len(os.fsencode(name)) > NAME_MAX:
                 raise _fail(E.ENAMETOOLONG, f"component of {len(os.fsencode(name))} bytes")
@@ -123,13 +139,15 @@ class Sandbox:
                         raise _fail(E.ELOOP, guest)
                     if self.exe_guest_path is None:
                         raise _fail(E.ENOENT, guest)
-                    done = []
-                    todo.extend(reversed(_split(self.exe_guest_path)))
+                    # a magic link: Linux jumps to the file without walking its path
+                    done, modes = [], []
+                    todo.extend((p, False) for p in reversed(_split(self.exe_guest_path)))
                     continue
                 if kind not in VIRTUAL_DIRS and (not last or must_dir):
                     raise _fail(E.ENOTDIR, guest)
                 if last:
                     return Resolved(guest, None, kind, True)
+                modes.append(VIRTUAL_DIR_MODES[kind])
                 continue
 
             host = os.path.join(self.root, *done)
@@ -151,24 +169,37 @@ class Sandbox:
                     raise _fail(host_errno_to_guest(e), guest) from None
                 done.pop()
                 if target.startswith("/"):
-                    done = []                       # absolute targets start at the sandbox root
+                    done, modes = [], []            # absolute targets start at the sandbox root
                 if last and target.endswith("/"):
                     must_dir = True
-                todo.extend(reversed(_split(target)))
+                todo.extend((p, checked) for p in reversed(_split(target)))
                 continue
             if not stat.S_ISDIR(st.st_mode) and (not last or must_dir):
                 raise _fail(E.ENOTDIR, guest)
             if last:
                 return Resolved(guest, host, None, True)
+            modes.append(st.st_mode)
 
         # Ended on "/", ".", ".." or a link to a directory: `done` is a checked directory.
         guest = "/" + "/".join(done)
         kind = VIRTUAL.get(guest)
         return Resolved(guest, None if kind else os.path.join(self.root, *done), kind, True)
 
-    def readlink(self, path: str | bytes, cwd: str = "/") -> str:
+    def _may_search(self, creds, done: list[str], modes: list[int]) -> None:
+        """EACCES unless `creds` may search the directory the walk stands in."""
+        if modes:
+            mode = modes[-1]
+        else:
+            try:
+                mode = os.stat(self.root).st_mode
+            except OSError as e:
+                raise _fail(host_errno_to_guest(e), "/") from None
+        if not creds.permits(mode, MAY_EXEC):
+            raise _fail(E.EACCES, "/" + "/".join(done) + ": no search permission")
+
+    def readlink(self, path: str | bytes, cwd: str = "/", *, creds=None) -> str:
         """The target text of a symlink, as stored (absolute targets are guest paths)."""
-        r = self.resolve(path, cwd, follow=False)
+        r = self.resolve(path, cwd, follow=False, creds=creds)
         if r.special == "exe":
             if self.exe_guest_path is None:
                 raise _fail(E.ENOENT, r.guest)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import stat as S
 import struct
+from types import SimpleNamespace
 
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
+from ..access import MAY_READ
 from ..errors import SyscallError
 from ..fdtable import OpenFile
+from . import perm
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
@@ -42,6 +45,7 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             raise SyscallError(E.ENOENT, r.guest)
         if flags & C.O_DIRECTORY:
             raise SyscallError(E.EINVAL, r.guest)
+        perm.may_create(k, r)
     elif flags & C.O_CREAT and flags & C.O_EXCL:
         raise SyscallError(E.EEXIST, r.guest)
     with host_errors():
@@ -50,8 +54,9 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             if S.S_ISLNK(st.st_mode):
                 raise SyscallError(E.ELOOP, r.guest)  # only reached with O_NOFOLLOW
             if S.S_ISDIR(st.st_mode):
-                if acc != C.O_RDONLY or flags & C.O_CREAT:
+                if acc != C.O_RDONLY or flags & (C.O_CREAT | C.O_TRUNC):
                     raise SyscallError(E.EISDIR, r.guest)
+                perm.require(k, st.st_mode, MAY_READ, r.guest)
                 # a descriptor of the directory itself, so that fstat and getdents still
                 # find it after it is renamed or removed, as on Linux
                 dfd = open_noatime(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -61,18 +66,23 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
                 raise SyscallError(E.ENOTDIR, r.guest)
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
+            perm.require(k, st.st_mode, perm.open_wants(flags), r.guest)
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
                       | os.O_NOFOLLOW | os.O_CLOEXEC)
         if flags & C.O_CREAT:
             host_flags |= os.O_CREAT
-        if flags & C.O_TRUNC and acc != C.O_RDONLY:
+        if flags & C.O_TRUNC and r.exists:  # Linux truncates even when opening O_RDONLY
             host_flags |= os.O_TRUNC
         fd = open_noatime(r.host, host_flags, 0o600)  # reads leave atime alone (noatime)
         if not r.exists:
             # the guest's umask, not the host's: set the mode outright
-            os.fchmod(fd, mode & 0o7777 & ~k.proc.umask)
+            new_mode = mode & 0o7777 & ~k.proc.umask
+            os.fchmod(fd, new_mode)
             touch_parent(k, r.host)
-    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd)
+        elif host_flags & os.O_TRUNC:
+            perm.drop_privileges(k, fd)
+    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd,
+                 may_be_setid=bool((st.st_mode if r.exists else new_mode) & perm.SETID))
     if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
         touch(k, fd, atime=not r.exists)
     return f
@@ -164,6 +174,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)
             touch(k, f.host_fd)
+            if f.may_be_setid:
+                perm.drop_privileges(k, f.host_fd)
     return n
 
 
@@ -355,7 +367,7 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
         here = os.fstat(f.host_fd) if f.host_fd is not None else os.stat(f.host_path)
         where = f.host_fd if f.host_fd is not None else f.host_path
         for e in sorted(os.scandir(where), key=lambda e: e.name):
-            st = e.stat(follow_symlinks=False)
+            st = _entry_stat(e, here)
             dtype = (C.DT_DIR if S.S_ISDIR(st.st_mode) else C.DT_LNK if S.S_ISLNK(st.st_mode)
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
             guest = f.path.rstrip("/") + "/" + e.name
@@ -366,6 +378,21 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
         out.sort(key=lambda e: e[2])
     ino = k.guest_inode(here, f.path)
     return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]
+
+
+def _entry_stat(e: os.DirEntry, here: os.stat_result):
+    """The entry's inode and type. Listing needs read permission only: when vsnap runs as a
+    normal user and the guest lists a directory it may read but not search, the host refuses
+    to stat the entries, so take what the directory entry itself says, as getdents does."""
+    try:
+        return e.stat(follow_symlinks=False)
+    except PermissionError:
+        try:
+            kind = (S.S_IFLNK if e.is_symlink() else S.S_IFDIR if e.is_dir(follow_symlinks=False)
+                    else S.S_IFREG if e.is_file(follow_symlinks=False) else 0)
+        except OSError:
+            kind = 0
+        return SimpleNamespace(st_mode=kind, st_dev=here.st_dev, st_ino=e.inode())
 
 
 @syscall("getdents64", "fd ptr size")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
+from ..access import Credentials
 from ..errors import SyscallError
 from ..vfs import Resolved, host_errno_to_guest
 from .inodetimes import ctime_of
@@ -54,7 +55,12 @@ def lookup(k, dirfd: int, path_ptr: int, *, follow: bool = True,
             return None
         raise SyscallError(E.ENOENT, "empty path")
     start = k.proc.cwd if path.startswith("/") else base_dir(k, dirfd)
-    return k.vfs.resolve(path, start, follow=follow)
+    return k.vfs.resolve(path, start, follow=follow, creds=creds(k))
+
+
+def creds(k) -> Credentials:
+    """The guest's credentials, which every permission check is made against."""
+    return Credentials(k.proc.uid, k.proc.gid)
 
 
 def must_exist(r: Resolved) -> Resolved:

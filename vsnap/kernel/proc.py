@@ -1,5 +1,6 @@
-"""Process system calls: exit, identity (getpid and friends), arch_prctl, the thread-library
-calls a libc makes at startup (set_tid_address, set_robust_list, rseq), and resource limits."""
+"""Process system calls: exit, identity (getpid and friends; uids and gids are in creds.py),
+arch_prctl, the thread-library calls a libc makes at startup (set_tid_address, set_robust_list,
+rseq), and resource limits."""
 from __future__ import annotations
 
 import struct
@@ -87,20 +88,6 @@ def sys_setsid(k):
         raise SyscallError(E.EPERM, "already a process group leader")
     k.proc.sid = k.proc.pgid = k.proc.pid
     return k.proc.sid
-
-
-for _name in ("getuid", "geteuid"):
-    syscall(_name, "")(lambda k: k.proc.uid)
-for _name in ("getgid", "getegid"):
-    syscall(_name, "")(lambda k: k.proc.gid)
-
-
-@syscall("getgroups", "int ptr")
-def sys_getgroups(k, size, lst):
-    """int getgroups(int size, gid_t list[]);"""
-    if s32(size):
-        k.write(lst, struct.pack("<I", k.proc.gid))
-    return 1
 
 
 @syscall("arch_prctl", "archprctl ptr")
