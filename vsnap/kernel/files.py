@@ -11,30 +11,18 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
+from . import devices, virtual
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .registry import syscall
 
-VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
 IOV_MAX = 1024
 
 
 def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
     acc = flags & C.O_ACCMODE
     status = flags & ~(C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC | C.O_CLOEXEC)
-    if r.special:
-        if r.special == "null":
-            return OpenFile("null", r.guest, status)
-        if r.special == "tty":
-            return OpenFile("console", r.guest, status, stream="tty")
-        if r.special == "maps":
-            if acc != C.O_RDONLY:
-                raise SyscallError(E.EACCES, r.guest)
-            return OpenFile("proc", r.guest, status, data=k.mem.maps_text().encode())
-        if r.special in VIRTUAL_DIRS:
-            if acc != C.O_RDONLY:
-                raise SyscallError(E.EISDIR, r.guest)
-            return OpenFile("dir", r.guest, status, stream=r.special)
-        raise SyscallError(E.ELOOP, r.guest)  # /proc/self/exe opened with O_NOFOLLOW
+    if r.special:  # /dev and /proc: kernel/virtual.py
+        return virtual.open_node(k, r, flags, status)
     if not r.exists:
         if not flags & C.O_CREAT:
             raise SyscallError(E.ENOENT, r.guest)
@@ -121,9 +109,11 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     """Read up to `count` bytes; advance the shared offset unless `offset` is given."""
     _readable(f)
     pos = f.offset if offset is None else offset
-    if f.kind == "file":
+    if f.kind in ("file", "exe"):
         with host_errors():
             data = os.pread(f.host_fd, count, pos)
+    elif f.kind == "dev":
+        return devices.read(k, f, count)
     elif f.kind == "proc":
         data = f.data[pos:pos + count]
     elif f.kind == "console":
@@ -148,6 +138,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
     if f.kind != "file":
         if f.kind == "null":
             return len(data)
+        if f.kind == "dev":
+            return devices.write(k, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
@@ -250,7 +242,7 @@ def sys_lseek(k, fd, offset, whence):
     elif whence == C.SEEK_CUR:
         new = f.offset + offset
     elif whence == C.SEEK_END:
-        if f.kind == "file":
+        if f.kind in ("file", "exe"):
             with host_errors():
                 size = os.fstat(f.host_fd).st_size
         else:
@@ -305,7 +297,7 @@ def sys_fcntl(k, fd, cmd, arg):
         entry.cloexec = bool(arg & C.FD_CLOEXEC)
         return 0
     if cmd == C.F_GETFL:
-        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind == "file" else 0)
+        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind in ("file", "exe") else 0)
     if cmd == C.F_SETFL:
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
@@ -341,10 +333,8 @@ def sys_ioctl(k, fd, request, argp):
 
 def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
     """(inode, d_type, name) of each entry, sorted by name so that runs are reproducible."""
-    if f.stream in VIRTUAL_DIRS:
-        names = [(1_000_000 + i, C.DT_REG, n.encode())
-                 for i, n in enumerate(VIRTUAL_DIRS[f.stream])]
-        return [(1, C.DT_DIR, b"."), (1, C.DT_DIR, b".."), *names]
+    if f.host_fd is None and f.host_path is None:  # /dev, /proc and below
+        return virtual.dir_entries(k, f)
     out = []
     with host_errors():
         here = os.fstat(f.host_fd) if f.host_fd is not None else os.stat(f.host_path)
@@ -355,9 +345,8 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
             guest = f.path.rstrip("/") + "/" + e.name
             out.append((k.guest_inode(st, guest), dtype, os.fsencode(e.name)))
-    if f.path == "/":
-        out = [e for e in out if e[2] not in (b"dev", b"proc")]
-        out += [(1_000_010, C.DT_DIR, b"dev"), (1_000_011, C.DT_DIR, b"proc")]
+    if f.path == "/":  # the virtual dev and proc, whatever the host folder holds
+        out = [e for e in out if e[2] not in (b"dev", b"proc")] + virtual.root_entries()
         out.sort(key=lambda e: e[2])
     ino = k.guest_inode(here, f.path)
     return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]
