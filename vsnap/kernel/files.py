@@ -95,6 +95,13 @@ def sys_close(k, fd):
     return 0
 
 
+def status_flags(f: OpenFile) -> int:
+    """The file status flags F_GETFL and fdinfo show: Linux's open() adds O_LARGEFILE on
+    64-bit to everything it opens (not to the inherited pipes and terminal)."""
+    inherited = f.kind == "console" and f.stream != "tty"
+    return f.flags | (0 if inherited else C.O_LARGEFILE)
+
+
 def _readable(f: OpenFile) -> None:
     if f.flags & C.O_ACCMODE == C.O_WRONLY:
         raise SyscallError(E.EBADF, f"{f.path} is open for writing only")
@@ -297,7 +304,7 @@ def sys_fcntl(k, fd, cmd, arg):
         entry.cloexec = bool(arg & C.FD_CLOEXEC)
         return 0
     if cmd == C.F_GETFL:
-        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind in ("file", "exe") else 0)
+        return status_flags(entry.file)
     if cmd == C.F_SETFL:
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)

@@ -360,10 +360,9 @@ def _fdinfo(k, fd: int) -> bytes:
     if entry is None:
         return b""
     f = entry.file
-    flags = f.flags | (C.O_LARGEFILE if f.kind in ("file", "exe") else 0)
-    if entry.cloexec:
-        flags |= C.O_CLOEXEC
+    from .files import status_flags
     from .fsutil import stat_of_file
+    flags = status_flags(f) | (C.O_CLOEXEC if entry.cloexec else 0)
     ino = stat_of_file(k, f)["ino"]
     return f"pos:\t{f.offset}\nflags:\t0{flags:o}\nmnt_id:\t{MOUNT_ID}\nino:\t{ino}\n".encode()
 
