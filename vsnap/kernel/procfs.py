@@ -132,6 +132,8 @@ def _file_vmas(k):
 def _map_file(k, name: str) -> VNode | None:
     for v in _file_vmas(k):
         if name == f"{v.start:x}-{v.end:x}":
+            if k.vfs.exe_guest_path is None and v.name == k.vfs.exe_host_path:
+                return VNode("exe", link=v.name, jump=None)  # the program, outside the root
             return VNode("link", link=v.name, jump=v.name)
     return None
 

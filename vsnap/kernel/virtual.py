@@ -56,7 +56,8 @@ def dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
         raise SyscallError(E.ENOENT, f.path)
     base = f.path.rstrip("/")
     parent = base.rsplit("/", 1)[0] or "/"
-    return [(ino(base), C.DT_DIR, b"."), (ino(parent), C.DT_DIR, b".."),
+    up = k.guest_inode(os.stat(k.vfs.root), "/") if parent == "/" else ino(parent)
+    return [(ino(base), C.DT_DIR, b"."), (up, C.DT_DIR, b".."),
             *[(ino(f"{base}/{n}"), t, n.encode()) for n, t in names]]
 
 
