@@ -112,7 +112,8 @@ def test_proc_and_dev_content(procself, tmp_path):
                  "thread-self: PID/task/PID", "mounts: self/mounts",
                  "stdin: /proc/self/fd/0", "fd: /proc/self/fd", "comm: prog",
                  "/dev/zero: chr=1 1,5", "/dev/full: chr=1 1,7", "/dev/urandom: chr=1 1,9",
-                 "/dev/tty: chr=1 5,0", "zero: read=32 zeros=1 write=3", "zero: mmap ok=1 0",
+                 "/dev/tty: chr=1 5,0", "zero: read=32 zeros=1 write=3", "lseek: zero=0 null=0",
+                 "excl: -1 File exists", "zero: mmap ok=1 0",
                  "full: write=-1 No space left on device read=16", "urandom: read=32",
                  "/dev lists the ten=1", "/ lists dev=1 proc=1"):
         assert line + "\n" in text, line

@@ -239,6 +239,11 @@ static void devices(void) {
     ssize_t r = read(z, b, sizeof b); int zeros = 1;
     for (int i = 0; i < 32; i++) zeros &= b[i] == 0;
     printf("zero: read=%zd zeros=%d write=%zd\n", r, zeros, write(z, "abc", 3));
+    int nl = open("/dev/null", O_RDWR);
+    printf("lseek: zero=%ld null=%ld\n", (long)lseek(z, 100, SEEK_SET), (long)lseek(nl, 7, SEEK_SET));
+    close(nl);
+    errno = 0; nl = open("/dev/null", O_RDWR | O_CREAT | O_EXCL, 0600);
+    printf("excl: %d %s\n", nl, strerror(errno));
     char *m = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, z, 0);
     printf("zero: mmap ok=%d %d\n", m != MAP_FAILED, m != MAP_FAILED ? m[4097] : -1);
     if (m != MAP_FAILED) { m[5] = 1; munmap(m, 8192); }

@@ -72,6 +72,8 @@ def open_node(k, r, flags: int, status: int) -> OpenFile:
     """Open a virtual name that the walk ended on (r.special says what it is)."""
     acc = flags & C.O_ACCMODE
     special = r.special
+    if flags & C.O_CREAT and flags & C.O_EXCL:
+        raise SyscallError(E.EEXIST, r.guest)  # links included: O_EXCL does not follow
     if special == "link":
         raise SyscallError(E.ELOOP, r.guest)  # a link opened with O_NOFOLLOW
     if special == "dir":

@@ -169,6 +169,7 @@ def _reopen(m, d: dict, blobs: dict) -> OpenFile:
     elif d["kind"] == "proc":
         f.data = d["data"]
     elif d["kind"] == "exe":  # the program opened through /proc/self/exe from outside the root
+        f.path = m.program_path  # what readlink(/proc/self/fd/N) names: where it is now
         f.host_fd = os.open(m.program_path, os.O_RDONLY | os.O_CLOEXEC)
     return f
 
