@@ -98,10 +98,11 @@ def fd_target(k, f) -> tuple[str, bool]:
     """What readlink(/proc/self/fd/N) gives for an open file, and whether that text is a path
     that leads back to the same file."""
     if f.kind in ("file", "dir") and f.host_fd is not None:
-        try:
+        try:  # a ghost restored from an image has no host name at all
             mine = os.fstat(f.host_fd)
-            named = os.stat(f.host_path, follow_symlinks=False)
-            same = (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino)
+            named = os.stat(f.host_path, follow_symlinks=False) if f.host_path else None
+            same = named is not None and (mine.st_dev, mine.st_ino) == (named.st_dev,
+                                                                        named.st_ino)
         except OSError:
             same = False
         return (f.path, True) if same else (f.path + " (deleted)", False)
