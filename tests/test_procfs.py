@@ -158,6 +158,37 @@ def test_proc_self_exe_outside_the_root(tmp_path):
     assert (path, opened, magic, refused) == (os.path.realpath(prog), "1", "ELF", "-1")
 
 
+TTYNAME = r"""
+#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+    char t[64]; ssize_t n = readlink("/proc/self/fd/1", t, sizeof t - 1);
+    printf("%s|%.*s|%s\n", ttyname(0) ? ttyname(0) : "none", (int)(n < 0 ? 0 : n), t,
+           ttyname(1) ? ttyname(1) : "none");
+    return 0;
+}
+"""
+
+
+def test_ttyname_finds_the_terminal(tmp_path):
+    """On a terminal the std fds name /dev/pts/0, and ttyname (which follows the link and
+    checks that stat of the name is fstat of the fd) finds it; on pipes it finds nothing."""
+    from vsnap.build import build
+    from vsnap.kernel import Capture, Console
+    from vsnap.machine import Machine
+    src = tmp_path / "ttyname.c"
+    src.write_text(TTYNAME)
+    prog = build(str(src))
+    (tmp_path / "root").mkdir()
+    for tty, want in (((True, True, False), b"/dev/pts/0|/dev/pts/0|/dev/pts/0\n"),
+                      ((False, False, False), b"none|pipe:[4097]|none\n")):
+        cap = Capture()
+        console = Console(read=cap.console.read, write_out=cap.out.extend,
+                          write_err=cap.err.extend, tty=tty)
+        Machine(prog, root=str(tmp_path / "root"), console=console).run()
+        assert bytes(cap.out) == want, cap.err
+
+
 # busybox -------------------------------------------------------------------------------------
 def busybox(root: Path, *args: str) -> str:
     out, result = run_api(str(root / "bin" / "busybox"), args, root=root)
@@ -186,7 +217,7 @@ def test_busybox_sees_proc_and_dev(bbroot):
     assert len(od.split()) == 16 and len(set(od.split())) > 4
     assert od == busybox(bbroot, "od", "-An", "-tx1", "-N16", "/dev/urandom")  # seeded
     assert busybox(bbroot, "ls", "/").split() == ["bin", "dev", "proc"]
-    assert "fd\nfull\nnull\nrandom\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n" == \
+    assert "fd\nfull\nnull\npts\nrandom\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n" == \
         busybox(bbroot, "ls", "/dev")
     assert busybox(bbroot, "head", "-c", "8", "/dev/zero") == "\0" * 8
     found = busybox(bbroot, "find", "/proc", "-name", "status").split()

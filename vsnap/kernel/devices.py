@@ -6,6 +6,7 @@
     random   the guest's seeded stream (getrandom's)   1,8
     urandom  the same stream                           1,9
     tty      the controlling terminal: vsnap's own     5,0
+    pts/0    the terminal itself (what ttyname finds)  136,0
     stdin, stdout, stderr -> /proc/self/fd/0..2        fd -> /proc/self/fd
 
 A device opens as an OpenFile of kind "dev" whose `stream` names it (null and tty keep their
@@ -33,8 +34,10 @@ MAX_READ = 1 << 24
 
 def node(parts: list[str]) -> VNode | None:
     """The VNode of /dev/... (parts without "dev")."""
-    if not parts:
+    if not parts or parts == ["pts"]:
         return VNode("dir", is_dir=True)
+    if parts == ["pts", "0"]:
+        return VNode("pts")
     if len(parts) > 1:
         return None
     name = parts[0]
@@ -45,14 +48,20 @@ def node(parts: list[str]) -> VNode | None:
     return None
 
 
-def entries() -> list[tuple[str, int]]:
-    """(name, d_type) of /dev, sorted by name."""
+def entries(parts: list[str]) -> list[tuple[str, int]] | None:
+    """(name, d_type) of /dev or /dev/pts (parts without "dev"), sorted by name."""
+    if parts == ["pts"]:
+        return [("0", C.DT_CHR)]
+    if parts:
+        return None
     out = [(n, C.DT_CHR) for n in DEVICES] + [(n, C.DT_LNK) for n in LINKS]
-    return sorted(out)
+    return sorted(out + [("pts", C.DT_DIR)])
 
 
 def stat_mode(name: str) -> tuple[int, int]:
     """(st_mode, st_rdev) of a device."""
+    if name == "pts":  # as fstat of a console stream that is a terminal says
+        return S.S_IFCHR | 0o620, (136 << 8) | 0
     major, minor, perm = DEVICES[name]
     return S.S_IFCHR | perm, (major << 8) | minor
 
@@ -60,7 +69,7 @@ def stat_mode(name: str) -> tuple[int, int]:
 def open_device(k, name: str, guest: str, status: int) -> OpenFile:
     if name == "null":
         return OpenFile("null", guest, status)
-    if name == "tty":
+    if name in ("tty", "pts"):
         return OpenFile("console", guest, status, stream="tty")
     return OpenFile("dev", guest, status, stream=name)
 

@@ -114,7 +114,9 @@ def _console_stat(k, f) -> dict:
     kind = "pts" if k.console.isatty(f.stream) else "pipe"
     mode, rdev = _CONSOLE_MODES[kind]
     boot = k.clock.boot_realtime_ns
-    return dict(dev=GUEST_DEV, ino=console_ino(f.stream) if kind == "pipe" else 3, nlink=1,
+    from .virtual import ino as virtual_ino
+    return dict(dev=GUEST_DEV, ino=console_ino(f.stream) if kind == "pipe" else
+                virtual_ino("/dev/pts/0"), nlink=1,
                 mode=mode, uid=k.proc.uid, gid=k.proc.gid, rdev=rdev, size=0, blksize=4096,
                 blocks=0, atime_ns=boot, mtime_ns=boot, ctime_ns=boot)
 
@@ -135,7 +137,8 @@ def stat_of_file(k, f) -> dict:
     if f.kind == "console" and f.stream != "tty":
         return _console_stat(k, f)
     # the virtual files: what their path names (the node itself, as at open)
-    special = {"dir": "dir", "console": "tty", "null": "null", "dev": f.stream}.get(f.kind)
+    tty = "pts" if f.path == "/dev/pts/0" else "tty"
+    special = {"dir": "dir", "console": tty, "null": "null", "dev": f.stream}.get(f.kind)
     if f.kind == "proc":
         special = "proc:" + f.path.rsplit("/", 1)[-1]
     return stat_fields(k, special=special, guest_path=f.path)

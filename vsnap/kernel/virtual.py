@@ -46,8 +46,8 @@ def root_entries() -> list[tuple[int, int, bytes]]:
 def dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
     """(inode, d_type, name) of a virtual directory, listed now (fds as they are open)."""
     parts = [p for p in f.path.split("/") if p]
-    if parts[:1] == ["dev"] and len(parts) == 1:
-        names = devices.entries()
+    if parts[:1] == ["dev"]:
+        names = devices.entries(parts[1:])
     elif parts[:1] == ["proc"]:
         names = procfs.entries(k, _canonical(k, parts)[1:])
     else:
@@ -82,7 +82,7 @@ def open_node(k, r, flags: int, status: int) -> OpenFile:
         return OpenFile("dir", r.guest, status, stream="virtual")
     if flags & C.O_DIRECTORY:
         raise SyscallError(E.ENOTDIR, r.guest)
-    if special in devices.DEVICES:
+    if special in devices.DEVICES or special == "pts":
         return devices.open_device(k, special, r.guest, status)
     if special.startswith("proc:"):
         if acc != C.O_RDONLY:
@@ -138,9 +138,9 @@ def stat_fields(k, r, boot: int) -> dict:
     """struct stat of a virtual node (links followed to no path included)."""
     special = r.special
     rdev = size = 0
-    if special in devices.DEVICES:
+    if special in devices.DEVICES or special == "pts":
         mode, rdev = devices.stat_mode(special)
-    elif special == "dir" and r.guest == "/dev":
+    elif special == "dir" and r.guest.startswith("/dev"):
         mode = S.S_IFDIR | 0o755
     elif special == "link" and r.guest.startswith("/dev/"):
         mode = S.S_IFLNK | 0o777
