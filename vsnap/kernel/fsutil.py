@@ -11,6 +11,9 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..vfs import Resolved, host_errno_to_guest
+from .procfs import console_ino
+from .virtual import ino as virtual_ino
+from .virtual import stat_fields as virtual_stat
 
 GUEST_DEV = 0x801  # one device for the whole sandbox: host device numbers differ per machine
 
@@ -95,7 +98,6 @@ def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
     if special == "exe":                                    # the program, outside the root
         host_path, special = k.vfs.exe_host_path, None
     if special is not None:
-        from .virtual import stat_fields as virtual_stat
         return virtual_stat(k, resolved or Resolved(guest_path, None, special, True), boot)
     with host_errors():
         if host_fd is not None:
@@ -110,15 +112,14 @@ def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
 
 
 def _console_stat(k, f) -> dict:
-    from .procfs import console_ino
+    """A std stream: the terminal (the same inode as /dev/pts/0) or a pipe (pipe:[ino])."""
     kind = "pts" if k.console.isatty(f.stream) else "pipe"
     mode, rdev = _CONSOLE_MODES[kind]
     boot = k.clock.boot_realtime_ns
-    from .virtual import ino as virtual_ino
-    return dict(dev=GUEST_DEV, ino=console_ino(f.stream) if kind == "pipe" else
-                virtual_ino("/dev/pts/0"), nlink=1,
-                mode=mode, uid=k.proc.uid, gid=k.proc.gid, rdev=rdev, size=0, blksize=4096,
-                blocks=0, atime_ns=boot, mtime_ns=boot, ctime_ns=boot)
+    ino = console_ino(f.stream) if kind == "pipe" else virtual_ino("/dev/pts/0")
+    return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=k.proc.uid, gid=k.proc.gid,
+                rdev=rdev, size=0, blksize=4096, blocks=0, atime_ns=boot, mtime_ns=boot,
+                ctime_ns=boot)
 
 
 def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:

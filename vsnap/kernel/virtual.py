@@ -17,6 +17,8 @@ from ..fdtable import OpenFile
 from ..vfs import VNode
 from . import devices, procfs
 
+GUEST_DEV = 0x801  # fsutil's one device (fsutil imports this module): the mount is 8:1
+
 
 class VirtualFiles:
     """The object vfs.Sandbox.virtual holds: node(guest path) -> VNode | None."""
@@ -147,6 +149,6 @@ def stat_fields(k, r, boot: int) -> dict:
         size = len(r.node.link) if r.node is not None else 0
     else:
         mode, size = procfs.stat_mode(k, r)
-    return dict(dev=0x801, ino=ino(r.guest), nlink=2 if S.S_ISDIR(mode) else 1, mode=mode,
+    return dict(dev=GUEST_DEV, ino=ino(r.guest), nlink=2 if S.S_ISDIR(mode) else 1, mode=mode,
                 uid=k.proc.uid, gid=k.proc.gid, rdev=rdev, size=size, blksize=4096, blocks=0,
                 atime_ns=boot, mtime_ns=boot, ctime_ns=boot)
