@@ -49,6 +49,9 @@ def _native_setup(root: str):
     os.umask(0o022)
     os.chroot(root)
     os.chdir("/")
+    os.setgroups([])
+    os.setgid(1000)   # the guest's ids: /proc's permission checks are then the same
+    os.setuid(1000)
 
 
 def native_with_proc(root: Path, args=(), stdin: bytes = b""):
@@ -58,9 +61,13 @@ def native_with_proc(root: Path, args=(), stdin: bytes = b""):
         pytest.skip("the native side needs root on x86-64 Linux (chroot, mount)")
     for name, (major, minor) in DEVICES.items():
         os.mknod(root / "dev" / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.chmod(root / "dev" / name, 0o666)  # past this process's umask
     for name, target in (("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2"), ("fd", "/proc/self/fd")):
         os.symlink(target, root / "dev" / name)
+    for path in [root, *root.rglob("*")]:   # the guest owns its root, as under vsnap
+        if not path.is_relative_to(root / "dev") and not path.is_relative_to(root / "proc"):
+            os.chown(path, 1000, 1000, follow_symlinks=False)
     try:
         proc = subprocess.run(["/prog", *args], env=NATIVE_ENV, input=stdin,
                               capture_output=True, preexec_fn=lambda: _native_setup(str(root)),
@@ -102,6 +109,7 @@ def test_proc_and_dev_content(procself, tmp_path):
                  "stat: args agree=1 env agrees=1 threads=1 blocked agrees=1",
                  "statm: fields=7 size agrees with status=1",
                  "smaps: one record per VMA=1 sizes agree=1 map_files agree=1 (1)",
+                 "map_files open: Operation not permitted", "status for writing: Permission denied",
                  "fd 1: pipe:[N]", "file: /data/a.txt", "dir: /data", "null: /dev/null",
                  "proc: /proc/PID/status", "deleted: /tmp/gone (deleted)",
                  "fdinfo file: pos=3 flags=102002", "fdinfo dir: pos=0 flags=2300000",

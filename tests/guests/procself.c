@@ -168,6 +168,13 @@ static void maps_and_smaps(void) {
     for (char *p = buf; (p = strstr(p, "\nVmFlags:")); p++) in_smaps++;
     printf("smaps: one record per VMA=%d sizes agree=%d map_files agree=%d (%d)\n",
            in_smaps == vmas, sizes_ok, links_ok, file_maps > 0);
+    unsigned long lo, hi; char p[128];
+    sscanf(maps, "%lx-%lx", &lo, &hi);
+    snprintf(p, sizeof p, "/proc/self/map_files/%lx-%lx", lo, hi);
+    errno = 0; int fd = open(p, O_RDONLY);
+    printf("map_files open: %s\n", fd >= 0 ? "ok" : strerror(errno));
+    errno = 0; fd = open("/proc/self/status", O_WRONLY);
+    printf("status for writing: %s\n", fd >= 0 ? "ok" : strerror(errno));
 }
 
 static void fds(void) {

@@ -133,9 +133,9 @@ def _file_vmas(k):
 def _map_file(k, name: str) -> VNode | None:
     for v in _file_vmas(k):
         if name == f"{v.start:x}-{v.end:x}":
-            if k.vfs.exe_guest_path is None and v.name == k.vfs.exe_host_path:
-                return VNode("exe", link=v.name, jump=None)  # the program, outside the root
-            return VNode("link", link=v.name, jump=v.name)
+            # readlink works for the process itself; following one needs
+            # CAP_CHECKPOINT_RESTORE on Linux, which the guest (uid 1000) does not have
+            return VNode("map_file", link=v.name, jump=None)
     return None
 
 

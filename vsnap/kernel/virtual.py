@@ -94,6 +94,9 @@ def open_node(k, r, flags: int, status: int) -> OpenFile:
         return _open_program(k, r.guest, acc, status)
     if special.startswith("fd:"):
         return _reopen_fd(k, int(special[3:]), r.guest, flags, status)
+    if special == "map_file":
+        raise SyscallError(E.EPERM, f"{r.guest}: following map_files needs "
+                                    f"CAP_CHECKPOINT_RESTORE")
     raise SyscallError(E.ENOENT, r.guest)
 
 
@@ -140,6 +143,9 @@ def stat_fields(k, r, boot: int) -> dict:
     """struct stat of a virtual node (links followed to no path included)."""
     special = r.special
     rdev = size = 0
+    if special == "map_file":  # followed: as open
+        raise SyscallError(E.EPERM, f"{r.guest}: following map_files needs "
+                                    f"CAP_CHECKPOINT_RESTORE")
     if special in devices.DEVICES or special == "pts":
         mode, rdev = devices.stat_mode(special)
     elif special == "dir" and r.guest.startswith("/dev"):
