@@ -29,6 +29,7 @@ PRIVATE = ("auxv", "environ")        # mode 0400 on Linux; the rest of the files
 MOUNT_ID = 1                         # the one mount: the sandbox root
 CLK_TCK = 100
 RLIM_INFINITY = (1 << 64) - 1
+LOW31 = 0x7FFF_FFFF
 
 
 # the namespace --------------------------------------------------------------------------------
@@ -312,14 +313,16 @@ def _status(k) -> bytes:
 
 
 def _stat(k) -> bytes:
-    """proc(5)'s 52 fields, in order."""
+    """proc(5)'s 52 fields, in order (the four signal sets are the obsolete 31-bit ones: the
+    thread's own pending set, blocked, ignored, caught)."""
     p, e, z, m = k.proc, k.exec, _sizes(k), _sigmasks(k)
     ticks = k.clock.monotonic_ns // (10**9 // CLK_TCK)   # as times() counts them
     tty = 0x8800 if any(k.console.isatty(s) for s in ("stdin", "stdout", "stderr")) else 0
     fields = [p.pid, f"({e.comm})", "R", p.ppid, p.pgid, p.sid, tty, p.pgid if tty else -1,
               0, 0, 0, 0, 0, ticks, 0, 0, 0, 20, 0, 1, 0, 0, z["size"], z["size"] // PAGE,
               RLIM_INFINITY, e.start_code, e.end_code, e.start_stack, 0, 0,
-              m["shd"] | m["pnd"], m["blk"], m["ign"], m["cgt"], 0, 0, 0, 17, 0, 0, 0, 0, 0,
+              m["pnd"] & LOW31, m["blk"] & LOW31, m["ign"] & LOW31, m["cgt"] & LOW31,
+              0, 0, 0, 17, 0, 0, 0, 0, 0,
               0, e.start_data, e.end_data, k.mem.brk_start, e.arg_start, e.arg_end,
               e.env_start, e.env_end, 0]
     return (" ".join(str(f) for f in fields) + "\n").encode()
