@@ -119,6 +119,7 @@ def test_proc_and_dev_content(procself, tmp_path):
                  "exe: /prog", "exe opens: 1 ELF", "cwd: /data", "root: /", "self: PID",
                  "thread-self: PID/task/PID", "mounts: self/mounts",
                  "stdin: /proc/self/fd/0", "fd: /proc/self/fd", "comm: prog",
+                 "comm write=22 Name=a-name-longer-t comm=a-name-longer-t", "now=x$$",
                  "/dev/zero: chr=1 1,5", "/dev/full: chr=1 1,7", "/dev/urandom: chr=1 1,9",
                  "/dev/tty: chr=1 5,0", "zero: read=32 zeros=1 write=3", "lseek: zero=0 null=0",
                  "excl: -1 File exists", "zero: mmap ok=1 0",

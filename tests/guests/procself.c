@@ -230,6 +230,14 @@ static void links(void) {
     char p[64]; snprintf(p, sizeof p, "/proc/%s/comm", pid); slurp(p); put("comm by pid", buf);
     snprintf(p, sizeof p, "/proc/%s/task/%s/comm", pid, pid); slurp(p); put("task comm", buf);
     slurp("/proc/self/comm"); put("comm", buf);
+    int c = open("/proc/self/comm", O_WRONLY);
+    printf("comm write=%zd", write(c, "a-name-longer-than-15\n", 22)); close(c);
+    slurp("/proc/self/status"); char nm[64]; sscanf(strstr(buf, "Name:"), "Name:\t%63s", nm);
+    slurp("/proc/self/comm"); printf(" Name=%s comm=%s", nm, buf);
+    c = open("/proc/self/comm", O_WRONLY); write(c, "x\n", 2); close(c);
+    slurp("/proc/self/comm"); for (char *q = buf; *q; q++) if (*q == '\n') *q = '$';
+    printf("now=%s\n", buf);
+    c = open("/proc/self/comm", O_WRONLY); write(c, "prog", 4); close(c);
     printf("mounts readable=%d mountinfo readable=%d\n", slurp("/proc/self/mounts") > 0,
            slurp("/proc/self/mountinfo") > 0);
     struct stat st; printf("/proc/self/fd is a dir=%d\n", !stat("/dev/fd/", &st) && S_ISDIR(st.st_mode));

@@ -11,7 +11,7 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
-from . import devices, virtual
+from . import devices, procfs, virtual
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .registry import syscall
 
@@ -147,6 +147,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
             return len(data)
         if f.kind == "dev":
             return devices.write(k, f, data)
+        if f.kind == "proc":
+            return procfs.write(k, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:

@@ -17,6 +17,8 @@ import os
 import stat as S
 
 from ..abi import consts as C
+from ..abi import errno as E
+from ..errors import SyscallError
 from ..memory import PAGE, PROT_EXEC, PROT_READ, PROT_WRITE
 from ..signals import SI_TKILL, SIG_DFL, SIG_IGN, bit
 from ..vfs import VNode
@@ -196,6 +198,15 @@ def content(k, special: str) -> bytes:
     if name.startswith("fdinfo:"):
         return _fdinfo(k, int(name.split(":")[1]))
     return _MAKERS[name](k)
+
+
+def write(k, f, data: bytes) -> int:
+    """A write to a /proc file opened for writing: only comm can be. Linux keeps the first 15
+    bytes as they are (a trailing newline included) and takes the whole count."""
+    if not f.path.endswith("/comm"):
+        raise SyscallError(E.EINVAL, f.path)
+    k.exec.comm = data[:15].split(b"\0")[0].decode("utf-8", "surrogateescape")
+    return len(data)
 
 
 def _guest_bytes(k, start: int, end: int) -> bytes:

@@ -87,8 +87,8 @@ def open_node(k, r, flags: int, status: int) -> OpenFile:
     if special in devices.DEVICES or special == "pts":
         return devices.open_device(k, special, r.guest, status)
     if special.startswith("proc:"):
-        if acc != C.O_RDONLY:
-            raise SyscallError(E.EACCES, f"{r.guest}: vsnap's /proc files are read-only")
+        if acc != C.O_RDONLY and special != "proc:comm":
+            raise SyscallError(E.EACCES, f"{r.guest}: read-only")  # mode 0444 or 0400
         return OpenFile("proc", r.guest, status, data=procfs.content(k, special))
     if special == "exe":
         return _open_program(k, r.guest, acc, status)
