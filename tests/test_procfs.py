@@ -247,6 +247,8 @@ int main(void) {
     int fu = open("/dev/full", O_WRONLY), ur = open("/dev/urandom", O_RDONLY);
     int ex = open("/proc/self/exe", O_RDONLY), nu = open("/dev/null", O_RDWR);
     int pd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY), dv = open("/dev", O_RDONLY);
+    int cm = open("/proc/self/comm", O_WRONLY);
+    write(cm, "renamed", 7);                  /* a new name: state the image must keep */
     int gh = open("/gone", O_RDWR | O_CREAT, 0600);
     write(gh, "x", 1); unlink("/gone");       /* deleted while open: a ghost in the image */
     char b[64], d[256]; unsigned long sum = 0;
@@ -260,7 +262,12 @@ int main(void) {
         printf(" dents=%zd\n", n);
         write(nu, "y", 1);
     }
-    char t[64], g[64], p[32]; ssize_t n = readlink("/proc/self/fd/4", t, sizeof t - 1);
+    int c2 = open("/proc/self/comm", O_RDONLY); ssize_t n = read(c2, d, 32);
+    printf("comm=%.*s", (int)(n < 0 ? 0 : n), d);
+    write(cm, "again", 5);                    /* through the fd opened before the saves */
+    c2 = open("/proc/self/comm", O_RDONLY); n = read(c2, d, 32);
+    printf("comm=%.*s", (int)(n < 0 ? 0 : n), d);
+    char t[64], g[64], p[32]; n = readlink("/proc/self/fd/4", t, sizeof t - 1);
     snprintf(p, sizeof p, "/proc/self/fd/%d", gh);
     ssize_t m = readlink(p, g, sizeof g - 1);
     printf("sum=%lu link4=%.*s ghost=%.*s\n", sum, (int)(n < 0 ? 0 : n), t, (int)(m < 0 ? 0 : m), g);
@@ -276,6 +283,7 @@ def test_checkpoints_with_every_virtual_kind_open(tmp_path):
     guest = Guest(build(str(src)))
     m = measure(guest, tmp_path)
     assert m.outcome.status == 0 and b"full=-1" in m.outcome.stdout, m.outcome.stderr
+    assert b"comm=renamed\ncomm=again\nsum=" in m.outcome.stdout
     assert b"link4=/dev/zero ghost=/gone (deleted)\n" in m.outcome.stdout
     late = [n for n in m.syscalls if n > m.syscalls[len(m.syscalls) // 3]]
     for points in ([late[0]], [late[len(late) // 2], late[-3]], [m.length - 2]):
