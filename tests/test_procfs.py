@@ -168,12 +168,14 @@ def test_proc_self_exe_outside_the_root(tmp_path):
 
 
 TTYNAME = r"""
+#include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 int main(void) {
     char t[64]; ssize_t n = readlink("/proc/self/fd/1", t, sizeof t - 1);
-    printf("%s|%.*s|%s\n", ttyname(0) ? ttyname(0) : "none", (int)(n < 0 ? 0 : n), t,
-           ttyname(1) ? ttyname(1) : "none");
+    int w = open("/dev/stdin", O_WRONLY), r = open("/dev/stdout", O_RDONLY);
+    printf("%s|%.*s|%s|%d %d\n", ttyname(0) ? ttyname(0) : "none", (int)(n < 0 ? 0 : n), t,
+           ttyname(1) ? ttyname(1) : "none", w >= 0, r >= 0);
     return 0;
 }
 """
@@ -181,7 +183,8 @@ int main(void) {
 
 def test_ttyname_finds_the_terminal(tmp_path):
     """On a terminal the std fds name /dev/pts/0, and ttyname (which follows the link and
-    checks that stat of the name is fstat of the fd) finds it; on pipes it finds nothing."""
+    checks that stat of the name is fstat of the fd) finds it; on pipes it finds nothing.
+    A terminal reopens both ways; a pipe's other end is refused (vsnap has none to give)."""
     from vsnap.build import build
     from vsnap.kernel import Capture, Console
     from vsnap.machine import Machine
@@ -189,8 +192,8 @@ def test_ttyname_finds_the_terminal(tmp_path):
     src.write_text(TTYNAME)
     prog = build(str(src))
     (tmp_path / "root").mkdir()
-    for tty, want in (((True, True, False), b"/dev/pts/0|/dev/pts/0|/dev/pts/0\n"),
-                      ((False, False, False), b"none|pipe:[4097]|none\n")):
+    for tty, want in (((True, True, False), b"/dev/pts/0|/dev/pts/0|/dev/pts/0|1 1\n"),
+                      ((False, False, False), b"none|pipe:[4097]|none|0 0\n")):
         cap = Capture()
         console = Console(read=cap.console.read, write_out=cap.out.extend,
                           write_err=cap.err.extend, tty=tty)

@@ -119,6 +119,13 @@ def _reopen_fd(k, fd: int, guest: str, flags: int, status: int) -> OpenFile:
     f = k.fds.get(fd)
     acc = flags & C.O_ACCMODE
     if f.kind == "console":
+        if f.stream != "tty" and not k.console.isatty(f.stream):
+            # a pipe: Linux would give the other end of it, which vsnap does not have (its
+            # console streams go one way); refuse rather than send bytes the wrong way
+            other_end = acc != C.O_RDONLY if f.stream == "stdin" else acc != C.O_WRONLY
+            if other_end:
+                raise SyscallError(E.EACCES, f"{guest}: vsnap cannot open the other end of "
+                                             f"its {f.stream} pipe")
         return OpenFile("console", f.path, status, stream=f.stream)
     if f.kind == "exe":
         return _open_program(k, guest, acc, status)
