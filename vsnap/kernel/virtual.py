@@ -142,6 +142,8 @@ def _reopen_fd(k, fd: int, guest: str, flags: int, status: int) -> OpenFile:
         except OSError as e:
             raise SyscallError(E.EACCES if e.errno == 13 else E.ENOENT,
                                f"{guest}: cannot reopen a deleted file here ({e.strerror})")
+        if flags & C.O_TRUNC and acc != C.O_RDONLY and f.kind == "file":
+            os.ftruncate(new, 0)
         return OpenFile(f.kind, f.path, status, host_path=f.host_path, host_fd=new)
     raise SyscallError(E.ENOENT, guest)
 
