@@ -143,7 +143,9 @@ def _reopen_fd(k, fd: int, guest: str, flags: int, status: int) -> OpenFile:
             raise SyscallError(E.EACCES if e.errno == 13 else E.ENOENT,
                                f"{guest}: cannot reopen a deleted file here ({e.strerror})")
         if flags & C.O_TRUNC and acc != C.O_RDONLY and f.kind == "file":
+            from .fsutil import touch  # (fsutil imports this module)
             os.ftruncate(new, 0)
+            touch(k, new)           # the virtual time, as every change the guest makes
         return OpenFile(f.kind, f.path, status, host_path=f.host_path, host_fd=new)
     raise SyscallError(E.ENOENT, guest)
 
