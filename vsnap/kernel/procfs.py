@@ -9,7 +9,8 @@ There is one process, the guest, with the kernel's pid (process.GUEST_PID unless
 any other pid is ENOENT. A file's bytes are made when it is opened (an OpenFile of kind "proc"
 holding them), so reading it is reproducible and a checkpoint saves exactly what the guest was
 reading. Numbers Linux takes from hardware or the scheduler come from vsnap's books: every
-mapped page counts as resident, times are the virtual clock's, there is one CPU.
+mapped page counts as resident, times are the virtual clock's, there is one CPU. Only comm can
+be written (it renames the process); the name lives in kernel.exec, which images keep.
 """
 from __future__ import annotations
 
