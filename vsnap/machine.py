@@ -57,7 +57,7 @@ class Machine:
         envp = list(DEFAULT_ENV) if env is None else list(env)
         load_segments(self.program, self.mem, self.exe or os.path.basename(program))
         sp = build_stack(self.program, self.mem, argv, envp, k.random.bytes(16), HWCAP,
-                         self.exe or argv[0])
+                         self.exe or argv[0], layout=k.exec)
         # rflags as Linux starts a process: interrupts enabled (IF) and the reserved bit 1
         self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry,
                              "rflags": 0x202})
@@ -82,7 +82,7 @@ class Machine:
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
                                f"give --root an existing directory", 2)
         self.exe = Sandbox(root_host).guest_path_of_host(self.program_path)
-        self.vfs = Sandbox(root_host, exe_guest_path=self.exe)
+        self.vfs = Sandbox(root_host, exe_guest_path=self.exe, exe_host_path=self.program_path)
         self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
         self.kernel.proc.exe = self.exe or ""
         self.cpu.tsc = self.kernel.clock.tsc

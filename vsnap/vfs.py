@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .abi import errno as E
 from .access import MAY_EXEC
@@ -22,15 +22,29 @@ PATH_MAX = 4096      # bytes, counting the terminating NUL: a 4096-byte path is 
 NAME_MAX = 255       # bytes in one component
 MAXSYMLINKS = 40     # symlinks followed in one lookup, like Linux
 
-# The virtual namespace: guest path -> kind. It hides any host /dev or /proc inside the root.
-VIRTUAL = {
-    "/dev": "dev", "/dev/null": "null", "/dev/tty": "tty",
-    "/proc": "proc", "/proc/self": "proc/self",
-    "/proc/self/exe": "exe", "/proc/self/maps": "maps",
-}
-VIRTUAL_DIRS = frozenset({"dev", "proc", "proc/self"})
-VIRTUAL_DIR_MODES = {"dev": stat.S_IFDIR | 0o755, "proc": stat.S_IFDIR | 0o555,
-                     "proc/self": stat.S_IFDIR | 0o555}
+# The virtual namespace: everything under these top-level names comes from `Sandbox.virtual`
+# (kernel/virtual.py), never from the host, so a real /dev or /proc inside the root is hidden.
+VIRTUAL_TOPS = ("dev", "proc")
+VIRTUAL_DIR_MODE = stat.S_IFDIR | 0o555  # every virtual directory may be searched
+
+
+@dataclass(frozen=True)
+class VNode:
+    """One virtual name, as the kernel's virtual tree describes it to the walk.
+
+    special  what it is, for the open and stat paths ("null", "proc:status", "dir", ...)
+    is_dir   a directory: the walk may go on through it
+    link     a symbolic link: its text (what readlink gives)
+    jump     following the link walks this guest path (absolute: from the root; relative:
+             from the link's directory); None: the link leads to an object that has no path
+             (Linux's "magic" links: an fd on a pipe or a deleted file, a program outside the
+             root), and the walk ends on the link itself with `special`
+    """
+
+    special: str
+    is_dir: bool = False
+    link: str | None = None
+    jump: str | None = None
 
 
 def host_errno_to_guest(e: OSError) -> int:
@@ -65,19 +79,25 @@ def _fail(errno: int, guest: str) -> SyscallError:
 class Resolved:
     guest: str           # normalised absolute guest path, symlinks resolved ("/home/a.txt")
     host: str | None     # host path inside the root; None for virtual files
-    special: str | None  # None for real files; a VIRTUAL kind ("null", "exe", ...) otherwise
+    special: str | None  # None for real files; a virtual node's kind ("null", ...) otherwise
     exists: bool         # False when only the final component is missing (O_CREAT, mkdir, ...)
+    node: VNode | None = field(default=None, compare=False)  # the virtual node, if any
 
 
 class Sandbox:
     """A host directory seen by the guest as "/", plus the virtual /dev and /proc files."""
 
-    def __init__(self, root: str, exe_guest_path: str | None = None):
+    def __init__(self, root: str, exe_guest_path: str | None = None,
+                 exe_host_path: str | None = None):
         real = os.path.realpath(root)
         if not os.path.isdir(real):
             raise ValueError(f"sandbox root {root!r} is not a directory")
         self.root = real
-        self.exe_guest_path = exe_guest_path   # what /proc/self/exe points to
+        self.exe_guest_path = exe_guest_path   # the program's guest path; None outside the root
+        self.exe_host_path = exe_host_path     # the program file on the host
+        # The virtual tree (an object with node(guest_path) -> VNode | None): the kernel
+        # attaches its /dev and /proc here. Without one, nothing under them exists.
+        self.virtual = None
 
     def resolve(self, path: str | bytes, cwd: str = "/", *, follow: bool = True,
                 creds=None) -> Resolved:
@@ -129,25 +149,32 @@ class Sandbox:
             done.append(name)
             guest = "/" + "/".join(done)
 
-            if done[0] in ("dev", "proc"):          # the virtual namespace
-                kind = VIRTUAL.get(guest)
-                if kind is None:
+            if done[0] in VIRTUAL_TOPS:             # the virtual namespace
+                node = self.virtual.node(guest) if self.virtual is not None else None
+                if node is None:
                     raise _fail(E.ENOENT, guest)
-                if kind == "exe" and follow_here:
+                if node.link is not None and follow_here:
                     links += 1
                     if links > MAXSYMLINKS:
                         raise _fail(E.ELOOP, guest)
-                    if self.exe_guest_path is None:
-                        raise _fail(E.ENOENT, guest)
-                    # a magic link: Linux jumps to the file without walking its path
-                    done, modes = [], []
-                    todo.extend((p, False) for p in reversed(_split(self.exe_guest_path)))
-                    continue
-                if kind not in VIRTUAL_DIRS and (not last or must_dir):
+                    if node.jump is not None:
+                        done.pop()
+                        if node.jump.startswith("/"):
+                            done, modes = [], []
+                        # /proc's links jump to their file without a search check (Linux's
+                        # magic links); the virtual directories are all searchable anyway
+                        todo.extend((p, False) for p in reversed(_split(node.jump)))
+                        continue
+                    # a magic link: what it leads to has no path, the walk ends on it
+                    if not last:
+                        raise _fail(E.ENOTDIR, guest)
+                    return Resolved(guest, None, node.special, True, node)
+                if not node.is_dir and (not last or must_dir):
                     raise _fail(E.ENOTDIR, guest)
-                if last:
-                    return Resolved(guest, None, kind, True)
-                modes.append(VIRTUAL_DIR_MODES[kind])
+                if last:  # a link not followed is a link, whatever it leads to
+                    special = "link" if node.link is not None else node.special
+                    return Resolved(guest, None, special, True, node)
+                modes.append(VIRTUAL_DIR_MODE)
                 continue
 
             host = os.path.join(self.root, *done)
@@ -182,8 +209,12 @@ class Sandbox:
 
         # Ended on "/", ".", ".." or a link to a directory: `done` is a checked directory.
         guest = "/" + "/".join(done)
-        kind = VIRTUAL.get(guest)
-        return Resolved(guest, None if kind else os.path.join(self.root, *done), kind, True)
+        if done and done[0] in VIRTUAL_TOPS:
+            node = self.virtual.node(guest) if self.virtual is not None else None
+            if node is None:  # the directory went away (a closed fd's /proc/self/fd/N/..)
+                raise _fail(E.ENOENT, guest)
+            return Resolved(guest, None, node.special, True, node)
+        return Resolved(guest, os.path.join(self.root, *done), None, True)
 
     def _may_search(self, creds, done: list[str], modes: list[int]) -> None:
         """EACCES unless `creds` may search the directory the walk stands in."""
@@ -200,10 +231,8 @@ class Sandbox:
     def readlink(self, path: str | bytes, cwd: str = "/", *, creds=None) -> str:
         """The target text of a symlink, as stored (absolute targets are guest paths)."""
         r = self.resolve(path, cwd, follow=False, creds=creds)
-        if r.special == "exe":
-            if self.exe_guest_path is None:
-                raise _fail(E.ENOENT, r.guest)
-            return self.exe_guest_path
+        if r.node is not None and r.node.link is not None:
+            return r.node.link
         if not r.exists:
             raise _fail(E.ENOENT, r.guest)
         if r.host is None:

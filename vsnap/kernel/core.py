@@ -20,10 +20,11 @@ from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
-from ..process import Process
+from ..process import ExecLayout, Process
 from ..signals import SignalState
 from .registry import SYSCALLS
 from .sigframe import deliver
+from .virtual import VirtualFiles
 
 MASK64 = (1 << 64) - 1
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
@@ -94,6 +95,7 @@ class Kernel:
         self.console = console
         self.fds = FdTable()
         self.proc = Process()
+        self.exec = ExecLayout()  # what exec left for /proc/self (cmdline, auxv, ...)
         self.clock = Clock()
         self.random = Random(seed)
         self.signals = SignalState()
@@ -109,6 +111,8 @@ class Kernel:
         self.unknown_reported: set[int] = set()
         self.strace = None      # a callable(line) when --strace is on
         self.notice = lambda line: sys.stderr.write(line + "\n")
+        if vfs is not None:  # the sandbox's /dev and /proc come from this kernel's state
+            vfs.virtual = VirtualFiles(self)
 
     # guest memory helpers --------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:

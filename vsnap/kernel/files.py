@@ -14,32 +14,20 @@ from ..access import MAY_READ
 from ..errors import SyscallError
 from ..fdtable import OpenFile
 from . import perm
+from . import devices, procfs, virtual
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
 from .registry import syscall
 
-VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
 IOV_MAX = 1024
 
 
 def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
     acc = flags & C.O_ACCMODE
     status = flags & ~(C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC | C.O_CLOEXEC)
-    if r.special:
-        if r.special == "null":
-            return OpenFile("null", r.guest, status)
-        if r.special == "tty":
-            return OpenFile("console", r.guest, status, stream="tty")
-        if r.special == "maps":
-            if acc != C.O_RDONLY:
-                raise SyscallError(E.EACCES, r.guest)
-            return OpenFile("proc", r.guest, status, data=k.mem.maps_text().encode())
-        if r.special in VIRTUAL_DIRS:
-            if acc != C.O_RDONLY:
-                raise SyscallError(E.EISDIR, r.guest)
-            return OpenFile("dir", r.guest, status, stream=r.special)
-        raise SyscallError(E.ELOOP, r.guest)  # /proc/self/exe opened with O_NOFOLLOW
+    if r.special:  # /dev and /proc: kernel/virtual.py
+        return virtual.open_node(k, r, flags, status)
     if not r.exists:
         if not flags & C.O_CREAT:
             raise SyscallError(E.ENOENT, r.guest)
@@ -120,6 +108,13 @@ def sys_close(k, fd):
     return 0
 
 
+def status_flags(f: OpenFile) -> int:
+    """The file status flags F_GETFL and fdinfo show: Linux's open() adds O_LARGEFILE on
+    64-bit to everything it opens (not to the inherited pipes and terminal)."""
+    inherited = f.kind == "console" and f.stream != "tty"
+    return f.flags | (0 if inherited else C.O_LARGEFILE)
+
+
 def _readable(f: OpenFile) -> None:
     if f.flags & C.O_ACCMODE == C.O_WRONLY:
         raise SyscallError(E.EBADF, f"{f.path} is open for writing only")
@@ -134,9 +129,11 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     """Read up to `count` bytes; advance the shared offset unless `offset` is given."""
     _readable(f)
     pos = f.offset if offset is None else offset
-    if f.kind == "file":
+    if f.kind in ("file", "exe"):
         with host_errors():
             data = os.pread(f.host_fd, count, pos)
+    elif f.kind == "dev":
+        return devices.read(k, f, count)
     elif f.kind == "proc":
         data = f.data[pos:pos + count]
     elif f.kind == "console":
@@ -161,6 +158,10 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
     if f.kind != "file":
         if f.kind == "null":
             return len(data)
+        if f.kind == "dev":
+            return devices.write(k, f, data)
+        if f.kind == "proc":
+            return procfs.write(k, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
@@ -260,12 +261,14 @@ def sys_lseek(k, fd, offset, whence):
     """off_t lseek(int fd, off_t offset, int whence);"""
     f = _seekable(k.fds.get(s32(fd)))
     offset, whence = s64(offset), s32(whence)
+    if f.kind in ("null", "dev"):
+        return 0  # Linux's devices stay at 0 (null_lseek, noop_llseek)
     if whence == C.SEEK_SET:
         new = offset
     elif whence == C.SEEK_CUR:
         new = f.offset + offset
     elif whence == C.SEEK_END:
-        if f.kind == "file":
+        if f.kind in ("file", "exe"):
             with host_errors():
                 size = os.fstat(f.host_fd).st_size
         else:
@@ -322,7 +325,7 @@ def sys_fcntl(k, fd, cmd, arg):
         entry.cloexec = bool(arg & C.FD_CLOEXEC)
         return 0
     if cmd == C.F_GETFL:
-        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind == "file" else 0)
+        return status_flags(entry.file)
     if cmd == C.F_SETFL:
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
@@ -358,10 +361,8 @@ def sys_ioctl(k, fd, request, argp):
 
 def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
     """(inode, d_type, name) of each entry, sorted by name so that runs are reproducible."""
-    if f.stream in VIRTUAL_DIRS:
-        names = [(1_000_000 + i, C.DT_REG, n.encode())
-                 for i, n in enumerate(VIRTUAL_DIRS[f.stream])]
-        return [(1, C.DT_DIR, b"."), (1, C.DT_DIR, b".."), *names]
+    if f.host_fd is None and f.host_path is None:  # /dev, /proc and below
+        return virtual.dir_entries(k, f)
     out = []
     with host_errors():
         here = os.fstat(f.host_fd) if f.host_fd is not None else os.stat(f.host_path)
@@ -372,9 +373,8 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
             guest = f.path.rstrip("/") + "/" + e.name
             out.append((k.guest_inode(st, guest), dtype, os.fsencode(e.name)))
-    if f.path == "/":
-        out = [e for e in out if e[2] not in (b"dev", b"proc")]
-        out += [(1_000_010, C.DT_DIR, b"dev"), (1_000_011, C.DT_DIR, b"proc")]
+    if f.path == "/":  # the virtual dev and proc, whatever the host folder holds
+        out = [e for e in out if e[2] not in (b"dev", b"proc")] + virtual.root_entries()
         out.sort(key=lambda e: e[2])
     ino = k.guest_inode(here, f.path)
     return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]

@@ -13,6 +13,9 @@ from ..access import Credentials
 from ..errors import SyscallError
 from ..vfs import Resolved, host_errno_to_guest
 from .inodetimes import ctime_of
+from .procfs import console_ino
+from .virtual import ino as virtual_ino
+from .virtual import stat_fields as virtual_stat
 
 GUEST_DEV = 0x801  # one device for the whole sandbox: host device numbers differ per machine
 
@@ -90,23 +93,22 @@ def touch_parent(k, host_path: str) -> None:
 
 
 # stat ---------------------------------------------------------------------------------------
-_SPECIAL_MODES = {"null": (S.S_IFCHR | 0o666, 0x103), "tty": (S.S_IFCHR | 0o620, 0x8800),
-                  "dev": (S.S_IFDIR | 0o755, 0), "proc": (S.S_IFDIR | 0o555, 0),
-                  "proc/self": (S.S_IFDIR | 0o555, 0), "maps": (S.S_IFREG | 0o444, 0),
-                  "exe": (S.S_IFLNK | 0o777, 0)}
+# what fstat says of the descriptors that are not files: the terminal is /dev/pts/0 (136,0),
+# other console streams are pipes, /dev/tty is 5,0 and /dev/null 1,3
+_CONSOLE_MODES = {"pts": (S.S_IFCHR | 0o620, 0x8800), "pipe": (S.S_IFIFO | 0o600, 0)}
 
 
 def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
-                special: str | None = None, follow: bool = True, guest_path: str = "") -> dict:
+                special: str | None = None, follow: bool = True, guest_path: str = "",
+                resolved: Resolved | None = None) -> dict:
     """The fields of a guest struct stat, from the host file or a virtual one."""
     boot = k.clock.boot_realtime_ns
+    if special is not None and special.startswith("fd:"):  # /proc/self/fd/N followed
+        return stat_of_file(k, k.fds.get(int(special[3:])))
+    if special == "exe":                                    # the program, outside the root
+        host_path, special = k.vfs.exe_host_path, None
     if special is not None:
-        mode, rdev = _SPECIAL_MODES.get(special, (S.S_IFIFO | 0o600, 0))
-        ino = 1_000_000 + sorted(_SPECIAL_MODES).index(special) if special in _SPECIAL_MODES \
-            else 999_999
-        return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=k.proc.uid, gid=k.proc.gid,
-                    rdev=rdev, size=0, blksize=4096, blocks=0, atime_ns=boot, mtime_ns=boot,
-                    ctime_ns=boot)
+        return virtual_stat(k, resolved or Resolved(guest_path, None, special, True), boot)
     with host_errors():
         if host_fd is not None:
             st = os.fstat(host_fd)
@@ -120,26 +122,38 @@ def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
                 ctime_ns=ctime_of(k, ino, st.st_mtime_ns))
 
 
+def _console_stat(k, f) -> dict:
+    """A std stream: the terminal (the same inode as /dev/pts/0) or a pipe (pipe:[ino])."""
+    kind = "pts" if k.console.isatty(f.stream) else "pipe"
+    mode, rdev = _CONSOLE_MODES[kind]
+    boot = k.clock.boot_realtime_ns
+    ino = console_ino(f.stream) if kind == "pipe" else virtual_ino("/dev/pts/0")
+    return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=k.proc.uid, gid=k.proc.gid,
+                rdev=rdev, size=0, blksize=4096, blocks=0, atime_ns=boot, mtime_ns=boot,
+                ctime_ns=boot)
+
+
 def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
     must_exist(r)
     return stat_fields(k, host_path=r.host, special=r.special, follow=follow,
-                       guest_path=r.guest)
+                       guest_path=r.guest, resolved=r)
 
 
 def stat_of_file(k, f) -> dict:
-    if f.kind == "file":
+    if f.kind in ("file", "exe"):
         return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_fd is not None:
         return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_path:
         return stat_fields(k, host_path=f.host_path, guest_path=f.path)
-    if f.kind == "dir":
-        return stat_fields(k, special=f.stream)
-    if f.kind == "console":
-        return stat_fields(k, special="tty" if k.console.isatty(f.stream) else "pipe")
+    if f.kind == "console" and f.stream != "tty":
+        return _console_stat(k, f)
+    # the virtual files: what their path names (the node itself, as at open)
+    tty = "pts" if f.path == "/dev/pts/0" else "tty"
+    special = {"dir": "dir", "console": tty, "null": "null", "dev": f.stream}.get(f.kind)
     if f.kind == "proc":
-        return stat_fields(k, special="maps")
-    return stat_fields(k, special="null")
+        special = "proc:" + f.path.rsplit("/", 1)[-1]
+    return stat_fields(k, special=special, guest_path=f.path)
 
 
 def write_stat(k, addr: int, fields: dict) -> int:

@@ -32,7 +32,11 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
     name = ""
     if not flags & C.MAP_ANONYMOUS:
         f = k.fds.get(s32(fd))
-        if f.kind != "file":
+        if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
+            flags |= C.MAP_ANONYMOUS
+            name = "/dev/zero (deleted)" if flags & C.MAP_SHARED else ""
+    if not flags & C.MAP_ANONYMOUS:
+        if f.kind not in ("file", "exe"):
             raise SyscallError(E.ENODEV if f.kind != "dir" else E.EACCES, f.path)
         if flags & C.MAP_SHARED and prot & C.PROT_WRITE:
             # one process and no page cache of our own: a shared writable file mapping would

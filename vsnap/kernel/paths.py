@@ -11,7 +11,7 @@ from ..abi import structs
 from ..access import MAY_EXEC, MAY_WRITE
 from ..errors import SyscallError
 from . import perm
-from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64, stat_fields,
+from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64,
                      stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
                      write_stat)
 from .inodetimes import mark_changed
@@ -42,8 +42,8 @@ def _fstatat_fields(k, dirfd, path, flags) -> dict:
                empty_ok=bool(flags & C.AT_EMPTY_PATH))
     if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
         dirfd = s32(dirfd)
-        if dirfd == C.AT_FDCWD:
-            return stat_fields(k, host_path=k.vfs.host_path(k.proc.cwd), guest_path=k.proc.cwd)
+        if dirfd == C.AT_FDCWD:  # the cwd may be virtual (/proc/1000): resolve it
+            return stat_of_resolved(k, k.vfs.resolve(k.proc.cwd))
         return stat_of_file(k, k.fds.get(dirfd))
     return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 

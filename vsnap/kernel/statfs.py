@@ -30,17 +30,21 @@ def _virtual(ftype: int) -> dict:
     return dict(_VIRTUAL, ftype=ftype, flags=C.ST_VALID)
 
 
-def _of_special(special: str) -> dict:
-    if special.startswith("proc") or special in ("maps", "exe"):
+def _of_virtual(guest: str) -> dict:
+    """By where the name lives: /proc is procfs, /dev/pts devpts, the rest of /dev devtmpfs
+    (which says tmpfs)."""
+    if guest == "/proc" or guest.startswith("/proc/"):
         return _virtual(C.PROC_SUPER_MAGIC)
-    return _virtual(C.TMPFS_MAGIC)  # /dev, /dev/null, /dev/tty: devtmpfs says tmpfs
+    if guest == "/dev/pts" or guest.startswith("/dev/pts/"):
+        return _virtual(C.DEVPTS_SUPER_MAGIC)
+    return _virtual(C.TMPFS_MAGIC)
 
 
 @syscall("statfs", "path ptr")
 def sys_statfs(k, path, buf):
     """int statfs(const char *path, struct statfs *buf);"""
     r = must_exist(lookup(k, C.AT_FDCWD, path))
-    k.write(buf, structs.pack_statfs(**(_of_special(r.special) if r.special else SANDBOX)))
+    k.write(buf, structs.pack_statfs(**(_of_virtual(r.guest) if r.special else SANDBOX)))
     return 0
 
 
@@ -51,7 +55,7 @@ def sys_fstatfs(k, fd, buf):
     if f.kind == "file" or (f.kind == "dir" and f.host_path):
         fields = SANDBOX
     elif f.kind == "dir":
-        fields = _of_special(f.stream)
+        fields = _of_virtual(f.path)
     elif f.kind == "console":
         tty = f.stream == "tty" or k.console.isatty(f.stream)
         fields = _virtual(C.DEVPTS_SUPER_MAGIC if tty else C.PIPEFS_MAGIC)

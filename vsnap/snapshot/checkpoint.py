@@ -233,6 +233,7 @@ def _kernel(m) -> dict:
     k = m.kernel
     return {
         "process": asdict(k.proc),
+        "exec": asdict(k.exec),
         "clock": {"monotonic_ns": k.clock.monotonic_ns,
                   "boot_realtime_ns": k.clock.boot_realtime_ns},
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},

@@ -20,8 +20,13 @@ from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
-FILE_KINDS = {"file", "dir", "null", "console", "proc"}
-STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self"}
+FILE_KINDS = {"file", "dir", "null", "console", "proc", "dev", "exe"}
+# console streams, virtual directories ("virtual"; older images: dev, proc, proc/self) and
+# the devices of kind "dev"
+STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self", "virtual",
+           "zero", "full", "random", "urandom"}
+_EXEC_INTS = ("arg_start", "arg_end", "env_start", "env_end", "start_stack", "start_code",
+              "end_code", "start_data", "end_data")
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
 MAX_MEMORY = 64 << 30
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
@@ -235,9 +240,26 @@ def _kernel(r: Reader, d) -> dict:
         "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
         "root": r.str(r.key(d, "root", ""), "root"),
         "crash": _crash(r, d.get("crash")),
+        "exec": _exec(r, d.get("exec")),
         "not_preserved": [r.str(x, "not_preserved") for x in
                           r.list(d.get("not_preserved", []), "not_preserved", 100)],
     }
+
+
+def _exec(r: Reader, e) -> dict | None:
+    """What exec left for /proc/self (process.ExecLayout); None in older images."""
+    if e is None:
+        return None
+    e = r.obj(e, "exec")
+    out = {n: r.int(r.key(e, n, "exec"), f"exec.{n}") for n in _EXEC_INTS}
+    auxv = []
+    for i, pair in enumerate(r.list(r.key(e, "auxv", "exec"), "exec.auxv", 64)):
+        if not isinstance(pair, list) or len(pair) != 2:
+            r.fail(f"exec.auxv[{i}]", "expected [key, value]")
+        auxv.append([r.int(x, f"exec.auxv[{i}]") for x in pair])
+    out["auxv"] = auxv
+    out["comm"] = r.str(r.key(e, "comm", "exec"), "exec.comm", 64)
+    return out
 
 
 def _crash(r: Reader, c) -> dict | None:

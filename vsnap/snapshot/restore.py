@@ -75,8 +75,8 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
 def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     problems = []
     for d in image.descriptions:
-        if d["kind"] not in ("file", "dir") or "ghost" in d:
-            continue  # a ghost's bytes are in the image, checked by its hash
+        if d["kind"] not in ("file", "dir") or "ghost" in d or "identity" not in d:
+            continue  # a ghost's bytes are in the image, checked by its hash; virtual dirs
         ident = d["identity"]
         try:
             r = vfs.resolve(d["path"], "/", follow=False)
@@ -172,6 +172,9 @@ def _reopen(m, d: dict, blobs: dict) -> OpenFile:
                                  | os.O_CLOEXEC)
     elif d["kind"] == "proc":
         f.data = d["data"]
+    elif d["kind"] == "exe":  # the program opened through /proc/self/exe from outside the root
+        f.path = m.program_path  # what readlink(/proc/self/fd/N) names: where it is now
+        f.host_fd = os.open(m.program_path, os.O_RDONLY | os.O_CLOEXEC)
     return f
 
 
@@ -192,6 +195,8 @@ def _kernel_state(m, k: dict) -> None:
     kern = m.kernel
     for name, value in k["process"].items():
         setattr(kern.proc, name, value)
+    for name, value in (k.get("exec") or {}).items():
+        setattr(kern.exec, name, value)
     kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
     kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
