@@ -19,6 +19,7 @@ from ..abi import syscalls
 from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
+from ..locks import LockBook
 from ..memory import AddressSpace
 from ..process import Process
 from ..signals import SignalState
@@ -93,6 +94,8 @@ class Kernel:
         self.vfs = vfs
         self.console = console
         self.fds = FdTable()
+        self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)
+        self.fds.on_close = self._closed
         self.proc = Process()
         self.clock = Clock()
         self.random = Random(seed)
@@ -108,6 +111,10 @@ class Kernel:
         self.unknown_reported: set[int] = set()
         self.strace = None      # a callable(line) when --strace is on
         self.notice = lambda line: sys.stderr.write(line + "\n")
+
+    def _closed(self, f, last: bool) -> None:
+        from .filelocks import closed
+        closed(self, f, last)
 
     # guest memory helpers --------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:

@@ -11,6 +11,7 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
+from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .registry import syscall
 
@@ -58,6 +59,7 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
                 raise SyscallError(E.ENOTDIR, r.guest)
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
+            break_leases(k, (st.st_dev, st.st_ino), flags)
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
                       | os.O_NOFOLLOW | os.O_CLOEXEC)
         if flags & C.O_CREAT:
@@ -310,8 +312,8 @@ def sys_fcntl(k, fd, cmd, arg):
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
         return 0
-    if cmd in (C.F_GETLK, C.F_SETLK, C.F_SETLKW):
-        return 0  # one process: every lock is granted
+    if cmd in LOCK_COMMANDS:
+        return fcntl_lock(k, entry.file, cmd, arg)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 
