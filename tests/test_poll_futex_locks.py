@@ -110,3 +110,57 @@ def test_checkpoints_keep_locks_and_waits(name, args, step, builds, base):
         assert_transparent(guest, [k], reference=m.outcome, base=base)
     third = m.length // 3
     assert_transparent(guest, [third, 2 * third], reference=m.outcome, base=base)
+
+
+def test_damaged_lock_records_are_refused_with_one_line(builds, base):
+    """fds.json's locks are untrusted input like the rest: each bad field is named."""
+    import json
+
+    from guestrun import Capture
+    from vsnap.snapshot import image_bytes
+    from vsnap.snapshot.codec import ImageError, decode, encode
+    from vsnap.snapshot.restore import restore_bytes
+    from vsnap.testing import fresh_root, start
+    guest = Guest(builds.get("filelocks", "musl"))
+    m = measure(guest, base)
+
+    def image_where(section: str):
+        """An image saved at the first stop where the guest holds a lock of this kind."""
+        root = fresh_root(guest, base)
+        machine = start(guest, root, Capture(b""))
+        for k in m.syscalls:
+            machine.advance(k)
+            if getattr(machine.kernel.locks, section):
+                break
+        manifest, parts = decode(image_bytes(machine))
+        machine.close()
+        assert json.loads(parts["fds.json"])["locks"]["flock" if section == "flocks"
+                                                      else section]
+        restore_bytes(encode(parts, manifest["program"]), root=str(root))[0].close()
+        return root, manifest, parts
+
+    def refused(root, manifest, parts, obj) -> str:
+        damaged = dict(parts, **{"fds.json": json.dumps(obj).encode()})
+        with pytest.raises(ImageError) as e:
+            restore_bytes(encode(damaged, manifest["program"]), root=str(root))
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    cases = {"flocks": [("flock", "description", 999), ("flock", "type", 2)],
+             "records": [("records", "owner", "somebody"),
+                         ("records", "start", "0x7fffffffffffffff0"),
+                         ("records", "end", "0x0"), ("records", "type", -1)],
+             "leases": [("leases", "breaking", 1), ("leases", "description", -1)]}
+    for section, bad in cases.items():
+        root, manifest, parts = image_where(section)
+        for name, field, value in bad:
+            obj = json.loads(parts["fds.json"])
+            if field == "end":
+                obj["locks"][name][0]["start"] = "0x10"
+            obj["locks"][name][0][field] = value
+            assert f"locks.{name}[0]" in refused(root, manifest, parts, obj)
+        obj = json.loads(parts["fds.json"])
+        name = bad[0][0]
+        if name != "records":  # one flock lock, one lease per description
+            obj["locks"][name].append(dict(obj["locks"][name][0]))
+            assert f"locks.{name}[" in refused(root, manifest, parts, obj)
