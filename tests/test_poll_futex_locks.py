@@ -97,7 +97,7 @@ def base(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name, args, step", [
-    ("filelocks", (), 2), ("filelocks", ("lease-timeout",), 1), ("polling", (), 3),
+    ("filelocks", (), 2), ("filelocks", ("lease-timeout",), 1), ("polling", (), 1),
     ("futexes", (), 3)])
 def test_checkpoints_keep_locks_and_waits(name, args, step, builds, base):
     """A save after (nearly) every system call, each resumed in a fresh machine: every

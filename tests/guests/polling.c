@@ -86,6 +86,15 @@ int main(void) {
     FD_ZERO(&rd); FD_SET(fd, &rd);
     show("select nfds small", syscall(SYS_select, fd, &rd, NULL, NULL, &tv));
     printf("  rd %d\n", FD_ISSET(fd, &rd));
+    /* the fd table grows with the highest fd and never shrinks; bits past it are ignored */
+    dup2(fd, 200);
+    close(200);
+    FD_ZERO(&rd); FD_SET(150, &rd);
+    show("select closed fd 150 in a grown table", syscall(SYS_select, 151, &rd, NULL, NULL, &tv));
+    unsigned long big[8] = {0};
+    big[300 / 64] = 1UL << (300 % 64);
+    show("select fd 300 past the table", syscall(SYS_select, 301, big, NULL, NULL, &tv));
+    printf("  bit 300 left as it was: %d\n", (int)(big[300 / 64] >> (300 % 64) & 1));
     tv.tv_sec = 0; tv.tv_usec = -1;
     show("select usec -1", syscall(SYS_select, 0, NULL, NULL, NULL, &tv));
     tv.tv_sec = 0; tv.tv_usec = 1500000;

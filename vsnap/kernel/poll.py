@@ -33,6 +33,7 @@ POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
 POLLOUT_SET = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR
 POLLEX_SET = POLLPRI
 FDS_BITS = 64
+INPUT_EVENTS = POLLIN | POLLPRI | POLLRDNORM | POLLRDBAND
 
 # poll, select and their p- forms are restarted only when no handler runs (ERESTARTNOHAND)
 RESTART_NOHAND.update(syscalls.NUMBERS[n] for n in ("poll", "ppoll", "select", "pselect6"))
@@ -63,8 +64,12 @@ def readiness(k, f) -> int:
     return DEFAULT_POLLMASK if fn is None else fn(k, f)
 
 
-def _console_can_wake(k, files) -> bool:
-    return k.console.host_stdin and any(f.kind in WAITABLE for f in files)
+def _input_can_wake(k, wants_input) -> bool:
+    """Could input arriving on vsnap's stdin make one of these ready? `wants_input` lists
+    (description, whether input events are asked for). Output readiness of the terminal is
+    not waited for (vsnap's stdout never stays full for long)."""
+    return k.console.host_stdin and any(
+        asked and f.kind in WAITABLE and _HOST_FD.get(f.stream) == 0 for f, asked in wants_input)
 
 
 def _console_wait(k, timeout: float | None) -> str:
@@ -74,7 +79,7 @@ def _console_wait(k, timeout: float | None) -> str:
     return "data" if ready else "timeout"
 
 
-def wait_ready(k, scan, files, timeout_ns: int | None) -> int:
+def wait_ready(k, scan, wants_input, timeout_ns: int | None) -> int:
     """Call scan() (-> count of ready descriptors) until it finds some, the timeout passes
     (0), or a signal can be delivered (EINTR). timeout_ns None waits forever."""
     sig = k.signals
@@ -88,7 +93,7 @@ def wait_ready(k, scan, files, timeout_ns: int | None) -> int:
             raise SyscallError(E.EINTR, "interrupted by a signal")
         if end is not None and k.clock.monotonic_ns >= end:
             return 0
-        if _console_can_wake(k, files):
+        if _input_can_wake(k, wants_input):
             until = min((t for t in (end, sig.alarm_deadline) if t is not None), default=None)
             wait = None if until is None else max(0, until - k.clock.monotonic_ns) / NS
             if _console_wait(k, wait) == "timeout" and until is not None:
@@ -152,7 +157,8 @@ def _do_poll(k, fds_ptr: int, nfds: int, timeout_ns: int | None) -> int:
         raise SyscallError(E.EINVAL, f"nfds {nfds} over the open file limit")
     raw = bytearray(k.read(fds_ptr, 8 * nfds))
     entries = [struct.unpack_from("<ihh", raw, 8 * i)[:2] for i in range(nfds)]
-    files = [k.fds.fds[fd].file for fd, _ in entries if fd in k.fds.fds]
+    wants_input = [(k.fds.fds[fd].file, bool(events & INPUT_EVENTS))
+                   for fd, events in entries if fd in k.fds.fds]
 
     def scan() -> int:
         count = 0
@@ -171,7 +177,7 @@ def _do_poll(k, fds_ptr: int, nfds: int, timeout_ns: int | None) -> int:
         return count
 
     try:
-        return wait_ready(k, scan, files, timeout_ns)
+        return wait_ready(k, scan, wants_input, timeout_ns)
     finally:  # revents go back in every case, EINTR included (0 for each)
         k.write(fds_ptr, bytes(raw))
 
@@ -236,7 +242,8 @@ def _do_select(k, nfds: int, sets: tuple[int, int, int], timeout_ns: int | None)
                     count += 1
         return count
 
-    count = wait_ready(k, scan, files, timeout_ns)
+    wants_input = [(f, bool((ins[0] | ins[2]) >> fd & 1)) for fd, f in zip(fds, files)]
+    count = wait_ready(k, scan, wants_input, timeout_ns)
     for p, value in zip(sets, out):
         if p:
             k.write(p, value.to_bytes(nbytes, "little"))
