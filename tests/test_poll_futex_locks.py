@@ -164,3 +164,26 @@ def test_damaged_lock_records_are_refused_with_one_line(builds, base):
         if name != "records":  # one flock lock, one lease per description
             obj["locks"][name].append(dict(obj["locks"][name][0]))
             assert f"locks.{name}[" in refused(root, manifest, parts, obj)
+
+
+@pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="no /bin/busybox here")
+def test_poll_on_the_terminal_waits_for_input_that_comes_later(tmp_path):
+    """`vsnap run` with its stdin a pipe that stays empty for a while: ash's read polls and
+    waits, as on Linux, instead of reading nothing."""
+    import subprocess
+    import time
+
+    from conftest import VSNAP
+    root = make_root(tmp_path / "root")
+    script = 'read x; echo "[$x]"; read -t 0.2 y; echo "timeout rc=$?"; read z; echo "[$z]"'
+    p = subprocess.Popen([*VSNAP, "run", BUSYBOX, "sh", "-c", script], cwd=root,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    p.stdin.write(b"late\n")
+    p.stdin.flush()
+    time.sleep(1.0)
+    p.stdin.write(b"later\n")
+    p.stdin.flush()
+    out, err = p.communicate(timeout=120)  # closes stdin: end of input
+    assert b"Traceback" not in err
+    assert out == b"[late]\ntimeout rc=1\n[later]\n", (out, err)

@@ -38,6 +38,8 @@ INPUT_EVENTS = POLLIN | POLLPRI | POLLRDNORM | POLLRDBAND
 # poll, select and their p- forms are restarted only when no handler runs (ERESTARTNOHAND)
 RESTART_NOHAND.update(syscalls.NUMBERS[n] for n in ("poll", "ppoll", "select", "pselect6"))
 
+CAPTURED = {"stdin": POLLIN | POLLRDNORM, "stdout": POLLOUT | POLLWRNORM,
+            "stderr": POLLOUT | POLLWRNORM}
 _HOST_FD = {"stdin": 0, "tty": 0, "stdout": 1, "stderr": 2}
 _ALL_EVENTS = POLLIN | POLLPRI | POLLOUT | POLLRDNORM | POLLRDBAND | POLLWRNORM | POLLWRBAND
 
@@ -46,7 +48,9 @@ def _console_ready(k, f) -> int:
     """vsnap's own terminal: what the host says of the same descriptor, right now."""
     c = k.console
     if not c.host_stdin:
-        return DEFAULT_POLLMASK  # captured: input (or its end) is always there to read
+        # captured: input (or its end) is always there to read, output always goes; each
+        # stream one way, as the pipe ends a shell would give
+        return CAPTURED.get(f.stream, DEFAULT_POLLMASK)
     p = host_select.poll()
     p.register(_HOST_FD.get(f.stream, 0), _ALL_EVENTS)
     events = p.poll(0)
