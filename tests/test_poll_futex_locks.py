@@ -119,6 +119,8 @@ def test_damaged_lock_records_are_refused_with_one_line(builds, base):
     from guestrun import Capture
     from vsnap.snapshot import image_bytes
     from vsnap.snapshot.codec import ImageError, decode, encode
+    from vsnap.snapshot.image import parse
+    from vsnap.snapshot.inspect import render
     from vsnap.snapshot.restore import restore_bytes
     from vsnap.testing import fresh_root, start
     guest = Guest(builds.get("filelocks", "musl"))
@@ -153,6 +155,9 @@ def test_damaged_lock_records_are_refused_with_one_line(builds, base):
              "leases": [("leases", "breaking", 1), ("leases", "description", -1)]}
     for section, bad in cases.items():
         root, manifest, parts = image_where(section)
+        shown = render(parse(manifest, parts, "image"), "fds")  # vsnap inspect IMAGE fds
+        assert {"flocks": "flock LOCK_", "records": "lock of the process F_",
+                "leases": "lease F_"}[section] in shown.split("File locks:")[1]
         for name, field, value in bad:
             obj = json.loads(parts["fds.json"])
             if field == "end":
