@@ -55,6 +55,9 @@ class FdEntry:
 class FdTable:
     def __init__(self):
         self.fds: dict[int, FdEntry] = {}
+        self.high = 0  # the highest fd ever used: Linux's table never shrinks (select)
+        # called as on_close(file, last) before a descriptor goes (file locks hang on it)
+        self.on_close = None
 
     def get(self, fd: int) -> OpenFile:
         entry = self.fds.get(fd)
@@ -77,6 +80,7 @@ class FdTable:
     def install(self, file: OpenFile, *, cloexec: bool = False, start: int = 0) -> int:
         fd = self.lowest_free(start)
         self.fds[fd] = FdEntry(file, cloexec)
+        self.high = max(self.high, fd)
         return fd
 
     def place(self, fd: int, file: OpenFile, *, cloexec: bool = False) -> None:
@@ -86,12 +90,16 @@ class FdTable:
         if fd in self.fds:
             self.close(fd)
         self.fds[fd] = FdEntry(file, cloexec)
+        self.high = max(self.high, fd)
 
     def close(self, fd: int) -> None:
         entry = self.fds.pop(fd, None)
         if entry is None:
             raise SyscallError(E.EBADF, f"fd {fd} is not open")
-        if not any(e.file is entry.file for e in self.fds.values()):
+        last = not any(e.file is entry.file for e in self.fds.values())
+        if self.on_close is not None:
+            self.on_close(entry.file, last)
+        if last:
             entry.file.close()
 
     def close_all(self) -> None:

@@ -191,9 +191,8 @@ class Machine:
                 if result is not None:
                     return result
                 continue
-            except NothingToWaitFor:
-                return RunResult(1, None, "vsnap: the guest waits for a signal with no timer "
-                                          "armed and nothing that could send one; stopped it")
+            except NothingToWaitFor as e:
+                return RunResult(1, None, f"vsnap: the guest {e.what}; stopped it")
             except MemoryBudgetExceeded as e:
                 return RunResult(STATUS_MEMORY, "SIGKILL",
                                  f"vsnap: guest stopped: {e}; raise --max-memory")

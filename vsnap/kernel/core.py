@@ -19,6 +19,7 @@ from ..abi import syscalls
 from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
+from ..locks import LockBook
 from ..memory import AddressSpace
 from ..process import ExecLayout, Process
 from ..signals import SignalState
@@ -94,6 +95,8 @@ class Kernel:
         self.vfs = vfs
         self.console = console
         self.fds = FdTable()
+        self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)
+        self.fds.on_close = self._closed
         self.proc = Process()
         self.exec = ExecLayout()  # what exec left for /proc/self (cmdline, auxv, ...)
         self.clock = Clock()
@@ -113,6 +116,10 @@ class Kernel:
         self.notice = lambda line: sys.stderr.write(line + "\n")
         if vfs is not None:  # the sandbox's /dev and /proc come from this kernel's state
             vfs.virtual = VirtualFiles(self)
+
+    def _closed(self, f, last: bool) -> None:
+        from .filelocks import closed
+        closed(self, f, last)
 
     # guest memory helpers --------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:

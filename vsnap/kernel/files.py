@@ -15,6 +15,7 @@ from ..errors import SyscallError
 from ..fdtable import OpenFile
 from . import perm
 from . import devices, procfs, virtual
+from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
@@ -55,6 +56,7 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
             perm.require(k, st.st_mode, perm.open_wants(flags), r.guest)
+            break_leases(k, (st.st_dev, st.st_ino), flags)
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
                       | os.O_NOFOLLOW | os.O_CLOEXEC)
         if flags & C.O_CREAT:
@@ -330,8 +332,8 @@ def sys_fcntl(k, fd, cmd, arg):
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
         return 0
-    if cmd in (C.F_GETLK, C.F_SETLK, C.F_SETLKW):
-        return 0  # one process: every lock is granted
+    if cmd in LOCK_COMMANDS:
+        return fcntl_lock(k, entry.file, cmd, arg)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 

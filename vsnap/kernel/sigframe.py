@@ -85,11 +85,15 @@ def _fxrstor(data: bytes) -> dict:
 # and the sleeps are never restarted
 RESTARTABLE = {syscalls.NUMBERS[n] for n in
                ("read", "write", "ioctl", "pread64", "pwrite64", "readv", "writev")}
+# calls restarted only when no handler runs (ERESTARTNOHAND: poll, select...); the modules
+# that define them add their numbers
+RESTART_NOHAND: set[int] = set()
 
 
-def _restartable(k, in_syscall: bool) -> bool:
+def _restartable(k, in_syscall: bool, handler: bool = True) -> bool:
     nr, result = k.last_call
-    return in_syscall and result == -E.EINTR and nr in RESTARTABLE
+    return in_syscall and result == -E.EINTR and (
+        nr in RESTARTABLE or (not handler and nr in RESTART_NOHAND))
 
 
 def deliver(k, in_syscall: bool) -> None:
@@ -100,7 +104,11 @@ def deliver(k, in_syscall: bool) -> None:
     while True:
         info = sig.take()
         if info is None:
-            if not framed and _restartable(k, in_syscall):
+            if not framed and sig.saved_blocked is not None:
+                # sigsuspend's or ppoll's mask, and no handler ran to save the old one
+                sig.set_blocked(sig.saved_blocked)
+                sig.saved_blocked = None
+            if not framed and _restartable(k, in_syscall, handler=False):
                 # every signal was ignored: the interrupted call starts again, unseen
                 k.cpu.write_many({"rax": k.last_call[0], "rip": k.cpu.read("rip") - 2})
                 k.last_call = (0, 0)

@@ -21,7 +21,13 @@ MINSIGSTKSZ = 2048
 
 
 class NothingToWaitFor(Exception):
-    """The guest waits for a signal, no timer is armed, and nothing outside can send one."""
+    """The guest waits for a signal, no timer is armed, and nothing outside can send one.
+    `what` completes "the guest ..." for the line vsnap prints when it ends the guest."""
+
+    def __init__(self, what: str = "waits for a signal with no timer armed and nothing "
+                                   "that could send one"):
+        super().__init__(what)
+        self.what = what
 
 
 def fire_timers(k) -> None:
@@ -53,6 +59,20 @@ def wait_for_signal(k, until: int | None = None) -> bool:
             raise NothingToWaitFor()
         k.take_host_signals()
     return True
+
+
+def wait_forever(k, what: str, until: int | None = None) -> bool:
+    """wait_for_signal for a call that only a signal can end (no other thread or process can
+    release what it waits for). With no timeout and no timer armed it is a deadlock: Linux
+    hangs. vsnap says so once; then, like Linux, only a host signal (Ctrl-C under `vsnap run`)
+    ends the wait, and with no way to get one (the Python API) the guest is ended."""
+    if until is None and k.signals.alarm_deadline is None and not k.signals.deliverable():
+        k.notice(f"vsnap: the guest {what}: a deadlock (Linux would hang here)")
+        try:
+            return wait_for_signal(k)
+        except NothingToWaitFor:
+            raise NothingToWaitFor(f"{what}: a deadlock (Linux would hang here)") from None
+    return wait_for_signal(k, until=until)
 
 
 def wait_for_input(k) -> None:

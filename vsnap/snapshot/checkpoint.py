@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 from ..guestram import touched_pages
 from ..kernel.inodetimes import open_noatime
+from ..kernel.filelocks import locks_record
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from .codec import dumps, encode
@@ -209,7 +210,8 @@ def _fds(m, parts: dict) -> dict:
         out.append(rec)
     fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
             "cloexec": e.cloexec} for fd, e in sorted(m.kernel.fds.fds.items())]
-    return {"descriptions": out, "fds": fds}
+    return {"descriptions": out, "fds": fds, "highest_fd": m.kernel.fds.high,
+            "locks": locks_record(m.kernel, descs)}
 
 
 def _signals(k) -> dict:

@@ -50,6 +50,7 @@ class Image:
     fds: list
     kernel: dict
     blobs: dict
+    locks: dict = None  # fds.json's file locks and highest fd (see _locks)
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
         """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
@@ -72,10 +73,11 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     mem = load_json_part(parts, "memory.json", where)
     vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
                                    kernel["memory_limit"])
-    descs, fds = _fds(Reader(where, "fds.json"), load_json_part(parts, "fds.json", where),
-                      parts)
+    fds_part = load_json_part(parts, "fds.json", where)
+    descs, fds = _fds(Reader(where, "fds.json"), fds_part, parts)
+    locks = _locks(Reader(where, "fds.json"), fds_part, descs)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
-    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs)
+    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, locks)
 
 
 def _program(r: Reader, p) -> dict:
@@ -198,6 +200,50 @@ def _fds(r: Reader, d, parts):
                     "description": r.int(r.key(e, "description", path), path, 0,
                                          len(descs) - 1)})
     return descs, fds
+
+
+def _locks(r: Reader, d: dict, descs: list) -> dict:
+    """File locks (kernel/filelocks.py locks_record); absent in images from before them."""
+    from ..locks import OFFSET_MAX
+    rec = r.obj(d.get("locks", {}), "locks")
+    last = len(descs) - 1
+    out = {"highest_fd": r.int(d.get("highest_fd", 0), "highest_fd", 0, MAX_FDS - 1),
+           "flock": [], "records": [], "leases": []}
+    seen = set()
+    for i, e in enumerate(r.list(rec.get("flock", []), "locks.flock", MAX_FDS)):
+        p = f"locks.flock[{i}]"
+        e = r.obj(e, p)
+        desc = r.int(r.key(e, "description", p), p + ".description", 0, last)
+        if desc in seen:
+            r.fail(p, f"description {desc} holds two flock locks")
+        seen.add(desc)
+        out["flock"].append({"description": desc,
+                             "type": r.int(r.key(e, "type", p), p + ".type", 0, 1)})
+    for i, e in enumerate(r.list(rec.get("records", []), "locks.records")):
+        p = f"locks.records[{i}]"
+        e = r.obj(e, p)
+        start = r.hex(r.key(e, "start", p), p + ".start", 63)
+        end = r.hex(r.key(e, "end", p), p + ".end", 63)
+        if not start <= end <= OFFSET_MAX:
+            r.fail(p, "end before start")
+        out["records"].append({
+            "owner": r.choice(r.key(e, "owner", p), p + ".owner", {"process", "description"}),
+            "description": r.int(r.key(e, "description", p), p + ".description", 0, last),
+            "type": r.int(r.key(e, "type", p), p + ".type", 0, 1), "start": start, "end": end})
+    seen = set()
+    for i, e in enumerate(r.list(rec.get("leases", []), "locks.leases", MAX_FDS)):
+        p = f"locks.leases[{i}]"
+        e = r.obj(e, p)
+        desc = r.int(r.key(e, "description", p), p + ".description", 0, last)
+        if desc in seen or descs[desc]["kind"] != "file":
+            r.fail(p, f"description {desc} cannot hold this lease")
+        seen.add(desc)
+        deadline = e.get("deadline_ns")
+        out["leases"].append({
+            "description": desc, "type": r.int(r.key(e, "type", p), p + ".type", 0, 1),
+            "breaking": r.choice(e.get("breaking"), p + ".breaking", {None, 0, 2}),
+            "deadline_ns": None if deadline is None else r.int(deadline, p + ".deadline_ns")})
+    return out
 
 
 def _kernel(r: Reader, d) -> dict:

@@ -130,7 +130,29 @@ def _fds(img: Image) -> str:
                 note += " DELETED"
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
-    return "\n".join(lines)
+    return "\n".join(lines + _lock_lines(img))
+
+
+def _lock_lines(img: Image) -> list[str]:
+    """The file locks the image holds, one line each, naming the fds of their holders."""
+    locks = img.locks or {}
+    types = {0: "F_RDLCK", 1: "F_WRLCK", 2: "F_UNLCK", None: None}
+
+    def who(desc: int) -> str:
+        fds = [str(e["fd"]) for e in img.fds if e["description"] == desc]
+        return f"{img.descriptions[desc]['path']} (fd {', '.join(fds)})"
+
+    out = [f"flock {'LOCK_EX' if e['type'] else 'LOCK_SH'} on {who(e['description'])}"
+           for e in locks.get("flock", [])]
+    for e in locks.get("records", []):
+        end = "end of file" if e["end"] == (1 << 63) - 1 else e["end"]
+        holder = "POSIX lock of the process" if e["owner"] == "process" else "OFD lock"
+        out.append(f"{holder} {types[e['type']]} bytes {e['start']}..{end} on "
+                   f"{who(e['description'])}")
+    for e in locks.get("leases", []):
+        breaking = f", breaking to {types[e['breaking']]}" if e["breaking"] is not None else ""
+        out.append(f"lease {types[e['type']]}{breaking} on {who(e['description'])}")
+    return ["", "File locks:", *(f"  {x}" for x in out)] if out else []
 
 
 def _mems(img: Image) -> str:
@@ -195,7 +217,7 @@ def _signal_names(mask: int) -> str:
 
 def as_json(img: Image, view: str) -> str:
     if view == "fds":
-        obj = {"descriptions": img.descriptions, "fds": img.fds}
+        obj = {"descriptions": img.descriptions, "fds": img.fds, "locks": img.locks}
     elif view == "mems":
         obj = {"vmas": [{k: v for k, v in x.items()} for x in img.vmas],
                "brk_start": img.brk_start, "brk": img.brk}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from ..errors import SyscallError, VsnapError
 from ..fdtable import FdEntry, OpenFile
 from ..kernel.inodetimes import open_noatime
+from ..kernel.filelocks import restore_locks
 from ..memory import PAGE
 from ..vfs import Sandbox
 from .checkpoint import content_sha256, listing_identity
@@ -144,6 +145,8 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     files = [_reopen(m, d, img.blobs) for d in img.descriptions]
     for entry in img.fds:
         m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+    m.kernel.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
+    restore_locks(m.kernel, img.locks, files)
     _kernel_state(m, img.kernel)
     m.cpu.restore_registers(img.registers)
     m.instructions = img.kernel["instructions"]
