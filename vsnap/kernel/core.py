@@ -21,11 +21,14 @@ from ..errors import SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
 from ..process import Process
+from ..rlimits import INF, Limits
 from ..signals import SignalState
+from ..timers import Timers
 from .registry import SYSCALLS
 from .sigframe import deliver
 
 MASK64 = (1 << 64) - 1
+RLIMIT_CPU = 0
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
 
 
@@ -97,6 +100,8 @@ class Kernel:
         self.clock = Clock()
         self.random = Random(seed)
         self.signals = SignalState()
+        self.limits = Limits()
+        self.timers = Timers()
         # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here
         # until the main thread takes them, at a system call or when the CPU is stopped
         self.host_signals: deque[int] = deque()
@@ -195,7 +200,8 @@ class Kernel:
         """On the way back to user mode: timers, host signals, then delivery (Linux's
         exit_to_user_mode)."""
         sig = self.signals
-        if sig.alarm_deadline is not None:
+        if sig.alarm_deadline is not None or self.timers.armed \
+                or self.limits.values[RLIMIT_CPU][0] != INF:
             from .signal import fire_timers
             fire_timers(self)
         if self.host_signals:

@@ -12,6 +12,7 @@ from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
+from .limits import file_size_limit
 from .registry import syscall
 
 VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
@@ -153,10 +154,12 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
         if offset is not None:
             if f.flags & C.O_APPEND:  # Linux appends even for pwrite (a documented bug)
                 offset = os.fstat(f.host_fd).st_size
+            data = data[:file_size_limit(k, offset, len(data))]
             n = os.pwrite(f.host_fd, data, offset)
         else:
             if f.flags & C.O_APPEND:
                 f.offset = os.fstat(f.host_fd).st_size
+            data = data[:file_size_limit(k, f.offset, len(data))]
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)

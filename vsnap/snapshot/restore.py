@@ -20,6 +20,7 @@ from ..vfs import Sandbox
 from .checkpoint import listing_identity
 from .codec import ImageError, read_file
 from .image import Image, parse
+from ..kernel.limits import apply as apply_limits
 from .pieces import Mismatch, Unchecked
 
 
@@ -190,6 +191,9 @@ def _kernel_state(m, k: dict) -> None:
         setattr(kern.proc, name, value)
     kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
     kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
+    kern.clock.cpu_ns = k["clock"]["cpu_ns"]
+    kern.limits, kern.timers = k["limits"], k["timers"]
+    apply_limits(kern)
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
     kern.signals = k["signals"]
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
