@@ -15,6 +15,9 @@ NS = 10**9
 
 
 def _now(k, clock: int) -> int:
+    if clock < 0:  # a CPU clock named by pid (clock_getcpuclockid)
+        from .timers import cpu_clock
+        clock = cpu_clock(k, clock)
     if clock in (C.CLOCK_REALTIME, C.CLOCK_REALTIME_COARSE):
         return k.clock.realtime_ns
     if clock in (C.CLOCK_MONOTONIC, C.CLOCK_MONOTONIC_RAW, C.CLOCK_MONOTONIC_COARSE,

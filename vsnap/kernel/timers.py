@@ -28,6 +28,16 @@ ALARM_CLOCKS = (8, 9)  # CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM: need CAP_WA
 INT_MAX = (1 << 31) - 1
 
 
+def cpu_clock(k, clockid: int) -> int:
+    """The CPU clock a negative clock id names (what clock_getcpuclockid and libc's
+    CLOCK_PROCESS_CPUTIME_ID give: ~pid << 3 | per-thread << 2 | PROF, VIRT or SCHED), as
+    CLOCK_PROCESS_CPUTIME_ID or CLOCK_THREAD_CPUTIME_ID; EINVAL for another process's."""
+    pid = ~(clockid >> 3)
+    if clockid & 3 == 3 or pid not in (0, k.proc.pid):
+        raise SyscallError(E.EINVAL, f"clock {clockid}")
+    return C.CLOCK_THREAD_CPUTIME_ID if clockid & 4 else C.CLOCK_PROCESS_CPUTIME_ID
+
+
 def now_on(k, clock: int) -> int:
     if clock == C.CLOCK_REALTIME:
         return k.clock.realtime_ns
@@ -174,6 +184,8 @@ def sys_timer_create(k, clockid, sevp, timerid):
     """int timer_create(clockid_t clockid, struct sigevent *sevp, timer_t *timerid);"""
     clockid = s32(clockid)
     event = k.read(sevp, 64) if sevp else None  # EFAULT first
+    if clockid < 0:
+        clockid = cpu_clock(k, clockid)
     if clockid in NO_TIMERS:
         raise SyscallError(E.EOPNOTSUPP, f"clock {clockid} has no timers")
     if clockid in ALARM_CLOCKS:
