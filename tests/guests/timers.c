@@ -220,11 +220,11 @@ static void work(void)
     timer_create(CLOCK_MONOTONIC, &se, &t);
     struct itimerspec per = {{0, 300000}, {0, 300000}};
     timer_settime(t, 0, &per, NULL);
-    struct itimerval v = {{0, 0}, {0, 400}};
+    struct itimerval v = {{0, 1000}, {0, 400}};
     setitimer(ITIMER_VIRTUAL, &v, NULL);
     unsigned long x = 1;
     for (int round = 0; round < 4; round++) {
-        for (int i = 0; i < 150; i++) x = x * 6364136223846793005UL + getppid();
+        for (int i = 0; i < 1500; i++) x = x * 6364136223846793005UL + getppid();
         printf("round %d: USR1 %d VTALRM %d\n", round, (int)got[SIGUSR1], (int)got[SIGVTALRM]);
     }
     struct itimerspec g;
