@@ -146,3 +146,15 @@ def test_the_rules_of_an_unprivileged_process():
     assert lim.get(C.RLIMIT_FSIZE) == (100, 100)
     with pytest.raises(SyscallError):
         lim.set(C.RLIMIT_NOFILE, 1024, 1 << 21, privileged=True)  # past nr_open: even root
+
+
+def test_core_limit_zero_means_no_core_file(builds, tmp_path):
+    """--core is the user's `ulimit -c unlimited`; a guest that then sets RLIMIT_CORE to 0
+    (as programs holding secrets do) gets no core file, as on Linux, and vsnap says so."""
+    from conftest import run_cli
+    prog = builds.get("rlimits", "musl")
+    out = run_cli("run", "--core", "c.core", prog, "nocore", cwd=tmp_path)
+    assert out.status == 134 and not (tmp_path / "c.core").exists()
+    assert b"no core file: the guest set its RLIMIT_CORE to 0" in out.stderr
+    out = run_cli("run", "--core", "c.core", prog, "fsize", cwd=tmp_path)
+    assert out.status == 153 and (tmp_path / "c.core").read_bytes()[:4] == b"\x7fELF"

@@ -6,12 +6,14 @@
    fsize-ign / fsize-handler   the same with SIGXFSZ ignored (EFBIG) or caught
    mem      RLIMIT_AS and RLIMIT_DATA: mmap, brk, mprotect and mremap refused with ENOMEM
    cpu / cpu-handler           RLIMIT_CPU: SIGXCPU kills (152), or is caught and comes again
-                               until the hard limit's SIGKILL (137) */
+                               until the hard limit's SIGKILL (137)
+   nocore   sets RLIMIT_CORE to 0/0 and aborts: vsnap --core writes no core for it */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -191,6 +193,7 @@ int main(int argc, char **argv)
     else if (!strncmp(mode, "fsize", 5)) fsize(mode);
     else if (!strcmp(mode, "mem")) mem();
     else if (!strncmp(mode, "cpu", 3)) cpu(mode);
+    else if (!strcmp(mode, "nocore")) set(RLIMIT_CORE, 0, 0), abort();
     printf("done\n");
     return 0;
 }
