@@ -185,6 +185,56 @@ static void cpu(const char *how)
     for (;;) getppid();
 }
 
+static int recurse(int depth)
+{
+    char frame[64 << 10];  /* 64 KiB a level, every page touched */
+    for (size_t i = 0; i < sizeof frame; i += 4096) frame[i] = (char)depth;
+    frame[sizeof frame - 1] = (char)depth;
+    __asm__ volatile("" : : "r"(frame) : "memory");  /* the compiler keeps all of it */
+    int below = depth > 1 ? recurse(depth - 1) : 0;
+    __asm__ volatile("" : : "r"(frame) : "memory");
+    return below + frame[0] + frame[sizeof frame - 1];
+}
+
+static void on_segv(int sig)
+{
+    (void)sig;
+    write(1, "SIGSEGV: the stack could not grow\n", 34);
+    _exit(0);
+}
+
+static void deep(const char *what, int kib)
+{
+    printf("%s: recurse %d KiB ...", what, kib);
+    fflush(stdout);
+    recurse(kib / 64);
+    printf(" ok\n");
+    fflush(stdout);
+}
+
+static void stack(const char *how)
+{
+    static char alt[64 << 10];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_segv;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, NULL);
+    if (!strcmp(how, "stack-small")) {
+        show("set STACK 1M", set(RLIMIT_STACK, 1 << 20, RLIM_INFINITY));
+        deep("under 1M", 512);
+        deep("under 1M", 2048);
+    } else if (!strcmp(how, "stack-big")) {
+        show("set STACK 16M", set(RLIMIT_STACK, 16 << 20, RLIM_INFINITY));
+        deep("under 16M", 12 << 10);
+    } else {
+        deep("under 8M", 4 << 10);
+        deep("under 8M", 12 << 10);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "rules";
@@ -193,6 +243,7 @@ int main(int argc, char **argv)
     else if (!strncmp(mode, "fsize", 5)) fsize(mode);
     else if (!strcmp(mode, "mem")) mem();
     else if (!strncmp(mode, "cpu", 3)) cpu(mode);
+    else if (!strncmp(mode, "stack", 5)) stack(mode);
     else if (!strcmp(mode, "nocore")) set(RLIMIT_CORE, 0, 0), abort();
     printf("done\n");
     return 0;

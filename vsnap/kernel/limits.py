@@ -143,6 +143,40 @@ def _page_up(x: int) -> int:
     return (x + PAGE - 1) & ~(PAGE - 1)
 
 
+# STACK ---------------------------------------------------------------------------------------
+GROW_CHUNK = 64 << 10     # vsnap grows the stack 64 KiB at a time (within the same limits)
+GUARD_GAP = 256 * PAGE    # Linux's stack_guard_gap: the stack stays this far from a mapping
+
+
+def grow_stack(k, addr: int) -> bool:
+    """A fault at `addr`, below the stack: grow the stack down over it, as Linux's
+    expand_downwards does, if the stack then stays within RLIMIT_STACK and RLIMIT_AS and a
+    guard gap away from the mapping below. False: the fault stands (SIGSEGV)."""
+    stack = [v for v in k.mem.vmas if v.kind == "stack"]
+    if not stack:
+        return False
+    start, top = min(v.start for v in stack), max(v.end for v in stack)
+    want = addr & ~(PAGE - 1)
+    if addr >= start or want < PAGE:
+        return False
+    limit = k.limits.soft(C.RLIMIT_STACK)
+    lowest = PAGE if limit == INF or limit >= top else _page_up(top - limit)
+    if want < lowest:
+        return False
+    below = max((v for v in k.mem.vmas if v.end <= start), key=lambda v: v.end, default=None)
+    if below is not None and below.prot:
+        if want - below.end < GUARD_GAP:
+            return False
+        lowest = max(lowest, below.end + GUARD_GAP)
+    new_start = max(want & ~(GROW_CHUNK - 1), lowest)
+    try:
+        check_expand(k, start - new_start, stack[0].prot, "stack")
+    except SyscallError:
+        return False
+    k.mem.grow_stack(new_start)
+    return True
+
+
 # CPU -----------------------------------------------------------------------------------------
 def check_cpu(k) -> None:
     """RLIMIT_CPU on the virtual CPU clock (check_process_timers): SIGKILL at the hard limit;
