@@ -210,6 +210,8 @@ def sys_timer_create(k, clockid, sevp, timerid):
             raise SyscallError(E.EINVAL, f"sigev_notify {notify}")
         if notify == C.SIGEV_SIGNAL and not 1 <= signo <= S.NSIG:
             raise SyscallError(E.EINVAL, f"signal {signo}")
+        if notify == C.SIGEV_NONE:
+            signo = 0  # never sent: whatever the guest left there does not matter
     k.write(timerid, struct.pack("<i", tid))
     k.timers.posix[tid] = Timer(tid, clockid, notify, signo, value)
     return 0
