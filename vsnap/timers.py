@@ -47,9 +47,12 @@ class Timers:
         C.ITIMER_VIRTUAL: Interval(), C.ITIMER_PROF: Interval()})
     next_id: int = 0
 
-    @property
-    def armed(self) -> bool:
-        return any(t.deadline is not None for t in self.posix.values()) or any(
+    # is any timer armed? A plain attribute, read at every system call's return: whoever
+    # changes a deadline calls refresh()
+    armed: bool = False
+
+    def refresh(self) -> None:
+        self.armed = any(t.deadline is not None for t in self.posix.values()) or any(
             i.deadline is not None for i in self.itimers.values())
 
     def delivered(self, info) -> None:
@@ -68,7 +71,7 @@ class Timers:
         raise OverflowError("no timer id left")
 
     def to_json(self) -> dict:
-        return {"next_id": self.next_id,
+        return {"next_id": self.next_id,  # `armed` follows from the rest
                 "posix": [asdict(t) for _, t in sorted(self.posix.items())],
                 "itimers": {str(w): asdict(i) for w, i in sorted(self.itimers.items())}}
 
@@ -106,4 +109,5 @@ def from_json(d, r) -> Timers:
         t.itimers[which] = Interval(opt(r.key(i, "deadline", path), path + ".deadline"),
                                     r.int(r.key(i, "interval", path), path + ".interval", 0,
                                           (1 << 63) - 1))
+    t.refresh()
     return t

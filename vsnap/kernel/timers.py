@@ -60,6 +60,7 @@ def fire_all(k) -> None:
     for timer in t.posix.values():
         if timer.deadline is not None:
             _expire(k, timer, now_on(k, timer.clock))
+    t.refresh()
     check_cpu(k)
 
 
@@ -166,6 +167,7 @@ def sys_setitimer(k, which, new, old):
     else:
         k.timers.itimers[which] = Interval(
             k.clock.cpu_ns + value + TICK_NS if value else None, interval)
+        k.timers.refresh()
     if old:
         k.write(old, _timeval(before[1]) + _timeval(before[0]))
     return 0
@@ -244,6 +246,7 @@ def sys_timer_settime(k, timerid, flags, new, old):
         t.deadline = None
     else:
         t.deadline = value if flags & C.TIMER_ABSTIME else now_on(k, t.clock) + value
+    k.timers.refresh()
     return 0
 
 
@@ -268,4 +271,5 @@ def sys_timer_delete(k, timerid):
     t = _timer(k, timerid)
     _drop_queued(k, t.id)
     del k.timers.posix[t.id]
+    k.timers.refresh()
     return 0
