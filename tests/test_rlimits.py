@@ -160,3 +160,22 @@ def test_core_limit_zero_means_no_core_file(builds, tmp_path):
     assert b"no core file: the guest set its RLIMIT_CORE to 0" in out.stderr
     out = run_cli("run", "--core", "c.core", prog, "fsize", cwd=tmp_path)
     assert out.status == 153 and (tmp_path / "c.core").read_bytes()[:4] == b"\x7fELF"
+
+
+def test_the_kernel_grows_the_stack_too(builds, tmp_path):
+    """A signal frame or a system call's buffer just under the stack's lowest page grows it,
+    as Linux's copy_to_user does; past RLIMIT_STACK it is EFAULT."""
+    m = vsnap.Machine(builds.get("rlimits", "musl"), ["rules"], root=str(tmp_path),
+                      console=vsnap.Capture().console)
+    stack = [v for v in m.mem.vmas if v.kind == "stack"]
+    assert len(stack) == 1 and stack[0].size < 1 << 20  # the arguments plus 128 KiB
+    top = stack[0].end
+    m.kernel.write(stack[0].start - 100, b"frame")
+    (grown,) = [v for v in m.mem.vmas if v.kind == "stack"]
+    assert grown.start < stack[0].start and grown.end == top
+    assert m.kernel.read(stack[0].start - 100, 5) == b"frame"
+    with pytest.raises(SyscallError) as e:
+        m.kernel.write(top - (8 << 20) - 4096, b"x")
+    assert e.value.errno == E.EFAULT
+    m.kernel.write(top - (8 << 20), b"x")  # the last page the limit allows
+    m.close()

@@ -16,6 +16,7 @@ from collections import deque
 from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
+from ..abi.consts import RLIMIT_CPU
 from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
@@ -28,7 +29,6 @@ from .registry import SYSCALLS
 from .sigframe import deliver
 
 MASK64 = (1 << 64) - 1
-RLIMIT_CPU = 0
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
 
 
@@ -118,11 +118,27 @@ class Kernel:
     def read(self, addr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        return self.mem.read(addr, size)
+        try:
+            return self.mem.read(addr, size)
+        except SyscallError:
+            if not self._grow_stack(addr):
+                raise
+            return self.mem.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
         if data:
-            self.mem.write(addr, data)
+            try:
+                self.mem.write(addr, data)
+            except SyscallError:
+                if not self._grow_stack(addr):
+                    raise
+                self.mem.write(addr, data)
+
+    def _grow_stack(self, addr: int) -> bool:
+        """The kernel touching guest memory below the stack grows it, as a guest's own access
+        does (a signal frame just under the stack's lowest page, say)."""
+        from .limits import grow_stack
+        return grow_stack(self, addr)
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string from guest memory (ENAMETOOLONG past `limit`)."""

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 from ..errors import SyscallError, VsnapError
 from ..fdtable import FdEntry, OpenFile
+from ..kernel.limits import apply as apply_limits
 from ..memory import PAGE
 from ..vfs import Sandbox
 from .checkpoint import listing_identity
 from .codec import ImageError, read_file
 from .image import Image, parse
-from ..kernel.limits import apply as apply_limits
 from .pieces import Mismatch, Unchecked
 
 
