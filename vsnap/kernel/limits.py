@@ -5,6 +5,8 @@ on the virtual CPU clock) and STACK (how far the stack may grow). The limits the
 a kernel object, rlimits.Limits."""
 from __future__ import annotations
 
+import struct
+
 from .. import signals as S
 from ..abi import consts as C
 from ..abi import errno as E
@@ -19,7 +21,6 @@ NS = 10**9
 
 
 def _rlimit(k, ptr: int) -> tuple[int, int]:
-    import struct
     return struct.unpack("<QQ", k.read(ptr, 16))
 
 
@@ -32,10 +33,10 @@ def apply(k) -> None:
 def sys_prlimit64(k, pid, resource, new_limit, old_limit):
     """int prlimit(pid_t pid, int resource, const struct rlimit *new_limit,
     struct rlimit *old_limit);"""
+    new = _rlimit(k, new_limit) if new_limit else None  # EFAULT first, as Linux copies it in
     if s32(pid) not in (0, k.proc.pid):
         raise SyscallError(E.ESRCH, f"no process {s32(pid)}")
     resource &= 0xFFFFFFFF
-    new = _rlimit(k, new_limit) if new_limit else None  # EFAULT before any change
     old = k.limits.get(resource)
     if new is not None:
         k.limits.set(resource, *new)
