@@ -179,3 +179,13 @@ def test_the_kernel_grows_the_stack_too(builds, tmp_path):
     assert e.value.errno == E.EFAULT
     m.kernel.write(top - (8 << 20), b"x")  # the last page the limit allows
     m.close()
+
+
+def test_checkpoints_while_the_stack_grows(builds, tmp_path):
+    """Saved with the stack part-grown (its VMA as far as it got) and resumed: it goes on
+    growing to the same limit, and the run ends as an uninterrupted one does."""
+    guest = Guest(builds.get("rlimits", "musl"), ("stack-small",))
+    m = measure(guest, tmp_path)
+    assert m.outcome.stdout.endswith(b"SIGSEGV: the stack could not grow\n")
+    for point in (m.length // 3, m.length // 2, m.length - 50):
+        assert_transparent(guest, [point], reference=m.outcome, base=tmp_path)
