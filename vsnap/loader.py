@@ -18,7 +18,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from .errors import BadProgram
-from .memory import (PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP,
+from .memory import (PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_EXPAND,
+                     STACK_SIZE, STACK_TOP,
                      AddressSpace, page_down, page_up)
 
 ACCEPTS = "vsnap runs static x86-64 Linux ELF programs (static or static-pie)"
@@ -182,11 +183,13 @@ def _runs(pages, kinds):
 
 
 def build_stack(prog: Program, mem: AddressSpace, argv: list[str], envp: list[str],
-                random16: bytes, hwcap: int, execfn: str, layout=None) -> int:
+                random16: bytes, hwcap: int, execfn: str, stack_limit: int = STACK_SIZE,
+                layout=None) -> int:
     """Map the stack and lay out argc/argv/envp/auxv as Linux does; return the initial rsp.
+    As on Linux the stack starts as the arguments plus 128 KiB, within RLIMIT_STACK
+    (`stack_limit`), and grows down on faults below it (kernel/limits.grow_stack).
     `layout` (a process.ExecLayout), if given, is filled with where the strings and the auxv
     went, for /proc/self."""
-    mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, "stack", "[stack]")
     sp = STACK_TOP
     blobs = []
 
@@ -217,6 +220,9 @@ def build_stack(prog: Program, mem: AddressSpace, argv: list[str], envp: list[st
         sp -= 8  # keep rsp 16-byte aligned at argc, as the ABI requires
     sp -= 8 * len(words)
     blobs.append((sp, struct.pack(f"<{len(words)}Q", *words)))
+    args = page_up(STACK_TOP - sp)
+    size = max(args, min(args + STACK_EXPAND, page_down(stack_limit)))
+    mem.map(STACK_TOP - size, size, PROT_READ | PROT_WRITE, "stack", "[stack]")
     for addr, b in blobs:
         mem.write(addr, b)
     if layout is not None:

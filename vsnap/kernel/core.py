@@ -16,13 +16,16 @@ from collections import deque
 from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
+from ..abi.consts import RLIMIT_CPU
 from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
 from ..locks import LockBook
 from ..memory import AddressSpace
 from ..process import ExecLayout, Process
+from ..rlimits import INF, Limits
 from ..signals import SignalState
+from ..timers import Timers
 from .registry import SYSCALLS
 from .sigframe import deliver
 from .virtual import VirtualFiles
@@ -102,6 +105,8 @@ class Kernel:
         self.clock = Clock()
         self.random = Random(seed)
         self.signals = SignalState()
+        self.limits = Limits()
+        self.timers = Timers()
         # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here
         # until the main thread takes them, at a system call or when the CPU is stopped
         self.host_signals: deque[int] = deque()
@@ -125,11 +130,27 @@ class Kernel:
     def read(self, addr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        return self.mem.read(addr, size)
+        try:
+            return self.mem.read(addr, size)
+        except SyscallError:
+            if not self._grow_stack(addr):
+                raise
+            return self.mem.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
         if data:
-            self.mem.write(addr, data)
+            try:
+                self.mem.write(addr, data)
+            except SyscallError:
+                if not self._grow_stack(addr):
+                    raise
+                self.mem.write(addr, data)
+
+    def _grow_stack(self, addr: int) -> bool:
+        """The kernel touching guest memory below the stack grows it, as a guest's own access
+        does (a signal frame just under the stack's lowest page, say)."""
+        from .limits import grow_stack
+        return grow_stack(self, addr)
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string from guest memory (ENAMETOOLONG past `limit`)."""
@@ -207,7 +228,8 @@ class Kernel:
         """On the way back to user mode: timers, host signals, then delivery (Linux's
         exit_to_user_mode)."""
         sig = self.signals
-        if sig.alarm_deadline is not None:
+        if sig.alarm_deadline is not None or self.timers.armed \
+                or self.limits.values[RLIMIT_CPU][0] != INF:
             from .signal import fire_timers
             fire_timers(self)
         if self.host_signals:

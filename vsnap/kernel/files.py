@@ -19,6 +19,7 @@ from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
+from .limits import file_size_limit
 from .registry import syscall
 
 IOV_MAX = 1024
@@ -169,10 +170,12 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
         if offset is not None:
             if f.flags & C.O_APPEND:  # Linux appends even for pwrite (a documented bug)
                 offset = os.fstat(f.host_fd).st_size
+            data = data[:file_size_limit(k, offset, len(data))]
             n = os.pwrite(f.host_fd, data, offset)
         else:
             if f.flags & C.O_APPEND:
                 f.offset = os.fstat(f.host_fd).st_size
+            data = data[:file_size_limit(k, f.offset, len(data))]
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)

@@ -15,6 +15,7 @@ from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64,
                      stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
                      write_stat)
 from .inodetimes import mark_changed
+from .limits import check_truncate
 from .registry import syscall
 
 
@@ -384,6 +385,7 @@ def sys_ftruncate(k, fd, length):
     if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
         raise SyscallError(E.EINVAL, f"{f.path} is not open for writing")
     with host_errors():
+        check_truncate(k, os.fstat(f.host_fd).st_size, length)
         perm.drop_privileges(k, f.host_fd)
         os.ftruncate(f.host_fd, length)
         touch(k, f.host_fd)
@@ -406,6 +408,7 @@ def sys_truncate(k, path, length):
     with host_errors():
         fd = os.open(r.host, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
+            check_truncate(k, os.fstat(fd).st_size, length)
             perm.drop_privileges(k, fd)
             os.ftruncate(fd, length)
             touch(k, fd)

@@ -50,6 +50,8 @@ def pack_siginfo(info: S.SigInfo) -> bytes:
     head = struct.pack("<iiii", info.signo, info.errno, info.code, 0)
     if info.code > 0 and info.signo in (4, 7, 8, 11):
         body = struct.pack("<Q", info.addr)
+    elif info.code == S.SI_TIMER:
+        body = struct.pack("<iiQ", info.timerid, info.overrun, info.value)
     else:
         body = struct.pack("<iI", info.pid, info.uid)
     return (head + body).ljust(128, b"\0")
@@ -103,6 +105,8 @@ def deliver(k, in_syscall: bool) -> None:
     framed = False
     while True:
         info = sig.take()
+        if info is not None and info.code == S.SI_TIMER:
+            k.timers.delivered(info)  # timer_getoverrun now answers this one's overrun
         if info is None:
             if not framed and sig.saved_blocked is not None:
                 # sigsuspend's or ppoll's mask, and no handler ran to save the old one

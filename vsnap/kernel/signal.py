@@ -1,5 +1,6 @@
 """Signal system calls: rt_sigaction, rt_sigprocmask, rt_sigreturn, kill and its relatives,
-alarm and ITIMER_REAL on the virtual clock, pause, rt_sigsuspend, rt_sigpending, sigaltstack.
+alarm on the virtual clock, pause, rt_sigsuspend, rt_sigpending, sigaltstack. The other
+timers (setitimer, timer_create) are in timers.py.
 
 Waiting (pause, sigsuspend, a sleep) moves the virtual clock to the next timer deadline at
 once; with no timer armed, it waits for a signal from the host (Ctrl-C, `kill PID`), which the
@@ -15,6 +16,7 @@ from ..errors import SyscallError
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import sigreturn
+from .timers import fire_all, next_wakeup
 
 NS = 10**9
 MINSIGSTKSZ = 2048
@@ -31,8 +33,10 @@ class NothingToWaitFor(Exception):
 
 
 def fire_timers(k) -> None:
-    """Post SIGALRM if the interval timer's deadline has passed (called at each system call)."""
+    """Post the signals of the timers whose deadlines have passed (called at each system
+    call): SIGALRM for alarm and ITIMER_REAL here, the others in timers.py."""
     sig = k.signals
+    fire_all(k)
     if sig.alarm_deadline is not None and k.clock.monotonic_ns >= sig.alarm_deadline:
         if sig.alarm_interval:
             while sig.alarm_deadline <= k.clock.monotonic_ns:
@@ -47,7 +51,7 @@ def wait_for_signal(k, until: int | None = None) -> bool:
     sig = k.signals
     k.take_host_signals()
     while not sig.deliverable():
-        deadline = sig.alarm_deadline
+        deadline = next_wakeup(k)
         if until is not None and (deadline is None or until < deadline):
             k.clock.monotonic_ns = max(k.clock.monotonic_ns, until)
             return False
@@ -86,13 +90,14 @@ def wait_for_input(k) -> None:
         if sig.deliverable():
             raise SyscallError(E.EINTR, "interrupted by a signal")
         timeout = None
-        if sig.alarm_deadline is not None:
-            timeout = max(0, sig.alarm_deadline - k.clock.monotonic_ns) / NS
+        deadline = next_wakeup(k)
+        if deadline is not None:
+            timeout = max(0, deadline - k.clock.monotonic_ns) / NS
         got = k.console.wait(timeout)
         if got == "data":
             return
         if got == "timeout":
-            k.clock.monotonic_ns = max(k.clock.monotonic_ns, sig.alarm_deadline)
+            k.clock.monotonic_ns = max(k.clock.monotonic_ns, deadline)
             fire_timers(k)
 
 
@@ -190,10 +195,6 @@ def sys_tgkill(k, tgid, tid, sig):
     return _send(k, k.proc.pid, s32(sig), S.SI_TKILL)
 
 
-def _timeval(ns: int) -> tuple[int, int]:
-    return ns // NS, (ns % NS) // 1000
-
-
 def _remaining(k) -> int:
     d = k.signals.alarm_deadline
     return 0 if d is None else max(0, d - k.clock.monotonic_ns)
@@ -207,33 +208,6 @@ def sys_alarm(k, seconds):
     k.signals.alarm_deadline = k.clock.monotonic_ns + seconds * NS if seconds else None
     k.signals.alarm_interval = 0
     return (left + NS - 1) // NS if left else 0
-
-
-@syscall("getitimer", "int ptr")
-def sys_getitimer(k, which, curr):
-    """int getitimer(int which, struct itimerval *curr_value);"""
-    if s32(which) != 0:
-        raise SyscallError(E.EINVAL, "only ITIMER_REAL is supported")
-    k.write(curr, struct.pack("<qqqq", *_timeval(k.signals.alarm_interval),
-                              *_timeval(_remaining(k))))
-    return 0
-
-
-@syscall("setitimer", "int ptr ptr")
-def sys_setitimer(k, which, new, old):
-    """int setitimer(int which, const struct itimerval *new_value,
-    struct itimerval *old_value);"""
-    if s32(which) != 0:
-        raise SyscallError(E.EINVAL, "only ITIMER_REAL is supported")
-    isec, iusec, vsec, vusec = struct.unpack("<qqqq", k.read(new, 32)) if new else (0,) * 4
-    if not (0 <= iusec < 10**6 and 0 <= vusec < 10**6) or isec < 0 or vsec < 0:
-        raise SyscallError(E.EINVAL, "bad itimerval")
-    if old:
-        sys_getitimer(k, 0, old)
-    value, interval = vsec * NS + vusec * 1000, isec * NS + iusec * 1000
-    k.signals.alarm_deadline = k.clock.monotonic_ns + value if value else None
-    k.signals.alarm_interval = interval
-    return 0
 
 
 @syscall("pause", "")

@@ -15,6 +15,7 @@ from ..abi.signals import NUMBERS as S_NAMES
 from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
 from ..memory import PAGE, STACK_TOP
+from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
 from .codec import ImageError, load_json_part
 from .fields import Reader
@@ -270,10 +271,17 @@ def _kernel(r: Reader, d) -> dict:
             r.fail(f"ctimes[{i}]", "expected [guest ino, ns]")
         ctimes.append(tuple(r.int(x, f"ctimes[{i}]") for x in t))
     instructions = d.get("instructions")
+    # images from before limits, timers and the CPU clock: the defaults, CPU time = uptime
+    limits = rlimits.from_json(d["limits"], r.fail) if "limits" in d else rlimits.Limits()
+    tmrs = timers.from_json(d["timers"], r) if "timers" in d else timers.Timers()
+    monotonic = r.int(r.key(clock, "monotonic_ns", "clock"), "clock")
     return {
         "process": proc,
-        "clock": {"monotonic_ns": r.int(r.key(clock, "monotonic_ns", "clock"), "clock"),
-                  "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock")},
+        "clock": {"monotonic_ns": monotonic,
+                  "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock"),
+                  "cpu_ns": r.int(clock.get("cpu_ns", monotonic), "clock.cpu_ns")},
+        "limits": limits,
+        "timers": tmrs,
         "random": {"seed": r.hex(r.key(rnd, "seed", "random"), "random.seed"),
                    "counter": r.int(r.key(rnd, "counter", "random"), "random.counter")},
         "signals": signals,
@@ -339,7 +347,10 @@ def _signals(r: Reader, d: dict) -> SignalState:
                                  r.int(r.key(p, "pid", path), path, 0, (1 << 31) - 1),
                                  r.int(r.key(p, "uid", path), path, 0, (1 << 32) - 1),
                                  r.hex(r.key(p, "addr", path), path),
-                                 r.int(r.key(p, "errno", path), path, 0, 4095)))
+                                 r.int(r.key(p, "errno", path), path, 0, 4095),
+                                 r.int(p.get("timerid", 0), path, 0, (1 << 31) - 1),
+                                 r.int(p.get("overrun", 0), path, 0, (1 << 31) - 1),
+                                 r.hex(p.get("value", "0x0"), path)))
     alt = r.obj(r.key(d, "altstack", "signals"), "signals.altstack")
     s.altstack_sp = r.hex(r.key(alt, "sp", "altstack"), "signals.altstack.sp")
     s.altstack_size = r.int(r.key(alt, "size", "altstack"), "signals.altstack.size", 0, 1 << 40)

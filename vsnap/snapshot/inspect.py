@@ -202,6 +202,8 @@ def _kernel(img: Image) -> str:
         "altstack": "disabled" if s.altstack_flags & 2 else
         f"{s.altstack_sp:#x} ({s.altstack_size} bytes)"}
     view["inodes"] = len(k["inodes"])
+    view["limits"] = k["limits"].to_json()
+    view["timers"] = k["timers"].to_json()
     return json.dumps(view, indent=2, sort_keys=True, default=str)
 
 
@@ -236,6 +238,8 @@ def as_json(img: Image, view: str) -> str:
 def _jsonable(o):
     if isinstance(o, bytes):
         return o.hex()
+    if hasattr(o, "to_json"):  # limits, timers
+        return o.to_json()
     if hasattr(o, "__dataclass_fields__"):
         from dataclasses import asdict
         return asdict(o)

@@ -17,6 +17,7 @@ from ..errors import SyscallError, VsnapError
 from ..fdtable import FdEntry, OpenFile
 from ..kernel.inodetimes import open_noatime
 from ..kernel.filelocks import restore_locks
+from ..kernel.limits import apply as apply_limits
 from ..memory import PAGE
 from ..vfs import Sandbox
 from .checkpoint import content_sha256, listing_identity
@@ -202,6 +203,9 @@ def _kernel_state(m, k: dict) -> None:
         setattr(kern.exec, name, value)
     kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
     kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
+    kern.clock.cpu_ns = k["clock"]["cpu_ns"]
+    kern.limits, kern.timers = k["limits"], k["timers"]
+    apply_limits(kern)
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
     kern.signals = k["signals"]
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
