@@ -141,7 +141,10 @@ def test_vsnap_save_reaches_a_running_guest_in_a_compute_loop(tmp_path):
         reply = request_save(run.pid, str(tmp_path / "live.img"), stop=False)
         latency = time.perf_counter() - t0
         assert reply["ok"], reply
-        assert latency < 0.1, f"the save took {latency * 1000:.0f} ms to be served"
+        # served while the guest loops without system calls, not when it next makes one (it
+        # never does): a generous bound, since timing belongs in benchmarks and a loaded CI
+        # machine once took 230 ms where a quiet one takes well under 100
+        assert latency < 2.0, f"the save took {latency * 1000:.0f} ms to be served"
         p = vsnap("save", run.pid, "-o", tmp_path / "last.img", "--exit", cwd=tmp_path)
         assert p.returncode == 0 and b"the guest stopped" in p.stdout
         assert run.wait(timeout=30) == 0
