@@ -26,3 +26,10 @@ class Process:
     robust_list: int = 0
     exit_status: int | None = None
     exit_signal: str | None = None
+    # prctl state (kernel/prctl.py); comm starts as the program file's name, as exec sets it
+    comm: str = ""             # PR_SET_NAME: at most 15 bytes (latin-1 keeps raw bytes)
+    dumpable: int = 1          # PR_SET_DUMPABLE
+    child_subreaper: int = 0   # PR_SET_CHILD_SUBREAPER
+    pdeathsig: int = 0         # PR_SET_PDEATHSIG
+    no_new_privs: int = 0      # PR_SET_NO_NEW_PRIVS: once set, never cleared
+    membarrier: int = 0        # membarrier registrations (MEMBARRIER_CMD_REGISTER_* bits)

@@ -11,6 +11,7 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
+from . import anonfile, opath
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .registry import syscall
 
@@ -85,6 +86,10 @@ def sys_open(k, path, flags, mode):
 def sys_openat(k, dirfd, path, flags, mode):
     """int openat(int dirfd, const char *pathname, int flags, mode_t mode);"""
     flags = s32(flags)
+    if flags & anonfile.TMPFILE_BIT:  # a nameless file in a directory (anonfile.py)
+        return anonfile.open_tmpfile(k, dirfd, path, flags, mode)
+    if flags & C.O_PATH:  # a descriptor that only names a file (opath.py)
+        return opath.open_path(k, dirfd, path, flags)
     # O_CREAT|O_EXCL never follows a final symlink (Linux refuses with EEXIST)
     exclusive = flags & C.O_CREAT and flags & C.O_EXCL
     r = lookup(k, dirfd, path, follow=not (flags & C.O_NOFOLLOW or exclusive))
@@ -269,14 +274,14 @@ def sys_lseek(k, fd, offset, whence):
 @syscall("dup", "fd")
 def sys_dup(k, oldfd):
     """int dup(int oldfd);"""
-    return k.fds.install(k.fds.get(s32(oldfd)))
+    return k.fds.install(k.fds.get_raw(s32(oldfd)))
 
 
 @syscall("dup2", "fd fd")
 def sys_dup2(k, oldfd, newfd):
     """int dup2(int oldfd, int newfd);"""
     oldfd, newfd = s32(oldfd), s32(newfd)
-    f = k.fds.get(oldfd)
+    f = k.fds.get_raw(oldfd)
     if oldfd != newfd:
         k.fds.place(newfd, f)
     return newfd
@@ -288,7 +293,7 @@ def sys_dup3(k, oldfd, newfd, flags):
     oldfd, newfd = s32(oldfd), s32(newfd)
     if oldfd == newfd or flags & ~C.O_CLOEXEC:
         raise SyscallError(E.EINVAL, "dup3 to the same fd or with bad flags")
-    k.fds.place(newfd, k.fds.get(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
+    k.fds.place(newfd, k.fds.get_raw(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
     return newfd
 
 
@@ -297,6 +302,8 @@ def sys_fcntl(k, fd, cmd, arg):
     """int fcntl(int fd, int cmd, ... /* arg */ );"""
     fd, cmd = s32(fd), s32(cmd)
     entry = k.fds.entry(fd)
+    if entry.file.kind == "path" and cmd not in opath.FCNTL_ALLOWED:
+        raise SyscallError(E.EBADF, f"fcntl {cmd} on an O_PATH descriptor")
     if cmd in (C.F_DUPFD, C.F_DUPFD_CLOEXEC):
         return k.fds.install(entry.file, cloexec=cmd == C.F_DUPFD_CLOEXEC, start=s32(arg))
     if cmd == C.F_GETFD:
@@ -312,6 +319,8 @@ def sys_fcntl(k, fd, cmd, arg):
         return 0
     if cmd in (C.F_GETLK, C.F_SETLK, C.F_SETLKW):
         return 0  # one process: every lock is granted
+    if cmd in (anonfile.F_ADD_SEALS, anonfile.F_GET_SEALS):
+        anonfile.sealing_refused(k, cmd)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 

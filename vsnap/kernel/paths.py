@@ -12,6 +12,7 @@ from ..errors import SyscallError
 from .fsutil import (base_dir, host_errors, lookup, must_exist, s32, s64, stat_fields,
                      stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
                      write_stat)
+from . import opath
 from .registry import syscall
 
 
@@ -31,7 +32,7 @@ def sys_lstat(k, path, statbuf):
 @syscall("fstat", "fd ptr")
 def sys_fstat(k, fd, statbuf):
     """int fstat(int fd, struct stat *statbuf);"""
-    return write_stat(k, statbuf, stat_of_file(k, k.fds.get(s32(fd))))
+    return write_stat(k, statbuf, stat_of_file(k, k.fds.get_raw(s32(fd))))
 
 
 def _fstatat_fields(k, dirfd, path, flags) -> dict:
@@ -41,7 +42,7 @@ def _fstatat_fields(k, dirfd, path, flags) -> dict:
         dirfd = s32(dirfd)
         if dirfd == C.AT_FDCWD:
             return stat_fields(k, host_path=k.vfs.host_path(k.proc.cwd), guest_path=k.proc.cwd)
-        return stat_of_file(k, k.fds.get(dirfd))
+        return stat_of_file(k, k.fds.get_raw(dirfd))
     return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 
 
@@ -206,7 +207,7 @@ def _follow_rename(k, old: str, new: str) -> None:
         return None
 
     for f in k.fds.descriptions():
-        if f.kind in ("file", "dir") and f.host_path is not None:
+        if f.kind in ("file", "dir", "path") and f.host_path is not None:
             to = moved(f.path)
             if to is not None:
                 f.path, f.host_path = to, k.vfs.host_path(to)
@@ -273,10 +274,24 @@ def sys_readlinkat(k, dirfd, path, buf, size):
     if s64(size) <= 0:
         raise SyscallError(E.EINVAL, "bufsiz")
     name = k.read_path(path)
+    if not name and s32(dirfd) != C.AT_FDCWD:  # an O_PATH|O_NOFOLLOW descriptor of a link
+        return _readlink_fd(k, k.fds.get_raw(s32(dirfd)), buf, size)
     start = k.proc.cwd if name.startswith("/") else base_dir(k, dirfd)
     target = os.fsencode(k.vfs.readlink(name, start))[:size]
     k.write(buf, target)
     return len(target)
+
+
+def _readlink_fd(k, f, buf, size) -> int:
+    if f.kind != "path" or not opath.is_symlink(f):
+        raise SyscallError(E.ENOENT, f"{f.path} is not a symbolic link")
+    with host_errors():
+        target = k.vfs.exe_guest_path if f.host_fd is None else os.readlink(f.host_path)
+    if target is None:
+        raise SyscallError(E.ENOENT, f.path)
+    data = os.fsencode(target)[:size]
+    k.write(buf, data)
+    return len(data)
 
 
 @syscall("getcwd", "ptr size")
@@ -306,8 +321,8 @@ def sys_chdir(k, path):
 @syscall("fchdir", "fd")
 def sys_fchdir(k, fd):
     """int fchdir(int fd);"""
-    f = k.fds.get(s32(fd))
-    if f.kind != "dir":
+    f = k.fds.get_raw(s32(fd))  # an O_PATH descriptor of a directory serves too
+    if f.kind != "dir" and not (f.kind == "path" and opath.is_dir(f)):
         raise SyscallError(E.ENOTDIR, f.path)
     k.proc.cwd = f.path
     return 0

@@ -20,13 +20,19 @@ from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
-FILE_KINDS = {"file", "dir", "null", "console", "proc"}
-STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self"}
+FILE_KINDS = {"file", "dir", "null", "console", "proc", "path"}
+STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self",
+           "null", "exe", "maps"}   # the last: what an O_PATH descriptor of a virtual file names
+_FILE_TYPES = {oct(t) for t in (0o140000, 0o120000, 0o100000, 0o60000, 0o40000, 0o20000,
+                                0o10000)}
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
 MAX_MEMORY = 64 << 30
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _PROCESS_INTS = ("pid", "ppid", "pgid", "sid", "uid", "gid", "umask", "tid_address",
                  "robust_list")
+# prctl and membarrier state (kernel/prctl.py): name -> (default for older images, largest)
+_PROCESS_SWITCHES = {"dumpable": (1, 1), "child_subreaper": (0, 1), "pdeathsig": (0, 64),
+                     "no_new_privs": (0, 1), "membarrier": (0, 0x1FF)}
 
 
 def _width(name: str) -> int:
@@ -180,6 +186,12 @@ def _fds(r: Reader, d, parts):
                 r.fail(path + ".path", "not an absolute guest path")
         if kind == "proc":
             rec["data"] = r.bytes(r.key(f, "data", path), path + ".data")
+        if kind == "path" and rec["stream"] is None:
+            ident = r.obj(r.key(f, "identity", path), path + ".identity")
+            rec["identity"] = {"type": r.choice(r.key(ident, "type", path),
+                                                path + ".identity.type", _FILE_TYPES)}
+            if not rec["path"].startswith("/"):
+                r.fail(path + ".path", "not an absolute guest path")
         descs.append(rec)
     fds, seen = [], set()
     for i, e in enumerate(r.list(r.key(d, "fds", ""), "fds", MAX_FDS)):
@@ -205,6 +217,10 @@ def _kernel(r: Reader, d) -> dict:
         r.fail("process.cwd", "not an absolute guest path")
     proc.update(cwd=cwd, exe=r.str(r.key(p, "exe", "process"), "process.exe"),
                 exit_status=None, exit_signal=None)
+    for n, (default, top) in _PROCESS_SWITCHES.items():
+        proc[n] = r.int(p.get(n, default), f"process.{n}", 0, top)
+    proc["comm"] = r.str(p.get("comm", ""), "process.comm", 15)
+    refused = r.obj(d.get("refused", {}), "refused")
     clock = r.obj(r.key(d, "clock", ""), "clock")
     rnd = r.obj(r.key(d, "random", ""), "random")
     signals = _signals(r, r.obj(r.key(d, "signals", ""), "signals"))
@@ -225,6 +241,8 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
+                    for what, n in list(refused.items())[:4096]},
         "instructions": None if instructions is None else r.int(instructions, "instructions"),
         "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
         "root": r.str(r.key(d, "root", ""), "root"),

@@ -74,6 +74,9 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
 def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     problems = []
     for d in image.descriptions:
+        if d["kind"] == "path" and d["stream"] is None:
+            problems += _check_named(d, vfs)
+            continue
         if d["kind"] not in ("file", "dir") or "ghost" in d:
             continue  # a ghost's bytes are in the image, checked by its hash
         ident = d["identity"]
@@ -109,6 +112,20 @@ def _check_files(image: Image, vfs: Sandbox) -> list[str]:
         elif st.st_mtime_ns != ident["mtime_ns"]:
             problems.append(f"{d['path']} was modified since the save (same bytes, new time)")
     return problems
+
+
+def _check_named(d: dict, vfs: Sandbox) -> list[str]:
+    """An O_PATH descriptor: its name must still lead to a file of the same type."""
+    try:
+        r = vfs.resolve(d["path"], "/", follow=False)
+        st = os.stat(r.host, follow_symlinks=False) if r.exists and r.host else None
+    except (SyscallError, OSError) as e:
+        return [f"{d['path']} cannot be reached ({e})"]
+    if st is None:
+        return [f"{d['path']} no longer exists"]
+    if oct(st.st_mode & 0o170000) != d["identity"]["type"]:
+        return [f"{d['path']} is another type of file now"]
+    return []
 
 
 def build(p: Plan, console=None, unchecked: Unchecked | None = None):
@@ -168,6 +185,9 @@ def _reopen(m, d: dict, blobs: dict) -> OpenFile:
                             | os.O_CLOEXEC)
     elif d["kind"] == "proc":
         f.data = d["data"]
+    elif d["kind"] == "path" and d["stream"] is None:
+        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
+        f.host_fd = os.open(f.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     return f
 
 
@@ -194,6 +214,7 @@ def _kernel_state(m, k: dict) -> None:
     kern.signals = k["signals"]
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
     kern.unknown_reported = set(k["unknown_syscalls_reported"])
+    kern.refused = dict(k["refused"])
     kern.syscall_count = k["syscall_count"]
 
 
