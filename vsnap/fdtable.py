@@ -25,6 +25,8 @@ class OpenFile:
     null     /dev/null
     console  the terminal or whatever vsnap's own stdin/stdout/stderr are (stream names which)
     proc     a file whose bytes the kernel made at open (/proc/self/maps): `data`
+    fifo     a named pipe (kernel/fifo.py): host_fd is a non-blocking host descriptor, `data`
+             says which FIFO (host device and inode), to find this process's other ends
     path     an O_PATH descriptor (kernel/opath.py): it names a file (host_fd is a host O_PATH
              descriptor; stream the virtual kind for /dev and /proc names) and serves only
              the calls that take a file by name: get() refuses it, get_raw() gives it

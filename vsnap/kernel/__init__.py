@@ -1,6 +1,7 @@
 """The emulated Linux kernel. Importing this package registers every system call handler."""
 # each module registers its handlers when imported
-from . import files, misc, mm, paths, prctl, privileged, proc, signal, time  # noqa: F401
+from . import files, misc, mm, paths, proc, signal, time  # noqa: F401
+from . import anonfile, fifo, opath, prctl, privileged  # noqa: F401
 from .core import Capture, Console, GuestExit, Kernel
 from .registry import SYSCALLS
 

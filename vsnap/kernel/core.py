@@ -180,7 +180,7 @@ class Kernel:
             result = -E.ENOSYS
             self.unknown_reported.add(nr)
             self.refuse(syscalls.name(nr), f"vsnap: guest called unimplemented syscall {nr} "
-                        f"({syscalls.name(nr)}): ENOSYS")
+                        f"({syscalls.name(nr)})")
             if self.strace:
                 self.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
         else:

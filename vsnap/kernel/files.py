@@ -11,7 +11,7 @@ from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
 from ..fdtable import OpenFile
-from . import anonfile, opath
+from . import anonfile, fifo, opath
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .registry import syscall
 
@@ -57,6 +57,10 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
                 return OpenFile("dir", r.guest, status, host_path=r.host, host_fd=dfd)
             if flags & C.O_DIRECTORY:
                 raise SyscallError(E.ENOTDIR, r.guest)
+            if S.S_ISFIFO(st.st_mode):  # a named pipe (fifo.py)
+                return fifo.open_fifo(k, r, flags, st)
+            if S.S_ISSOCK(st.st_mode):
+                raise SyscallError(E.ENXIO, f"{r.guest}: a socket cannot be opened")
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
@@ -138,6 +142,8 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
         return k.console.read(count)
     elif f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
+    elif f.kind == "fifo":
+        return fifo.read(k, f, count)
     else:
         return b""
     if offset is None:
@@ -153,6 +159,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
     if f.kind != "file":
         if f.kind == "null":
             return len(data)
+        if f.kind == "fifo":
+            return fifo.write(k, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
@@ -240,7 +248,7 @@ def sys_readv(k, fd, iov, iovcnt):
 
 
 def _seekable(f: OpenFile) -> OpenFile:
-    if f.kind == "console":
+    if f.kind in ("console", "fifo"):
         raise SyscallError(E.ESPIPE, f.path)
     return f
 
@@ -312,7 +320,8 @@ def sys_fcntl(k, fd, cmd, arg):
         entry.cloexec = bool(arg & C.FD_CLOEXEC)
         return 0
     if cmd == C.F_GETFL:
-        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind == "file" else 0)
+        large = entry.file.kind in ("file", "fifo")
+        return entry.file.flags | (C.O_LARGEFILE if large else 0)
     if cmd == C.F_SETFL:
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)

@@ -121,6 +121,8 @@ def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
 
 
 def stat_of_file(k, f) -> dict:
+    if f.kind == "fifo":
+        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "path":  # O_PATH: the named file itself (a symlink when O_NOFOLLOW named one)
         if f.host_fd is None:
             return stat_fields(k, special=f.stream)

@@ -201,6 +201,9 @@ def _fds(m, parts: dict) -> dict:
             rec["identity"] = {"listing_sha256": listing_identity(os.listdir(f.host_path))}
         elif f.kind == "proc":
             rec["data"] = (f.data or b"").hex()
+        elif f.kind == "fifo":
+            raise CannotSave(f"vsnap: cannot save: the guest has the FIFO {f.path} open; "
+                             f"images do not carry named pipes yet")
         elif f.kind == "path" and f.host_fd is not None:
             rec["identity"] = path_identity(f)
         out.append(rec)
