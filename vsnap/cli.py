@@ -262,7 +262,9 @@ def _drive(m, a, max_instructions=None) -> int:
         where = result.instructions if result.instructions is not None else "?"
         _say(f"vsnap: {where} instructions, {result.syscalls} system calls, "
              f"{result.seconds:.3f} s, exit status {result.status}")
-        _say(refused_summary(m.kernel.refused) or "vsnap: refused: none")
+        refused = refused_summary(m.kernel.refused)
+        if refused:  # nothing refused: the one line of counts, as before
+            _say(refused)
     return result.status
 
 
