@@ -207,7 +207,7 @@ def _follow_rename(k, old: str, new: str) -> None:
         return None
 
     for f in k.fds.descriptions():
-        if f.kind in ("file", "dir", "path") and f.host_path is not None:
+        if f.kind in ("file", "dir", "path", "fifo") and f.host_path is not None:
             to = moved(f.path)
             if to is not None:
                 f.path, f.host_path = to, k.vfs.host_path(to)
