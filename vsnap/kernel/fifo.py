@@ -7,7 +7,8 @@ host side is always O_NONBLOCK, and the guest's own O_NONBLOCK flag decides what
 With one process, a FIFO has no other end unless this process opens it: a blocking open for
 reading with no writer (or for writing with no reader), a read of an empty FIFO that has a
 writer, or a write into a full one would wait forever on Linux. vsnap refuses them with
-EDEADLK and one line saying why, instead of hanging (processes come later).
+EDEADLK and one line saying why, instead of hanging (processes come later). Images carry
+FIFO descriptions and the bytes waiting in them (snapshot/fifos.py).
 """
 from __future__ import annotations
 
@@ -127,7 +128,9 @@ def write(k, f: OpenFile, data: bytes) -> int:
         if len(data) > room and _ends(k, f.data)[0]:
             raise _forever(k, "writing into the full", f.path)
     try:
-        return os.write(f.host_fd, data)
+        n = os.write(f.host_fd, data)
+        touch(k, f.host_fd)  # a write stamps the FIFO, as on Linux: with the virtual time
+        return n
     except BlockingIOError:
         raise SyscallError(E.EAGAIN, f.path) from None
     except BrokenPipeError:  # no reader: SIGPIPE, and EPIPE if it is caught or ignored

@@ -17,6 +17,7 @@ from ..guestram import touched_pages
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from .codec import dumps, encode
+from .fifos import fifo_record
 from .fields import hexs
 
 ZERO_PAGE = bytes(PAGE)
@@ -188,6 +189,7 @@ def ghost_content(host_fd: int) -> bytes:
 def _fds(m, parts: dict) -> dict:
     descs = m.kernel.fds.descriptions()
     out = []
+    fifos: set = set()  # the FIFOs whose waiting bytes are recorded already
     for i, f in enumerate(descs):
         rec = {"id": i, "kind": f.kind, "path": f.path, "flags": f.flags, "offset": f.offset,
                "stream": f.stream}
@@ -202,8 +204,7 @@ def _fds(m, parts: dict) -> dict:
         elif f.kind == "proc":
             rec["data"] = (f.data or b"").hex()
         elif f.kind == "fifo":
-            raise CannotSave(f"vsnap: cannot save: the guest has the FIFO {f.path} open; "
-                             f"images do not carry named pipes yet")
+            rec.update(fifo_record(f, fifos))
         elif f.kind == "path" and f.host_fd is not None:
             rec["identity"] = path_identity(f)
         out.append(rec)

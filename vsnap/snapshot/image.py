@@ -20,7 +20,7 @@ from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
-FILE_KINDS = {"file", "dir", "null", "console", "proc", "path"}
+FILE_KINDS = {"file", "dir", "null", "console", "proc", "path", "fifo"}
 STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self",
            "null", "exe", "maps"}   # the last: what an O_PATH descriptor of a virtual file names
 _FILE_TYPES = {oct(t) for t in (0o140000, 0o120000, 0o100000, 0o60000, 0o40000, 0o20000,
@@ -186,10 +186,14 @@ def _fds(r: Reader, d, parts):
                 r.fail(path + ".path", "not an absolute guest path")
         if kind == "proc":
             rec["data"] = r.bytes(r.key(f, "data", path), path + ".data")
-        if kind == "path" and rec["stream"] is None:
+        if kind == "fifo" or (kind == "path" and rec["stream"] is None):
             ident = r.obj(r.key(f, "identity", path), path + ".identity")
             rec["identity"] = {"type": r.choice(r.key(ident, "type", path),
                                                 path + ".identity.type", _FILE_TYPES)}
+            if kind == "fifo" and rec["identity"]["type"] != oct(0o10000):
+                r.fail(path + ".identity.type", "a FIFO's type must be 0o10000")
+            if kind == "fifo" and "buffered" in f:  # what waited in the pipe
+                rec["buffered"] = r.bytes(f["buffered"], path + ".buffered")
             if not rec["path"].startswith("/"):
                 r.fail(path + ".path", "not an absolute guest path")
         descs.append(rec)

@@ -19,6 +19,7 @@ from ..memory import PAGE
 from ..vfs import Sandbox
 from .checkpoint import listing_identity
 from .codec import ImageError, read_file
+from .fifos import reopen_fifo
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
 
@@ -74,7 +75,7 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
 def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     problems = []
     for d in image.descriptions:
-        if d["kind"] == "path" and d["stream"] is None:
+        if d["kind"] == "fifo" or (d["kind"] == "path" and d["stream"] is None):
             problems += _check_named(d, vfs)
             continue
         if d["kind"] not in ("file", "dir") or "ghost" in d:
@@ -188,6 +189,9 @@ def _reopen(m, d: dict, blobs: dict) -> OpenFile:
     elif d["kind"] == "path" and d["stream"] is None:
         f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
         f.host_fd = os.open(f.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    elif d["kind"] == "fifo":
+        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
+        f.host_fd, f.data = reopen_fifo(f.host_path, d["flags"], d.get("buffered"))
     return f
 
 
