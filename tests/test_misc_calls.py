@@ -217,3 +217,24 @@ def test_no_vdso_so_time_calls_are_system_calls(builds, tmp_path, flavour):
     timed = [x.split("(")[0] for x in lines if x.startswith(("clock_gettime(", "gettimeofday(",
                                                               "time("))]
     assert len(timed) == 3, lines
+
+
+@pytest.mark.parametrize("kind", ["path", "file"])
+def test_opath_and_nameless_files_survive_a_checkpoint_while_open(builds, tmp_path, kind):
+    """Checkpoints exactly where the guest holds an O_PATH descriptor (of a file, a symlink,
+    a directory, /dev/null) or a nameless file (memfd, O_TMPFILE), each resumed."""
+    guest = Guest(builds.get("anonfiles"), ())
+    reference = measure(guest, tmp_path / "measure")
+    root = tmp_path / "r"
+    root.mkdir()
+    m = start(guest, root, Capture())
+    points = []
+    for k in reference.syscalls[:-1]:
+        assert m.advance(k) is None
+        held = [f for f in m.kernel.fds.descriptions() if f.kind == kind
+                and (kind == "path" or f.path.endswith(" (deleted)"))]
+        if held:
+            points.append(k)
+    assert len(points) >= 6
+    for k in points[::max(1, len(points) // 6)]:
+        assert_transparent(guest, [k], reference=reference.outcome, base=tmp_path)
