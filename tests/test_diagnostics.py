@@ -58,6 +58,8 @@ def test_version_is_the_package_version_and_images_record_it(prog, tmp_path):
     assert out.status == 0, out.text()
     with zipfile.ZipFile(image) as z:
         assert json.loads(z.read("manifest.json"))["vsnap"] == version
+    out = run_cli("inspect", str(image))
+    assert out.stdout.decode().splitlines()[0].endswith(f"(written by vsnap {version})")
 
 
 def test_notices_go_to_stderr_once_per_call_by_default(prog, tmp_path):

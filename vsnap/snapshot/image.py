@@ -51,6 +51,7 @@ class Image:
     fds: list
     kernel: dict
     blobs: dict
+    written_by: str | None = None   # the vsnap version in the manifest (None: an older image)
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
         """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
@@ -76,7 +77,11 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     descs, fds = _fds(Reader(where, "fds.json"), load_json_part(parts, "fds.json", where),
                       parts)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
-    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs)
+    written_by = manifest.get("vsnap")
+    if written_by is not None:
+        written_by = Reader(where, "manifest.json").str(written_by, "vsnap", 100)
+    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs,
+                 written_by)
 
 
 def _program(r: Reader, p) -> dict:
