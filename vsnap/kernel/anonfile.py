@@ -64,7 +64,15 @@ def sys_memfd_create(k, name, flags):
     raw = read_upto(k, name, MFD_NAME_MAX + 1)
     if len(raw) > MFD_NAME_MAX:
         raise SyscallError(E.EINVAL, "memfd name too long")
-    fd = nameless_file(k, k.vfs.root, 0o777)  # a memfd's inode is made with mode 0777
+    try:
+        fd = nameless_file(k, k.vfs.root, 0o777)  # a memfd's inode is made with mode 0777
+    except SyscallError:
+        # a root vsnap may not write to (a read-only tree): the host's own memfd serves
+        # too, as checkpoints read ghosts through /proc/self/fd
+        with host_errors():
+            fd = os.memfd_create("vsnap", os.MFD_CLOEXEC)
+            os.fchmod(fd, 0o777)
+            touch(k, fd)
     # sealing is not implemented: the flag is accepted (most callers never seal), and
     # F_ADD_SEALS fails loudly (fcntl, see sealing_refused)
     f = OpenFile("file", "/memfd:" + os.fsdecode(raw) + " (deleted)", C.O_RDWR,
