@@ -16,13 +16,15 @@ from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
 from ..memory import PAGE, STACK_TOP
 from ..signals import Action, SignalState, SigInfo
+from ..vfs import VIRTUAL
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
 FILE_KINDS = {"file", "dir", "null", "console", "proc", "path", "fifo"}
+# every virtual kind too: what an O_PATH descriptor of a /dev or /proc name records
 STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self",
-           "null", "exe", "maps"}   # the last: what an O_PATH descriptor of a virtual file names
+           *VIRTUAL.values()}
 _FILE_TYPES = {oct(t) for t in (0o140000, 0o120000, 0o100000, 0o60000, 0o40000, 0o20000,
                                 0o10000)}
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
