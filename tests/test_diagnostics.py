@@ -7,7 +7,6 @@ import json
 import re
 import zipfile
 from importlib import metadata
-from pathlib import Path
 
 import pytest
 

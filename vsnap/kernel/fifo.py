@@ -82,8 +82,10 @@ def _ends(k, key) -> tuple[bool, bool]:
 
 
 def _forever(k, what: str, guest: str) -> SyscallError:
-    k.refuse(f"FIFO ({what.split(' the')[0]})", f"vsnap: {what} FIFO {guest} would wait forever: no other "
-             f"process exists to open its other end (one process only): EDEADLK")
+    """EDEADLK for what would wait forever, named once per situation ("reading the empty")."""
+    k.refuse(f"FIFO ({what.split(' the')[0]})", f"vsnap: {what} FIFO {guest} would wait "
+             f"forever: no other process exists to open its other end (one process only): "
+             f"EDEADLK")
     return SyscallError(E.EDEADLK, f"{what} {guest}")
 
 
