@@ -114,6 +114,23 @@ int main(int argc, char **argv)
     show("set no_new_privs", pr(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     show("get no_new_privs", pr(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
 
+    show("get keepcaps", pr(7, 0, 0, 0, 0));
+    show("set keepcaps 2", pr(8, 2, 0, 0, 0));
+    show("set keepcaps 1", pr(8, 1, 0, 0, 0));
+    show("get keepcaps", pr(7, 0, 0, 0, 0));
+    show("set timerslack 1234", pr(29, 1234, 0, 0, 0));
+    show("get timerslack", pr(30, 0, 0, 0, 0));
+    show("get thp_disable", pr(42, 0, 0, 0, 0));
+    show("get thp_disable 1", pr(42, 1, 0, 0, 0));
+    show("set thp_disable 1,1", pr(41, 1, 1, 0, 0));
+    show("set thp_disable 7", pr(41, 7, 0, 0, 0));
+    show("get thp_disable", pr(42, 0, 0, 0, 0));
+    {
+        long tid = 0;
+        long r = pr(40, (long)&tid, 0, 0, 0);
+        printf("get tid address %ld nonzero %d\n", r, tid != 0);
+        show("get tid address NULL", pr(40, 0, 0, 0, 0));
+    }
     show("get seccomp", pr(PR_GET_SECCOMP, 0, 0, 0, 0));
     show("capbset read 0", pr(PR_CAPBSET_READ, 0, 0, 0, 0));
     show("capbset read 40", pr(PR_CAPBSET_READ, 40, 0, 0, 0));
@@ -161,6 +178,8 @@ int main(int argc, char **argv)
     printf("final: dumpable %ld no_new_privs %ld pdeathsig %d", pr(PR_GET_DUMPABLE, 0, 0, 0, 0),
            pr(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), v);
     v = -1; pr(PR_GET_CHILD_SUBREAPER, (long)&v, 0, 0, 0);
-    printf(" subreaper %d membarrier %ld\n", v, (long)syscall(SYS_membarrier, 8L, 0L, 0L));
+    printf(" subreaper %d membarrier %ld", v, (long)syscall(SYS_membarrier, 8L, 0L, 0L));
+    printf(" keepcaps %ld timerslack %ld thp_disable %ld\n", pr(7, 0, 0, 0, 0),
+           pr(30, 0, 0, 0, 0), pr(42, 0, 0, 0, 0));
     return 0;
 }

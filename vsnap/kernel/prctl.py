@@ -15,23 +15,27 @@ from .registry import syscall
 
 PR_SET_PDEATHSIG, PR_GET_PDEATHSIG = 1, 2
 PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
+PR_GET_KEEPCAPS, PR_SET_KEEPCAPS = 7, 8
 PR_SET_NAME, PR_GET_NAME = 15, 16
 PR_GET_SECCOMP = 21
 PR_CAPBSET_READ = 23
 PR_GET_SECUREBITS = 27
+PR_SET_TIMERSLACK, PR_GET_TIMERSLACK = 29, 30
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 38, 39
+PR_GET_TID_ADDRESS = 40
+PR_SET_THP_DISABLE, PR_GET_THP_DISABLE = 41, 42
+DEFAULT_TIMERSLACK_NS = 50_000
 
 # names of the options Linux knows and vsnap refuses, for the notice (linux/prctl.h)
 OTHER_OPTIONS = {
-    5: "PR_GET_UNALIGN", 6: "PR_SET_UNALIGN", 7: "PR_GET_KEEPCAPS", 8: "PR_SET_KEEPCAPS",
+    5: "PR_GET_UNALIGN", 6: "PR_SET_UNALIGN",
     9: "PR_GET_FPEMU", 10: "PR_SET_FPEMU", 11: "PR_GET_FPEXC", 12: "PR_SET_FPEXC",
     13: "PR_GET_TIMING", 14: "PR_SET_TIMING", 19: "PR_GET_ENDIAN", 20: "PR_SET_ENDIAN",
     22: "PR_SET_SECCOMP", 24: "PR_CAPBSET_DROP", 25: "PR_GET_TSC", 26: "PR_SET_TSC",
-    28: "PR_SET_SECUREBITS", 29: "PR_SET_TIMERSLACK", 30: "PR_GET_TIMERSLACK",
+    28: "PR_SET_SECUREBITS",
     31: "PR_TASK_PERF_EVENTS_DISABLE", 32: "PR_TASK_PERF_EVENTS_ENABLE",
-    33: "PR_MCE_KILL", 34: "PR_MCE_KILL_GET", 35: "PR_SET_MM", 40: "PR_GET_TID_ADDRESS",
-    41: "PR_SET_THP_DISABLE", 42: "PR_GET_THP_DISABLE", 45: "PR_SET_FP_MODE",
+    33: "PR_MCE_KILL", 34: "PR_MCE_KILL_GET", 35: "PR_SET_MM", 45: "PR_SET_FP_MODE",
     46: "PR_GET_FP_MODE", 47: "PR_CAP_AMBIENT", 53: "PR_SET_SPECULATION_CTRL",
     52: "PR_GET_SPECULATION_CTRL", 54: "PR_SET_TAGGED_ADDR_CTRL",
     56: "PR_GET_TAGGED_ADDR_CTRL", 57: "PR_SET_IO_FLUSHER", 58: "PR_GET_IO_FLUSHER",
@@ -101,6 +105,31 @@ def sys_prctl(k, option, arg2, arg3, arg4, arg5):
         if arg2 or arg3 or arg4 or arg5:
             raise SyscallError(E.EINVAL, "PR_GET_NO_NEW_PRIVS takes no arguments")
         return p.no_new_privs
+    if option == PR_SET_KEEPCAPS:
+        if arg2 > 1:
+            raise SyscallError(E.EINVAL, f"keepcaps {arg2}")
+        p.keepcaps = arg2  # nothing to keep (no capabilities, no setuid), but kept and shown
+        return 0
+    if option == PR_GET_KEEPCAPS:
+        return p.keepcaps
+    if option == PR_SET_TIMERSLACK:
+        # the slack of timer expiries: virtual timers expire exactly, so it is only kept
+        p.timerslack_ns = arg2 or DEFAULT_TIMERSLACK_NS
+        return 0
+    if option == PR_GET_TIMERSLACK:
+        return p.timerslack_ns
+    if option == PR_GET_TID_ADDRESS:
+        k.write(arg2, p.tid_address.to_bytes(8, "little"))
+        return 0
+    if option == PR_SET_THP_DISABLE:
+        if arg3 or arg4 or arg5:
+            raise SyscallError(E.EINVAL, "PR_SET_THP_DISABLE takes one argument")
+        p.thp_disable = int(arg2 != 0)  # no huge pages here anyway: kept and shown
+        return 0
+    if option == PR_GET_THP_DISABLE:
+        if arg2 or arg3 or arg4 or arg5:
+            raise SyscallError(E.EINVAL, "PR_GET_THP_DISABLE takes no arguments")
+        return p.thp_disable
     if option == PR_GET_SECCOMP:
         return 0  # no filter can be installed (PR_SET_SECCOMP is refused): mode 0
     if option == PR_GET_SECUREBITS:

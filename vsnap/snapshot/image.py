@@ -34,7 +34,8 @@ _PROCESS_INTS = ("pid", "ppid", "pgid", "sid", "uid", "gid", "umask", "tid_addre
                  "robust_list")
 # prctl and membarrier state (kernel/prctl.py): name -> (default for older images, largest)
 _PROCESS_SWITCHES = {"dumpable": (1, 1), "child_subreaper": (0, 1), "pdeathsig": (0, 64),
-                     "no_new_privs": (0, 1), "membarrier": (0, 0x1FF)}
+                     "no_new_privs": (0, 1), "membarrier": (0, 0x1FF), "keepcaps": (0, 1),
+                     "timerslack_ns": (50_000, (1 << 64) - 1), "thp_disable": (0, 1)}
 
 
 def _width(name: str) -> int:
