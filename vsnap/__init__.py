@@ -6,15 +6,17 @@ in Python serves their system calls inside a sandbox directory, deterministicall
 from .errors import VsnapError
 from .kernel import Capture, Console
 from .machine import Machine, RunResult
+from .version import __version__  # the package metadata's; images record it too
 
-__all__ = ["Capture", "Console", "Machine", "RunResult", "VsnapError", "run"]
-__version__ = "0.1.0"
+__all__ = ["Capture", "Console", "Machine", "RunResult", "VsnapError", "__version__", "run"]
 
 
 def run(program: str, *args: str, root: str = ".", stdin: bytes = b"",
         max_instructions: int | None = None, count: bool = False, **kw) -> tuple:
     """Run a guest program to the end, capturing its output: (RunResult, stdout, stderr).
-    `max_instructions` stops a runaway guest; `count` counts its instructions."""
+    `max_instructions` stops a runaway guest; `count` counts its instructions. vsnap's own
+    notices (an unimplemented call...) go to `log=` (stderr by default; a list collects them,
+    False drops them: see vsnap/diag.py); result.refused counts what was refused."""
     cap = Capture(stdin)
     m = Machine(program, args, root=root, console=cap.console, **kw)
     result = m.run(max_instructions=max_instructions, count=count)

@@ -34,6 +34,9 @@ def _count(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsnap", description="Run static x86-64 Linux programs "
                                 "in an emulator, in a sandbox, deterministically.")
+    from .version import __version__
+    p.add_argument("--version", action="version", version=f"vsnap {__version__}",
+                   help="print vsnap's version (the one its images record) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -60,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", action="store_true", help="print instructions, system calls "
                    "and wall time at exit (counts exactly, slower)")
     r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
+    _log_options(r)
     _save_options(r)
     _crash_options(r)
 
@@ -80,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
                    "and wall time at exit")
     z.add_argument("--max-instructions", type=_count, metavar="N",
                    help="stop the guest after N more instructions")
+    _log_options(z)
     _save_options(z)
     _crash_options(z)
 
@@ -121,6 +126,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_options(p) -> None:
+    p.add_argument("--log", metavar="FILE", help="write vsnap's own lines (notices of "
+                   "unimplemented calls, warnings, --strace, --stats) to FILE, appended, "
+                   "never to the guest's stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="drop vsnap's notices and "
+                   "confirmations (what --stats/--strace print, and errors, still show)")
+
+
 def _crash_options(p) -> None:
     p.add_argument("--save-on-crash", metavar="IMAGE", help="if the guest crashes, save it "
                    "at the faulting instruction, before the signal kills it")
@@ -158,10 +171,34 @@ def cmd_build(a) -> int:
     return 0
 
 
+class _Lines:
+    """Where vsnap's own lines go: stderr (flushed at once, so that they interleave rightly
+    with the guest's output), or the --log file; --quiet drops the notices."""
+
+    out = sys.stderr
+    quiet = False
+
+
 def _say(line: str) -> None:
-    """A line to stderr now, so that it interleaves rightly with the guest's own output."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    """A line the user asked for or must see (--stats, --strace, how the guest ended)."""
+    _Lines.out.write(line + "\n")
+    _Lines.out.flush()
+
+
+def _notice(line: str) -> None:
+    """A line the user may silence with --quiet (unimplemented calls, confirmations)."""
+    if not _Lines.quiet:
+        _say(line)
+
+
+def _open_log(a) -> None:
+    _Lines.quiet = bool(getattr(a, "quiet", False))
+    path = getattr(a, "log", None)
+    if path:
+        try:
+            _Lines.out = open(path, "a", encoding="utf-8", errors="backslashreplace")
+        except OSError as e:
+            raise UsageError(f"vsnap: --log {path}: {e.strerror}") from None
 
 
 def cmd_run(a) -> int:
@@ -175,6 +212,7 @@ def cmd_run(a) -> int:
     program = _program_path(a.program)
     m = Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory)
+    m.log = _notice
     if a.strace:
         m.kernel.strace = _say
     if a.trace:
@@ -193,11 +231,11 @@ def _on_crash(a):
                           "address": fault.address}
         if a.save_on_crash:
             checkpoint(m, a.save_on_crash)
-            _say(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
+            _notice(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
                  f"vsnap inspect it, vsnap patch it, vsnap resume it")
         core_limit = m.kernel.limits.soft(RLIMIT_CORE)
         if a.core and core_limit == 0:  # a guest may refuse cores (gpg, ssh keep secrets)
-            _say("vsnap: no core file: the guest set its RLIMIT_CORE to 0")
+            _notice("vsnap: no core file: the guest set its RLIMIT_CORE to 0")
         elif a.core:
             from .abi.signals import NUMBERS
             from .snapshot import load
@@ -211,7 +249,7 @@ def _on_crash(a):
             write_core(img, a.core, NUMBERS[fault.signal])
             if os.path.getsize(a.core) > core_limit:  # Linux stops the dump at the limit
                 os.truncate(a.core, core_limit)
-            _say(f"vsnap: wrote core file {a.core}; gdb {m.program_path} {a.core}")
+            _notice(f"vsnap: wrote core file {a.core}; gdb {m.program_path} {a.core}")
     return crashed if (a.save_on_crash or a.core) else None
 
 
@@ -225,14 +263,18 @@ def _drive(m, a, max_instructions=None) -> int:
     plan = SavePlan(a.output, a.save_at, a.save_every, a.exit)
     if (plan.wanted or a.exit) and not a.output:
         raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")
-    result = drive(m, plan, count=a.stats, max_instructions=max_instructions)
+    result = drive(m, plan, count=a.stats, max_instructions=max_instructions, say=_notice)
     sys.stdout.flush()
     if result.message:
         _say(result.message)
     if a.stats:
+        from .diag import refused_summary
         where = result.instructions if result.instructions is not None else "?"
         _say(f"vsnap: {where} instructions, {result.syscalls} system calls, "
              f"{result.seconds:.3f} s, exit status {result.status}")
+        refused = refused_summary(m.kernel.refused)
+        if refused:  # nothing refused: the one line of counts, as before
+            _say(refused)
     return result.status
 
 
@@ -253,6 +295,7 @@ def cmd_resume(a) -> int:
     from .snapshot import restore
     m, warnings = restore(a.image, root=a.root, program=a.program, force=a.force,
                           console=Console.host())
+    m.log = _notice
     for w in warnings:
         _say(w)
     if a.strace:
@@ -324,6 +367,7 @@ def cmd_diff(a) -> int:
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
     try:
+        _open_log(a)
         return {"build": cmd_build, "run": cmd_run, "save": cmd_save, "resume": cmd_resume,
                 "inspect": cmd_inspect, "diff": cmd_diff, "core": cmd_core,
                 "patch": cmd_patch, "check": cmd_check}[a.command](a)
@@ -335,3 +379,7 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 141
+    finally:
+        if _Lines.out is not sys.stderr:
+            _Lines.out.close()
+            _Lines.out = sys.stderr

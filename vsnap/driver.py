@@ -52,7 +52,7 @@ def say(line: str) -> None:
 
 
 def drive(m: Machine, plan: SavePlan, *, count: bool = False,
-          max_instructions: int | None = None, listen: bool = True) -> RunResult:
+          max_instructions: int | None = None, listen: bool = True, say=say) -> RunResult:
     if plan.wanted and m.instructions is None:
         raise UsageError("vsnap: this image was saved from a free-running guest, so its "
                          "instruction count is unknown; --save-at needs a known position")
@@ -84,7 +84,7 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
         except OSError as e:  # no socket: saving from outside is off, running is not
             say(f"vsnap: warning: vsnap save cannot reach this run ({e})")
         if server is not None:
-            m.on_stop = lambda machine: _serve_save(machine, server)
+            m.on_stop = lambda machine: _serve_save(machine, server, say)
     try:
         return m.run(count=count, max_instructions=max_instructions)
     finally:
@@ -94,7 +94,7 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
             host.close()
 
 
-def _serve_save(m: Machine, server) -> RunResult | None:
+def _serve_save(m: Machine, server, say=say) -> RunResult | None:
     from .snapshot import checkpoint
     req = server.take()
     if req is None:

@@ -25,6 +25,11 @@ class OpenFile:
     null     /dev/null
     console  the terminal or whatever vsnap's own stdin/stdout/stderr are (stream names which)
     proc     a file whose bytes the kernel made at open (/proc/self/maps): `data`
+    fifo     a named pipe (kernel/fifo.py): host_fd is a non-blocking host descriptor, `data`
+             says which FIFO (host device and inode), to find this process's other ends
+    path     an O_PATH descriptor (kernel/opath.py): it names a file (host_fd is a host O_PATH
+             descriptor; stream the virtual kind for /dev and /proc names) and serves only
+             the calls that take a file by name: get() refuses it, get_raw() gives it
     """
 
     kind: str
@@ -62,13 +67,22 @@ class FdTable:
         self.limit = 1024  # RLIMIT_NOFILE's soft limit (kernel/limits.py keeps it current)
 
     def get(self, fd: int) -> OpenFile:
+        """The open file at `fd`, for I/O: EBADF for an O_PATH descriptor (Linux's fdget)."""
+        f = self.get_raw(fd)
+        if f.kind == "path":
+            raise SyscallError(E.EBADF, f"fd {fd} is an O_PATH descriptor")
+        return f
+
+    def get_raw(self, fd: int) -> OpenFile:
+        """Any open file at `fd`, O_PATH ones included (fdget_raw): for the calls that only
+        need to know which file (fstat, fchdir, *at, dup, close, some of fcntl)."""
         entry = self.fds.get(fd)
         if entry is None:
             raise SyscallError(E.EBADF, f"fd {fd} is not open")
         return entry.file
 
     def entry(self, fd: int) -> FdEntry:
-        self.get(fd)
+        self.get_raw(fd)
         return self.fds[fd]
 
     def lowest_free(self, start: int = 0) -> int:

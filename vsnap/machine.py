@@ -42,14 +42,17 @@ class RunResult:
     instructions: int | None = None
     syscalls: int = 0
     seconds: float = 0.0
+    refused: dict = None        # what the guest asked for and vsnap refused -> times
 
 
 class Machine:
     def __init__(self, program: str, args=(), *, argv0: str | None = None, env=None,
                  root: str = ".", cwd: str | None = None, console: Console | None = None,
-                 seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY):
-        """Exec `program` with `args`: a new process at its first instruction."""
+                 seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY, log=None):
+        """Exec `program` with `args`: a new process at its first instruction. `log` says
+        where vsnap's notices about the guest go (vsnap/diag.py): stderr by default."""
         self._hardware(program, root, console, seed, max_memory)
+        self.log = log
         k = self.kernel
         k.proc.cwd = self.vfs.guest_path_of_host(os.path.realpath(cwd or os.getcwd())) or "/"
         for fd, stream in enumerate(("stdin", "stdout", "stderr")):
@@ -87,6 +90,7 @@ class Machine:
         self.vfs = Sandbox(root_host, exe_guest_path=self.exe, exe_host_path=self.program_path)
         self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
         self.kernel.proc.exe = self.exe or ""
+        self._log = None
         self.cpu.tsc = self.kernel.clock.tsc
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
         self.cpu.on_syscall(self.kernel.dispatch)
@@ -97,6 +101,18 @@ class Machine:
         # called with (machine, fault) at a fault that will kill the guest, before it does:
         # --save-on-crash and --core look at the guest here, at the faulting instruction
         self.on_crash = None
+
+    @property
+    def log(self):
+        return self._log
+
+    @log.setter
+    def log(self, log) -> None:
+        """Where vsnap's notices go from now on: None (stderr), False, a list, a callable or
+        a file (vsnap/diag.py)."""
+        from .diag import sink
+        self.kernel.notice = sink(log)
+        self._log = log
 
     @property
     def running(self) -> bool:
@@ -155,6 +171,7 @@ class Machine:
 
     def _finish(self, result: RunResult) -> RunResult:
         self.result = result
+        result.refused = dict(self.kernel.refused)
         self.kernel.fds.close_all()
         return result
 

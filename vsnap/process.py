@@ -26,6 +26,15 @@ class Process:
     robust_list: int = 0
     exit_status: int | None = None
     exit_signal: str | None = None
+    # prctl state (kernel/prctl.py); the name (PR_SET_NAME) is ExecLayout.comm, which exec sets
+    dumpable: int = 1          # PR_SET_DUMPABLE
+    child_subreaper: int = 0   # PR_SET_CHILD_SUBREAPER
+    pdeathsig: int = 0         # PR_SET_PDEATHSIG
+    no_new_privs: int = 0      # PR_SET_NO_NEW_PRIVS: once set, never cleared
+    keepcaps: int = 0          # PR_SET_KEEPCAPS
+    timerslack_ns: int = 50_000  # PR_SET_TIMERSLACK (Linux's default slack)
+    thp_disable: int = 0       # PR_SET_THP_DISABLE
+    membarrier: int = 0        # membarrier registrations (MEMBARRIER_CMD_REGISTER_* bits)
 
 
 @dataclass

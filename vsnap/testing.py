@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +99,8 @@ def snapshot_files(root: Path) -> dict:
                 out[rel] = ("link", os.readlink(p))
             elif p.is_dir():
                 out[rel] = ("dir", st_.st_mode)
+            elif not stat.S_ISREG(st_.st_mode):  # a FIFO or socket (mknod): never read it
+                out[rel] = ("special", st_.st_mode, st_.st_mtime_ns)
             else:
                 out[rel] = ("file", st_.st_mode, st_.st_mtime_ns, p.read_bytes())
     return out

@@ -20,7 +20,8 @@ _OFLAGS = [("O_WRONLY", C.O_WRONLY), ("O_RDWR", C.O_RDWR), ("O_CREAT", C.O_CREAT
            ("O_EXCL", C.O_EXCL), ("O_NOCTTY", C.O_NOCTTY), ("O_TRUNC", C.O_TRUNC),
            ("O_APPEND", C.O_APPEND), ("O_NONBLOCK", C.O_NONBLOCK),
            ("O_DIRECTORY", C.O_DIRECTORY), ("O_NOFOLLOW", C.O_NOFOLLOW),
-           ("O_CLOEXEC", C.O_CLOEXEC), ("O_LARGEFILE", C.O_LARGEFILE), ("O_PATH", C.O_PATH)]
+           ("O_CLOEXEC", C.O_CLOEXEC), ("O_LARGEFILE", C.O_LARGEFILE), ("O_PATH", C.O_PATH),
+           ("O_TMPFILE", C.O_TMPFILE & ~C.O_DIRECTORY)]  # strace names the bit O_TMPFILE too
 
 
 def disassemble_one(code: bytes, address: int) -> str:

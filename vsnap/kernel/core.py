@@ -117,7 +117,12 @@ class Kernel:
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.unknown_reported: set[int] = set()
+        # what the guest asked for and vsnap refused ("prctl", "prctl(PR_SET_MM)") -> times:
+        # --stats lists it; each key is named once through `notice`
+        self.refused: dict[str, int] = {}
         self.strace = None      # a callable(line) when --strace is on
+        # vsnap's own lines about the guest (never the guest's stderr): Machine(log=...) and
+        # the CLI's --log/--quiet choose where they go (vsnap/diag.py)
         self.notice = lambda line: sys.stderr.write(line + "\n")
         if vfs is not None:  # the sandbox's /dev and /proc come from this kernel's state
             vfs.virtual = VirtualFiles(self)
@@ -189,6 +194,13 @@ class Kernel:
             self.inodes[key] = ino
         return ino
 
+    def refuse(self, what: str, line: str) -> None:
+        """Count a request vsnap does not implement (`what`: a call, or a call and an option),
+        and say so once per `what` (a loop of refused calls prints one line, not thousands)."""
+        if what not in self.refused:
+            self.notice(line)
+        self.refused[what] = self.refused.get(what, 0) + 1
+
     # dispatch ----------------------------------------------------------------------------------
     def dispatch(self) -> None:
         """Serve the system call the guest just made (the syscall hook calls this)."""
@@ -199,10 +211,9 @@ class Kernel:
         entry = SYSCALLS.get(nr)
         if entry is None:
             result = -E.ENOSYS
-            if nr not in self.unknown_reported:
-                self.unknown_reported.add(nr)
-                self.notice(f"vsnap: guest called unimplemented syscall {nr} "
-                            f"({syscalls.name(nr)})")
+            self.unknown_reported.add(nr)
+            self.refuse(syscalls.name(nr), f"vsnap: guest called unimplemented syscall {nr} "
+                        f"({syscalls.name(nr)})")
             if self.strace:
                 self.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
         else:

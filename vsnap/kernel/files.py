@@ -16,6 +16,7 @@ from ..fdtable import OpenFile
 from . import perm
 from . import devices, procfs, virtual
 from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
+from . import anonfile, fifo, opath
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
@@ -54,6 +55,10 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
                 return OpenFile("dir", r.guest, status, host_path=r.host, host_fd=dfd)
             if flags & C.O_DIRECTORY:
                 raise SyscallError(E.ENOTDIR, r.guest)
+            if S.S_ISFIFO(st.st_mode):  # a named pipe (fifo.py)
+                return fifo.open_fifo(k, r, flags, st)
+            if S.S_ISSOCK(st.st_mode):
+                raise SyscallError(E.ENXIO, f"{r.guest}: a socket cannot be opened")
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
             perm.require(k, st.st_mode, perm.open_wants(flags), r.guest)
@@ -89,6 +94,10 @@ def sys_open(k, path, flags, mode):
 def sys_openat(k, dirfd, path, flags, mode):
     """int openat(int dirfd, const char *pathname, int flags, mode_t mode);"""
     flags = s32(flags)
+    if flags & anonfile.TMPFILE_BIT:  # a nameless file in a directory (anonfile.py)
+        return anonfile.open_tmpfile(k, dirfd, path, flags, mode)
+    if flags & C.O_PATH:  # a descriptor that only names a file (opath.py)
+        return opath.open_path(k, dirfd, path, flags)
     # O_CREAT|O_EXCL never follows a final symlink (Linux refuses with EEXIST)
     exclusive = flags & C.O_CREAT and flags & C.O_EXCL
     r = lookup(k, dirfd, path, follow=not (flags & C.O_NOFOLLOW or exclusive))
@@ -113,9 +122,10 @@ def sys_close(k, fd):
 
 def status_flags(f: OpenFile) -> int:
     """The file status flags F_GETFL and fdinfo show: Linux's open() adds O_LARGEFILE on
-    64-bit to everything it opens (not to the inherited pipes and terminal)."""
+    64-bit to everything it opens (not to the inherited pipes and terminal, nor to an O_PATH
+    descriptor, which is never opened for I/O)."""
     inherited = f.kind == "console" and f.stream != "tty"
-    return f.flags | (0 if inherited else C.O_LARGEFILE)
+    return f.flags | (0 if inherited or f.kind == "path" else C.O_LARGEFILE)
 
 
 def _readable(f: OpenFile) -> None:
@@ -146,6 +156,8 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
         return k.console.read(count)
     elif f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
+    elif f.kind == "fifo":
+        return fifo.read(k, f, count)
     else:
         return b""
     if offset is None:
@@ -165,6 +177,8 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
             return devices.write(k, f, data)
         if f.kind == "proc":
             return procfs.write(k, f, data)
+        if f.kind == "fifo":
+            return fifo.write(k, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
@@ -256,7 +270,7 @@ def sys_readv(k, fd, iov, iovcnt):
 
 
 def _seekable(f: OpenFile) -> OpenFile:
-    if f.kind == "console":
+    if f.kind in ("console", "fifo"):
         raise SyscallError(E.ESPIPE, f.path)
     return f
 
@@ -294,14 +308,14 @@ def sys_lseek(k, fd, offset, whence):
 @syscall("dup", "fd")
 def sys_dup(k, oldfd):
     """int dup(int oldfd);"""
-    return k.fds.install(k.fds.get(s32(oldfd)))
+    return k.fds.install(k.fds.get_raw(s32(oldfd)))
 
 
 @syscall("dup2", "fd fd")
 def sys_dup2(k, oldfd, newfd):
     """int dup2(int oldfd, int newfd);"""
     oldfd, newfd = s32(oldfd), s32(newfd)
-    f = k.fds.get(oldfd)
+    f = k.fds.get_raw(oldfd)
     if oldfd != newfd:
         k.fds.place(newfd, f)
     return newfd
@@ -313,7 +327,7 @@ def sys_dup3(k, oldfd, newfd, flags):
     oldfd, newfd = s32(oldfd), s32(newfd)
     if oldfd == newfd or flags & ~C.O_CLOEXEC:
         raise SyscallError(E.EINVAL, "dup3 to the same fd or with bad flags")
-    k.fds.place(newfd, k.fds.get(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
+    k.fds.place(newfd, k.fds.get_raw(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
     return newfd
 
 
@@ -322,6 +336,8 @@ def sys_fcntl(k, fd, cmd, arg):
     """int fcntl(int fd, int cmd, ... /* arg */ );"""
     fd, cmd = s32(fd), s32(cmd)
     entry = k.fds.entry(fd)
+    if entry.file.kind == "path" and cmd not in opath.FCNTL_ALLOWED:
+        raise SyscallError(E.EBADF, f"fcntl {cmd} on an O_PATH descriptor")
     if cmd in (C.F_DUPFD, C.F_DUPFD_CLOEXEC):
         return k.fds.install(entry.file, cloexec=cmd == C.F_DUPFD_CLOEXEC, start=s32(arg))
     if cmd == C.F_GETFD:
@@ -337,6 +353,8 @@ def sys_fcntl(k, fd, cmd, arg):
         return 0
     if cmd in LOCK_COMMANDS:
         return fcntl_lock(k, entry.file, cmd, arg)
+    if cmd in (anonfile.F_ADD_SEALS, anonfile.F_GET_SEALS):
+        anonfile.sealing_refused(k, cmd)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 

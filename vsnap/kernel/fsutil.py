@@ -44,10 +44,15 @@ def base_dir(k, dirfd: int) -> str:
     dirfd = s32(dirfd)
     if dirfd == C.AT_FDCWD:
         return k.proc.cwd
-    f = k.fds.get(dirfd)
-    if f.kind != "dir":
+    f = k.fds.get_raw(dirfd)  # an O_PATH descriptor of a directory serves too
+    if f.kind != "dir" and not (f.kind == "path" and _opath_dir(k, f)):
         raise SyscallError(E.ENOTDIR, f"fd {dirfd} is not a directory")
     return f.path
+
+
+def _opath_dir(k, f) -> bool:
+    from .opath import is_dir
+    return is_dir(k, f)
 
 
 def lookup(k, dirfd: int, path_ptr: int, *, follow: bool = True,
@@ -140,6 +145,12 @@ def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
 
 
 def stat_of_file(k, f) -> dict:
+    if f.kind == "fifo":
+        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
+    if f.kind == "path":  # O_PATH: the named file itself (a symlink when O_NOFOLLOW named one)
+        if f.host_fd is None:  # a /dev or /proc name, as lstat sees it
+            return stat_of_resolved(k, k.vfs.resolve(f.path, "/", follow=False), follow=False)
+        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind in ("file", "exe"):
         return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_fd is not None:

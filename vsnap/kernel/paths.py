@@ -16,6 +16,7 @@ from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64,
                      write_stat)
 from .inodetimes import mark_changed
 from .limits import check_truncate
+from . import opath
 from .registry import syscall
 
 
@@ -35,7 +36,7 @@ def sys_lstat(k, path, statbuf):
 @syscall("fstat", "fd ptr")
 def sys_fstat(k, fd, statbuf):
     """int fstat(int fd, struct stat *statbuf);"""
-    return write_stat(k, statbuf, stat_of_file(k, k.fds.get(s32(fd))))
+    return write_stat(k, statbuf, stat_of_file(k, k.fds.get_raw(s32(fd))))
 
 
 def _fstatat_fields(k, dirfd, path, flags) -> dict:
@@ -45,7 +46,7 @@ def _fstatat_fields(k, dirfd, path, flags) -> dict:
         dirfd = s32(dirfd)
         if dirfd == C.AT_FDCWD:  # the cwd may be virtual (/proc/1000): resolve it
             return stat_of_resolved(k, k.vfs.resolve(k.proc.cwd))
-        return stat_of_file(k, k.fds.get(dirfd))
+        return stat_of_file(k, k.fds.get_raw(dirfd))
     return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 
 
@@ -260,7 +261,7 @@ def _follow_rename(k, old: str, new: str) -> None:
         return None
 
     for f in k.fds.descriptions():
-        if f.kind in ("file", "dir") and f.host_path is not None:
+        if f.kind in ("file", "dir", "path", "fifo") and f.host_path is not None:
             to = moved(f.path)
             if to is not None:
                 f.path, f.host_path = to, k.vfs.host_path(to)
@@ -334,10 +335,24 @@ def sys_readlinkat(k, dirfd, path, buf, size):
     if s64(size) <= 0:
         raise SyscallError(E.EINVAL, "bufsiz")
     name = k.read_path(path)
+    if not name and s32(dirfd) != C.AT_FDCWD:  # an O_PATH|O_NOFOLLOW descriptor of a link
+        return _readlink_fd(k, k.fds.get_raw(s32(dirfd)), buf, size)
     start = k.proc.cwd if name.startswith("/") else base_dir(k, dirfd)
     target = os.fsencode(k.vfs.readlink(name, start, creds=creds(k)))[:size]
     k.write(buf, target)
     return len(target)
+
+
+def _readlink_fd(k, f, buf, size) -> int:
+    if f.kind != "path" or not opath.is_symlink(k, f):
+        raise SyscallError(E.ENOENT, f"{f.path} is not a symbolic link")
+    with host_errors():
+        target = k.vfs.exe_guest_path if f.host_fd is None else os.readlink(f.host_path)
+    if target is None:
+        raise SyscallError(E.ENOENT, f.path)
+    data = os.fsencode(target)[:size]
+    k.write(buf, data)
+    return len(data)
 
 
 @syscall("getcwd", "ptr size")
@@ -368,8 +383,8 @@ def sys_chdir(k, path):
 @syscall("fchdir", "fd")
 def sys_fchdir(k, fd):
     """int fchdir(int fd);"""
-    f = k.fds.get(s32(fd))
-    if f.kind != "dir":
+    f = k.fds.get_raw(s32(fd))  # an O_PATH descriptor of a directory serves too
+    if f.kind != "dir" and not (f.kind == "path" and opath.is_dir(k, f)):
         raise SyscallError(E.ENOTDIR, f.path)
     perm.require(k, stat_of_file(k, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
     k.proc.cwd = f.path

@@ -52,7 +52,7 @@ def markdown() -> str:
     missing = sorted((n for n, nr in syscalls.NUMBERS.items() if nr not in SYSCALLS),
                      key=syscalls.NUMBERS.get)
     lines += ["", f"{len(SYSCALLS)} system calls are implemented. The other {len(missing)} "
-              "return ENOSYS, and vsnap names each once, when the guest first calls it: "
+              "return ENOSYS, and vsnap names each once (see `--log`, `--quiet`): "
               + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
 

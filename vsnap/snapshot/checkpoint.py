@@ -13,12 +13,14 @@ import os
 import re
 from dataclasses import asdict
 
+from ..errors import VsnapError
 from ..guestram import touched_pages
 from ..kernel.inodetimes import open_noatime
 from ..kernel.filelocks import locks_record
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from .codec import dumps, encode
+from .fifos import fifo_record
 from .fields import hexs
 
 ZERO_PAGE = bytes(PAGE)
@@ -170,6 +172,24 @@ def content_sha256(fd: int) -> str:
     return h.hexdigest()
 
 
+class CannotSave(VsnapError):
+    """The guest holds something an image cannot carry yet: said in one line."""
+
+
+def path_identity(f) -> dict:
+    """An O_PATH descriptor holds no data, only which file: its type must be found again under
+    its name. One whose file has lost every name cannot be made again."""
+    st = os.fstat(f.host_fd)
+    try:
+        named = os.stat(f.host_path, follow_symlinks=False)
+    except OSError:
+        named = None
+    if named is None or (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+        raise CannotSave(f"vsnap: cannot save: an O_PATH descriptor names {f.path}, which "
+                         f"was removed since; an image cannot make it again")
+    return {"type": oct(st.st_mode & 0o170000)}
+
+
 def listing_identity(names: list[str]) -> str:
     return hashlib.sha256("\0".join(sorted(names)).encode()).hexdigest()
 
@@ -194,6 +214,7 @@ def ghost_content(host_fd: int) -> bytes:
 def _fds(m, parts: dict) -> dict:
     descs = m.kernel.fds.descriptions()
     out = []
+    fifos: set = set()  # the FIFOs whose waiting bytes are recorded already
     for i, f in enumerate(descs):
         rec = {"id": i, "kind": f.kind, "path": f.path, "flags": f.flags, "offset": f.offset,
                "stream": f.stream}
@@ -207,6 +228,10 @@ def _fds(m, parts: dict) -> dict:
             rec["identity"] = {"listing_sha256": listing_identity(os.listdir(f.host_path))}
         elif f.kind == "proc":
             rec["data"] = (f.data or b"").hex()
+        elif f.kind == "fifo":
+            rec.update(fifo_record(f, fifos))
+        elif f.kind == "path" and f.host_fd is not None:
+            rec["identity"] = path_identity(f)
         out.append(rec)
     fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
             "cloexec": e.cloexec} for fd, e in sorted(m.kernel.fds.fds.items())]
@@ -246,6 +271,7 @@ def _kernel(m) -> dict:
         "inodes": [[dev, ino, guest] for (dev, ino), guest in sorted(k.inodes.items())],
         "ctimes": [[ino, ns] for ino, ns in sorted(k.ctimes.items())],
         "unknown_syscalls_reported": sorted(k.unknown_reported),
+        "refused": dict(sorted(k.refused.items())),
         "syscall_count": k.syscall_count,
         "instructions": m.instructions,
         "memory_limit": m.mem.limit,

@@ -1,7 +1,8 @@
 """The image file: a zip of JSON parts and raw memory, written atomically, read suspiciously.
 
-    manifest.json      format, version, the program, and the size of every part with the
-                       SHA-256 of each of its 16 MiB pieces (one piece for most parts)
+    manifest.json      format, version, the vsnap that wrote it ("vsnap": its version), the
+                       program, and the size of every part with the SHA-256 of each of its
+                       16 MiB pieces (one piece for most parts)
     registers.json     the jmp_buf: every register
     fds.json           the fd table
     kernel.json        process identity, cwd, umask, signals, clock, random, brk
@@ -26,6 +27,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import VsnapError
+from ..version import __version__
 from . import pieces
 from .pieces import PIECE
 
@@ -94,7 +96,7 @@ def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
         sha = hashed.result()
         listed = {name: {"sha256": sha[name], "size": sizes[name]} for name in sorted(parts)}
         manifest = {"format": FORMAT, "version": VERSION, "program": program,
-                    "piece_size": PIECE, "parts": listed}
+                    "piece_size": PIECE, "parts": listed, "vsnap": __version__}
         z.writestr(_info("manifest.json", zipfile.ZIP_DEFLATED), dumps(manifest))
 
 

@@ -21,18 +21,24 @@ from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
-FILE_KINDS = {"file", "dir", "null", "console", "proc", "dev", "exe"}
+FILE_KINDS = {"file", "dir", "null", "console", "proc", "dev", "exe", "path", "fifo"}
 # console streams, virtual directories ("virtual"; older images: dev, proc, proc/self) and
 # the devices of kind "dev"
 STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self", "virtual",
            "zero", "full", "random", "urandom"}
 _EXEC_INTS = ("arg_start", "arg_end", "env_start", "env_end", "start_stack", "start_code",
               "end_code", "start_data", "end_data")
+_FILE_TYPES = {oct(t) for t in (0o140000, 0o120000, 0o100000, 0o60000, 0o40000, 0o20000,
+                                0o10000)}
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
 MAX_MEMORY = 64 << 30
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _PROCESS_INTS = ("pid", "ppid", "pgid", "sid", "uid", "gid", "umask", "tid_address",
                  "robust_list")
+# prctl and membarrier state (kernel/prctl.py): name -> (default for older images, largest)
+_PROCESS_SWITCHES = {"dumpable": (1, 1), "child_subreaper": (0, 1), "pdeathsig": (0, 64),
+                     "no_new_privs": (0, 1), "membarrier": (0, 0x1FF), "keepcaps": (0, 1),
+                     "timerslack_ns": (50_000, (1 << 64) - 1), "thp_disable": (0, 1)}
 
 
 def _width(name: str) -> int:
@@ -52,6 +58,7 @@ class Image:
     kernel: dict
     blobs: dict
     locks: dict = None  # fds.json's file locks and highest fd (see _locks)
+    written_by: str | None = None   # the vsnap version in the manifest (None: an older image)
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
         """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
@@ -78,7 +85,11 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     descs, fds = _fds(Reader(where, "fds.json"), fds_part, parts)
     locks = _locks(Reader(where, "fds.json"), fds_part, descs)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
-    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, locks)
+    written_by = manifest.get("vsnap")
+    if written_by is not None:
+        written_by = Reader(where, "manifest.json").str(written_by, "vsnap", 100)
+    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, locks,
+                 written_by)
 
 
 def _program(r: Reader, p) -> dict:
@@ -188,6 +199,16 @@ def _fds(r: Reader, d, parts):
                 r.fail(path + ".path", "not an absolute guest path")
         if kind == "proc":
             rec["data"] = r.bytes(r.key(f, "data", path), path + ".data")
+        if kind == "fifo" or (kind == "path" and rec["stream"] is None):
+            ident = r.obj(r.key(f, "identity", path), path + ".identity")
+            rec["identity"] = {"type": r.choice(r.key(ident, "type", path),
+                                                path + ".identity.type", _FILE_TYPES)}
+            if kind == "fifo" and rec["identity"]["type"] != oct(0o10000):
+                r.fail(path + ".identity.type", "a FIFO's type must be 0o10000")
+            if kind == "fifo" and "buffered" in f:  # what waited in the pipe
+                rec["buffered"] = r.bytes(f["buffered"], path + ".buffered")
+            if not rec["path"].startswith("/"):
+                r.fail(path + ".path", "not an absolute guest path")
         descs.append(rec)
     fds, seen = [], set()
     for i, e in enumerate(r.list(r.key(d, "fds", ""), "fds", MAX_FDS)):
@@ -257,6 +278,9 @@ def _kernel(r: Reader, d) -> dict:
         r.fail("process.cwd", "not an absolute guest path")
     proc.update(cwd=cwd, exe=r.str(r.key(p, "exe", "process"), "process.exe"),
                 exit_status=None, exit_signal=None)
+    for n, (default, top) in _PROCESS_SWITCHES.items():
+        proc[n] = r.int(p.get(n, default), f"process.{n}", 0, top)
+    refused = r.obj(d.get("refused", {}), "refused")
     clock = r.obj(r.key(d, "clock", ""), "clock")
     rnd = r.obj(r.key(d, "random", ""), "random")
     signals = _signals(r, r.obj(r.key(d, "signals", ""), "signals"))
@@ -290,6 +314,8 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
+                    for what, n in list(refused.items())[:4096]},
         "instructions": None if instructions is None else r.int(instructions, "instructions"),
         "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
         "root": r.str(r.key(d, "root", ""), "root"),

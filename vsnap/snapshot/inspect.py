@@ -87,7 +87,7 @@ def _summary(img: Image) -> str:
     saved = sum(saved_bytes(v) for v in img.vmas)
     n = k["instructions"]
     lines = [
-        f"image        {img.where}",
+        f"image        {img.where}  (written by vsnap {img.written_by or '(version not recorded)'})",
         f"program      {img.program['path']}  (sha256 {img.program['sha256'][:16]}...)",
         f"stopped at   {_rip_text(img, code_reader(img))}",
         *([f"crashed      {k['crash']['signal']}"

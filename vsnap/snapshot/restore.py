@@ -22,6 +22,7 @@ from ..memory import PAGE
 from ..vfs import Sandbox
 from .checkpoint import content_sha256, listing_identity
 from .codec import ImageError, read_file
+from .fifos import reopen_fifo
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
 
@@ -77,6 +78,9 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
 def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     problems = []
     for d in image.descriptions:
+        if d["kind"] == "fifo" or (d["kind"] == "path" and d["stream"] is None):
+            problems += _check_named(d, vfs)
+            continue
         if d["kind"] not in ("file", "dir") or "ghost" in d or "identity" not in d:
             continue  # a ghost's bytes are in the image, checked by its hash; virtual dirs
         ident = d["identity"]
@@ -115,6 +119,20 @@ def _check_files(image: Image, vfs: Sandbox) -> list[str]:
         elif st.st_mtime_ns != ident["mtime_ns"]:
             problems.append(f"{d['path']} was modified since the save (same bytes, new time)")
     return problems
+
+
+def _check_named(d: dict, vfs: Sandbox) -> list[str]:
+    """An O_PATH descriptor: its name must still lead to a file of the same type."""
+    try:
+        r = vfs.resolve(d["path"], "/", follow=False)
+        st = os.stat(r.host, follow_symlinks=False) if r.exists and r.host else None
+    except (SyscallError, OSError) as e:
+        return [f"{d['path']} cannot be reached ({e})"]
+    if st is None:
+        return [f"{d['path']} no longer exists"]
+    if oct(st.st_mode & 0o170000) != d["identity"]["type"]:
+        return [f"{d['path']} is another type of file now"]
+    return []
 
 
 def build(p: Plan, console=None, unchecked: Unchecked | None = None):
@@ -179,6 +197,12 @@ def _reopen(m, d: dict, blobs: dict) -> OpenFile:
     elif d["kind"] == "exe":  # the program opened through /proc/self/exe from outside the root
         f.path = m.program_path  # what readlink(/proc/self/fd/N) names: where it is now
         f.host_fd = os.open(m.program_path, os.O_RDONLY | os.O_CLOEXEC)
+    elif d["kind"] == "path" and d["stream"] is None:
+        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
+        f.host_fd = os.open(f.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    elif d["kind"] == "fifo":
+        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
+        f.host_fd, f.data = reopen_fifo(f.host_path, d["flags"], d.get("buffered"))
     return f
 
 
@@ -211,6 +235,7 @@ def _kernel_state(m, k: dict) -> None:
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
     kern.ctimes = dict(k["ctimes"])
     kern.unknown_reported = set(k["unknown_syscalls_reported"])
+    kern.refused = dict(k["refused"])
     kern.syscall_count = k["syscall_count"]
 
 
