@@ -7,6 +7,7 @@ can observe. Text is not copied: restore re-reads it from the program, whose has
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -15,7 +16,9 @@ from dataclasses import asdict
 from ..guestram import touched_pages
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
+from . import descriptions
 from .codec import dumps, encode
+from .inodes import CannotSave
 from .fields import hexs
 
 ZERO_PAGE = bytes(PAGE)
@@ -125,69 +128,6 @@ def _view_offset(view: memoryview) -> int:
     return ctypes.addressof(part) - ctypes.addressof(whole)
 
 
-def file_identity(host_fd: int, host_path: str | None) -> dict:
-    """What restore must find again: size, mtime, content hash, and whether it still exists."""
-    st = os.fstat(host_fd)
-    try:
-        named = os.stat(host_path, follow_symlinks=False) if host_path else None
-    except OSError:
-        named = None
-    same = named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
-    h = hashlib.sha256()
-    if same:  # the guest's descriptor may be write-only: hash through a descriptor of our own
-        fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            while chunk := os.read(fd, 1 << 20):
-                h.update(chunk)
-        finally:
-            os.close(fd)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.hexdigest(),
-            "deleted": not same, "mode": st.st_mode & 0o7777}
-
-
-def listing_identity(names: list[str]) -> str:
-    return hashlib.sha256("\0".join(sorted(names)).encode()).hexdigest()
-
-
-def ghost_content(host_fd: int) -> bytes:
-    """All of an open file that has no name any more (CRIU calls these ghost files): read
-    through a descriptor of our own, since the guest's may be write-only."""
-    try:
-        fd = os.open(f"/proc/self/fd/{host_fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        fd = os.dup(host_fd)  # no /proc: the guest's own descriptor, if it can read
-    try:
-        out, pos = bytearray(), 0
-        while chunk := os.pread(fd, 1 << 20, pos):
-            out += chunk
-            pos += len(chunk)
-        return bytes(out)
-    finally:
-        os.close(fd)
-
-
-def _fds(m, parts: dict) -> dict:
-    descs = m.kernel.fds.descriptions()
-    out = []
-    for i, f in enumerate(descs):
-        rec = {"id": i, "kind": f.kind, "path": f.path, "flags": f.flags, "offset": f.offset,
-               "stream": f.stream}
-        if f.kind == "file":
-            rec["identity"] = file_identity(f.host_fd, f.host_path)
-            if rec["identity"]["deleted"]:
-                # deleted while open (the tmpfile idiom): its bytes travel in the image
-                rec["ghost"] = f"files/ghost-{i}.bin"
-                parts[rec["ghost"]] = ghost_content(f.host_fd)
-        elif f.kind == "dir" and f.host_path:
-            rec["identity"] = {"listing_sha256": listing_identity(os.listdir(f.host_path))}
-        elif f.kind == "proc":
-            rec["data"] = (f.data or b"").hex()
-        out.append(rec)
-    fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
-            "cloexec": e.cloexec} for fd, e in sorted(m.kernel.fds.fds.items())]
-    return {"descriptions": out, "fds": fds}
-
-
 def _signals(k) -> dict:
     k.take_host_signals()  # a Ctrl-C that arrived just before the save is part of the state
     s = k.signals
@@ -230,13 +170,25 @@ def _registers(m) -> dict:
     return {"registers": {name: hexs(v) for name, v in m.cpu.snapshot_registers().items()}}
 
 
-def _parts(m) -> dict:
+@contextlib.contextmanager
+def _parts(m):
+    """The image's parts; a ghost file's part reads the file as it is written, so the parts
+    are only good inside this block."""
     memory, chunks = _memory(m)
-    regs, fds, kernel = _registers(m), _fds(m, chunks), _kernel(m)
-    if PLANTED_BUG:
-        _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
-    return {"registers.json": dumps(regs), "fds.json": dumps(fds),
-            "kernel.json": dumps(kernel), "memory.json": dumps(memory), **chunks}
+    try:
+        fds, opened = descriptions.save(m, chunks)
+    except OSError as e:
+        raise CannotSave(f"vsnap: cannot save this guest: reading its open files failed "
+                         f"({e.strerror or e})") from None
+    try:
+        regs, kernel = _registers(m), _kernel(m)
+        if PLANTED_BUG:
+            _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
+        yield {"registers.json": dumps(regs), "fds.json": dumps(fds),
+               "kernel.json": dumps(kernel), "memory.json": dumps(memory), **chunks}
+    finally:
+        for part in opened:
+            part.close()
 
 
 def _plant(bug, m, regs, fds, kernel, memory, chunks) -> None:
@@ -263,11 +215,13 @@ def _plant(bug, m, regs, fds, kernel, memory, chunks) -> None:
 
 def image_bytes(m) -> bytes:
     """The whole image of a stopped machine, as the bytes of one file."""
-    return encode(_parts(m), program_record(m))
+    with _parts(m) as parts:
+        return encode(parts, program_record(m))
 
 
 def checkpoint(m, path: str) -> None:
     """Save machine `m` (stopped between two instructions) to `path`, atomically."""
     if not m.running:
         raise ValueError("the guest has already ended; there is nothing to save")
-    write_atomically(path, _parts(m), program_record(m))
+    with _parts(m) as parts:
+        write_atomically(path, parts, program_record(m))
