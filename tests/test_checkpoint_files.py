@@ -118,3 +118,80 @@ def test_content_digest_is_what_split_and_sha256sum_say_and_skips_holes(tmp_path
         out = subprocess.run(f"split -b 1M --filter=sha256sum {sparse} | sha256sum",
                              shell=True, capture_output=True, check=True).stdout
         assert out.split()[0].decode() == digests.pop()
+
+
+# every kind, every state (item 8) ------------------------------------------------------------
+
+# scenario of tests/guests/fdkinds.c -> True where a native run is the reference too (the
+# others involve vsnap's own /dev, /proc and terminal, or the host's root)
+SCENARIOS = {
+    "file-plain": True, "file-renamed": True, "file-unlinked": True, "file-replaced": True,
+    "file-dir-renamed": True, "file-wronly-unlinked": True, "file-append": True,
+    "dir-plain": True, "dir-renamed": True, "dir-removed": True, "dir-replaced": True,
+    "dir-partial": True, "dir-partial-changed": True, "dir-partial-removed": True,
+    "dir-root": False, "dir-dev": False, "dir-dev-partial": False, "dir-proc": False,
+    "dir-proc-self": False, "null": True, "console-dup": True, "console-tty": False,
+    "proc-maps": False,
+}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("scenario", sorted(s for s, native in SCENARIOS.items() if native))
+def test_descriptors_in_each_state_behave_as_on_linux(builds, tmp_path, scenario, flavour):
+    """The reference for the checkpoints below: the same bytes as a native run (a removed
+    directory lists nothing: getdents fails with ENOENT, even half way through a listing)."""
+    _, native, ours = _native_and_vsnap(builds, tmp_path, "fdkinds", flavour, (scenario,))
+    assert native.status == 0, native.stdout
+    assert ours.stdout == native.stdout and ours.status == 0
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_kind_of_descriptor_in_every_state_saves_and_resumes(builds, tmp_path,
+                                                                     scenario):
+    """One descriptor per scenario: a file renamed, removed, replaced, write-only and removed;
+    a directory renamed, removed, replaced, half listed (and changed or removed meanwhile);
+    the root, vsnap's /dev, /proc and /proc/self; /dev/null; the terminal; /proc/self/maps
+    half read. Checkpoints before, between and after its uses change nothing."""
+    guest = Guest(builds.get("fdkinds"), (scenario,))
+    m = measure(guest, tmp_path)
+    assert m.outcome.status == 0, m.outcome.stdout
+    points = _around_syscalls(m, 1)
+    start = next(i for i, k in enumerate(points) if k >= m.syscalls[-45])  # past the set-up
+    for k in points[start::4]:
+        assert_transparent(guest, [k], reference=m.outcome, base=tmp_path)
+
+
+@pytest.mark.parametrize("scenario", ["dir-removed", "dir-dev"])
+def test_save_and_resume_from_the_command_line_without_a_traceback(builds, tmp_path,
+                                                                    scenario):
+    """The two crashes of the report: a checkpoint with a removed directory open
+    (FileNotFoundError, no image) and a resume with vsnap's /dev open (KeyError)."""
+    from conftest import assert_no_traceback, run_cli
+    prog = builds.get("fdkinds")
+    whole = run_cli("run", "--stats", "--root", str(make_root(tmp_path / "a")), prog, scenario)
+    n = int(whole.text().rsplit("vsnap: ", 1)[1].split()[0])
+    saved = run_cli("run", "--save-at", str(n - 300), "-o", str(tmp_path / "x.img"), "--exit",
+                    "--root", str(make_root(tmp_path / "b")), prog, scenario)
+    assert_no_traceback(saved)
+    assert saved.status == 0, saved.text()
+    resumed = run_cli("resume", str(tmp_path / "x.img"))
+    assert_no_traceback(resumed)
+    assert saved.stdout + resumed.stdout == whole.stdout and resumed.status == 0
+
+
+def test_a_kind_vsnap_cannot_save_is_refused_at_save_in_one_line(tmp_path):
+    """Not a crash at resume: a save refuses what it has no entry for, naming the fd."""
+    from guestrun import Capture, guest, root_for, start
+    from vsnap.errors import VsnapError
+    from vsnap.fdtable import OpenFile
+    from vsnap.snapshot import checkpoint
+    m = start(guest("counter"), root_for(tmp_path), Capture(b""))
+    assert m.advance(100_000) is None
+    fd = m.kernel.fds.install(OpenFile("socket", "socket:[7]", 2))
+    with pytest.raises(VsnapError) as e:
+        checkpoint(m, str(tmp_path / "x.img"))
+    assert str(e.value).count("\n") == 0
+    assert f"fd {fd} is a socket open on socket:[7], which vsnap cannot checkpoint" in \
+        str(e.value)
+    assert not (tmp_path / "x.img").exists()
+    m.close()
