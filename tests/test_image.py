@@ -287,3 +287,127 @@ def test_inspect_reads_any_saved_bytes_as_the_guest_saw_them(live, data):
     addr = data.draw(st.integers(v.start, v.end - 1))
     n = data.draw(st.integers(1, 3 * 4096))
     assert read(addr, n) == m.mem.read(addr, min(n, v.end - addr))
+
+
+# images written by other zip tools (issue 9, item 9) -------------------------------------------
+
+@pytest.fixture(scope="module")
+def rezip_case(tmp_path_factory):
+    """A counter guest saved mid-run, a copy of its root as it was at the save, and what the
+    rest of an uninterrupted run prints and leaves behind."""
+    import shutil
+    from vsnap.testing import snapshot_files
+    base = tmp_path_factory.mktemp("rezip")
+    root = root_for(base)
+    cap = Capture(b"")
+    m = start(guest("counter"), root, cap)
+    assert m.advance(1_500_000) is None
+    checkpoint(m, str(base / "vsnap.img"))
+    shutil.copytree(root, base / "at-save")   # times kept: the log must check out
+    printed = len(cap.out)
+    m.run()
+    m.close()
+    return base, bytes(cap.out[printed:]), snapshot_files(root)
+
+
+def _resumes_the_same(case, image: Path, tmp_path: Path) -> None:
+    import shutil
+    from vsnap.testing import snapshot_files
+    base, rest, files = case
+    root = tmp_path / f"root-{image.stem}"
+    shutil.copytree(base / "at-save", root)
+    cap = Capture(b"")
+    m, warnings = restore(str(image), root=str(root), console=cap.console)
+    result = m.run()
+    assert not warnings and result.status == 0
+    assert bytes(cap.out) == rest
+    assert snapshot_files(root) == files
+
+
+def _rezip(src: Path, dst: Path, order, compress) -> None:
+    """The members of `src` written again by Python's zipfile: in `order`, compressed as
+    compress(name) says, timestamps of now, no alignment, no care for vsnap's layout."""
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for name in order(z.namelist()):
+            out.writestr(name, z.read(name), compress_type=compress(name))
+
+
+@pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_an_image_rezipped_with_zipfile_resumes(rezip_case, tmp_path, compress):
+    """The README says images are zips any tool reads; one written by another tool, every
+    part intact, must resume (it died with a TypeError on a memoryview)."""
+    image = tmp_path / f"rezipped-{compress}.img"
+    _rezip(rezip_case[0] / "vsnap.img", image, lambda names: names[::-1],
+           lambda name: compress)
+    _resumes_the_same(rezip_case, image, tmp_path)
+
+
+@pytest.mark.parametrize("how", ["-r", "-0 -r", "stream"])
+def test_an_image_unpacked_and_zipped_again_with_zip_resumes(rezip_case, tmp_path, how):
+    """As a user editing a JSON part would: unzip, zip -r (folders become entries of their
+    own; -0 stores parts at any offset; to a pipe, sizes come after the data)."""
+    import shutil
+    if not (shutil.which("zip") and shutil.which("unzip")):
+        pytest.skip("no zip and unzip here")
+    unpacked = tmp_path / "unpacked"
+    subprocess.run(["unzip", "-q", str(rezip_case[0] / "vsnap.img"), "-d", str(unpacked)],
+                   check=True)
+    image = tmp_path / "zipped.img"
+    if how == "stream":
+        cmd = f"zip -q -r - . > {image}"
+    else:
+        cmd = f"zip -q {how} {image} ."
+    subprocess.run(cmd, shell=True, cwd=unpacked, check=True)
+    _resumes_the_same(rezip_case, image, tmp_path)
+
+
+def test_vsnap_resume_takes_a_rezipped_image_without_a_traceback(rezip_case, tmp_path):
+    import shutil
+    from conftest import assert_no_traceback, run_cli
+    base, rest, _ = rezip_case
+    image = tmp_path / "rezipped.img"
+    _rezip(base / "vsnap.img", image, sorted, lambda name: zipfile.ZIP_STORED)
+    root = tmp_path / "root"
+    shutil.copytree(base / "at-save", root)
+    out = run_cli("resume", "--root", str(root), str(image))
+    assert_no_traceback(out)
+    assert out.status == 0 and out.stdout == rest
+
+
+_METHODS = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_order_and_compression_of_the_same_parts_resumes(rezip_case, tmp_path_factory,
+                                                              data):
+    base = rezip_case[0]
+    names = zipfile.ZipFile(base / "vsnap.img").namelist()
+    order = data.draw(st.permutations(names))
+    methods = {n: data.draw(st.sampled_from(_METHODS)) for n in names}
+    folders = data.draw(st.booleans())
+    tmp = tmp_path_factory.mktemp("order")
+    image = tmp / "any.img"
+    with zipfile.ZipFile(base / "vsnap.img") as z, zipfile.ZipFile(image, "w") as out:
+        if folders:
+            out.writestr("memory/", b"")
+        for name in order:
+            out.writestr(name, z.read(name), compress_type=methods[name])
+        out.comment = data.draw(st.binary(max_size=40))
+    _resumes_the_same(rezip_case, image, tmp)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_damaged_rezipped_image_is_refused_or_resumes(rezip_case, tmp_path_factory, data):
+    """Another tool's layout (deflated memory, unaligned parts), then damaged: refused with
+    vsnap's own error, never another exception."""
+    base = rezip_case[0]
+    tmp = tmp_path_factory.mktemp("rezip-fuzz")
+    image = tmp / "deflated.img"
+    _rezip(base / "vsnap.img", image, sorted, lambda name: zipfile.ZIP_DEFLATED)
+    blob = bytearray(image.read_bytes())
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] ^= 1 << data.draw(st.integers(0, 7))
+    _load_or_refuse(bytes(blob), tmp, base / "at-save")
