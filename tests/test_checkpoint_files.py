@@ -131,7 +131,7 @@ SCENARIOS = {
     "dir-partial": True, "dir-partial-changed": True, "dir-partial-removed": True,
     "dir-root": False, "dir-dev": False, "dir-dev-partial": False, "dir-proc": False,
     "dir-proc-self": False, "null": True, "console-dup": True, "console-tty": False,
-    "proc-maps": False,
+    "proc-maps": False, "many": False,
 }
 
 

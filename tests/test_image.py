@@ -132,19 +132,24 @@ def test_non_images_are_refused(tmp_path, content, message):
         load(str(p))
 
 
-def test_wrong_version_is_refused(saved, tmp_path):
+@pytest.mark.parametrize("version, says", [
+    (99, r"version 99 \(a newer vsnap's\); this vsnap reads version 3 only"),
+    (2, r"version 2 \(an older vsnap's\); this vsnap reads version 3 only: resume it with the "
+        r"vsnap that wrote it"),
+])
+def test_wrong_version_is_refused(saved, tmp_path, version, says):
     import json
     _, good, _ = saved
     manifest, parts = decode(good)
     buf = encode(parts, manifest["program"])
     z = zipfile.ZipFile(__import__("io").BytesIO(buf))
     m = json.loads(z.read("manifest.json"))
-    m["version"] = 99
-    out = tmp_path / "v99.img"
+    m["version"] = version
+    out = tmp_path / "v.img"
     with zipfile.ZipFile(out, "w") as w:
         for n in z.namelist():
             w.writestr(n, json.dumps(m) if n == "manifest.json" else z.read(n))
-    with pytest.raises(ImageError, match="version 99"):
+    with pytest.raises(ImageError, match=says):
         load(str(out))
 
 
@@ -411,3 +416,48 @@ def test_a_damaged_rezipped_image_is_refused_or_resumes(rezip_case, tmp_path_fac
         i = data.draw(st.integers(0, len(blob) - 1))
         blob[i] ^= 1 << data.draw(st.integers(0, 7))
     _load_or_refuse(bytes(blob), tmp, base / "at-save")
+
+
+@pytest.fixture(scope="module")
+def many_kinds(tmp_path_factory):
+    """An image whose fds.json has every kind of record: a sparse ghost file open twice (through
+    two hard links, both removed), a ghost directory, a listing half read, vsnap's /dev,
+    /proc/self/maps half read, /dev/null, a file by name. (Its bytes, and its root.)"""
+    from guestrun import Guest
+    from vsnap.build import build
+    from vsnap.testing import measure
+    g = Guest(build(str(Path(__file__).parent / "guests" / "fdkinds.c")), ("many",))
+    base = tmp_path_factory.mktemp("many")
+    n = measure(g, base).syscalls[-60]   # everything is open and in its state by then
+    root = root_for(base)
+    m = start(g, root, Capture(b""))
+    assert m.advance(n) is None
+    data = image_bytes(m)
+    m.close()
+    return data, root
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_tampered_fd_records_with_valid_hashes_are_checked(many_kinds, tmp_path_factory, data):
+    """fds.json's inodes, ghosts, extents and listings are untrusted like the rest."""
+    good, root = many_kinds
+    manifest, parts = decode(good)
+    obj = json.loads(bytes(parts["fds.json"]))
+    assert obj["inodes"] and any("ghost" in i for i in obj["inodes"])
+    target = data.draw(st.sampled_from(["inodes", "descriptions"]))
+    items = obj[target]
+    item = items[data.draw(st.integers(0, len(items) - 1))]
+    keys = sorted(item)
+    key = data.draw(st.sampled_from(keys))
+    if isinstance(item[key], dict) and item[key] and data.draw(st.booleans()):
+        item = item[key]
+        key = data.draw(st.sampled_from(sorted(item)))
+    if isinstance(item[key], list) and item[key] and data.draw(st.booleans()):
+        item, key = item[key], data.draw(st.integers(0, len(item[key]) - 1))
+    item[key] = data.draw(st.one_of(
+        st.none(), st.integers(-2**70, 2**70), st.text(max_size=8), st.booleans(),
+        st.just([]), st.just({}), st.just([0, 1 << 40]), st.just("/"), st.just("files/x"),
+        st.just([[0, 1], [0, 1]]), st.integers(0, 8)))
+    parts["fds.json"] = json.dumps(obj).encode()
+    _load_or_refuse(encode(parts, manifest["program"]), tmp_path_factory.mktemp("fdt"), root)

@@ -25,6 +25,7 @@ struct linux_dirent64 {
 };
 
 static char *names[256];
+static int extra[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
 static int nnames;
 
 static void busy(void)
@@ -206,6 +207,26 @@ int main(int argc, char **argv)
         fd = open_or_die("/proc/self/maps", O_RDONLY);
         char buf[16];
         read(fd, buf, sizeof buf);
+    } else if (strcmp(s, "many") == 0) {
+        /* all at once, for images with every kind of record in them */
+        fd = open_or_die("f", O_RDWR);
+        link("f", "f2");
+        extra[0] = open_or_die("f2", O_RDONLY);
+        unlink("f");
+        unlink("f2");
+        ftruncate(fd, 10 << 20);
+        pwrite(fd, "end", 3, (10 << 20) - 3);
+        mkdir("gone", 0700);
+        extra[1] = open_or_die("gone", O_RDONLY | O_DIRECTORY);
+        rmdir("gone");
+        extra[2] = open_or_die("d", O_RDONLY | O_DIRECTORY);
+        printf("first getdents: %ld bytes\n", list(extra[2], 48, 1));
+        extra[3] = open_or_die("/dev", O_RDONLY | O_DIRECTORY);
+        extra[4] = open_or_die("/proc/self/maps", O_RDONLY);
+        char buf[16];
+        read(extra[4], buf, sizeof buf);
+        extra[5] = open_or_die("/dev/null", O_WRONLY);
+        extra[6] = open_or_die("d/a", O_RDONLY);
     } else {
         printf("no scenario %s\n", s);
         return 2;
@@ -217,5 +238,7 @@ int main(int argc, char **argv)
         lseek(fd, 0, SEEK_SET);
     use("second use", fd, isdir);
     busy();
+    for (int i = 0; i < 7 && extra[i] >= 0; i++)
+        use("extra", extra[i], i == 1 || i == 2 || i == 3);
     return 0;
 }
