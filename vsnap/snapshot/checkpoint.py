@@ -39,11 +39,19 @@ NOT_PRESERVED = [
     "Descriptors on the terminal (stdin, stdout, stderr, /dev/tty) are reattached to the "
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
     "printed is not replayed.",
-    "Regular files are reopened by name and must be unchanged (size, modification time, "
-    "content hash). A file deleted while open travels in the image (files/ghost-N.bin) and "
-    "comes back as an unnamed file with the same bytes, offset and time.",
+    "Files and directories are saved once per inode, however many descriptors lead to it. "
+    "One with a name in the root is reopened by that name (another hard link, if the one "
+    "it was opened by is gone) and must be unchanged: size, modification time, a digest of "
+    "its content; a directory, the same entries.",
+    "A file deleted while open (a ghost) travels in the image as its data extents "
+    "(files/ghost-N.bin, holes left out) and comes back as one nameless file, as sparse as "
+    "it was, with its mode and time; every descriptor on it shares it again. A directory "
+    "removed while open comes back removed (empty, st_nlink 0). Not kept: holes on a "
+    "host file system that cannot report them (no SEEK_DATA: the file is saved whole), "
+    "and hard links outside the root (a file whose only names are there is a ghost).",
     "The pid, process group and session are kept (DragonFly cannot keep them; vsnap's "
-    "pids are virtual). Inode numbers are kept for files seen before the save.",
+    "pids are virtual). Inode numbers are kept for the files seen before the save and for "
+    "every open file, ghosts included.",
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",

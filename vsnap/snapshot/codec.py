@@ -3,17 +3,20 @@
     manifest.json      format, version, the program, and the size of every part with the
                        SHA-256 of each of its 16 MiB pieces (one piece for most parts)
     registers.json     the jmp_buf: every register
-    fds.json           the fd table
+    fds.json           the fd table, and the files and directories open (one per inode)
     kernel.json        process identity, cwd, umask, signals, clock, random, brk
     memory.json        the VMAs and, for each saved one, where its non-zero pages are
     memory/*.bin       raw page contents: stack.bin, data.bin (data+bss+heap), mappings.bin
+    files/ghost-N.bin  the data extents of a file deleted while open (extents.py)
 
 `unzip -l`, `python -m zipfile -l` and `jq` can read it, and a part's hashes can be checked
 with `unzip -p IMAGE memory/data.bin | split -b 16M --filter=sha256sum`. Writing is
 deterministic (fixed zip timestamps, fixed order, padding that depends only on offsets), so
 saving the same state twice gives the same bytes. Reading trusts
 nothing: every part is hashed and every field is type- and range-checked before a restore may
-use it; any problem is an ImageError with one line that says what is wrong.
+use it; any problem is an ImageError with one line that says what is wrong. Nor does reading
+rely on vsnap's own layout: an image zipped again by another tool (parts in any order, stored
+at any offset or compressed, folder entries added) reads the same.
 """
 from __future__ import annotations
 

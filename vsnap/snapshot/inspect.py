@@ -99,7 +99,9 @@ def _summary(img: Image) -> str:
         f"cwd {p['cwd']}  umask {p['umask']:03o}",
         f"memory       {len(img.vmas)} regions, {_size(total)} mapped, {_size(saved)} saved "
         f"(all-zero pages and text left out)",
-        f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files",
+        f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files, "
+        f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
+        f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
         f"clock        {k['clock']['monotonic_ns'] / 1e9:.6f} s since the guest's boot; "
         f"{k['syscall_count']} system calls so far",
         "",
@@ -109,6 +111,8 @@ def _summary(img: Image) -> str:
         "  data segment memory/data.bin     data + bss + heap",
         "  other maps   memory/mappings.bin private mmap regions",
         "  jmp_buf      registers.json      every register (vsnap inspect IMAGE regs)",
+        *(["  ghosts       files/ghost-N.bin   files deleted while open: their data, no "
+           "holes"] if any(n.startswith("files/") for n in img.blobs) else []),
         "",
         "Not preserved / differs from Linux:",
     ]
