@@ -461,3 +461,14 @@ def test_tampered_fd_records_with_valid_hashes_are_checked(many_kinds, tmp_path_
         st.just([[0, 1], [0, 1]]), st.integers(0, 8)))
     parts["fds.json"] = json.dumps(obj).encode()
     _load_or_refuse(encode(parts, manifest["program"]), tmp_path_factory.mktemp("fdt"), root)
+
+
+def test_a_save_that_cannot_write_its_image_says_so_in_one_line(tmp_path):
+    """It was a FileNotFoundError traceback from the temporary file's open."""
+    from vsnap.errors import VsnapError
+    m = start(guest("counter"), root_for(tmp_path), Capture(b""))
+    assert m.advance(200_000) is None
+    with pytest.raises(VsnapError, match=r"^vsnap: cannot save to /nonexistent/x.img: No such "
+                                         r"file or directory$"):
+        checkpoint(m, "/nonexistent/x.img")
+    m.close()

@@ -232,4 +232,7 @@ def checkpoint(m, path: str) -> None:
     if not m.running:
         raise ValueError("the guest has already ended; there is nothing to save")
     with _parts(m) as parts:
-        write_atomically(path, parts, program_record(m))
+        try:
+            write_atomically(path, parts, program_record(m))
+        except OSError as e:
+            raise CannotSave(f"vsnap: cannot save to {path}: {e.strerror or e}") from None
