@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
-from vsnap.vfs import MAXSYMLINKS, VIRTUAL, Resolved, Sandbox, host_errno_to_guest
+from vsnap.kernel import Capture, Kernel
+from vsnap.memory import AddressSpace
+from vsnap.vfs import MAXSYMLINKS, Resolved, Sandbox, host_errno_to_guest
 
 SANDBOX_PASSWD = "sandbox passwd\n"
 HOST_SECRET = "host secret\n"
@@ -44,9 +46,16 @@ def root(base):
     return base / "root"
 
 
+def sandbox(root, **kw) -> Sandbox:
+    """A sandbox with a kernel attached (pid 1000, no fds), which gives it /dev and /proc."""
+    sb = Sandbox(str(root), **kw)
+    Kernel(None, AddressSpace(None), sb, Capture().console)
+    return sb
+
+
 @pytest.fixture
 def sb(root):
-    return Sandbox(str(root), exe_guest_path="/bin/prog")
+    return sandbox(root, exe_guest_path="/bin/prog")
 
 
 def inside(sb: Sandbox, r: Resolved) -> bool:
@@ -256,7 +265,7 @@ def test_escape_link_target_of_slashes_and_dotdots(sb, root):
 
 
 def test_escape_exe_pointing_at_itself_eloop(root):
-    sb = Sandbox(str(root), exe_guest_path="/proc/self/exe")
+    sb = sandbox(root, exe_guest_path="/proc/self/exe")
     assert errno_of(sb, "/proc/self/exe") == E.ELOOP
 
 
@@ -326,28 +335,44 @@ def test_symlink_with_trailing_slash_target_must_be_dir(sb, root):
 def test_dev_and_proc_virtual_files(sb):
     assert sb.resolve("/dev/null") == Resolved("/dev/null", None, "null", True)
     assert sb.resolve("tty", "/dev").special == "tty"
-    assert sb.resolve("/dev/").special == "dev"
-    assert sb.resolve("/proc").special == "proc"
-    assert sb.resolve("/proc/self/").special == "proc/self"
-    assert sb.resolve("/proc/self/maps").special == "maps"
-    assert sb.resolve("/proc/self/..").special == "proc"
-    assert errno_of(sb, "/proc/1") == E.ENOENT
+    assert sb.resolve("/dev/").special == "dir"
+    assert sb.resolve("/proc").special == "dir"
+    # /proc/self is a link to the pid, as on Linux: paths through it end in /proc/1000
+    assert sb.resolve("/proc/self/") == Resolved("/proc/1000", None, "dir", True)
+    assert sb.resolve("/proc/self", follow=False).special == "link"
+    assert sb.readlink("/proc/self") == "1000"
+    assert sb.resolve("/proc/self/maps") == Resolved("/proc/1000/maps", None, "proc:maps", True)
+    assert sb.resolve("/proc/self/..").guest == "/proc"
+    assert sb.resolve("/proc/self/task/1000/status").special == "proc:status"
+    assert sb.resolve("/dev/stdin", follow=False).special == "link"
+    assert sb.readlink("/dev/fd") == "/proc/self/fd"
+    for path in ("/proc/1", "/proc/1001/status", "/proc/self/fd/0", "/proc/self/task/1",
+                 "/dev/sda", "/proc/self/status/x", "/proc/self/fd/00"):
+        assert errno_of(sb, path) in (E.ENOENT, E.ENOTDIR), path
 
 
 def test_proc_self_exe(sb, root):
     assert sb.resolve("/proc/self/exe") == Resolved("/bin/prog", str(root / "bin/prog"), None, True)
-    assert sb.resolve("/proc/self/exe", follow=False).special == "exe"
+    assert sb.resolve("/proc/self/exe", follow=False).special == "link"
     assert errno_of(sb, "/proc/self/exe/", follow=False) == E.ENOTDIR   # followed: a file
     assert sb.readlink("/proc/self/exe") == "/bin/prog"
     assert sb.readlink("exe", "/proc/self") == "/bin/prog"
 
 
-def test_proc_self_exe_without_program(root):
-    sb = Sandbox(str(root))
-    assert errno_of(sb, "/proc/self/exe") == E.ENOENT
-    with pytest.raises(SyscallError) as info:
-        sb.readlink("/proc/self/exe")
-    assert info.value.errno == E.ENOENT
+def test_proc_self_exe_of_a_program_outside_the_root(root):
+    sb = sandbox(root, exe_host_path="/elsewhere/prog")
+    r = sb.resolve("/proc/self/exe")
+    assert (r.special, r.host) == ("exe", None)   # opened by the kernel, read-only
+    assert sb.readlink("/proc/self/exe") == "/elsewhere/prog"
+    assert errno_of(sb, "/proc/self/exe/x") == E.ENOTDIR
+
+
+def test_no_kernel_no_virtual_files(root):
+    (root / "dev").mkdir()
+    write(root / "dev" / "null", "real")
+    bare = Sandbox(str(root))
+    for path in ("/dev/null", "/proc/self", "/proc"):
+        assert errno_of(bare, path) == E.ENOENT
 
 
 def test_readlink(sb, root):
@@ -416,7 +441,7 @@ def tree(tmp_path_factory):
         (base / name).mkdir(parents=True, exist_ok=True)
     write(base / "etc" / "passwd", HOST_SECRET)
     build_tree(base / "root", base / "outside")
-    return Sandbox(str(base / "root"))
+    return sandbox(base / "root")
 
 
 paths = st.tuples(
@@ -435,7 +460,7 @@ def test_property_never_leaves_root(tree, path, cwd, follow):
         assert err.errno in (E.ENOENT, E.ENOTDIR, E.ELOOP)
         return
     if r.host is None:
-        assert VIRTUAL.get(r.guest) == r.special
+        assert r.guest.split("/")[1] in ("dev", "proc") and r.special
         return
     assert inside(tree, r) and r.host == tree.host_path(r.guest)
     if r.host != tree.root:

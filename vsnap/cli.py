@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from .abi.consts import RLIMIT_CORE
 from .errors import UsageError, VsnapError
 
 
@@ -194,7 +195,10 @@ def _on_crash(a):
             checkpoint(m, a.save_on_crash)
             _say(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
                  f"vsnap inspect it, vsnap patch it, vsnap resume it")
-        if a.core:
+        core_limit = m.kernel.limits.soft(RLIMIT_CORE)
+        if a.core and core_limit == 0:  # a guest may refuse cores (gpg, ssh keep secrets)
+            _say("vsnap: no core file: the guest set its RLIMIT_CORE to 0")
+        elif a.core:
             from .abi.signals import NUMBERS
             from .snapshot import load
             from .snapshot.codec import decode
@@ -205,6 +209,8 @@ def _on_crash(a):
             else:
                 img = parse(*decode(image_bytes(m), "<crash>"), "<crash>")
             write_core(img, a.core, NUMBERS[fault.signal])
+            if os.path.getsize(a.core) > core_limit:  # Linux stops the dump at the limit
+                os.truncate(a.core, core_limit)
             _say(f"vsnap: wrote core file {a.core}; gdb {m.program_path} {a.core}")
     return crashed if (a.save_on_crash or a.core) else None
 
@@ -212,6 +218,10 @@ def _on_crash(a):
 def _drive(m, a, max_instructions=None) -> int:
     from .driver import SavePlan, drive
     m.on_crash = _on_crash(a)
+    if getattr(a, "core", None):
+        # --core is the user's `ulimit -c unlimited`: the soft limit goes up to the hard one
+        hard = m.kernel.limits.get(RLIMIT_CORE)[1]
+        m.kernel.limits.values[RLIMIT_CORE] = (hard, hard)
     plan = SavePlan(a.output, a.save_at, a.save_every, a.exit)
     if (plan.wanted or a.exit) and not a.output:
         raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")

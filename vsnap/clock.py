@@ -1,7 +1,8 @@
 """Virtual time and seeded randomness: what makes two runs of a guest the same, byte for byte.
 
 The clock starts at a fixed date and advances only by rules: a little per system call and by
-exactly the requested amount in nanosleep. Nothing here reads the host's clock. The random
+exactly the requested amount in nanosleep; CPU time moves only by the first. Nothing here
+reads the host's clock. The random
 generator is a counter-mode SHA-256 stream from a seed, so its whole state is two integers
 that a checkpoint can save.
 """
@@ -21,9 +22,12 @@ class Clock:
 
     monotonic_ns: int = 0
     boot_realtime_ns: int = EPOCH_START_NS
+    # the process's CPU time: what ticks (system calls) add, not what sleeps and waits skip
+    cpu_ns: int = 0
 
     def tick(self, ns: int = SYSCALL_TICK_NS) -> None:
         self.monotonic_ns += ns
+        self.cpu_ns += ns
 
     @property
     def realtime_ns(self) -> int:

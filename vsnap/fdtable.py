@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from .abi import errno as E
 from .errors import SyscallError
 
-MAX_FDS = 1024  # RLIMIT_NOFILE's usual soft limit
+MAX_FDS = 4096  # RLIMIT_NOFILE's hard limit: no descriptor can reach it
 
 
 @dataclass(eq=False)
@@ -36,6 +36,9 @@ class OpenFile:
     stream: str | None = None
     data: bytes | None = None
     entries: list | None = field(default=None, repr=False)
+    # False once vsnap knows the file has no set-user-ID bits for a write to clear (perm.py):
+    # spares a write its fstat; True (check) after a restore or a chmod that sets them
+    may_be_setid: bool = field(default=True, repr=False)
 
     def close(self) -> None:
         if self.host_fd is not None:
@@ -52,6 +55,11 @@ class FdEntry:
 class FdTable:
     def __init__(self):
         self.fds: dict[int, FdEntry] = {}
+        self.high = 0  # the highest fd ever used: Linux's table never shrinks (select)
+        # called as on_close(file, last) before a descriptor goes (file locks hang on it)
+        self.on_close = None
+        self.ceiling = MAX_FDS
+        self.limit = 1024  # RLIMIT_NOFILE's soft limit (kernel/limits.py keeps it current)
 
     def get(self, fd: int) -> OpenFile:
         entry = self.fds.get(fd)
@@ -64,31 +72,38 @@ class FdTable:
         return self.fds[fd]
 
     def lowest_free(self, start: int = 0) -> int:
+        if not 0 <= start < self.limit:  # F_DUPFD at or past RLIMIT_NOFILE
+            raise SyscallError(E.EINVAL, f"fd {start} is past RLIMIT_NOFILE")
         fd = start
         while fd in self.fds:
             fd += 1
-        if fd >= MAX_FDS:
-            raise SyscallError(E.EMFILE, "too many open files")
+        if fd >= self.limit:
+            raise SyscallError(E.EMFILE, "too many open files (RLIMIT_NOFILE)")
         return fd
 
     def install(self, file: OpenFile, *, cloexec: bool = False, start: int = 0) -> int:
         fd = self.lowest_free(start)
         self.fds[fd] = FdEntry(file, cloexec)
+        self.high = max(self.high, fd)
         return fd
 
     def place(self, fd: int, file: OpenFile, *, cloexec: bool = False) -> None:
         """Put `file` at exactly `fd`, closing what was there (dup2)."""
-        if not 0 <= fd < MAX_FDS:
-            raise SyscallError(E.EBADF, f"fd {fd} out of range")
+        if not 0 <= fd < self.limit:
+            raise SyscallError(E.EBADF, f"fd {fd} is past RLIMIT_NOFILE")
         if fd in self.fds:
             self.close(fd)
         self.fds[fd] = FdEntry(file, cloexec)
+        self.high = max(self.high, fd)
 
     def close(self, fd: int) -> None:
         entry = self.fds.pop(fd, None)
         if entry is None:
             raise SyscallError(E.EBADF, f"fd {fd} is not open")
-        if not any(e.file is entry.file for e in self.fds.values()):
+        last = not any(e.file is entry.file for e in self.fds.values())
+        if self.on_close is not None:
+            self.on_close(entry.file, last)
+        if last:
             entry.file.close()
 
     def close_all(self) -> None:

@@ -18,7 +18,8 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from .errors import BadProgram
-from .memory import (PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE, STACK_TOP,
+from .memory import (PAGE, PIE_BASE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_EXPAND,
+                     STACK_SIZE, STACK_TOP,
                      AddressSpace, page_down, page_up)
 
 ACCEPTS = "vsnap runs static x86-64 Linux ELF programs (static or static-pie)"
@@ -182,9 +183,13 @@ def _runs(pages, kinds):
 
 
 def build_stack(prog: Program, mem: AddressSpace, argv: list[str], envp: list[str],
-                random16: bytes, hwcap: int, execfn: str) -> int:
-    """Map the stack and lay out argc/argv/envp/auxv as Linux does; return the initial rsp."""
-    mem.map(STACK_TOP - STACK_SIZE, STACK_SIZE, PROT_READ | PROT_WRITE, "stack", "[stack]")
+                random16: bytes, hwcap: int, execfn: str, stack_limit: int = STACK_SIZE,
+                layout=None) -> int:
+    """Map the stack and lay out argc/argv/envp/auxv as Linux does; return the initial rsp.
+    As on Linux the stack starts as the arguments plus 128 KiB, within RLIMIT_STACK
+    (`stack_limit`), and grows down on faults below it (kernel/limits.grow_stack).
+    `layout` (a process.ExecLayout), if given, is filled with where the strings and the auxv
+    went, for /proc/self."""
     sp = STACK_TOP
     blobs = []
 
@@ -215,9 +220,36 @@ def build_stack(prog: Program, mem: AddressSpace, argv: list[str], envp: list[st
         sp -= 8  # keep rsp 16-byte aligned at argc, as the ABI requires
     sp -= 8 * len(words)
     blobs.append((sp, struct.pack(f"<{len(words)}Q", *words)))
+    args = page_up(STACK_TOP - sp)
+    size = max(args, min(args + STACK_EXPAND, page_down(stack_limit)))
+    mem.map(STACK_TOP - size, size, PROT_READ | PROT_WRITE, "stack", "[stack]")
     for addr, b in blobs:
         mem.write(addr, b)
+    if layout is not None:
+        _record(layout, prog, sp, auxv, arg_p, env_p, argv, envp, execfn)
     return sp
+
+
+def _record(layout, prog: Program, sp, auxv, arg_p, env_p, argv, envp, execfn) -> None:
+    """Linux's mm fields for this exec (fs/binfmt_elf.c: start_code is the lowest executable
+    PT_LOAD, end_code the end of the executable ones in the file, start_data the highest
+    PT_LOAD, end_data the end of the file-backed part of any)."""
+    args_end = arg_p[-1] + len(argv[-1].encode()) + 1 if argv else 0
+    layout.arg_start, layout.arg_end = (arg_p[0], args_end) if argv else (0, 0)
+    if envp:
+        layout.env_start, layout.env_end = env_p[0], env_p[-1] + len(envp[-1].encode()) + 1
+    else:
+        layout.env_start = layout.env_end = args_end
+    layout.start_stack = sp
+    base = prog.base
+    layout.start_code = base + min((v for v, _, _, _, fl in prog.segments if fl & 1),
+                                   default=0)
+    layout.start_data = base + max(v for v, *_ in prog.segments)
+    layout.end_code = base + max((v + fs for v, _, _, fs, fl in prog.segments if fl & 1),
+                                 default=0)
+    layout.end_data = base + max(v + fs for v, _, _, fs, _ in prog.segments)
+    layout.auxv = [[k, v] for k, v in auxv]
+    layout.comm = os.path.basename(execfn)[:15]
 
 
 def _phdr_address(prog: Program) -> int:

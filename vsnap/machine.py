@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass
 
 from .abi import signals
+from .abi.consts import RLIMIT_STACK
 from .cpu import HWCAP, Cpu, CpuFault
 from .errors import GuestStopped
 from .fdtable import OpenFile
 from .kernel import Console, GuestExit, Kernel
 from .kernel.sigframe import KilledBySignal, StoppedBySignal, deliver
+from .kernel.limits import grow_stack
 from .kernel.signal import NothingToWaitFor
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
@@ -57,7 +59,7 @@ class Machine:
         envp = list(DEFAULT_ENV) if env is None else list(env)
         load_segments(self.program, self.mem, self.exe or os.path.basename(program))
         sp = build_stack(self.program, self.mem, argv, envp, k.random.bytes(16), HWCAP,
-                         self.exe or argv[0])
+                         self.exe or argv[0], k.limits.soft(RLIMIT_STACK), layout=k.exec)
         # rflags as Linux starts a process: interrupts enabled (IF) and the reserved bit 1
         self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry,
                              "rflags": 0x202})
@@ -82,7 +84,7 @@ class Machine:
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
                                f"give --root an existing directory", 2)
         self.exe = Sandbox(root_host).guest_path_of_host(self.program_path)
-        self.vfs = Sandbox(root_host, exe_guest_path=self.exe)
+        self.vfs = Sandbox(root_host, exe_guest_path=self.exe, exe_host_path=self.program_path)
         self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
         self.kernel.proc.exe = self.exe or ""
         self.cpu.tsc = self.kernel.clock.tsc
@@ -168,6 +170,9 @@ class Machine:
                 try:
                     cpu.run(stop_at=to)
                 except CpuFault as f:
+                    if f.signal == "SIGSEGV" and f.address is not None \
+                            and grow_stack(k, f.address):
+                        continue  # a fault below the stack grew it; the access runs again
                     if not self._fault_to_handler(f):
                         if self.on_crash is not None:  # the guest is still whole here
                             self.on_crash(self, f)
@@ -191,9 +196,8 @@ class Machine:
                 if result is not None:
                     return result
                 continue
-            except NothingToWaitFor:
-                return RunResult(1, None, "vsnap: the guest waits for a signal with no timer "
-                                          "armed and nothing that could send one; stopped it")
+            except NothingToWaitFor as e:
+                return RunResult(1, None, f"vsnap: the guest {e.what}; stopped it")
             except MemoryBudgetExceeded as e:
                 return RunResult(STATUS_MEMORY, "SIGKILL",
                                  f"vsnap: guest stopped: {e}; raise --max-memory")

@@ -18,7 +18,8 @@ PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 # Where things go when ASLR is off, as on Linux (setarch -R): mmap grows down from just
 # below the stack; a static-pie program is loaded at 0x555555554000.
 STACK_TOP = 0x7FFF_FFFF_F000
-STACK_SIZE = 8 << 20
+STACK_SIZE = 8 << 20      # RLIMIT_STACK's default: how far the stack may grow
+STACK_EXPAND = 128 << 10  # mapped below the arguments at exec (Linux's setup_arg_pages)
 MMAP_TOP = 0x7FFF_F7FF_F000
 MMAP_BOTTOM = 0x1000_0000
 PIE_BASE = 0x5555_5555_4000
@@ -172,6 +173,14 @@ class AddressSpace:
             self.unmap(new_top, old_top - new_top)
         self.brk = new
         return new
+
+    def grow_stack(self, new_start: int) -> None:
+        """Map [new_start, the stack's lowest page) as more stack: it grows down, as far as
+        kernel/limits.grow_stack allows. One VMA, as /proc/self/maps shows it on Linux."""
+        stack = min((v for v in self.vmas if v.kind == "stack"), key=lambda v: v.start)
+        self.map(new_start, stack.start - new_start, stack.prot, "stack", stack.name)
+        self.vmas = sorted([v for v in self.vmas if v.start not in (new_start, stack.start)]
+                           + [replace(stack, start=new_start)], key=lambda v: v.start)
 
     def _merge_heap(self) -> None:
         merged: list[Vma] = []

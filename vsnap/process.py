@@ -6,7 +6,7 @@ which cannot keep the pid: see seeds/004).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 GUEST_PID = 1000
 
@@ -26,3 +26,23 @@ class Process:
     robust_list: int = 0
     exit_status: int | None = None
     exit_signal: str | None = None
+
+
+@dataclass
+class ExecLayout:
+    """What exec left for /proc/self to show (Linux keeps these in mm_struct): where the
+    argument and environment strings lie in guest memory (cmdline and environ read them there,
+    so a program that rewrites its argv shows the new text), the auxiliary vector as it was
+    given (auxv is the kernel's copy), the segment bounds (stat, statm) and the command name."""
+
+    arg_start: int = 0
+    arg_end: int = 0
+    env_start: int = 0
+    env_end: int = 0
+    start_stack: int = 0
+    start_code: int = 0
+    end_code: int = 0
+    start_data: int = 0
+    end_data: int = 0
+    auxv: list = field(default_factory=list)   # [key, value] pairs, AT_NULL last
+    comm: str = ""                              # the program's base name, 15 bytes at most

@@ -19,7 +19,7 @@ SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = (
 SS_ONSTACK, SS_DISABLE = 1, 2
 
 # si_code values
-SI_USER, SI_KERNEL, SI_TKILL = 0, 0x80, -6
+SI_USER, SI_KERNEL, SI_TIMER, SI_TKILL = 0, 0x80, -2, -6
 SEGV_MAPERR, SEGV_ACCERR, ILL_ILLOPN, FPE_INTDIV, BUS_ADRERR = 1, 2, 2, 1, 2
 
 CORE = {3, 4, 5, 6, 7, 8, 11, 24, 25, 31}       # QUIT ILL TRAP ABRT BUS FPE SEGV XCPU XFSZ SYS
@@ -60,6 +60,9 @@ class SigInfo:
     uid: int = 0
     addr: int = 0       # si_addr for faults
     errno: int = 0
+    timerid: int = 0    # SI_TIMER: si_timerid, si_overrun, si_value
+    overrun: int = 0
+    value: int = 0
 
 
 @dataclass

@@ -42,6 +42,22 @@ def pack_timeval(ns: int) -> bytes:
     return struct.pack("<qq", ns // 10**9, (ns % 10**9) // 1000)
 
 
+def unpack_timeval(data: bytes) -> tuple[int, int]:
+    """(tv_sec, tv_usec) of a struct timeval, unchecked."""
+    return struct.unpack("<qq", data)
+
+
+# struct statfs (x86-64, 120 bytes): f_type f_bsize f_blocks f_bfree f_bavail f_files f_ffree
+# f_fsid[2] f_namelen f_frsize f_flags f_spare[4]
+_STATFS = struct.Struct("<qqQQQQQiiqqq32x")
+
+
+def pack_statfs(*, ftype, bsize, blocks, bfree, bavail, files, ffree, fsid, namelen, frsize,
+                flags) -> bytes:
+    return _STATFS.pack(ftype, bsize, blocks, bfree, bavail, files, ffree, fsid[0], fsid[1],
+                        namelen, frsize, flags)
+
+
 def pack_utsname(sysname, nodename, release, version, machine, domain) -> bytes:
     return b"".join(s.encode()[:64].ljust(65, b"\0")
                     for s in (sysname, nodename, release, version, machine, domain))

@@ -1,6 +1,9 @@
 """The emulated Linux kernel. Importing this package registers every system call handler."""
 # each module registers its handlers when imported
-from . import files, misc, mm, paths, proc, signal, time  # noqa: F401
+from . import creds, files, misc, mm, paths, proc, signal, time  # noqa: F401
+from . import extents, filetimes, sendfile, statfs, sync  # noqa: F401
+from . import filelocks, futex, poll  # noqa: F401
+from . import limits, timers  # noqa: F401
 from .core import Capture, Console, GuestExit, Kernel
 from .registry import SYSCALLS
 

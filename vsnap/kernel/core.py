@@ -16,14 +16,19 @@ from collections import deque
 from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
+from ..abi.consts import RLIMIT_CPU
 from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
+from ..locks import LockBook
 from ..memory import AddressSpace
-from ..process import Process
+from ..process import ExecLayout, Process
+from ..rlimits import INF, Limits
 from ..signals import SignalState
+from ..timers import Timers
 from .registry import SYSCALLS
 from .sigframe import deliver
+from .virtual import VirtualFiles
 
 MASK64 = (1 << 64) - 1
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
@@ -93,31 +98,59 @@ class Kernel:
         self.vfs = vfs
         self.console = console
         self.fds = FdTable()
+        self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)
+        self.fds.on_close = self._closed
         self.proc = Process()
+        self.exec = ExecLayout()  # what exec left for /proc/self (cmdline, auxv, ...)
         self.clock = Clock()
         self.random = Random(seed)
         self.signals = SignalState()
+        self.limits = Limits()
+        self.timers = Timers()
         # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here
         # until the main thread takes them, at a system call or when the CPU is stopped
         self.host_signals: deque[int] = deque()
         self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
+        self.ctimes: dict[int, int] = {}  # guest inode -> virtual time of its last status change
         self.syscall_count = 0
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.unknown_reported: set[int] = set()
         self.strace = None      # a callable(line) when --strace is on
         self.notice = lambda line: sys.stderr.write(line + "\n")
+        if vfs is not None:  # the sandbox's /dev and /proc come from this kernel's state
+            vfs.virtual = VirtualFiles(self)
+
+    def _closed(self, f, last: bool) -> None:
+        from .filelocks import closed
+        closed(self, f, last)
 
     # guest memory helpers --------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
         if size == 0:
             return b""
-        return self.mem.read(addr, size)
+        try:
+            return self.mem.read(addr, size)
+        except SyscallError:
+            if not self._grow_stack(addr):
+                raise
+            return self.mem.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
         if data:
-            self.mem.write(addr, data)
+            try:
+                self.mem.write(addr, data)
+            except SyscallError:
+                if not self._grow_stack(addr):
+                    raise
+                self.mem.write(addr, data)
+
+    def _grow_stack(self, addr: int) -> bool:
+        """The kernel touching guest memory below the stack grows it, as a guest's own access
+        does (a signal frame just under the stack's lowest page, say)."""
+        from .limits import grow_stack
+        return grow_stack(self, addr)
 
     def read_cstr(self, addr: int, limit: int = 4096) -> bytes:
         """A NUL-terminated string from guest memory (ENAMETOOLONG past `limit`)."""
@@ -195,7 +228,8 @@ class Kernel:
         """On the way back to user mode: timers, host signals, then delivery (Linux's
         exit_to_user_mode)."""
         sig = self.signals
-        if sig.alarm_deadline is not None:
+        if sig.alarm_deadline is not None or self.timers.armed \
+                or self.limits.values[RLIMIT_CPU][0] != INF:
             from .signal import fire_timers
             fire_timers(self)
         if self.host_signals:

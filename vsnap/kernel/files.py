@@ -5,41 +5,37 @@ from __future__ import annotations
 import os
 import stat as S
 import struct
+from types import SimpleNamespace
 
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
+from ..access import MAY_READ
 from ..errors import SyscallError
 from ..fdtable import OpenFile
+from . import perm
+from . import devices, procfs, virtual
+from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
+from .extents import seek_data_hole
+from .inodetimes import open_noatime
+from .limits import file_size_limit
 from .registry import syscall
 
-VIRTUAL_DIRS = {"dev": ["null", "tty"], "proc": ["self"], "proc/self": ["exe", "maps"]}
 IOV_MAX = 1024
 
 
 def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
     acc = flags & C.O_ACCMODE
     status = flags & ~(C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC | C.O_CLOEXEC)
-    if r.special:
-        if r.special == "null":
-            return OpenFile("null", r.guest, status)
-        if r.special == "tty":
-            return OpenFile("console", r.guest, status, stream="tty")
-        if r.special == "maps":
-            if acc != C.O_RDONLY:
-                raise SyscallError(E.EACCES, r.guest)
-            return OpenFile("proc", r.guest, status, data=k.mem.maps_text().encode())
-        if r.special in VIRTUAL_DIRS:
-            if acc != C.O_RDONLY:
-                raise SyscallError(E.EISDIR, r.guest)
-            return OpenFile("dir", r.guest, status, stream=r.special)
-        raise SyscallError(E.ELOOP, r.guest)  # /proc/self/exe opened with O_NOFOLLOW
+    if r.special:  # /dev and /proc: kernel/virtual.py
+        return virtual.open_node(k, r, flags, status)
     if not r.exists:
         if not flags & C.O_CREAT:
             raise SyscallError(E.ENOENT, r.guest)
         if flags & C.O_DIRECTORY:
             raise SyscallError(E.EINVAL, r.guest)
+        perm.may_create(k, r)
     elif flags & C.O_CREAT and flags & C.O_EXCL:
         raise SyscallError(E.EEXIST, r.guest)
     with host_errors():
@@ -48,30 +44,38 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             if S.S_ISLNK(st.st_mode):
                 raise SyscallError(E.ELOOP, r.guest)  # only reached with O_NOFOLLOW
             if S.S_ISDIR(st.st_mode):
-                if acc != C.O_RDONLY or flags & C.O_CREAT:
+                if acc != C.O_RDONLY or flags & (C.O_CREAT | C.O_TRUNC):
                     raise SyscallError(E.EISDIR, r.guest)
+                perm.require(k, st.st_mode, MAY_READ, r.guest)
                 # a descriptor of the directory itself, so that fstat and getdents still
                 # find it after it is renamed or removed, as on Linux
-                dfd = os.open(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                dfd = open_noatime(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                   | os.O_CLOEXEC)
                 return OpenFile("dir", r.guest, status, host_path=r.host, host_fd=dfd)
             if flags & C.O_DIRECTORY:
                 raise SyscallError(E.ENOTDIR, r.guest)
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
+            perm.require(k, st.st_mode, perm.open_wants(flags), r.guest)
+            break_leases(k, (st.st_dev, st.st_ino), flags)
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
                       | os.O_NOFOLLOW | os.O_CLOEXEC)
         if flags & C.O_CREAT:
             host_flags |= os.O_CREAT
-        if flags & C.O_TRUNC and acc != C.O_RDONLY:
+        if flags & C.O_TRUNC and r.exists:  # Linux truncates even when opening O_RDONLY
             host_flags |= os.O_TRUNC
-        fd = os.open(r.host, host_flags, 0o600)
+        fd = open_noatime(r.host, host_flags, 0o600)  # reads leave atime alone (noatime)
         if not r.exists:
             # the guest's umask, not the host's: set the mode outright
-            os.fchmod(fd, mode & 0o7777 & ~k.proc.umask)
+            new_mode = mode & 0o7777 & ~k.proc.umask
+            os.fchmod(fd, new_mode)
             touch_parent(k, r.host)
-    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd)
+        elif host_flags & os.O_TRUNC:
+            perm.drop_privileges(k, fd)
+    f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd,
+                 may_be_setid=bool((st.st_mode if r.exists else new_mode) & perm.SETID))
     if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
-        touch(k, fd)
+        touch(k, fd, atime=not r.exists)
     return f
 
 
@@ -107,6 +111,13 @@ def sys_close(k, fd):
     return 0
 
 
+def status_flags(f: OpenFile) -> int:
+    """The file status flags F_GETFL and fdinfo show: Linux's open() adds O_LARGEFILE on
+    64-bit to everything it opens (not to the inherited pipes and terminal)."""
+    inherited = f.kind == "console" and f.stream != "tty"
+    return f.flags | (0 if inherited else C.O_LARGEFILE)
+
+
 def _readable(f: OpenFile) -> None:
     if f.flags & C.O_ACCMODE == C.O_WRONLY:
         raise SyscallError(E.EBADF, f"{f.path} is open for writing only")
@@ -121,9 +132,11 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     """Read up to `count` bytes; advance the shared offset unless `offset` is given."""
     _readable(f)
     pos = f.offset if offset is None else offset
-    if f.kind == "file":
+    if f.kind in ("file", "exe"):
         with host_errors():
             data = os.pread(f.host_fd, count, pos)
+    elif f.kind == "dev":
+        return devices.read(k, f, count)
     elif f.kind == "proc":
         data = f.data[pos:pos + count]
     elif f.kind == "console":
@@ -148,19 +161,27 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
     if f.kind != "file":
         if f.kind == "null":
             return len(data)
+        if f.kind == "dev":
+            return devices.write(k, f, data)
+        if f.kind == "proc":
+            return procfs.write(k, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
             if f.flags & C.O_APPEND:  # Linux appends even for pwrite (a documented bug)
                 offset = os.fstat(f.host_fd).st_size
+            data = data[:file_size_limit(k, offset, len(data))]
             n = os.pwrite(f.host_fd, data, offset)
         else:
             if f.flags & C.O_APPEND:
                 f.offset = os.fstat(f.host_fd).st_size
+            data = data[:file_size_limit(k, f.offset, len(data))]
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)
             touch(k, f.host_fd)
+            if f.may_be_setid:
+                perm.drop_privileges(k, f.host_fd)
     return n
 
 
@@ -245,17 +266,21 @@ def sys_lseek(k, fd, offset, whence):
     """off_t lseek(int fd, off_t offset, int whence);"""
     f = _seekable(k.fds.get(s32(fd)))
     offset, whence = s64(offset), s32(whence)
+    if f.kind in ("null", "dev"):
+        return 0  # Linux's devices stay at 0 (null_lseek, noop_llseek)
     if whence == C.SEEK_SET:
         new = offset
     elif whence == C.SEEK_CUR:
         new = f.offset + offset
     elif whence == C.SEEK_END:
-        if f.kind == "file":
+        if f.kind in ("file", "exe"):
             with host_errors():
                 size = os.fstat(f.host_fd).st_size
         else:
             size = len(f.data or b"")
         new = size + offset
+    elif whence in (C.SEEK_DATA, C.SEEK_HOLE):
+        new = seek_data_hole(f, offset, whence)
     else:
         raise SyscallError(E.EINVAL, f"whence {whence}")
     if new < 0:
@@ -305,13 +330,13 @@ def sys_fcntl(k, fd, cmd, arg):
         entry.cloexec = bool(arg & C.FD_CLOEXEC)
         return 0
     if cmd == C.F_GETFL:
-        return entry.file.flags | (C.O_LARGEFILE if entry.file.kind == "file" else 0)
+        return status_flags(entry.file)
     if cmd == C.F_SETFL:
         changeable = C.O_APPEND | C.O_NONBLOCK | C.O_NOATIME | C.O_DIRECT
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
         return 0
-    if cmd in (C.F_GETLK, C.F_SETLK, C.F_SETLKW):
-        return 0  # one process: every lock is granted
+    if cmd in LOCK_COMMANDS:
+        return fcntl_lock(k, entry.file, cmd, arg)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 
@@ -341,26 +366,38 @@ def sys_ioctl(k, fd, request, argp):
 
 def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
     """(inode, d_type, name) of each entry, sorted by name so that runs are reproducible."""
-    if f.stream in VIRTUAL_DIRS:
-        names = [(1_000_000 + i, C.DT_REG, n.encode())
-                 for i, n in enumerate(VIRTUAL_DIRS[f.stream])]
-        return [(1, C.DT_DIR, b"."), (1, C.DT_DIR, b".."), *names]
+    if f.host_fd is None and f.host_path is None:  # /dev, /proc and below
+        return virtual.dir_entries(k, f)
     out = []
     with host_errors():
         here = os.fstat(f.host_fd) if f.host_fd is not None else os.stat(f.host_path)
         where = f.host_fd if f.host_fd is not None else f.host_path
         for e in sorted(os.scandir(where), key=lambda e: e.name):
-            st = e.stat(follow_symlinks=False)
+            st = _entry_stat(e, here)
             dtype = (C.DT_DIR if S.S_ISDIR(st.st_mode) else C.DT_LNK if S.S_ISLNK(st.st_mode)
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
             guest = f.path.rstrip("/") + "/" + e.name
             out.append((k.guest_inode(st, guest), dtype, os.fsencode(e.name)))
-    if f.path == "/":
-        out = [e for e in out if e[2] not in (b"dev", b"proc")]
-        out += [(1_000_010, C.DT_DIR, b"dev"), (1_000_011, C.DT_DIR, b"proc")]
+    if f.path == "/":  # the virtual dev and proc, whatever the host folder holds
+        out = [e for e in out if e[2] not in (b"dev", b"proc")] + virtual.root_entries()
         out.sort(key=lambda e: e[2])
     ino = k.guest_inode(here, f.path)
     return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]
+
+
+def _entry_stat(e: os.DirEntry, here: os.stat_result):
+    """The entry's inode and type. Listing needs read permission only: when vsnap runs as a
+    normal user and the guest lists a directory it may read but not search, the host refuses
+    to stat the entries, so take what the directory entry itself says, as getdents does."""
+    try:
+        return e.stat(follow_symlinks=False)
+    except PermissionError:
+        try:
+            kind = (S.S_IFLNK if e.is_symlink() else S.S_IFDIR if e.is_dir(follow_symlinks=False)
+                    else S.S_IFREG if e.is_file(follow_symlinks=False) else 0)
+        except OSError:
+            kind = 0
+        return SimpleNamespace(st_mode=kind, st_dev=here.st_dev, st_ino=e.inode())
 
 
 @syscall("getdents64", "fd ptr size")

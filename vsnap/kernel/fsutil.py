@@ -9,8 +9,13 @@ from contextlib import contextmanager
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
+from ..access import Credentials
 from ..errors import SyscallError
 from ..vfs import Resolved, host_errno_to_guest
+from .inodetimes import ctime_of
+from .procfs import console_ino
+from .virtual import ino as virtual_ino
+from .virtual import stat_fields as virtual_stat
 
 GUEST_DEV = 0x801  # one device for the whole sandbox: host device numbers differ per machine
 
@@ -53,7 +58,12 @@ def lookup(k, dirfd: int, path_ptr: int, *, follow: bool = True,
             return None
         raise SyscallError(E.ENOENT, "empty path")
     start = k.proc.cwd if path.startswith("/") else base_dir(k, dirfd)
-    return k.vfs.resolve(path, start, follow=follow)
+    return k.vfs.resolve(path, start, follow=follow, creds=creds(k))
+
+
+def creds(k) -> Credentials:
+    """The guest's credentials, which every permission check is made against."""
+    return Credentials(k.proc.uid, k.proc.gid)
 
 
 def must_exist(r: Resolved) -> Resolved:
@@ -62,10 +72,11 @@ def must_exist(r: Resolved) -> Resolved:
     return r
 
 
-def touch(k, host_fd: int) -> None:
-    """Stamp a file the guest changed with the virtual time, so stat is reproducible."""
+def touch(k, host_fd: int, *, atime: bool = False) -> None:
+    """Stamp a file the guest changed with the virtual time, so stat is reproducible: its mtime,
+    and its atime only when it is new (a write keeps the atime: see inodetimes.py)."""
     now = k.clock.realtime_ns
-    os.utime(host_fd, ns=(now, now))
+    os.utime(host_fd, ns=(now if atime else os.fstat(host_fd).st_atime_ns, now))
 
 
 def touch_path(k, host_path: str) -> None:
@@ -75,60 +86,74 @@ def touch_path(k, host_path: str) -> None:
 
 
 def touch_parent(k, host_path: str) -> None:
-    """Adding or removing a name changes its directory: stamp that with the virtual time."""
-    touch_path(k, os.path.dirname(host_path.rstrip("/")) or "/")
+    """Adding or removing a name changes its directory: stamp its mtime with the virtual time."""
+    parent = os.path.dirname(host_path.rstrip("/")) or "/"
+    os.utime(parent, ns=(os.lstat(parent).st_atime_ns, k.clock.realtime_ns),
+             follow_symlinks=False)
 
 
 # stat ---------------------------------------------------------------------------------------
-_SPECIAL_MODES = {"null": (S.S_IFCHR | 0o666, 0x103), "tty": (S.S_IFCHR | 0o620, 0x8800),
-                  "dev": (S.S_IFDIR | 0o755, 0), "proc": (S.S_IFDIR | 0o555, 0),
-                  "proc/self": (S.S_IFDIR | 0o555, 0), "maps": (S.S_IFREG | 0o444, 0),
-                  "exe": (S.S_IFLNK | 0o777, 0)}
+# what fstat says of the descriptors that are not files: the terminal is /dev/pts/0 (136,0),
+# other console streams are pipes, /dev/tty is 5,0 and /dev/null 1,3
+_CONSOLE_MODES = {"pts": (S.S_IFCHR | 0o620, 0x8800), "pipe": (S.S_IFIFO | 0o600, 0)}
 
 
 def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
-                special: str | None = None, follow: bool = True, guest_path: str = "") -> dict:
+                special: str | None = None, follow: bool = True, guest_path: str = "",
+                resolved: Resolved | None = None) -> dict:
     """The fields of a guest struct stat, from the host file or a virtual one."""
     boot = k.clock.boot_realtime_ns
+    if special is not None and special.startswith("fd:"):  # /proc/self/fd/N followed
+        return stat_of_file(k, k.fds.get(int(special[3:])))
+    if special == "exe":                                    # the program, outside the root
+        host_path, special = k.vfs.exe_host_path, None
     if special is not None:
-        mode, rdev = _SPECIAL_MODES.get(special, (S.S_IFIFO | 0o600, 0))
-        ino = 1_000_000 + sorted(_SPECIAL_MODES).index(special) if special in _SPECIAL_MODES \
-            else 999_999
-        return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=k.proc.uid, gid=k.proc.gid,
-                    rdev=rdev, size=0, blksize=4096, blocks=0, atime_ns=boot, mtime_ns=boot,
-                    ctime_ns=boot)
+        return virtual_stat(k, resolved or Resolved(guest_path, None, special, True), boot)
     with host_errors():
         if host_fd is not None:
             st = os.fstat(host_fd)
         else:
             st = os.stat(host_path, follow_symlinks=follow)
-    return dict(dev=GUEST_DEV, ino=k.guest_inode(st, guest_path), nlink=st.st_nlink,
+    ino = k.guest_inode(st, guest_path)
+    return dict(dev=GUEST_DEV, ino=ino, nlink=st.st_nlink,
                 mode=st.st_mode,
                 uid=k.proc.uid, gid=k.proc.gid, rdev=0, size=st.st_size, blksize=4096,
-                blocks=st.st_blocks, atime_ns=st.st_mtime_ns, mtime_ns=st.st_mtime_ns,
-                ctime_ns=st.st_mtime_ns)
+                blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns,
+                ctime_ns=ctime_of(k, ino, st.st_mtime_ns))
+
+
+def _console_stat(k, f) -> dict:
+    """A std stream: the terminal (the same inode as /dev/pts/0) or a pipe (pipe:[ino])."""
+    kind = "pts" if k.console.isatty(f.stream) else "pipe"
+    mode, rdev = _CONSOLE_MODES[kind]
+    boot = k.clock.boot_realtime_ns
+    ino = console_ino(f.stream) if kind == "pipe" else virtual_ino("/dev/pts/0")
+    return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=k.proc.uid, gid=k.proc.gid,
+                rdev=rdev, size=0, blksize=4096, blocks=0, atime_ns=boot, mtime_ns=boot,
+                ctime_ns=boot)
 
 
 def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
     must_exist(r)
     return stat_fields(k, host_path=r.host, special=r.special, follow=follow,
-                       guest_path=r.guest)
+                       guest_path=r.guest, resolved=r)
 
 
 def stat_of_file(k, f) -> dict:
-    if f.kind == "file":
+    if f.kind in ("file", "exe"):
         return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_fd is not None:
         return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_path:
         return stat_fields(k, host_path=f.host_path, guest_path=f.path)
-    if f.kind == "dir":
-        return stat_fields(k, special=f.stream)
-    if f.kind == "console":
-        return stat_fields(k, special="tty" if k.console.isatty(f.stream) else "pipe")
+    if f.kind == "console" and f.stream != "tty":
+        return _console_stat(k, f)
+    # the virtual files: what their path names (the node itself, as at open)
+    tty = "pts" if f.path == "/dev/pts/0" else "tty"
+    special = {"dir": "dir", "console": tty, "null": "null", "dev": f.stream}.get(f.kind)
     if f.kind == "proc":
-        return stat_fields(k, special="maps")
-    return stat_fields(k, special="null")
+        special = "proc:" + f.path.rsplit("/", 1)[-1]
+    return stat_fields(k, special=special, guest_path=f.path)
 
 
 def write_stat(k, addr: int, fields: dict) -> int:

@@ -9,6 +9,7 @@ from ..abi import errno as E
 from ..errors import SyscallError
 from ..memory import PAGE, page_up
 from .fsutil import host_errors, s32, s64
+from .limits import check_brk, check_expand, check_protect
 from .registry import syscall
 
 
@@ -17,6 +18,8 @@ def sys_brk(k, addr):
     """int brk(void *addr);  (the system call returns the new break, or the old on failure)"""
     if addr == 0:
         return k.mem.brk
+    if addr >= k.mem.brk_start and not check_brk(k, addr):
+        return k.mem.brk  # over RLIMIT_DATA or RLIMIT_AS: the break stays
     return k.mem.set_brk(addr)
 
 
@@ -32,7 +35,11 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
     name = ""
     if not flags & C.MAP_ANONYMOUS:
         f = k.fds.get(s32(fd))
-        if f.kind != "file":
+        if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
+            flags |= C.MAP_ANONYMOUS
+            name = "/dev/zero (deleted)" if flags & C.MAP_SHARED else ""
+    if not flags & C.MAP_ANONYMOUS:
+        if f.kind not in ("file", "exe"):
             raise SyscallError(E.ENODEV if f.kind != "dir" else E.EACCES, f.path)
         if flags & C.MAP_SHARED and prot & C.PROT_WRITE:
             # one process and no page cache of our own: a shared writable file mapping would
@@ -50,6 +57,7 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
         start = addr  # a hint that fits is honoured, as Linux does
     else:
         start = k.mem.find_free(length)
+    check_expand(k, length, prot, "mmap", start)
     k.mem.map(start, length, prot & 7, "mmap", name)
     if data:
         k.mem.write(start, data)
@@ -71,6 +79,7 @@ def sys_mprotect(k, addr, length, prot):
     if addr & (PAGE - 1):
         raise SyscallError(E.EINVAL, "unaligned address")
     if length:
+        check_protect(k, addr, page_up(length), prot)
         k.mem.protect(addr, length, prot & 7)
     return 0
 
@@ -88,6 +97,7 @@ def sys_mremap(k, old, old_size, new_size, flags, new_addr):
         if new_size < old_size:
             k.mem.unmap(old + new_size, old_size - new_size)
         return old
+    check_expand(k, new_size - old_size, vma.prot, vma.kind)
     if k.mem.is_free(old + old_size, old + new_size):
         k.mem.map(old + old_size, new_size - old_size, vma.prot, vma.kind, vma.name)
         return old

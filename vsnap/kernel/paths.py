@@ -8,10 +8,14 @@ import stat as S
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
+from ..access import MAY_EXEC, MAY_WRITE
 from ..errors import SyscallError
-from .fsutil import (base_dir, host_errors, lookup, must_exist, s32, s64, stat_fields,
+from . import perm
+from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64,
                      stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
                      write_stat)
+from .inodetimes import mark_changed
+from .limits import check_truncate
 from .registry import syscall
 
 
@@ -39,8 +43,8 @@ def _fstatat_fields(k, dirfd, path, flags) -> dict:
                empty_ok=bool(flags & C.AT_EMPTY_PATH))
     if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
         dirfd = s32(dirfd)
-        if dirfd == C.AT_FDCWD:
-            return stat_fields(k, host_path=k.vfs.host_path(k.proc.cwd), guest_path=k.proc.cwd)
+        if dirfd == C.AT_FDCWD:  # the cwd may be virtual (/proc/1000): resolve it
+            return stat_of_resolved(k, k.vfs.resolve(k.proc.cwd))
         return stat_of_file(k, k.fds.get(dirfd))
     return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 
@@ -79,14 +83,15 @@ def sys_faccessat(k, dirfd, path, mode):
 @syscall("faccessat2", "fd path int hex")
 def sys_faccessat2(k, dirfd, path, mode, flags):
     """int faccessat2(int dirfd, const char *pathname, int mode, int flags);"""
-    r = must_exist(lookup(k, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW))
-    if r.special or not mode:
-        return 0
-    st = stat_of_resolved(k, r)
-    # the guest owns every file in its sandbox, so the owner's bits decide
-    for bit, need in ((C.R_OK, 0o400), (C.W_OK, 0o200), (C.X_OK, 0o100)):
-        if mode & bit and not st["mode"] & need:
-            raise SyscallError(E.EACCES, r.guest)
+    mode, flags = s32(mode), s32(flags)
+    if mode & ~(C.R_OK | C.W_OK | C.X_OK):
+        raise SyscallError(E.EINVAL, f"access mode {mode:#x}")
+    if flags & ~(C.AT_EACCESS | C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH):
+        raise SyscallError(E.EINVAL, f"faccessat2 flags {flags:#x}")
+    # AT_EACCESS asks about the effective ids instead of the real ones: the guest's are the same
+    st = _fstatat_fields(k, dirfd, path, flags & (C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH))
+    # R_OK, W_OK and X_OK are the MAY_* bits: the owner's bits decide (access.py)
+    perm.require(k, st["mode"], mode, "faccessat")
     return 0
 
 
@@ -105,15 +110,35 @@ def sys_mkdir(k, path, mode):
 @syscall("mkdirat", "fd path mode")
 def sys_mkdirat(k, dirfd, path, mode):
     """int mkdirat(int dirfd, const char *pathname, mode_t mode);"""
-    r = _real(lookup(k, dirfd, path, follow=False), "read-only")
+    r = _real(_name(k, dirfd, path)[0], "read-only")
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
+    perm.may_create(k, r)
     with host_errors():
         os.mkdir(r.host, 0o700)
         os.chmod(r.host, mode & 0o7777 & ~k.proc.umask)  # the guest's umask, not the host's
         touch_path(k, r.host)
         touch_parent(k, r.host)
     return 0
+
+
+def _name(k, dirfd, path_ptr: int):
+    """(the named file itself, whether the path ended in "/"): the last component is never
+    followed, as for the calls that add or remove a name (Linux looks up its parent, then the
+    name in it). A trailing slash is the caller's to judge: rmdir ignores it, unlink and
+    rename refuse it on a non-directory, symlink and link refuse it on a new name."""
+    text = k.read_path(path_ptr)
+    if not text:
+        raise SyscallError(E.ENOENT, "empty path")
+    stripped = text.rstrip("/") or "/"
+    start = k.proc.cwd if text.startswith("/") else base_dir(k, dirfd)
+    r = k.vfs.resolve(stripped, start, follow=False, creds=creds(k))
+    return r, stripped != text and stripped != "/"
+
+
+def _is_dir(r) -> bool:
+    with host_errors():
+        return r.host is not None and S.S_ISDIR(os.lstat(r.host).st_mode)
 
 
 def _last(k, path_ptr: int) -> str:
@@ -125,9 +150,12 @@ def _rmdir(k, dirfd, path) -> int:
     last = _last(k, path)
     if last in (".", ".."):  # as Linux: "." is invalid, ".." is never empty
         raise SyscallError(E.EINVAL if last == "." else E.ENOTEMPTY, last)
-    r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
+    r = must_exist(_real(_name(k, dirfd, path)[0], "read-only"))
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
+    perm.may_delete(k, r)
+    if not _is_dir(r):  # a symlink too, even to a directory, even named with a slash
+        raise SyscallError(E.ENOTDIR, r.guest)
     with host_errors():
         os.rmdir(r.host)
         touch_parent(k, r.host)
@@ -151,7 +179,13 @@ def sys_unlinkat(k, dirfd, path, flags):
     """int unlinkat(int dirfd, const char *pathname, int flags);"""
     if flags & C.AT_REMOVEDIR:
         return _rmdir(k, dirfd, path)
-    r = must_exist(_real(lookup(k, dirfd, path, follow=False), "read-only"))
+    if _last(k, path) in (".", ".."):
+        raise SyscallError(E.EISDIR, _last(k, path))
+    r, slash = _name(k, dirfd, path)
+    must_exist(_real(r, "read-only"))
+    if slash or r.guest == "/":  # "name/": a directory is EISDIR, anything else ENOTDIR
+        raise SyscallError(E.EISDIR if _is_dir(r) else E.ENOTDIR, r.guest)
+    perm.may_delete(k, r)
     with host_errors():
         if S.S_ISDIR(os.lstat(r.host).st_mode):
             raise SyscallError(E.EISDIR, r.guest)
@@ -180,17 +214,37 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
     if {_last(k, old), _last(k, new)} & {".", ".."}:
         raise SyscallError(E.EBUSY, "rename of . or ..")
     # both parents are looked up before either name is checked, as Linux does
-    src = _real(lookup(k, olddirfd, old, follow=False), "read-only")
-    dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
+    src, src_slash = _name(k, olddirfd, old)
+    dst, dst_slash = _name(k, newdirfd, new)
+    _real(src, "read-only")
+    _real(dst, "read-only")
     must_exist(src)
     if flags & 1 and dst.exists:  # RENAME_NOREPLACE
         raise SyscallError(E.EEXIST, dst.guest)
     if src.guest == "/" or dst.guest == "/":
         raise SyscallError(E.EBUSY, "/")
+    if (src_slash or dst_slash) and not _is_dir(src):
+        raise SyscallError(E.ENOTDIR, f"{src.guest} named with a trailing slash")
+    if dst.guest.startswith(src.guest + "/"):
+        raise SyscallError(E.EINVAL, f"{src.guest} into itself")
+    if src.guest.startswith(dst.guest + "/"):
+        raise SyscallError(E.ENOTEMPTY, f"{dst.guest} holds {src.guest}")
+    with host_errors():
+        st = os.lstat(src.host)
+        if dst.exists:
+            target = os.lstat(dst.host)
+            if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                return 0  # two names of one file: Linux does nothing, and checks nothing
+    # the permission checks of Linux's vfs_rename, in its order
+    perm.may_delete(k, src)
+    (perm.may_delete if dst.exists else perm.may_create)(k, dst)
+    if S.S_ISDIR(st.st_mode) and not perm.same_dir(src, dst):
+        perm.require(k, st.st_mode, MAY_WRITE, src.guest)  # its ".." entry changes
     with host_errors():
         os.rename(src.host, dst.host)
         touch_parent(k, src.host)
         touch_parent(k, dst.host)
+        mark_changed(k, os.lstat(dst.host), dst.guest)
     _follow_rename(k, src.guest, dst.guest)
     return 0
 
@@ -227,9 +281,12 @@ def sys_symlinkat(k, target, newdirfd, linkpath):
     text = k.read_cstr(target)
     if not text:
         raise SyscallError(E.ENOENT, "empty symlink target")
-    r = _real(lookup(k, newdirfd, linkpath, follow=False), "read-only")
-    if r.exists:
+    r, slash = _name(k, newdirfd, linkpath)
+    if _real(r, "read-only").exists:
         raise SyscallError(E.EEXIST, r.guest)
+    if slash:  # asked for a directory that is not there
+        raise SyscallError(E.ENOENT, f"{r.guest}/")
+    perm.may_create(k, r)
     # The link is stored as the guest wrote it; vfs.py interprets it inside the root.
     with host_errors():
         os.symlink(text, r.host)
@@ -250,14 +307,18 @@ def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
     int flags);"""
     src = must_exist(_real(lookup(k, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
                            "read-only"))
-    dst = _real(lookup(k, newdirfd, new, follow=False), "read-only")
-    if dst.exists:
+    dst, slash = _name(k, newdirfd, new)
+    if _real(dst, "read-only").exists:
         raise SyscallError(E.EEXIST, dst.guest)
+    if slash:  # asked for a directory that is not there
+        raise SyscallError(E.ENOENT, f"{dst.guest}/")
+    perm.may_create(k, dst)
     with host_errors():
         if S.S_ISDIR(os.lstat(src.host).st_mode):
             raise SyscallError(E.EPERM, f"{src.guest}: hard link to a directory")
         os.link(src.host, dst.host, follow_symlinks=False)
         touch_parent(k, dst.host)
+        mark_changed(k, os.lstat(src.host), src.guest)
     return 0
 
 
@@ -274,7 +335,7 @@ def sys_readlinkat(k, dirfd, path, buf, size):
         raise SyscallError(E.EINVAL, "bufsiz")
     name = k.read_path(path)
     start = k.proc.cwd if name.startswith("/") else base_dir(k, dirfd)
-    target = os.fsencode(k.vfs.readlink(name, start))[:size]
+    target = os.fsencode(k.vfs.readlink(name, start, creds=creds(k)))[:size]
     k.write(buf, target)
     return len(target)
 
@@ -293,6 +354,7 @@ def _enter(k, r) -> int:
     st = stat_of_resolved(k, r)
     if not S.S_ISDIR(st["mode"]):
         raise SyscallError(E.ENOTDIR, r.guest)
+    perm.require(k, st["mode"], MAY_EXEC, r.guest)
     k.proc.cwd = r.guest
     return 0
 
@@ -309,6 +371,7 @@ def sys_fchdir(k, fd):
     f = k.fds.get(s32(fd))
     if f.kind != "dir":
         raise SyscallError(E.ENOTDIR, f.path)
+    perm.require(k, stat_of_file(k, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
     k.proc.cwd = f.path
     return 0
 
@@ -322,6 +385,8 @@ def sys_ftruncate(k, fd, length):
     if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
         raise SyscallError(E.EINVAL, f"{f.path} is not open for writing")
     with host_errors():
+        check_truncate(k, os.fstat(f.host_fd).st_size, length)
+        perm.drop_privileges(k, f.host_fd)
         os.ftruncate(f.host_fd, length)
         touch(k, f.host_fd)
     return 0
@@ -330,30 +395,26 @@ def sys_ftruncate(k, fd, length):
 @syscall("truncate", "path int")
 def sys_truncate(k, path, length):
     """int truncate(const char *path, off_t length);"""
-    r = must_exist(_real(lookup(k, C.AT_FDCWD, path), "read-only"))
-    if s64(length) < 0:
+    if s64(length) < 0:  # before the lookup, as Linux
         raise SyscallError(E.EINVAL, "negative length")
+    r = must_exist(_real(lookup(k, C.AT_FDCWD, path), "read-only"))
+    with host_errors():
+        mode = os.stat(r.host).st_mode
+    if S.S_ISDIR(mode):
+        raise SyscallError(E.EISDIR, r.guest)
+    if not S.S_ISREG(mode):
+        raise SyscallError(E.EINVAL, f"{r.guest}: not a regular file")
+    perm.require(k, mode, MAY_WRITE, r.guest)
     with host_errors():
         fd = os.open(r.host, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
+            check_truncate(k, os.fstat(fd).st_size, length)
+            perm.drop_privileges(k, fd)
             os.ftruncate(fd, length)
             touch(k, fd)
         finally:
             os.close(fd)
     return 0
-
-
-@syscall("fsync", "fd")
-def sys_fsync(k, fd):
-    """int fsync(int fd);"""
-    k.fds.get(s32(fd))
-    return 0  # the host's page cache is the guest's disk; nothing to force
-
-
-@syscall("fdatasync", "fd")
-def sys_fdatasync(k, fd):
-    """int fdatasync(int fd);"""
-    return sys_fsync(k, fd)
 
 
 @syscall("chmod", "path mode")
@@ -368,6 +429,8 @@ def sys_fchmodat(k, dirfd, path, mode):
     r = must_exist(_real(lookup(k, dirfd, path), "read-only"))
     with host_errors():
         os.chmod(r.host, mode & 0o7777, follow_symlinks=False)
+        mark_changed(k, os.lstat(r.host), r.guest)
+    perm.setid_may_be_set(k, mode)
     return 0
 
 
@@ -375,9 +438,11 @@ def sys_fchmodat(k, dirfd, path, mode):
 def sys_fchmod(k, fd, mode):
     """int fchmod(int fd, mode_t mode);"""
     f = k.fds.get(s32(fd))
-    if f.kind == "file":
+    if f.kind in ("file", "dir") and f.host_fd is not None:
         with host_errors():
             os.chmod(f.host_fd, mode & 0o7777)
+            mark_changed(k, os.fstat(f.host_fd), f.path)
+        perm.setid_may_be_set(k, mode)
     return 0
 
 

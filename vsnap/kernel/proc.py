@@ -1,12 +1,12 @@
-"""Process system calls: exit, identity (getpid and friends), arch_prctl, the thread-library
-calls a libc makes at startup (set_tid_address, set_robust_list, rseq), and resource limits."""
+"""Process system calls: exit, identity (getpid and friends; uids and gids are in creds.py),
+arch_prctl, the thread-library calls a libc makes at startup (set_tid_address, set_robust_list,
+rseq). Resource limits are in limits.py."""
 from __future__ import annotations
 
 import struct
 
 from ..abi import consts as C
 from ..abi import errno as E
-from ..abi import structs
 from ..errors import SyscallError
 from .core import GuestExit
 from .fsutil import s32
@@ -89,20 +89,6 @@ def sys_setsid(k):
     return k.proc.sid
 
 
-for _name in ("getuid", "geteuid"):
-    syscall(_name, "")(lambda k: k.proc.uid)
-for _name in ("getgid", "getegid"):
-    syscall(_name, "")(lambda k: k.proc.gid)
-
-
-@syscall("getgroups", "int ptr")
-def sys_getgroups(k, size, lst):
-    """int getgroups(int size, gid_t list[]);"""
-    if s32(size):
-        k.write(lst, struct.pack("<I", k.proc.gid))
-    return 1
-
-
 @syscall("arch_prctl", "archprctl ptr")
 def sys_arch_prctl(k, code, addr):
     """int arch_prctl(int code, unsigned long addr);"""
@@ -141,32 +127,6 @@ def sys_rseq(k, rseq, length, flags, sig):
     # vsnap has one thread and no preemption, so restartable sequences have nothing to
     # restart; refusing is allowed by the ABI and glibc carries on without them.
     raise SyscallError(E.ENOSYS, "rseq is not supported")
-
-
-@syscall("prlimit64", "int int ptr ptr")
-def sys_prlimit64(k, pid, resource, new_limit, old_limit):
-    """int prlimit(pid_t pid, int resource, const struct rlimit *new_limit,
-    struct rlimit *old_limit);"""
-    if s32(pid) not in (0, k.proc.pid):
-        raise SyscallError(E.ESRCH, f"no process {s32(pid)}")
-    limits = {C.RLIMIT_STACK: (8 << 20, C.RLIM_INFINITY), C.RLIMIT_NOFILE: (1024, 1024),
-              C.RLIMIT_AS: (k.mem.limit, k.mem.limit)}
-    cur, maximum = limits.get(resource, (C.RLIM_INFINITY, C.RLIM_INFINITY))
-    if old_limit:
-        k.write(old_limit, structs.pack_rlimit(cur, maximum))
-    return 0  # new limits are accepted and ignored: vsnap's own budgets stay in force
-
-
-@syscall("getrlimit", "int ptr")
-def sys_getrlimit(k, resource, rlim):
-    """int getrlimit(int resource, struct rlimit *rlim);"""
-    return sys_prlimit64(k, 0, resource, 0, rlim)
-
-
-@syscall("setrlimit", "int ptr")
-def sys_setrlimit(k, resource, rlim):
-    """int setrlimit(int resource, const struct rlimit *rlim);"""
-    return 0
 
 
 @syscall("sched_getaffinity", "int size ptr")

@@ -50,6 +50,8 @@ def pack_siginfo(info: S.SigInfo) -> bytes:
     head = struct.pack("<iiii", info.signo, info.errno, info.code, 0)
     if info.code > 0 and info.signo in (4, 7, 8, 11):
         body = struct.pack("<Q", info.addr)
+    elif info.code == S.SI_TIMER:
+        body = struct.pack("<iiQ", info.timerid, info.overrun, info.value)
     else:
         body = struct.pack("<iI", info.pid, info.uid)
     return (head + body).ljust(128, b"\0")
@@ -85,11 +87,15 @@ def _fxrstor(data: bytes) -> dict:
 # and the sleeps are never restarted
 RESTARTABLE = {syscalls.NUMBERS[n] for n in
                ("read", "write", "ioctl", "pread64", "pwrite64", "readv", "writev")}
+# calls restarted only when no handler runs (ERESTARTNOHAND: poll, select...); the modules
+# that define them add their numbers
+RESTART_NOHAND: set[int] = set()
 
 
-def _restartable(k, in_syscall: bool) -> bool:
+def _restartable(k, in_syscall: bool, handler: bool = True) -> bool:
     nr, result = k.last_call
-    return in_syscall and result == -E.EINTR and nr in RESTARTABLE
+    return in_syscall and result == -E.EINTR and (
+        nr in RESTARTABLE or (not handler and nr in RESTART_NOHAND))
 
 
 def deliver(k, in_syscall: bool) -> None:
@@ -99,8 +105,14 @@ def deliver(k, in_syscall: bool) -> None:
     framed = False
     while True:
         info = sig.take()
+        if info is not None and info.code == S.SI_TIMER:
+            k.timers.delivered(info)  # timer_getoverrun now answers this one's overrun
         if info is None:
-            if not framed and _restartable(k, in_syscall):
+            if not framed and sig.saved_blocked is not None:
+                # sigsuspend's or ppoll's mask, and no handler ran to save the old one
+                sig.set_blocked(sig.saved_blocked)
+                sig.saved_blocked = None
+            if not framed and _restartable(k, in_syscall, handler=False):
                 # every signal was ignored: the interrupted call starts again, unseen
                 k.cpu.write_many({"rax": k.last_call[0], "rip": k.cpu.read("rip") - 2})
                 k.last_call = (0, 0)

@@ -1,5 +1,6 @@
 """Signal system calls: rt_sigaction, rt_sigprocmask, rt_sigreturn, kill and its relatives,
-alarm and ITIMER_REAL on the virtual clock, pause, rt_sigsuspend, rt_sigpending, sigaltstack.
+alarm on the virtual clock, pause, rt_sigsuspend, rt_sigpending, sigaltstack. The other
+timers (setitimer, timer_create) are in timers.py.
 
 Waiting (pause, sigsuspend, a sleep) moves the virtual clock to the next timer deadline at
 once; with no timer armed, it waits for a signal from the host (Ctrl-C, `kill PID`), which the
@@ -15,18 +16,27 @@ from ..errors import SyscallError
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import sigreturn
+from .timers import fire_all, next_wakeup
 
 NS = 10**9
 MINSIGSTKSZ = 2048
 
 
 class NothingToWaitFor(Exception):
-    """The guest waits for a signal, no timer is armed, and nothing outside can send one."""
+    """The guest waits for a signal, no timer is armed, and nothing outside can send one.
+    `what` completes "the guest ..." for the line vsnap prints when it ends the guest."""
+
+    def __init__(self, what: str = "waits for a signal with no timer armed and nothing "
+                                   "that could send one"):
+        super().__init__(what)
+        self.what = what
 
 
 def fire_timers(k) -> None:
-    """Post SIGALRM if the interval timer's deadline has passed (called at each system call)."""
+    """Post the signals of the timers whose deadlines have passed (called at each system
+    call): SIGALRM for alarm and ITIMER_REAL here, the others in timers.py."""
     sig = k.signals
+    fire_all(k)
     if sig.alarm_deadline is not None and k.clock.monotonic_ns >= sig.alarm_deadline:
         if sig.alarm_interval:
             while sig.alarm_deadline <= k.clock.monotonic_ns:
@@ -41,7 +51,7 @@ def wait_for_signal(k, until: int | None = None) -> bool:
     sig = k.signals
     k.take_host_signals()
     while not sig.deliverable():
-        deadline = sig.alarm_deadline
+        deadline = next_wakeup(k)
         if until is not None and (deadline is None or until < deadline):
             k.clock.monotonic_ns = max(k.clock.monotonic_ns, until)
             return False
@@ -55,6 +65,20 @@ def wait_for_signal(k, until: int | None = None) -> bool:
     return True
 
 
+def wait_forever(k, what: str, until: int | None = None) -> bool:
+    """wait_for_signal for a call that only a signal can end (no other thread or process can
+    release what it waits for). With no timeout and no timer armed it is a deadlock: Linux
+    hangs. vsnap says so once; then, like Linux, only a host signal (Ctrl-C under `vsnap run`)
+    ends the wait, and with no way to get one (the Python API) the guest is ended."""
+    if until is None and k.signals.alarm_deadline is None and not k.signals.deliverable():
+        k.notice(f"vsnap: the guest {what}: a deadlock (Linux would hang here)")
+        try:
+            return wait_for_signal(k)
+        except NothingToWaitFor:
+            raise NothingToWaitFor(f"{what}: a deadlock (Linux would hang here)") from None
+    return wait_for_signal(k, until=until)
+
+
 def wait_for_input(k) -> None:
     """Block a read of the terminal until input comes; a signal first makes it EINTR (which
     SA_RESTART, or a signal that turns out ignored, turns back into the same read). A timer
@@ -66,13 +90,14 @@ def wait_for_input(k) -> None:
         if sig.deliverable():
             raise SyscallError(E.EINTR, "interrupted by a signal")
         timeout = None
-        if sig.alarm_deadline is not None:
-            timeout = max(0, sig.alarm_deadline - k.clock.monotonic_ns) / NS
+        deadline = next_wakeup(k)
+        if deadline is not None:
+            timeout = max(0, deadline - k.clock.monotonic_ns) / NS
         got = k.console.wait(timeout)
         if got == "data":
             return
         if got == "timeout":
-            k.clock.monotonic_ns = max(k.clock.monotonic_ns, sig.alarm_deadline)
+            k.clock.monotonic_ns = max(k.clock.monotonic_ns, deadline)
             fire_timers(k)
 
 
@@ -170,10 +195,6 @@ def sys_tgkill(k, tgid, tid, sig):
     return _send(k, k.proc.pid, s32(sig), S.SI_TKILL)
 
 
-def _timeval(ns: int) -> tuple[int, int]:
-    return ns // NS, (ns % NS) // 1000
-
-
 def _remaining(k) -> int:
     d = k.signals.alarm_deadline
     return 0 if d is None else max(0, d - k.clock.monotonic_ns)
@@ -187,33 +208,6 @@ def sys_alarm(k, seconds):
     k.signals.alarm_deadline = k.clock.monotonic_ns + seconds * NS if seconds else None
     k.signals.alarm_interval = 0
     return (left + NS - 1) // NS if left else 0
-
-
-@syscall("getitimer", "int ptr")
-def sys_getitimer(k, which, curr):
-    """int getitimer(int which, struct itimerval *curr_value);"""
-    if s32(which) != 0:
-        raise SyscallError(E.EINVAL, "only ITIMER_REAL is supported")
-    k.write(curr, struct.pack("<qqqq", *_timeval(k.signals.alarm_interval),
-                              *_timeval(_remaining(k))))
-    return 0
-
-
-@syscall("setitimer", "int ptr ptr")
-def sys_setitimer(k, which, new, old):
-    """int setitimer(int which, const struct itimerval *new_value,
-    struct itimerval *old_value);"""
-    if s32(which) != 0:
-        raise SyscallError(E.EINVAL, "only ITIMER_REAL is supported")
-    isec, iusec, vsec, vusec = struct.unpack("<qqqq", k.read(new, 32)) if new else (0,) * 4
-    if not (0 <= iusec < 10**6 and 0 <= vusec < 10**6) or isec < 0 or vsec < 0:
-        raise SyscallError(E.EINVAL, "bad itimerval")
-    if old:
-        sys_getitimer(k, 0, old)
-    value, interval = vsec * NS + vusec * 1000, isec * NS + iusec * 1000
-    k.signals.alarm_deadline = k.clock.monotonic_ns + value if value else None
-    k.signals.alarm_interval = interval
-    return 0
 
 
 @syscall("pause", "")

@@ -15,11 +15,16 @@ NS = 10**9
 
 
 def _now(k, clock: int) -> int:
+    if clock < 0:  # a CPU clock named by pid (clock_getcpuclockid)
+        from .timers import cpu_clock
+        clock = cpu_clock(k, clock)
     if clock in (C.CLOCK_REALTIME, C.CLOCK_REALTIME_COARSE):
         return k.clock.realtime_ns
     if clock in (C.CLOCK_MONOTONIC, C.CLOCK_MONOTONIC_RAW, C.CLOCK_MONOTONIC_COARSE,
-                 C.CLOCK_BOOTTIME, C.CLOCK_PROCESS_CPUTIME_ID, C.CLOCK_THREAD_CPUTIME_ID):
+                 C.CLOCK_BOOTTIME):
         return k.clock.monotonic_ns
+    if clock in (C.CLOCK_PROCESS_CPUTIME_ID, C.CLOCK_THREAD_CPUTIME_ID):
+        return k.clock.cpu_ns  # CPU time: not what sleeps skip
     raise SyscallError(E.EINVAL, f"clock {clock}")
 
 
@@ -102,14 +107,14 @@ def sys_clock_nanosleep(k, clockid, flags, req, rem):
 def sys_times(k, buf):
     """clock_t times(struct tms *buf);"""
     ticks = k.clock.monotonic_ns // (NS // 100)
-    if buf:
-        k.write(buf, struct.pack("<qqqq", ticks, 0, 0, 0))
+    if buf:  # all CPU time is user time (timers.py says why)
+        k.write(buf, struct.pack("<qqqq", k.clock.cpu_ns // (NS // 100), 0, 0, 0))
     return ticks
 
 
 @syscall("getrusage", "int ptr")
 def sys_getrusage(k, who, usage):
     """int getrusage(int who, struct rusage *usage);"""
-    us = k.clock.monotonic_ns // 1000
+    us = k.clock.cpu_ns // 1000  # user time; system time 0
     k.write(usage, struct.pack("<qq", us // 10**6, us % 10**6) + bytes(128))
     return 0

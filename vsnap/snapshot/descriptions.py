@@ -11,11 +11,13 @@ their inode record, and restore gives each description its own host descriptor o
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..fdtable import MAX_FDS, FdEntry, OpenFile
-from ..vfs import VIRTUAL_DIRS
+from ..kernel.filelocks import locks_record
+from ..kernel import devices
 from . import inodes
 from .inodes import CannotSave
 
@@ -105,6 +107,13 @@ def _restore_dir(f, d, ctx) -> None:
     f.entries = d.get("entries")
 
 
+# the program, opened through /proc/self/exe from outside the root ----------------------------
+
+def _restore_program(f, d, ctx) -> None:
+    f.path = ctx.m.program_path  # what readlink(/proc/self/fd/N) names: where it is now
+    f.host_fd = os.open(ctx.m.program_path, os.O_RDONLY | os.O_CLOEXEC)
+
+
 # files vsnap makes itself --------------------------------------------------------------------
 
 def _parse_data(r, raw, path, ctx) -> dict:
@@ -119,13 +128,19 @@ KINDS: dict[str, Kind] = {
     "file": Kind(save=_save_inode,
                  parse=lambda r, raw, path, ctx: _parse_inode(r, raw, path, ctx, "file"),
                  restore=_restore_inode, host=lambda f: True),
+    # stream "virtual": a directory of vsnap's /dev or /proc, listed from its path
     "dir": Kind(save=_save_dir, parse=_parse_dir, restore=_restore_dir,
-                streams=frozenset({None, *VIRTUAL_DIRS}), host=lambda f: f.stream is None),
+                streams=frozenset({None, "virtual"}), host=lambda f: f.stream is None),
     "null": Kind(),
     # the terminal: reattached to whoever resumes (see checkpoint.NOT_PRESERVED)
     "console": Kind(streams=frozenset({"stdin", "stdout", "stderr", "tty"})),
+    # /proc files: their bytes, made at open
     "proc": Kind(save=lambda f, ctx: {"data": (f.data or b"").hex()}, parse=_parse_data,
                  restore=_restore_data),
+    # /dev/zero, full, random, urandom: no state of their own (random's is kernel.random)
+    "dev": Kind(streams=frozenset(devices.STREAMS)),
+    # the program file, checked by its hash at restore like the text
+    "exe": Kind(restore=_restore_program),
 }
 
 
@@ -152,11 +167,13 @@ def save(m, parts: dict) -> tuple[dict, list]:
                         "offset": f.offset, "stream": f.stream, **KINDS[f.kind].save(f, ctx)})
         fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
                 "cloexec": e.cloexec} for fd, e in sorted(table.fds.items())]
+        locks = locks_record(m.kernel, descs)
     except BaseException:
         for r in opened:
             r.close()
         raise
-    return {"inodes": records, "descriptions": out, "fds": fds}, opened
+    return {"inodes": records, "descriptions": out, "fds": fds, "highest_fd": table.high,
+            "locks": locks}, opened
 
 
 def parse(r, d, parts: dict) -> tuple[list, list, list]:
@@ -194,9 +211,10 @@ def parse(r, d, parts: dict) -> tuple[list, list, list]:
     return recs, descs, fds
 
 
-def restore(m, img) -> None:
+def restore(m, img) -> list[OpenFile]:
     """The image's fd table in machine `m`: every inode opened once, every description made
-    with a host descriptor of its own, the guest's inode numbers moved to their new inodes."""
+    with a host descriptor of its own, the guest's inode numbers moved to their new inodes.
+    Returns the descriptions, in the image's order."""
     opened = inodes.Opened(m.vfs, img.inodes, img.descriptions, img.blobs)
     files: list[OpenFile] = []
     try:
@@ -214,3 +232,4 @@ def restore(m, img) -> None:
         opened.close()
     for entry in img.fds:
         m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+    return files

@@ -13,13 +13,17 @@ from dataclasses import dataclass
 from .. import signals as S
 from ..abi.signals import NUMBERS as S_NAMES
 from ..cpu import REGISTERS
+from ..fdtable import MAX_FDS
 from ..memory import PAGE, STACK_TOP
+from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
 from . import descriptions
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
+_EXEC_INTS = ("arg_start", "arg_end", "env_start", "env_end", "start_stack", "start_code",
+              "end_code", "start_data", "end_data")
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
 MAX_MEMORY = 64 << 30
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
@@ -44,6 +48,7 @@ class Image:
     kernel: dict
     blobs: dict
     inodes: list       # the files and directories open, one per inode (snapshot/inodes.py)
+    locks: dict        # fds.json's file locks and highest fd (see _locks)
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
         """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
@@ -66,10 +71,12 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     mem = load_json_part(parts, "memory.json", where)
     vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
                                    kernel["memory_limit"])
-    inodes, descs, fds = descriptions.parse(
-        Reader(where, "fds.json"), load_json_part(parts, "fds.json", where), parts)
+    fds_part = load_json_part(parts, "fds.json", where)
+    inodes, descs, fds = descriptions.parse(Reader(where, "fds.json"), fds_part, parts)
+    locks = _locks(Reader(where, "fds.json"), fds_part, descs)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
-    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, inodes)
+    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, inodes,
+                 locks)
 
 
 def _program(r: Reader, p) -> dict:
@@ -141,6 +148,50 @@ def _runs(r: Reader, v: dict, path: str, npages: int, blob_size: int) -> list:
     return runs
 
 
+def _locks(r: Reader, d: dict, descs: list) -> dict:
+    """File locks (kernel/filelocks.py locks_record); absent in images from before them."""
+    from ..locks import OFFSET_MAX
+    rec = r.obj(d.get("locks", {}), "locks")
+    last = len(descs) - 1
+    out = {"highest_fd": r.int(d.get("highest_fd", 0), "highest_fd", 0, MAX_FDS - 1),
+           "flock": [], "records": [], "leases": []}
+    seen = set()
+    for i, e in enumerate(r.list(rec.get("flock", []), "locks.flock", MAX_FDS)):
+        p = f"locks.flock[{i}]"
+        e = r.obj(e, p)
+        desc = r.int(r.key(e, "description", p), p + ".description", 0, last)
+        if desc in seen:
+            r.fail(p, f"description {desc} holds two flock locks")
+        seen.add(desc)
+        out["flock"].append({"description": desc,
+                             "type": r.int(r.key(e, "type", p), p + ".type", 0, 1)})
+    for i, e in enumerate(r.list(rec.get("records", []), "locks.records")):
+        p = f"locks.records[{i}]"
+        e = r.obj(e, p)
+        start = r.hex(r.key(e, "start", p), p + ".start", 63)
+        end = r.hex(r.key(e, "end", p), p + ".end", 63)
+        if not start <= end <= OFFSET_MAX:
+            r.fail(p, "end before start")
+        out["records"].append({
+            "owner": r.choice(r.key(e, "owner", p), p + ".owner", {"process", "description"}),
+            "description": r.int(r.key(e, "description", p), p + ".description", 0, last),
+            "type": r.int(r.key(e, "type", p), p + ".type", 0, 1), "start": start, "end": end})
+    seen = set()
+    for i, e in enumerate(r.list(rec.get("leases", []), "locks.leases", MAX_FDS)):
+        p = f"locks.leases[{i}]"
+        e = r.obj(e, p)
+        desc = r.int(r.key(e, "description", p), p + ".description", 0, last)
+        if desc in seen or descs[desc]["kind"] != "file":
+            r.fail(p, f"description {desc} cannot hold this lease")
+        seen.add(desc)
+        deadline = e.get("deadline_ns")
+        out["leases"].append({
+            "description": desc, "type": r.int(r.key(e, "type", p), p + ".type", 0, 1),
+            "breaking": r.choice(e.get("breaking"), p + ".breaking", {None, 0, 2}),
+            "deadline_ns": None if deadline is None else r.int(deadline, p + ".deadline_ns")})
+    return out
+
+
 def _kernel(r: Reader, d) -> dict:
     d = r.obj(d, ".")
     p = r.obj(r.key(d, "process", ""), "process")
@@ -159,15 +210,28 @@ def _kernel(r: Reader, d) -> dict:
         if not isinstance(t, list) or len(t) != 3:
             r.fail(f"inodes[{i}]", "expected [dev, ino, guest ino]")
         inodes.append(tuple(r.int(x, f"inodes[{i}]") for x in t))
+    ctimes = []  # absent from images made before vsnap kept ctimes
+    for i, t in enumerate(r.list(d.get("ctimes", []), "ctimes")):
+        if not isinstance(t, list) or len(t) != 2:
+            r.fail(f"ctimes[{i}]", "expected [guest ino, ns]")
+        ctimes.append(tuple(r.int(x, f"ctimes[{i}]") for x in t))
     instructions = d.get("instructions")
+    # images from before limits, timers and the CPU clock: the defaults, CPU time = uptime
+    limits = rlimits.from_json(d["limits"], r.fail) if "limits" in d else rlimits.Limits()
+    tmrs = timers.from_json(d["timers"], r) if "timers" in d else timers.Timers()
+    monotonic = r.int(r.key(clock, "monotonic_ns", "clock"), "clock")
     return {
         "process": proc,
-        "clock": {"monotonic_ns": r.int(r.key(clock, "monotonic_ns", "clock"), "clock"),
-                  "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock")},
+        "clock": {"monotonic_ns": monotonic,
+                  "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock"),
+                  "cpu_ns": r.int(clock.get("cpu_ns", monotonic), "clock.cpu_ns")},
+        "limits": limits,
+        "timers": tmrs,
         "random": {"seed": r.hex(r.key(rnd, "seed", "random"), "random.seed"),
                    "counter": r.int(r.key(rnd, "counter", "random"), "random.counter")},
         "signals": signals,
         "inodes": inodes,
+        "ctimes": ctimes,
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
@@ -175,9 +239,26 @@ def _kernel(r: Reader, d) -> dict:
         "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
         "root": r.str(r.key(d, "root", ""), "root"),
         "crash": _crash(r, d.get("crash")),
+        "exec": _exec(r, d.get("exec")),
         "not_preserved": [r.str(x, "not_preserved") for x in
                           r.list(d.get("not_preserved", []), "not_preserved", 100)],
     }
+
+
+def _exec(r: Reader, e) -> dict | None:
+    """What exec left for /proc/self (process.ExecLayout); None in older images."""
+    if e is None:
+        return None
+    e = r.obj(e, "exec")
+    out = {n: r.int(r.key(e, n, "exec"), f"exec.{n}") for n in _EXEC_INTS}
+    auxv = []
+    for i, pair in enumerate(r.list(r.key(e, "auxv", "exec"), "exec.auxv", 64)):
+        if not isinstance(pair, list) or len(pair) != 2:
+            r.fail(f"exec.auxv[{i}]", "expected [key, value]")
+        auxv.append([r.int(x, f"exec.auxv[{i}]") for x in pair])
+    out["auxv"] = auxv
+    out["comm"] = r.str(r.key(e, "comm", "exec"), "exec.comm", 64)
+    return out
 
 
 def _crash(r: Reader, c) -> dict | None:
@@ -211,7 +292,10 @@ def _signals(r: Reader, d: dict) -> SignalState:
                                  r.int(r.key(p, "pid", path), path, 0, (1 << 31) - 1),
                                  r.int(r.key(p, "uid", path), path, 0, (1 << 32) - 1),
                                  r.hex(r.key(p, "addr", path), path),
-                                 r.int(r.key(p, "errno", path), path, 0, 4095)))
+                                 r.int(r.key(p, "errno", path), path, 0, 4095),
+                                 r.int(p.get("timerid", 0), path, 0, (1 << 31) - 1),
+                                 r.int(p.get("overrun", 0), path, 0, (1 << 31) - 1),
+                                 r.hex(p.get("value", "0x0"), path)))
     alt = r.obj(r.key(d, "altstack", "signals"), "signals.altstack")
     s.altstack_sp = r.hex(r.key(alt, "sp", "altstack"), "signals.altstack.sp")
     s.altstack_size = r.int(r.key(alt, "size", "altstack"), "signals.altstack.size", 0, 1 << 40)

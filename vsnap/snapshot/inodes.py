@@ -30,6 +30,7 @@ from fcntl import F_GETFL, fcntl
 
 from ..errors import SyscallError, VsnapError
 from ..fdtable import MAX_FDS
+from ..kernel.inodetimes import open_noatime
 from .extents import FileRanges, content_digest, data_extents, write_extents
 
 MAX_EXTENTS = 1 << 16     # a ghost's data extents in fds.json; more are merged across holes
@@ -110,7 +111,7 @@ def _readable(group) -> int:
     """A readable descriptor of our own on the group's inode: the guest's may be write-only."""
     for f in group:
         with contextlib.suppress(OSError):
-            return os.open(f"/proc/self/fd/{f.host_fd}", os.O_RDONLY | os.O_CLOEXEC)
+            return open_noatime(f"/proc/self/fd/{f.host_fd}", os.O_RDONLY | os.O_CLOEXEC)
     for f in group:  # no /proc, or no permission: one of the guest's, if it can read
         if fcntl(f.host_fd, F_GETFL) & os.O_ACCMODE != os.O_WRONLY:
             return os.dup(f.host_fd)
@@ -289,7 +290,7 @@ def check(inodes: list[dict], vfs) -> list[str]:
                 problems.append(f"{name} changed size since the save "
                                 f"({ident['size']} -> {st.st_size} bytes)")
                 continue
-            fd = os.open(r.host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = open_noatime(r.host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
                 digest = content_digest(fd, st.st_size)
             finally:
@@ -331,7 +332,7 @@ class Opened:
         else:
             flags = _ACCESS.get(d["flags"] & 3, os.O_RDWR)
         try:
-            return os.open(f"/proc/self/fd/{master}", flags | os.O_CLOEXEC)
+            return open_noatime(f"/proc/self/fd/{master}", flags | os.O_CLOEXEC)
         except OSError:
             return os.dup(master)  # no /proc: vsnap reads and writes at explicit offsets
 
@@ -363,8 +364,9 @@ def _open(vfs, rec: dict, access: int, blobs: dict) -> int:
     if rec["name"] is not None:
         host = vfs.resolve(rec["name"], "/", follow=False).host
         if rec["kind"] == "dir":
-            return os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        return os.open(host, access | os.O_NOFOLLOW | os.O_CLOEXEC)
+            return open_noatime(host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                | os.O_CLOEXEC)
+        return open_noatime(host, access | os.O_NOFOLLOW | os.O_CLOEXEC)
     g = rec["ghost"]
     fd = _ghost_dir(vfs.root) if rec["kind"] == "dir" else _ghost_file(vfs.root)
     try:

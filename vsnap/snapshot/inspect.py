@@ -130,7 +130,29 @@ def _fds(img: Image) -> str:
         note += _inode_note(img, e, d)
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
-    return "\n".join(lines)
+    return "\n".join(lines + _lock_lines(img))
+
+
+def _lock_lines(img: Image) -> list[str]:
+    """The file locks the image holds, one line each, naming the fds of their holders."""
+    locks = img.locks or {}
+    types = {0: "F_RDLCK", 1: "F_WRLCK", 2: "F_UNLCK", None: None}
+
+    def who(desc: int) -> str:
+        fds = [str(e["fd"]) for e in img.fds if e["description"] == desc]
+        return f"{img.descriptions[desc]['path']} (fd {', '.join(fds)})"
+
+    out = [f"flock {'LOCK_EX' if e['type'] else 'LOCK_SH'} on {who(e['description'])}"
+           for e in locks.get("flock", [])]
+    for e in locks.get("records", []):
+        end = "end of file" if e["end"] == (1 << 63) - 1 else e["end"]
+        holder = "POSIX lock of the process" if e["owner"] == "process" else "OFD lock"
+        out.append(f"{holder} {types[e['type']]} bytes {e['start']}..{end} on "
+                   f"{who(e['description'])}")
+    for e in locks.get("leases", []):
+        breaking = f", breaking to {types[e['breaking']]}" if e["breaking"] is not None else ""
+        out.append(f"lease {types[e['type']]}{breaking} on {who(e['description'])}")
+    return ["", "File locks:", *(f"  {x}" for x in out)] if out else []
 
 
 def _inode_note(img: Image, e: dict, d: dict) -> str:
@@ -218,6 +240,8 @@ def _kernel(img: Image) -> str:
         "altstack": "disabled" if s.altstack_flags & 2 else
         f"{s.altstack_sp:#x} ({s.altstack_size} bytes)"}
     view["inodes"] = len(k["inodes"])
+    view["limits"] = k["limits"].to_json()
+    view["timers"] = k["timers"].to_json()
     return json.dumps(view, indent=2, sort_keys=True, default=str)
 
 
@@ -233,7 +257,8 @@ def _signal_names(mask: int) -> str:
 
 def as_json(img: Image, view: str) -> str:
     if view == "fds":
-        obj = {"inodes": img.inodes, "descriptions": img.descriptions, "fds": img.fds}
+        obj = {"inodes": img.inodes, "descriptions": img.descriptions, "fds": img.fds,
+               "locks": img.locks}
     elif view == "mems":
         obj = {"vmas": [{k: v for k, v in x.items()} for x in img.vmas],
                "brk_start": img.brk_start, "brk": img.brk}
@@ -252,6 +277,8 @@ def as_json(img: Image, view: str) -> str:
 def _jsonable(o):
     if isinstance(o, bytes):
         return o.hex()
+    if hasattr(o, "to_json"):  # limits, timers
+        return o.to_json()
     if hasattr(o, "__dataclass_fields__"):
         from dataclasses import asdict
         return asdict(o)

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import VsnapError
+from ..kernel.filelocks import restore_locks
+from ..kernel.limits import apply as apply_limits
 from ..memory import PAGE
 from ..vfs import Sandbox
 from . import descriptions, inodes
@@ -97,12 +99,14 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     _kernel_state(m, img.kernel)
     # reopen and seek each file (after the kernel state: the inode numbers move with them)
     try:
-        descriptions.restore(m, img)
+        files = descriptions.restore(m, img)
     except OSError as e:
         m.close()
         raise FileChanged(f"vsnap: cannot resume {img.where}: a file it had open cannot be "
                           f"opened again ({e.strerror or e}"
                           + (f": {e.filename}" if e.filename else "") + ")") from None
+    m.kernel.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
+    restore_locks(m.kernel, img.locks, files)
     m.cpu.restore_registers(img.registers)
     m.instructions = img.kernel["instructions"]
     if unchecked is not None:
@@ -118,11 +122,17 @@ def _kernel_state(m, k: dict) -> None:
     kern = m.kernel
     for name, value in k["process"].items():
         setattr(kern.proc, name, value)
+    for name, value in (k.get("exec") or {}).items():
+        setattr(kern.exec, name, value)
     kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
     kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
+    kern.clock.cpu_ns = k["clock"]["cpu_ns"]
+    kern.limits, kern.timers = k["limits"], k["timers"]
+    apply_limits(kern)
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
     kern.signals = k["signals"]
     kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
+    kern.ctimes = dict(k["ctimes"])
     kern.unknown_reported = set(k["unknown_syscalls_reported"])
     kern.syscall_count = k["syscall_count"]
 

@@ -1,0 +1,68 @@
+"""The README's table of system calls, made from the registry so that it cannot drift.
+
+`python -m vsnap.kernel.table` prints the Markdown that README.md holds between the
+`<!-- syscall-table -->` markers; tests/test_syscall_table.py fails when the two differ, and
+when a note below names a call that is not registered. The notes are the one hand-written part:
+where a registered call refuses some uses, or does what Linux does differently, in one line.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..abi import syscalls
+from .registry import SYSCALLS
+
+# name -> (status, note). status: "refuses" (the call exists but always fails, with the errno
+# Linux would give a program it does not suit) or "differs" (works, with the difference noted).
+NOTES: dict[str, tuple[str, str]] = {
+    "rseq": ("refuses", "ENOSYS: one thread and no preemption, nothing to restart; glibc "
+                        "carries on"),
+    "mmap": ("differs", "shared writable file mappings: ENODEV"),
+    "mremap": ("differs", "MREMAP_FIXED: EINVAL"),
+    "madvise": ("differs", "MADV_DONTNEED zeroes private pages; other advice has no effect"),
+    "getrandom": ("differs", "a seeded stream (--seed): the same bytes in every run"),
+    "uname": ("differs", "fixed: Linux 6.1.0-vsnap, host name vsnap"),
+    "sched_getaffinity": ("differs", "one CPU"),
+    "clock_gettime": ("differs", "virtual clocks"),
+    "gettimeofday": ("differs", "the virtual clock"),
+    "time": ("differs", "the virtual clock"),
+    "nanosleep": ("differs", "advances the virtual clock at once"),
+    "clock_nanosleep": ("differs", "advances the virtual clock at once"),
+    "kill": ("differs", "one process: other pids ESRCH, groups reach only the sender"),
+    "ioctl": ("differs", "terminal requests only; others ENOTTY"),
+    "utimensat": ("differs", "vsnap's virtual files (/dev, /proc, the console): EPERM"),
+    "statfs": ("differs", "fixed numbers: a 16 GiB ext4, half free, noatime"),
+    "fstatfs": ("differs", "fixed numbers: a 16 GiB ext4, half free, noatime"),
+    "lseek": ("differs", "SEEK_DATA/SEEK_HOLE on a directory: EINVAL"),
+    "sync": ("differs", "flushes the host file system that holds the sandbox"),
+}
+
+
+def _group(module: str) -> str:
+    return module.rsplit(".", 1)[-1]
+
+
+def markdown() -> str:
+    """The table of implemented calls and the list of the calls that return ENOSYS."""
+    lines = ["| call | nr | module | note |", "|---|---|---|---|"]
+    for e in sorted(SYSCALLS.values(), key=lambda e: e.number):
+        status, note = NOTES.get(e.name, ("", ""))
+        text = f"**{status}**: {note}" if status else ""
+        lines.append(f"| `{e.name}` | {e.number} | {_group(e.handler.__module__)} | {text} |")
+    missing = sorted((n for n, nr in syscalls.NUMBERS.items() if nr not in SYSCALLS),
+                     key=syscalls.NUMBERS.get)
+    lines += ["", f"{len(SYSCALLS)} system calls are implemented. The other {len(missing)} "
+              "return ENOSYS, and vsnap names each once, when the guest first calls it: "
+              + ", ".join(missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def unregistered_notes() -> list[str]:
+    """Notes about calls that are not in the registry (a stale note)."""
+    names = {e.name for e in SYSCALLS.values()}
+    return sorted(n for n in NOTES if n not in names)
+
+
+if __name__ == "__main__":
+    from . import files  # noqa: F401  (importing the package registers every handler)
+    sys.stdout.write(markdown())

@@ -1,0 +1,275 @@
+"""Timer system calls: getitimer/setitimer (ITIMER_REAL on the wall clock; ITIMER_VIRTUAL and
+ITIMER_PROF on the CPU clock) and POSIX timers (timer_create, timer_settime, timer_gettime,
+timer_getoverrun, timer_delete), all on vsnap's virtual clocks (clock.py). `fire_all` runs
+at every system call's return and posts the signals of the timers that expired.
+
+vsnap's CPU time is the virtual CPU clock: it moves by the tick of each system call and not
+while the guest sleeps or waits, and counts as user time, so ITIMER_VIRTUAL and ITIMER_PROF
+run together and a timer on CLOCK_PROCESS_CPUTIME_ID never fires during a sleep.
+"""
+from __future__ import annotations
+
+import struct
+
+from .. import signals as S
+from ..abi import consts as C
+from ..abi import errno as E
+from ..errors import SyscallError
+from ..timers import ITIMER_SIGNAL, Interval, Timer
+from .fsutil import s32
+from .limits import check_cpu
+from .registry import syscall
+
+NS = 10**9
+TICK_NS = 4_000_000   # Linux (HZ=250) adds one tick to a CPU interval timer when setting it
+CPU_CLOCKS = (C.CLOCK_PROCESS_CPUTIME_ID, C.CLOCK_THREAD_CPUTIME_ID)
+NO_TIMERS = (C.CLOCK_MONOTONIC_RAW, C.CLOCK_REALTIME_COARSE, C.CLOCK_MONOTONIC_COARSE)
+ALARM_CLOCKS = (8, 9)  # CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM: need CAP_WAKE_ALARM
+INT_MAX = (1 << 31) - 1
+
+
+def cpu_clock(k, clockid: int) -> int:
+    """The CPU clock a negative clock id names (what clock_getcpuclockid and libc's
+    CLOCK_PROCESS_CPUTIME_ID give: ~pid << 3 | per-thread << 2 | PROF, VIRT or SCHED), as
+    CLOCK_PROCESS_CPUTIME_ID or CLOCK_THREAD_CPUTIME_ID; EINVAL for another process's."""
+    pid = ~(clockid >> 3)
+    if clockid & 3 == 3 or pid not in (0, k.proc.pid):
+        raise SyscallError(E.EINVAL, f"clock {clockid}")
+    return C.CLOCK_THREAD_CPUTIME_ID if clockid & 4 else C.CLOCK_PROCESS_CPUTIME_ID
+
+
+def now_on(k, clock: int) -> int:
+    if clock == C.CLOCK_REALTIME:
+        return k.clock.realtime_ns
+    if clock in CPU_CLOCKS:
+        return k.clock.cpu_ns
+    return k.clock.monotonic_ns
+
+
+# firing ----------------------------------------------------------------------------------
+def fire_all(k) -> None:
+    """Post the signals of every timer that has expired (ITIMER_REAL is signal.fire_timers'),
+    and check RLIMIT_CPU."""
+    t = k.timers
+    cpu = k.clock.cpu_ns
+    for which, it in t.itimers.items():
+        if it.deadline is not None and cpu >= it.deadline:
+            # check_cpu_itimer: one reload per check, no catching up
+            it.deadline = it.deadline + it.interval if it.interval else None
+            k.signals.post(S.SigInfo(ITIMER_SIGNAL[which], S.SI_KERNEL))
+    for timer in t.posix.values():
+        if timer.deadline is not None:
+            _expire(k, timer, now_on(k, timer.clock))
+    t.refresh()
+    check_cpu(k)
+
+
+def _expire(k, timer: Timer, now: int) -> None:
+    if now < timer.deadline:
+        return
+    times = 1 + ((now - timer.deadline) // timer.interval if timer.interval else 0)
+    timer.deadline = timer.deadline + times * timer.interval if timer.interval else None
+    if timer.notify == C.SIGEV_NONE:
+        return
+    queued = _queued(k, timer.id)
+    if queued is not None:  # its signal still waits: count the expirations, queue nothing
+        queued.overrun = min(INT_MAX, queued.overrun + times)
+        return
+    k.signals.post(S.SigInfo(timer.signo, S.SI_TIMER, timerid=timer.id, overrun=times - 1,
+                             value=timer.value))
+
+
+def _queued(k, timerid: int):
+    for p in k.signals.pending:
+        if p.code == S.SI_TIMER and p.timerid == timerid:
+            return p
+    return None
+
+
+def _drop_queued(k, timerid: int) -> None:
+    """A timer deleted or set anew: its queued signal is stale and is dropped (Linux 6.13+)."""
+    k.signals.pending = [p for p in k.signals.pending
+                         if not (p.code == S.SI_TIMER and p.timerid == timerid)]
+
+
+def next_wakeup(k) -> int | None:
+    """The earliest monotonic time at which a wall-clock timer expires (None: none armed).
+    CPU-clock timers are left out: waiting uses no CPU time, so they cannot fire in a wait."""
+    sig = k.signals
+    times = []
+    if sig.alarm_deadline is not None and _can_wake(k, S.SIGALRM):
+        times.append(sig.alarm_deadline)
+    boot = k.clock.boot_realtime_ns
+    for t in k.timers.posix.values():
+        if t.deadline is None or t.clock in CPU_CLOCKS or t.notify == C.SIGEV_NONE \
+                or not _can_wake(k, t.signo):
+            continue
+        times.append(t.deadline - boot if t.clock == C.CLOCK_REALTIME else t.deadline)
+    return min(times) if times else None
+
+
+def _can_wake(k, signo: int) -> bool:
+    """Could an expiry posting `signo` end a wait? Not when it is already pending (a standard
+    one does not queue again; a timer's only counts an overrun, caught up later) or
+    ignored: then a waiting guest would wait for ever, as it does on Linux."""
+    sig = k.signals
+    if S.bit(signo) & sig.pending_mask:
+        return False
+    return not (sig.ignored(signo) and not S.bit(signo) & sig.blocked)
+
+
+# interval timers -------------------------------------------------------------------------
+def _timeval(ns: int) -> bytes:
+    return struct.pack("<qq", ns // NS, (ns % NS) // 1000)
+
+
+def _read_itimerval(k, ptr: int) -> tuple[int, int]:
+    """(value, interval) in ns from a struct itimerval; EINVAL if a timeval is invalid."""
+    isec, iusec, vsec, vusec = struct.unpack("<qqqq", k.read(ptr, 32)) if ptr else (0,) * 4
+    if not (0 <= iusec < 10**6 and 0 <= vusec < 10**6) or isec < 0 or vsec < 0:
+        raise SyscallError(E.EINVAL, "bad itimerval")
+    return vsec * NS + vusec * 1000, isec * NS + iusec * 1000
+
+
+def _itimer_now(k, which: int) -> tuple[int, int]:
+    """(remaining, interval) of an interval timer."""
+    if which == C.ITIMER_REAL:
+        d = k.signals.alarm_deadline
+        left = 0 if d is None else max(0, d - k.clock.monotonic_ns)
+        return left, k.signals.alarm_interval
+    it = k.timers.itimers.get(which)
+    if it is None:
+        raise SyscallError(E.EINVAL, f"no interval timer {which}")
+    if it.deadline is None:
+        return 0, it.interval
+    left = it.deadline - k.clock.cpu_ns
+    return (left if left > 0 else TICK_NS), it.interval  # get_cpu_itimer: "about to fire"
+
+
+@syscall("getitimer", "int ptr")
+def sys_getitimer(k, which, curr):
+    """int getitimer(int which, struct itimerval *curr_value);"""
+    value, interval = _itimer_now(k, s32(which))
+    k.write(curr, _timeval(interval) + _timeval(value))
+    return 0
+
+
+@syscall("setitimer", "int ptr ptr")
+def sys_setitimer(k, which, new, old):
+    """int setitimer(int which, const struct itimerval *new_value,
+    struct itimerval *old_value);"""
+    which = s32(which)
+    value, interval = _read_itimerval(k, new)  # NULL disarms, as Linux allows
+    before = _itimer_now(k, which)
+    if which == C.ITIMER_REAL:
+        k.signals.alarm_deadline = k.clock.monotonic_ns + value if value else None
+        k.signals.alarm_interval = interval if value else 0
+    else:
+        k.timers.itimers[which] = Interval(
+            k.clock.cpu_ns + value + TICK_NS if value else None, interval)
+        k.timers.refresh()
+    if old:
+        k.write(old, _timeval(before[1]) + _timeval(before[0]))
+    return 0
+
+
+# POSIX timers ----------------------------------------------------------------------------
+def _timer(k, timerid: int) -> Timer:
+    t = k.timers.posix.get(s32(timerid))
+    if t is None:
+        raise SyscallError(E.EINVAL, f"no timer {s32(timerid)}")
+    return t
+
+
+@syscall("timer_create", "int ptr ptr")
+def sys_timer_create(k, clockid, sevp, timerid):
+    """int timer_create(clockid_t clockid, struct sigevent *sevp, timer_t *timerid);"""
+    clockid = s32(clockid)
+    event = k.read(sevp, 64) if sevp else None  # EFAULT first
+    if clockid < 0:
+        clockid = cpu_clock(k, clockid)
+    if clockid in NO_TIMERS:
+        raise SyscallError(E.EOPNOTSUPP, f"clock {clockid} has no timers")
+    if clockid in ALARM_CLOCKS:
+        raise SyscallError(E.EPERM, "alarm clocks need CAP_WAKE_ALARM")
+    if clockid not in (C.CLOCK_REALTIME, C.CLOCK_MONOTONIC, C.CLOCK_BOOTTIME, *CPU_CLOCKS):
+        raise SyscallError(E.EINVAL, f"clock {clockid}")
+    if len(k.timers.posix) >= k.limits.soft(C.RLIMIT_SIGPENDING):
+        raise SyscallError(E.EAGAIN, "RLIMIT_SIGPENDING reached")
+    tid = k.timers.new_id()  # taken before the sigevent is checked, as Linux does
+    if event is None:
+        notify, signo, value = C.SIGEV_SIGNAL, S.SIGALRM, tid
+    else:
+        value, signo, notify, thread = struct.unpack_from("<Qiii", event)
+        if notify == C.SIGEV_SIGNAL | C.SIGEV_THREAD_ID:
+            # one thread: only the process's own thread can be named
+            if thread != k.proc.pid:
+                raise SyscallError(E.EINVAL, f"no thread {thread} in this process")
+            notify = C.SIGEV_SIGNAL
+        elif notify == C.SIGEV_THREAD:
+            notify = C.SIGEV_SIGNAL  # the kernel sees a signal; the thread is libc's business
+        if notify not in (C.SIGEV_SIGNAL, C.SIGEV_NONE):
+            raise SyscallError(E.EINVAL, f"sigev_notify {notify}")
+        if notify == C.SIGEV_SIGNAL and not 1 <= signo <= S.NSIG:
+            raise SyscallError(E.EINVAL, f"signal {signo}")
+        if notify == C.SIGEV_NONE:
+            signo = 0  # never sent: whatever the guest left there does not matter
+    k.write(timerid, struct.pack("<i", tid))
+    k.timers.posix[tid] = Timer(tid, clockid, notify, signo, value)
+    return 0
+
+
+def _remaining(k, t: Timer) -> int:
+    return 0 if t.deadline is None else max(1, t.deadline - now_on(k, t.clock))
+
+
+def _itimerspec(interval: int, value: int) -> bytes:
+    return struct.pack("<qqqq", interval // NS, interval % NS, value // NS, value % NS)
+
+
+@syscall("timer_settime", "int hex ptr ptr")
+def sys_timer_settime(k, timerid, flags, new, old):
+    """int timer_settime(timer_t timerid, int flags, const struct itimerspec *new_value,
+    struct itimerspec *old_value);"""
+    isec, insec, vsec, vnsec = struct.unpack("<qqqq", k.read(new, 32))
+    t = _timer(k, timerid)
+    if not (0 <= insec < NS and 0 <= vnsec < NS) or isec < 0 or vsec < 0:
+        raise SyscallError(E.EINVAL, "bad itimerspec")
+    fire_all(k)  # bring it up to date before reading what it held
+    if old:
+        k.write(old, _itimerspec(t.interval, _remaining(k, t)))
+    _drop_queued(k, t.id)
+    t.overrun_last = 0
+    t.interval = isec * NS + insec
+    value = vsec * NS + vnsec
+    if value == 0:
+        t.deadline = None
+    else:
+        t.deadline = value if flags & C.TIMER_ABSTIME else now_on(k, t.clock) + value
+    k.timers.refresh()
+    return 0
+
+
+@syscall("timer_gettime", "int ptr")
+def sys_timer_gettime(k, timerid, curr):
+    """int timer_gettime(timer_t timerid, struct itimerspec *curr_value);"""
+    t = _timer(k, timerid)
+    fire_all(k)
+    k.write(curr, _itimerspec(t.interval, _remaining(k, t)))
+    return 0
+
+
+@syscall("timer_getoverrun", "int")
+def sys_timer_getoverrun(k, timerid):
+    """int timer_getoverrun(timer_t timerid);"""
+    return min(INT_MAX, _timer(k, timerid).overrun_last)
+
+
+@syscall("timer_delete", "int")
+def sys_timer_delete(k, timerid):
+    """int timer_delete(timer_t timerid);"""
+    t = _timer(k, timerid)
+    _drop_queued(k, t.id)
+    del k.timers.posix[t.id]
+    k.timers.refresh()
+    return 0
