@@ -1,11 +1,15 @@
 /* sparse.c: a file with a hole, open while the checkpoints happen.
  *
- *   sparse ghost|named [HOLE_MIB]
+ *   sparse ghost|named|ghost-prealloc [HOLE_MIB]
  *
  * Writes 100000 bytes of a pattern at 0 and "tail" after a hole of HOLE_MIB MiB (default
- * 1024), removes the name (ghost) or keeps it (named), then prints the size, st_blocks and
- * what reads back, before and after filling a little of the hole. st_blocks is the point: a
- * file with a hole must keep it. The file is removed at the end. */
+ * 1024), with prealloc also 1 MiB of blocks reserved in the hole and 1 MiB past the end
+ * (fallocate), removes the name (ghost) or keeps it (named), then prints the size,
+ * st_blocks and what reads back, before and after filling a little of the hole. st_blocks
+ * is the point: a file with a hole must keep it. The file is removed at the end. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +44,7 @@ static void show(const char *step, int fd, off_t tail_at)
 
 int main(int argc, char **argv)
 {
-    int ghost = argc > 1 && strcmp(argv[1], "ghost") == 0;
+    int ghost = argc > 1 && strncmp(argv[1], "ghost", 5) == 0;
     off_t tail_at = (off_t)(argc > 2 ? atoi(argv[2]) : 1024) << 20;
     int fd = open("s", O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0) { perror("s"); return 1; }
@@ -49,6 +53,13 @@ int main(int argc, char **argv)
         pattern[i] = (unsigned char)(i * 7 + i / 251);
     if (write(fd, pattern, sizeof pattern) != sizeof pattern) { perror("write"); return 1; }
     if (pwrite(fd, "tail", 4, tail_at) != 4) { perror("pwrite"); return 1; }
+    if (strstr(argv[1], "prealloc")) {
+        /* blocks reserved and never written: zeros that count in st_blocks, inside the
+         * file and past its end */
+        if (fallocate(fd, 0, tail_at / 4, 1 << 20) != 0) perror("fallocate");
+        if (fallocate(fd, 1 /* FALLOC_FL_KEEP_SIZE */, tail_at + 4096, 1 << 20) != 0)
+            perror("fallocate past the end");
+    }
     if (ghost)
         unlink("s");
     show("made", fd, tail_at);

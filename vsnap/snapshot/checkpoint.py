@@ -45,7 +45,8 @@ NOT_PRESERVED = [
     "its content; a directory, the same entries.",
     "A file deleted while open (a ghost) travels in the image as its data extents "
     "(files/ghost-N.bin, holes left out) and comes back as one nameless file, as sparse as "
-    "it was, with its mode and time; every descriptor on it shares it again. A directory "
+    "it was (blocks fallocate reserved are reserved again), with its mode and time; every "
+    "descriptor on it shares it again. A directory "
     "removed while open comes back removed (empty, st_nlink 0). Not kept: holes on a "
     "host file system that cannot report them (no SEEK_DATA: the file is saved whole), "
     "and hard links outside the root (a file whose only names are there is a ghost).",

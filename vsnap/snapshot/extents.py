@@ -52,6 +52,66 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
+_FIEMAP = 0xC020660B              # FS_IOC_FIEMAP
+_FIEMAP_EXTENT_LAST = 0x1
+_FIEMAP_EXTENT_UNWRITTEN = 0x800
+_FIEMAP_BATCH = 256
+_FALLOC_FL_KEEP_SIZE = 0x01
+
+
+def unwritten_extents(fd: int) -> list[tuple[int, int]]:
+    """[(offset, length)] of the blocks fallocate reserved and nothing has written yet: they
+    read as zeros and SEEK_DATA calls them holes, but they count in st_blocks (and may lie
+    past the end of the file). From FIEMAP; [] where the host cannot say."""
+    import fcntl
+    import struct
+    out: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        head = struct.pack("=QQIIII", start, (1 << 64) - 1 - start, 0, 0, _FIEMAP_BATCH, 0)
+        buf = bytearray(head + bytes(56 * _FIEMAP_BATCH))
+        try:
+            fcntl.ioctl(fd, _FIEMAP, buf)
+        except OSError:
+            return []
+        mapped = struct.unpack_from("=I", buf, 20)[0]
+        last = None
+        for i in range(mapped):
+            logical, _, length = struct.unpack_from("=QQQ", buf, 32 + 56 * i)
+            flags = struct.unpack_from("=I", buf, 32 + 56 * i + 40)[0]
+            if flags & _FIEMAP_EXTENT_UNWRITTEN:
+                if out and out[-1][0] + out[-1][1] == logical:
+                    out[-1] = (out[-1][0], out[-1][1] + length)
+                else:
+                    out.append((logical, length))
+            last = (logical + length, flags)
+        if last is None or last[1] & _FIEMAP_EXTENT_LAST or mapped < _FIEMAP_BATCH:
+            return out
+        start = last[0]
+
+
+def _host_fallocate():
+    import ctypes
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_FALLOCATE = _host_fallocate()
+
+
+def reserve(fd: int, extents) -> None:
+    """fallocate(FALLOC_FL_KEEP_SIZE) each extent: blocks reserved again, the size unchanged,
+    the bytes already written left alone. Where the host cannot, the blocks stay holes."""
+    for offset, length in extents:
+        if _FALLOCATE is None or _FALLOCATE(fd, _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+            return
+
+
 def read_ranges(fd: int, ranges, limit: int = CHUNK):
     """The bytes of `ranges` ((offset, length) pairs) of the file, in chunks of at most
     `limit` bytes. OSError if the file ends early (it changed under us)."""

@@ -31,7 +31,8 @@ from fcntl import F_GETFL, fcntl
 from ..errors import SyscallError, VsnapError
 from ..fdtable import MAX_FDS
 from ..kernel.inodetimes import open_noatime
-from .extents import FileRanges, content_digest, data_extents, write_extents
+from .extents import (FileRanges, content_digest, data_extents, reserve, unwritten_extents,
+                      write_extents)
 
 MAX_EXTENTS = 1 << 16     # a ghost's data extents in fds.json; more are merged across holes
 _SHA = frozenset("0123456789abcdef")
@@ -103,7 +104,9 @@ def _record(m, st, group, parts, i, opened) -> dict:
     parts[part] = FileRanges(fd, extents)   # read when the image is written, never whole
     opened.append(parts[part])
     rec["ghost"] = {"part": part, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                    "mode": S.S_IMODE(st.st_mode), "extents": [list(e) for e in extents]}
+                    "mode": S.S_IMODE(st.st_mode), "extents": [list(e) for e in extents],
+                    # blocks fallocate reserved and nothing wrote: zeros, but in st_blocks
+                    "reserved": [list(e) for e in _merge(unwritten_extents(fd))]}
     return rec
 
 
@@ -254,7 +257,16 @@ def _parse_ghost(r, rec, path, kind, parts) -> dict:
         if total != len(parts[part]):
             r.fail(p + ".extents", f"{total} bytes of extents, but {part} holds "
                                    f"{len(parts[part])}")
-        out.update(part=part, size=size, extents=extents)
+        reserved, end = [], 0
+        for j, e in enumerate(r.list(g.get("reserved", []), p + ".reserved", MAX_EXTENTS)):
+            where = f"{p}.reserved[{j}]"
+            if not isinstance(e, list) or len(e) != 2:
+                r.fail(where, "expected [offset, length]")
+            off = r.int(e[0], where, end, (1 << 62) - 1)   # may lie past the end (KEEP_SIZE)
+            n = r.int(e[1], where, 1, (1 << 62) - off)
+            reserved.append((off, n))
+            end = off + n
+        out.update(part=part, size=size, extents=extents, reserved=reserved)
     return {"ghost": out}
 
 
@@ -372,6 +384,7 @@ def _open(vfs, rec: dict, access: int, blobs: dict) -> int:
     try:
         if rec["kind"] == "file":
             write_extents(fd, blobs[g["part"]], g["extents"], g["size"])
+            reserve(fd, g["reserved"])
         os.utime(fd, ns=(g["mtime_ns"], g["mtime_ns"]))
     except BaseException:
         os.close(fd)
