@@ -15,8 +15,7 @@ import time
 import pytest
 
 from conftest import make_root, run_api, run_native
-from vsnap.testing import Guest, assert_transparent, measure, run_with_checkpoints, \
-    first_difference
+from vsnap.testing import Guest, assert_transparent, measure
 
 FLAVOURS = ("musl", "glibc")
 
