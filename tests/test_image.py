@@ -132,19 +132,24 @@ def test_non_images_are_refused(tmp_path, content, message):
         load(str(p))
 
 
-def test_wrong_version_is_refused(saved, tmp_path):
+@pytest.mark.parametrize("version, says", [
+    (99, r"version 99 \(a newer vsnap's\); this vsnap reads version 3 only"),
+    (2, r"version 2 \(an older vsnap's\); this vsnap reads version 3 only: resume it with the "
+        r"vsnap that wrote it"),
+])
+def test_wrong_version_is_refused(saved, tmp_path, version, says):
     import json
     _, good, _ = saved
     manifest, parts = decode(good)
     buf = encode(parts, manifest["program"])
     z = zipfile.ZipFile(__import__("io").BytesIO(buf))
     m = json.loads(z.read("manifest.json"))
-    m["version"] = 99
-    out = tmp_path / "v99.img"
+    m["version"] = version
+    out = tmp_path / "v.img"
     with zipfile.ZipFile(out, "w") as w:
         for n in z.namelist():
             w.writestr(n, json.dumps(m) if n == "manifest.json" else z.read(n))
-    with pytest.raises(ImageError, match="version 99"):
+    with pytest.raises(ImageError, match=says):
         load(str(out))
 
 
@@ -287,3 +292,183 @@ def test_inspect_reads_any_saved_bytes_as_the_guest_saw_them(live, data):
     addr = data.draw(st.integers(v.start, v.end - 1))
     n = data.draw(st.integers(1, 3 * 4096))
     assert read(addr, n) == m.mem.read(addr, min(n, v.end - addr))
+
+
+# images written by other zip tools (issue 9, item 9) -------------------------------------------
+
+@pytest.fixture(scope="module")
+def rezip_case(tmp_path_factory):
+    """A counter guest saved mid-run, a copy of its root as it was at the save, and what the
+    rest of an uninterrupted run prints and leaves behind."""
+    import shutil
+    from vsnap.testing import snapshot_files
+    base = tmp_path_factory.mktemp("rezip")
+    root = root_for(base)
+    cap = Capture(b"")
+    m = start(guest("counter"), root, cap)
+    assert m.advance(1_500_000) is None
+    checkpoint(m, str(base / "vsnap.img"))
+    shutil.copytree(root, base / "at-save")   # times kept: the log must check out
+    printed = len(cap.out)
+    m.run()
+    m.close()
+    return base, bytes(cap.out[printed:]), snapshot_files(root)
+
+
+def _resumes_the_same(case, image: Path, tmp_path: Path) -> None:
+    import shutil
+    from vsnap.testing import snapshot_files
+    base, rest, files = case
+    root = tmp_path / f"root-{image.stem}"
+    shutil.copytree(base / "at-save", root)
+    cap = Capture(b"")
+    m, warnings = restore(str(image), root=str(root), console=cap.console)
+    result = m.run()
+    assert not warnings and result.status == 0
+    assert bytes(cap.out) == rest
+    assert snapshot_files(root) == files
+
+
+def _rezip(src: Path, dst: Path, order, compress) -> None:
+    """The members of `src` written again by Python's zipfile: in `order`, compressed as
+    compress(name) says, timestamps of now, no alignment, no care for vsnap's layout."""
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for name in order(z.namelist()):
+            out.writestr(name, z.read(name), compress_type=compress(name))
+
+
+@pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_an_image_rezipped_with_zipfile_resumes(rezip_case, tmp_path, compress):
+    """The README says images are zips any tool reads; one written by another tool, every
+    part intact, must resume (it died with a TypeError on a memoryview)."""
+    image = tmp_path / f"rezipped-{compress}.img"
+    _rezip(rezip_case[0] / "vsnap.img", image, lambda names: names[::-1],
+           lambda name: compress)
+    _resumes_the_same(rezip_case, image, tmp_path)
+
+
+@pytest.mark.parametrize("how", ["-r", "-0 -r", "stream"])
+def test_an_image_unpacked_and_zipped_again_with_zip_resumes(rezip_case, tmp_path, how):
+    """As a user editing a JSON part would: unzip, zip -r (folders become entries of their
+    own; -0 stores parts at any offset; to a pipe, sizes come after the data)."""
+    import shutil
+    if not (shutil.which("zip") and shutil.which("unzip")):
+        pytest.skip("no zip and unzip here")
+    unpacked = tmp_path / "unpacked"
+    subprocess.run(["unzip", "-q", str(rezip_case[0] / "vsnap.img"), "-d", str(unpacked)],
+                   check=True)
+    image = tmp_path / "zipped.img"
+    if how == "stream":
+        cmd = f"zip -q -r - . > {image}"
+    else:
+        cmd = f"zip -q {how} {image} ."
+    subprocess.run(cmd, shell=True, cwd=unpacked, check=True)
+    _resumes_the_same(rezip_case, image, tmp_path)
+
+
+def test_vsnap_resume_takes_a_rezipped_image_without_a_traceback(rezip_case, tmp_path):
+    import shutil
+    from conftest import assert_no_traceback, run_cli
+    base, rest, _ = rezip_case
+    image = tmp_path / "rezipped.img"
+    _rezip(base / "vsnap.img", image, sorted, lambda name: zipfile.ZIP_STORED)
+    root = tmp_path / "root"
+    shutil.copytree(base / "at-save", root)
+    out = run_cli("resume", "--root", str(root), str(image))
+    assert_no_traceback(out)
+    assert out.status == 0 and out.stdout == rest
+
+
+_METHODS = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_any_order_and_compression_of_the_same_parts_resumes(rezip_case, tmp_path_factory,
+                                                              data):
+    base = rezip_case[0]
+    names = zipfile.ZipFile(base / "vsnap.img").namelist()
+    order = data.draw(st.permutations(names))
+    methods = {n: data.draw(st.sampled_from(_METHODS)) for n in names}
+    folders = data.draw(st.booleans())
+    tmp = tmp_path_factory.mktemp("order")
+    image = tmp / "any.img"
+    with zipfile.ZipFile(base / "vsnap.img") as z, zipfile.ZipFile(image, "w") as out:
+        if folders:
+            out.writestr("memory/", b"")
+        for name in order:
+            out.writestr(name, z.read(name), compress_type=methods[name])
+        out.comment = data.draw(st.binary(max_size=40))
+    _resumes_the_same(rezip_case, image, tmp)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_damaged_rezipped_image_is_refused_or_resumes(rezip_case, tmp_path_factory, data):
+    """Another tool's layout (deflated memory, unaligned parts), then damaged: refused with
+    vsnap's own error, never another exception."""
+    base = rezip_case[0]
+    tmp = tmp_path_factory.mktemp("rezip-fuzz")
+    image = tmp / "deflated.img"
+    _rezip(base / "vsnap.img", image, sorted, lambda name: zipfile.ZIP_DEFLATED)
+    blob = bytearray(image.read_bytes())
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] ^= 1 << data.draw(st.integers(0, 7))
+    _load_or_refuse(bytes(blob), tmp, base / "at-save")
+
+
+@pytest.fixture(scope="module")
+def many_kinds(tmp_path_factory):
+    """An image whose fds.json has every kind of record: a sparse ghost file open twice (through
+    two hard links, both removed), a ghost directory, a listing half read, vsnap's /dev,
+    /proc/self/maps half read, /dev/null, a file by name. (Its bytes, and its root.)"""
+    from guestrun import Guest
+    from vsnap.build import build
+    from vsnap.testing import measure
+    g = Guest(build(str(Path(__file__).parent / "guests" / "fdkinds.c")), ("many",))
+    base = tmp_path_factory.mktemp("many")
+    n = measure(g, base).syscalls[-60]   # everything is open and in its state by then
+    root = root_for(base)
+    m = start(g, root, Capture(b""))
+    assert m.advance(n) is None
+    data = image_bytes(m)
+    m.close()
+    return data, root
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_tampered_fd_records_with_valid_hashes_are_checked(many_kinds, tmp_path_factory, data):
+    """fds.json's inodes, ghosts, extents and listings are untrusted like the rest."""
+    good, root = many_kinds
+    manifest, parts = decode(good)
+    obj = json.loads(bytes(parts["fds.json"]))
+    assert obj["inodes"] and any("ghost" in i for i in obj["inodes"])
+    target = data.draw(st.sampled_from(["inodes", "descriptions"]))
+    items = obj[target]
+    item = items[data.draw(st.integers(0, len(items) - 1))]
+    keys = sorted(item)
+    key = data.draw(st.sampled_from(keys))
+    if isinstance(item[key], dict) and item[key] and data.draw(st.booleans()):
+        item = item[key]
+        key = data.draw(st.sampled_from(sorted(item)))
+    if isinstance(item[key], list) and item[key] and data.draw(st.booleans()):
+        item, key = item[key], data.draw(st.integers(0, len(item[key]) - 1))
+    item[key] = data.draw(st.one_of(
+        st.none(), st.integers(-2**70, 2**70), st.text(max_size=8), st.booleans(),
+        st.just([]), st.just({}), st.just([0, 1 << 40]), st.just("/"), st.just("files/x"),
+        st.just([[0, 1], [0, 1]]), st.integers(0, 8)))
+    parts["fds.json"] = json.dumps(obj).encode()
+    _load_or_refuse(encode(parts, manifest["program"]), tmp_path_factory.mktemp("fdt"), root)
+
+
+def test_a_save_that_cannot_write_its_image_says_so_in_one_line(tmp_path):
+    """It was a FileNotFoundError traceback from the temporary file's open."""
+    from vsnap.errors import VsnapError
+    m = start(guest("counter"), root_for(tmp_path), Capture(b""))
+    assert m.advance(200_000) is None
+    with pytest.raises(VsnapError, match=r"^vsnap: cannot save to /nonexistent/x.img: No such "
+                                         r"file or directory$"):
+        checkpoint(m, "/nonexistent/x.img")
+    m.close()

@@ -92,3 +92,29 @@ def test_runs_that_do_not_tile_their_part_are_copied_and_the_image_bytes_checked
         u.place("memory/x.bin", 50, memoryview(b))  # overlaps, and leaves 150.. unplaced
         u.fill()
         assert bytes(a) == data[:100] and bytes(b) == data[50:150]
+
+
+@given(data=st.binary(max_size=700), holes=st.lists(st.integers(0, 300), max_size=4),
+       chunk=st.integers(1, 150))
+def test_a_part_streamed_from_a_file_has_the_digests_of_its_bytes(tmp_path_factory, data,
+                                                                 holes, chunk):
+    """A ghost's data extents, read a chunk at a time from the file (FileRanges), hash to what
+    the same bytes would as one buffer: the piece boundaries fall where they should."""
+    import os
+    from vsnap.snapshot.extents import FileRanges
+    path = tmp_path_factory.mktemp("ranges") / "f"
+    # the data laid out in the file with gaps between its ranges
+    layout, ranges = bytearray(), []
+    cuts = sorted({min(h, len(data)) for h in holes} | {0, len(data)})
+    for lo, hi in zip(cuts, cuts[1:]):
+        layout += bytes(7) + data[lo:hi]
+        ranges.append((len(layout) - (hi - lo), hi - lo))
+    path.write_bytes(bytes(layout))
+    fd = os.open(path, os.O_RDONLY)
+    part = FileRanges(fd, [r for r in ranges if r[1]])
+    try:
+        with small_pieces(threads=False):
+            assert pieces.digests({"p": part}) == pieces.digests({"p": data})
+        assert b"".join(part.chunks(chunk)) == data
+    finally:
+        part.close()

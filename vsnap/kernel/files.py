@@ -424,6 +424,10 @@ def sys_getdents64(k, fd, dirp, count):
     f = k.fds.get(s32(fd))
     if f.kind != "dir":
         raise SyscallError(E.ENOTDIR, f.path)
+    if f.host_fd is not None:
+        with host_errors():
+            if os.fstat(f.host_fd).st_nlink == 0:  # Linux lists nothing of a removed directory
+                raise SyscallError(E.ENOENT, f"{f.path} was removed")
     if f.entries is None:
         f.entries = _dir_entries(k, f)
     out = b""

@@ -7,20 +7,18 @@ can observe. Text is not copied: restore re-reads it from the program, whose has
 """
 from __future__ import annotations
 
-import errno
+import contextlib
 import hashlib
 import os
 import re
 from dataclasses import asdict
 
-from ..errors import VsnapError
 from ..guestram import touched_pages
-from ..kernel.inodetimes import open_noatime
-from ..kernel.filelocks import locks_record
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
+from . import descriptions
 from .codec import dumps, encode
-from .fifos import fifo_record
+from .inodes import CannotSave
 from .fields import hexs
 
 ZERO_PAGE = bytes(PAGE)
@@ -41,11 +39,20 @@ NOT_PRESERVED = [
     "Descriptors on the terminal (stdin, stdout, stderr, /dev/tty) are reattached to the "
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
     "printed is not replayed.",
-    "Regular files are reopened by name and must be unchanged (size, modification time, "
-    "content hash). A file deleted while open travels in the image (files/ghost-N.bin) and "
-    "comes back as an unnamed file with the same bytes, offset and time.",
+    "Files and directories are saved once per inode, however many descriptors lead to it. "
+    "One with a name in the root is reopened by that name (another hard link, if the one "
+    "it was opened by is gone) and must be unchanged: size, modification time, a digest of "
+    "its content; a directory, the same entries.",
+    "A file deleted while open (a ghost) travels in the image as its data extents "
+    "(files/ghost-N.bin, holes left out) and comes back as one nameless file, as sparse as "
+    "it was (blocks fallocate reserved are reserved again), with its mode and time; every "
+    "descriptor on it shares it again. A directory "
+    "removed while open comes back removed (empty, st_nlink 0). Not kept: holes on a "
+    "host file system that cannot report them (no SEEK_DATA: the file is saved whole), "
+    "and hard links outside the root (a file whose only names are there is a ghost).",
     "The pid, process group and session are kept (DragonFly cannot keep them; vsnap's "
-    "pids are virtual). Inode numbers are kept for files seen before the save.",
+    "pids are virtual). Inode numbers are kept for the files seen before the save and for "
+    "every open file, ghosts included.",
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",
@@ -130,115 +137,6 @@ def _view_offset(view: memoryview) -> int:
     return ctypes.addressof(part) - ctypes.addressof(whole)
 
 
-def file_identity(host_fd: int, host_path: str | None) -> dict:
-    """What restore must find again: size, mtime, content hash, and whether it still exists."""
-    st = os.fstat(host_fd)
-    try:
-        named = os.stat(host_path, follow_symlinks=False) if host_path else None
-    except OSError:
-        named = None
-    same = named is not None and (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
-    digest = hashlib.sha256().hexdigest()
-    if same:  # the guest's descriptor may be write-only: hash through a descriptor of our own
-        fd = open_noatime(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            digest = content_sha256(fd)
-        finally:
-            os.close(fd)
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest,
-            "deleted": not same, "mode": st.st_mode & 0o7777}
-
-
-def content_sha256(fd: int) -> str:
-    """SHA-256 of a file's bytes, reading only its data: the holes SEEK_DATA reports are hashed
-    as the zeros they read as, unread. Reading an unwritten extent (fallocate) would put it in
-    the host's page cache, and ext4's SEEK_DATA then calls it data: the guest would see that a
-    checkpoint happened."""
-    h, pos, size = hashlib.sha256(), 0, os.fstat(fd).st_size
-    zeros = bytes(1 << 20)
-    while pos < size:
-        try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-            end = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-        except OSError as e:
-            start, end = (size, size) if e.errno == errno.ENXIO else (pos, size)  # host errno
-        start = min(start, size)
-        for at in range(pos, start, len(zeros)):
-            h.update(zeros[:min(len(zeros), start - at)])
-        while start < end and (chunk := os.pread(fd, min(1 << 20, end - start), start)):
-            h.update(chunk)
-            start += len(chunk)
-        pos = end
-    return h.hexdigest()
-
-
-class CannotSave(VsnapError):
-    """The guest holds something an image cannot carry yet: said in one line."""
-
-
-def path_identity(f) -> dict:
-    """An O_PATH descriptor holds no data, only which file: its type must be found again under
-    its name. One whose file has lost every name cannot be made again."""
-    st = os.fstat(f.host_fd)
-    try:
-        named = os.stat(f.host_path, follow_symlinks=False)
-    except OSError:
-        named = None
-    if named is None or (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
-        raise CannotSave(f"vsnap: cannot save: an O_PATH descriptor names {f.path}, which "
-                         f"was removed since; an image cannot make it again")
-    return {"type": oct(st.st_mode & 0o170000)}
-
-
-def listing_identity(names: list[str]) -> str:
-    return hashlib.sha256("\0".join(sorted(names)).encode()).hexdigest()
-
-
-def ghost_content(host_fd: int) -> bytes:
-    """All of an open file that has no name any more (CRIU calls these ghost files): read
-    through a descriptor of our own, since the guest's may be write-only."""
-    try:
-        fd = os.open(f"/proc/self/fd/{host_fd}", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        fd = os.dup(host_fd)  # no /proc: the guest's own descriptor, if it can read
-    try:
-        out, pos = bytearray(), 0
-        while chunk := os.pread(fd, 1 << 20, pos):
-            out += chunk
-            pos += len(chunk)
-        return bytes(out)
-    finally:
-        os.close(fd)
-
-
-def _fds(m, parts: dict) -> dict:
-    descs = m.kernel.fds.descriptions()
-    out = []
-    fifos: set = set()  # the FIFOs whose waiting bytes are recorded already
-    for i, f in enumerate(descs):
-        rec = {"id": i, "kind": f.kind, "path": f.path, "flags": f.flags, "offset": f.offset,
-               "stream": f.stream}
-        if f.kind == "file":
-            rec["identity"] = file_identity(f.host_fd, f.host_path)
-            if rec["identity"]["deleted"]:
-                # deleted while open (the tmpfile idiom): its bytes travel in the image
-                rec["ghost"] = f"files/ghost-{i}.bin"
-                parts[rec["ghost"]] = ghost_content(f.host_fd)
-        elif f.kind == "dir" and f.host_path:
-            rec["identity"] = {"listing_sha256": listing_identity(os.listdir(f.host_path))}
-        elif f.kind == "proc":
-            rec["data"] = (f.data or b"").hex()
-        elif f.kind == "fifo":
-            rec.update(fifo_record(f, fifos))
-        elif f.kind == "path" and f.host_fd is not None:
-            rec["identity"] = path_identity(f)
-        out.append(rec)
-    fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
-            "cloexec": e.cloexec} for fd, e in sorted(m.kernel.fds.fds.items())]
-    return {"descriptions": out, "fds": fds, "highest_fd": m.kernel.fds.high,
-            "locks": locks_record(m.kernel, descs)}
-
-
 def _signals(k) -> dict:
     k.take_host_signals()  # a Ctrl-C that arrived just before the save is part of the state
     s = k.signals
@@ -287,13 +185,25 @@ def _registers(m) -> dict:
     return {"registers": {name: hexs(v) for name, v in m.cpu.snapshot_registers().items()}}
 
 
-def _parts(m) -> dict:
+@contextlib.contextmanager
+def _parts(m):
+    """The image's parts; a ghost file's part reads the file as it is written, so the parts
+    are only good inside this block."""
     memory, chunks = _memory(m)
-    regs, fds, kernel = _registers(m), _fds(m, chunks), _kernel(m)
-    if PLANTED_BUG:
-        _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
-    return {"registers.json": dumps(regs), "fds.json": dumps(fds),
-            "kernel.json": dumps(kernel), "memory.json": dumps(memory), **chunks}
+    try:
+        fds, opened = descriptions.save(m, chunks)
+    except OSError as e:
+        raise CannotSave(f"vsnap: cannot save this guest: reading its open files failed "
+                         f"({e.strerror or e})") from None
+    try:
+        regs, kernel = _registers(m), _kernel(m)
+        if PLANTED_BUG:
+            _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
+        yield {"registers.json": dumps(regs), "fds.json": dumps(fds),
+               "kernel.json": dumps(kernel), "memory.json": dumps(memory), **chunks}
+    finally:
+        for part in opened:
+            part.close()
 
 
 def _plant(bug, m, regs, fds, kernel, memory, chunks) -> None:
@@ -320,11 +230,16 @@ def _plant(bug, m, regs, fds, kernel, memory, chunks) -> None:
 
 def image_bytes(m) -> bytes:
     """The whole image of a stopped machine, as the bytes of one file."""
-    return encode(_parts(m), program_record(m))
+    with _parts(m) as parts:
+        return encode(parts, program_record(m))
 
 
 def checkpoint(m, path: str) -> None:
     """Save machine `m` (stopped between two instructions) to `path`, atomically."""
     if not m.running:
         raise ValueError("the guest has already ended; there is nothing to save")
-    write_atomically(path, _parts(m), program_record(m))
+    with _parts(m) as parts:
+        try:
+            write_atomically(path, parts, program_record(m))
+        except OSError as e:
+            raise CannotSave(f"vsnap: cannot save to {path}: {e.strerror or e}") from None

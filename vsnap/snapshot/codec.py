@@ -4,17 +4,20 @@
                        program, and the size of every part with the SHA-256 of each of its
                        16 MiB pieces (one piece for most parts)
     registers.json     the jmp_buf: every register
-    fds.json           the fd table
+    fds.json           the fd table, and the files and directories open (one per inode)
     kernel.json        process identity, cwd, umask, signals, clock, random, brk
     memory.json        the VMAs and, for each saved one, where its non-zero pages are
     memory/*.bin       raw page contents: stack.bin, data.bin (data+bss+heap), mappings.bin
+    files/ghost-N.bin  the data extents of a file deleted while open (extents.py)
 
 `unzip -l`, `python -m zipfile -l` and `jq` can read it, and a part's hashes can be checked
 with `unzip -p IMAGE memory/data.bin | split -b 16M --filter=sha256sum`. Writing is
 deterministic (fixed zip timestamps, fixed order, padding that depends only on offsets), so
 saving the same state twice gives the same bytes. Reading trusts
 nothing: every part is hashed and every field is type- and range-checked before a restore may
-use it; any problem is an ImageError with one line that says what is wrong.
+use it; any problem is an ImageError with one line that says what is wrong. Nor does reading
+rely on vsnap's own layout: an image zipped again by another tool (parts in any order, stored
+at any offset or compressed, folder entries added) reads the same.
 """
 from __future__ import annotations
 
@@ -25,14 +28,17 @@ import os
 import struct
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 
 from ..errors import VsnapError
 from ..version import __version__
 from . import pieces
+from .extents import FileRanges
 from .pieces import PIECE
 
 FORMAT = "vsnap-image"
-VERSION = 2           # 2: a SHA-256 per 16 MiB piece of each part
+VERSION = 3           # 2: a SHA-256 per 16 MiB piece of each part; 3: fds.json lists inodes
+                      # (one per file, however many descriptions), ghosts without their holes
 JSON_PARTS = ("registers.json", "fds.json", "kernel.json", "memory.json")
 MAX_PART = 1 << 34           # no part of a real image is near 16 GiB
 MAX_JSON = 64 << 20
@@ -66,8 +72,9 @@ def _align(info: zipfile.ZipInfo, offset: int) -> None:
 
 
 def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
-    """Write an image to the binary file `f`. Each part is bytes, or a list of buffers (the
-    pages of a memory part, written without joining them). Parts go first; the manifest with
+    """Write an image to the binary file `f`. Each part is bytes, a list of buffers (the
+    pages of a memory part, written without joining them), or a FileRanges (a file's data,
+    read a chunk at a time as it is written). Parts go first; the manifest with
     their sizes and hashes goes last. `wrote` is called after each WRITE_CHUNK.
 
     The hashes are computed on background threads from the same buffers while this thread
@@ -76,10 +83,21 @@ def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
     pool = ThreadPoolExecutor(max_workers=1)
     hashed = pool.submit(pieces.digests, parts)
     pool.shutdown(wait=False)
+    try:
+        _write_parts(f, parts, program, wrote, hashed)
+    finally:
+        # a failed write must not return while the hasher still reads the parts (a file's
+        # descriptor is closed by the caller next)
+        futures_wait([hashed])
+
+
+def _write_parts(f, parts: dict, program: dict, wrote, hashed) -> None:
     sizes = {}
     with zipfile.ZipFile(f, "w") as z:
         for name in sorted(parts):
-            chunks = parts[name] if isinstance(parts[name], list) else [parts[name]]
+            part = parts[name]
+            chunks = part.chunks() if isinstance(part, FileRanges) else \
+                part if isinstance(part, list) else [part]
             kind = zipfile.ZIP_DEFLATED if name.endswith(".json") else zipfile.ZIP_STORED
             size, info = 0, _info(name, kind)
             if name.startswith("memory/"):
@@ -132,8 +150,10 @@ def decode(data, where: str = "image", file=None, defer=None) -> tuple[dict, dic
         raise ImageError(f"{where}: not a vsnap image (manifest format is not {FORMAT!r})")
     version = manifest.get("version")
     if version != VERSION:
-        raise ImageError(f"{where}: image format version {version!r}, this vsnap reads "
-                         f"version {VERSION}; use the vsnap that wrote it")
+        age = ("an older vsnap's" if isinstance(version, int) and version < VERSION else
+               "a newer vsnap's" if isinstance(version, int) else "unknown")
+        raise ImageError(f"{where}: image format version {version!r} ({age}); this vsnap "
+                         f"reads version {VERSION} only: resume it with the vsnap that wrote it")
     listed = manifest.get("parts")
     if not isinstance(listed, dict):
         raise ImageError(f"{where}: damaged manifest (no parts table)")
@@ -151,10 +171,14 @@ def decode(data, where: str = "image", file=None, defer=None) -> tuple[dict, dic
                 and len(meta["sha256"]) == max(1, -(-meta["size"] // PIECE))
                 and all(isinstance(d, str) for d in meta["sha256"])):
             raise ImageError(f"{where}: damaged manifest entry for {name!r}")
+        if name.endswith(".json") and meta["size"] > MAX_JSON:
+            raise ImageError(f"{where}: {name} is implausibly large")
         if name not in names:
             raise ImageError(f"{where}: damaged image: part {name} is listed but missing")
         parts[name], offsets[name] = _read_member(z, whole, name, meta["size"], where)
-    extra = set(names) - set(listed) - {"manifest.json"}
+    # `zip -r` and other tools add entries for folders (memory/, files/): empty, harmless
+    extra = {n for n in names if not (n.endswith("/") and z.getinfo(n).file_size == 0)} \
+        - set(listed) - {"manifest.json"}
     if extra:
         raise ImageError(f"{where}: image holds parts its manifest does not list: "
                          f"{', '.join(sorted(extra))[:80]}")
@@ -211,9 +235,10 @@ def _load_json(z, name, where):
                          f"truncated or corrupt") from None
 
 
-def load_json_part(parts: dict[str, bytes], name: str, where: str):
+def load_json_part(parts: dict, name: str, where: str):
     try:
-        return json.loads(parts[name])
+        # a part another zip tool stored uncompressed is a view into the file: bytes for json
+        return json.loads(bytes(parts[name]))
     except (ValueError, UnicodeDecodeError) as e:
         raise ImageError(f"{where}: {name} is not valid JSON ({_short(e)})") from None
 

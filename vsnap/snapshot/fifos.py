@@ -18,7 +18,7 @@ FIFO_TYPE = oct(S.S_IFIFO)
 def fifo_record(f, seen: set) -> dict:
     """The image fields of one FIFO description; the bytes only with the first description
     of each FIFO (`seen` remembers which FIFOs have theirs)."""
-    from .checkpoint import CannotSave
+    from .inodes import CannotSave
     st = os.fstat(f.host_fd)
     try:
         named = os.stat(f.host_path, follow_symlinks=False)

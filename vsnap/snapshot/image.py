@@ -2,8 +2,8 @@
 
 `parse` is the only way from a file's bytes to something restore uses: after it, addresses are
 page-aligned and inside the guest's half of the address space, VMAs do not overlap, every page
-run lies inside its VMA and its blob, every fd points at a description, and every register has
-its architectural width.
+run lies inside its VMA and its blob, every fd points at a description (checked by each kind's
+own entry in descriptions.KINDS), and every register has its architectural width.
 """
 from __future__ import annotations
 
@@ -17,19 +17,13 @@ from ..fdtable import MAX_FDS
 from ..memory import PAGE, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
+from . import descriptions
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
-FILE_KINDS = {"file", "dir", "null", "console", "proc", "dev", "exe", "path", "fifo"}
-# console streams, virtual directories ("virtual"; older images: dev, proc, proc/self) and
-# the devices of kind "dev"
-STREAMS = {None, "stdin", "stdout", "stderr", "tty", "dev", "proc", "proc/self", "virtual",
-           "zero", "full", "random", "urandom"}
 _EXEC_INTS = ("arg_start", "arg_end", "env_start", "env_end", "start_stack", "start_code",
               "end_code", "start_data", "end_data")
-_FILE_TYPES = {oct(t) for t in (0o140000, 0o120000, 0o100000, 0o60000, 0o40000, 0o20000,
-                                0o10000)}
 PERMS = re.compile(r"[r-][w-][x-]p\Z")
 MAX_MEMORY = 64 << 30
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
@@ -57,7 +51,8 @@ class Image:
     fds: list
     kernel: dict
     blobs: dict
-    locks: dict = None  # fds.json's file locks and highest fd (see _locks)
+    inodes: list       # the files and directories open, one per inode (snapshot/inodes.py)
+    locks: dict        # fds.json's file locks and highest fd (see _locks)
     written_by: str | None = None   # the vsnap version in the manifest (None: an older image)
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
@@ -82,14 +77,14 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
                                    kernel["memory_limit"])
     fds_part = load_json_part(parts, "fds.json", where)
-    descs, fds = _fds(Reader(where, "fds.json"), fds_part, parts)
+    inodes, descs, fds = descriptions.parse(Reader(where, "fds.json"), fds_part, parts)
     locks = _locks(Reader(where, "fds.json"), fds_part, descs)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
     written_by = manifest.get("vsnap")
     if written_by is not None:
         written_by = Reader(where, "manifest.json").str(written_by, "vsnap", 100)
-    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, locks,
-                 written_by)
+    return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, inodes,
+                 locks, written_by)
 
 
 def _program(r: Reader, p) -> dict:
@@ -159,69 +154,6 @@ def _runs(r: Reader, v: dict, path: str, npages: int, blob_size: int) -> list:
         offset = r.int(run[2], p, 0, blob_size - count * PAGE)
         runs.append((first, count, offset))
     return runs
-
-
-def _fds(r: Reader, d, parts):
-    d = r.obj(d, ".")
-    descs = []
-    for i, f in enumerate(r.list(r.key(d, "descriptions", ""), "descriptions", MAX_FDS)):
-        path = f"descriptions[{i}]"
-        f = r.obj(f, path)
-        kind = r.choice(r.key(f, "kind", path), path + ".kind", FILE_KINDS)
-        rec = {"kind": kind, "path": r.str(r.key(f, "path", path), path + ".path"),
-               "flags": r.int(r.key(f, "flags", path), path + ".flags", 0, 0xFFFFFFFF),
-               "offset": r.int(r.key(f, "offset", path), path + ".offset", 0, (1 << 63) - 1),
-               "stream": r.choice(f.get("stream"), path + ".stream", STREAMS)}
-        if kind == "file" or (kind == "dir" and rec["stream"] is None):
-            ident = r.obj(r.key(f, "identity", path), path + ".identity")
-            if kind == "file":
-                sha = r.str(r.key(ident, "sha256", path), path + ".identity.sha256")
-                if not _SHA.match(sha):
-                    r.fail(path + ".identity.sha256", "not a SHA-256")
-                rec["identity"] = {
-                    "size": r.int(r.key(ident, "size", path), path + ".identity.size"),
-                    "mtime_ns": r.int(r.key(ident, "mtime_ns", path), path + ".identity",
-                                      -(1 << 63), (1 << 63) - 1),
-                    "sha256": sha,
-                    "deleted": r.bool(r.key(ident, "deleted", path), path + ".identity"),
-                    "mode": r.int(ident.get("mode", 0o644), path + ".identity.mode", 0, 0o7777)}
-                if "ghost" in f:
-                    ghost = r.str(f["ghost"], path + ".ghost")
-                    if not ghost.startswith("files/") or ghost not in parts:
-                        r.fail(path + ".ghost", f"no such part {ghost!r}")
-                    rec["ghost"] = ghost
-            else:
-                sha = r.str(r.key(ident, "listing_sha256", path), path + ".identity")
-                if not _SHA.match(sha):
-                    r.fail(path + ".identity.listing_sha256", "not a SHA-256")
-                rec["identity"] = {"listing_sha256": sha}
-            if not rec["path"].startswith("/"):
-                r.fail(path + ".path", "not an absolute guest path")
-        if kind == "proc":
-            rec["data"] = r.bytes(r.key(f, "data", path), path + ".data")
-        if kind == "fifo" or (kind == "path" and rec["stream"] is None):
-            ident = r.obj(r.key(f, "identity", path), path + ".identity")
-            rec["identity"] = {"type": r.choice(r.key(ident, "type", path),
-                                                path + ".identity.type", _FILE_TYPES)}
-            if kind == "fifo" and rec["identity"]["type"] != oct(0o10000):
-                r.fail(path + ".identity.type", "a FIFO's type must be 0o10000")
-            if kind == "fifo" and "buffered" in f:  # what waited in the pipe
-                rec["buffered"] = r.bytes(f["buffered"], path + ".buffered")
-            if not rec["path"].startswith("/"):
-                r.fail(path + ".path", "not an absolute guest path")
-        descs.append(rec)
-    fds, seen = [], set()
-    for i, e in enumerate(r.list(r.key(d, "fds", ""), "fds", MAX_FDS)):
-        path = f"fds[{i}]"
-        e = r.obj(e, path)
-        fd = r.int(r.key(e, "fd", path), path + ".fd", 0, MAX_FDS - 1)
-        if fd in seen:
-            r.fail(path, f"fd {fd} appears twice")
-        seen.add(fd)
-        fds.append({"fd": fd, "cloexec": r.bool(r.key(e, "cloexec", path), path),
-                    "description": r.int(r.key(e, "description", path), path, 0,
-                                         len(descs) - 1)})
-    return descs, fds
 
 
 def _locks(r: Reader, d: dict, descs: list) -> dict:

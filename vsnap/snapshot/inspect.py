@@ -99,7 +99,9 @@ def _summary(img: Image) -> str:
         f"cwd {p['cwd']}  umask {p['umask']:03o}",
         f"memory       {len(img.vmas)} regions, {_size(total)} mapped, {_size(saved)} saved "
         f"(all-zero pages and text left out)",
-        f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files",
+        f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files, "
+        f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
+        f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
         f"clock        {k['clock']['monotonic_ns'] / 1e9:.6f} s since the guest's boot; "
         f"{k['syscall_count']} system calls so far",
         "",
@@ -109,6 +111,8 @@ def _summary(img: Image) -> str:
         "  data segment memory/data.bin     data + bss + heap",
         "  other maps   memory/mappings.bin private mmap regions",
         "  jmp_buf      registers.json      every register (vsnap inspect IMAGE regs)",
+        *(["  ghosts       files/ghost-N.bin   files deleted while open: their data, no "
+           "holes"] if any(n.startswith("files/") for n in img.blobs) else []),
         "",
         "Not preserved / differs from Linux:",
     ]
@@ -123,11 +127,7 @@ def _fds(img: Image) -> str:
         shared = [x["fd"] for x in img.fds
                   if x["description"] == e["description"] and x["fd"] != e["fd"]]
         note = f"  (shared with fd {', '.join(map(str, shared))})" if shared else ""
-        ident = d.get("identity", {})
-        if "size" in ident:
-            note += f"  [{ident['size']} bytes, sha256 {ident['sha256'][:12]}...]"
-            if ident["deleted"]:
-                note += " DELETED"
+        note += _inode_note(img, e, d)
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
     return "\n".join(lines + _lock_lines(img))
@@ -153,6 +153,44 @@ def _lock_lines(img: Image) -> list[str]:
         breaking = f", breaking to {types[e['breaking']]}" if e["breaking"] is not None else ""
         out.append(f"lease {types[e['type']]}{breaking} on {who(e['description'])}")
     return ["", "File locks:", *(f"  {x}" for x in out)] if out else []
+
+
+def _inode_note(img: Image, e: dict, d: dict) -> str:
+    """What the image keeps of a descriptor's file: by name, or as a ghost."""
+    note = ""
+    if "inode" in d:
+        rec = img.inodes[d["inode"]]
+        same = [x["fd"] for x in img.fds if x["fd"] != e["fd"] and x["description"] !=
+                e["description"] and img.descriptions[x["description"]].get("inode") ==
+                d["inode"]]
+        if same:
+            note += f"  (same inode as fd {', '.join(map(str, same))})"
+        if rec["name"] is not None and rec["name"] != d["path"]:
+            note += f"  (reopened as {rec['name']}: its name now)"
+        if rec["name"] is not None and rec["kind"] == "file":
+            ident = rec["identity"]
+            note += f"  [{ident['size']} bytes, digest {ident['sha256'][:12]}...]"
+        elif rec["kind"] == "file":
+            g = rec["ghost"]
+            data = sum(n for _, n in g["extents"])
+            note += (f"  [DELETED: {g['size']} bytes, {len(g['extents'])} data extents, "
+                     f"{data} bytes in {g['part']}]")
+        elif rec["name"] is None:
+            note += "  [REMOVED directory]"
+    if d.get("entries") is not None:
+        note += f"  (listing: {min(d['offset'], len(d['entries']))} of {len(d['entries'])} " \
+                f"entries read)"
+    return note
+
+
+def _state(img: Image, d: dict):
+    """A file's size and digest or ghost record, for diff (None for other kinds)."""
+    if "inode" not in d:
+        return None
+    rec = img.inodes[d["inode"]]
+    if rec["name"] is not None:
+        return {"named": True, **rec["identity"]}
+    return {"named": False, **{k: v for k, v in rec["ghost"].items() if k != "part"}}
 
 
 def _mems(img: Image) -> str:
@@ -219,7 +257,8 @@ def _signal_names(mask: int) -> str:
 
 def as_json(img: Image, view: str) -> str:
     if view == "fds":
-        obj = {"descriptions": img.descriptions, "fds": img.fds, "locks": img.locks}
+        obj = {"inodes": img.inodes, "descriptions": img.descriptions, "fds": img.fds,
+               "locks": img.locks}
     elif view == "mems":
         obj = {"vmas": [{k: v for k, v in x.items()} for x in img.vmas],
                "brk_start": img.brk_start, "brk": img.brk}
@@ -281,10 +320,14 @@ def diff(a: Image, b: Image) -> str:
             lines.append(f"  fd {fd}: opened {y['path']}")
         elif y is None:
             lines.append(f"  fd {fd}: closed {x['path']}")
-        elif (x["path"], x["offset"], x.get("identity")) != (y["path"], y["offset"],
-                                                             y.get("identity")):
-            what = f"offset {x['offset']} -> {y['offset']}"
-            if x.get("identity", {}).get("size") != y.get("identity", {}).get("size"):
-                what += f", size {x['identity'].get('size')} -> {y['identity'].get('size')}"
-            lines.append(f"  fd {fd} {y['path']}: {what}")
+        elif (x["path"], x["offset"], _state(a, x)) != (y["path"], y["offset"], _state(b, y)):
+            sx, sy = _state(a, x) or {}, _state(b, y) or {}
+            what = [f"path {x['path']} -> {y['path']}"] if x["path"] != y["path"] else []
+            if x["offset"] != y["offset"]:
+                what.append(f"offset {x['offset']} -> {y['offset']}")
+            if sx.get("size") != sy.get("size"):
+                what.append(f"size {sx.get('size')} -> {sy.get('size')}")
+            if sx.get("named") != sy.get("named"):
+                what.append("deleted since" if sx.get("named") else "has a name again")
+            lines.append(f"  fd {fd} {y['path']}: {', '.join(what) or 'content changed'}")
     return "\n".join(lines)

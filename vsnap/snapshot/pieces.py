@@ -18,6 +18,8 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+from .extents import FileRanges
+
 PIECE = 16 << 20
 THREAD_MIN = 8 << 20  # below this, threads cost more than they save
 HASHERS = 2
@@ -76,14 +78,35 @@ def _run(fn, work: list, size: int) -> list:
 
 
 def digests(parts: dict) -> dict[str, list[str]]:
-    """For each part (bytes, or a list of buffers in order): the SHA-256 of each piece."""
-    work = [(name, piece) for name, p in parts.items()
+    """For each part (bytes, a list of buffers in order, or a FileRanges read a chunk at a
+    time): the SHA-256 of each piece."""
+    streamed = {name: p for name, p in parts.items() if isinstance(p, FileRanges)}
+    work = [(name, piece) for name, p in parts.items() if name not in streamed
             for piece in cut(end_to_end(p if isinstance(p, list) else [p]))]
     size = sum(len(view) for _, piece in work for view, _ in piece)
     done = _run(lambda item: _digest(item[1]), work, size)
     out: dict[str, list[str]] = {name: [] for name in parts}
     for (name, _), digest in zip(work, done):
         out[name].append(digest)
+    for name, p in streamed.items():
+        out[name] = _streamed_digests(p.chunks())
+    return out
+
+
+def _streamed_digests(chunks) -> list[str]:
+    """The pieces' digests of a part given as a stream of chunks (one pass, one chunk held)."""
+    out, h, filled = [], hashlib.sha256(), 0
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        while view:
+            take = min(len(view), PIECE - filled)
+            h.update(view[:take])
+            filled, view = filled + take, view[take:]
+            if filled == PIECE:
+                out.append(h.hexdigest())
+                h, filled = hashlib.sha256(), 0
+    if filled or not out:
+        out.append(h.hexdigest())
     return out
 
 

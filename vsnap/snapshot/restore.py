@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 
-from ..errors import SyscallError, VsnapError
-from ..fdtable import FdEntry, OpenFile
-from ..kernel.inodetimes import open_noatime
+from ..errors import VsnapError
 from ..kernel.filelocks import restore_locks
 from ..kernel.limits import apply as apply_limits
 from ..memory import PAGE
 from ..vfs import Sandbox
-from .checkpoint import content_sha256, listing_identity
+from . import descriptions, inodes
 from .codec import ImageError, read_file
-from .fifos import reopen_fifo
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
 
@@ -65,7 +61,7 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
         raise ImageError(f"{image.where}: sandbox root {root} does not exist; "
                          f"give one with --root")
     p = Plan(image, program, root)
-    problems = _check_files(image, Sandbox(root))
+    problems = descriptions.check(image, Sandbox(root))
     if problems and not force:
         raise FileChanged(f"vsnap: cannot resume {image.where}: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
@@ -73,66 +69,6 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
     p.warnings = [f"vsnap: warning: --force: {msg}; the guest may misbehave"
                   for msg in problems]
     return p
-
-
-def _check_files(image: Image, vfs: Sandbox) -> list[str]:
-    problems = []
-    for d in image.descriptions:
-        if d["kind"] == "fifo" or (d["kind"] == "path" and d["stream"] is None):
-            problems += _check_named(d, vfs)
-            continue
-        if d["kind"] not in ("file", "dir") or "ghost" in d or "identity" not in d:
-            continue  # a ghost's bytes are in the image, checked by its hash; virtual dirs
-        ident = d["identity"]
-        try:
-            r = vfs.resolve(d["path"], "/", follow=False)
-        except SyscallError as e:
-            problems.append(f"{d['path']} cannot be reached ({e})")
-            continue
-        if not r.exists or r.host is None:
-            problems.append(f"{d['path']} no longer exists")
-            continue
-        if d["kind"] == "dir":
-            try:
-                now = listing_identity(os.listdir(r.host))
-            except OSError as e:
-                problems.append(f"{d['path']}: {e.strerror}")
-                continue
-            if now != ident["listing_sha256"]:
-                problems.append(f"directory {d['path']} has different entries now")
-            continue
-        try:
-            st = os.stat(r.host, follow_symlinks=False)
-            fd = open_noatime(r.host, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                digest = content_sha256(fd)
-            finally:
-                os.close(fd)
-        except OSError as e:
-            problems.append(f"{d['path']}: {e.strerror}")
-            continue
-        if st.st_size != ident["size"]:
-            problems.append(f"{d['path']} changed size since the save "
-                            f"({ident['size']} -> {st.st_size} bytes)")
-        elif digest != ident["sha256"]:
-            problems.append(f"{d['path']} has different content since the save")
-        elif st.st_mtime_ns != ident["mtime_ns"]:
-            problems.append(f"{d['path']} was modified since the save (same bytes, new time)")
-    return problems
-
-
-def _check_named(d: dict, vfs: Sandbox) -> list[str]:
-    """An O_PATH descriptor: its name must still lead to a file of the same type."""
-    try:
-        r = vfs.resolve(d["path"], "/", follow=False)
-        st = os.stat(r.host, follow_symlinks=False) if r.exists and r.host else None
-    except (SyscallError, OSError) as e:
-        return [f"{d['path']} cannot be reached ({e})"]
-    if st is None:
-        return [f"{d['path']} no longer exists"]
-    if oct(st.st_mode & 0o170000) != d["identity"]["type"]:
-        return [f"{d['path']} is another type of file now"]
-    return []
 
 
 def build(p: Plan, console=None, unchecked: Unchecked | None = None):
@@ -160,13 +96,17 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
         if v["prot"] != 3:
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
-    # reopen and seek each file
-    files = [_reopen(m, d, img.blobs) for d in img.descriptions]
-    for entry in img.fds:
-        m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+    _kernel_state(m, img.kernel)
+    # reopen and seek each file (after the kernel state: the inode numbers move with them)
+    try:
+        files = descriptions.restore(m, img)
+    except OSError as e:
+        m.close()
+        raise FileChanged(f"vsnap: cannot resume {img.where}: a file it had open cannot be "
+                          f"opened again ({e.strerror or e}"
+                          + (f": {e.filename}" if e.filename else "") + ")") from None
     m.kernel.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
     restore_locks(m.kernel, img.locks, files)
-    _kernel_state(m, img.kernel)
     m.cpu.restore_registers(img.registers)
     m.instructions = img.kernel["instructions"]
     if unchecked is not None:
@@ -176,47 +116,6 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
             m.close()  # the half-made machine is dropped, never handed out
             raise ImageError(f"{img.where}: {e}") from None
     return m
-
-
-def _reopen(m, d: dict, blobs: dict) -> OpenFile:
-    f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
-    if "ghost" in d:
-        f.host_fd = _ghost(m.vfs.root, blobs[d["ghost"]], d["identity"])
-    elif d["kind"] == "file":
-        r = m.vfs.resolve(d["path"], "/", follow=False)
-        acc = d["flags"] & 3
-        flags = {0: os.O_RDONLY, 1: os.O_WRONLY}.get(acc, os.O_RDWR)
-        f.host_path = r.host
-        f.host_fd = open_noatime(r.host, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-    elif d["kind"] == "dir" and d["stream"] is None:
-        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
-        f.host_fd = open_noatime(f.host_path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC)
-    elif d["kind"] == "proc":
-        f.data = d["data"]
-    elif d["kind"] == "exe":  # the program opened through /proc/self/exe from outside the root
-        f.path = m.program_path  # what readlink(/proc/self/fd/N) names: where it is now
-        f.host_fd = os.open(m.program_path, os.O_RDONLY | os.O_CLOEXEC)
-    elif d["kind"] == "path" and d["stream"] is None:
-        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
-        f.host_fd = os.open(f.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    elif d["kind"] == "fifo":
-        f.host_path = m.vfs.resolve(d["path"], "/", follow=False).host
-        f.host_fd, f.data = reopen_fifo(f.host_path, d["flags"], d.get("buffered"))
-    return f
-
-
-def _ghost(root: str, content, ident: dict) -> int:
-    """An open, nameless file holding `content`: made in the sandbox root and unlinked at
-    once, so the guest sees what it had (a file deleted while open) and nothing is left."""
-    fd, name = tempfile.mkstemp(dir=root, prefix=".vsnap-ghost-")
-    try:
-        os.write(fd, bytes(content))
-        os.fchmod(fd, ident["mode"])
-        os.utime(fd, ns=(ident["mtime_ns"], ident["mtime_ns"]))
-    finally:
-        os.unlink(name)
-    return fd
 
 
 def _kernel_state(m, k: dict) -> None:

@@ -1,0 +1,252 @@
+"""Open file descriptions in an image, kind by kind.
+
+Every kind of open file (fdtable.OpenFile.kind) has one entry in KINDS saying what a save
+keeps of it beyond what every description has (kind, path, flags, offset, stream), how that is
+read back from an untrusted image and checked, and how a resumed guest gets it back. A new
+kind of open file adds one entry here. A kind without an entry cannot be saved: the save says
+so in one line, rather than write an image that a resume would then choke on.
+
+Files and directories of the root are saved per inode (inodes.py): their descriptions name
+their inode record, and restore gives each description its own host descriptor on it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..fdtable import MAX_FDS, FdEntry, OpenFile
+from ..kernel.filelocks import locks_record
+from ..kernel import devices
+from . import inodes, named
+from .inodes import CannotSave
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of open file goes into an image and comes back."""
+
+    save: Callable = lambda f, ctx: {}            # (OpenFile, Saving) -> extra fields
+    parse: Callable = lambda r, raw, path, ctx: {}  # (Reader, record, path, Parsing) -> fields
+    restore: Callable = lambda f, d, ctx: None    # (new OpenFile, parsed record, Restoring)
+    streams: frozenset = frozenset({None})        # the `stream` values it may have
+    host: Callable = lambda f: False              # backed by a host file: saved per inode
+    check: Callable = lambda d, vfs: []           # problems to refuse a resume for (--force)
+
+
+@dataclass
+class Saving:
+    m: object
+    parts: dict
+    inode_of: dict = field(default_factory=dict)  # id(OpenFile) -> inode record index
+    fifos: set = field(default_factory=set)       # FIFOs whose waiting bytes are saved already
+
+
+@dataclass
+class Parsing:
+    parts: dict
+    inodes: list
+
+
+@dataclass
+class Restoring:
+    m: object
+    opened: inodes.Opened
+
+
+# files and directories of the root -----------------------------------------------------------
+
+def _save_inode(f, ctx) -> dict:
+    return {"inode": ctx.inode_of[id(f)]}
+
+
+def _parse_inode(r, raw, path, ctx, kind: str) -> dict:
+    i = r.int(r.key(raw, "inode", path), path + ".inode", 0, len(ctx.inodes) - 1)
+    rec = ctx.inodes[i]
+    if not raw["path"].startswith("/"):
+        r.fail(path + ".path", "not an absolute guest path")
+    if rec["kind"] != kind:
+        r.fail(path + ".inode", f"a {kind} description on a {rec['kind']} inode")
+    out = {"inode": i}
+    if rec["name"] is not None:
+        out["identity"] = rec["identity"]  # for readers of the image (inspect, notebooks)
+    return out
+
+
+def _restore_inode(f, d, ctx) -> None:
+    f.host_fd = ctx.opened.descriptor(d)
+    try:
+        f.host_path = ctx.m.vfs.host_path(d["path"])  # as open() left it (renames follow it)
+    except ValueError:
+        f.host_path = None
+
+
+def _save_dir(f, ctx) -> dict:
+    out = _save_inode(f, ctx) if f.stream is None else {}
+    if f.entries is not None:
+        # a listing in progress goes on from the entries it started with, as without a save
+        out["entries"] = [[ino, dtype, name.hex()] for ino, dtype, name in f.entries]
+    return out
+
+
+def _parse_dir(r, raw, path, ctx) -> dict:
+    out = _parse_inode(r, raw, path, ctx, "dir") if raw.get("stream") is None else {}
+    if raw.get("entries") is not None:
+        entries = []
+        for j, e in enumerate(r.list(raw["entries"], path + ".entries")):
+            where = f"{path}.entries[{j}]"
+            if not isinstance(e, list) or len(e) != 3:
+                r.fail(where, "expected [inode, type, name]")
+            entries.append((r.int(e[0], where), r.int(e[1], where, 0, 255),
+                            r.bytes(e[2], where, 255)))
+        out["entries"] = entries
+    return out
+
+
+def _restore_dir(f, d, ctx) -> None:
+    if d["stream"] is None:
+        _restore_inode(f, d, ctx)
+    f.entries = d.get("entries")
+
+
+# the program, opened through /proc/self/exe from outside the root ----------------------------
+
+def _restore_program(f, d, ctx) -> None:
+    f.path = ctx.m.program_path  # what readlink(/proc/self/fd/N) names: where it is now
+    f.host_fd = os.open(ctx.m.program_path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+# files vsnap makes itself --------------------------------------------------------------------
+
+def _parse_data(r, raw, path, ctx) -> dict:
+    return {"data": r.bytes(r.key(raw, "data", path), path + ".data", 16 << 20)}
+
+
+def _restore_data(f, d, ctx) -> None:
+    f.data = d["data"]
+
+
+KINDS: dict[str, Kind] = {
+    "file": Kind(save=_save_inode,
+                 parse=lambda r, raw, path, ctx: _parse_inode(r, raw, path, ctx, "file"),
+                 restore=_restore_inode, host=lambda f: True),
+    # stream "virtual": a directory of vsnap's /dev or /proc, listed from its path
+    "dir": Kind(save=_save_dir, parse=_parse_dir, restore=_restore_dir,
+                streams=frozenset({None, "virtual"}), host=lambda f: f.stream is None),
+    "null": Kind(),
+    # the terminal: reattached to whoever resumes (see checkpoint.NOT_PRESERVED)
+    "console": Kind(streams=frozenset({"stdin", "stdout", "stderr", "tty"})),
+    # /proc files: their bytes, made at open
+    "proc": Kind(save=lambda f, ctx: {"data": (f.data or b"").hex()}, parse=_parse_data,
+                 restore=_restore_data),
+    # /dev/zero, full, random, urandom: no state of their own (random's is kernel.random)
+    "dev": Kind(streams=frozenset(devices.STREAMS)),
+    # the program file, checked by its hash at restore like the text
+    "exe": Kind(restore=_restore_program),
+    # O_PATH descriptors and FIFOs: opened again by name (named.py); an O_PATH descriptor of
+    # a /dev or /proc name has stream "virtual" and is found by its path
+    "path": Kind(save=named.save_path, parse=named.parse_path, restore=named.restore_path,
+                 check=named.check, streams=frozenset({None, "virtual"})),
+    "fifo": Kind(save=named.save_fifo, parse=named.parse_fifo, restore=named.restore_fifo,
+                 check=named.check),
+}
+
+
+def check(img, vfs) -> list[str]:
+    """What stops a resume: files changed since the save (inodes.py) and names that lead
+    elsewhere now (named.py)."""
+    problems = inodes.check(img.inodes, vfs)
+    for d in img.descriptions:
+        problems += KINDS[d["kind"]].check(d, vfs)
+    return problems
+
+
+# the fd table --------------------------------------------------------------------------------
+
+def save(m, parts: dict) -> tuple[dict, list]:
+    """fds.json's content, and the parts' FileRanges to close once the image is written."""
+    table = m.kernel.fds
+    descs = table.descriptions()
+    for f in descs:
+        kind = KINDS.get(f.kind)
+        if kind is None or f.stream not in kind.streams:
+            fd = next(n for n, e in sorted(table.fds.items()) if e.file is f)
+            what = f"a {f.kind}" + (f" ({f.stream})" if f.stream else "")
+            raise CannotSave(f"vsnap: cannot save this guest: fd {fd} is {what} open on "
+                             f"{f.path}, which vsnap cannot checkpoint yet")
+    ctx = Saving(m, parts)
+    records, ctx.inode_of, opened = inodes.save(
+        m, [f for f in descs if KINDS[f.kind].host(f)], parts)
+    try:
+        out = []
+        for i, f in enumerate(descs):
+            out.append({"id": i, "kind": f.kind, "path": f.path, "flags": f.flags,
+                        "offset": f.offset, "stream": f.stream, **KINDS[f.kind].save(f, ctx)})
+        fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
+                "cloexec": e.cloexec} for fd, e in sorted(table.fds.items())]
+        locks = locks_record(m.kernel, descs)
+    except BaseException:
+        for r in opened:
+            r.close()
+        raise
+    return {"inodes": records, "descriptions": out, "fds": fds, "highest_fd": table.high,
+            "locks": locks}, opened
+
+
+def parse(r, d, parts: dict) -> tuple[list, list, list]:
+    """(inodes, descriptions, fds) of fds.json, every field checked (r is a fields.Reader)."""
+    d = r.obj(d, ".")
+    recs = inodes.parse(r, r.key(d, "inodes", ""), parts)
+    ctx = Parsing(parts, recs)
+    descs = []
+    for i, raw in enumerate(r.list(r.key(d, "descriptions", ""), "descriptions", MAX_FDS)):
+        path = f"descriptions[{i}]"
+        raw = r.obj(raw, path)
+        name = r.choice(r.key(raw, "kind", path), path + ".kind", set(KINDS))
+        kind = KINDS[name]
+        rec = {"kind": name, "path": r.str(r.key(raw, "path", path), path + ".path"),
+               "flags": r.int(r.key(raw, "flags", path), path + ".flags", 0, 0xFFFFFFFF),
+               "offset": r.int(r.key(raw, "offset", path), path + ".offset", 0,
+                               (1 << 63) - 1),
+               "stream": r.choice(raw.get("stream"), path + ".stream", kind.streams)}
+        rec.update(kind.parse(r, raw, path, ctx))
+        descs.append(rec)
+    used = {d["inode"] for d in descs if "inode" in d}
+    if used != set(range(len(recs))):
+        r.fail("inodes", "an inode that no description uses")
+    fds, seen = [], set()
+    for i, e in enumerate(r.list(r.key(d, "fds", ""), "fds", MAX_FDS)):
+        path = f"fds[{i}]"
+        e = r.obj(e, path)
+        fd = r.int(r.key(e, "fd", path), path + ".fd", 0, MAX_FDS - 1)
+        if fd in seen:
+            r.fail(path, f"fd {fd} appears twice")
+        seen.add(fd)
+        fds.append({"fd": fd, "cloexec": r.bool(r.key(e, "cloexec", path), path),
+                    "description": r.int(r.key(e, "description", path), path, 0,
+                                         len(descs) - 1)})
+    return recs, descs, fds
+
+
+def restore(m, img) -> list[OpenFile]:
+    """The image's fd table in machine `m`: every inode opened once, every description made
+    with a host descriptor of its own, the guest's inode numbers moved to their new inodes.
+    Returns the descriptions, in the image's order."""
+    opened = inodes.Opened(m.vfs, img.inodes, img.descriptions, img.blobs)
+    files: list[OpenFile] = []
+    try:
+        ctx = Restoring(m, opened)
+        for d in img.descriptions:
+            f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
+            files.append(f)
+            KINDS[d["kind"]].restore(f, d, ctx)
+        opened.finish(m.kernel.inodes)
+    except BaseException:
+        for f in files:
+            f.close()
+        raise
+    finally:
+        opened.close()
+    for entry in img.fds:
+        m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+    return files

@@ -1,0 +1,86 @@
+"""Descriptions found again by their name at restore: O_PATH descriptors and FIFOs.
+
+Neither holds bytes of a file the image could carry: an O_PATH descriptor only names a file, and
+a FIFO's bytes live in the pipe (fifos.py saves those). So the image records the name and the
+type of file found there, restore checks that the name still leads to a file of that type
+(refused with one line otherwise, unless --force), and opens it again. One whose file lost its
+name since it was opened is refused at save: nothing could make it again.
+"""
+from __future__ import annotations
+
+import os
+import stat as S
+
+from ..errors import SyscallError
+from .fifos import FIFO_TYPE, fifo_record, reopen_fifo
+from .inodes import CannotSave
+
+FILE_TYPES = {oct(t) for t in (S.S_IFSOCK, S.S_IFLNK, S.S_IFREG, S.S_IFBLK, S.S_IFDIR,
+                                S.S_IFCHR, S.S_IFIFO)}
+
+
+def save_path(f, ctx) -> dict:
+    if f.host_fd is None:  # a /dev or /proc name (stream "virtual"): its path says it all
+        return {}
+    st = os.fstat(f.host_fd)
+    try:
+        named = os.stat(f.host_path, follow_symlinks=False)
+    except OSError:
+        named = None
+    if named is None or (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+        raise CannotSave(f"vsnap: cannot save: an O_PATH descriptor names {f.path}, which "
+                         f"was removed since; an image cannot make it again")
+    return {"identity": {"type": oct(st.st_mode & 0o170000)}}
+
+
+def save_fifo(f, ctx) -> dict:
+    return fifo_record(f, ctx.fifos)
+
+
+def _parse_named(r, raw, path, fifo: bool) -> dict:
+    if not raw["path"].startswith("/"):
+        r.fail(path + ".path", "not an absolute guest path")
+    ident = r.obj(r.key(raw, "identity", path), path + ".identity")
+    kind = r.choice(r.key(ident, "type", path), path + ".identity.type", FILE_TYPES)
+    out = {"identity": {"type": kind}}
+    if fifo:
+        if kind != FIFO_TYPE:
+            r.fail(path + ".identity.type", "a FIFO's type must be 0o10000")
+        if "buffered" in raw:  # what waited in the pipe
+            out["buffered"] = r.bytes(raw["buffered"], path + ".buffered")
+    return out
+
+
+def parse_path(r, raw, path, ctx) -> dict:
+    return {} if raw.get("stream") is not None else _parse_named(r, raw, path, False)
+
+
+def parse_fifo(r, raw, path, ctx) -> dict:
+    return _parse_named(r, raw, path, True)
+
+
+def check(d: dict, vfs) -> list[str]:
+    """Problems with a named description: its name must still lead to the same type of file."""
+    if d["kind"] == "path" and d["stream"] is not None:
+        return []
+    try:
+        r = vfs.resolve(d["path"], "/", follow=False)
+        st = os.stat(r.host, follow_symlinks=False) if r.exists and r.host else None
+    except (SyscallError, OSError) as e:
+        return [f"{d['path']} cannot be reached ({e})"]
+    if st is None:
+        return [f"{d['path']} no longer exists"]
+    if oct(st.st_mode & 0o170000) != d["identity"]["type"]:
+        return [f"{d['path']} is another type of file now"]
+    return []
+
+
+def restore_path(f, d, ctx) -> None:
+    if d["stream"] is None:
+        f.host_path = ctx.m.vfs.resolve(d["path"], "/", follow=False).host
+        f.host_fd = os.open(f.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def restore_fifo(f, d, ctx) -> None:
+    f.host_path = ctx.m.vfs.resolve(d["path"], "/", follow=False).host
+    f.host_fd, f.data = reopen_fifo(f.host_path, d["flags"], d.get("buffered"))
