@@ -80,7 +80,10 @@ class Cpu:
         self.uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
         # OSFXSR and OSXMMEXCPT: SSE instructions and SSE exceptions enabled, as Linux does.
         self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
-        self._bad_access: tuple[int, int] | None = None
+        self._bad_access: tuple[int, int, int] | None = None
+        # called with (address, size) when a write hits a page without write permission;
+        # True when it gave the permission (a copy-on-write page): the write runs again
+        self.on_write_fault: Callable[[int, int], bool] | None = None
         self._vector: int | None = None
         self.uc.hook_add(U.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
@@ -198,7 +201,7 @@ class Cpu:
         uc.reg_write(X.UC_X86_REG_RIP, address + 2)
 
     def _on_bad_access(self, uc, access, address, size, value, _ud) -> bool:
-        self._bad_access = (access, address)
+        self._bad_access = (access, address, size)
         return False  # not handled: Unicorn stops with a fault
 
     def _on_interrupt(self, uc, vector, _ud) -> None:
@@ -211,28 +214,40 @@ class Cpu:
 
         With counting on, `stop_at` stops exactly when that many instructions have run, and
         the budget stops a runaway guest (over_limit)."""
-        self._bad_access = self._vector = None
-        c, count = self.counter, 0
-        if c is not None:
-            if c.exact_stops:
-                limits = [x for x in (stop_at, self.budget) if x is not None]
-                c.arm(min(limits) if limits else None)
-            else:
-                c.arm(self.budget)
-                if stop_at is not None:
-                    count = stop_at - c.count  # Unicorn's own exact count
-        try:
-            self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
-        except U.UcError as e:
-            rip = self.read("rip")
+        c = self.counter
+        while True:
+            self._bad_access = self._vector = None
+            count = 0
             if c is not None:
-                c.fault(rip)
-            signal = FAULTS.get(e.errno)
-            if signal is None:
-                raise CpuFault("SIGSEGV", rip, None, str(e)) from None
-            addr = self._bad_access[1] if self._bad_access else None
-            code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
-            raise CpuFault(signal, rip, addr, str(e), code) from None
+                if c.exact_stops:
+                    limits = [x for x in (stop_at, self.budget) if x is not None]
+                    c.arm(min(limits) if limits else None)
+                else:
+                    c.arm(self.budget)
+                    if stop_at is not None:
+                        count = stop_at - c.count  # Unicorn's own exact count
+            try:
+                self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
+            except U.UcError as e:
+                rip = self.read("rip")
+                if c is not None:
+                    c.fault(rip)
+                # Unicorn may leave the faulting page in its TLB with access it should not
+                # have (a second read of a PROT_NONE page then succeeds): forget it
+                self.uc.ctl(U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE)
+                bad = self._bad_access
+                if (e.errno == U.UC_ERR_WRITE_PROT and bad and self.on_write_fault
+                        and self.on_write_fault(bad[1], bad[2])):
+                    # copy-on-write: the page is writable now; the store did not happen
+                    # (Unicorn stops before it), so the instruction runs again from rip
+                    continue
+                signal = FAULTS.get(e.errno)
+                if signal is None:
+                    raise CpuFault("SIGSEGV", rip, None, str(e)) from None
+                addr = bad[1] if bad else None
+                code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
+                raise CpuFault(signal, rip, addr, str(e), code) from None
+            break
         if self._vector is not None:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")

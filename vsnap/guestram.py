@@ -4,18 +4,21 @@ Guest RAM lives in mmaps of our own, handed to Unicorn with mem_map_ptr: a check
 reads guest memory as a view of that mapping, with no copy (copying 64 MiB out through
 uc_mem_read cost more than writing it to disk), and a restore reads the image straight into
 it. Each map() makes one mapping (a chunk); unmapping part of a chunk gives its pages back to
-the host (MADV_DONTNEED) and marks that range dead, and the chunk goes when none of it is
-left.
+the host (MADV_DONTNEED), and the chunk goes when none of it is left.
 """
 from __future__ import annotations
 
 import ctypes
 import mmap
 import os
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
 
 from .abi import errno as E
 from .errors import SyscallError
 from .memory import PAGE
+
+_first = itemgetter(0)
 
 # /proc/self/pagemap: one 64-bit entry per page; bit 63 "present in RAM", bit 62 "swapped"
 _TOUCHED = bytes(1 if b & 0xC0 else 0 for b in range(256))
@@ -56,34 +59,34 @@ class Chunk:
         # touched_pages. (Huge pages were tried for restore: 17 ms when the host had free
         # 2 MiB blocks, 115-145 ms when it had to compact memory first.)
         self.ram = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        # no transparent huge pages: one touch would make 2 MiB present, and the budget
+        # counts touched pages (the count must not depend on the host's THP setting)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            try:
+                self.ram.madvise(mmap.MADV_NOHUGEPAGE)
+            except OSError:
+                pass
         self.buf = (ctypes.c_char * size).from_buffer(self.ram)
         self.address = ctypes.addressof(self.buf)
-        self.dead: list[tuple[int, int]] = []  # unmapped ranges: Unicorn no longer uses them
-
-    def live(self, addr: int, size: int) -> bool:
-        return (self.base <= addr and addr + size <= self.base + self.size
-                and all(addr + size <= lo or addr >= hi for lo, hi in self.dead))
-
-    def live_parts(self, start: int, end: int) -> list[tuple[int, int]]:
-        """The ranges of [start, end) that are in this chunk and not dead."""
-        parts = [(max(start, self.base), min(end, self.base + self.size))]
-        for lo, hi in self.dead:
-            parts = [piece for a, b in parts
-                     for piece in ((a, min(b, lo)), (max(a, hi), b)) if piece[0] < piece[1]]
-        return [(a, b) for a, b in parts if a < b]
-
-    def in_use(self) -> int:
-        return self.size - sum(hi - lo for lo, hi in self.dead)
+        self.live = size  # bytes Unicorn still uses; the chunk goes at 0
 
 
 class UnicornMemory:
-    """The real backend: Unicorn's page tables over our chunks. Bad addresses become EFAULT."""
+    """The real backend: Unicorn's page tables over our chunks. Bad addresses become EFAULT.
+
+    Which chunk holds which guest range is a sorted list of live segments (start, end,
+    chunk), found by bisection: a guest with thousands of mappings has thousands of chunks.
+    Unmapping part of a chunk gives its pages back to the host (MADV_DONTNEED); a later map()
+    of the range makes a new chunk, so a stale view of the old one is never taken for live
+    memory."""
 
     def __init__(self, uc):
         import unicorn as U
         from unicorn.unicorn_py3.unicorn import uclib
         self._uc, self._UcError, self._uclib = uc, U.UcError, uclib
-        self._chunks: list[Chunk] = []
+        self._TLB_FLUSH, self._IO_WRITE = U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE
+        self._segs: list[tuple[int, int, Chunk]] = []  # live, sorted, non-overlapping
+        self._pagemap: int | None = None
         self._perm = {0: U.UC_PROT_NONE}
         for p in range(1, 8):
             self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
@@ -92,29 +95,65 @@ class UnicornMemory:
     def map(self, start, size, prot):
         chunk = Chunk(start, size)
         self._uc.mem_map_ptr(start, size, self._perm[prot & 7], chunk.address)
-        self._chunks.append(chunk)
+        self._segs.insert(bisect_left(self._segs, start, key=_first), (start, start + size,
+                                                                       chunk))
+
+    def _overlapping(self, start: int, end: int) -> tuple[int, int]:
+        i = bisect_right(self._segs, start, key=_first) - 1
+        if i < 0 or self._segs[i][1] <= start:
+            i += 1
+        return i, max(i, bisect_left(self._segs, end, key=_first))
 
     def unmap(self, start, size):
         self._uc.mem_unmap(start, size)
-        for chunk in list(self._chunks):
-            # only the chunk's live pages in the range: pages already dead there belong to
-            # a newer chunk now. Dead is for good: a later map() of the range makes a new
-            # chunk, so a stale view of this one is never taken for live memory.
-            for lo, hi in chunk.live_parts(start, start + size):
-                chunk.dead.append((lo, hi))
-                if chunk.in_use() > 0:
-                    chunk.ram.madvise(mmap.MADV_DONTNEED, lo - chunk.base, hi - lo)
-            if chunk.in_use() <= 0:
-                self._chunks.remove(chunk)  # Unicorn no longer points into it
+        end = start + size
+        i, j = self._overlapping(start, end)
+        keep = []
+        for lo, hi, chunk in self._segs[i:j]:
+            keep += [(a, b, chunk) for a, b in ((lo, start), (end, hi)) if a < b]
+            a, b = max(lo, start), min(hi, end)
+            chunk.live -= b - a
+            if chunk.live > 0:
+                chunk.ram.madvise(mmap.MADV_DONTNEED, a - chunk.base, b - a)
+            # at 0 the chunk is dropped: Unicorn no longer points into it
+        self._segs[i:j] = keep
+
+    def touched_bytes(self) -> int | None:
+        """Bytes of guest RAM that have held data since mapped (see touched_pages): what
+        the memory budget counts, as Linux's overcommit counts pages, not reservations."""
+        if mmap.PAGESIZE != PAGE:
+            return None
+        if self._pagemap is None:
+            try:
+                self._pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        total = 0
+        for lo, hi, chunk in self._segs:
+            n = (hi - lo) // PAGE
+            try:
+                raw = os.pread(self._pagemap, n * 8, (chunk.address + lo - chunk.base) // PAGE * 8)
+            except OSError:
+                return None
+            total += n - raw[7::8].translate(_TOUCHED).count(0)
+        return total * PAGE
+
+    def close(self) -> None:
+        if self._pagemap is not None:
+            os.close(self._pagemap)
+            self._pagemap = None
 
     def _chunk(self, addr: int, size: int) -> Chunk | None:
-        for chunk in self._chunks:
-            if chunk.live(addr, size):
-                return chunk
+        i = bisect_right(self._segs, addr, key=_first) - 1
+        if i >= 0 and addr + size <= self._segs[i][1]:
+            return self._segs[i][2]
         return None
 
     def protect(self, start, size, prot):
         self._uc.mem_protect(start, size, self._perm[prot & 7])
+        # Unicorn keeps using the old permission of a page it has in its TLB (a read of a
+        # page just made PROT_NONE succeeds) until the TLB is flushed
+        self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
 
     def read(self, addr, size):
         try:

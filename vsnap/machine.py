@@ -40,6 +40,7 @@ class RunResult:
     instructions: int | None = None
     syscalls: int = 0
     seconds: float = 0.0
+    peak_memory: int | None = None  # the most guest memory seen touched, in bytes
 
 
 class Machine:
@@ -88,6 +89,7 @@ class Machine:
         self.cpu.tsc = self.kernel.clock.tsc
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
         self.cpu.on_syscall(self.kernel.dispatch)
+        self.cpu.on_write_fault = self.mem.write_fault  # copy-on-write of file pages
         self.result: RunResult | None = None
         self.closed = False
         # called when the CPU was stopped from outside (another thread); may end the run
@@ -152,6 +154,11 @@ class Machine:
         return None
 
     def _finish(self, result: RunResult) -> RunResult:
+        try:
+            self.mem.check_touched()  # the last look, for the peak
+        except MemoryBudgetExceeded:
+            pass  # it ended anyway
+        result.peak_memory = self.mem.peak_touched
         self.result = result
         self.kernel.fds.close_all()
         return result
@@ -167,7 +174,12 @@ class Machine:
             try:
                 try:
                     cpu.run(stop_at=to)
+                    self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
                 except CpuFault as f:
+                    if f.address is not None and self.mem.beyond_eof(f.address):
+                        # a page of a file mapping past the end of its file
+                        f = CpuFault("SIGBUS", f.rip, f.address, "beyond the end of a mapped "
+                                     "file", 2)  # BUS_ADRERR
                     if not self._fault_to_handler(f):
                         if self.on_crash is not None:  # the guest is still whole here
                             self.on_crash(self, f)

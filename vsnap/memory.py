@@ -4,13 +4,21 @@ AddressSpace is a plain kernel object: it decides where things go and keeps the 
 name, permissions of every page range) so that /proc/self/maps, pictures and checkpoints can
 describe memory in the guest's terms. The backend only maps, unmaps, protects and copies bytes;
 guestram.UnicornMemory is the real one, and tests can give a dictionary-backed fake.
+
+The books are logarithmic, as Linux's are (a tree there, a sorted list with bisect here): a
+program with thousands of mappings pays O(log n) to find one, plus a memmove of the list to
+insert or remove one. Free gaps are kept too, so a top-down search skips runs of adjacent
+mappings. File mappings share their pages with the file until written: see filemap.py.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from .abi import errno as E
 from .errors import SyscallError
+from .filemap import MappedFile
 
 PAGE = 0x1000
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
@@ -22,6 +30,11 @@ STACK_SIZE = 8 << 20
 MMAP_TOP = 0x7FFF_F7FF_F000
 MMAP_BOTTOM = 0x1000_0000
 PIE_BASE = 0x5555_5555_4000
+LOWEST, HIGHEST = PAGE, STACK_TOP + PAGE   # the guest's half of the address space
+MAX_MAP_COUNT = 65530                      # Linux's vm.max_map_count default
+RESERVE_FACTOR = 64   # reservations may reach this many times the budget (touched pages count)
+
+_start = attrgetter("start")
 
 
 def page_down(x: int) -> int:
@@ -39,6 +52,9 @@ class Vma:
     prot: int
     kind: str    # text, data, bss, heap, stack, mmap
     name: str = ""  # what /proc/self/maps shows in the last column
+    file: MappedFile | None = None  # the file whose pages it shares (filemap.py)
+    offset: int = 0                 # the file offset of `start`
+    shared: bool = False            # MAP_SHARED: never the process's own copy
 
     @property
     def size(self) -> int:
@@ -46,75 +62,141 @@ class Vma:
 
     def perms(self) -> str:
         return "".join(c if self.prot & b else "-"
-                       for c, b in (("r", PROT_READ), ("w", PROT_WRITE), ("x", PROT_EXEC))) + "p"
+                       for c, b in (("r", PROT_READ), ("w", PROT_WRITE), ("x", PROT_EXEC))) + \
+            ("s" if self.shared else "p")
+
+    def cut(self, start: int, end: int) -> "Vma":
+        """The part [start, end) of this VMA (its file offset moves with its start)."""
+        return replace(self, start=start, end=end, offset=self.offset + start - self.start)
 
 
 class AddressSpace:
     """VMAs (page-aligned, non-overlapping, sorted) plus the brk and mmap cursors."""
 
-    def __init__(self, backend, limit: int = 1 << 30):
+    def __init__(self, backend, limit: int = 1 << 30, reserve: int | None = None):
         self.backend = backend
-        self.limit = limit          # memory budget in bytes over all mappings
+        self.limit = limit          # memory budget in bytes: touched pages (see touched())
+        # reservations (mapped bytes) stop here: guest RAM costs the host address space only
+        # until touched, but not without end
+        self.reserve = RESERVE_FACTOR * limit if reserve is None else reserve
         self.vmas: list[Vma] = []
+        self.mapped = 0             # bytes mapped: the sum of the VMAs' sizes
+        self._gaps: list[tuple[int, int]] = [(LOWEST, HIGHEST)]  # free ranges, sorted
+        self.private: set[int] = set()  # pages of MAP_PRIVATE file mappings written to
+        self.files: dict[tuple[int, int], MappedFile] = {}  # host (st_dev, st_ino) -> file
         self.brk_start = self.brk = 0
+        self.peak_touched = 0       # the most touched memory seen at a check
 
     # bookkeeping ---------------------------------------------------------------------------
-    @property
-    def mapped(self) -> int:
-        return sum(v.size for v in self.vmas)
+    def _range(self, start: int, end: int) -> tuple[int, int]:
+        """Indexes [i, j) of the VMAs that overlap [start, end)."""
+        i = bisect_right(self.vmas, start, key=_start) - 1
+        if i < 0 or self.vmas[i].end <= start:
+            i += 1
+        return i, max(i, bisect_left(self.vmas, end, key=_start))
 
     def find(self, addr: int) -> Vma | None:
-        for v in self.vmas:
-            if v.start <= addr < v.end:
-                return v
+        i = bisect_right(self.vmas, addr, key=_start) - 1
+        if i >= 0 and addr < self.vmas[i].end:
+            return self.vmas[i]
         return None
 
     def is_free(self, start: int, end: int) -> bool:
-        return all(v.end <= start or v.start >= end for v in self.vmas)
-
-    def _check_budget(self, extra: int) -> None:
-        if self.mapped + extra > self.limit:
-            raise MemoryBudgetExceeded(self.limit, extra)
-
-    # changes -------------------------------------------------------------------------------
-    def map(self, start: int, length: int, prot: int, kind: str, name: str = "") -> Vma:
-        """Map [start, start+length) fresh and zeroed, replacing whatever was there."""
-        start, end = page_down(start), page_up(start + length)
-        if start < PAGE or end > STACK_TOP + PAGE or end <= start:
-            raise SyscallError(E.ENOMEM, f"cannot map {start:#x}-{end:#x}")
-        self._check_budget(end - start - self._overlap(start, end))
-        self.unmap(start, end - start)
-        self.backend.map(start, end - start, prot)
-        vma = Vma(start, end, prot, kind, name)
-        self.vmas.append(vma)
-        self.vmas.sort(key=lambda v: v.start)
-        return vma
+        i, j = self._range(start, end)
+        return i == j
 
     def _overlap(self, start: int, end: int) -> int:
-        return sum(max(0, min(end, v.end) - max(start, v.start)) for v in self.vmas)
+        i, j = self._range(start, end)
+        return sum(min(end, v.end) - max(start, v.start) for v in self.vmas[i:j])
 
-    def _split(self, start: int, end: int):
-        """Cut VMAs at start and end; yield indexes of those inside [start, end)."""
-        out = []
-        for v in self.vmas:
-            if v.end <= start or v.start >= end:
-                out.append(v)
-                continue
-            if v.start < start:
-                out.append(replace(v, end=start))
-                v = replace(v, start=start)
-            if v.end > end:
-                out.append(replace(v, start=end))
-                v = replace(v, end=end)
-            out.append(v)
-        self.vmas = sorted(out, key=lambda v: v.start)
-        return [i for i, v in enumerate(self.vmas) if start <= v.start and v.end <= end]
+    def _take_gap(self, start: int, end: int) -> None:
+        """[start, end), free, becomes used."""
+        i = bisect_right(self._gaps, (start, HIGHEST + 1)) - 1
+        lo, hi = self._gaps[i]
+        assert lo <= start and end <= hi, "mapping over a range that is not free"
+        self._gaps[i:i + 1] = [g for g in ((lo, start), (end, hi)) if g[0] < g[1]]
+
+    def _free_gap(self, start: int, end: int) -> None:
+        """[start, end), used, becomes free (joined to the gaps beside it)."""
+        i = bisect_left(self._gaps, (start, start))
+        if i > 0 and self._gaps[i - 1][1] == start:
+            i -= 1
+            start = self._gaps[i][0]
+            del self._gaps[i]
+        if i < len(self._gaps) and self._gaps[i][0] == end:
+            end = self._gaps[i][1]
+            del self._gaps[i]
+        self._gaps.insert(i, (start, end))
+
+    # changes -------------------------------------------------------------------------------
+    def map(self, start: int, length: int, prot: int, kind: str, name: str = "", *,
+            file: MappedFile | None = None, offset: int = 0, shared: bool = False) -> Vma:
+        """Map [start, start+length) fresh, replacing whatever was there: zeroed, or with
+        `file`'s pages from `offset` on, shared with the file until written."""
+        start, end = page_down(start), page_up(start + length)
+        if start < LOWEST or end > HIGHEST or end <= start:
+            raise SyscallError(E.ENOMEM, f"cannot map {start:#x}-{end:#x}")
+        if self.mapped + end - start - self._overlap(start, end) > self.reserve:
+            raise SyscallError(E.ENOMEM, f"{(end - start) >> 10} KiB more would pass the "
+                                         f"reservation ceiling of {self.reserve >> 20} MiB")
+        if len(self.vmas) >= MAX_MAP_COUNT:
+            raise SyscallError(E.ENOMEM, f"more than {MAX_MAP_COUNT} mappings")
+        if file is not None:  # held first: the unmap below may drop its last other mapping
+            file.pages += (end - start) // PAGE
+        try:
+            self.unmap(start, end - start)
+        finally:
+            if file is not None:
+                file.pages -= (end - start) // PAGE
+        vma = Vma(start, end, prot, kind, name, file, offset, shared)
+        if file is not None:
+            self.files.setdefault(file.key, file)
+            file.pages += vma.size // PAGE
+            self.backend.map(start, end - start, 0)
+            self._refresh(vma, start, end)
+        else:
+            self.backend.map(start, end - start, prot)
+        self._take_gap(start, end)
+        self.vmas.insert(bisect_left(self.vmas, start, key=_start), vma)
+        self.mapped += vma.size
+        return vma
+
+    def _split(self, start: int, end: int) -> range:
+        """Cut the VMAs at start and end; the indexes of those inside [start, end)."""
+        i, j = self._range(start, end)
+        if i == j:
+            return range(i, i)
+        first, last = self.vmas[i], self.vmas[j - 1]
+        if first.start < start:
+            self.vmas[i:i + 1] = [first.cut(first.start, start), first.cut(start, first.end)]
+            i, j = i + 1, j + 1
+            last = self.vmas[j - 1]
+        if last.end > end:
+            self.vmas[j - 1:j] = [last.cut(last.start, end), last.cut(end, last.end)]
+        return range(i, j)
 
     def unmap(self, start: int, length: int) -> None:
         end = page_up(start + length)
-        for i in reversed(self._split(start, end)):
-            v = self.vmas.pop(i)
+        inside = self._split(start, end)
+        gone = self.vmas[inside.start:inside.stop]
+        del self.vmas[inside.start:inside.stop]
+        for v in gone:
             self.backend.unmap(v.start, v.size)
+            self._free_gap(v.start, v.end)
+            self.mapped -= v.size
+            if v.file is not None:
+                self._forget_pages(v.start, v.end)
+                v.file.pages -= v.size // PAGE
+                if v.file.pages == 0:
+                    del self.files[v.file.key]
+                    v.file.close()
+
+    def _forget_pages(self, start: int, end: int) -> None:
+        """Private-page marks in [start, end) go (the pages are unmapped or dropped)."""
+        if (end - start) // PAGE < len(self.private):
+            self.private.difference_update(range(start, end, PAGE))
+        else:
+            self.private -= {p for p in self.private if start <= p < end}
 
     def relabel(self, start: int, end: int, kind: str) -> None:
         """Change the kind of the VMAs in [start, end) (a patched text page becomes "text*":
@@ -125,30 +207,31 @@ class AddressSpace:
     def protect(self, start: int, length: int, prot: int) -> None:
         end = page_up(start + length)
         covered = 0
-        inside = self._split(start, end)
-        for i in inside:
+        for i in self._split(start, end):
             v = self.vmas[i]
+            if v.shared and prot & PROT_WRITE and not v.prot & PROT_WRITE:
+                # a shared writable file mapping would have to write back to the file
+                raise SyscallError(E.EACCES, f"vsnap cannot make the shared mapping of "
+                                             f"{v.name} writable")
             covered += v.size
             # text made writable may change: it can no longer be re-read from the program
             kind = "text*" if v.kind == "text" and prot & PROT_WRITE else v.kind
-            self.vmas[i] = replace(v, prot=prot, kind=kind)
-            self.backend.protect(v.start, v.size, prot)
+            self.vmas[i] = v = replace(v, prot=prot, kind=kind)
+            self._apply(v, v.start, v.end)
         if covered != end - start:
             raise SyscallError(E.ENOMEM, "mprotect of unmapped memory")
 
     def find_free(self, length: int, top: int = MMAP_TOP, bottom: int = MMAP_BOTTOM) -> int:
-        """Highest free, page-aligned gap of `length` bytes below `top` (Linux's top-down mmap)."""
+        """Highest free, page-aligned gap of `length` bytes below `top` (Linux's top-down mmap).
+        The walk visits only gaps too small to use, never the mappings between them."""
         length = page_up(length)
-        end = top
-        for v in sorted(self.vmas, key=lambda v: -v.start):
-            if v.start >= end:
-                end = min(end, v.start)
-                continue
-            if v.end <= end - length:
-                return end - length
-            end = min(end, v.start)
-        if end - length >= bottom:
-            return end - length
+        for k in range(bisect_left(self._gaps, (top, top)) - 1, -1, -1):
+            lo, hi = self._gaps[k]
+            hi = min(hi, top)
+            if hi <= bottom:
+                break
+            if hi - max(lo, bottom) >= length:
+                return hi - length
         raise SyscallError(E.ENOMEM, f"no room for {length} bytes")
 
     # brk -----------------------------------------------------------------------------------
@@ -167,27 +250,197 @@ class AddressSpace:
                 self.map(old_top, new_top - old_top, PROT_READ | PROT_WRITE, "heap", "[heap]")
             except SyscallError:
                 return self.brk
-            self._merge_heap()
+            self._merge_heap(old_top)
         elif new_top < old_top:
             self.unmap(new_top, old_top - new_top)
         self.brk = new
         return new
 
-    def _merge_heap(self) -> None:
-        merged: list[Vma] = []
-        for v in self.vmas:
-            if merged and v.kind == "heap" and merged[-1].kind == "heap" \
-                    and merged[-1].end == v.start and merged[-1].prot == v.prot:
-                merged[-1] = replace(merged[-1], end=v.end)
-            else:
-                merged.append(v)
-        self.vmas = merged
+    def _merge_heap(self, at: int) -> None:
+        """Join the heap VMA that starts at `at` to the heap VMA that ends there."""
+        i = bisect_left(self.vmas, at, key=_start)
+        if 0 < i < len(self.vmas):
+            a, b = self.vmas[i - 1], self.vmas[i]
+            if a.kind == b.kind == "heap" and a.end == b.start and a.prot == b.prot:
+                self.vmas[i - 1:i + 1] = [replace(a, end=b.end)]
+
+    # file mappings (filemap.py) ------------------------------------------------------------
+    def mapped_file(self, host_fd: int, path: str, host_path: str | None) -> MappedFile:
+        """The MappedFile for the inode behind `host_fd`: the one already mapped, or new."""
+        import os
+        st = os.fstat(host_fd)
+        return self.files.get((st.st_dev, st.st_ino)) or MappedFile(host_fd, path, host_path)
+
+    def _eof(self, v: Vma) -> int:
+        """The address in `v` where its file's pages end (v.start .. v.end)."""
+        return min(v.end, max(v.start, v.start + v.file.eof_page_offset() - v.offset))
+
+    def _own_in(self, lo: int, hi: int) -> list[int]:
+        """The pages in [lo, hi) that are the process's own copies, sorted."""
+        if (hi - lo) // PAGE < len(self.private):
+            return [p for p in range(lo, hi, PAGE) if p in self.private]
+        return sorted(p for p in self.private if lo <= p < hi)
+
+    def _apply(self, v: Vma, lo: int, hi: int) -> None:
+        """Give the CPU the permissions of [lo, hi) of `v`: a file mapping's shared pages
+        lose write permission, its pages past the end of the file lose all."""
+        if v.file is None:
+            self.backend.protect(lo, hi - lo, v.prot)
+            return
+        eof = min(hi, max(lo, self._eof(v)))
+        at, shared = lo, v.prot & ~PROT_WRITE
+        for page in ([] if v.shared else self._own_in(lo, eof)):
+            if page > at:
+                self.backend.protect(at, page - at, shared)
+            self.backend.protect(page, PAGE, v.prot)
+            at = page + PAGE
+        if eof > at:
+            self.backend.protect(at, eof - at, shared)
+        if hi > eof:
+            self.backend.protect(eof, hi - eof, 0)
+
+    def _refresh(self, v: Vma, lo: int, hi: int) -> None:
+        """Read the file again into the pages of [lo, hi) of `v` it shares, and give every
+        page there its permission."""
+        eof = min(hi, max(lo, self._eof(v)))
+        at = lo
+        for page in ([] if v.shared else self._own_in(lo, eof)):
+            if page > at:
+                self._load(v, at, page)
+            at = page + PAGE
+        if eof > at:
+            self._load(v, at, eof)
+        self._apply(v, lo, hi)
+
+    def _load(self, v: Vma, lo: int, hi: int) -> None:
+        self.write_bulk(lo, v.file.read(v.offset + lo - v.start, hi - lo))
+
+    def file_changed(self, key: tuple[int, int], offset: int = 0,
+                     length: int | None = None) -> None:
+        """The guest changed bytes [offset, offset+length) of the file with host identity
+        `key` (length None: anything, its size included). Every mapping of it shows the new
+        bytes in the pages it still shares; pages now wholly past the end of the file are
+        dropped (even the process's own copies, as Linux's truncate does) and fault with
+        SIGBUS; pages the file grew into come back."""
+        f = self.files.get(key)
+        if f is None:
+            return
+        old_eof = f.eof_page_offset()
+        f.stat_size()
+        new_eof = f.eof_page_offset()
+        lo_off = page_down(offset)
+        hi_off = None if length is None else page_up(offset + length)
+        if old_eof != new_eof:  # the pages between the two ends change state
+            lo_off = min(lo_off, old_eof, new_eof)
+            hi_off = None if hi_off is None else max(hi_off, old_eof, new_eof)
+        for v in [v for v in self.vmas if v.file is f]:
+            lo = max(v.start, v.start + lo_off - v.offset)
+            hi = v.end if hi_off is None else min(v.end, v.start + hi_off - v.offset)
+            if lo >= hi:
+                continue
+            if new_eof < old_eof:
+                self._forget_pages(max(lo, v.start + new_eof - v.offset), hi)
+            self._refresh(v, lo, hi)
+
+    def write_fault(self, addr: int, size: int) -> bool:
+        """A write to [addr, addr+size) faulted. Where it hit pages a private writable file
+        mapping still shares with the file, they become the process's own (their bytes
+        stay, the write permission comes) and True says: run the instruction again."""
+        done = False
+        for page in range(page_down(addr), page_up(addr + max(size, 1)), PAGE):
+            v = self.find(page)
+            if (v is not None and v.file is not None and not v.shared and v.prot & PROT_WRITE
+                    and page not in self.private and page < self._eof(v)):
+                self.private.add(page)
+                self.backend.protect(page, PAGE, v.prot)
+                done = True
+        return done
+
+    def beyond_eof(self, addr: int) -> bool:
+        """Is `addr` in a page of a file mapping wholly past the end of its file?"""
+        v = self.find(addr)
+        return v is not None and v.file is not None and addr >= self._eof(v)
+
+    def discard(self, start: int, end: int) -> None:
+        """MADV_DONTNEED: private anonymous pages read back as zeros, the pages a private
+        file mapping wrote are dropped and show the file again."""
+        for i in self._split(start, end):
+            v = self.vmas[i]
+            if v.file is not None:
+                if not v.shared:
+                    self._forget_pages(v.start, v.end)
+                    self._refresh(v, v.start, v.end)
+            elif v.prot & PROT_WRITE:
+                self.write_bulk(v.start, bytes(v.size))
+
+    def move(self, old: int, size: int, new: int, new_size: int) -> None:
+        """mremap's move: [old, old+size) (in one VMA) goes to `new`, `new_size` long, with
+        its bytes, its file and its own pages; `old` is unmapped."""
+        v = self.find(old)
+        self.map(new, new_size, v.prot, v.kind, v.name, file=v.file,
+                 offset=v.offset + old - v.start, shared=v.shared)
+        keep = min(size, new_size)
+        mine = [p for p in range(old, old + keep, PAGE) if p in self.private]
+        if v.file is None:
+            self.write_bulk(new, self.read_bulk(old, keep))
+        else:
+            w = self.find(new)
+            for p in mine:
+                self.private.add(p - old + new)
+                self.write_bulk(p - old + new, self.read_bulk(p, PAGE))
+            self._apply(w, w.start, w.end)
+        self.unmap(old, size)
+
+    def own_pages(self, v: Vma) -> list[int]:
+        """The pages of file VMA `v` that are the process's own (no longer the file's)."""
+        if v.shared:
+            return []
+        if v.size // PAGE < len(self.private):
+            return [p for p in range(v.start, v.end, PAGE) if p in self.private]
+        return sorted(p for p in self.private if v.start <= p < v.end)
+
+    def attach_file(self, start: int, end: int, file: MappedFile, offset: int, shared: bool,
+                    own: list[int]) -> None:
+        """Restore: the VMA [start, end), its bytes already in place, shares `file` from
+        `offset` again, except the pages `own`."""
+        [i] = self._split(start, end)
+        v = self.vmas[i] = replace(self.vmas[i], file=file, offset=offset, shared=shared)
+        self.files.setdefault(file.key, file)
+        file.pages += v.size // PAGE
+        self.private.update(own)
+        self._apply(v, start, end)
+
+    # memory accounting ---------------------------------------------------------------------
+    def touched(self) -> int | None:
+        """Bytes of guest memory that have held data (None if the backend cannot say)."""
+        fn = getattr(self.backend, "touched_bytes", None)
+        return fn() if fn else None
+
+    def check_touched(self, now: int | None = None) -> None:
+        """Enforce the budget as Linux's overcommit does: on pages touched, not reserved.
+        With `now` (the system call count), only as often as keeps the cost per system call
+        small (a check reads /proc/self/pagemap: about 1.5 ns a mapped page, plus a
+        system call per host mapping); MemoryBudgetExceeded when over."""
+        if now is not None:
+            cost = len(self.vmas) * 2 + self.mapped // PAGE // 1000  # microseconds, roughly
+            if now % (1 << (4 * cost).bit_length()):  # every 4 * cost calls or so:
+                return  # about 0.25 us a call, at the same calls in every run
+        used = self.touched()
+        if used is None:
+            used = self.mapped  # the host cannot say: count what is mapped
+        self.peak_touched = max(self.peak_touched, used)
+        if used > self.limit:
+            raise MemoryBudgetExceeded(self.limit, used - self.limit, touched=True)
 
     # bytes ---------------------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
         return self.backend.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
+        """The kernel writes to guest memory (a read() into a buffer...): pages a private
+        file mapping shares become the process's own first, as a CPU write would make them."""
+        if self.files:
+            self.write_fault(addr, len(data))
         self.backend.write(addr, bytes(data))
 
     def read_bulk(self, addr: int, size: int):
@@ -212,13 +465,15 @@ class AddressSpace:
         """The guest's memory map in /proc/self/maps format."""
         lines = []
         for v in self.vmas:
-            line = f"{v.start:08x}-{v.end:08x} {v.perms()} 00000000 00:00 0"
+            offset = v.offset if v.file is not None else 0
+            line = f"{v.start:08x}-{v.end:08x} {v.perms()} {offset:08x} 00:00 0"
             lines.append(f"{line:<73}{v.name}".rstrip() if v.name else line)
         return "\n".join(lines) + "\n"
 
 
 class MemoryBudgetExceeded(Exception):
-    def __init__(self, limit: int, wanted: int):
-        super().__init__(f"memory budget of {limit >> 20} MiB exceeded "
-                         f"(asked for {wanted} more bytes)")
+    def __init__(self, limit: int, wanted: int, touched: bool = False):
+        what = (f"{wanted} bytes touched over it" if touched
+                else f"asked for {wanted} more bytes")
+        super().__init__(f"memory budget of {limit >> 20} MiB exceeded ({what})")
         self.limit, self.wanted = limit, wanted

@@ -183,6 +183,7 @@ class Kernel:
                     result = -e.errno
         self._return(nr, result)
         self.last_call = (nr, result)
+        self.mem.check_touched(self.syscall_count)  # the memory budget, now and then
         self._after_syscall()
 
     def _return(self, nr: int, result: int) -> None:

@@ -157,10 +157,11 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
         else:
             if f.flags & C.O_APPEND:
                 f.offset = os.fstat(f.host_fd).st_size
+            offset = f.offset
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)
-            touch(k, f.host_fd)
+            touch(k, f.host_fd, offset, n)
     return n
 
 

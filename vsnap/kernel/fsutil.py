@@ -62,10 +62,15 @@ def must_exist(r: Resolved) -> Resolved:
     return r
 
 
-def touch(k, host_fd: int) -> None:
-    """Stamp a file the guest changed with the virtual time, so stat is reproducible."""
+def touch(k, host_fd: int, offset: int = 0, length: int | None = None) -> None:
+    """Stamp a file the guest changed with the virtual time, so stat is reproducible; and
+    tell the address space, whose mappings of the file show the change (bytes [offset,
+    offset+length) changed; length None: anything, the size included)."""
     now = k.clock.realtime_ns
     os.utime(host_fd, ns=(now, now))
+    if k.mem.files:
+        st = os.fstat(host_fd)
+        k.mem.file_changed((st.st_dev, st.st_ino), offset, length)
 
 
 def touch_path(k, host_path: str) -> None:
