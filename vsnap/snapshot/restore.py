@@ -17,6 +17,7 @@ from ..errors import SyscallError, VsnapError
 from ..fdtable import FdEntry, OpenFile
 from ..memory import PAGE
 from ..vfs import Sandbox
+from . import mapped
 from .checkpoint import listing_identity
 from .codec import ImageError, read_file
 from .image import Image, parse
@@ -73,7 +74,8 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
 
 def _check_files(image: Image, vfs: Sandbox) -> list[str]:
     problems = []
-    for d in image.descriptions:
+    named = [{"kind": "file", "path": p, "identity": i} for p, i in mapped.named_files(image)]
+    for d in [*image.descriptions, *named]:  # open files, and mapped files with a name
         if d["kind"] not in ("file", "dir") or "ghost" in d:
             continue  # a ghost's bytes are in the image, checked by its hash
         ident = d["identity"]
@@ -140,6 +142,7 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     files = [_reopen(m, d, img.blobs) for d in img.descriptions]
     for entry in img.fds:
         m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+    mapped.attach(m, img, files)  # file mappings share their clean pages with the file again
     _kernel_state(m, img.kernel)
     m.cpu.restore_registers(img.registers)
     m.instructions = img.kernel["instructions"]
