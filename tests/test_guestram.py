@@ -48,6 +48,26 @@ class GuestRamMachine(RuleBasedStateMachine):
             self.mem.write(BASE + page * PAGE, bytes([byte]) * 64)
             self.model[page] = bytes([byte]) * 64 + self.model[page][64:]
 
+    @rule(span=span, prot=st.sampled_from([0, 1, 3, 5]))
+    def protect(self, span, prot):
+        first, n = span[0], min(span[1], PAGES - span[0])
+        if all(p in self.model for p in range(first, first + n)):
+            self.mem.protect(BASE + first * PAGE, n * PAGE, prot)
+
+    @invariant()
+    def unicorn_has_few_regions_with_the_right_permissions(self):
+        """Unicorn's regions are the backend's books, and as few as can be: maximal runs of
+        one permission (Unicorn slows down steeply with many regions)."""
+        regions = [(lo, hi + 1, perms) for lo, hi, perms in self.uc.mem_regions()]
+        books = self.mem.backend._regions
+        assert [(lo, hi) for lo, hi, _ in regions] == [(lo, hi) for lo, hi, _ in books]
+        for (_, _, perms), (_, _, prot) in zip(regions, books):
+            assert perms == self.mem.backend._perm[prot]
+        for a, b in zip(books, books[1:]):
+            assert not (a[1] == b[0] and a[2] == b[2]), "two regions could be one"
+        pages = {p: v.prot for v in self.mem.vmas for p in range(v.start, v.end, PAGE)}
+        assert pages == {p: prot for lo, hi, prot in books for p in range(lo, hi, PAGE)}
+
     @invariant()
     def views_are_the_guest_memory(self):
         for v in self.mem.vmas:
@@ -79,3 +99,26 @@ def test_a_page_mapped_again_is_read_from_its_new_mapping():
     mem.map(BASE + PAGE, PAGE, 3, "mmap")
     mem.write(BASE + PAGE, b"new")
     assert bytes(mem.read_bulk(BASE + PAGE, 3))[:3] == b"new"
+
+
+def test_memory_across_an_arena_boundary():
+    """Guest memory is backed in 1 GiB arenas; a mapping across the boundary is two regions,
+    and its bytes are whole."""
+    from vsnap.guestram import ARENA
+    uc, mem = fresh()
+    start = ARENA - 2 * PAGE
+    mem.map(start, 4 * PAGE, 3, "mmap")
+    data = bytes(range(256)) * 32  # two pages, one each side
+    mem.write_bulk(start + PAGE, data)
+    assert bytes(mem.read_bulk(start + PAGE, len(data))) == data
+    assert bytes(uc.mem_read(start + PAGE, len(data))) == data
+    assert mem.backend.regions() == 2
+    mem.unmap(start, 4 * PAGE)
+    assert mem.backend.regions() == 0 and not list(uc.mem_regions())
+
+
+def test_thousands_of_neighbouring_mappings_stay_one_region():
+    uc, mem = fresh()
+    for _ in range(3000):
+        mem.map(mem.find_free(PAGE), PAGE, 3, "mmap")
+    assert len(mem.vmas) == 3000 and mem.backend.regions() == 1

@@ -221,8 +221,10 @@ def _drive(m, a, max_instructions=None) -> int:
         _say(result.message)
     if a.stats:
         where = result.instructions if result.instructions is not None else "?"
+        peak = "" if result.peak_memory is None else \
+            f", peak memory {result.peak_memory >> 10} KiB touched"
         _say(f"vsnap: {where} instructions, {result.syscalls} system calls, "
-             f"{result.seconds:.3f} s, exit status {result.status}")
+             f"{result.seconds:.3f} s, exit status {result.status}{peak}")
     return result.status
 
 

@@ -3,8 +3,7 @@
 Guest RAM lives in mmaps of our own, handed to Unicorn with mem_map_ptr: a checkpoint then
 reads guest memory as a view of that mapping, with no copy (copying 64 MiB out through
 uc_mem_read cost more than writing it to disk), and a restore reads the image straight into
-it. Each map() makes one mapping (a chunk); unmapping part of a chunk gives its pages back to
-the host (MADV_DONTNEED), and the chunk goes when none of it is left.
+it. The mappings are arenas: one per gigabyte of guest address space in use (see Arena).
 """
 from __future__ import annotations
 
@@ -48,17 +47,26 @@ def touched_pages(view: memoryview) -> bytes | None:
     return raw[7::8].translate(_TOUCHED) if len(raw) == n * 8 else None
 
 
-class Chunk:
-    """One host mapping behind [base, base+size) of guest memory."""
+ARENA_SHIFT = 30
+ARENA = 1 << ARENA_SHIFT      # guest memory is backed in aligned slots of this size
+_MAP_NORESERVE = 0x4000       # Linux's value (Python's mmap module does not name it)
 
-    def __init__(self, base: int, size: int):
-        self.base, self.size = base, size
+
+class Arena:
+    """Host memory behind the guest range [base, base + ARENA): guest address g lives at host
+    address + (g - base), so guest pages that are neighbours are neighbours on the host too,
+    and Unicorn can see a run of them, made by many mmaps, as one region. Reserved, not
+    committed: a page costs host memory only once touched."""
+
+    def __init__(self, base: int):
+        self.base = base
         # private, not mmap's default MAP_SHARED: shared anonymous memory is shmem, whose
         # pages cost more to fault in (reading 64 MiB into it: 39 vs 31 ms here) and can
         # leave the page table while keeping their data (shmem swap), which would fool
         # touched_pages. (Huge pages were tried for restore: 17 ms when the host had free
         # 2 MiB blocks, 115-145 ms when it had to compact memory first.)
-        self.ram = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self.ram = mmap.mmap(-1, ARENA, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                             | _MAP_NORESERVE)
         # no transparent huge pages: one touch would make 2 MiB present, and the budget
         # counts touched pages (the count must not depend on the host's THP setting)
         if hasattr(mmap, "MADV_NOHUGEPAGE"):
@@ -66,57 +74,104 @@ class Chunk:
                 self.ram.madvise(mmap.MADV_NOHUGEPAGE)
             except OSError:
                 pass
-        self.buf = (ctypes.c_char * size).from_buffer(self.ram)
+        self.buf = (ctypes.c_char * ARENA).from_buffer(self.ram)
         self.address = ctypes.addressof(self.buf)
-        self.live = size  # bytes Unicorn still uses; the chunk goes at 0
+        self.used = 0  # bytes of it the guest has mapped; the arena goes at 0
 
 
 class UnicornMemory:
-    """The real backend: Unicorn's page tables over our chunks. Bad addresses become EFAULT.
+    """The real backend: Unicorn's page tables over our arenas. Bad addresses become EFAULT.
 
-    Which chunk holds which guest range is a sorted list of live segments (start, end,
-    chunk), found by bisection: a guest with thousands of mappings has thousands of chunks.
-    Unmapping part of a chunk gives its pages back to the host (MADV_DONTNEED); a later map()
-    of the range makes a new chunk, so a stale view of the old one is never taken for live
-    memory."""
+    Unicorn's regions are kept as few as they can be: each is a maximal run of mapped pages
+    with one permission inside one arena (mapping a page beside a region of the same
+    permission remaps the two as one). Unicorn's cost per mem_map grows steeply with its
+    number of regions (4,096 one-page regions: 20 s to map, 15 s to unmap, here), and a
+    program's thousands of small mmaps are mostly neighbours with the same permission.
+    `_regions` is exactly Unicorn's list, sorted: every change goes through _remap."""
 
     def __init__(self, uc):
         import unicorn as U
         from unicorn.unicorn_py3.unicorn import uclib
         self._uc, self._UcError, self._uclib = uc, U.UcError, uclib
         self._TLB_FLUSH, self._IO_WRITE = U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE
-        self._segs: list[tuple[int, int, Chunk]] = []  # live, sorted, non-overlapping
+        self._arenas: dict[int, Arena] = {}
+        self._regions: list[tuple[int, int, int]] = []  # (start, end, prot), as Unicorn has
         self._pagemap: int | None = None
         self._perm = {0: U.UC_PROT_NONE}
         for p in range(1, 8):
             self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
                              | (U.UC_PROT_EXEC if p & 4 else 0))
 
-    def map(self, start, size, prot):
-        chunk = Chunk(start, size)
-        self._uc.mem_map_ptr(start, size, self._perm[prot & 7], chunk.address)
-        self._segs.insert(bisect_left(self._segs, start, key=_first), (start, start + size,
-                                                                       chunk))
+    @staticmethod
+    def _slots(start: int, end: int):
+        """[start, end) cut at arena boundaries: (arena index, lo, hi)."""
+        while start < end:
+            i = start >> ARENA_SHIFT
+            hi = min(end, (i + 1) << ARENA_SHIFT)
+            yield i, start, hi
+            start = hi
 
-    def _overlapping(self, start: int, end: int) -> tuple[int, int]:
-        i = bisect_right(self._segs, start, key=_first) - 1
-        if i < 0 or self._segs[i][1] <= start:
+    def _host(self, addr: int) -> int:
+        arena = self._arenas[addr >> ARENA_SHIFT]
+        return arena.address + addr - arena.base
+
+    def _remap(self, start: int, end: int, prot: int | None) -> None:
+        """Give [start, end) permission `prot` (None: unmap it), then make the regions around
+        it maximal again."""
+        # the regions that overlap [start, end) or touch it
+        i = bisect_left(self._regions, start, key=_first) - 1
+        if i < 0 or self._regions[i][1] < start:
             i += 1
-        return i, max(i, bisect_left(self._segs, end, key=_first))
+        j = bisect_right(self._regions, end, key=_first)
+        old = self._regions[i:j]
+        pieces = []
+        for lo, hi, p in old:
+            pieces += [(a, b, p) for a, b in ((lo, min(hi, start)), (max(lo, end), hi)) if a < b]
+        if prot is not None:
+            pieces += [(lo, hi, prot) for _, lo, hi in self._slots(start, end)]
+        pieces.sort()
+        new: list[tuple[int, int, int]] = []
+        for lo, hi, p in pieces:
+            if (new and new[-1][1] == lo and new[-1][2] == p
+                    and (lo - 1) >> ARENA_SHIFT == lo >> ARENA_SHIFT):
+                new[-1] = (new[-1][0], hi, p)
+            else:
+                new.append((lo, hi, p))
+        if new == old:
+            return
+        a = b = 0  # regions that stay as they are, at either end, are left alone
+        while a < min(len(old), len(new)) and old[a] == new[a]:
+            a += 1
+        while b < min(len(old), len(new)) - a and old[-1 - b] == new[-1 - b]:
+            b += 1
+        for lo, hi, _ in old[a:len(old) - b]:
+            self._uc.mem_unmap(lo, hi - lo)
+        for lo, hi, p in new[a:len(new) - b]:
+            self._uc.mem_map_ptr(lo, hi - lo, self._perm[p & 7], self._host(lo))
+        self._regions[i:j] = new
+        # Unicorn keeps using a page's old permission while the page is in its TLB
+        self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
+
+    def map(self, start, size, prot):
+        for i, lo, hi in self._slots(start, start + size):
+            arena = self._arenas.get(i)
+            if arena is None:
+                arena = self._arenas[i] = Arena(i << ARENA_SHIFT)
+            arena.used += hi - lo
+        self._remap(start, start + size, prot)
 
     def unmap(self, start, size):
-        self._uc.mem_unmap(start, size)
-        end = start + size
-        i, j = self._overlapping(start, end)
-        keep = []
-        for lo, hi, chunk in self._segs[i:j]:
-            keep += [(a, b, chunk) for a, b in ((lo, start), (end, hi)) if a < b]
-            a, b = max(lo, start), min(hi, end)
-            chunk.live -= b - a
-            if chunk.live > 0:
-                chunk.ram.madvise(mmap.MADV_DONTNEED, a - chunk.base, b - a)
-            # at 0 the chunk is dropped: Unicorn no longer points into it
-        self._segs[i:j] = keep
+        self._remap(start, start + size, None)
+        for i, lo, hi in self._slots(start, start + size):
+            arena = self._arenas[i]
+            arena.used -= hi - lo
+            if arena.used <= 0:
+                del self._arenas[i]  # Unicorn no longer points into it
+            else:  # give the pages back: a later map of them reads zeros
+                arena.ram.madvise(mmap.MADV_DONTNEED, lo - arena.base, hi - lo)
+
+    def protect(self, start, size, prot):
+        self._remap(start, start + size, prot)
 
     def touched_bytes(self) -> int | None:
         """Bytes of guest RAM that have held data since mapped (see touched_pages): what
@@ -129,31 +184,23 @@ class UnicornMemory:
             except OSError:
                 return None
         total = 0
-        for lo, hi, chunk in self._segs:
+        for lo, hi, _ in self._regions:
             n = (hi - lo) // PAGE
             try:
-                raw = os.pread(self._pagemap, n * 8, (chunk.address + lo - chunk.base) // PAGE * 8)
+                raw = os.pread(self._pagemap, n * 8, self._host(lo) // PAGE * 8)
             except OSError:
                 return None
             total += n - raw[7::8].translate(_TOUCHED).count(0)
         return total * PAGE
 
+    def regions(self) -> int:
+        """How many regions Unicorn has (benchmarks and tests look)."""
+        return len(self._regions)
+
     def close(self) -> None:
         if self._pagemap is not None:
             os.close(self._pagemap)
             self._pagemap = None
-
-    def _chunk(self, addr: int, size: int) -> Chunk | None:
-        i = bisect_right(self._segs, addr, key=_first) - 1
-        if i >= 0 and addr + size <= self._segs[i][1]:
-            return self._segs[i][2]
-        return None
-
-    def protect(self, start, size, prot):
-        self._uc.mem_protect(start, size, self._perm[prot & 7])
-        # Unicorn keeps using the old permission of a page it has in its TLB (a read of a
-        # page just made PROT_NONE succeeds) until the TLB is flushed
-        self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
 
     def read(self, addr, size):
         try:
@@ -170,11 +217,11 @@ class UnicornMemory:
     # Bulk copies for checkpoints: the binding's mem_read zero-fills a ctypes buffer and then
     # copies it into a bytearray (two passes over 64 MiB); these make one.
     def view(self, addr: int, size: int) -> memoryview | None:
-        """Guest memory [addr, addr+size) itself, if it lies in one chunk."""
-        chunk = self._chunk(addr, size)
-        if chunk is None:
+        """Guest memory [addr, addr+size) itself, if it lies in one arena."""
+        arena = self._arenas.get(addr >> ARENA_SHIFT)
+        if arena is None or (addr + size - 1) >> ARENA_SHIFT != addr >> ARENA_SHIFT:
             return None
-        return memoryview(chunk.ram)[addr - chunk.base:addr - chunk.base + size]
+        return memoryview(arena.ram)[addr - arena.base:addr - arena.base + size]
 
     def read_bulk(self, addr: int, size: int):
         """A view of guest memory itself when [addr, addr+size) lies in one of our mappings
@@ -191,9 +238,9 @@ class UnicornMemory:
     def write_bulk(self, addr: int, data) -> None:
         """`data` is any buffer: no copy is made on the way into Unicorn if it is writable."""
         size = len(data)
-        chunk = self._chunk(addr, size)
-        if chunk is not None:  # straight into guest RAM: one memcpy
-            chunk.ram[addr - chunk.base:addr - chunk.base + size] = data
+        arena = self._arenas.get(addr >> ARENA_SHIFT)
+        if size and arena is not None and (addr + size - 1) >> ARENA_SHIFT == addr >> ARENA_SHIFT:
+            arena.ram[addr - arena.base:addr - arena.base + size] = data  # one memcpy
             return
         try:
             buf = (ctypes.c_char * size).from_buffer(data)

@@ -163,6 +163,7 @@ class Kernel:
         nr = regs[0]
         self.syscall_count += 1
         self.clock.tick()
+        self.mem.check_touched(self.syscall_count)  # the budget, before the call is served
         entry = SYSCALLS.get(nr)
         if entry is None:
             result = -E.ENOSYS
@@ -183,7 +184,6 @@ class Kernel:
                     result = -e.errno
         self._return(nr, result)
         self.last_call = (nr, result)
-        self.mem.check_touched(self.syscall_count)  # the memory budget, now and then
         self._after_syscall()
 
     def _return(self, nr: int, result: int) -> None:
