@@ -80,27 +80,25 @@ class Arena:
 
 
 class UnicornMemory:
-    """The real backend: Unicorn's page tables over our arenas. Bad addresses become EFAULT.
+    """The real backend: guest RAM in arenas, the permission of every page in our books, and
+    Unicorn asking the books on each TLB miss. Bad addresses become EFAULT.
 
-    Unicorn's regions are kept as few as they can be: each is a maximal run of mapped pages
-    with one permission inside one arena (mapping a page beside a region of the same
-    permission remaps the two as one). Unicorn's cost per mem_map grows steeply with its
-    number of regions (4,096 one-page regions: 20 s to map, 15 s to unmap, here), and a
-    program's thousands of small mmaps are mostly neighbours with the same permission.
-    `_regions` is exactly Unicorn's list, sorted: every change goes through _remap."""
+    Unicorn runs with a virtual TLB (cpu.py): each arena is one Unicorn region, mapped at its
+    guest address (physical = virtual), and Unicorn's TLB-fill hook asks page_prot() for a
+    page's permission. So mmap, munmap and mprotect cost Unicorn nothing but a TLB flush.
+    Mapping every VMA as a Unicorn region of its own cost steeply more with their number
+    (Unicorn's mem_map with 4,096 regions: 20 s to map them, 15 s to unmap, here).
+    `_runs` is the books: maximal runs (start, end, prot) of mapped pages, sorted."""
 
     def __init__(self, uc):
         import unicorn as U
         from unicorn.unicorn_py3.unicorn import uclib
         self._uc, self._UcError, self._uclib = uc, U.UcError, uclib
         self._TLB_FLUSH, self._IO_WRITE = U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE
+        self._ALL = U.UC_PROT_ALL
         self._arenas: dict[int, Arena] = {}
-        self._regions: list[tuple[int, int, int]] = []  # (start, end, prot), as Unicorn has
+        self._runs: list[tuple[int, int, int]] = []
         self._pagemap: int | None = None
-        self._perm = {0: U.UC_PROT_NONE}
-        for p in range(1, 8):
-            self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
-                             | (U.UC_PROT_EXEC if p & 4 else 0))
 
     @staticmethod
     def _slots(start: int, end: int):
@@ -111,52 +109,60 @@ class UnicornMemory:
             yield i, start, hi
             start = hi
 
-    def _host(self, addr: int) -> int:
-        arena = self._arenas[addr >> ARENA_SHIFT]
-        return arena.address + addr - arena.base
+    def page_prot(self, addr: int) -> int | None:
+        """The permission of the page at `addr` (PROT_* bits), None where nothing is mapped:
+        what Unicorn's TLB-fill hook asks."""
+        i = bisect_right(self._runs, addr, key=_first) - 1
+        if i >= 0 and addr < self._runs[i][1]:
+            return self._runs[i][2]
+        return None
+
+    def _mapped(self, start: int, end: int) -> bool:
+        """Is all of [start, end) mapped?"""
+        i = bisect_right(self._runs, start, key=_first) - 1
+        if i < 0:
+            return False
+        while i < len(self._runs) and self._runs[i][0] <= start:
+            if self._runs[i][1] >= end:
+                return True
+            start = self._runs[i][1]
+            i += 1
+        return False
 
     def _remap(self, start: int, end: int, prot: int | None) -> None:
-        """Give [start, end) permission `prot` (None: unmap it), then make the regions around
-        it maximal again."""
-        # the regions that overlap [start, end) or touch it
-        i = bisect_left(self._regions, start, key=_first) - 1
-        if i < 0 or self._regions[i][1] < start:
+        """Give [start, end) permission `prot` (None: unmap it) in the books, keeping the
+        runs maximal; flush Unicorn's TLB where a page lost a permission (one that gained
+        one is looked up again on the access it lacked)."""
+        i = bisect_left(self._runs, start, key=_first) - 1  # runs overlapping or touching
+        if i < 0 or self._runs[i][1] < start:
             i += 1
-        j = bisect_right(self._regions, end, key=_first)
-        old = self._regions[i:j]
+        j = bisect_right(self._runs, end, key=_first)
+        old = self._runs[i:j]
         pieces = []
+        lost = False
         for lo, hi, p in old:
             pieces += [(a, b, p) for a, b in ((lo, min(hi, start)), (max(lo, end), hi)) if a < b]
+            if lo < end and hi > start and (prot is None or p & ~prot):
+                lost = True
         if prot is not None:
-            pieces += [(lo, hi, prot) for _, lo, hi in self._slots(start, end)]
+            pieces.append((start, end, prot))
         pieces.sort()
         new: list[tuple[int, int, int]] = []
         for lo, hi, p in pieces:
-            if (new and new[-1][1] == lo and new[-1][2] == p
-                    and (lo - 1) >> ARENA_SHIFT == lo >> ARENA_SHIFT):
+            if new and new[-1][1] == lo and new[-1][2] == p:
                 new[-1] = (new[-1][0], hi, p)
             else:
                 new.append((lo, hi, p))
-        if new == old:
-            return
-        a = b = 0  # regions that stay as they are, at either end, are left alone
-        while a < min(len(old), len(new)) and old[a] == new[a]:
-            a += 1
-        while b < min(len(old), len(new)) - a and old[-1 - b] == new[-1 - b]:
-            b += 1
-        for lo, hi, _ in old[a:len(old) - b]:
-            self._uc.mem_unmap(lo, hi - lo)
-        for lo, hi, p in new[a:len(new) - b]:
-            self._uc.mem_map_ptr(lo, hi - lo, self._perm[p & 7], self._host(lo))
-        self._regions[i:j] = new
-        # Unicorn keeps using a page's old permission while the page is in its TLB
-        self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
+        self._runs[i:j] = new
+        if lost:
+            self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
 
     def map(self, start, size, prot):
         for i, lo, hi in self._slots(start, start + size):
             arena = self._arenas.get(i)
             if arena is None:
                 arena = self._arenas[i] = Arena(i << ARENA_SHIFT)
+                self._uc.mem_map_ptr(arena.base, ARENA, self._ALL, arena.address)
             arena.used += hi - lo
         self._remap(start, start + size, prot)
 
@@ -166,6 +172,7 @@ class UnicornMemory:
             arena = self._arenas[i]
             arena.used -= hi - lo
             if arena.used <= 0:
+                self._uc.mem_unmap(arena.base, ARENA)
                 del self._arenas[i]  # Unicorn no longer points into it
             else:  # give the pages back: a later map of them reads zeros
                 arena.ram.madvise(mmap.MADV_DONTNEED, lo - arena.base, hi - lo)
@@ -175,7 +182,9 @@ class UnicornMemory:
 
     def touched_bytes(self) -> int | None:
         """Bytes of guest RAM that have held data since mapped (see touched_pages): what
-        the memory budget counts, as Linux's overcommit counts pages, not reservations."""
+        the memory budget counts, as Linux's overcommit counts pages, not reservations.
+        One read of /proc/self/pagemap per arena, over the span it has mapped: pages
+        unmapped in between were given back, so they do not count."""
         if mmap.PAGESIZE != PAGE:
             return None
         if self._pagemap is None:
@@ -184,18 +193,27 @@ class UnicornMemory:
             except OSError:
                 return None
         total = 0
-        for lo, hi, _ in self._regions:
-            n = (hi - lo) // PAGE
+        for arena in self._arenas.values():
+            end = arena.base + ARENA
+            i = bisect_right(self._runs, arena.base, key=_first) - 1
+            if i < 0 or self._runs[i][1] <= arena.base:
+                i += 1
+            j = bisect_left(self._runs, end, key=_first) - 1
+            if j < i:
+                continue
+            first = max(arena.base, self._runs[i][0])
+            n = (min(end, self._runs[j][1]) - first) // PAGE
             try:
-                raw = os.pread(self._pagemap, n * 8, self._host(lo) // PAGE * 8)
+                raw = os.pread(self._pagemap, n * 8,
+                               (arena.address + first - arena.base) // PAGE * 8)
             except OSError:
                 return None
             total += n - raw[7::8].translate(_TOUCHED).count(0)
         return total * PAGE
 
-    def regions(self) -> int:
-        """How many regions Unicorn has (benchmarks and tests look)."""
-        return len(self._regions)
+    def runs(self) -> int:
+        """How many runs of one permission the books hold (tests look)."""
+        return len(self._runs)
 
     def close(self) -> None:
         if self._pagemap is not None:
@@ -203,12 +221,16 @@ class UnicornMemory:
             self._pagemap = None
 
     def read(self, addr, size):
+        if not self._mapped(addr, addr + size):
+            raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}")
         try:
             return bytes(self._uc.mem_read(addr, size))
         except self._UcError:
             raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}") from None
 
     def write(self, addr, data):
+        if not self._mapped(addr, addr + len(data)):
+            raise SyscallError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}")
         try:
             self._uc.mem_write(addr, data)
         except self._UcError:
