@@ -193,16 +193,7 @@ class UnicornMemory:
             except OSError:
                 return None
         total = 0
-        for arena in self._arenas.values():
-            end = arena.base + ARENA
-            i = bisect_right(self._runs, arena.base, key=_first) - 1
-            if i < 0 or self._runs[i][1] <= arena.base:
-                i += 1
-            j = bisect_left(self._runs, end, key=_first) - 1
-            if j < i:
-                continue
-            first = max(arena.base, self._runs[i][0])
-            n = (min(end, self._runs[j][1]) - first) // PAGE
+        for arena, first, n in self._spans():
             try:
                 raw = os.pread(self._pagemap, n * 8,
                                (arena.address + first - arena.base) // PAGE * 8)
@@ -210,6 +201,22 @@ class UnicornMemory:
                 return None
             total += n - raw[7::8].translate(_TOUCHED).count(0)
         return total * PAGE
+
+    def _spans(self):
+        """(arena, first mapped address, pages to its last mapped page) for each arena."""
+        for arena in self._arenas.values():
+            end = arena.base + ARENA
+            i = bisect_right(self._runs, arena.base, key=_first) - 1
+            if i < 0 or self._runs[i][1] <= arena.base:
+                i += 1
+            j = bisect_left(self._runs, end, key=_first) - 1
+            if j >= i:
+                first = max(arena.base, self._runs[i][0])
+                yield arena, first, (min(end, self._runs[j][1]) - first) // PAGE
+
+    def scan_pages(self) -> int:
+        """Pages touched_bytes reads the state of: what a check of the budget costs."""
+        return sum(n for _, _, n in self._spans())
 
     def runs(self) -> int:
         """How many runs of one permission the books hold (tests look)."""

@@ -427,7 +427,8 @@ class AddressSpace:
         by half the room left since the last check (the guest's touched pages are part of
         it), and every so many calls for the peak in --stats (about 0.25 us a call)."""
         if now is not None:
-            cost = 2 + self.mapped // PAGE // 700  # microseconds, roughly
+            scan = getattr(self.backend, "scan_pages", None)
+            cost = 2 + (scan() if scan else self.mapped // PAGE) // 700  # us, roughly
             if now % (1 << (cost * 4).bit_length()):
                 if self.mapped <= self.limit:
                     return
@@ -437,7 +438,9 @@ class AddressSpace:
         if used is None:
             used = self.mapped  # the host cannot say: count what is mapped
         self.peak_touched = max(self.peak_touched, used)
-        self._rss_seen, self._touched_seen = _peak_rss(), used
+        self._touched_seen = used
+        if self.mapped > self.limit:  # (getrusage costs up to milliseconds at times)
+            self._rss_seen = _peak_rss()
         if used > self.limit:
             raise MemoryBudgetExceeded(self.limit, used - self.limit, touched=True)
 
