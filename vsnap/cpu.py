@@ -91,6 +91,9 @@ class Cpu:
         # called with (address, size) when a write hits a page without write permission;
         # True when it gave the permission (a copy-on-write page): the write goes ahead
         self.on_write_fault: Callable[[int, int], bool] | None = None
+        # called with an address nothing is mapped at; True when it mapped it (a
+        # MAP_GROWSDOWN mapping grew)
+        self.on_unmapped: Callable[[int], bool] | None = None
         self._vector: int | None = None
         self.uc.hook_add(U.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
@@ -223,6 +226,8 @@ class Cpu:
         virtual), or refuse, and the access faults (Cpu.run turns it into SIGSEGV)."""
         need = _NEED[access]
         prot = self.page_prot(address)
+        if prot is None and self.on_unmapped and self.on_unmapped(address):
+            prot = self.page_prot(address)  # a MAP_GROWSDOWN mapping grew down to it
         if (prot is not None and need == 2 and not prot & 2 and self.on_write_fault
                 and self.on_write_fault(address, 1)):
             prot = self.page_prot(address)  # a copy-on-write page, writable now
@@ -238,6 +243,15 @@ class Cpu:
         entry.paddr = address & _PAGE_MASK
         entry.perms = _UC_PERMS[prot & 7]
         return True
+
+    def _exact(self, rip: int, page: int) -> int:
+        """The address in `page` the instruction at rip touched (faultaddr.py)."""
+        from .faultaddr import fault_address
+        try:
+            code = bytes(self.uc.mem_read(rip, 16))
+        except U.UcError:
+            return page
+        return fault_address(code, rip, page, self.read)
 
     def _on_interrupt(self, uc, vector, _ud) -> None:
         self._vector = vector
@@ -271,7 +285,8 @@ class Cpu:
                 if e.errno == U.UC_ERR_EXCEPTION and self._denied is not None:
                     # the TLB-fill hook refused the page: unmapped (SEGV_MAPERR) or not
                     # allowed (SEGV_ACCERR)
-                    access, addr, mapped = self._denied
+                    access, page, mapped = self._denied
+                    addr = self._exact(rip, page) if access != U.UC_MEM_FETCH else rip
                     what = {U.UC_MEM_READ: "read", U.UC_MEM_WRITE: "write"}.get(access, "fetch")
                     raise CpuFault("SIGSEGV", rip, addr, f"{what} of {'protected' if mapped else 'unmapped'} memory at {addr:#x}", 2 if mapped else 1) from None
                 signal = FAULTS.get(e.errno)

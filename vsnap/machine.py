@@ -91,6 +91,7 @@ class Machine:
         self.cpu.on_syscall(self.kernel.dispatch)
         self.cpu.on_write_fault = self.mem.write_fault  # copy-on-write of file pages
         self.cpu.page_prot = self.mem.backend.page_prot  # Unicorn's TLB asks our books
+        self.cpu.on_unmapped = self.mem.grow_down  # MAP_GROWSDOWN
         self.result: RunResult | None = None
         self.closed = False
         # called when the CPU was stopped from outside (another thread); may end the run

@@ -33,6 +33,7 @@ MMAP_BOTTOM = 0x1000_0000
 PIE_BASE = 0x5555_5555_4000
 LOWEST, HIGHEST = PAGE, STACK_TOP + PAGE   # the guest's half of the address space
 MAX_MAP_COUNT = 65530                      # Linux's vm.max_map_count default
+STACK_GUARD_GAP = 256 * PAGE               # Linux's stack_guard_gap: growth keeps this free
 RESERVE_FACTOR = 64   # reservations may reach this many times the budget (touched pages count)
 
 _start = attrgetter("start")
@@ -56,6 +57,7 @@ class Vma:
     file: MappedFile | None = None  # the file whose pages it shares (filemap.py)
     offset: int = 0                 # the file offset of `start`
     shared: bool = False            # MAP_SHARED: never the process's own copy
+    growsdown: bool = False         # MAP_GROWSDOWN: an access just below extends it
 
     @property
     def size(self) -> int:
@@ -132,7 +134,8 @@ class AddressSpace:
 
     # changes -------------------------------------------------------------------------------
     def map(self, start: int, length: int, prot: int, kind: str, name: str = "", *,
-            file: MappedFile | None = None, offset: int = 0, shared: bool = False) -> Vma:
+            file: MappedFile | None = None, offset: int = 0, shared: bool = False,
+            growsdown: bool = False) -> Vma:
         """Map [start, start+length) fresh, replacing whatever was there: zeroed, or with
         `file`'s pages from `offset` on, shared with the file until written."""
         start, end = page_down(start), page_up(start + length)
@@ -150,7 +153,7 @@ class AddressSpace:
         finally:
             if file is not None:
                 file.pages -= (end - start) // PAGE
-        vma = Vma(start, end, prot, kind, name, file, offset, shared)
+        vma = Vma(start, end, prot, kind, name, file, offset, shared, growsdown)
         if file is not None:
             self.files.setdefault(file.key, file)
             file.pages += vma.size // PAGE
@@ -265,6 +268,23 @@ class AddressSpace:
             a, b = self.vmas[i - 1], self.vmas[i]
             if a.kind == b.kind == "heap" and a.end == b.start and a.prot == b.prot:
                 self.vmas[i - 1:i + 1] = [replace(a, end=b.end)]
+
+    def grow_down(self, addr: int) -> bool:
+        """An access to unmapped `addr`: if a MAP_GROWSDOWN mapping lies above it, extend
+        that mapping down to addr's page, as Linux's expand_stack does, unless that would
+        come within STACK_GUARD_GAP of the mapping below. True if it grew."""
+        i = bisect_right(self.vmas, addr, key=_start)
+        if i == len(self.vmas) or not self.vmas[i].growsdown or addr < LOWEST:
+            return False
+        v, start = self.vmas[i], page_down(addr)
+        if i > 0 and self.vmas[i - 1].end + STACK_GUARD_GAP > start:
+            return False
+        try:
+            self.map(start, v.start - start, v.prot, v.kind, v.name, growsdown=True)
+        except SyscallError:
+            return False
+        self.vmas[i:i + 2] = [replace(v, start=start)]  # one VMA, as Linux extends it
+        return True
 
     # file mappings (filemap.py) ------------------------------------------------------------
     def mapped_file(self, host_fd: int, path: str, host_path: str | None) -> MappedFile:

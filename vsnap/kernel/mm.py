@@ -58,7 +58,7 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
     try:
         with host_errors():
             k.mem.map(start, length, prot & 7, "mmap", name, file=mf, offset=offset,
-                      shared=shared)
+                      shared=shared, growsdown=bool(flags & C.MAP_GROWSDOWN))
     finally:
         if mf is not None and mf.pages == 0:
             mf.close()  # not mapped after all

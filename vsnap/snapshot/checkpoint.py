@@ -68,6 +68,8 @@ def _memory(m) -> tuple[dict, dict[str, list]]:
                "kind": v.kind, "name": v.name}
         if v.file is not None:  # the pages it still shares with the file, and which file
             rec["file"] = mapped.record(m, v, seen, chunks)
+        if v.growsdown:
+            rec["growsdown"] = True
         part = None if v.kind == "text" and not v.prot & PROT_WRITE else PART_OF_KIND.get(
             v.kind, "memory/mappings.bin")
         if part is None:

@@ -126,6 +126,7 @@ def _memory(r: Reader, d, parts, limit: int):
                                        parts)
         elif rec["shared"]:
             r.fail(path + ".perms", "a shared mapping of no file")
+        rec["growsdown"] = r.bool(v.get("growsdown", False), path + ".growsdown")
         vmas.append(rec)
     if total > min(RESERVE_FACTOR * limit, MAX_MEMORY):
         r.fail("vmas", "more memory than the image's own budget")
