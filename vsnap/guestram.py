@@ -230,6 +230,9 @@ class UnicornMemory:
     def read(self, addr, size):
         if not self._mapped(addr, addr + size):
             raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}")
+        arena = self._arenas.get(addr >> ARENA_SHIFT)
+        if arena is not None and (addr + size - 1) >> ARENA_SHIFT == addr >> ARENA_SHIFT:
+            return arena.ram[addr - arena.base:addr - arena.base + size]  # the RAM itself
         try:
             return bytes(self._uc.mem_read(addr, size))
         except self._UcError:

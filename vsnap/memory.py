@@ -90,6 +90,7 @@ class AddressSpace:
         self.brk_start = self.brk = 0
         self.peak_touched = 0       # the most touched memory seen at a check
         self._rss_seen = self._touched_seen = 0  # at the last check
+        self._mask, self._mask_of = 0, -1  # check_touched's sampling period - 1, for mapped
 
     # bookkeeping ---------------------------------------------------------------------------
     def _range(self, start: int, end: int) -> tuple[int, int]:
@@ -447,9 +448,11 @@ class AddressSpace:
         by half the room left since the last check (the guest's touched pages are part of
         it), and every so many calls for the peak in --stats (about 0.25 us a call)."""
         if now is not None:
-            scan = getattr(self.backend, "scan_pages", None)
-            cost = 2 + (scan() if scan else self.mapped // PAGE) // 700  # us, roughly
-            if now % (1 << (cost * 4).bit_length()):
+            if self._mask_of != self.mapped:  # the layout changed: what a check costs
+                scan = getattr(self.backend, "scan_pages", None)
+                cost = 2 + (scan() if scan else self.mapped // PAGE) // 700  # us, roughly
+                self._mask, self._mask_of = (1 << (cost * 4).bit_length()) - 1, self.mapped
+            if now & self._mask:
                 if self.mapped <= self.limit:
                     return
                 if _peak_rss() - self._rss_seen < (self.limit - self._touched_seen) // 2:
