@@ -19,7 +19,7 @@ from vsnap.snapshot import checkpoint
 from vsnap.snapshot.restore import FileChanged, restore
 from vsnap.testing import Guest, assert_transparent, measure, start
 
-PROGRAMS = ("mmap_cow", "mmap_ghost")
+PROGRAMS = ("mmap_cow", "mmap_ghost", "mmap_exec")
 LIBCS = ("musl", "glibc")
 
 
@@ -48,6 +48,8 @@ def test_file_mappings_survive_checkpoints(builds, name, libc, tmp_path):
     m = measure(guest, tmp_path)
     assert m.outcome.status == 0
     step = 3 if name == "mmap_cow" else 1
+    if name == "mmap_exec":
+        assert m.outcome.stdout == b"1 1 2\n"
     for k in m.syscalls[::step]:
         assert_transparent(guest, [k], reference=m.outcome, base=tmp_path)
     assert_transparent(guest, m.syscalls[10::25][:3], reference=m.outcome, base=tmp_path)

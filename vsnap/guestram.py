@@ -222,6 +222,12 @@ class UnicornMemory:
         """How many runs of one permission the books hold (tests look)."""
         return len(self._runs)
 
+    def forget_code(self, start: int, end: int) -> None:
+        """Bytes in [start, end) changed behind Unicorn's back (its own mem_write does not
+        drop translated code either): drop the code it translated from them. The pages must
+        be executable by then: Unicorn looks them up through the TLB."""
+        self._uc.ctl_remove_cache(start, end)
+
     def close(self) -> None:
         if self._pagemap is not None:
             os.close(self._pagemap)

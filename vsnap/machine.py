@@ -111,6 +111,7 @@ class Machine:
         written. Running it afterwards is an error."""
         self.closed = True
         self.kernel.fds.close_all()
+        self.mem.close()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -163,6 +164,7 @@ class Machine:
         result.peak_memory = self.mem.peak_touched
         self.result = result
         self.kernel.fds.close_all()
+        self.mem.close()
         return result
 
     def _run_loop(self, to: int | None = None) -> RunResult | None:

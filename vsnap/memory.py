@@ -334,6 +334,9 @@ class AddressSpace:
         if eof > at:
             self._load(v, at, eof)
         self._apply(v, lo, hi)
+        forget = getattr(self.backend, "forget_code", None)
+        if v.prot & PROT_EXEC and eof > lo and forget:
+            forget(lo, eof)  # code the CPU translated from the old bytes (once executable)
 
     def _load(self, v: Vma, lo: int, hi: int) -> None:
         self.write_bulk(lo, v.file.read(v.offset + lo - v.start, hi - lo))
@@ -466,6 +469,14 @@ class AddressSpace:
             self._rss_seen = _peak_rss()
         if used > self.limit:
             raise MemoryBudgetExceeded(self.limit, used - self.limit, touched=True)
+
+    def close(self) -> None:
+        """The guest is gone: let go of the host descriptors the mappings hold."""
+        for f in self.files.values():
+            f.close()
+        close = getattr(self.backend, "close", None)
+        if close:
+            close()
 
     # bytes ---------------------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
