@@ -6,8 +6,9 @@ written. A MAP_SHARED (read-only) mapping shares every page for good. vsnap has 
 of its own, so "shares" means: the page holds the file's bytes, and whenever the guest changes
 the file through vsnap (kernel/fsutil.touch tells AddressSpace.file_changed), the shared pages
 of every mapping of that inode are read again. A shared page is kept without write permission
-in the CPU even when the mapping has PROT_WRITE; the first write faults, and the page becomes
-the process's own (AddressSpace.write_fault) before the instruction runs again.
+in the CPU even when the mapping has PROT_WRITE; on the first write Unicorn's TLB-fill hook
+(cpu.py) asks write_fault, which makes the page the process's own, and the write goes ahead.
+A write by the kernel (a read() into the mapping) does the same through AddressSpace.write.
 
 Pages wholly beyond the end of the file have no permission at all in the CPU: touching them
 is SIGBUS, as on Linux (Machine asks AddressSpace.beyond_eof when a fault comes).
