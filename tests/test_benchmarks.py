@@ -20,3 +20,10 @@ def test_the_raw_unicorn_harness_runs_a_guest_to_its_end():
     gc.collect()  # what once freed the guest's memory under the engine
     raw.run()
     assert raw.status == 0 and b"hello" in bytes(raw.out).lower()
+
+
+def test_the_vmas_benchmark_runs_and_agrees_with_native():
+    """benchmarks/vmas.py: thousands of mappings (a few here), natively and under vsnap; it
+    stops with an error if vsnap computed something else."""
+    out = load("vmas").main(64)
+    assert set(out) == {0, 2} and all(v > 0 for pair in out.values() for v in pair)

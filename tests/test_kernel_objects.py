@@ -9,7 +9,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
 from vsnap.fdtable import MAX_FDS, FdTable, OpenFile
-from vsnap.memory import PAGE, AddressSpace, MemoryBudgetExceeded
+from vsnap.filemap import MappedFile
+from vsnap.memory import PAGE, AddressSpace
 
 BASE = 0x10_0000
 PAGES = 32  # a small window so that operations collide often
@@ -54,7 +55,7 @@ class AddressSpaceMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.backend = FakeBackend()
-        self.mem = AddressSpace(self.backend, limit=24 * PAGE)
+        self.mem = AddressSpace(self.backend, limit=24 * PAGE, reserve=24 * PAGE)
         self.model: dict[int, int] = {}  # page -> prot
 
     @rule(i=page_index, n=length, p=prot)
@@ -64,8 +65,8 @@ class AddressSpaceMachine(RuleBasedStateMachine):
         growth = len(new - set(self.model))
         try:
             self.mem.map(start, n * PAGE, p, "mmap")
-        except MemoryBudgetExceeded:
-            assert len(self.model) + growth > 24
+        except SyscallError as e:  # past the reservation ceiling
+            assert e.errno == E.ENOMEM and len(self.model) + growth > 24
             return
         for page in new:
             self.model[page] = p
@@ -125,6 +126,130 @@ class AddressSpaceMachine(RuleBasedStateMachine):
 
 TestAddressSpace = AddressSpaceMachine.TestCase
 TestAddressSpace.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+class FileMappingMachine(RuleBasedStateMachine):
+    """File mappings against a page model: a page of a private mapping follows the file
+    until written (then it is the process's own), a shared one always follows it; pages wholly
+    past the end of the file have no access; truncation drops even own pages there."""
+
+    def __init__(self):
+        super().__init__()
+        import tempfile
+        self.backend = FakeBackend()
+        self.mem = AddressSpace(self.backend)
+        self.fd, self.path = tempfile.mkstemp()
+        os.write(self.fd, bytes(range(256)) * 16 * 6)  # six pages
+        self.key = MappedFile(self.fd, "/f", self.path).key
+        self.opened: list[MappedFile] = []
+        # page -> [prot, shared, file offset, own bytes or None]; anonymous: offset None
+        self.model: dict[int, list] = {}
+
+    def teardown(self):
+        for v in list(self.mem.vmas):
+            self.mem.unmap(v.start, v.size)
+        assert not self.mem.files
+        assert all(f.fd is None for f in self.opened)  # the last unmap closed each
+        os.close(self.fd)
+        os.unlink(self.path)
+
+    def _file_bytes(self, offset: int) -> bytes:
+        data = os.pread(self.fd, PAGE, offset)
+        return data + bytes(PAGE - len(data))
+
+    def _size(self) -> int:
+        return os.fstat(self.fd).st_size
+
+    @rule(i=page_index, n=length, p=st.sampled_from([1, 3, 5, 7]), shared=st.booleans(),
+          first=st.integers(0, 7))
+    def map_file(self, i, n, p, shared, first):
+        if shared:
+            p &= ~2  # shared writable mappings are refused (kernel/mm.py)
+        start = BASE + i * PAGE
+        f = self.mem.mapped_file(self.fd, "/f", self.path)  # the one mapped, or new
+        self.opened.append(f)
+        self.mem.map(start, n * PAGE, p, "mmap", "/f", file=f, offset=first * PAGE,
+                     shared=shared)
+        for k in range(n):
+            self.model[start + k * PAGE] = [p, shared, (first + k) * PAGE, None]
+
+    @rule(i=page_index, n=length)
+    def map_anon(self, i, n):
+        start = BASE + i * PAGE
+        self.mem.map(start, n * PAGE, 3, "mmap")
+        for k in range(n):
+            self.model[start + k * PAGE] = [3, False, None, bytes(PAGE)]
+
+    @rule(i=page_index, n=length)
+    def unmap(self, i, n):
+        start = BASE + i * PAGE
+        self.mem.unmap(start, n * PAGE)
+        for k in range(n):
+            self.model.pop(start + k * PAGE, None)
+
+    @rule(i=page_index, n=length, p=st.sampled_from([0, 1, 3]))
+    def protect(self, i, n, p):
+        pages = [BASE + (i + k) * PAGE for k in range(n)]
+        if not all(pg in self.model for pg in pages) or (
+                p & 2 and any(self.model[pg][1] for pg in pages)):
+            return  # holes and shared writable: other tests
+        self.mem.protect(pages[0], n * PAGE, p)
+        for pg in pages:
+            self.model[pg][0] = p
+
+    @rule(offset=st.integers(0, 8 * PAGE), data=st.binary(min_size=1, max_size=300))
+    def write_file(self, offset, data):
+        os.pwrite(self.fd, data, offset)
+        self.mem.file_changed(self.key, offset, len(data))
+
+    @rule(size=st.integers(0, 8 * PAGE))
+    def truncate_file(self, size):
+        os.ftruncate(self.fd, size)
+        self.mem.file_changed(self.key)
+        eof = (size + PAGE - 1) // PAGE * PAGE
+        for page in self.model.values():
+            if page[2] is not None and page[2] >= eof:
+                page[3] = None  # Linux drops even the process's own pages there
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), byte=st.integers(1, 255))
+    def cpu_writes(self, data, byte):
+        """What a store does: on a page without write permission, the fault handler
+        (write_fault) may make it the process's own; else the store faults."""
+        page = data.draw(st.sampled_from(sorted(self.model)))
+        prot, shared, offset, own = self.model[page]
+        if not self.backend.pages[page][0] & 2:
+            handled = self.mem.write_fault(page + 7, 1)
+            may = (prot & 2 and not shared and offset is not None and own is None
+                   and offset < self._size())
+            assert handled == bool(may)
+            if not handled:
+                return
+            self.model[page][3] = self._file_bytes(offset)
+        self.backend.write(page + 7, bytes([byte]))
+        own = self.model[page][3]
+        self.model[page][3] = own[:7] + bytes([byte]) + own[8:]
+
+    @invariant()
+    def pages_match_the_model(self):
+        size = self._size()
+        assert set(self.backend.pages) == set(self.model)
+        for page, (prot, shared, offset, own) in self.model.items():
+            got_prot, got = self.backend.pages[page]
+            if offset is None or own is not None:
+                want_prot, want = prot, own
+            elif offset >= size:
+                want_prot, want = 0, None  # past the end of the file: SIGBUS
+            else:
+                want_prot, want = prot & ~2, self._file_bytes(offset)
+            assert got_prot == want_prot, f"page {page:#x}"
+            if want is not None:
+                assert bytes(got) == want, f"page {page:#x}"
+        assert self.mem.mapped == len(self.model) * PAGE
+
+
+TestFileMappings = FileMappingMachine.TestCase
+TestFileMappings.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 
 
 def test_brk_grows_and_shrinks_the_heap():

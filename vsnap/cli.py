@@ -270,8 +270,10 @@ def _drive(m, a, max_instructions=None) -> int:
     if a.stats:
         from .diag import refused_summary
         where = result.instructions if result.instructions is not None else "?"
+        peak = "" if result.peak_memory is None else \
+            f", peak memory {result.peak_memory >> 10} KiB touched"
         _say(f"vsnap: {where} instructions, {result.syscalls} system calls, "
-             f"{result.seconds:.3f} s, exit status {result.status}")
+             f"{result.seconds:.3f} s, exit status {result.status}{peak}")
         refused = refused_summary(m.kernel.refused)
         if refused:  # nothing refused: the one line of counts, as before
             _say(refused)

@@ -57,6 +57,13 @@ FAULTS = {
     U.UC_ERR_FETCH_UNALIGNED: "SIGBUS", U.UC_ERR_INSN_INVALID: "SIGILL",
 }
 _PROT_ERRORS = {U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT, U.UC_ERR_FETCH_PROT}
+# The TLB-fill hook: the PROT_* bit an access needs, and PROT_* bits as Unicorn's.
+_NEED = {U.UC_MEM_READ: 1, U.UC_MEM_WRITE: 2, U.UC_MEM_FETCH: 4}
+_UC_PERMS = [(U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
+             | (U.UC_PROT_EXEC if p & 4 else 0) for p in range(8)]
+_PAGE_MASK = ~0xFFF & 0xFFFF_FFFF_FFFF_FFFF
+_END_PAGE = 0xFFFF_FFFF_FFFF_F000
+_END_PHYS = 1 << 47  # physical = virtual for the guest, whose half ends below this
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
@@ -80,10 +87,23 @@ class Cpu:
         self.uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
         # OSFXSR and OSXMMEXCPT: SSE instructions and SSE exceptions enabled, as Linux does.
         self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
-        self._bad_access: tuple[int, int] | None = None
+        self._bad_access: tuple[int, int, int] | None = None
+        # called with (address, size) when a write hits a page without write permission;
+        # True when it gave the permission (a copy-on-write page): the write goes ahead
+        self.on_write_fault: Callable[[int, int], bool] | None = None
+        # called with an address nothing is mapped at; True when it mapped it (a
+        # MAP_GROWSDOWN mapping grew)
+        self.on_unmapped: Callable[[int], bool] | None = None
         self._vector: int | None = None
         self.uc.hook_add(U.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
+        # Page permissions come from vsnap's books, asked on each TLB miss (see guestram):
+        # page_prot(address) -> PROT_* bits, or None where nothing is mapped
+        self.page_prot: Callable[[int], int | None] = lambda address: None
+        self._denied: tuple[int, int, bool] | None = None  # (access, address, mapped)
+        self.uc.ctl_set_tlb_mode(U.UC_TLB_VIRTUAL)
+        self.uc.mem_map(_END_PHYS, 0x1000, U.UC_PROT_ALL)
+        self.uc.hook_add(U.UC_HOOK_TLB_FILL, self._on_tlb_fill)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
         self.counter = None          # counter.py, while counting is on
@@ -198,8 +218,40 @@ class Cpu:
         uc.reg_write(X.UC_X86_REG_RIP, address + 2)
 
     def _on_bad_access(self, uc, access, address, size, value, _ud) -> bool:
-        self._bad_access = (access, address)
+        self._bad_access = (access, address, size)
         return False  # not handled: Unicorn stops with a fault
+
+    def _on_tlb_fill(self, uc, address, access, entry, _ud) -> bool:
+        """Unicorn misses a page in its TLB: give the page's permission (physical address =
+        virtual), or refuse, and the access faults (Cpu.run turns it into SIGSEGV)."""
+        need = _NEED[access]
+        prot = self.page_prot(address)
+        if prot is None and self.on_unmapped and self.on_unmapped(address):
+            prot = self.page_prot(address)  # a MAP_GROWSDOWN mapping grew down to it
+        if (prot is not None and need == 2 and not prot & 2 and self.on_write_fault
+                and self.on_write_fault(address, 1)):
+            prot = self.page_prot(address)  # a copy-on-write page, writable now
+        if prot is None or not prot & need:
+            if address & _PAGE_MASK == _END_PAGE:
+                # Unicorn itself looks up emu_start's end address (2**64 - 1) when a hook
+                # stops it; a refusal there would fault the guest. It gets a page of its own
+                # (never the guest's: the guest's addresses are below 2**47)
+                entry.paddr, entry.perms = _END_PHYS, U.UC_PROT_ALL
+                return True
+            self._denied = (access, address, prot is not None)
+            return False
+        entry.paddr = address & _PAGE_MASK
+        entry.perms = _UC_PERMS[prot & 7]
+        return True
+
+    def _exact(self, rip: int, page: int) -> int:
+        """The address in `page` the instruction at rip touched (faultaddr.py)."""
+        from .faultaddr import fault_address
+        try:
+            code = bytes(self.uc.mem_read(rip, 16))
+        except U.UcError:
+            return page
+        return fault_address(code, rip, page, self.read)
 
     def _on_interrupt(self, uc, vector, _ud) -> None:
         self._vector = vector
@@ -211,28 +263,40 @@ class Cpu:
 
         With counting on, `stop_at` stops exactly when that many instructions have run, and
         the budget stops a runaway guest (over_limit)."""
-        self._bad_access = self._vector = None
-        c, count = self.counter, 0
-        if c is not None:
-            if c.exact_stops:
-                limits = [x for x in (stop_at, self.budget) if x is not None]
-                c.arm(min(limits) if limits else None)
-            else:
-                c.arm(self.budget)
-                if stop_at is not None:
-                    count = stop_at - c.count  # Unicorn's own exact count
-        try:
-            self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
-        except U.UcError as e:
-            rip = self.read("rip")
+        c = self.counter
+        while True:
+            self._bad_access = self._vector = None
+            count = 0
             if c is not None:
-                c.fault(rip)
-            signal = FAULTS.get(e.errno)
-            if signal is None:
-                raise CpuFault("SIGSEGV", rip, None, str(e)) from None
-            addr = self._bad_access[1] if self._bad_access else None
-            code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
-            raise CpuFault(signal, rip, addr, str(e), code) from None
+                if c.exact_stops:
+                    limits = [x for x in (stop_at, self.budget) if x is not None]
+                    c.arm(min(limits) if limits else None)
+                else:
+                    c.arm(self.budget)
+                    if stop_at is not None:
+                        count = stop_at - c.count  # Unicorn's own exact count
+            self._denied = None
+            try:
+                self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
+            except U.UcError as e:
+                rip = self.read("rip")
+                if c is not None:
+                    c.fault(rip)
+                if e.errno == U.UC_ERR_EXCEPTION and self._denied is not None:
+                    # the TLB-fill hook refused the page: unmapped (SEGV_MAPERR) or not
+                    # allowed (SEGV_ACCERR)
+                    access, page, mapped = self._denied
+                    addr = self._exact(rip, page) if access != U.UC_MEM_FETCH else rip
+                    what = {U.UC_MEM_READ: "read", U.UC_MEM_WRITE: "write"}.get(access, "fetch")
+                    raise CpuFault("SIGSEGV", rip, addr, f"{what} of {'protected' if mapped else 'unmapped'} memory at {addr:#x}", 2 if mapped else 1) from None
+                signal = FAULTS.get(e.errno)
+                if signal is None:
+                    raise CpuFault("SIGSEGV", rip, None, str(e)) from None
+                bad = self._bad_access
+                addr = bad[1] if bad else None
+                code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
+                raise CpuFault(signal, rip, addr, str(e), code) from None
+            break
         if self._vector is not None:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")

@@ -3,19 +3,21 @@
 Guest RAM lives in mmaps of our own, handed to Unicorn with mem_map_ptr: a checkpoint then
 reads guest memory as a view of that mapping, with no copy (copying 64 MiB out through
 uc_mem_read cost more than writing it to disk), and a restore reads the image straight into
-it. Each map() makes one mapping (a chunk); unmapping part of a chunk gives its pages back to
-the host (MADV_DONTNEED) and marks that range dead, and the chunk goes when none of it is
-left.
+it. The mappings are arenas: one per gigabyte of guest address space in use (see Arena).
 """
 from __future__ import annotations
 
 import ctypes
 import mmap
 import os
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
 
 from .abi import errno as E
 from .errors import SyscallError
 from .memory import PAGE
+
+_first = itemgetter(0)
 
 # /proc/self/pagemap: one 64-bit entry per page; bit 63 "present in RAM", bit 62 "swapped"
 _TOUCHED = bytes(1 if b & 0xC0 else 0 for b in range(256))
@@ -45,84 +47,206 @@ def touched_pages(view: memoryview) -> bytes | None:
     return raw[7::8].translate(_TOUCHED) if len(raw) == n * 8 else None
 
 
-class Chunk:
-    """One host mapping behind [base, base+size) of guest memory."""
+ARENA_SHIFT = 30
+ARENA = 1 << ARENA_SHIFT      # guest memory is backed in aligned slots of this size
+_MAP_NORESERVE = 0x4000       # Linux's value (Python's mmap module does not name it)
 
-    def __init__(self, base: int, size: int):
-        self.base, self.size = base, size
+
+class Arena:
+    """Host memory behind the guest range [base, base + ARENA): guest address g lives at host
+    address + (g - base), so guest pages that are neighbours are neighbours on the host too,
+    and Unicorn can see a run of them, made by many mmaps, as one region. Reserved, not
+    committed: a page costs host memory only once touched."""
+
+    def __init__(self, base: int):
+        self.base = base
         # private, not mmap's default MAP_SHARED: shared anonymous memory is shmem, whose
         # pages cost more to fault in (reading 64 MiB into it: 39 vs 31 ms here) and can
         # leave the page table while keeping their data (shmem swap), which would fool
         # touched_pages. (Huge pages were tried for restore: 17 ms when the host had free
         # 2 MiB blocks, 115-145 ms when it had to compact memory first.)
-        self.ram = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-        self.buf = (ctypes.c_char * size).from_buffer(self.ram)
+        self.ram = mmap.mmap(-1, ARENA, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                             | _MAP_NORESERVE)
+        # no transparent huge pages: one touch would make 2 MiB present, and the budget
+        # counts touched pages (the count must not depend on the host's THP setting)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            try:
+                self.ram.madvise(mmap.MADV_NOHUGEPAGE)
+            except OSError:
+                pass
+        self.buf = (ctypes.c_char * ARENA).from_buffer(self.ram)
         self.address = ctypes.addressof(self.buf)
-        self.dead: list[tuple[int, int]] = []  # unmapped ranges: Unicorn no longer uses them
-
-    def live(self, addr: int, size: int) -> bool:
-        return (self.base <= addr and addr + size <= self.base + self.size
-                and all(addr + size <= lo or addr >= hi for lo, hi in self.dead))
-
-    def live_parts(self, start: int, end: int) -> list[tuple[int, int]]:
-        """The ranges of [start, end) that are in this chunk and not dead."""
-        parts = [(max(start, self.base), min(end, self.base + self.size))]
-        for lo, hi in self.dead:
-            parts = [piece for a, b in parts
-                     for piece in ((a, min(b, lo)), (max(a, hi), b)) if piece[0] < piece[1]]
-        return [(a, b) for a, b in parts if a < b]
-
-    def in_use(self) -> int:
-        return self.size - sum(hi - lo for lo, hi in self.dead)
+        self.used = 0  # bytes of it the guest has mapped; the arena goes at 0
 
 
 class UnicornMemory:
-    """The real backend: Unicorn's page tables over our chunks. Bad addresses become EFAULT."""
+    """The real backend: guest RAM in arenas, the permission of every page in our books, and
+    Unicorn asking the books on each TLB miss. Bad addresses become EFAULT.
+
+    Unicorn runs with a virtual TLB (cpu.py): each arena is one Unicorn region, mapped at its
+    guest address (physical = virtual), and Unicorn's TLB-fill hook asks page_prot() for a
+    page's permission. So mmap, munmap and mprotect cost Unicorn nothing but a TLB flush.
+    Mapping every VMA as a Unicorn region of its own cost steeply more with their number
+    (Unicorn's mem_map with 4,096 regions: 20 s to map them, 15 s to unmap, here).
+    `_runs` is the books: maximal runs (start, end, prot) of mapped pages, sorted."""
 
     def __init__(self, uc):
         import unicorn as U
         from unicorn.unicorn_py3.unicorn import uclib
         self._uc, self._UcError, self._uclib = uc, U.UcError, uclib
-        self._chunks: list[Chunk] = []
-        self._perm = {0: U.UC_PROT_NONE}
-        for p in range(1, 8):
-            self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
-                             | (U.UC_PROT_EXEC if p & 4 else 0))
+        self._TLB_FLUSH, self._IO_WRITE = U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE
+        self._ALL = U.UC_PROT_ALL
+        self._arenas: dict[int, Arena] = {}
+        self._runs: list[tuple[int, int, int]] = []
+        self._pagemap: int | None = None
 
-    def map(self, start, size, prot):
-        chunk = Chunk(start, size)
-        self._uc.mem_map_ptr(start, size, self._perm[prot & 7], chunk.address)
-        self._chunks.append(chunk)
+    @staticmethod
+    def _slots(start: int, end: int):
+        """[start, end) cut at arena boundaries: (arena index, lo, hi)."""
+        while start < end:
+            i = start >> ARENA_SHIFT
+            hi = min(end, (i + 1) << ARENA_SHIFT)
+            yield i, start, hi
+            start = hi
 
-    def unmap(self, start, size):
-        self._uc.mem_unmap(start, size)
-        for chunk in list(self._chunks):
-            # only the chunk's live pages in the range: pages already dead there belong to
-            # a newer chunk now. Dead is for good: a later map() of the range makes a new
-            # chunk, so a stale view of this one is never taken for live memory.
-            for lo, hi in chunk.live_parts(start, start + size):
-                chunk.dead.append((lo, hi))
-                if chunk.in_use() > 0:
-                    chunk.ram.madvise(mmap.MADV_DONTNEED, lo - chunk.base, hi - lo)
-            if chunk.in_use() <= 0:
-                self._chunks.remove(chunk)  # Unicorn no longer points into it
-
-    def _chunk(self, addr: int, size: int) -> Chunk | None:
-        for chunk in self._chunks:
-            if chunk.live(addr, size):
-                return chunk
+    def page_prot(self, addr: int) -> int | None:
+        """The permission of the page at `addr` (PROT_* bits), None where nothing is mapped:
+        what Unicorn's TLB-fill hook asks."""
+        i = bisect_right(self._runs, addr, key=_first) - 1
+        if i >= 0 and addr < self._runs[i][1]:
+            return self._runs[i][2]
         return None
 
+    def _mapped(self, start: int, end: int) -> bool:
+        """Is all of [start, end) mapped?"""
+        i = bisect_right(self._runs, start, key=_first) - 1
+        if i < 0:
+            return False
+        while i < len(self._runs) and self._runs[i][0] <= start:
+            if self._runs[i][1] >= end:
+                return True
+            start = self._runs[i][1]
+            i += 1
+        return False
+
+    def _remap(self, start: int, end: int, prot: int | None) -> None:
+        """Give [start, end) permission `prot` (None: unmap it) in the books, keeping the
+        runs maximal; flush Unicorn's TLB where a page lost a permission (one that gained
+        one is looked up again on the access it lacked)."""
+        i = bisect_left(self._runs, start, key=_first) - 1  # runs overlapping or touching
+        if i < 0 or self._runs[i][1] < start:
+            i += 1
+        j = bisect_right(self._runs, end, key=_first)
+        old = self._runs[i:j]
+        pieces = []
+        lost = False
+        for lo, hi, p in old:
+            pieces += [(a, b, p) for a, b in ((lo, min(hi, start)), (max(lo, end), hi)) if a < b]
+            if lo < end and hi > start and (prot is None or p & ~prot):
+                lost = True
+        if prot is not None:
+            pieces.append((start, end, prot))
+        pieces.sort()
+        new: list[tuple[int, int, int]] = []
+        for lo, hi, p in pieces:
+            if new and new[-1][1] == lo and new[-1][2] == p:
+                new[-1] = (new[-1][0], hi, p)
+            else:
+                new.append((lo, hi, p))
+        self._runs[i:j] = new
+        if lost:
+            self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
+
+    def map(self, start, size, prot):
+        for i, lo, hi in self._slots(start, start + size):
+            arena = self._arenas.get(i)
+            if arena is None:
+                arena = self._arenas[i] = Arena(i << ARENA_SHIFT)
+                self._uc.mem_map_ptr(arena.base, ARENA, self._ALL, arena.address)
+            arena.used += hi - lo
+        self._remap(start, start + size, prot)
+
+    def unmap(self, start, size):
+        self._remap(start, start + size, None)
+        for i, lo, hi in self._slots(start, start + size):
+            arena = self._arenas[i]
+            arena.used -= hi - lo
+            if arena.used <= 0:
+                self._uc.mem_unmap(arena.base, ARENA)
+                del self._arenas[i]  # Unicorn no longer points into it
+            else:  # give the pages back: a later map of them reads zeros
+                arena.ram.madvise(mmap.MADV_DONTNEED, lo - arena.base, hi - lo)
+
     def protect(self, start, size, prot):
-        self._uc.mem_protect(start, size, self._perm[prot & 7])
+        self._remap(start, start + size, prot)
+
+    def touched_bytes(self) -> int | None:
+        """Bytes of guest RAM that have held data since mapped (see touched_pages): what
+        the memory budget counts, as Linux's overcommit counts pages, not reservations.
+        One read of /proc/self/pagemap per arena, over the span it has mapped: pages
+        unmapped in between were given back, so they do not count."""
+        if mmap.PAGESIZE != PAGE:
+            return None
+        if self._pagemap is None:
+            try:
+                self._pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+        total = 0
+        for arena, first, n in self._spans():
+            try:
+                raw = os.pread(self._pagemap, n * 8,
+                               (arena.address + first - arena.base) // PAGE * 8)
+            except OSError:
+                return None
+            total += n - raw[7::8].translate(_TOUCHED).count(0)
+        return total * PAGE
+
+    def _spans(self):
+        """(arena, first mapped address, pages to its last mapped page) for each arena."""
+        for arena in self._arenas.values():
+            end = arena.base + ARENA
+            i = bisect_right(self._runs, arena.base, key=_first) - 1
+            if i < 0 or self._runs[i][1] <= arena.base:
+                i += 1
+            j = bisect_left(self._runs, end, key=_first) - 1
+            if j >= i:
+                first = max(arena.base, self._runs[i][0])
+                yield arena, first, (min(end, self._runs[j][1]) - first) // PAGE
+
+    def scan_pages(self) -> int:
+        """Pages touched_bytes reads the state of: what a check of the budget costs."""
+        return sum(n for _, _, n in self._spans())
+
+    def runs(self) -> int:
+        """How many runs of one permission the books hold (tests look)."""
+        return len(self._runs)
+
+    def forget_code(self, start: int, end: int) -> None:
+        """Bytes in [start, end) changed behind Unicorn's back (its own mem_write does not
+        drop translated code either): drop the code it translated from them. The pages must
+        be executable by then: Unicorn looks them up through the TLB."""
+        self._uc.ctl_remove_cache(start, end)
+
+    def close(self) -> None:
+        if self._pagemap is not None:
+            os.close(self._pagemap)
+            self._pagemap = None
 
     def read(self, addr, size):
+        if not self._mapped(addr, addr + size):
+            raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}")
+        arena = self._arenas.get(addr >> ARENA_SHIFT)
+        if arena is not None and (addr + size - 1) >> ARENA_SHIFT == addr >> ARENA_SHIFT:
+            return arena.ram[addr - arena.base:addr - arena.base + size]  # the RAM itself
         try:
             return bytes(self._uc.mem_read(addr, size))
         except self._UcError:
             raise SyscallError(E.EFAULT, f"read {size} bytes at {addr:#x}") from None
 
     def write(self, addr, data):
+        if not self._mapped(addr, addr + len(data)):
+            raise SyscallError(E.EFAULT, f"write {len(data)} bytes at {addr:#x}")
         try:
             self._uc.mem_write(addr, data)
         except self._UcError:
@@ -131,11 +255,11 @@ class UnicornMemory:
     # Bulk copies for checkpoints: the binding's mem_read zero-fills a ctypes buffer and then
     # copies it into a bytearray (two passes over 64 MiB); these make one.
     def view(self, addr: int, size: int) -> memoryview | None:
-        """Guest memory [addr, addr+size) itself, if it lies in one chunk."""
-        chunk = self._chunk(addr, size)
-        if chunk is None:
+        """Guest memory [addr, addr+size) itself, if it lies in one arena."""
+        arena = self._arenas.get(addr >> ARENA_SHIFT)
+        if arena is None or (addr + size - 1) >> ARENA_SHIFT != addr >> ARENA_SHIFT:
             return None
-        return memoryview(chunk.ram)[addr - chunk.base:addr - chunk.base + size]
+        return memoryview(arena.ram)[addr - arena.base:addr - arena.base + size]
 
     def read_bulk(self, addr: int, size: int):
         """A view of guest memory itself when [addr, addr+size) lies in one of our mappings
@@ -152,9 +276,9 @@ class UnicornMemory:
     def write_bulk(self, addr: int, data) -> None:
         """`data` is any buffer: no copy is made on the way into Unicorn if it is writable."""
         size = len(data)
-        chunk = self._chunk(addr, size)
-        if chunk is not None:  # straight into guest RAM: one memcpy
-            chunk.ram[addr - chunk.base:addr - chunk.base + size] = data
+        arena = self._arenas.get(addr >> ARENA_SHIFT)
+        if size and arena is not None and (addr + size - 1) >> ARENA_SHIFT == addr >> ARENA_SHIFT:
+            arena.ram[addr - arena.base:addr - arena.base + size] = data  # one memcpy
             return
         try:
             buf = (ctypes.c_char * size).from_buffer(data)

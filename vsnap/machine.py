@@ -43,6 +43,7 @@ class RunResult:
     syscalls: int = 0
     seconds: float = 0.0
     refused: dict = None        # what the guest asked for and vsnap refused -> times
+    peak_memory: int | None = None  # the most guest memory seen touched, in bytes
 
 
 class Machine:
@@ -94,6 +95,9 @@ class Machine:
         self.cpu.tsc = self.kernel.clock.tsc
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
         self.cpu.on_syscall(self.kernel.dispatch)
+        self.cpu.on_write_fault = self.mem.write_fault  # copy-on-write of file pages
+        self.cpu.page_prot = self.mem.backend.page_prot  # Unicorn's TLB asks our books
+        self.cpu.on_unmapped = self.mem.grow_down  # MAP_GROWSDOWN
         self.result: RunResult | None = None
         self.closed = False
         # called when the CPU was stopped from outside (another thread); may end the run
@@ -125,6 +129,7 @@ class Machine:
         written. Running it afterwards is an error."""
         self.closed = True
         self.kernel.fds.close_all()
+        self.mem.close()
 
     def _check_open(self) -> None:
         if self.closed:
@@ -170,9 +175,15 @@ class Machine:
         return None
 
     def _finish(self, result: RunResult) -> RunResult:
+        try:
+            self.mem.check_touched()  # the last look, for the peak
+        except MemoryBudgetExceeded:
+            pass  # it ended anyway
+        result.peak_memory = self.mem.peak_touched
         self.result = result
         result.refused = dict(self.kernel.refused)
         self.kernel.fds.close_all()
+        self.mem.close()
         return result
 
     def _run_loop(self, to: int | None = None) -> RunResult | None:
@@ -186,7 +197,12 @@ class Machine:
             try:
                 try:
                     cpu.run(stop_at=to)
+                    self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
                 except CpuFault as f:
+                    if f.address is not None and self.mem.beyond_eof(f.address):
+                        # a page of a file mapping past the end of its file
+                        f = CpuFault("SIGBUS", f.rip, f.address, "beyond the end of a mapped "
+                                     "file", 2)  # BUS_ADRERR
                     if f.signal == "SIGSEGV" and f.address is not None \
                             and grow_stack(k, f.address):
                         continue  # a fault below the stack grew it; the access runs again

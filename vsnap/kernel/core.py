@@ -208,6 +208,7 @@ class Kernel:
         nr = regs[0]
         self.syscall_count += 1
         self.clock.tick()
+        self.mem.check_touched(self.syscall_count)  # the budget, before the call is served
         entry = SYSCALLS.get(nr)
         if entry is None:
             result = -E.ENOSYS

@@ -189,11 +189,12 @@ def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
         else:
             if f.flags & C.O_APPEND:
                 f.offset = os.fstat(f.host_fd).st_size
+            offset = f.offset
             data = data[:file_size_limit(k, f.offset, len(data))]
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)
-            touch(k, f.host_fd)
+            touch(k, f.host_fd, offset, n)
             if f.may_be_setid:
                 perm.drop_privileges(k, f.host_fd)
     return n

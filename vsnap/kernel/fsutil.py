@@ -77,11 +77,17 @@ def must_exist(r: Resolved) -> Resolved:
     return r
 
 
-def touch(k, host_fd: int, *, atime: bool = False) -> None:
+def touch(k, host_fd: int, offset: int = 0, length: int | None = None, *,
+          atime: bool = False) -> None:
     """Stamp a file the guest changed with the virtual time, so stat is reproducible: its mtime,
-    and its atime only when it is new (a write keeps the atime: see inodetimes.py)."""
+    and its atime only when it is new (a write keeps the atime: see inodetimes.py). And tell
+    the address space, whose mappings of the file show the change (bytes [offset,
+    offset+length) changed; length None: anything, the size included)."""
     now = k.clock.realtime_ns
-    os.utime(host_fd, ns=(now if atime else os.fstat(host_fd).st_atime_ns, now))
+    st = os.fstat(host_fd)
+    os.utime(host_fd, ns=(now if atime else st.st_atime_ns, now))
+    if k.mem.files:
+        k.mem.file_changed((st.st_dev, st.st_ino), offset, length)
 
 
 def touch_path(k, host_path: str) -> None:

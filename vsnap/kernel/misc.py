@@ -28,5 +28,5 @@ def sys_getrandom(k, buf, buflen, flags):
 def sys_sysinfo(k, info):
     """int sysinfo(struct sysinfo *info);"""
     k.write(info, structs.pack_sysinfo(k.clock.monotonic_ns // 10**9, k.mem.limit,
-                                       k.mem.limit - k.mem.mapped, 1))
+                                       max(0, k.mem.limit - k.mem.mapped), 1))
     return 0

@@ -1,8 +1,7 @@
 """Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise. The books are kept by
-memory.AddressSpace; these handlers check arguments and choose addresses as Linux would."""
+memory.AddressSpace (file mappings share pages with their file: filemap.py); these handlers
+check arguments and choose addresses as Linux would."""
 from __future__ import annotations
-
-import os
 
 from ..abi import consts as C
 from ..abi import errno as E
@@ -31,8 +30,7 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
         raise SyscallError(E.EINVAL, "mmap arguments")
     if flags & (C.MAP_SHARED | C.MAP_PRIVATE) == 0:
         raise SyscallError(E.EINVAL, "neither MAP_SHARED nor MAP_PRIVATE")
-    data = b""
-    name = ""
+    mf, name, shared = None, "", bool(flags & C.MAP_SHARED)
     if not flags & C.MAP_ANONYMOUS:
         f = k.fds.get(s32(fd))
         if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
@@ -41,13 +39,20 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
     if not flags & C.MAP_ANONYMOUS:
         if f.kind not in ("file", "exe"):
             raise SyscallError(E.ENODEV if f.kind != "dir" else E.EACCES, f.path)
-        if flags & C.MAP_SHARED and prot & C.PROT_WRITE:
-            # one process and no page cache of our own: a shared writable file mapping would
-            # silently lose its writes, so refuse it honestly
-            raise SyscallError(E.ENODEV, f"shared writable mapping of {f.path}")
+        acc = f.flags & C.O_ACCMODE
+        if acc == C.O_WRONLY or shared and prot & C.PROT_WRITE and acc != C.O_RDWR:
+            raise SyscallError(E.EACCES, f"{f.path} is not open for that access")
+        if shared and prot & C.PROT_WRITE:
+            # a write to the mapping would have to reach the file (write tracking and
+            # write-back at msync and munmap): not done, so refused rather than lost
+            raise SyscallError(E.ENODEV, f"vsnap cannot map {f.path} shared and writable")
+        if s64(offset) < 0:
+            raise SyscallError(E.EINVAL, "negative offset")
         with host_errors():
-            data = os.pread(f.host_fd, length, s64(offset))
+            mf = k.mem.mapped_file(f.host_fd, f.path, f.host_path)
         name = f.path
+    else:
+        shared = False  # one process: shared anonymous memory is nobody else's
     length = page_up(length)
     if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
         if flags & C.MAP_FIXED_NOREPLACE and not k.mem.is_free(addr, addr + length):
@@ -58,9 +63,13 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
     else:
         start = k.mem.find_free(length)
     check_expand(k, length, prot, "mmap", start)
-    k.mem.map(start, length, prot & 7, "mmap", name)
-    if data:
-        k.mem.write(start, data)
+    try:
+        with host_errors():
+            k.mem.map(start, length, prot & 7, "mmap", name, file=mf, offset=offset,
+                      shared=shared, growsdown=bool(flags & C.MAP_GROWSDOWN))
+    finally:
+        if mf is not None and mf.pages == 0:
+            mf.close()  # not mapped after all
     return start
 
 
@@ -99,24 +108,23 @@ def sys_mremap(k, old, old_size, new_size, flags, new_addr):
         return old
     check_expand(k, new_size - old_size, vma.prot, vma.kind)
     if k.mem.is_free(old + old_size, old + new_size):
-        k.mem.map(old + old_size, new_size - old_size, vma.prot, vma.kind, vma.name)
+        with host_errors():
+            k.mem.map(old + old_size, new_size - old_size, vma.prot, vma.kind, vma.name,
+                      file=vma.file, offset=vma.offset + old + old_size - vma.start,
+                      shared=vma.shared)
         return old
     if not flags & C.MREMAP_MAYMOVE:
         raise SyscallError(E.ENOMEM, "cannot grow in place")
-    data = k.mem.read(old, old_size)
     start = k.mem.find_free(new_size)
-    k.mem.map(start, new_size, vma.prot, vma.kind, vma.name)
-    k.mem.write(start, data)
-    k.mem.unmap(old, old_size)
+    with host_errors():
+        k.mem.move(old, old_size, start, new_size)
     return start
 
 
 @syscall("madvise", "ptr size int")
 def sys_madvise(k, addr, length, advice):
     """int madvise(void *addr, size_t length, int advice);"""
-    if advice == 4:  # MADV_DONTNEED: private anonymous pages read back as zeros
-        for v in list(k.mem.vmas):
-            lo, hi = max(v.start, addr), min(v.end, page_up(addr + length))
-            if lo < hi and v.prot & C.PROT_WRITE:
-                k.mem.write(lo, bytes(hi - lo))
+    if advice == 4:  # MADV_DONTNEED: zeros, or the file's bytes again
+        with host_errors():
+            k.mem.discard(addr, page_up(addr + length))
     return 0

@@ -17,6 +17,7 @@ from ..guestram import touched_pages
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from . import descriptions
+from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
 from .fields import hexs
@@ -73,9 +74,14 @@ def _memory(m) -> tuple[dict, dict[str, list]]:
     chunks: dict[str, list] = {}
     sizes: dict[str, int] = {}
     vmas = []
+    seen: dict = {}
     for v in m.mem.vmas:
         rec = {"start": hexs(v.start), "end": hexs(v.end), "perms": v.perms(),
                "kind": v.kind, "name": v.name}
+        if v.file is not None:  # the pages it still shares with the file, and which file
+            rec["file"] = mapped.record(m, v, seen, chunks)
+        if v.growsdown:
+            rec["growsdown"] = True
         part = None if v.kind == "text" and not v.prot & PROT_WRITE else PART_OF_KIND.get(
             v.kind, "memory/mappings.bin")
         if part is None:

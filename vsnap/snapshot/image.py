@@ -14,17 +14,17 @@ from .. import signals as S
 from ..abi.signals import NUMBERS as S_NAMES
 from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
-from ..memory import PAGE, STACK_TOP
+from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
-from . import descriptions
+from . import descriptions, mapped
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
 KINDS = {"text", "text*", "data", "bss", "heap", "stack", "mmap"}
 _EXEC_INTS = ("arg_start", "arg_end", "env_start", "env_end", "start_stack", "start_code",
               "end_code", "start_data", "end_data")
-PERMS = re.compile(r"[r-][w-][x-]p\Z")
+PERMS = re.compile(r"[r-][w-][x-][ps]\Z")
 MAX_MEMORY = 64 << 30
 _SHA = re.compile(r"[0-9a-f]{64}\Z")
 _PROCESS_INTS = ("pid", "ppid", "pgid", "sid", "uid", "gid", "umask", "tid_address",
@@ -79,6 +79,7 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     fds_part = load_json_part(parts, "fds.json", where)
     inodes, descs, fds = descriptions.parse(Reader(where, "fds.json"), fds_part, parts)
     locks = _locks(Reader(where, "fds.json"), fds_part, descs)
+    mapped.check_descriptions(Reader(where, "memory.json"), vmas, descs)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
     written_by = manifest.get("vsnap")
     if written_by is not None:
@@ -107,7 +108,7 @@ def _registers(r: Reader, d) -> dict:
 def _memory(r: Reader, d, parts, limit: int):
     d = r.obj(d, ".")
     vmas, last_end, total = [], PAGE, 0
-    for i, v in enumerate(r.list(r.key(d, "vmas", ""), "vmas", 4096)):
+    for i, v in enumerate(r.list(r.key(d, "vmas", ""), "vmas", MAX_MAP_COUNT)):
         path = f"vmas[{i}]"
         v = r.obj(v, path)
         start = r.hex(r.key(v, "start", path), path + ".start")
@@ -122,7 +123,7 @@ def _memory(r: Reader, d, parts, limit: int):
             r.fail(path + ".perms", "expected like rw-p")
         prot = (1 if perms[0] == "r" else 0) | (2 if perms[1] == "w" else 0) | \
                (4 if perms[2] == "x" else 0)
-        rec = {"start": start, "end": end, "prot": prot,
+        rec = {"start": start, "end": end, "prot": prot, "shared": perms[3] == "s",
                "kind": r.choice(r.key(v, "kind", path), path + ".kind", KINDS),
                "name": r.str(v.get("name", ""), path + ".name"),
                "source": r.choice(r.key(v, "source", path), path + ".source",
@@ -133,8 +134,14 @@ def _memory(r: Reader, d, parts, limit: int):
                 r.fail(path + ".part", f"no such part {part!r}")
             rec["part"] = part
             rec["pages"] = _runs(r, v, path, (end - start) // PAGE, len(parts[part]))
+        if "file" in v:  # a file mapping: which pages still follow the file
+            rec["file"] = mapped.parse(r, v["file"], path + ".file", (end - start) // PAGE,
+                                       parts)
+        elif rec["shared"]:
+            r.fail(path + ".perms", "a shared mapping of no file")
+        rec["growsdown"] = r.bool(v.get("growsdown", False), path + ".growsdown")
         vmas.append(rec)
-    if total > min(limit, MAX_MEMORY):
+    if total > min(RESERVE_FACTOR * limit, MAX_MEMORY):
         r.fail("vmas", "more memory than the image's own budget")
     brk_start = r.hex(r.key(d, "brk_start", ""), "brk_start")
     brk = r.hex(r.key(d, "brk", ""), "brk")

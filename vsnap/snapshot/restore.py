@@ -17,7 +17,7 @@ from ..kernel.filelocks import restore_locks
 from ..kernel.limits import apply as apply_limits
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, inodes
+from . import descriptions, inodes, mapped
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -61,7 +61,7 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
         raise ImageError(f"{image.where}: sandbox root {root} does not exist; "
                          f"give one with --root")
     p = Plan(image, program, root)
-    problems = descriptions.check(image, Sandbox(root))
+    problems = descriptions.check(image, Sandbox(root)) + mapped.check(image, Sandbox(root))
     if problems and not force:
         raise FileChanged(f"vsnap: cannot resume {image.where}: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
@@ -81,7 +81,8 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
                       max_memory=img.kernel["memory_limit"])
     # expand the stack, read the stack and the data segment back (and the other mappings)
     for v in img.vmas:
-        m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"])
+        m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"],
+                  growsdown=v["growsdown"])
         if v["source"] == "program":
             m.mem.write(v["start"], m.program.image_bytes(v["start"], v["end"]))
         else:
@@ -100,6 +101,7 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     # reopen and seek each file (after the kernel state: the inode numbers move with them)
     try:
         files = descriptions.restore(m, img)
+        mapped.attach(m, img, files)  # file mappings share their clean pages with the file again
     except OSError as e:
         m.close()
         raise FileChanged(f"vsnap: cannot resume {img.where}: a file it had open cannot be "
