@@ -19,7 +19,8 @@ NOTES: dict[str, tuple[str, str]] = {
                         "carries on"),
     "mmap": ("differs", "shared writable file mappings: ENODEV"),
     "mremap": ("differs", "MREMAP_FIXED: EINVAL"),
-    "madvise": ("differs", "MADV_DONTNEED zeroes private pages; other advice has no effect"),
+    "madvise": ("differs", "MADV_DONTNEED drops private pages (zeros, or the file's bytes "
+                           "again); other advice has no effect"),
     "getrandom": ("differs", "a seeded stream (--seed): the same bytes in every run"),
     "uname": ("differs", "fixed: Linux 6.1.0-vsnap, host name vsnap"),
     "sched_getaffinity": ("differs", "one CPU"),
@@ -35,6 +36,28 @@ NOTES: dict[str, tuple[str, str]] = {
     "fstatfs": ("differs", "fixed numbers: a 16 GiB ext4, half free, noatime"),
     "lseek": ("differs", "SEEK_DATA/SEEK_HOLE on a directory: EINVAL"),
     "sync": ("differs", "flushes the host file system that holds the sandbox"),
+    "futex": ("differs", "one thread: WAKE wakes nobody; a WAIT nothing can end is a deadlock "
+                         "named in one line; PI operations ENOSYS"),
+    "flock": ("differs", "vsnap's own locks: host processes do not see them, nor they theirs"),
+    "fcntl": ("differs", "file locks and leases are vsnap's own; memfd seals: EINVAL"),
+    "poll": ("differs", "a captured console is always readable, end of input included"),
+    "memfd_create": ("differs", "sealing (F_ADD_SEALS) and MFD_HUGETLB: EINVAL"),
+    "mknodat": ("differs", "device files: EPERM; a FIFO open that would wait forever: "
+                           "EDEADLK and a notice"),
+    "mknod": ("differs", "device files: EPERM; a FIFO open that would wait forever: "
+                         "EDEADLK and a notice"),
+    "setrlimit": ("differs", "RSS, NPROC, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are "
+                             "kept and reported, not enforced"),
+    "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),
+    "setitimer": ("differs", "ITIMER_VIRTUAL/PROF run on the virtual CPU clock (1 us a "
+                             "system call)"),
+    "prctl": ("differs", "the options Linux has that vsnap does not keep: EINVAL and a notice"),
+    "capget": ("differs", "an unprivileged process: every set empty"),
+    "chown": ("differs", "an unprivileged owner: EPERM unless nothing changes"),
+    "setuid": ("differs", "an unprivileged user: only the guest's own ids (1000)"),
+    "sethostname": ("refuses", "EPERM: an unprivileged user"),
+    "setdomainname": ("refuses", "EPERM: an unprivileged user"),
+    "setgroups": ("refuses", "EPERM: an unprivileged user"),
 }
 
 
