@@ -45,6 +45,20 @@ GLIBC_LIBC_A = "/usr/lib/x86_64-linux-gnu/libc.a"
 NATIVE_OK = sys.platform.startswith("linux") and platform.machine() in ("x86_64", "amd64")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
+def _static_busybox() -> str | None:
+    """Debian's busybox-static, the third-party program several fidelity tests run natively
+    and under vsnap; None where /bin/busybox is missing or dynamic (vsnap runs static ELF)."""
+    path = "/bin/busybox"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    return None if b"ld-linux" in head else path
+
+
+BUSYBOX = _static_busybox()
+
 CLI_TIMEOUT = 120  # seconds: a hang fails the test instead of stopping the suite
 
 

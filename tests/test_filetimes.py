@@ -22,7 +22,7 @@ from vsnap.clock import EPOCH_START_NS
 from vsnap.machine import DEFAULT_ENV
 from vsnap.testing import Guest, assert_transparent, measure
 
-BUSYBOX = "/bin/busybox"
+from conftest import BUSYBOX  # noqa: E402  (None: no static busybox here)
 ENV = (*DEFAULT_ENV, "TZ=UTC")  # busybox reads dates in local time: the same zone both ways
 
 
@@ -59,7 +59,7 @@ def _tree(root: Path) -> None:
 
 def _busybox_both(tmp_path: Path, steps: list) -> tuple[list, list]:
     """Run each busybox command natively in one root and under vsnap in another; the outputs."""
-    if not os.path.exists(BUSYBOX):
+    if BUSYBOX is None:
         pytest.skip(f"no {BUSYBOX} here")
     outs = {}
     for side in ("native", "vsnap"):
@@ -119,7 +119,7 @@ def test_busybox_cp_a_keeps_times_and_modes(tmp_path):
 def test_statfs_answers_fixed_numbers(tmp_path):
     """Not the host's numbers: a fixed 16 GiB ext4 with 8 GiB free, mounted noatime; /proc is
     procfs. (README: where vsnap differs from Linux.)"""
-    if not os.path.exists(BUSYBOX):
+    if BUSYBOX is None:
         pytest.skip(f"no {BUSYBOX} here")
     r, out, err = vsnap.run(BUSYBOX, "stat", "-f", "-c", "%n %t %s %S %b %f %a %c %d %l", ".",
                             "/proc", root=str(tmp_path), cwd=str(tmp_path), env=ENV)

@@ -16,7 +16,7 @@ import pytest
 from conftest import IS_ROOT, NATIVE_ENV, NATIVE_OK, run_api, shell_status
 from vsnap.testing import Guest, assert_transparent, measure
 
-BUSYBOX = "/bin/busybox"
+from conftest import BUSYBOX  # noqa: E402  (None: no static busybox here)
 DATA = {"data/a.txt": b"abcdefgh"}
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
            "urandom": (1, 9), "tty": (5, 0)}
@@ -210,7 +210,7 @@ def busybox(root: Path, *args: str) -> str:
 
 @pytest.fixture
 def bbroot(tmp_path):
-    if not os.path.exists(BUSYBOX):
+    if BUSYBOX is None:
         pytest.skip("no /bin/busybox")
     root = tmp_path / "root"
     (root / "bin").mkdir(parents=True)
