@@ -77,7 +77,7 @@ def test_log_keeps_the_guests_stderr_as_on_linux(prog, tmp_path):
     assert out.stdout.startswith(b"done ")
     lines = log.read_text().splitlines()
     assert lines[:3] == ["an earlier line", NOTICE_A, NOTICE_B]  # appended, not replaced
-    assert re.fullmatch(r"vsnap: \d+ instructions, \d+ system calls, .* exit status 0", lines[3])
+    assert re.fullmatch(r"vsnap: \d+ instructions, \d+ system calls, .* exit status 0(, peak memory \d+ KiB touched)?", lines[3])
     assert lines[4:] == ["vsnap: refused: io_setup x2, syscall_335 x2"]
 
 

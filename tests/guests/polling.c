@@ -57,7 +57,7 @@ int main(void) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     show("poll 120ms", syscall(SYS_poll, &never, 1, 120));
     long took = ms_since(&t0);
-    printf("  waited >= 120ms: %d, < 1000ms: %d\n", took >= 120, took < 1000);
+    printf("  waited >= 120ms: %d, < 5000ms: %d\n", took >= 120, took < 5000);  /* a loaded host may lag */
     struct timespec ts = {0, 200 * 1000000};
     clock_gettime(CLOCK_MONOTONIC, &t0);
     show("ppoll 200ms", syscall(SYS_ppoll, &never, 1, &ts, NULL, 8));
