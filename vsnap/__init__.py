@@ -6,7 +6,6 @@ in Python serves their system calls inside a sandbox directory, deterministicall
 from .errors import VsnapError
 from .kernel import Capture, Console
 from .machine import Machine, RunResult
-from .version import __version__  # the package metadata's; images record it too
 
 __all__ = ["Capture", "Console", "Machine", "RunResult", "VsnapError", "__version__", "run"]
 
@@ -21,3 +20,12 @@ def run(program: str, *args: str, root: str = ".", stdin: bytes = b"",
     m = Machine(program, args, root=root, console=cap.console, **kw)
     result = m.run(max_instructions=max_instructions, count=count)
     return result, bytes(cap.out), bytes(cap.err)
+
+
+def __getattr__(name: str):
+    # vsnap.__version__ is the package metadata's (images record it too), looked up at first
+    # use: see version.py
+    if name == "__version__":
+        from .version import version
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

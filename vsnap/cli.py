@@ -31,11 +31,20 @@ def _count(text: str) -> int:
     return n
 
 
+class _Version(argparse.Action):
+    """argparse's "version" action, with the version looked up only when asked for: the
+    lookup costs a tenth of a `vsnap run hello` (see version.py)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .version import version
+        sys.stdout.write(f"vsnap {version()}\n")  # argparse's prints it on stdout too
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vsnap", description="Run static x86-64 Linux programs "
                                 "in an emulator, in a sandbox, deterministically.")
-    from .version import __version__
-    p.add_argument("--version", action="version", version=f"vsnap {__version__}",
+    p.add_argument("--version", action=_Version, nargs=0,
                    help="print vsnap's version (the one its images record) and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
