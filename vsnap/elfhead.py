@@ -75,7 +75,8 @@ def read_headers_pyelftools(data: bytes) -> Headers:
 
     from elftools.elf.elffile import ELFFile
     elf = ELFFile(io.BytesIO(data))
-    phdrs = [Phdr(p.p_type if p.p_type in PT_NAMES.values() else "", p.p_offset, p.p_vaddr, p.p_filesz, p.p_memsz, p.p_flags)
+    phdrs = [Phdr(p.p_type if p.p_type in PT_NAMES.values() else "", p.p_offset, p.p_vaddr,
+                  p.p_filesz, p.p_memsz, p.p_flags)
              for p in (seg.header for seg in elf.iter_segments())]
     return Headers(elf["e_machine"], elf["e_type"], elf["e_entry"], elf["e_phoff"],
                    elf["e_phnum"], phdrs)
