@@ -290,7 +290,9 @@ def _drive(m, a, max_instructions=None) -> int:
     plan = SavePlan(a.output, a.save_at, a.save_every, a.exit)
     if (plan.wanted or a.exit) and not a.output:
         raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")
-    result = drive(m, plan, count=a.stats, max_instructions=max_instructions, say=_notice)
+    from .progress import wanted
+    result = drive(m, plan, count=a.stats, max_instructions=max_instructions, say=_notice,
+                   progress=wanted(quiet=_Lines.quiet))
     sys.stdout.flush()
     if result.message:
         _say(result.message)
@@ -339,7 +341,7 @@ def cmd_inspect(a) -> int:
 
 
 def cmd_check(a) -> int:
-    from .check import check, progress_line, report
+    from .check import check, report
     from .testing import Guest
     if a.root and not os.path.isdir(a.root):
         raise UsageError(f"vsnap: --root {a.root}: not a directory")
@@ -353,10 +355,12 @@ def cmd_check(a) -> int:
     program = os.path.abspath(_program_path(a.program))
     guest = Guest(program, tuple(a.args), stdin=stdin,
                   template=os.path.abspath(a.root) if a.root else None)
-    verdict = check(guest, examples=a.examples, seed_=a.seed,
-                    progress=progress_line if sys.stderr.isatty() else None)
-    if sys.stderr.isatty():
-        sys.stderr.write("\n")
+    from .progress import Examples, wanted
+    if wanted(quiet=_Lines.quiet):
+        with Examples(a.examples) as bar:
+            verdict = check(guest, examples=a.examples, seed_=a.seed, progress=bar)
+    else:
+        verdict = check(guest, examples=a.examples, seed_=a.seed)
     print(report(guest, verdict))
     return 0 if verdict.transparent else 1
 
