@@ -21,8 +21,8 @@ import pytest
 pytest.importorskip("tqdm")  # a dependency (pyproject.toml); the bars need it
 
 VSNAP = [sys.executable, "-m", "vsnap"]
-STEPS = "15000000"  # compute.c: ~165 M counted instructions, a few seconds
-STATS = re.compile(rb"vsnap: \d+ instructions, \d+ system calls, [\d.]+ s, exit status 0")
+STATS = re.compile(rb"vsnap: (\d+) instructions, \d+ system calls, ([\d.]+) s, exit status 0")
+SECONDS = 2.0  # how long the counted runs below last: several ticks past the bar's delay
 
 
 def run(argv, *, cwd, terminal: bool) -> tuple[int, bytes, bytes]:
@@ -60,11 +60,28 @@ def compute(builds):
     return builds.get("compute", "musl")
 
 
-def test_counted_run_shows_progress_on_a_terminal_only(compute, tmp_path):
-    argv = [*VSNAP, "run", "--stats", compute, STEPS]
+@pytest.fixture(scope="module")
+def sized(compute, tmp_path_factory):
+    """(steps, instructions) for a compute.c run that lasts about SECONDS counted on this
+    machine, whatever counting costs (measured: a short counted run first)."""
+    steps = 2_000_000
+    while True:
+        _, _, err = run([*VSNAP, "run", "--stats", compute, str(steps)],
+                        cwd=tmp_path_factory.mktemp("sizing"), terminal=False)
+        n, secs = STATS.search(err).groups()
+        if float(secs) > 0.25:
+            break
+        steps *= 8
+    scale = SECONDS / float(secs)
+    return str(int(steps * scale)), int(int(n) * scale)
+
+
+def test_counted_run_shows_progress_on_a_terminal_only(compute, sized, tmp_path):
+    argv = [*VSNAP, "run", "--stats", compute, sized[0]]
     status, out, err = run(argv, cwd=tmp_path, terminal=True)
     assert status == 0
-    assert re.search(rb"vsnap: [\d.]+M instructions \[[\d:]+, [\d.]+M instructions/s\]", err), err
+    assert re.search(rb"vsnap: [\d.]+[MG] instructions \[[\d:]+, [\d.]+[MG] instructions/s\]",
+                     err), err
     assert STATS.search(err)
     # the bar is gone before the last line: the line starts at the left edge
     assert re.search(rb"\r\s*\r+" + STATS.pattern, err)
@@ -73,19 +90,21 @@ def test_counted_run_shows_progress_on_a_terminal_only(compute, tmp_path):
     assert STATS.fullmatch(err2.rstrip(b"\n")) and err2.count(b"\n") == 1  # as before
 
 
-def test_budget_shows_the_way_to_it(compute, tmp_path):
-    status, _, err = run([*VSNAP, "run", "--max-instructions", "100000000", compute, STEPS],
+def test_budget_shows_the_way_to_it(compute, sized, tmp_path):
+    budget = sized[1] * 4 // 5
+    status, _, err = run([*VSNAP, "run", "--max-instructions", str(budget), compute, sized[0]],
                          cwd=tmp_path, terminal=True)
     assert status == 152
-    assert re.search(rb"\d+%\|.*\| [\d.]+M/100M", err), err
-    assert b"over the budget of 100000000" in err
+    assert re.search(rb"\d+%\|.*\| [\d.]+[MG]?/[\d.]+[MG]? \[", err), err
+    assert f"over the budget of {budget}".encode() in err
 
 
-def test_save_every_shows_the_next_save(compute, tmp_path):
-    argv = [*VSNAP, "run", "--save-every", "50000000", "-o", "c.img", compute, STEPS]
+def test_save_every_shows_the_next_save(compute, sized, tmp_path):
+    every = sized[1] // 4   # three saves, then the guest ends before a fourth
+    argv = [*VSNAP, "run", "--save-every", str(every), "-o", "c.img", compute, sized[0]]
     status, out, err = run(argv, cwd=tmp_path, terminal=True)
     assert status == 0 and b"EXIT-SUCCESS" in out
-    assert re.search(rb"next save at 100,000,000, 1 saved", err), err
+    assert f"next save at {2 * every:,}, 1 saved".encode() in err, err
     # vsnap's own lines clear the bar first: each begins at the left edge of a clean line
     saved = re.findall(rb"(\r *\r|\n|^)vsnap: saved c\.000(\d)\.img at instruction", err)
     assert [n for _, n in saved] == [b"1", b"2", b"3"], err
@@ -96,18 +115,18 @@ def test_save_every_shows_the_next_save(compute, tmp_path):
 
 
 def test_check_shows_examples_done_of_total(builds, tmp_path):
-    argv = [*VSNAP, "check", "--examples", "120", builds.get("hello", "musl")]
+    argv = [*VSNAP, "check", "--examples", "150", builds.get("hello", "musl")]
     status, out, err = run(argv, cwd=tmp_path, terminal=True)
-    assert status == 0 and out.startswith(b"vsnap check: transparent: 120 examples")
-    assert re.search(rb"vsnap check: +\d+%\|.*\| +\d+/120 \[.*example/s, saves at \d", err), err
+    assert status == 0 and out.startswith(b"vsnap check: transparent: 150 examples")
+    assert re.search(rb"vsnap check: +\d+%\|.*\| +\d+/150 \[.*example/s, saves at \d", err), err
     status2, out2, err2 = run(argv, cwd=tmp_path, terminal=False)
     assert (status2, out2, err2) == (status, out, b"")
 
 
-def test_quiet_and_plain_runs_draw_no_bar(builds, compute, tmp_path):
+def test_quiet_and_plain_runs_draw_no_bar(builds, compute, sized, tmp_path):
     """-q drops the bar; a plain run is not counted, so it has none, and does not even load
     tqdm (start-up): the module list comes from the probe of tests/test_startup.py."""
-    _, _, err = run([*VSNAP, "run", "-q", "--stats", compute, STEPS], cwd=tmp_path,
+    _, _, err = run([*VSNAP, "run", "-q", "--stats", compute, sized[0]], cwd=tmp_path,
                     terminal=True)
     assert STATS.fullmatch(err.strip())
     from test_startup import PROBE
