@@ -32,7 +32,7 @@ def syscall(name: str, kinds: str = ""):
 
     def register(fn):
         # the code object's count, not inspect.signature: this runs for every handler at
-        # every start, and signature() cost ~10 ms of `vsnap run hello` over 150 handlers
+        # every start, and signature() over 150 handlers cost a few ms of `vsnap run hello`
         code = fn.__code__
         assert not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS) \
             and not code.co_kwonlyargcount, f"{name}: plain positional arguments only"
