@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -115,8 +114,3 @@ def report(guest: Guest, v: Verdict) -> str:
     if guest.stdin:
         lines.append(f"  (with {len(guest.stdin)} bytes on stdin: add < FILE to each command)")
     return "\n".join(lines)
-
-
-def progress_line(done: int, total: int, points) -> None:
-    sys.stderr.write(f"\r  example {done}/{total}  k={','.join(map(str, points))}        ")
-    sys.stderr.flush()

@@ -8,7 +8,6 @@ interrupts even a loop with no system calls), waits for the main loop to save, a
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -64,6 +63,7 @@ class ControlServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            import json  # here: a run that is never asked to save need not load it
             with conn:
                 try:
                     raw = conn.makefile("rb").readline(1 << 16)
@@ -101,6 +101,7 @@ class ControlServer:
 
 def request_save(pid: int, path: str, stop: bool, timeout: float = 30.0) -> dict:
     """Ask the `vsnap run` with this pid to save its guest to `path`; its answer."""
+    import json
     sp = socket_path(pid)
     if not os.path.exists(sp):
         raise SaveFailed(f"vsnap: no vsnap run with pid {pid} is listening ({sp} is missing); "

@@ -52,10 +52,38 @@ def say(line: str) -> None:
 
 
 def drive(m: Machine, plan: SavePlan, *, count: bool = False,
-          max_instructions: int | None = None, listen: bool = True, say=say) -> RunResult:
+          max_instructions: int | None = None, listen: bool = True, say=say,
+          progress: bool = False) -> RunResult:
+    """Run `m` through the save points of `plan` to its end. `progress`: a bar on the
+    terminal while the run is counted (vsnap/progress.py); the caller checked it is one."""
     if plan.wanted and m.instructions is None:
         raise UsageError("vsnap: this image was saved from a free-running guest, so its "
                          "instruction count is unknown; --save-at needs a known position")
+    bar = None
+    if progress and (plan.wanted or count or max_instructions is not None):
+        from .progress import Instructions  # here: a plain run need not load it (start-up)
+        bar = Instructions(m, total=max_instructions)
+        say = _share_terminal(m, bar, say)
+    try:
+        return _drive(m, plan, count, max_instructions, listen, say, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _share_terminal(m: Machine, bar, say):
+    """What else writes to the terminal while the bar is up clears it first: the guest's
+    output, vsnap's notices and --strace lines. Returns `say`, guarded likewise."""
+    con, k = m.kernel.console, m.kernel
+    con.write_out, con.write_err = bar.around(con.write_out), bar.around(con.write_err)
+    k.notice = bar.around(k.notice)
+    if k.strace is not None:
+        k.strace = bar.around(k.strace)
+    return bar.around(say)
+
+
+def _drive(m: Machine, plan: SavePlan, count: bool, max_instructions: int | None,
+           listen: bool, say, bar) -> RunResult:
     numbered = plan.every is not None or len(plan.at) > 1
     index = 0
     if plan.wanted:
@@ -63,6 +91,8 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
         for n in plan.points(m.instructions):
             if max_instructions is not None and n > max_instructions:
                 break
+            if bar is not None:
+                bar.note = f"next save at {n:,}" + (f", {index} saved" if index else "")
             result = m.advance(n)
             if result is not None:
                 say(f"vsnap: the guest ended before instruction {n}; no image saved there")
@@ -74,6 +104,8 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
             if plan.stop:
                 return RunResult(0, message=None, instructions=n,
                                  syscalls=m.kernel.syscall_count)
+    if bar is not None and not (count or max_instructions is not None):
+        bar.close()  # the rest of the run is not counted: nothing more to show
     server = host = None
     if listen:
         from .control import ControlServer
