@@ -60,6 +60,9 @@ _PROT_ERRORS = {U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT, U.UC_ERR_FETCH_PROT}
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
+# exceptions raised after their instruction completed (rip is past it): int3, int n, into.
+# The count leaves the instruction out all the same, as for faults (counter.py).
+_TRAPS = {1, 3}
 
 
 class CpuFault(Exception):
@@ -90,6 +93,9 @@ class Cpu:
         self.budget: int | None = None
         self.over_limit = False
         self.tsc: Callable[[], int] = lambda: 0
+        # may the counter keep a block's count: False where the guest can write the code
+        # (set by the machine, which knows the mappings)
+        self.code_cacheable: Callable[[int, int], bool] = lambda address, size: False
         self._rdtsc_hooks: dict[int, int] = {}
 
     # registers -------------------------------------------------------------------------
@@ -191,6 +197,8 @@ class Cpu:
     def _on_rdtsc(self, uc, address, size, _ud) -> None:
         if size != 2 or bytes(uc.mem_read(address, 2)) != b"\x0f\x31":
             return
+        if self.counter is not None:  # the rest of this block runs as a new one
+            self.counter.cut(address + 2)
         t = self.tsc()
         uc.reg_write_batch([(X.UC_X86_REG_RAX, t & 0xFFFFFFFF), (X.UC_X86_REG_RDX, t >> 32)])
         # alone: Unicorn treats a hook's write of rip as a jump only through reg_write (a
@@ -203,6 +211,8 @@ class Cpu:
 
     def _on_interrupt(self, uc, vector, _ud) -> None:
         self._vector = vector
+        if self.counter is not None:
+            self.counter.request_stop()  # the next block must not be counted
         uc.emu_stop()
 
     # running -----------------------------------------------------------------------------
@@ -210,40 +220,59 @@ class Cpu:
         """Run from rip until a hook stops the engine; raise CpuFault on a fault.
 
         With counting on, `stop_at` stops exactly when that many instructions have run, and
-        the budget stops a runaway guest (over_limit)."""
+        the budget stops a runaway guest (over_limit): the block counter stops before the
+        block that would cross the limit, and its tail then runs with a per-instruction
+        hook on that block alone (counter.py)."""
         self._bad_access = self._vector = None
-        c, count = self.counter, 0
+        c = self.counter
         if c is not None:
-            if c.exact_stops:
-                limits = [x for x in (stop_at, self.budget) if x is not None]
-                c.arm(min(limits) if limits else None)
-            else:
-                c.arm(self.budget)
-                if stop_at is not None:
-                    count = stop_at - c.count  # Unicorn's own exact count
+            limits = [x for x in (stop_at, self.budget) if x is not None]
+            c.arm(min(limits) if limits else None)
+            c.clear_stop()
+        fault = self._emulate(c)
+        if fault is None and c is not None and c.tail_pending():
+            span = c.tail()
+            try:
+                fault = self._emulate(c)
+            finally:
+                c.end_tail(span)
+        if c is not None and c.error is not None:
+            error, c.error = c.error, None
+            raise error
+        if fault is not None:
+            raise fault
+        if c is not None and self.budget is not None and (stop_at is None or c.count < stop_at):
+            self.over_limit = c.count >= self.budget
+
+    def _emulate(self, c) -> CpuFault | None:
+        """One emu_start from rip; a fault comes back (the count already corrected)."""
         try:
-            self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
+            self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF)
         except U.UcError as e:
             rip = self.read("rip")
             if c is not None:
                 c.fault(rip)
             signal = FAULTS.get(e.errno)
             if signal is None:
-                raise CpuFault("SIGSEGV", rip, None, str(e)) from None
+                return CpuFault("SIGSEGV", rip, None, str(e))
             addr = self._bad_access[1] if self._bad_access else None
             code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
-            raise CpuFault(signal, rip, addr, str(e), code) from None
+            return CpuFault(signal, rip, addr, str(e), code)
         if self._vector is not None:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")
+            rip = self.read("rip")
             if c is not None:
-                c.fault(self.read("rip"))
-            raise CpuFault(signal, self.read("rip"), None, f"CPU exception {vector}")
-        if c is not None and self.budget is not None and (stop_at is None or c.count < stop_at):
-            self.over_limit = c.count >= self.budget if c.exact_stops else c.hit_limit
+                c.fault(rip, trap=vector in _TRAPS)
+            return CpuFault(signal, rip, None, f"CPU exception {vector}")
+        return None
 
     def stop(self) -> None:
-        self.uc.emu_stop()
+        """Stop the engine (from a hook, a signal handler or another thread)."""
+        if self.counter is not None:
+            self.counter.request_stop()  # before the next block, so the count stays exact
+        else:
+            self.uc.emu_stop()
 
     # counting ----------------------------------------------------------------------------
     @property
@@ -262,10 +291,16 @@ class Cpu:
         for --stats, budgets and exact stops."""
         if self.counter is None:
             from .counter import make_counter
-            self.counter = make_counter(self.uc)
+            self.counter = make_counter(self.uc, self.code_cacheable)
         self.counter.count = at
         self.budget = limit
         self.over_limit = False
+
+    def code_changed(self) -> None:
+        """Executable memory was mapped, unmapped, reprotected or written by vsnap: counts
+        kept per block may be stale."""
+        if self.counter is not None:
+            self.counter.code_changed()
 
     def stop_counting(self) -> None:
         """Back to full speed: the counting hook goes."""

@@ -24,7 +24,7 @@ from .kernel.signal import NothingToWaitFor
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
 from .guestram import UnicornMemory
-from .memory import AddressSpace, MemoryBudgetExceeded
+from .memory import PROT_WRITE, AddressSpace, MemoryBudgetExceeded
 from .trace import disassemble_one
 from .vfs import Sandbox
 
@@ -82,6 +82,8 @@ class Machine:
         self.program_path = os.path.realpath(program)
         self.cpu = Cpu()
         self.mem = AddressSpace(UnicornMemory(self.cpu.uc), limit=max_memory)
+        self.cpu.code_cacheable = self._code_cacheable
+        self.mem.on_code_change = self.cpu.code_changed
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
@@ -101,6 +103,15 @@ class Machine:
         # called with (machine, fault) at a fault that will kill the guest, before it does:
         # --save-on-crash and --core look at the guest here, at the faulting instruction
         self.on_crash = None
+
+    def _code_cacheable(self, address: int, size: int) -> bool:
+        """May the counter keep this block's count: no byte of it is writable by the guest
+        (code it can write may change, and Unicorn then translates it afresh)."""
+        end = address + max(size, 1)
+        for v in self.mem.vmas:
+            if v.start < end and address < v.end and v.prot & PROT_WRITE:
+                return False
+        return True
 
     @property
     def log(self):

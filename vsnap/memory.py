@@ -58,6 +58,14 @@ class AddressSpace:
         self.limit = limit          # memory budget in bytes over all mappings
         self.vmas: list[Vma] = []
         self.brk_start = self.brk = 0
+        # called when executable memory is mapped, unmapped, reprotected or written from
+        # outside the guest: the instruction counter's per-block counts then go (counter.py)
+        self.on_code_change = None
+
+    def _code(self, start: int, end: int) -> None:
+        if self.on_code_change is not None and any(
+                v.prot & PROT_EXEC and v.start < end and start < v.end for v in self.vmas):
+            self.on_code_change()
 
     # bookkeeping ---------------------------------------------------------------------------
     @property
@@ -86,6 +94,8 @@ class AddressSpace:
         self._check_budget(end - start - self._overlap(start, end))
         self.unmap(start, end - start)
         self.backend.map(start, end - start, prot)
+        if prot & PROT_EXEC and self.on_code_change is not None:
+            self.on_code_change()
         vma = Vma(start, end, prot, kind, name)
         self.vmas.append(vma)
         self.vmas.sort(key=lambda v: v.start)
@@ -113,6 +123,7 @@ class AddressSpace:
 
     def unmap(self, start: int, length: int) -> None:
         end = page_up(start + length)
+        self._code(start, end)
         for i in reversed(self._split(start, end)):
             v = self.vmas.pop(i)
             self.backend.unmap(v.start, v.size)
@@ -125,6 +136,7 @@ class AddressSpace:
 
     def protect(self, start: int, length: int, prot: int) -> None:
         end = page_up(start + length)
+        self._code(start, end)
         covered = 0
         inside = self._split(start, end)
         for i in inside:
@@ -198,6 +210,7 @@ class AddressSpace:
 
     def write(self, addr: int, data: bytes) -> None:
         self.backend.write(addr, bytes(data))
+        self._code(addr, addr + len(data))
 
     def read_bulk(self, addr: int, size: int):
         """Many pages at once (checkpoints): the backend's fast path when it has one."""
@@ -208,10 +221,12 @@ class AddressSpace:
         """A writable view of guest memory itself (restore fills it), or None where the
         backend keeps none."""
         view = getattr(self.backend, "view", None)
+        self._code(addr, addr + size)
         return view(addr, size) if view else None
 
     def write_bulk(self, addr: int, data) -> None:
         fast = getattr(self.backend, "write_bulk", None)
+        self._code(addr, addr + len(data))
         if fast:
             fast(addr, data)
         else:
