@@ -296,9 +296,12 @@ class Cpu:
         self.budget = limit
         self.over_limit = False
 
-    def code_changed(self) -> None:
-        """Executable memory was mapped, unmapped, reprotected or written by vsnap: counts
-        kept per block may be stale."""
+    def code_changed(self, start: int, end: int) -> None:
+        """Executable memory in [start, end) was mapped, unmapped, reprotected or written by
+        vsnap: code translated from it and counts kept per block may be stale. Unicorn keeps
+        running its old translation of a page the guest rewrote between two mprotect calls
+        (tests/guests/selfmod.c showed it), so its translations of the range go too."""
+        self.uc.ctl_remove_cache(start, end)
         if self.counter is not None:
             self.counter.code_changed()
 

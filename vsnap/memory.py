@@ -58,14 +58,15 @@ class AddressSpace:
         self.limit = limit          # memory budget in bytes over all mappings
         self.vmas: list[Vma] = []
         self.brk_start = self.brk = 0
-        # called when executable memory is mapped, unmapped, reprotected or written from
-        # outside the guest: the instruction counter's per-block counts then go (counter.py)
+        # called with (start, end) when executable memory is mapped, unmapped, reprotected or
+        # written from outside the guest: the engine's translated code and the instruction
+        # counter's per-block counts for it then go (cpu.py code_changed)
         self.on_code_change = None
 
     def _code(self, start: int, end: int) -> None:
         if self.on_code_change is not None and any(
                 v.prot & PROT_EXEC and v.start < end and start < v.end for v in self.vmas):
-            self.on_code_change()
+            self.on_code_change(start, end)
 
     # bookkeeping ---------------------------------------------------------------------------
     @property
@@ -95,7 +96,7 @@ class AddressSpace:
         self.unmap(start, end - start)
         self.backend.map(start, end - start, prot)
         if prot & PROT_EXEC and self.on_code_change is not None:
-            self.on_code_change()
+            self.on_code_change(start, end)
         vma = Vma(start, end, prot, kind, name)
         self.vmas.append(vma)
         self.vmas.sort(key=lambda v: v.start)
