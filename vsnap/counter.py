@@ -39,10 +39,12 @@ from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 NEVER = (1 << 64) - 1
 COUNTING = "unicorn-insn-1"  # the definition above; images made under another are refused
-TABLE_BITS = 16              # 65,536 blocks; the table is emptied when 3/4 full
+TABLE_BITS = 16              # 65,536 blocks (BITS in the C source); emptied when 3/4 full
 
 _C_SOURCE = b"""
 #include <stdint.h>
+#define BITS 16
+#define SLOTS (1u << BITS)
 struct entry { uint64_t address; uint32_t size; uint32_t n; };
 struct counter {
     uint64_t count, limit;
@@ -50,57 +52,68 @@ struct counter {
     uint64_t (*miss)(uint64_t address, uint32_t size);  /* n << 1 | 1 if it may be kept */
     volatile uint32_t stop_request;  /* cpu.stop(): stop before the next block */
     uint32_t mode;                   /* 0 blocks, 1 the tail of one block, instruction by one */
-    uint64_t last_address;           /* the block counted last, and its count */
-    uint32_t last_size, last_n;
-    uint64_t held_address;           /* the block not entered because it would cross limit */
-    uint32_t held_size, held_n;
-    uint32_t bits, used;
-    struct entry *table;
+    struct entry *last;              /* the block counted last */
+    struct entry held;               /* the block not entered: it would cross the limit */
+    struct entry scratch;            /* the last block, when it is not kept in the table */
+    uint32_t used, pad;
+    struct entry table[SLOTS];
 };
 
-static void forget_all(struct counter *c)
+static inline uint64_t slot(uint64_t a, uint32_t s)
 {
-    uint64_t i, n = 1ull << c->bits;
-    for (i = 0; i < n; i++) c->table[i].size = 0;
+    return ((a ^ (a >> 17) ^ ((uint64_t)s << 29)) * 0x9E3779B97F4A7C15ull) >> (64 - BITS);
+}
+
+void vsnap_forget(struct counter *c)
+{
+    for (uint32_t i = 0; i < SLOTS; i++) c->table[i].size = 0;
     c->used = 0;
 }
 
-void vsnap_forget(struct counter *c) { forget_all(c); }
-
-void vsnap_block(void *uc, uint64_t address, uint32_t size, struct counter *c)
+__attribute__((noinline))
+static void slow(void *uc, uint64_t address, uint32_t size, struct counter *c)
 {
+    struct entry *e;
     uint32_t n;
     if (c->stop_request) { c->stop(uc); return; }
     if (c->mode) return;  /* the tail: the instruction hook counts */
-    uint64_t mask = (1ull << c->bits) - 1;
-    uint64_t h = ((address ^ (address >> 17) ^ ((uint64_t)size << 29)) * 0x9E3779B97F4A7C15ull)
-                 >> (64 - c->bits);
-    for (;;) {
-        struct entry *e = &c->table[h];
+    for (uint64_t h = slot(address, size);; h = (h + 1) & (SLOTS - 1)) {
+        e = &c->table[h];
         if (e->size == 0) {
             uint64_t r = c->miss(address, size);
             n = (uint32_t)(r >> 1);
             if ((r & 1) && size) {
-                if (c->used >= (mask + 1) / 4 * 3) {
-                    forget_all(c);
-                    h = ((address ^ (address >> 17) ^ ((uint64_t)size << 29))
-                         * 0x9E3779B97F4A7C15ull) >> (64 - c->bits);
-                    e = &c->table[h];
+                if (c->used >= SLOTS / 4 * 3) {
+                    vsnap_forget(c);
+                    e = &c->table[slot(address, size)];
                 }
-                e->address = address; e->size = size; e->n = n; c->used++;
+                c->used++;
+            } else {
+                e = &c->scratch;
             }
+            e->address = address; e->size = size; e->n = n;
             break;
         }
         if (e->address == address && e->size == size) { n = e->n; break; }
-        h = (h + 1) & mask;
     }
     if (c->count + n > c->limit) {  /* stop before it: the tail runs what fits */
-        c->held_address = address; c->held_size = size; c->held_n = n;
+        c->held = *e;
         c->stop(uc);
         return;
     }
     c->count += n;
-    c->last_address = address; c->last_size = size; c->last_n = n;
+    c->last = e;
+}
+
+void vsnap_block(void *uc, uint64_t address, uint32_t size, struct counter *c)
+{
+    struct entry *e = &c->table[slot(address, size)];
+    if (__builtin_expect(!(c->stop_request | c->mode) && e->address == address
+                         && e->size == size, 1)) {
+        uint64_t k = c->count + e->n;
+        if (__builtin_expect(k <= c->limit, 1)) { c->count = k; c->last = e; return; }
+    }
+    slow(uc, address, size, c);
 }
 
 void vsnap_insn(void *uc, uint64_t address, uint32_t size, struct counter *c)
@@ -122,12 +135,9 @@ class _Struct(ctypes.Structure):
     _fields_ = [("count", ctypes.c_uint64), ("limit", ctypes.c_uint64),
                 ("stop", ctypes.c_void_p), ("miss", _MISS),
                 ("stop_request", ctypes.c_uint32), ("mode", ctypes.c_uint32),
-                ("last_address", ctypes.c_uint64), ("last_size", ctypes.c_uint32),
-                ("last_n", ctypes.c_uint32),
-                ("held_address", ctypes.c_uint64), ("held_size", ctypes.c_uint32),
-                ("held_n", ctypes.c_uint32),
-                ("bits", ctypes.c_uint32), ("used", ctypes.c_uint32),
-                ("table", ctypes.POINTER(_Entry))]
+                ("last", ctypes.POINTER(_Entry)), ("held", _Entry), ("scratch", _Entry),
+                ("used", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("table", _Entry * (1 << TABLE_BITS))]
 
 
 _native_lib = None
@@ -216,7 +226,7 @@ class _Native:
 
     def arm(self, limit: int | None) -> None:
         self._c.limit = NEVER if limit is None else limit
-        self._c.held_size = self._c.held_n = 0
+        self._c.held.size = 0
 
     def request_stop(self) -> None:
         """Stop before the next block (from any thread): a block the engine enters only to
@@ -257,10 +267,6 @@ class BlockCounter(_Native):
 
     def __init__(self, uc, lib, cacheable: Callable[[int, int], bool]):
         super().__init__(uc, lib)
-        size = 1 << TABLE_BITS
-        self._table = (_Entry * size)()
-        self._c.bits = TABLE_BITS
-        self._c.table = ctypes.cast(self._table, ctypes.POINTER(_Entry))
         mem_read = uc.mem_read
 
         self.error: BaseException | None = None
@@ -277,6 +283,14 @@ class BlockCounter(_Native):
         self._add(U.UC_HOOK_BLOCK, lib.vsnap_block)
         self._tail_hook = None
 
+    def _last(self) -> tuple[int, int, int] | None:
+        """(address, size, count) of the block counted last, if one is."""
+        last = self._c.last
+        if not last:
+            return None
+        e = last.contents
+        return (e.address, e.size, e.n) if e.size else None
+
     def code_changed(self) -> None:
         """Executable memory changed under the engine: forget every block."""
         self._lib.vsnap_forget(ctypes.byref(self._c))
@@ -284,16 +298,16 @@ class BlockCounter(_Native):
     def tail_pending(self) -> bool:
         """The last run stopped before a block that would cross the limit, short of it."""
         c = self._c
-        return c.held_size != 0 and c.count < c.limit
+        return c.held.size != 0 and c.count < c.limit
 
     def tail(self) -> tuple[int, int]:
         """Arm the per-instruction hook on just the held block; return its range."""
         c = self._c
-        start, end = c.held_address, c.held_address + c.held_size
+        start, end = c.held.address, c.held.address + c.held.size
         self._uc.ctl_remove_cache(start, end)  # retranslate it with the instruction hook
         self._tail_hook = self._add(U.UC_HOOK_CODE, self._lib.vsnap_insn, start, end - 1)
         c.mode = 1
-        c.held_size = c.held_n = 0
+        c.held.size = 0
         return start, end
 
     def end_tail(self, span: tuple[int, int]) -> None:
@@ -311,11 +325,12 @@ class BlockCounter(_Native):
         if c.mode:  # the tail counts each instruction as it starts
             c.count -= 1
             return
-        start, size = c.last_address, c.last_size
-        if size and start <= rip <= start + size:
+        last = self._last()
+        if last and last[0] <= rip <= last[0] + last[1]:
+            start = last[0]
             before = count_code(bytes(self._uc.mem_read(start, rip - start)), start)
-            c.count = c.count - c.last_n + before - (1 if trap else 0)
-            c.last_size = 0
+            c.count = c.count - last[2] + before - (1 if trap else 0)
+            c.last = None
 
     def cut(self, next_rip: int) -> None:
         """A hook moved rip to next_rip inside the current block (rdtsc is served by a hook
@@ -323,11 +338,12 @@ class BlockCounter(_Native):
         c = self._c
         if c.mode:
             return
-        start, size = c.last_address, c.last_size
-        if size and start < next_rip <= start + size:
+        last = self._last()
+        if last and last[0] < next_rip <= last[0] + last[1]:
+            start = last[0]
             done = count_code(bytes(self._uc.mem_read(start, next_rip - start)), start)
-            c.count = c.count - c.last_n + done
-            c.last_size = 0
+            c.count = c.count - last[2] + done
+            c.last = None
 
 
 def make_counter(uc, cacheable: Callable[[int, int], bool]):
