@@ -160,3 +160,38 @@ def test_checkpoints_anywhere_in_the_new_guests(builds, name, tmp_path_factory):
     def transparent(k):
         assert_transparent(guest, [k], reference=m.outcome, base=base)
     transparent()
+
+
+def test_an_image_counted_another_way_is_refused_in_one_line(tmp_path):
+    """A position counted under another definition of "instruction" would resume at another
+    point: refused, never resumed there. Images without the field counted as today."""
+    import json
+    import subprocess
+    import sys
+    from guestrun import Capture, guest, root_for, start
+    from vsnap.counter import COUNTING
+    from vsnap.snapshot import ImageError, checkpoint, load
+    from vsnap.snapshot.codec import decode, encode
+    root = root_for(tmp_path)
+    m = start(guest("counter"), root, Capture(b""))
+    assert m.advance(200_000) is None
+    path = tmp_path / "c.img"
+    checkpoint(m, str(path))
+    manifest, parts = decode(path.read_bytes())
+    kernel = json.loads(parts["kernel.json"])
+    assert kernel["counting"] == COUNTING
+    del kernel["counting"]
+    parts["kernel.json"] = json.dumps(kernel).encode()
+    old = tmp_path / "old.img"
+    old.write_bytes(encode(parts, manifest["program"]))
+    assert load(str(old)).kernel["instructions"] == 200_000
+    kernel["counting"] = "per-retired-instruction"
+    parts["kernel.json"] = json.dumps(kernel).encode()
+    other = tmp_path / "other.img"
+    other.write_bytes(encode(parts, manifest["program"]))
+    with pytest.raises(ImageError, match="counted as 'per-retired-instruction'"):
+        load(str(other))
+    p = subprocess.run([sys.executable, "-m", "vsnap", "resume", str(other)], cwd=root,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "counted as" in p.stderr
