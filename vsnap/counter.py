@@ -268,11 +268,13 @@ class BlockCounter(_Native):
     def __init__(self, uc, lib, cacheable: Callable[[int, int], bool]):
         super().__init__(uc, lib)
         mem_read = uc.mem_read
+        self._cacheable = cacheable
 
         self.error: BaseException | None = None
 
         def miss(address: int, size: int) -> int:
             try:
+                self._abandoned(address, size)
                 n = count_code(bytes(mem_read(address, size)), address)
                 return n << 1 | (1 if cacheable(address, size) else 0)
             except BaseException as e:  # never unwind through the engine: stop before the
@@ -282,6 +284,23 @@ class BlockCounter(_Native):
         self._c.miss = _MISS(miss)
         self._add(U.UC_HOOK_BLOCK, lib.vsnap_block)
         self._tail_hook = None
+
+    def _abandoned(self, address: int, size: int) -> None:
+        """A store into the block being executed makes Unicorn abandon it there, run the
+        store again as a block of its own and translate the rest anew. That new block starts
+        inside the last one and ends short of it, which a block in read-only code never does
+        (only code the guest can write changes under a running block): take back what the
+        last block did not run, keeping the store once for its first, abandoned try, as the
+        per-instruction hook counts it."""
+        last = self._last()
+        if last is None:
+            return
+        start, length, n = last
+        if start <= address < start + length and address + size < start + length \
+                and not self._cacheable(start, length):
+            before = count_code(bytes(self._uc.mem_read(start, address - start)), start)
+            self._c.count = self._c.count - n + before + 1
+            self._c.last = None
 
     def _last(self) -> tuple[int, int, int] | None:
         """(address, size, count) of the block counted last, if one is."""

@@ -4,6 +4,7 @@
  *    place with code of the same size but another number of instructions, run again.
  * 2. RWX: code rewritten in a writable and executable page without any system call between
  *    the write and the run, many times in a loop.
+ * 3. Code that patches the instruction right after its store, in the block being run.
  * Prints what the code returned, so the run is checked too. */
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +15,10 @@ typedef int (*fn)(void);
 /* both 7 bytes long: A returns 1 in 3 instructions, B returns 2 in 4 */
 static const unsigned char A[] = {0xb8, 0x01, 0x00, 0x00, 0x00, 0x90, 0xc3};  /* mov; nop; ret */
 static const unsigned char B[] = {0x31, 0xc0, 0xff, 0xc0, 0xff, 0xc0, 0xc3};  /* xor; inc; inc */
+/* mov byte [rip+1], 5 (the immediate of the next instruction); mov eax, 1; nop; nop; ret:
+ * returns 5 */
+static const unsigned char P[] = {0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x05,
+                                  0xb8, 0x01, 0x00, 0x00, 0x00, 0x90, 0x90, 0xc3};
 /* mov eax, imm32; ret: the immediate is rewritten */
 static const unsigned char C[] = {0xb8, 0x00, 0x00, 0x00, 0x00, 0xc3};
 
@@ -44,5 +49,12 @@ int main(int argc, char **argv)
         sum += ((fn)rwx)() + ((fn)(rwx + 64))();
     }
     printf("rwx: %ld\n", sum);
+
+    sum = 0;
+    for (int i = 0; i < rounds / 4 + 1; i++) {
+        memcpy(rwx + 128, P, sizeof P);
+        sum += ((fn)(rwx + 128))();
+    }
+    printf("patched: %ld\n", sum);
     return 0;
 }
