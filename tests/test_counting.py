@@ -61,9 +61,11 @@ def _stops(path, args, root, mode, ks, monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("name", ["repstr", "faulty", "selfmod", "signals"])
-def test_exact_stops_equal_the_reference(builds, name, tmp_path_factory, monkeypatch):
-    path = builds.get(name, "musl")
+@pytest.mark.parametrize("flavour", ["musl", "glibc-pie"])
+@pytest.mark.parametrize("name", ["repstr", "faulty", "selfmod", "signals", "wordfreq"])
+def test_exact_stops_equal_the_reference(builds, name, flavour, tmp_path_factory,
+                                         monkeypatch):
+    path = builds.get(name, flavour)
     args = SPECIAL.get(name, PROGRAM_ARGS.get(name))
     base = tmp_path_factory.mktemp(name)
     length = _counted(path, args, _root(base / "len"), "insn", monkeypatch)[0]
