@@ -197,3 +197,16 @@ def test_an_image_counted_another_way_is_refused_in_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "counted as" in p.stderr
+
+
+@pytest.mark.parametrize("flavour", ["musl", "glibc"])
+def test_code_rewritten_between_mprotects_runs_as_natively(builds, flavour, tmp_path):
+    """A page rewritten while writable and made executable again runs its new code: Unicorn
+    kept running its old translation until vsnap dropped it at mprotect (10 instead of 15)."""
+    from conftest import run_api, run_native
+    path = builds.get("selfmod", flavour)
+    native = run_native(path, ["20"], cwd=tmp_path)
+    assert native.stdout == b"mprotect: 15\nrwx: 221\npatched: 30\n"
+    for count in (False, True):
+        out, _ = run_api(path, ["20"], root=tmp_path, count=count)
+        assert (out.stdout, out.status) == (native.stdout, native.status)

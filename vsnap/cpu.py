@@ -301,7 +301,12 @@ class Cpu:
         vsnap: code translated from it and counts kept per block may be stale. Unicorn keeps
         running its old translation of a page the guest rewrote between two mprotect calls
         (tests/guests/selfmod.c showed it), so its translations of the range go too."""
-        self.uc.ctl_remove_cache(start, end)
+        # one call per engine region: Unicorn finds the first page's RAM and invalidates a
+        # contiguous stretch of RAM from there, and each of vsnap's chunks is its own RAM
+        for first, last, perms in self.uc.mem_regions():
+            lo, hi = max(start, first), min(end, last + 1)
+            if lo < hi and perms & U.UC_PROT_EXEC:
+                self.uc.ctl_remove_cache(lo, hi)
         if self.counter is not None:
             self.counter.code_changed()
 
