@@ -292,6 +292,9 @@ class Cpu:
         if self.counter is None:
             from .counter import make_counter
             self.counter = make_counter(self.uc, self.code_cacheable)
+            # Unicorn puts hooks into code as it translates it: code translated before the
+            # block hook existed would run uncounted
+            self.uc.ctl_flush_tb()
         self.counter.count = at
         self.budget = limit
         self.over_limit = False
