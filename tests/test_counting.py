@@ -105,7 +105,7 @@ def _positions(builds, name, monkeypatch, tmp_path, hook):
 def test_stops_next_to_every_fault(builds, tmp_path, monkeypatch):
     """Just before, at and after each instruction that faults into a guest handler."""
     path, faults = _positions(builds, "faulty", monkeypatch, tmp_path / "p", "_fault_to_handler")
-    assert len(faults) == 80  # 20 rounds of a bad load, a read-only store, ud2, int3
+    assert len(faults) == 100  # 20 rounds of a bad load, a read-only store, ud2, int3, int n
     ks = sorted({k + d for k in faults for d in (-1, 0, 1)})
     a = _stops(path, [], _root(tmp_path / "b"), "block", ks, monkeypatch)
     b = _stops(path, [], _root(tmp_path / "r"), "insn", ks, monkeypatch)

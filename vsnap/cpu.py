@@ -60,9 +60,11 @@ _PROT_ERRORS = {U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT, U.UC_ERR_FETCH_PROT}
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
-# exceptions raised after their instruction completed (rip is past it): int3, int n, into.
-# The count leaves the instruction out all the same, as for faults (counter.py).
-_TRAPS = {1, 3}
+# exceptions raised after their instruction completed (rip is past it): int1, int3, into,
+# and every vector above the CPU's own 32, which only `int n` raises. The count leaves the
+# instruction out all the same, as for faults (counter.py).
+def _is_trap(vector: int) -> bool:
+    return vector in (1, 3, 4) or vector >= 32
 
 
 class CpuFault(Exception):
@@ -263,7 +265,7 @@ class Cpu:
             signal = VECTORS.get(vector, "SIGSEGV")
             rip = self.read("rip")
             if c is not None:
-                c.fault(rip, trap=vector in _TRAPS)
+                c.fault(rip, trap=_is_trap(vector))
             return CpuFault(signal, rip, None, f"CPU exception {vector}")
         return None
 

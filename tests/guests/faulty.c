@@ -1,5 +1,5 @@
 /* Faults handed to the guest's handlers, again and again: loads from unmapped memory, stores
- * to read-only memory, ud2, int3 (tests/test_counting.py: the counts stay
+ * to read-only memory, ud2, int3, int $0x41 (tests/test_counting.py: the counts stay
  * exact across a block that faults). */
 #include <setjmp.h>
 #include <signal.h>
@@ -30,6 +30,7 @@ int main(void)
         if (!sigsetjmp(back, 0)) { sink += i; *(volatile int *)&ro = i; }
         if (!sigsetjmp(back, 0)) { sink += i; __asm__ volatile("ud2"); }
         if (!sigsetjmp(back, 0)) { sink += i; __asm__ volatile("int3"); sink += 1; }
+        if (!sigsetjmp(back, 0)) { sink += i; __asm__ volatile("int $0x41"); sink += 1; }
     }
     int total = 0;
     for (int s = 1; s < 32; s++) total += seen[s];
