@@ -6,6 +6,9 @@ Three measurements, each side by side in one run on this machine (see benchmarks
 
 1. compute: programs/compute.c (a xorshift loop, no system calls inside) natively, in a bare
    Unicorn engine with only a syscall hook, and under vsnap. Goal: vsnap >= 90% of raw Unicorn.
+   Then counted (every instruction counted exactly, as --stats, budgets and --save-at do):
+   goal >= 0.5x a plain vsnap run; and --save-at half-way (an exact stop, then the image):
+   goal <= 2x a plain run to the same point.
 2. syscalls: programs/syscalls.c (one-byte writes and reads on /dev/null, getpid) under vsnap,
    in a bare Unicorn engine whose Python syscall hook does the least it can, and natively.
    Goal: vsnap >= 100,000 system calls/s.
@@ -67,6 +70,19 @@ def run_vsnap(path: str, args: list[str], root: str, count: bool = False):
         raise SystemExit(f"benchmark: {os.path.basename(path)} {args} failed under vsnap: "
                          f"{result} {bytes(out)!r}")
     return result, bytes(out)
+
+
+def save_at(path: str, args: list[str], root: str, k: int, image: str) -> float:
+    """Seconds to run to exactly instruction k and write the image there (--save-at k)."""
+    from vsnap.snapshot.checkpoint import checkpoint
+    m = vsnap.Machine(path, args, root=root, console=captured_console(bytearray()))
+    t0 = time.perf_counter()
+    if m.advance(k) is not None:
+        raise SystemExit(f"benchmark: {os.path.basename(path)} ended before instruction {k}")
+    checkpoint(m, image)
+    dt = time.perf_counter() - t0
+    m.close()
+    return dt
 
 
 def run_native(path: str, args: list[str]) -> tuple[float, bytes]:
@@ -193,12 +209,18 @@ def bench_compute(root: str, native_ok: bool, rows: list) -> None:
     per_iter = round((small[1] - small[0]) / 2000)
     instructions = small[0] + per_iter * (n - 1000)
 
-    native_s = vs_s = raw_s = float("inf")
+    native_s = vs_s = raw_s = counted_s = save_s = float("inf")
     outputs = set()
+    half = instructions // 2
+    image = os.path.join(root, "half.vsnap")
     for _ in range(REPEAT):                      # interleaved, best of REPEAT each
         result, out = run_vsnap(compute, [str(n)], root)
         vs_s = min(vs_s, result.seconds)
         outputs.add(out)
+        result, out = run_vsnap(compute, [str(n)], root, count=True)
+        counted_s = min(counted_s, result.seconds)
+        outputs.add(out)
+        save_s = min(save_s, save_at(compute, [str(n)], root, half, image))
         raw = RawUnicorn(compute, [str(n)])
         raw_s = min(raw_s, raw.run())
         outputs.add(bytes(raw.out))
@@ -222,6 +244,16 @@ def bench_compute(root: str, native_ok: bool, rows: list) -> None:
                  "PASS" if ratio >= 0.9 else "MISS"))
     if native_ok:
         rows.append(("  native speed / vsnap", f"{vs_s / native_s:.2f}x", "", ""))
+    counted = vs_s / counted_s
+    rows.append(("  vsnap counted (--stats, exact)", f"{counted_s:.3f} s  {mips(counted_s)}",
+                 "", ""))
+    rows.append(("  counted speed / plain vsnap", f"{counted:.2f}x (raw Unicorn "
+                 f"{vs_s / raw_s:.2f}x)", ">= 0.5x", "PASS" if counted >= 0.5 else "MISS"))
+    # a plain run to the same point takes about half the plain run (no system calls inside)
+    plain_half = vs_s * half / instructions
+    rows.append(("  --save-at half: exact stop + image", f"{save_s:.3f} s = "
+                 f"{save_s / plain_half:.2f}x a plain run to there", "<= 2x",
+                 "PASS" if save_s <= 2 * plain_half else "MISS"))
 
 
 def bench_syscalls(root: str, native_ok: bool, rows: list) -> None:

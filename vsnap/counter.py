@@ -1,13 +1,25 @@
 """Counting instructions exactly, for --stats, budgets, --save-at and every property test.
 
-Two ways, one interface (count, arm(limit), fault()):
+What "an instruction" is, for the whole project: one execution of an instruction by Unicorn's
+translator, the unit its per-instruction hook fires on. Each iteration of a `rep`-prefixed
+string instruction is one instruction (Unicorn runs a `rep` instruction one iteration per pass,
+and a `rep` that finds rcx = 0 runs once more to see it), where hardware counts the whole `rep`
+as one retired instruction. An instruction that faults (or traps into the kernel as a CPU
+exception) is not counted: the count is what completed before it. The definition is named by
+COUNTING, which images record.
 
-* NativeCounter: a five-line C code hook (compiled once with `zig cc`, which vsnap depends on
-  anyway, and cached) counts each instruction and stops the engine when the count reaches the
-  limit, before the next instruction runs. About 75 M instructions/s, and exact everywhere.
-* BlockCounter: the fallback where no C compiler works: a Python block hook adds each block's
-  instruction count (decoded once with capstone). About 30 M/s; it stops only at block
-  boundaries, so exact stops use Unicorn's own count= on top.
+Two counters with one interface (count, arm(limit), fault(rip), cut(next), tail()):
+
+* BlockCounter (the normal one): a C block hook (compiled once with `zig cc`, which vsnap needs
+  anyway, and cached) adds each translated block's instruction count, found in a table keyed by
+  (address, size). A block not in the table costs one call into Python, which counts its bytes
+  with capstone. Blocks on pages the guest can write are never kept in the table (the guest may
+  rewrite them; Unicorn retranslates, and so must the count), and the table is emptied whenever
+  executable memory is mapped, unmapped, reprotected or written by vsnap (on_code_change). To
+  stop at exactly instruction k it stops before the block that would cross k and runs the rest
+  of that block with a per-instruction hook on just that block (tail()). Costs about 1.4x.
+* InsnCounter: the per-instruction reference, a C code hook counting every instruction (about
+  25x slower); tests compare the two, and VSNAP_COUNTER=insn selects it.
 
 Only the CPU layer uses this module (it is part of cpu.py's job, in a file of its own).
 """
@@ -20,27 +32,112 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from typing import Callable
 
 import unicorn as U
 from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
 
 NEVER = (1 << 64) - 1
+COUNTING = "unicorn-insn-1"  # the definition above; images made under another are refused
+TABLE_BITS = 16              # 65,536 blocks (BITS in the C source); emptied when 3/4 full
 
 _C_SOURCE = b"""
 #include <stdint.h>
-struct counter { uint64_t count; uint64_t limit; int (*stop)(void *uc); };
-void vsnap_count(void *uc, uint64_t address, uint32_t size, struct counter *c)
+#define BITS 16
+#define SLOTS (1u << BITS)
+struct entry { uint64_t address; uint32_t size; uint32_t n; };
+struct counter {
+    uint64_t count, limit;
+    int (*stop)(void *uc);
+    uint64_t (*miss)(uint64_t address, uint32_t size);  /* n << 1 | 1 if it may be kept */
+    volatile uint32_t stop_request;  /* cpu.stop(): stop before the next block */
+    uint32_t mode;                   /* 0 blocks, 1 the tail of one block, instruction by one */
+    struct entry *last;              /* the block counted last */
+    struct entry held;               /* the block not entered: it would cross the limit */
+    struct entry scratch;            /* the last block, when it is not kept in the table */
+    uint32_t used, pad;
+    struct entry table[SLOTS];
+};
+
+static inline uint64_t slot(uint64_t a, uint32_t s)
+{
+    return ((a ^ (a >> 17) ^ ((uint64_t)s << 29)) * 0x9E3779B97F4A7C15ull) >> (64 - BITS);
+}
+
+void vsnap_forget(struct counter *c)
+{
+    for (uint32_t i = 0; i < SLOTS; i++) c->table[i].size = 0;
+    c->used = 0;
+}
+
+__attribute__((noinline))
+static void slow(void *uc, uint64_t address, uint32_t size, struct counter *c)
+{
+    struct entry *e;
+    uint32_t n;
+    if (c->stop_request) { c->stop(uc); return; }
+    if (c->mode) return;  /* the tail: the instruction hook counts */
+    for (uint64_t h = slot(address, size);; h = (h + 1) & (SLOTS - 1)) {
+        e = &c->table[h];
+        if (e->size == 0) {
+            uint64_t r = c->miss(address, size);
+            n = (uint32_t)(r >> 1);
+            if ((r & 1) && size) {
+                if (c->used >= SLOTS / 4 * 3) {
+                    vsnap_forget(c);
+                    e = &c->table[slot(address, size)];
+                }
+                c->used++;
+            } else {
+                e = &c->scratch;
+            }
+            e->address = address; e->size = size; e->n = n;
+            break;
+        }
+        if (e->address == address && e->size == size) { n = e->n; break; }
+    }
+    if (c->count + n > c->limit) {  /* stop before it: the tail runs what fits */
+        c->held = *e;
+        c->stop(uc);
+        return;
+    }
+    c->count += n;
+    c->last = e;
+}
+
+void vsnap_block(void *uc, uint64_t address, uint32_t size, struct counter *c)
+{
+    struct entry *e = &c->table[slot(address, size)];
+    if (__builtin_expect(!(c->stop_request | c->mode) && e->address == address
+                         && e->size == size, 1)) {
+        uint64_t k = c->count + e->n;
+        if (__builtin_expect(k <= c->limit, 1)) { c->count = k; c->last = e; return; }
+    }
+    slow(uc, address, size, c);
+}
+
+void vsnap_insn(void *uc, uint64_t address, uint32_t size, struct counter *c)
 {
     (void)address; (void)size;
-    if (c->count >= c->limit) { c->stop(uc); return; }   /* before this one runs */
+    if (c->count >= c->limit || c->stop_request) { c->stop(uc); return; }  /* before it runs */
     c->count++;
 }
 """
 
+_MISS = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint32)
+
+
+class _Entry(ctypes.Structure):
+    _fields_ = [("address", ctypes.c_uint64), ("size", ctypes.c_uint32), ("n", ctypes.c_uint32)]
+
 
 class _Struct(ctypes.Structure):
     _fields_ = [("count", ctypes.c_uint64), ("limit", ctypes.c_uint64),
-                ("stop", ctypes.c_void_p)]
+                ("stop", ctypes.c_void_p), ("miss", _MISS),
+                ("stop_request", ctypes.c_uint32), ("mode", ctypes.c_uint32),
+                ("last", ctypes.POINTER(_Entry)), ("held", _Entry), ("scratch", _Entry),
+                ("used", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("table", _Entry * (1 << TABLE_BITS))]
 
 
 _native_lib = None
@@ -48,13 +145,10 @@ _native_error: str | None = None
 
 
 def _load_native():
-    """The compiled hook, built on first use into vsnap's cache; None if that fails."""
+    """The compiled hooks, built on first use into vsnap's cache; None if that fails."""
     global _native_lib, _native_error
     if _native_lib is not None or _native_error is not None:
         return _native_lib
-    if os.environ.get("VSNAP_NO_NATIVE_COUNTER"):
-        _native_error = "disabled by VSNAP_NO_NATIVE_COUNTER"
-        return None
     from .build import cache_dir, zig_command
     key = hashlib.sha256(_C_SOURCE + sys.platform.encode()).hexdigest()[:16]
     path = os.path.join(os.path.dirname(cache_dir()), f"count-{key}.so")
@@ -82,19 +176,45 @@ def _move(src: str, dst: str) -> None:
     os.replace(tmp, dst)
 
 
-class NativeCounter:
-    exact_stops = True
+_lengths: dict[bytes, int] = {}  # instructions in a block, by its bytes, for every machine
+
+
+def count_code(code: bytes, address: int) -> int:
+    """Instructions in these bytes as Unicorn's translator splits them (capstone decodes
+    the same x86-64; a block never holds an instruction Unicorn could not decode except as
+    its last, which faults and is then not counted anyway)."""
+    n = _lengths.get(code)
+    if n is None:
+        from .trace import instruction_count
+        n = _lengths[code] = instruction_count(code, address)
+    return n
+
+
+class _Native:
+    """What both C counters share: the struct, the stop function, hook handles."""
 
     def __init__(self, uc, lib):
-        self._uc = uc
-        self._c = _Struct(0, NEVER, ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value)
-        self._handle = uc_hook_h()
-        fn = ctypes.cast(lib.vsnap_count, ctypes.c_void_p)
-        err = uclib.uc_hook_add(uc._uch, ctypes.byref(self._handle), U.UC_HOOK_CODE, fn,
+        self._uc, self._lib = uc, lib
+        self._c = _Struct()
+        self._c.limit = NEVER
+        self._c.stop = ctypes.cast(uclib.uc_emu_stop, ctypes.c_void_p).value
+        self._c.miss = _MISS(lambda a, s: 0)
+        self._hooks: list = []
+
+    def _add(self, kind: int, fn, begin: int = 1, end: int = 0):
+        handle = uc_hook_h()
+        err = uclib.uc_hook_add(self._uc._uch, ctypes.byref(handle), kind,
+                                ctypes.cast(fn, ctypes.c_void_p),
                                 ctypes.cast(ctypes.pointer(self._c), ctypes.c_void_p),
-                                ctypes.c_uint64(1), ctypes.c_uint64(0))
+                                ctypes.c_uint64(begin), ctypes.c_uint64(end))
         if err:
             raise U.UcError(err)
+        self._hooks.append(handle)
+        return handle
+
+    def _del(self, handle) -> None:
+        uclib.uc_hook_del(self._uc._uch, handle)
+        self._hooks.remove(handle)
 
     @property
     def count(self) -> int:
@@ -106,58 +226,153 @@ class NativeCounter:
 
     def arm(self, limit: int | None) -> None:
         self._c.limit = NEVER if limit is None else limit
+        self._c.held.size = 0
 
-    def fault(self, rip: int) -> None:
+    def request_stop(self) -> None:
+        """Stop before the next block (from any thread): a block the engine enters only to
+        find the stop request would otherwise be counted without running."""
+        self._c.stop_request = 1
+
+    def clear_stop(self) -> None:
+        self._c.stop_request = 0
+
+    def code_changed(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for h in list(self._hooks):
+            self._del(h)
+
+
+class InsnCounter(_Native):
+    """The reference: a C hook before every instruction."""
+
+    def __init__(self, uc, lib):
+        super().__init__(uc, lib)
+        self.error = None
+        self._add(U.UC_HOOK_CODE, lib.vsnap_insn)
+
+    def tail_pending(self) -> bool:
+        return False
+
+    def fault(self, rip: int, trap: bool = False) -> None:
         self._c.count -= 1  # counted before it ran; it did not complete
 
-    def close(self) -> None:
-        uclib.uc_hook_del(self._uc._uch, self._handle)
+    def cut(self, next_rip: int) -> None:
+        pass  # a hook moved rip on: every instruction was counted as it started
 
 
-class BlockCounter:
-    exact_stops = False
-    _lengths: dict[bytes, int] = {}  # instructions in a block, by its bytes, for every machine
+class BlockCounter(_Native):
+    """Counting per translated block; see the module docstring."""
 
-    def __init__(self, uc):
-        from .trace import instruction_count
-        self._uc, self.count, self.limit, self._last = uc, 0, None, (0, 0)
-        self.hit_limit = False
-        sizes: dict[tuple[int, int], int] = {}
-        known = self._lengths
+    def __init__(self, uc, lib, cacheable: Callable[[int, int], bool]):
+        super().__init__(uc, lib)
+        mem_read = uc.mem_read
+        self._cacheable = cacheable
 
-        def on_block(uc, address, size, _ud):
-            key = (address, size)
-            n = sizes.get(key)
-            if n is None:
-                code = bytes(uc.mem_read(address, size))
-                n = known.get(code)
-                if n is None:
-                    n = known[code] = instruction_count(code, address)
-                sizes[key] = n
-            if self.limit is not None and self.count + n > self.limit:
-                self.hit_limit = True  # stop before this block: it is not counted
-                uc.emu_stop()
-                return
-            self.count += n
-            self._last = key
+        self.error: BaseException | None = None
 
-        self._hook = uc.hook_add(U.UC_HOOK_BLOCK, on_block)
+        def miss(address: int, size: int) -> int:
+            try:
+                self._abandoned(address, size)
+                n = count_code(bytes(mem_read(address, size)), address)
+                return n << 1 | (1 if cacheable(address, size) else 0)
+            except BaseException as e:  # never unwind through the engine: stop before the
+                self.error = e          # next block, and cpu.run raises it (never a wrong
+                self._c.stop_request = 1  # count in silence)
+                return 0
+        self._c.miss = _MISS(miss)
+        self._add(U.UC_HOOK_BLOCK, lib.vsnap_block)
+        self._tail_hook = None
 
-    def arm(self, limit: int | None) -> None:
-        self.limit, self.hit_limit = limit, False
+    def _abandoned(self, address: int, size: int) -> None:
+        """A store into the block being executed makes Unicorn abandon it there, run the
+        store again as a block of its own and translate the rest anew. That new block starts
+        inside the last one and ends short of it, which a block in read-only code never does
+        (only code the guest can write changes under a running block): take back what the
+        last block did not run, keeping the store once for its first, abandoned try, as the
+        per-instruction hook counts it."""
+        last = self._last()
+        if last is None:
+            return
+        start, length, n = last
+        if start <= address < start + length and address + size < start + length \
+                and not self._cacheable(start, length):
+            before = count_code(bytes(self._uc.mem_read(start, address - start)), start)
+            self._c.count = self._c.count - n + before + 1
+            self._c.last = None
 
-    def fault(self, rip: int) -> None:
-        """Take back the instructions of the faulting block at and after rip."""
-        from .trace import instruction_count
-        start, size = self._last
-        if start <= rip < start + size:
-            code = bytes(self._uc.mem_read(rip, start + size - rip))
-            self.count -= instruction_count(code, rip)
+    def _last(self) -> tuple[int, int, int] | None:
+        """(address, size, count) of the block counted last, if one is."""
+        last = self._c.last
+        if not last:
+            return None
+        e = last.contents
+        return (e.address, e.size, e.n) if e.size else None
 
-    def close(self) -> None:
-        self._uc.hook_del(self._hook)
+    def code_changed(self) -> None:
+        """Executable memory changed under the engine: forget every block."""
+        self._lib.vsnap_forget(ctypes.byref(self._c))
+
+    def tail_pending(self) -> bool:
+        """The last run stopped before a block that would cross the limit, short of it."""
+        c = self._c
+        return c.held.size != 0 and c.count < c.limit
+
+    def tail(self) -> tuple[int, int]:
+        """Arm the per-instruction hook on just the held block; return its range."""
+        c = self._c
+        start, end = c.held.address, c.held.address + c.held.size
+        self._uc.ctl_remove_cache(start, end)  # retranslate it with the instruction hook
+        self._tail_hook = self._add(U.UC_HOOK_CODE, self._lib.vsnap_insn, start, end - 1)
+        c.mode = 1
+        c.held.size = 0
+        return start, end
+
+    def end_tail(self, span: tuple[int, int]) -> None:
+        c = self._c
+        c.mode = 0
+        if self._tail_hook is not None:
+            self._del(self._tail_hook)
+            self._tail_hook = None
+            self._uc.ctl_remove_cache(*span)  # and back to full speed there
+
+    def fault(self, rip: int, trap: bool = False) -> None:
+        """The instruction at rip did not complete (a fault) or completed as a trap (rip is
+        after it): the count is the instructions before it."""
+        c = self._c
+        if c.mode:  # the tail counts each instruction as it starts
+            c.count -= 1
+            return
+        last = self._last()
+        if last and last[0] <= rip <= last[0] + last[1]:
+            start = last[0]
+            before = count_code(bytes(self._uc.mem_read(start, rip - start)), start)
+            c.count = c.count - last[2] + before - (1 if trap else 0)
+            c.last = None
+
+    def cut(self, next_rip: int) -> None:
+        """A hook moved rip to next_rip inside the current block (rdtsc is served by a hook
+        that skips the instruction): the rest of the block does not run from here."""
+        c = self._c
+        if c.mode:
+            return
+        last = self._last()
+        if last and last[0] < next_rip <= last[0] + last[1]:
+            start = last[0]
+            done = count_code(bytes(self._uc.mem_read(start, next_rip - start)), start)
+            c.count = c.count - last[2] + done
+            c.last = None
 
 
-def make_counter(uc):
+def make_counter(uc, cacheable: Callable[[int, int], bool]):
+    """The block counter, or the reference with VSNAP_COUNTER=insn; a one-line error when
+    the C hooks cannot be built (zig is part of vsnap's toolchain)."""
     lib = _load_native()
-    return NativeCounter(uc, lib) if lib is not None else BlockCounter(uc)
+    if lib is None:
+        from .errors import GuestStopped
+        raise GuestStopped(f"vsnap: cannot build the instruction counter ({_native_error}); "
+                           f"counting needs zig (python -m pip install ziglang)", 2)
+    if os.environ.get("VSNAP_COUNTER") == "insn":
+        return InsnCounter(uc, lib)
+    return BlockCounter(uc, lib, cacheable)

@@ -67,6 +67,11 @@ _END_PHYS = 1 << 47  # physical = virtual for the guest, whose half ends below t
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
+# exceptions raised after their instruction completed (rip is past it): int1, int3, into,
+# and every vector above the CPU's own 32, which only `int n` raises. The count leaves the
+# instruction out all the same, as for faults (counter.py).
+def _is_trap(vector: int) -> bool:
+    return vector in (1, 3, 4) or vector >= 32
 
 
 class CpuFault(Exception):
@@ -110,6 +115,9 @@ class Cpu:
         self.budget: int | None = None
         self.over_limit = False
         self.tsc: Callable[[], int] = lambda: 0
+        # may the counter keep a block's count: False where the guest can write the code
+        # (set by the machine, which knows the mappings)
+        self.code_cacheable: Callable[[int, int], bool] = lambda address, size: False
         self._rdtsc_hooks: dict[int, int] = {}
 
     # registers -------------------------------------------------------------------------
@@ -211,6 +219,8 @@ class Cpu:
     def _on_rdtsc(self, uc, address, size, _ud) -> None:
         if size != 2 or bytes(uc.mem_read(address, 2)) != b"\x0f\x31":
             return
+        if self.counter is not None:  # the rest of this block runs as a new one
+            self.counter.cut(address + 2)
         t = self.tsc()
         uc.reg_write_batch([(X.UC_X86_REG_RAX, t & 0xFFFFFFFF), (X.UC_X86_REG_RDX, t >> 32)])
         # alone: Unicorn treats a hook's write of rip as a jump only through reg_write (a
@@ -255,6 +265,8 @@ class Cpu:
 
     def _on_interrupt(self, uc, vector, _ud) -> None:
         self._vector = vector
+        if self.counter is not None:
+            self.counter.request_stop()  # the next block must not be counted
         uc.emu_stop()
 
     # running -----------------------------------------------------------------------------
@@ -262,52 +274,69 @@ class Cpu:
         """Run from rip until a hook stops the engine; raise CpuFault on a fault.
 
         With counting on, `stop_at` stops exactly when that many instructions have run, and
-        the budget stops a runaway guest (over_limit)."""
+        the budget stops a runaway guest (over_limit): the block counter stops before the
+        block that would cross the limit, and its tail then runs with a per-instruction
+        hook on that block alone (counter.py)."""
+        self._bad_access = self._vector = None
         c = self.counter
-        while True:
-            self._bad_access = self._vector = None
-            count = 0
-            if c is not None:
-                if c.exact_stops:
-                    limits = [x for x in (stop_at, self.budget) if x is not None]
-                    c.arm(min(limits) if limits else None)
-                else:
-                    c.arm(self.budget)
-                    if stop_at is not None:
-                        count = stop_at - c.count  # Unicorn's own exact count
-            self._denied = None
+        if c is not None:
+            limits = [x for x in (stop_at, self.budget) if x is not None]
+            c.arm(min(limits) if limits else None)
+            c.clear_stop()
+        fault = self._emulate(c)
+        if fault is None and c is not None and c.tail_pending():
+            span = c.tail()
             try:
-                self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
-            except U.UcError as e:
-                rip = self.read("rip")
-                if c is not None:
-                    c.fault(rip)
-                if e.errno == U.UC_ERR_EXCEPTION and self._denied is not None:
-                    # the TLB-fill hook refused the page: unmapped (SEGV_MAPERR) or not
-                    # allowed (SEGV_ACCERR)
-                    access, page, mapped = self._denied
-                    addr = self._exact(rip, page) if access != U.UC_MEM_FETCH else rip
-                    what = {U.UC_MEM_READ: "read", U.UC_MEM_WRITE: "write"}.get(access, "fetch")
-                    raise CpuFault("SIGSEGV", rip, addr, f"{what} of {'protected' if mapped else 'unmapped'} memory at {addr:#x}", 2 if mapped else 1) from None
-                signal = FAULTS.get(e.errno)
-                if signal is None:
-                    raise CpuFault("SIGSEGV", rip, None, str(e)) from None
-                bad = self._bad_access
-                addr = bad[1] if bad else None
-                code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
-                raise CpuFault(signal, rip, addr, str(e), code) from None
-            break
+                fault = self._emulate(c)
+            finally:
+                c.end_tail(span)
+        if c is not None and c.error is not None:
+            error, c.error = c.error, None
+            raise error
+        if fault is not None:
+            raise fault
+        if c is not None and self.budget is not None and (stop_at is None or c.count < stop_at):
+            self.over_limit = c.count >= self.budget
+
+    def _emulate(self, c) -> CpuFault | None:
+        """One emu_start from rip; a fault comes back (the count already corrected)."""
+        self._denied = None
+        try:
+            self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF)
+        except U.UcError as e:
+            rip = self.read("rip")
+            if c is not None:
+                c.fault(rip)
+            if e.errno == U.UC_ERR_EXCEPTION and self._denied is not None:
+                # the TLB-fill hook refused the page: unmapped (SEGV_MAPERR) or not
+                # allowed (SEGV_ACCERR)
+                access, page, mapped = self._denied
+                addr = self._exact(rip, page) if access != U.UC_MEM_FETCH else rip
+                what = {U.UC_MEM_READ: "read", U.UC_MEM_WRITE: "write"}.get(access, "fetch")
+                return CpuFault("SIGSEGV", rip, addr,
+                                f"{what} of {'protected' if mapped else 'unmapped'} memory "
+                                f"at {addr:#x}", 2 if mapped else 1)
+            signal = FAULTS.get(e.errno)
+            if signal is None:
+                return CpuFault("SIGSEGV", rip, None, str(e))
+            addr = self._bad_access[1] if self._bad_access else None
+            code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
+            return CpuFault(signal, rip, addr, str(e), code)
         if self._vector is not None:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")
+            rip = self.read("rip")
             if c is not None:
-                c.fault(self.read("rip"))
-            raise CpuFault(signal, self.read("rip"), None, f"CPU exception {vector}")
-        if c is not None and self.budget is not None and (stop_at is None or c.count < stop_at):
-            self.over_limit = c.count >= self.budget if c.exact_stops else c.hit_limit
+                c.fault(rip, trap=_is_trap(vector))
+            return CpuFault(signal, rip, None, f"CPU exception {vector}")
+        return None
 
     def stop(self) -> None:
-        self.uc.emu_stop()
+        """Stop the engine (from a hook, a signal handler or another thread)."""
+        if self.counter is not None:
+            self.counter.request_stop()  # before the next block, so the count stays exact
+        else:
+            self.uc.emu_stop()
 
     # counting ----------------------------------------------------------------------------
     @property
@@ -322,14 +351,31 @@ class Cpu:
 
     def start_counting(self, limit: int | None = None, at: int = 0) -> None:
         """Count executed instructions exactly from `at` (counter.py); stop past `limit`,
-        the instruction budget. Several times slower than a plain run, so it is on only
-        for --stats, budgets and exact stops."""
+        the instruction budget. About 1.4x slower than a plain run, so it is on only for
+        --stats, budgets and exact stops."""
         if self.counter is None:
             from .counter import make_counter
-            self.counter = make_counter(self.uc)
+            self.counter = make_counter(self.uc, self.code_cacheable)
+            # Unicorn puts hooks into code as it translates it: code translated before the
+            # block hook existed would run uncounted
+            self.uc.ctl_flush_tb()
         self.counter.count = at
         self.budget = limit
         self.over_limit = False
+
+    def code_changed(self, start: int, end: int) -> None:
+        """Executable memory in [start, end) was mapped, unmapped, reprotected or written by
+        vsnap: code translated from it and counts kept per block may be stale. Unicorn keeps
+        running its old translation of a page the guest rewrote between two mprotect calls
+        (tests/guests/selfmod.c showed it), so its translations of the range go too."""
+        # one call per engine region: Unicorn finds the first page's RAM and invalidates a
+        # contiguous stretch of RAM from there, and each of vsnap's chunks is its own RAM
+        for first, last, perms in self.uc.mem_regions():
+            lo, hi = max(start, first), min(end, last + 1)
+            if lo < hi and perms & U.UC_PROT_EXEC:
+                self.uc.ctl_remove_cache(lo, hi)
+        if self.counter is not None:
+            self.counter.code_changed()
 
     def stop_counting(self) -> None:
         """Back to full speed: the counting hook goes."""

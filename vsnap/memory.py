@@ -92,6 +92,17 @@ class AddressSpace(FileMappings):
         self.peak_touched = 0       # the most touched memory seen at a check
         self._rss_seen = self._touched_seen = 0  # at the last check
         self._mask, self._mask_of = 0, -1  # check_touched's sampling period - 1, for mapped
+        # called with (start, end) when executable memory is mapped, unmapped, reprotected or
+        # written from outside the guest: the engine's translated code and the instruction
+        # counter's per-block counts for it then go (cpu.py code_changed)
+        self.on_code_change = None
+
+    def _code(self, start: int, end: int) -> None:
+        if self.on_code_change is None:
+            return
+        i, j = self._range(start, end)
+        if any(v.prot & PROT_EXEC for v in self.vmas[i:j]):
+            self.on_code_change(start, end)
 
     # bookkeeping ---------------------------------------------------------------------------
     def _range(self, start: int, end: int) -> tuple[int, int]:
@@ -166,6 +177,8 @@ class AddressSpace(FileMappings):
         self._take_gap(start, end)
         self.vmas.insert(bisect_left(self.vmas, start, key=_start), vma)
         self.mapped += vma.size
+        if prot & PROT_EXEC and self.on_code_change is not None:
+            self.on_code_change(start, end)
         return vma
 
     def _split(self, start: int, end: int) -> range:
@@ -184,6 +197,7 @@ class AddressSpace(FileMappings):
 
     def unmap(self, start: int, length: int) -> None:
         end = page_up(start + length)
+        self._code(start, end)
         inside = self._split(start, end)
         gone = self.vmas[inside.start:inside.stop]
         del self.vmas[inside.start:inside.stop]
@@ -206,6 +220,7 @@ class AddressSpace(FileMappings):
 
     def protect(self, start: int, length: int, prot: int) -> None:
         end = page_up(start + length)
+        self._code(start, end)
         covered = 0
         for i in self._split(start, end):
             v = self.vmas[i]
@@ -341,6 +356,7 @@ class AddressSpace(FileMappings):
         if self.files:
             self.write_fault(addr, len(data))
         self.backend.write(addr, bytes(data))
+        self._code(addr, addr + len(data))
 
     def read_bulk(self, addr: int, size: int):
         """Many pages at once (checkpoints): the backend's fast path when it has one."""
@@ -351,10 +367,12 @@ class AddressSpace(FileMappings):
         """A writable view of guest memory itself (restore fills it), or None where the
         backend keeps none."""
         view = getattr(self.backend, "view", None)
+        self._code(addr, addr + size)
         return view(addr, size) if view else None
 
     def write_bulk(self, addr: int, data) -> None:
         fast = getattr(self.backend, "write_bulk", None)
+        self._code(addr, addr + len(data))
         if fast:
             fast(addr, data)
         else:

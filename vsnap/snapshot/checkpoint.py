@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import asdict
 
+from ..counter import COUNTING
 from ..guestram import touched_pages
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
@@ -178,6 +179,7 @@ def _kernel(m) -> dict:
         "refused": dict(sorted(k.refused.items())),
         "syscall_count": k.syscall_count,
         "instructions": m.instructions,
+        "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,
         "crash": None if k.crash is None else {
             "signal": k.crash["signal"], "code": k.crash["code"], "rip": hexs(k.crash["rip"]),

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .. import signals as S
 from ..abi.signals import NUMBERS as S_NAMES
+from ..counter import COUNTING
 from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
 from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
@@ -234,6 +235,12 @@ def _kernel(r: Reader, d) -> dict:
             r.fail(f"ctimes[{i}]", "expected [guest ino, ns]")
         ctimes.append(tuple(r.int(x, f"ctimes[{i}]") for x in t))
     instructions = d.get("instructions")
+    # images from before this field counted as COUNTING does (the per-instruction hook)
+    counting = r.str(d.get("counting", COUNTING), "counting", 100)
+    if instructions is not None and counting != COUNTING:
+        raise ImageError(f"{r.where}: its position (instruction {instructions}) was counted "
+                         f"as {counting!r} and this vsnap counts as {COUNTING!r}, so it would "
+                         f"resume at another point; resume it with the vsnap that made it")
     # images from before limits, timers and the CPU clock: the defaults, CPU time = uptime
     limits = rlimits.from_json(d["limits"], r.fail) if "limits" in d else rlimits.Limits()
     tmrs = timers.from_json(d["timers"], r) if "timers" in d else timers.Timers()
