@@ -29,6 +29,7 @@ def test_matches_native(name, flavour, builds, tmp_path):
     assert want.status == 0 and want.stdout.endswith(b"EXIT-SUCCESS\n"), want.text()
     root = make_root(tmp_path / "api", prog)
     got, result = run_api(str(root / "prog"), root=root)
+    assert got.stdout.splitlines() == want.stdout.splitlines()  # the differing line, shown
     assert (got.stdout, got.stderr, got.status) == (want.stdout, want.stderr, want.status)
     root = make_root(tmp_path / "cli", prog)
     cli = run_cli("run", "./prog", cwd=root)
