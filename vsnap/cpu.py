@@ -13,6 +13,8 @@ import unicorn as U
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
+from .tlb import PageBook, install as install_tlb
+
 # General-purpose registers in the order of Linux's struct user_regs_struct (minus the
 # segment selectors), the order an ELF core's NT_PRSTATUS and vsnap's images use.
 GPRS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
@@ -57,6 +59,8 @@ FAULTS = {
     U.UC_ERR_FETCH_UNALIGNED: "SIGBUS", U.UC_ERR_INSN_INVALID: "SIGILL",
 }
 _PROT_ERRORS = {U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT, U.UC_ERR_FETCH_PROT}
+_ADDRESS_ERRORS = _PROT_ERRORS | {U.UC_ERR_READ_UNMAPPED, U.UC_ERR_WRITE_UNMAPPED,
+                                  U.UC_ERR_FETCH_UNMAPPED}
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
@@ -83,7 +87,14 @@ class Cpu:
         self._bad_access: tuple[int, int] | None = None
         self._vector: int | None = None
         self.uc.hook_add(U.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
-        self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
+        # No memory hook stays installed: while any UC_HOOK_MEM_* hook covers a page, Unicorn
+        # never marks its TLB entry dirty, and every store to it takes the slow path (two
+        # region lookups per store: bash ran 3x slower). Fault addresses: _fault_address.
+        # A virtual TLB filled from vsnap's books of page permissions (tlb.py; guestram
+        # keeps the books): Unicorn's own fill lets every page exec, which keeps every store
+        # on the slow path too.
+        self.pages = PageBook()
+        self._tlb_hook = install_tlb(self.uc, self.pages)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
         self.counter = None          # counter.py, while counting is on
@@ -197,6 +208,38 @@ class Cpu:
         # batch write leaves the hook firing at the same address forever)
         uc.reg_write(X.UC_X86_REG_RIP, address + 2)
 
+    def _fault_address(self, rip: int) -> int | None:
+        """The address the faulting instruction at rip could not reach, for si_addr and
+        stack growth: that one instruction again, with a memory hook installed only now (see
+        __init__). Same registers and memory, so the same fault; were it not to fault, its
+        effect on the registers is taken back. Instruction counts stay as they were.
+
+        The TLB is flushed before and after: Unicorn fills the entry before it checks the
+        region's permission, and a later access through that entry would skip the check."""
+        self._flush_tlb()
+        c = self.counter
+        count = c.count if c is not None else 0
+        if c is not None:
+            c.arm(None)
+        ctx = self.uc.context_save()
+        self._bad_access = None
+        hook = self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
+        try:
+            self.uc.emu_start(rip, 0xFFFF_FFFF_FFFF_FFFF, count=1)
+            self.uc.context_restore(ctx)
+        except U.UcError:
+            pass
+        finally:
+            self.uc.hook_del(hook)
+            self._flush_tlb()
+            self._vector = None
+            if c is not None:
+                c.count = count
+        return self._bad_access[1] if self._bad_access else None
+
+    def _flush_tlb(self) -> None:
+        self.uc.ctl(U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE)
+
     def _on_bad_access(self, uc, access, address, size, value, _ud) -> bool:
         self._bad_access = (access, address)
         return False  # not handled: Unicorn stops with a fault
@@ -230,7 +273,7 @@ class Cpu:
             signal = FAULTS.get(e.errno)
             if signal is None:
                 raise CpuFault("SIGSEGV", rip, None, str(e)) from None
-            addr = self._bad_access[1] if self._bad_access else None
+            addr = self._fault_address(rip) if e.errno in _ADDRESS_ERRORS else None
             code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
             raise CpuFault(signal, rip, addr, str(e), code) from None
         if self._vector is not None:

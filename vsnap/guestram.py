@@ -79,11 +79,14 @@ class Chunk:
 class UnicornMemory:
     """The real backend: Unicorn's page tables over our chunks. Bad addresses become EFAULT."""
 
-    def __init__(self, uc):
+    def __init__(self, uc, pages=None):
         import unicorn as U
         from unicorn.unicorn_py3.unicorn import uclib
+        from .tlb import PageBook
         self._uc, self._UcError, self._uclib = uc, U.UcError, uclib
         self._chunks: list[Chunk] = []
+        self.pages = PageBook() if pages is None else pages  # what Unicorn's TLB fill reads
+        self._TLB_FLUSH, self._IO_WRITE = U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE
         self._perm = {0: U.UC_PROT_NONE}
         for p in range(1, 8):
             self._perm[p] = ((U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
@@ -93,9 +96,11 @@ class UnicornMemory:
         chunk = Chunk(start, size)
         self._uc.mem_map_ptr(start, size, self._perm[prot & 7], chunk.address)
         self._chunks.append(chunk)
+        self.pages.set(start, start + size, prot & 7)
 
     def unmap(self, start, size):
         self._uc.mem_unmap(start, size)
+        self.pages.set(start, start + size, None)
         for chunk in list(self._chunks):
             # only the chunk's live pages in the range: pages already dead there belong to
             # a newer chunk now. Dead is for good: a later map() of the range makes a new
@@ -115,6 +120,10 @@ class UnicornMemory:
 
     def protect(self, start, size, prot):
         self._uc.mem_protect(start, size, self._perm[prot & 7])
+        self.pages.set(start, start + size, prot & 7)
+        # Unicorn's mem_protect keeps the TLB: a page that was readable, or written since
+        # (its entry then skips the region check, see tlb.py), would stay so
+        self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
 
     def read(self, addr, size):
         try:
