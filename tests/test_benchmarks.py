@@ -20,3 +20,13 @@ def test_the_raw_unicorn_harness_runs_a_guest_to_its_end():
     gc.collect()  # what once freed the guest's memory under the engine
     raw.run()
     assert raw.status == 0 and b"hello" in bytes(raw.out).lower()
+
+
+def test_the_memory_benchmark_runners_agree(tmp_path):
+    """memory.py's runners (raw Unicorn with either TLB fill, vsnap) print the same."""
+    memory = load("memory")
+    prog = memory.build(str(BENCH / "memhash.c"))
+    outs = {memory.raw_unicorn(prog, ["5000"], False)[1],
+            memory.raw_unicorn(prog, ["5000"], True)[1],
+            memory.under_vsnap(prog, ["5000"], str(tmp_path))[1]}
+    assert len(outs) == 1 and b"distinct keys of 5000" in outs.pop()
