@@ -23,12 +23,8 @@ no C compiler works, a Python hook does the same, slower (about 2 us a miss).
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from bisect import bisect_right
 
 import unicorn as U
@@ -135,11 +131,15 @@ def _load_native():
     if os.environ.get("VSNAP_NO_NATIVE_TLB"):
         _native_error = "disabled by VSNAP_NO_NATIVE_TLB"
         return None
+    import hashlib
+    import subprocess  # only here: start-up time counts (issue 10)
     from .build import cache_dir, zig_command
     key = hashlib.sha256(_C_SOURCE + sys.platform.encode()).hexdigest()[:16]
     path = os.path.join(os.path.dirname(cache_dir()), f"tlb-{key}.so")
     try:
         if not os.path.exists(path):
+            import shutil
+            import tempfile
             with tempfile.TemporaryDirectory() as d:
                 src = os.path.join(d, "tlb.c")
                 with open(src, "wb") as f:
