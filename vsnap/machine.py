@@ -82,7 +82,7 @@ class Machine:
         self.program = read_program(program)
         self.program_path = os.path.realpath(program)
         self.cpu = Cpu()
-        self.mem = AddressSpace(UnicornMemory(self.cpu.uc), limit=max_memory)
+        self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
