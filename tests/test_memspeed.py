@@ -186,3 +186,25 @@ def test_python_decides_only_what_the_books_do_not_allow(tmp_path, monkeypatch):
     assert m.run().status == 0 and b"distinct keys of 200000" in out, bytes(out)
     assert m.mem.touched() > 4000 * 4096  # thousands of pages, each missed at least once
     assert len(asked) < 20, [hex(a) for a in asked[:40]]
+
+
+def test_an_error_in_pythons_fill_is_raised_not_made_a_fault():
+    """The C hook calls Python for an unmapped address (a MAP_GROWSDOWN mapping may grow
+    there); should Python fail, the error comes out of Cpu.run as it is, not as a SIGSEGV of
+    the guest (the binding drops a hook's exception when Unicorn then fails too)."""
+    from vsnap.cpu import Cpu
+    from vsnap.guestram import UnicornMemory
+    from vsnap.memory import AddressSpace
+    cpu = Cpu()
+    mem = AddressSpace(UnicornMemory(cpu.uc, cpu.pages))
+    cpu.page_prot = mem.backend.page_prot
+
+    def broken(address):
+        raise ZeroDivisionError(f"books at {address:#x}")
+
+    cpu.on_unmapped = broken
+    mem.map(0x400000, 0x1000, 5, "text")
+    mem.write(0x400000, bytes.fromhex("c6042500000010" "01"))  # mov byte [0x10000000], 1
+    cpu.write("rip", 0x400000)
+    with pytest.raises(ZeroDivisionError, match="books at 0x10000000"):
+        cpu.run()

@@ -311,6 +311,9 @@ class Cpu:
             try:
                 self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF, count=count)
             except U.UcError as e:
+                raised = getattr(self.uc, "_hook_exception", None)
+                if raised is not None:  # a hook raised, then Unicorn failed (the TLB fill
+                    raise raised        # refused): the binding would lose the exception
                 rip = self.read("rip")
                 if c is not None:
                     c.fault(rip)
