@@ -27,3 +27,13 @@ def test_the_vmas_benchmark_runs_and_agrees_with_native():
     stops with an error if vsnap computed something else."""
     out = load("vmas").main(64)
     assert set(out) == {0, 2} and all(v > 0 for pair in out.values() for v in pair)
+
+
+def test_the_memory_benchmark_runners_agree(tmp_path):
+    """memory.py's runners (raw Unicorn with either TLB fill, vsnap) print the same."""
+    memory = load("memory")
+    prog = memory.build(str(BENCH / "memhash.c"))
+    outs = {memory.raw_unicorn(prog, ["5000"], False)[1],
+            memory.raw_unicorn(prog, ["5000"], True)[1],
+            memory.under_vsnap(prog, ["5000"], str(tmp_path))[1]}
+    assert len(outs) == 1 and b"distinct keys of 5000" in outs.pop()

@@ -1,5 +1,6 @@
 """Guest RAM under Unicorn: the views a checkpoint reads are the memory the guest sees."""
 
+import pytest
 import unicorn as U
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -125,13 +126,14 @@ def test_thousands_of_mappings_are_one_unicorn_region():
     assert len(list(uc.mem_regions())) == 1
 
 
-def test_a_permission_taken_away_is_enforced_at_once():
+@pytest.mark.parametrize("c_hook", [True, False], ids=["C fill", "Python fill"])
+def test_a_permission_taken_away_is_enforced_at_once(c_hook):
     """Unicorn kept a page's old permission while the page was in its TLB (a read of a page
-    just made PROT_NONE succeeded): the TLB is flushed when a permission goes."""
+    just made PROT_NONE succeeded): the TLB is flushed when a permission goes. Whether the
+    books are the ones the Cpu's C hook reads or the memory's own (Python decides all)."""
     from vsnap.cpu import Cpu, CpuFault
-    import pytest
     cpu = Cpu()
-    mem = AddressSpace(UnicornMemory(cpu.uc))
+    mem = AddressSpace(UnicornMemory(cpu.uc, cpu.pages if c_hook else None))
     cpu.page_prot = mem.backend.page_prot
     code, data = 0x400000, 0x600000
     mem.map(code, PAGE, 5, "text")

@@ -13,6 +13,8 @@ import unicorn as U
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
+from .tlb import PageBook, install as install_tlb
+
 # General-purpose registers in the order of Linux's struct user_regs_struct (minus the
 # segment selectors), the order an ELF core's NT_PRSTATUS and vsnap's images use.
 GPRS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8",
@@ -57,13 +59,13 @@ FAULTS = {
     U.UC_ERR_FETCH_UNALIGNED: "SIGBUS", U.UC_ERR_INSN_INVALID: "SIGILL",
 }
 _PROT_ERRORS = {U.UC_ERR_READ_PROT, U.UC_ERR_WRITE_PROT, U.UC_ERR_FETCH_PROT}
+_ADDRESS_ERRORS = _PROT_ERRORS | {U.UC_ERR_READ_UNMAPPED, U.UC_ERR_WRITE_UNMAPPED,
+                                  U.UC_ERR_FETCH_UNMAPPED}
 # The TLB-fill hook: the PROT_* bit an access needs, and PROT_* bits as Unicorn's.
 _NEED = {U.UC_MEM_READ: 1, U.UC_MEM_WRITE: 2, U.UC_MEM_FETCH: 4}
 _UC_PERMS = [(U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
              | (U.UC_PROT_EXEC if p & 4 else 0) for p in range(8)]
 _PAGE_MASK = ~0xFFF & 0xFFFF_FFFF_FFFF_FFFF
-_END_PAGE = 0xFFFF_FFFF_FFFF_F000
-_END_PHYS = 1 << 47  # physical = virtual for the guest, whose half ends below this
 # CPU exceptions that reach the interrupt hook: vector -> signal.
 VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
            14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
@@ -101,14 +103,17 @@ class Cpu:
         self.on_unmapped: Callable[[int], bool] | None = None
         self._vector: int | None = None
         self.uc.hook_add(U.UC_HOOK_INSN, self._on_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
-        self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
-        # Page permissions come from vsnap's books, asked on each TLB miss (see guestram):
-        # page_prot(address) -> PROT_* bits, or None where nothing is mapped
+        # No memory hook stays installed: while any UC_HOOK_MEM_* hook covers a page, Unicorn
+        # never marks its TLB entry dirty, and every store to it takes the slow path (two
+        # region lookups per store: bash ran 3x slower). Fault addresses: _denied and
+        # faultaddr.py, or _fault_address.
+        # Page permissions come from vsnap's books (guestram keeps `pages`), read on each TLB
+        # miss by a C hook (tlb.py); what the books do not allow comes to _on_tlb_fill, which
+        # asks page_prot(address) -> PROT_* bits, or None where nothing is mapped
         self.page_prot: Callable[[int], int | None] = lambda address: None
         self._denied: tuple[int, int, bool] | None = None  # (access, address, mapped)
-        self.uc.ctl_set_tlb_mode(U.UC_TLB_VIRTUAL)
-        self.uc.mem_map(_END_PHYS, 0x1000, U.UC_PROT_ALL)
-        self.uc.hook_add(U.UC_HOOK_TLB_FILL, self._on_tlb_fill)
+        self.pages = PageBook()
+        self._tlb_hook = install_tlb(self.uc, self.pages, self._on_tlb_fill)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
         self.counter = None          # counter.py, while counting is on
@@ -227,13 +232,46 @@ class Cpu:
         # batch write leaves the hook firing at the same address forever)
         uc.reg_write(X.UC_X86_REG_RIP, address + 2)
 
+    def _fault_address(self, rip: int) -> int | None:
+        """The address the faulting instruction at rip could not reach, for a fault the
+        TLB-fill hook did not refuse (Unicorn's own): that one instruction again, with a
+        memory hook installed only now (see __init__). Same registers and memory, so the same
+        fault; were it not to fault, its effect on the registers is taken back. Instruction
+        counts stay as they were; the TLB is flushed before and after, so that the rerun
+        and what follows see the books as they are."""
+        self._flush_tlb()
+        c = self.counter
+        count = c.count if c is not None else 0
+        if c is not None:
+            c.arm(None)
+        ctx = self.uc.context_save()
+        self._bad_access = None
+        hook = self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
+        try:
+            self.uc.emu_start(rip, 0xFFFF_FFFF_FFFF_FFFF, count=1)
+            self.uc.context_restore(ctx)
+        except U.UcError:
+            pass
+        finally:
+            self.uc.hook_del(hook)
+            self._flush_tlb()
+            self._vector = self._denied = None
+            if c is not None:
+                c.count = count
+        return self._bad_access[1] if self._bad_access else None
+
+    def _flush_tlb(self) -> None:
+        self.uc.ctl(U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE)
+
     def _on_bad_access(self, uc, access, address, size, value, _ud) -> bool:
         self._bad_access = (access, address, size)
         return False  # not handled: Unicorn stops with a fault
 
-    def _on_tlb_fill(self, uc, address, access, entry, _ud) -> bool:
-        """Unicorn misses a page in its TLB: give the page's permission (physical address =
-        virtual), or refuse, and the access faults (Cpu.run turns it into SIGSEGV)."""
+    def _on_tlb_fill(self, uc, address, access, entry) -> bool:
+        """Unicorn misses a page in its TLB and the books do not allow the access (tlb.py
+        answers the rest): a MAP_GROWSDOWN mapping may grow, a copy-on-write page become
+        the process's own; then give the page's permission (physical address = virtual), or
+        refuse, and the access faults (Cpu.run turns it into SIGSEGV or SIGBUS)."""
         need = _NEED[access]
         prot = self.page_prot(address)
         if prot is None and self.on_unmapped and self.on_unmapped(address):
@@ -242,12 +280,6 @@ class Cpu:
                 and self.on_write_fault(address, 1)):
             prot = self.page_prot(address)  # a copy-on-write page, writable now
         if prot is None or not prot & need:
-            if address & _PAGE_MASK == _END_PAGE:
-                # Unicorn itself looks up emu_start's end address (2**64 - 1) when a hook
-                # stops it; a refusal there would fault the guest. It gets a page of its own
-                # (never the guest's: the guest's addresses are below 2**47)
-                entry.paddr, entry.perms = _END_PHYS, U.UC_PROT_ALL
-                return True
             self._denied = (access, address, prot is not None)
             return False
         entry.paddr = address & _PAGE_MASK
@@ -304,6 +336,9 @@ class Cpu:
         try:
             self.uc.emu_start(self.read("rip"), 0xFFFF_FFFF_FFFF_FFFF)
         except U.UcError as e:
+            raised = getattr(self.uc, "_hook_exception", None)
+            if raised is not None:  # a hook raised, then Unicorn failed (the TLB fill
+                raise raised        # refused): the binding would lose the exception
             rip = self.read("rip")
             if c is not None:
                 c.fault(rip)
@@ -319,7 +354,7 @@ class Cpu:
             signal = FAULTS.get(e.errno)
             if signal is None:
                 return CpuFault("SIGSEGV", rip, None, str(e))
-            addr = self._bad_access[1] if self._bad_access else None
+            addr = self._fault_address(rip) if e.errno in _ADDRESS_ERRORS else None
             code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
             return CpuFault(signal, rip, addr, str(e), code)
         if self._vector is not None:

@@ -84,20 +84,24 @@ class UnicornMemory:
     Unicorn asking the books on each TLB miss. Bad addresses become EFAULT.
 
     Unicorn runs with a virtual TLB (cpu.py): each arena is one Unicorn region, mapped at its
-    guest address (physical = virtual), and Unicorn's TLB-fill hook asks page_prot() for a
-    page's permission. So mmap, munmap and mprotect cost Unicorn nothing but a TLB flush.
+    guest address (physical = virtual), and Unicorn's TLB-fill hook reads a page's permission
+    from the books (tlb.py: a C hook over `pages`, Python's page_prot() only for what the
+    books refuse). So mmap, munmap and mprotect cost Unicorn nothing but a TLB flush.
     Mapping every VMA as a Unicorn region of its own cost steeply more with their number
     (Unicorn's mem_map with 4,096 regions: 20 s to map them, 15 s to unmap, here).
     `_runs` is the books: maximal runs (start, end, prot) of mapped pages, sorted."""
 
-    def __init__(self, uc):
+    def __init__(self, uc, pages=None):
         import unicorn as U
         from unicorn.unicorn_py3.unicorn import uclib
+        from .tlb import PageBook
         self._uc, self._UcError, self._uclib = uc, U.UcError, uclib
         self._TLB_FLUSH, self._IO_WRITE = U.UC_CTL_TLB_FLUSH, U.UC_CTL_IO_WRITE
         self._ALL = U.UC_PROT_ALL
         self._arenas: dict[int, Arena] = {}
-        self._runs: list[tuple[int, int, int]] = []
+        # the books: the Cpu's, which its C TLB-fill hook reads (tlb.py), or our own
+        self.pages = PageBook() if pages is None else pages
+        self._runs = self.pages.runs  # the same list, changed in place
         self._pagemap: int | None = None
 
     @staticmethod
@@ -130,31 +134,10 @@ class UnicornMemory:
         return False
 
     def _remap(self, start: int, end: int, prot: int | None) -> None:
-        """Give [start, end) permission `prot` (None: unmap it) in the books, keeping the
-        runs maximal; flush Unicorn's TLB where a page lost a permission (one that gained
-        one is looked up again on the access it lacked)."""
-        i = bisect_left(self._runs, start, key=_first) - 1  # runs overlapping or touching
-        if i < 0 or self._runs[i][1] < start:
-            i += 1
-        j = bisect_right(self._runs, end, key=_first)
-        old = self._runs[i:j]
-        pieces = []
-        lost = False
-        for lo, hi, p in old:
-            pieces += [(a, b, p) for a, b in ((lo, min(hi, start)), (max(lo, end), hi)) if a < b]
-            if lo < end and hi > start and (prot is None or p & ~prot):
-                lost = True
-        if prot is not None:
-            pieces.append((start, end, prot))
-        pieces.sort()
-        new: list[tuple[int, int, int]] = []
-        for lo, hi, p in pieces:
-            if new and new[-1][1] == lo and new[-1][2] == p:
-                new[-1] = (new[-1][0], hi, p)
-            else:
-                new.append((lo, hi, p))
-        self._runs[i:j] = new
-        if lost:
+        """Give [start, end) permission `prot` (None: unmap it) in the books (tlb.PageBook,
+        which the C fill hook reads too); flush Unicorn's TLB where a page lost a permission
+        (one that gained one is looked up again on the access it lacked)."""
+        if self.pages.set(start, end, prot):
             self._uc.ctl(self._TLB_FLUSH, self._IO_WRITE)
 
     def map(self, start, size, prot):

@@ -82,7 +82,7 @@ class Machine:
         self.program = read_program(program)
         self.program_path = os.path.realpath(program)
         self.cpu = Cpu()
-        self.mem = AddressSpace(UnicornMemory(self.cpu.uc), limit=max_memory)
+        self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
         self.cpu.code_cacheable = self._code_cacheable
         self.mem.on_code_change = self.cpu.code_changed
         root_host = os.path.realpath(root)
