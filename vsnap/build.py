@@ -29,6 +29,26 @@ def cache_dir() -> str:
     return path
 
 
+def host_library(name: str, source: bytes):
+    """A C source built with `zig cc` into a shared library for the host (vsnap's own hooks:
+    counter.py, tlb.py), cached by the source's hash, and loaded. Raises OSError or
+    subprocess.SubprocessError when it cannot be built."""
+    import ctypes
+    key = hashlib.sha256(source + sys.platform.encode()).hexdigest()[:16]
+    path = os.path.join(os.path.dirname(cache_dir()), f"{name}-{key}.so")
+    if not os.path.exists(path):
+        with tempfile.TemporaryDirectory() as d:
+            src, tmp = os.path.join(d, f"{name}.c"), os.path.join(d, f"{name}.so")
+            with open(src, "wb") as f:
+                f.write(source)
+            subprocess.run([*zig_command(), "cc", "-shared", "-O2", "-nostdlib", "-fPIC",
+                            "-o", tmp, src], check=True, capture_output=True, timeout=300)
+            part = f"{path}.{os.getpid()}.tmp"  # into the cache atomically (another file
+            shutil.copyfile(tmp, part)          # system, maybe: copy, then rename)
+            os.replace(part, path)
+    return ctypes.CDLL(path)
+
+
 def zig_command() -> list[str]:
     return [sys.executable, "-m", "ziglang"]
 

@@ -26,12 +26,8 @@ Only the CPU layer uses this module (it is part of cpu.py's job, in a file of it
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
 import subprocess
-import sys
-import tempfile
 from typing import Callable
 
 import unicorn as U
@@ -149,31 +145,13 @@ def _load_native():
     global _native_lib, _native_error
     if _native_lib is not None or _native_error is not None:
         return _native_lib
-    from .build import cache_dir, zig_command
-    key = hashlib.sha256(_C_SOURCE + sys.platform.encode()).hexdigest()[:16]
-    path = os.path.join(os.path.dirname(cache_dir()), f"count-{key}.so")
+    from .build import host_library
     try:
-        if not os.path.exists(path):
-            with tempfile.TemporaryDirectory() as d:
-                src = os.path.join(d, "count.c")
-                with open(src, "wb") as f:
-                    f.write(_C_SOURCE)
-                tmp = os.path.join(d, "count.so")
-                subprocess.run([*zig_command(), "cc", "-shared", "-O2", "-nostdlib", "-fPIC",
-                                "-o", tmp, src], check=True, capture_output=True, timeout=300)
-                _move(tmp, path)
-        _native_lib = ctypes.CDLL(path)
+        _native_lib = host_library("count", _C_SOURCE)
     except (OSError, subprocess.SubprocessError) as e:
         _native_error = str(e)
         return None
     return _native_lib
-
-
-def _move(src: str, dst: str) -> None:
-    """Into the cache atomically (the temporary folder may be another file system)."""
-    tmp = dst + f".{os.getpid()}.tmp"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 _lengths: dict[bytes, int] = {}  # instructions in a block, by its bytes, for every machine

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
 
@@ -203,26 +202,10 @@ def _load_native():
     if os.environ.get("VSNAP_NO_NATIVE_TLB"):
         _native_error = "disabled by VSNAP_NO_NATIVE_TLB"
         return None
-    import hashlib
     import subprocess  # only here: start-up time counts (issue 10)
-    from .build import cache_dir, zig_command
-    key = hashlib.sha256(_C_SOURCE + sys.platform.encode()).hexdigest()[:16]
-    path = os.path.join(os.path.dirname(cache_dir()), f"tlb-{key}.so")
+    from .build import host_library
     try:
-        if not os.path.exists(path):
-            import shutil
-            import tempfile
-            with tempfile.TemporaryDirectory() as d:
-                src = os.path.join(d, "tlb.c")
-                with open(src, "wb") as f:
-                    f.write(_C_SOURCE)
-                tmp = os.path.join(d, "tlb.so")
-                subprocess.run([*zig_command(), "cc", "-shared", "-O2", "-nostdlib", "-fPIC",
-                                "-o", tmp, src], check=True, capture_output=True, timeout=300)
-                part = f"{path}.{os.getpid()}.tmp"  # into the cache atomically
-                shutil.copyfile(tmp, part)
-                os.replace(part, path)
-        _native = ctypes.CDLL(path)
+        _native = host_library("tlb", _C_SOURCE)
     except (OSError, subprocess.SubprocessError) as e:
         _native_error = str(e)
         return None

@@ -18,15 +18,8 @@ FIFO_TYPE = oct(S.S_IFIFO)
 def fifo_record(f, seen: set) -> dict:
     """The image fields of one FIFO description; the bytes only with the first description
     of each FIFO (`seen` remembers which FIFOs have theirs)."""
-    from .inodes import CannotSave
-    st = os.fstat(f.host_fd)
-    try:
-        named = os.stat(f.host_path, follow_symlinks=False)
-    except OSError:
-        named = None
-    if named is None or (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
-        raise CannotSave(f"vsnap: cannot save: the guest has the FIFO {f.path} open, whose "
-                         f"name was removed since; an image cannot make it again")
+    from .named import still_named
+    st = still_named(f, "the guest has open the FIFO")
     rec = {"identity": {"type": FIFO_TYPE}}
     if f.data not in seen:
         seen.add(f.data)

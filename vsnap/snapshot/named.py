@@ -19,17 +19,24 @@ FILE_TYPES = {oct(t) for t in (S.S_IFSOCK, S.S_IFLNK, S.S_IFREG, S.S_IFBLK, S.S_
                                 S.S_IFCHR, S.S_IFIFO)}
 
 
-def save_path(f, ctx) -> dict:
-    if f.host_fd is None:  # a /dev or /proc name (stream "virtual"): its path says it all
-        return {}
+def still_named(f, what: str) -> os.stat_result:
+    """The file of description `f`, which must still be the one its name leads to: a file
+    that lost its name cannot be made again (`what` names the description in the refusal)."""
     st = os.fstat(f.host_fd)
     try:
         named = os.stat(f.host_path, follow_symlinks=False)
     except OSError:
         named = None
     if named is None or (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
-        raise CannotSave(f"vsnap: cannot save: an O_PATH descriptor names {f.path}, which "
-                         f"was removed since; an image cannot make it again")
+        raise CannotSave(f"vsnap: cannot save: {what} {f.path}, which was removed since; "
+                         f"an image cannot make it again")
+    return st
+
+
+def save_path(f, ctx) -> dict:
+    if f.host_fd is None:  # a /dev or /proc name (stream "virtual"): its path says it all
+        return {}
+    st = still_named(f, "an O_PATH descriptor names")
     return {"identity": {"type": oct(st.st_mode & 0o170000)}}
 
 

@@ -17,7 +17,7 @@ from ..kernel.filelocks import restore_locks
 from ..kernel.limits import apply as apply_limits
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, inodes, mapped
+from . import descriptions, mapped
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
