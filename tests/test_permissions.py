@@ -36,6 +36,8 @@ import locale, os, sys
 import vsnap.cli, vsnap.control, vsnap.driver, vsnap.hostsig, vsnap.kernel.signal
 import vsnap.machine, vsnap.snapshot, vsnap.trace
 vsnap.cli.parser()
+import vsnap.counter, vsnap.tlb  # vsnap's own hooks, from root's cache, loaded while root
+vsnap.counter._load_native(); vsnap.tlb._load_native()
 os.setgroups([{uid}]); os.setgid({uid}); os.setuid({uid}); os.umask(0o022)
 sys.exit(vsnap.cli.main(sys.argv[1:]))
 """
