@@ -13,10 +13,12 @@ does not depend on how the file is laid out on disk (a copy without holes gives 
 """
 from __future__ import annotations
 
-import errno
 import functools
 import hashlib
 import os
+
+from ..abi import errno as E
+from ..vfs import host_errno_to_guest
 
 BLOCK = 1 << 20      # the digest's block
 CHUNK = 4 << 20      # how much is read or written at once
@@ -37,7 +39,7 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
             try:
                 start = os.lseek(fd, pos, os.SEEK_DATA)
             except OSError as e:
-                if e.errno == errno.ENXIO:  # no data after pos: a hole to the end
+                if host_errno_to_guest(e) == E.ENXIO:  # no data after pos: a hole to the end
                     break
                 raise
             if start >= size:
@@ -46,7 +48,7 @@ def data_extents(fd: int, size: int) -> list[tuple[int, int]]:
             out.append((start, end - start))
             pos = end
     except OSError as e:
-        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+        if host_errno_to_guest(e) in (E.EINVAL, E.EOPNOTSUPP):
             return [(0, size)]
         raise
     return out
@@ -120,7 +122,7 @@ def read_ranges(fd: int, ranges, limit: int = CHUNK):
         while pos < end:
             data = os.pread(fd, min(limit, end - pos), pos)
             if not data:
-                raise OSError(errno.EIO, "the file became shorter while it was saved")
+                raise OSError("the file became shorter while it was saved")
             yield data
             pos += len(data)
 
@@ -154,7 +156,7 @@ def write_extents(fd: int, blob, extents, size: int) -> None:
         while done < length:
             n = os.pwrite(fd, view[at + done:at + min(length, done + CHUNK)], offset + done)
             if n <= 0:
-                raise OSError(errno.EIO, "short write")
+                raise OSError("a write to the host file wrote nothing")
             done += n
         at += length
     os.ftruncate(fd, size)
