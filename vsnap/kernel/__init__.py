@@ -4,6 +4,7 @@ from . import creds, files, misc, mm, paths, proc, signal, time  # noqa: F401
 from . import extents, filetimes, sendfile, statfs, sync  # noqa: F401
 from . import filelocks, futex, poll  # noqa: F401
 from . import limits, timers  # noqa: F401
+from . import attrs, statcalls  # noqa: F401
 from . import anonfile, fifo, opath, prctl, privileged  # noqa: F401
 from .core import Capture, Console, GuestExit, Kernel
 from .registry import SYSCALLS

@@ -1,9 +1,7 @@
 """The rest: uname, getrandom, sysinfo."""
 from __future__ import annotations
 
-from ..abi import errno as E
 from ..abi import structs
-from ..errors import SyscallError
 from .registry import syscall
 
 UNAME = ("Linux", "vsnap", "6.1.0-vsnap", "#1 SMP PREEMPT_DYNAMIC vsnap", "x86_64", "(none)")

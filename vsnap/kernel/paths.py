@@ -1,5 +1,6 @@
-"""System calls on names in the file system: the stat family, access, mkdir, unlink, rename,
-symlinks, chdir/getcwd, truncate, chmod, umask. Every name goes through the sandbox (vfs.py)."""
+"""System calls on names in the file system: mkdir, rmdir, unlink, rename, symlinks, hard links,
+readlink, chdir/getcwd. Every name goes through the sandbox (vfs.py). What a name is (the stat
+family, access) is in statcalls.py; a file's size and mode (truncate, chmod, umask) in attrs.py."""
 from __future__ import annotations
 
 import os
@@ -7,96 +8,17 @@ import stat as S
 
 from ..abi import consts as C
 from ..abi import errno as E
-from ..abi import structs
 from ..access import MAY_EXEC, MAY_WRITE
 from ..errors import SyscallError
 from . import perm
 from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64,
-                     stat_of_file, stat_of_resolved, touch, touch_parent, touch_path,
-                     write_stat)
+                     stat_of_file, stat_of_resolved, touch_parent, touch_path)
 from .inodetimes import mark_changed
-from .limits import check_truncate
 from . import opath
 from .registry import syscall
 
 
-@syscall("stat", "path ptr")
-def sys_stat(k, path, statbuf):
-    """int stat(const char *pathname, struct stat *statbuf);"""
-    return write_stat(k, statbuf, stat_of_resolved(k, lookup(k, C.AT_FDCWD, path)))
-
-
-@syscall("lstat", "path ptr")
-def sys_lstat(k, path, statbuf):
-    """int lstat(const char *pathname, struct stat *statbuf);"""
-    r = lookup(k, C.AT_FDCWD, path, follow=False)
-    return write_stat(k, statbuf, stat_of_resolved(k, r, follow=False))
-
-
-@syscall("fstat", "fd ptr")
-def sys_fstat(k, fd, statbuf):
-    """int fstat(int fd, struct stat *statbuf);"""
-    return write_stat(k, statbuf, stat_of_file(k, k.fds.get_raw(s32(fd))))
-
-
-def _fstatat_fields(k, dirfd, path, flags) -> dict:
-    r = lookup(k, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW,
-               empty_ok=bool(flags & C.AT_EMPTY_PATH))
-    if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
-        dirfd = s32(dirfd)
-        if dirfd == C.AT_FDCWD:  # the cwd may be virtual (/proc/1000): resolve it
-            return stat_of_resolved(k, k.vfs.resolve(k.proc.cwd))
-        return stat_of_file(k, k.fds.get_raw(dirfd))
-    return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
-
-
-@syscall("newfstatat", "fd path ptr hex")
-def sys_newfstatat(k, dirfd, path, statbuf, flags):
-    """int fstatat(int dirfd, const char *pathname, struct stat *statbuf, int flags);"""
-    return write_stat(k, statbuf, _fstatat_fields(k, dirfd, path, flags))
-
-
-@syscall("statx", "fd path hex hex ptr")
-def sys_statx(k, dirfd, path, flags, mask, statxbuf):
-    """int statx(int dirfd, const char *pathname, int flags, unsigned int mask,
-    struct statx *statxbuf);"""
-    f = _fstatat_fields(k, dirfd, path, flags)
-    k.write(statxbuf, structs.pack_statx(
-        ino=f["ino"], nlink=f["nlink"], mode=f["mode"], uid=f["uid"], gid=f["gid"],
-        size=f["size"], blksize=f["blksize"], blocks=f["blocks"], atime_ns=f["atime_ns"],
-        mtime_ns=f["mtime_ns"], ctime_ns=f["ctime_ns"], rdev_major=f["rdev"] >> 8,
-        rdev_minor=f["rdev"] & 0xFF, dev_major=f["dev"] >> 8, dev_minor=f["dev"] & 0xFF))
-    return 0
-
-
-@syscall("access", "path int")
-def sys_access(k, path, mode):
-    """int access(const char *pathname, int mode);"""
-    return sys_faccessat2(k, C.AT_FDCWD, path, mode, 0)
-
-
-@syscall("faccessat", "fd path int")
-def sys_faccessat(k, dirfd, path, mode):
-    """int faccessat(int dirfd, const char *pathname, int mode, int flags);"""
-    return sys_faccessat2(k, dirfd, path, mode, 0)
-
-
-@syscall("faccessat2", "fd path int hex")
-def sys_faccessat2(k, dirfd, path, mode, flags):
-    """int faccessat2(int dirfd, const char *pathname, int mode, int flags);"""
-    mode, flags = s32(mode), s32(flags)
-    if mode & ~(C.R_OK | C.W_OK | C.X_OK):
-        raise SyscallError(E.EINVAL, f"access mode {mode:#x}")
-    if flags & ~(C.AT_EACCESS | C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH):
-        raise SyscallError(E.EINVAL, f"faccessat2 flags {flags:#x}")
-    # AT_EACCESS asks about the effective ids instead of the real ones: the guest's are the same
-    st = _fstatat_fields(k, dirfd, path, flags & (C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH))
-    # R_OK, W_OK and X_OK are the MAY_* bits: the owner's bits decide (access.py)
-    perm.require(k, st["mode"], mode, "faccessat")
-    return 0
-
-
-def _real(r, what: str):
+def not_virtual(r, what: str):
     if r.special:
         raise SyscallError(E.EACCES if r.exists else E.ENOENT, f"{r.guest}: {what}")
     return r
@@ -111,7 +33,7 @@ def sys_mkdir(k, path, mode):
 @syscall("mkdirat", "fd path mode")
 def sys_mkdirat(k, dirfd, path, mode):
     """int mkdirat(int dirfd, const char *pathname, mode_t mode);"""
-    r = _real(_name(k, dirfd, path)[0], "read-only")
+    r = not_virtual(_name(k, dirfd, path)[0], "read-only")
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
     perm.may_create(k, r)
@@ -151,7 +73,7 @@ def _rmdir(k, dirfd, path) -> int:
     last = _last(k, path)
     if last in (".", ".."):  # as Linux: "." is invalid, ".." is never empty
         raise SyscallError(E.EINVAL if last == "." else E.ENOTEMPTY, last)
-    r = must_exist(_real(_name(k, dirfd, path)[0], "read-only"))
+    r = must_exist(not_virtual(_name(k, dirfd, path)[0], "read-only"))
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
     perm.may_delete(k, r)
@@ -183,7 +105,7 @@ def sys_unlinkat(k, dirfd, path, flags):
     if _last(k, path) in (".", ".."):
         raise SyscallError(E.EISDIR, _last(k, path))
     r, slash = _name(k, dirfd, path)
-    must_exist(_real(r, "read-only"))
+    must_exist(not_virtual(r, "read-only"))
     if slash or r.guest == "/":  # "name/": a directory is EISDIR, anything else ENOTDIR
         raise SyscallError(E.EISDIR if _is_dir(r) else E.ENOTDIR, r.guest)
     perm.may_delete(k, r)
@@ -217,8 +139,8 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
     # both parents are looked up before either name is checked, as Linux does
     src, src_slash = _name(k, olddirfd, old)
     dst, dst_slash = _name(k, newdirfd, new)
-    _real(src, "read-only")
-    _real(dst, "read-only")
+    not_virtual(src, "read-only")
+    not_virtual(dst, "read-only")
     must_exist(src)
     if flags & 1 and dst.exists:  # RENAME_NOREPLACE
         raise SyscallError(E.EEXIST, dst.guest)
@@ -283,7 +205,7 @@ def sys_symlinkat(k, target, newdirfd, linkpath):
     if not text:
         raise SyscallError(E.ENOENT, "empty symlink target")
     r, slash = _name(k, newdirfd, linkpath)
-    if _real(r, "read-only").exists:
+    if not_virtual(r, "read-only").exists:
         raise SyscallError(E.EEXIST, r.guest)
     if slash:  # asked for a directory that is not there
         raise SyscallError(E.ENOENT, f"{r.guest}/")
@@ -306,10 +228,10 @@ def sys_link(k, old, new):
 def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
     """int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
     int flags);"""
-    src = must_exist(_real(lookup(k, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
+    src = must_exist(not_virtual(lookup(k, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
                            "read-only"))
     dst, slash = _name(k, newdirfd, new)
-    if _real(dst, "read-only").exists:
+    if not_virtual(dst, "read-only").exists:
         raise SyscallError(E.EEXIST, dst.guest)
     if slash:  # asked for a directory that is not there
         raise SyscallError(E.ENOENT, f"{dst.guest}/")
@@ -389,80 +311,3 @@ def sys_fchdir(k, fd):
     perm.require(k, stat_of_file(k, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
     k.proc.cwd = f.path
     return 0
-
-
-@syscall("ftruncate", "fd int")
-def sys_ftruncate(k, fd, length):
-    """int ftruncate(int fd, off_t length);"""
-    f = k.fds.get(s32(fd))
-    if s64(length) < 0:
-        raise SyscallError(E.EINVAL, "negative length")
-    if f.kind != "file" or f.flags & C.O_ACCMODE == C.O_RDONLY:
-        raise SyscallError(E.EINVAL, f"{f.path} is not open for writing")
-    with host_errors():
-        check_truncate(k, os.fstat(f.host_fd).st_size, length)
-        perm.drop_privileges(k, f.host_fd)
-        os.ftruncate(f.host_fd, length)
-        touch(k, f.host_fd)
-    return 0
-
-
-@syscall("truncate", "path int")
-def sys_truncate(k, path, length):
-    """int truncate(const char *path, off_t length);"""
-    if s64(length) < 0:  # before the lookup, as Linux
-        raise SyscallError(E.EINVAL, "negative length")
-    r = must_exist(_real(lookup(k, C.AT_FDCWD, path), "read-only"))
-    with host_errors():
-        mode = os.stat(r.host).st_mode
-    if S.S_ISDIR(mode):
-        raise SyscallError(E.EISDIR, r.guest)
-    if not S.S_ISREG(mode):
-        raise SyscallError(E.EINVAL, f"{r.guest}: not a regular file")
-    perm.require(k, mode, MAY_WRITE, r.guest)
-    with host_errors():
-        fd = os.open(r.host, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            check_truncate(k, os.fstat(fd).st_size, length)
-            perm.drop_privileges(k, fd)
-            os.ftruncate(fd, length)
-            touch(k, fd)
-        finally:
-            os.close(fd)
-    return 0
-
-
-@syscall("chmod", "path mode")
-def sys_chmod(k, path, mode):
-    """int chmod(const char *pathname, mode_t mode);"""
-    return sys_fchmodat(k, C.AT_FDCWD, path, mode)
-
-
-@syscall("fchmodat", "fd path mode")
-def sys_fchmodat(k, dirfd, path, mode):
-    """int fchmodat(int dirfd, const char *pathname, mode_t mode, int flags);"""
-    r = must_exist(_real(lookup(k, dirfd, path), "read-only"))
-    with host_errors():
-        os.chmod(r.host, mode & 0o7777, follow_symlinks=False)
-        mark_changed(k, os.lstat(r.host), r.guest)
-    perm.setid_may_be_set(k, mode)
-    return 0
-
-
-@syscall("fchmod", "fd mode")
-def sys_fchmod(k, fd, mode):
-    """int fchmod(int fd, mode_t mode);"""
-    f = k.fds.get(s32(fd))
-    if f.kind in ("file", "dir") and f.host_fd is not None:
-        with host_errors():
-            os.chmod(f.host_fd, mode & 0o7777)
-            mark_changed(k, os.fstat(f.host_fd), f.path)
-        perm.setid_may_be_set(k, mode)
-    return 0
-
-
-@syscall("umask", "mode")
-def sys_umask(k, mask):
-    """mode_t umask(mode_t mask);"""
-    old, k.proc.umask = k.proc.umask, mask & 0o777
-    return old
