@@ -31,7 +31,7 @@ from vsnap.build import build
 from vsnap.tlb import install as install_tlb
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import RawUnicorn, can_run_native, captured_console  # noqa: E402
+from run import RawUnicorn, can_run_native, captured_console, print_rows  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEMHASH_N = 1_000_000
@@ -161,12 +161,7 @@ def main() -> int:
         bench_memhash(root, native_ok, rows)
         bench_bash(root, rows)
     print(f"\nvsnap {vsnap.__version__}, unicorn {U.__version__}, QEMU: {qemu() or 'not installed'}")
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
-    print(f"{'':<{w}}  {'measured':<{v}}  {'goal':<12}  result")
-    for name, value, goal, verdict in rows:
-        print(f"{name:<{w}}  {value:<{v}}  {goal:<12}  {verdict}".rstrip())
-    print(f"\n(benchmark took {time.perf_counter() - t0:.1f} s)")
+    print_rows(rows, t0)
     return 0
 
 

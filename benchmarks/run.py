@@ -94,6 +94,16 @@ def run_native(path: str, args: list[str]) -> tuple[float, bytes]:
     return dt, p.stdout
 
 
+def print_rows(rows: list, t0: float) -> None:
+    """The table every benchmark script ends with: name, measured, goal, verdict."""
+    w = max(len(r[0]) for r in rows)
+    v = max(len(r[1]) for r in rows)
+    print(f"{'':<{w}}  {'measured':<{v}}  {'goal':<12}  result")
+    for name, value, goal, verdict in rows:
+        print(f"{name:<{w}}  {value:<{v}}  {goal:<12}  {verdict}".rstrip())
+    print(f"\n(benchmark took {time.perf_counter() - t0:.1f} s)")
+
+
 def can_run_native(path: str) -> bool:
     try:
         return subprocess.run([path], capture_output=True, timeout=10).returncode == 0
@@ -347,12 +357,7 @@ def main() -> int:
     print(f"\nvsnap {vsnap.__version__}, unicorn {U.__version__}, Python "
           f"{sys.version.split()[0]}, {os.cpu_count()} CPUs"
           + ("" if native_ok else "; this host cannot run the guests natively"))
-    w = max(len(r[0]) for r in rows)
-    v = max(len(r[1]) for r in rows)
-    print(f"{'':<{w}}  {'measured':<{v}}  {'goal':<12}  result")
-    for name, value, goal, verdict in rows:
-        print(f"{name:<{w}}  {value:<{v}}  {goal:<12}  {verdict}".rstrip())
-    print(f"\n(benchmark took {time.perf_counter() - t0:.1f} s)")
+    print_rows(rows, t0)
     return 0
 
 
