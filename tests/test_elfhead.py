@@ -9,7 +9,7 @@ import struct
 
 import pytest
 from elftools.common.exceptions import ELFError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import example, HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FLAVOURS, make_root, run_api, run_native
@@ -78,6 +78,7 @@ def _without_section_headers(data: bytes) -> bytes:
        edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1,
                       max_size=4),
        cut=st.none() | st.integers(0, 700))
+@example(which=0, edits=[(1190, 0)], cut=None)  # e_phoff 0: the program headers overlap e_shoff
 def test_damaged_headers_read_as_pyelftools_reads_them(originals, which, edits, cut):
     """Any damage to the bytes execve reads, and any truncation: either the reader declines
     the file (the loader then asks pyelftools, whose names its refusal uses) or it reads
@@ -88,12 +89,14 @@ def test_damaged_headers_read_as_pyelftools_reads_them(originals, which, edits, 
         data[offsets[at % len(offsets)]] = value
     if cut is not None:
         del data[cut:]
-    data = bytes(data)
+    # both readers get the same bytes: the section-header fields zeroed for pyelftools (which
+    # execve never reads) may lie under the program headers when damage moved e_phoff there
+    data = _without_section_headers(bytes(data))
     heads = read_headers(data)
     if heads is None:
         return
     try:
-        reference = read_headers_pyelftools(_without_section_headers(data))
+        reference = read_headers_pyelftools(data)
     except (ELFError, struct.error, ValueError) as e:
         pytest.fail(f"read a file pyelftools refuses ({e})")
     assert heads == reference
