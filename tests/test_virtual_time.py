@@ -150,3 +150,14 @@ int main(void) {
     assert 2001 * SYSCALL_NS // 1000 <= stime <= 2005 * SYSCALL_NS // 1000
     assert tu == utime // 10_000 and ts == stime // 10_000
     assert C.ITIMER_VIRTUAL == 1
+
+
+def test_the_reference_counter_puts_the_ticks_at_the_same_instructions(builds, tmp_path,
+                                                                       monkeypatch):
+    """The per-instruction reference counter (VSNAP_COUNTER=insn) stops for each timer at
+    the same instruction as the block counter: the same spins between ticks."""
+    guest = Guest(builds.get("spintimer", "musl"), ("posix", "where"))
+    block = run_to_end(guest, tmp_path / "block")
+    monkeypatch.setenv("VSNAP_COUNTER", "insn")
+    reference = run_to_end(guest, tmp_path / "insn")
+    assert block.stdout == reference.stdout and block.status == reference.status == 0

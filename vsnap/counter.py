@@ -17,7 +17,9 @@ Two counters with one interface (count, arm(limit), fault(rip), cut(next), tail(
   rewrite them; Unicorn retranslates, and so must the count), and the table is emptied whenever
   executable memory is mapped, unmapped, reprotected or written by vsnap (on_code_change). To
   stop at exactly instruction k it stops before the block that would cross k and runs the rest
-  of that block with a per-instruction hook on just that block (tail()). Costs about 1.4x.
+  of that block with a per-instruction hook on just that block (tail()). Every run counts
+  (the guest's clock follows the count, clock.py); it costs about 0.8x a bare engine's speed
+  on compute.c (benchmarks/run.py).
 * InsnCounter: the per-instruction reference, a C code hook counting every instruction (about
   25x slower); tests compare the two, and VSNAP_COUNTER=insn selects it.
 
