@@ -116,7 +116,6 @@ class Cpu:
         self._tlb_hook = install_tlb(self.uc, self.pages, self._on_tlb_fill)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
-        self.counter = None          # counter.py: start_counting()
         self.budget: int | None = None
         self.deadline: int | None = None  # the next timer's expiry, as an instruction count
         self._stop_at: int | None = None
@@ -126,6 +125,9 @@ class Cpu:
         # (set by the machine, which knows the mappings)
         self.code_cacheable: Callable[[int, int], bool] = lambda address, size: False
         self._rdtsc_hooks: dict[int, int] = {}
+        # every run counts (the guest's clock follows the count): counter.py
+        from .counter import make_counter
+        self.counter = make_counter(self.uc, lambda a, size: self.code_cacheable(a, size))
 
     # registers -------------------------------------------------------------------------
     def _fast_paths(self) -> None:
@@ -386,15 +388,6 @@ class Cpu:
     @instructions.setter
     def instructions(self, n: int) -> None:
         self.counter.count = n
-
-    def start_counting(self) -> None:
-        """Count every instruction from now on (counter.py). Every run counts: the guest's
-        clock follows the count (clock.py). Called once, after code_cacheable is set."""
-        from .counter import make_counter
-        self.counter = make_counter(self.uc, self.code_cacheable)
-        # Unicorn puts hooks into code as it translates it: code translated before the
-        # block hook existed would run uncounted
-        self.uc.ctl_flush_tb()
 
     def set_budget(self, limit: int | None) -> None:
         """Stop past `limit` instructions since exec (--max-instructions): over_limit."""

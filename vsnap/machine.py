@@ -84,7 +84,6 @@ class Machine:
         self.cpu = Cpu()
         self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
         self.cpu.code_cacheable = self._code_cacheable
-        self.cpu.start_counting()  # every run counts: the guest's clock follows the count
         self.mem.on_code_change = self.cpu.code_changed
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
