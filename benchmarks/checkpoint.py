@@ -33,7 +33,7 @@ def marker_position(program: str) -> int:
     marks = []
     m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("getppid") else None
-    m.run(count=True)
+    m.run()
     return marks[0]
 
 

@@ -5,10 +5,11 @@
 Three measurements, each side by side in one run on this machine (see benchmarks/README.md):
 
 1. compute: programs/compute.c (a xorshift loop, no system calls inside) natively, in a bare
-   Unicorn engine with only a syscall hook, and under vsnap. Goal: vsnap >= 90% of raw Unicorn.
-   Then counted (every instruction counted exactly, as --stats, budgets and --save-at do):
-   goal >= 0.5x a plain vsnap run; and --save-at half-way (an exact stop, then the image):
-   goal <= 2x a plain run to the same point.
+   Unicorn engine with only a syscall hook (plain: nothing counted), the same with vsnap's
+   block counter added (counted: the counter's own cost), and under vsnap, where every run
+   counts instructions exactly (the guest's clock follows the count). Goal: a counted run
+   >= 0.5x a plain one, and --save-at half-way (an exact stop, then the image) <= 2x a vsnap
+   run to the same point.
 2. syscalls: programs/syscalls.c (one-byte writes and reads on /dev/null, getpid) under vsnap,
    in a bare Unicorn engine whose Python syscall hook does the least it can, and natively.
    Goal: vsnap >= 100,000 system calls/s.
@@ -61,11 +62,11 @@ def captured_console(out: bytearray) -> vsnap.Console:
     return vsnap.Console(read=lambda n: b"", write_out=out.extend, write_err=out.extend)
 
 
-def run_vsnap(path: str, args: list[str], root: str, count: bool = False):
-    """(RunResult, output bytes) of one plain vsnap run with output captured."""
+def run_vsnap(path: str, args: list[str], root: str):
+    """(RunResult, output bytes) of one vsnap run with output captured."""
     out = bytearray()
     m = vsnap.Machine(path, args, root=root, console=captured_console(out))
-    result = m.run(count=count)
+    result = m.run()
     if result.status != 0:
         raise SystemExit(f"benchmark: {os.path.basename(path)} {args} failed under vsnap: "
                          f"{result} {bytes(out)!r}")
@@ -129,7 +130,7 @@ class RawUnicorn:
     read rax, maybe rdx, write rax, through the ordinary Python binding.
     """
 
-    def __init__(self, path: str, args: list[str]):
+    def __init__(self, path: str, args: list[str], count: bool = False):
         prog = read_program(path)
         uc = self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
         # what Linux (and vsnap's Cpu) sets up: x87 control word, MXCSR, SSE enabled in CR4
@@ -147,6 +148,10 @@ class RawUnicorn:
         self.syscalls = 0
         self.status = None
         uc.hook_add(U.UC_HOOK_INSN, self._syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
+        self.counter = None
+        if count:  # vsnap's block counter alone; a static ELF's text is never writable
+            from vsnap.counter import make_counter
+            self.counter = make_counter(uc, lambda address, size: True)
 
     def _syscall(self, uc, _ud):
         self.syscalls += 1
@@ -215,7 +220,7 @@ def bench_compute(root: str, native_ok: bool, rows: list) -> None:
 
     # exact instruction count: instructions = a*N + b, fitted from two small counted runs
     # (printf's work differs a little with the numbers it prints: round the slope)
-    small = [run_vsnap(compute, [str(k)], root, count=True)[0].instructions for k in (1000, 3000)]
+    small = [run_vsnap(compute, [str(k)], root)[0].instructions for k in (1000, 3000)]
     per_iter = round((small[1] - small[0]) / 2000)
     instructions = small[0] + per_iter * (n - 1000)
 
@@ -227,13 +232,17 @@ def bench_compute(root: str, native_ok: bool, rows: list) -> None:
         result, out = run_vsnap(compute, [str(n)], root)
         vs_s = min(vs_s, result.seconds)
         outputs.add(out)
-        result, out = run_vsnap(compute, [str(n)], root, count=True)
-        counted_s = min(counted_s, result.seconds)
-        outputs.add(out)
         save_s = min(save_s, save_at(compute, [str(n)], root, half, image))
         raw = RawUnicorn(compute, [str(n)])
         raw_s = min(raw_s, raw.run())
         outputs.add(bytes(raw.out))
+        raw = RawUnicorn(compute, [str(n)], count=True)
+        counted_s = min(counted_s, raw.run())
+        outputs.add(bytes(raw.out))
+        # (the bare engine's start-up differs a little: another argv and environment)
+        if abs(raw.counter.count - result.instructions) > 1000:
+            raise SystemExit(f"benchmark: the counter alone counted {raw.counter.count:,}, "
+                             f"vsnap {result.instructions:,}")
         if native_ok:
             dt, out = run_native(compute, [str(n)])
             native_s = min(native_s, dt)
@@ -242,28 +251,27 @@ def bench_compute(root: str, native_ok: bool, rows: list) -> None:
         raise SystemExit(f"benchmark: compute printed different outputs: {outputs}")
 
     mips = lambda s: f"{instructions / s / 1e6:,.0f} M insn/s"
-    ratio = raw_s / vs_s
     rows.append(("1 compute", f"N={n:,}: {instructions / 1e6:,.0f} M instructions "
                  f"({per_iter:g} per step)", "", ""))
     if native_ok:
         rows.append(("  native (wall, incl. process start)", f"{native_s:.3f} s  {mips(native_s)}",
                      "", ""))
-    rows.append(("  raw Unicorn, syscall hook only", f"{raw_s:.3f} s  {mips(raw_s)}", "", ""))
-    rows.append(("  vsnap Machine.run()", f"{vs_s:.3f} s  {mips(vs_s)}", "", ""))
-    rows.append(("  vsnap speed / raw Unicorn", f"{ratio:.1%}", ">= 90%",
-                 "PASS" if ratio >= 0.9 else "MISS"))
+    rows.append(("  raw Unicorn, syscall hook only (plain)", f"{raw_s:.3f} s  {mips(raw_s)}",
+                 "", ""))
+    rows.append(("  raw Unicorn + vsnap's block counter", f"{counted_s:.3f} s  "
+                 f"{mips(counted_s)}", "", ""))
+    rows.append(("  vsnap Machine.run() (always counted)", f"{vs_s:.3f} s  {mips(vs_s)}", "",
+                 ""))
+    counted = raw_s / vs_s
+    rows.append(("  counted vsnap / plain raw Unicorn", f"{counted:.2f}x (the counter alone "
+                 f"{raw_s / counted_s:.2f}x)", ">= 0.5x", "PASS" if counted >= 0.5 else "MISS"))
     if native_ok:
         rows.append(("  native speed / vsnap", f"{vs_s / native_s:.2f}x", "", ""))
-    counted = vs_s / counted_s
-    rows.append(("  vsnap counted (--stats, exact)", f"{counted_s:.3f} s  {mips(counted_s)}",
-                 "", ""))
-    rows.append(("  counted speed / plain vsnap", f"{counted:.2f}x (raw Unicorn "
-                 f"{vs_s / raw_s:.2f}x)", ">= 0.5x", "PASS" if counted >= 0.5 else "MISS"))
-    # a plain run to the same point takes about half the plain run (no system calls inside)
-    plain_half = vs_s * half / instructions
+    # a run to the same point takes about half the whole run (no system calls inside)
+    to_half = vs_s * half / instructions
     rows.append(("  --save-at half: exact stop + image", f"{save_s:.3f} s = "
-                 f"{save_s / plain_half:.2f}x a plain run to there", "<= 2x",
-                 "PASS" if save_s <= 2 * plain_half else "MISS"))
+                 f"{save_s / to_half:.2f}x a run to there", "<= 2x",
+                 "PASS" if save_s <= 2 * to_half else "MISS"))
 
 
 def bench_syscalls(root: str, native_ok: bool, rows: list) -> None:

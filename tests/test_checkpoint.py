@@ -85,10 +85,15 @@ def test_save_resume_save_gives_identical_images(base):
     assert image_bytes(m2) == first
 
 
-def test_position_unknown_after_a_free_run_stop(base):
+def test_position_is_known_after_any_run(base):
+    """Every run counts (the clock follows the count): a run stopped anywhere knows its
+    position, and advancing behind it is refused."""
     m = start(guest("counter"), root_for(base), Capture(b""))
-    m.instructions = None  # as after a stop requested by `vsnap save PID`
-    with pytest.raises(ValueError):
+    result = m.run(max_instructions=300_000)
+    assert result.instructions == 300_000 == m.instructions
+    m = start(guest("counter"), root_for(base), Capture(b""))
+    m.advance(1_000)
+    with pytest.raises(ValueError, match="already past"):
         m.advance(10)
 
 

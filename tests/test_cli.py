@@ -166,11 +166,14 @@ def test_trace(tmp_path):
 def test_stats(tmp_path):
     out = run_cli("run", "--stats", str(PROGRAMS / "hello.c"), cwd=tmp_path)
     assert out.status == 0 and out.stdout == b"Hello, world!\nEXIT-SUCCESS\n"
-    m = re.fullmatch(r"vsnap: (\d+) instructions, (\d+) system calls, (\d+\.\d+) s, "
-                     r"exit status 0, peak memory (\d+) KiB touched\n", out.text())
+    m = re.fullmatch(r"vsnap: (\d+) instructions, (\d+) system calls, (\d+\.\d+) s wall, "
+                     r"(\d+\.\d+) s virtual, exit status 0, peak memory (\d+) KiB touched\n",
+                     out.text())
     assert m, out.text()
     instructions, syscalls, seconds = int(m[1]), int(m[2]), float(m[3])
-    assert 8 <= int(m[4]) < 1024  # a stack page or two, the program's data, its heap
+    # virtual time: 1 ns per instruction, 1 us per system call (hello never sleeps)
+    assert m[4] == f"{(instructions + 1000 * syscalls) / 1e9:.6f}"
+    assert 8 <= int(m[5]) < 1024  # a stack page or two, the program's data, its heap
     assert 500 < instructions < 100_000
     assert 3 <= syscalls < 50
     assert 0 <= seconds < 30

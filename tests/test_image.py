@@ -133,8 +133,8 @@ def test_non_images_are_refused(tmp_path, content, message):
 
 
 @pytest.mark.parametrize("version, says", [
-    (99, r"version 99 \(a newer vsnap's\); this vsnap reads version 3 only"),
-    (2, r"version 2 \(an older vsnap's\); this vsnap reads version 3 only: resume it with the "
+    (99, r"version 99 \(a newer vsnap's\); this vsnap reads version 4 only"),
+    (2, r"version 2 \(an older vsnap's\); this vsnap reads version 4 only: resume it with the "
         r"vsnap that wrote it"),
 ])
 def test_wrong_version_is_refused(saved, tmp_path, version, says):

@@ -21,7 +21,8 @@ import pytest
 pytest.importorskip("tqdm")  # a dependency (pyproject.toml); the bars need it
 
 VSNAP = [sys.executable, "-m", "vsnap"]
-STATS = re.compile(rb"vsnap: (\d+) instructions, \d+ system calls, ([\d.]+) s, exit status 0"
+STATS = re.compile(rb"vsnap: (\d+) instructions, \d+ system calls, ([\d.]+) s wall, [\d.]+ s "
+                   rb"virtual, exit status 0"
                    rb"(?:, peak memory \d+ KiB touched)?")
 SECONDS = 2.0  # how long the counted runs below last: several ticks past the bar's delay
 

@@ -143,7 +143,6 @@ int main(void) {
 }""")
     prog = build(str(src))
     m = vsnap.Machine(prog, root=str(tmp_path), console=vsnap.Console(write_out=lambda b: None))
-    m.cpu.start_counting()
     marks = []
     m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("getppid") else None

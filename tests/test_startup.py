@@ -24,7 +24,6 @@ HEAVY = {
     "vsnap.snapshot": "save, resume, inspect, --save-at",
     "vsnap.check": "vsnap check",
     "vsnap.testing": "the testing API",
-    "vsnap.counter": "counted runs (--stats, --max-instructions)",
     "importlib.metadata": "vsnap --version, images (version.py)",
     "json": "the save channel, when a save is asked for (control.py)",
     "pdb": "pulled in by pyelftools",

@@ -17,7 +17,9 @@ Two counters with one interface (count, arm(limit), fault(rip), cut(next), tail(
   rewrite them; Unicorn retranslates, and so must the count), and the table is emptied whenever
   executable memory is mapped, unmapped, reprotected or written by vsnap (on_code_change). To
   stop at exactly instruction k it stops before the block that would cross k and runs the rest
-  of that block with a per-instruction hook on just that block (tail()). Costs about 1.4x.
+  of that block with a per-instruction hook on just that block (tail()). Every run counts
+  (the guest's clock follows the count, clock.py); it costs about 0.8x a bare engine's speed
+  on compute.c (benchmarks/run.py).
 * InsnCounter: the per-instruction reference, a C code hook counting every instruction (about
   25x slower); tests compare the two, and VSNAP_COUNTER=insn selects it.
 
@@ -163,9 +165,65 @@ def count_code(code: bytes, address: int) -> int:
     its last, which faults and is then not counted anyway)."""
     n = _lengths.get(code)
     if n is None:
-        from .trace import instruction_count
-        n = _lengths[code] = instruction_count(code, address)
+        n = _lengths[code] = _decoder()(code, address)
     return n
+
+
+_count_fn = None
+
+
+def _decoder():
+    """count(code, address): capstone's cs_disasm called through ctypes on the capstone
+    package's own library. Every run counts, and importing the Python package costs ~70 ms
+    of start-up (it loads every architecture's constants) where the library costs ~1 ms.
+    Any other capstone than the 5.x this was written for: the Python package instead."""
+    global _count_fn
+    if _count_fn is None:
+        _count_fn = _native_decoder() or _python_decoder()
+    return _count_fn
+
+
+def _python_decoder():
+    from .trace import instruction_count
+    return instruction_count
+
+
+def _native_decoder():
+    import importlib.util
+    spec = importlib.util.find_spec("capstone")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = os.path.join(folder, "lib", "libcapstone.so")
+        if os.path.exists(path):
+            break
+    else:
+        return None
+    try:
+        cs = ctypes.CDLL(path)
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        cs.cs_version(ctypes.byref(major), ctypes.byref(minor))
+        if major.value != 5:
+            return None
+        handle = ctypes.c_size_t()
+        cs.cs_open.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)]
+        if cs.cs_open(3, 8, ctypes.byref(handle)):  # CS_ARCH_X86, CS_MODE_64
+            return None
+    except (OSError, AttributeError):
+        return None
+    cs.cs_disasm.restype = ctypes.c_size_t
+    cs.cs_disasm.argtypes = [ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+                             ctypes.c_uint64, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
+    cs.cs_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    h = handle.value
+
+    def count(code: bytes, address: int) -> int:
+        insns = ctypes.c_void_p()
+        n = cs.cs_disasm(h, code, len(code), address, 0, ctypes.byref(insns))
+        if n:
+            cs.cs_free(insns, n)
+        return n
+    return count
 
 
 class _Native:

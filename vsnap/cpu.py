@@ -116,14 +116,18 @@ class Cpu:
         self._tlb_hook = install_tlb(self.uc, self.pages, self._on_tlb_fill)
         self.uc.hook_add(U.UC_HOOK_INTR, self._on_interrupt)
         self._fast_paths()
-        self.counter = None          # counter.py, while counting is on
         self.budget: int | None = None
+        self.deadline: int | None = None  # the next timer's expiry, as an instruction count
+        self._stop_at: int | None = None
         self.over_limit = False
         self.tsc: Callable[[], int] = lambda: 0
         # may the counter keep a block's count: False where the guest can write the code
         # (set by the machine, which knows the mappings)
         self.code_cacheable: Callable[[int, int], bool] = lambda address, size: False
         self._rdtsc_hooks: dict[int, int] = {}
+        # every run counts (the guest's clock follows the count): counter.py
+        from .counter import make_counter
+        self.counter = make_counter(self.uc, lambda a, size: self.code_cacheable(a, size))
 
     # registers -------------------------------------------------------------------------
     def _fast_paths(self) -> None:
@@ -224,8 +228,7 @@ class Cpu:
     def _on_rdtsc(self, uc, address, size, _ud) -> None:
         if size != 2 or bytes(uc.mem_read(address, 2)) != b"\x0f\x31":
             return
-        if self.counter is not None:  # the rest of this block runs as a new one
-            self.counter.cut(address + 2)
+        self.counter.cut(address + 2)  # the rest of this block runs as a new one
         t = self.tsc()
         uc.reg_write_batch([(X.UC_X86_REG_RAX, t & 0xFFFFFFFF), (X.UC_X86_REG_RDX, t >> 32)])
         # alone: Unicorn treats a hook's write of rip as a jump only through reg_write (a
@@ -241,9 +244,8 @@ class Cpu:
         and what follows see the books as they are."""
         self._flush_tlb()
         c = self.counter
-        count = c.count if c is not None else 0
-        if c is not None:
-            c.arm(None)
+        count = c.count
+        c.arm(None)  # the next cpu.run arms it again
         ctx = self.uc.context_save()
         self._bad_access = None
         hook = self.uc.hook_add(U.UC_HOOK_MEM_INVALID, self._on_bad_access)
@@ -256,8 +258,7 @@ class Cpu:
             self.uc.hook_del(hook)
             self._flush_tlb()
             self._vector = self._denied = None
-            if c is not None:
-                c.count = count
+            c.count = count
         return self._bad_access[1] if self._bad_access else None
 
     def _flush_tlb(self) -> None:
@@ -297,38 +298,47 @@ class Cpu:
 
     def _on_interrupt(self, uc, vector, _ud) -> None:
         self._vector = vector
-        if self.counter is not None:
-            self.counter.request_stop()  # the next block must not be counted
+        self.counter.request_stop()  # the next block must not be counted
         uc.emu_stop()
 
     # running -----------------------------------------------------------------------------
     def run(self, stop_at: int | None = None) -> None:
         """Run from rip until a hook stops the engine; raise CpuFault on a fault.
 
-        With counting on, `stop_at` stops exactly when that many instructions have run, and
-        the budget stops a runaway guest (over_limit): the block counter stops before the
-        block that would cross the limit, and its tail then runs with a per-instruction
-        hook on that block alone (counter.py)."""
+        The counter stops exactly at the first of: `stop_at` instructions, the budget (a
+        runaway guest: over_limit), the timer deadline (set_deadline). It stops before the
+        block that would cross the limit, and that block's tail then runs with a
+        per-instruction hook on it alone (counter.py)."""
         self._bad_access = self._vector = None
         c = self.counter
-        if c is not None:
-            limits = [x for x in (stop_at, self.budget) if x is not None]
-            c.arm(min(limits) if limits else None)
-            c.clear_stop()
+        self._stop_at = stop_at
+        self._arm()
+        c.clear_stop()
         fault = self._emulate(c)
-        if fault is None and c is not None and c.tail_pending():
+        if fault is None and c.tail_pending():
             span = c.tail()
             try:
                 fault = self._emulate(c)
             finally:
                 c.end_tail(span)
-        if c is not None and c.error is not None:
+        if c.error is not None:
             error, c.error = c.error, None
             raise error
         if fault is not None:
             raise fault
-        if c is not None and self.budget is not None and (stop_at is None or c.count < stop_at):
+        if self.budget is not None and (stop_at is None or c.count < stop_at):
             self.over_limit = c.count >= self.budget
+
+    def _arm(self) -> None:
+        limits = [x for x in (self._stop_at, self.budget, self.deadline) if x is not None]
+        self.counter.arm(min(limits) if limits else None)
+
+    def set_deadline(self, deadline: int | None) -> None:
+        """Stop when the count reaches `deadline` (a timer's expiry, as an instruction
+        count), also while running: the kernel moves it at system calls."""
+        if deadline != self.deadline:
+            self.deadline = deadline
+            self._arm()
 
     def _emulate(self, c) -> CpuFault | None:
         """One emu_start from rip; a fault comes back (the count already corrected)."""
@@ -340,8 +350,7 @@ class Cpu:
             if raised is not None:  # a hook raised, then Unicorn failed (the TLB fill
                 raise raised        # refused): the binding would lose the exception
             rip = self.read("rip")
-            if c is not None:
-                c.fault(rip)
+            c.fault(rip)
             if e.errno == U.UC_ERR_EXCEPTION and self._denied is not None:
                 # the TLB-fill hook refused the page: unmapped (SEGV_MAPERR) or not
                 # allowed (SEGV_ACCERR)
@@ -361,40 +370,27 @@ class Cpu:
             vector, self._vector = self._vector, None
             signal = VECTORS.get(vector, "SIGSEGV")
             rip = self.read("rip")
-            if c is not None:
-                c.fault(rip, trap=_is_trap(vector))
+            c.fault(rip, trap=_is_trap(vector))
             return CpuFault(signal, rip, None, f"CPU exception {vector}")
         return None
 
     def stop(self) -> None:
-        """Stop the engine (from a hook, a signal handler or another thread)."""
-        if self.counter is not None:
-            self.counter.request_stop()  # before the next block, so the count stays exact
-        else:
-            self.uc.emu_stop()
+        """Stop the engine (from a hook, a signal handler or another thread), before the
+        next block, so the count stays exact."""
+        self.counter.request_stop()
 
     # counting ----------------------------------------------------------------------------
     @property
-    def instructions(self) -> int | None:
-        """Instructions executed, while counting is on (else None)."""
-        return None if self.counter is None else self.counter.count
+    def instructions(self) -> int:
+        """Instructions executed since exec, exactly (counter.py)."""
+        return self.counter.count
 
     @instructions.setter
     def instructions(self, n: int) -> None:
-        if self.counter is not None:
-            self.counter.count = n
+        self.counter.count = n
 
-    def start_counting(self, limit: int | None = None, at: int = 0) -> None:
-        """Count executed instructions exactly from `at` (counter.py); stop past `limit`,
-        the instruction budget. About 1.4x slower than a plain run, so it is on only for
-        --stats, budgets and exact stops."""
-        if self.counter is None:
-            from .counter import make_counter
-            self.counter = make_counter(self.uc, self.code_cacheable)
-            # Unicorn puts hooks into code as it translates it: code translated before the
-            # block hook existed would run uncounted
-            self.uc.ctl_flush_tb()
-        self.counter.count = at
+    def set_budget(self, limit: int | None) -> None:
+        """Stop past `limit` instructions since exec (--max-instructions): over_limit."""
         self.budget = limit
         self.over_limit = False
 
@@ -411,13 +407,6 @@ class Cpu:
                 self.uc.ctl_remove_cache(lo, hi)
         if self.counter is not None:
             self.counter.code_changed()
-
-    def stop_counting(self) -> None:
-        """Back to full speed: the counting hook goes."""
-        if self.counter is not None:
-            self.counter.close()
-            self.counter = None
-        self.budget = None
 
     def trace_instructions(self, n: int, emit: Callable[[int, bytes], None]) -> None:
         """Call emit(address, bytes) for each of the next `n` instructions."""

@@ -10,7 +10,6 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-from .errors import UsageError
 from .machine import Machine, RunResult
 
 
@@ -56,9 +55,6 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
           progress: bool = False) -> RunResult:
     """Run `m` through the save points of `plan` to its end. `progress`: a bar on the
     terminal while the run is counted (vsnap/progress.py); the caller checked it is one."""
-    if plan.wanted and m.instructions is None:
-        raise UsageError("vsnap: this image was saved from a free-running guest, so its "
-                         "instruction count is unknown; --save-at needs a known position")
     bar = None
     if progress and (plan.wanted or count or max_instructions is not None):
         from .progress import Instructions  # here: a plain run need not load it (start-up)
@@ -105,7 +101,7 @@ def _drive(m: Machine, plan: SavePlan, count: bool, max_instructions: int | None
                 return RunResult(0, message=None, instructions=n,
                                  syscalls=m.kernel.syscall_count)
     if bar is not None and not (count or max_instructions is not None):
-        bar.close()  # the rest of the run is not counted: nothing more to show
+        bar.close()  # the save points are done: a plain run shows no bar
     server = host = None
     if listen:
         from .control import ControlServer
@@ -131,8 +127,6 @@ def _serve_save(m: Machine, server, say=say) -> RunResult | None:
     req = server.take()
     if req is None:
         return None
-    if m.cpu.instructions is not None:
-        m.instructions = m.cpu.instructions  # counting (--stats) knows where it is
     try:
         checkpoint(m, req.path)
         req.reply = {"ok": True, "path": req.path, "instructions": m.instructions,
@@ -141,7 +135,6 @@ def _serve_save(m: Machine, server, say=say) -> RunResult | None:
     except Exception as e:  # the requester gets the reason; the guest goes on
         req.reply = {"ok": False, "message": f"{type(e).__name__}: {e}"}
     finally:
-        m.instructions = None
         req.done.set()
     if req.stop and req.reply.get("ok"):
         req.sent.wait(5)  # do not end the process before `vsnap save` has its answer

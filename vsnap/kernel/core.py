@@ -241,9 +241,13 @@ class Kernel:
         exit_to_user_mode)."""
         sig = self.signals
         if sig.alarm_deadline is not None or self.timers.armed \
-                or self.limits.values[RLIMIT_CPU][0] != INF:
+                or self.limits.values[RLIMIT_CPU][0] != INF or self.cpu.deadline is not None:
+            # this call moved the clock (1 us, or a sleep) and may have set a timer: fire
+            # what expired, and aim the CPU at the next deadline, as an instruction count
             from .signal import fire_timers
+            from .timers import next_deadline
             fire_timers(self)
+            self.cpu.set_deadline(next_deadline(self))
         if self.host_signals:
             self.take_host_signals()
         if sig.pending and sig.deliverable():

@@ -328,10 +328,11 @@ def _stat(k) -> bytes:
     """proc(5)'s 52 fields, in order (the four signal sets are the obsolete 31-bit ones: the
     thread's own pending set, blocked, ignored, caught)."""
     p, e, z, m = k.proc, k.exec, _sizes(k), _sigmasks(k)
-    ticks = k.clock.monotonic_ns // (10**9 // CLK_TCK)   # as times() counts them
+    tick = 10**9 // CLK_TCK  # user and system time, as times() counts them
+    utime, stime = k.clock.user_ns // tick, k.clock.system_ns // tick
     tty = 0x8800 if any(k.console.isatty(s) for s in ("stdin", "stdout", "stderr")) else 0
     fields = [p.pid, f"({e.comm})", "R", p.ppid, p.pgid, p.sid, tty, p.pgid if tty else -1,
-              0, 0, 0, 0, 0, ticks, 0, 0, 0, 20, 0, 1, 0, 0, z["size"], z["size"] // PAGE,
+              0, 0, 0, 0, 0, utime, stime, 0, 0, 20, 0, 1, 0, 0, z["size"], z["size"] // PAGE,
               RLIM_INFINITY, e.start_code, e.end_code, e.start_stack, 0, 0,
               m["pnd"] & LOW31, m["blk"] & LOW31, m["ign"] & LOW31, m["cgt"] & LOW31,
               0, 0, 0, 17, 0, 0, 0, 0, 0,

@@ -49,8 +49,8 @@ NOTES: dict[str, tuple[str, str]] = {
     "setrlimit": ("differs", "RSS, NPROC, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are "
                              "kept and reported, not enforced"),
     "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),
-    "setitimer": ("differs", "ITIMER_VIRTUAL/PROF run on the virtual CPU clock (1 us a "
-                             "system call)"),
+    "setitimer": ("differs", "the virtual clocks: ITIMER_VIRTUAL counts 1 ns an "
+                             "instruction, ITIMER_PROF also 1 us a system call"),
     "prctl": ("differs", "the options Linux has that vsnap does not keep: EINVAL and a notice"),
     "capget": ("differs", "an unprivileged process: every set empty"),
     "chown": ("differs", "an unprivileged owner: EPERM unless nothing changes"),

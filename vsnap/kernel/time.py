@@ -1,4 +1,5 @@
-"""Time system calls, all served from the virtual clock (clock.py): a guest that reads the
+"""Time system calls, all served from the virtual clock (clock.py): time moves with the
+instructions the guest executes, its system calls and its sleeps, so a guest that reads the
 time twice in two runs reads the same values, and sleeping takes no host time at all."""
 from __future__ import annotations
 
@@ -106,15 +107,30 @@ def sys_clock_nanosleep(k, clockid, flags, req, rem):
 @syscall("times", "ptr")
 def sys_times(k, buf):
     """clock_t times(struct tms *buf);"""
-    ticks = k.clock.monotonic_ns // (NS // 100)
-    if buf:  # all CPU time is user time (timers.py says why)
-        k.write(buf, struct.pack("<qqqq", k.clock.cpu_ns // (NS // 100), 0, 0, 0))
-    return ticks
+    tick = NS // 100  # USER_HZ
+    if buf:  # user time: the instructions; system time: the system calls (clock.py)
+        k.write(buf, struct.pack("<qqqq", k.clock.user_ns // tick, k.clock.system_ns // tick,
+                                 0, 0))
+    return k.clock.monotonic_ns // tick
+
+
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+
+
+def _timeval(ns: int) -> bytes:
+    us = ns // 1000
+    return struct.pack("<qq", us // 10**6, us % 10**6)
 
 
 @syscall("getrusage", "int ptr")
 def sys_getrusage(k, who, usage):
     """int getrusage(int who, struct rusage *usage);"""
-    us = k.clock.cpu_ns // 1000  # user time; system time 0
-    k.write(usage, struct.pack("<qq", us // 10**6, us % 10**6) + bytes(128))
+    who = s32(who)
+    if who == RUSAGE_CHILDREN:  # one process: no children, so nothing to add up
+        user = system = 0
+    elif who in (RUSAGE_SELF, RUSAGE_THREAD):
+        user, system = k.clock.user_ns, k.clock.system_ns
+    else:
+        raise SyscallError(E.EINVAL, f"who {who}")
+    k.write(usage, _timeval(user) + _timeval(system) + bytes(112))
     return 0

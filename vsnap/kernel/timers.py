@@ -3,9 +3,12 @@ ITIMER_PROF on the CPU clock) and POSIX timers (timer_create, timer_settime, tim
 timer_getoverrun, timer_delete), all on vsnap's virtual clocks (clock.py). `fire_all` runs
 at every system call's return and posts the signals of the timers that expired.
 
-vsnap's CPU time is the virtual CPU clock: it moves by the tick of each system call and not
-while the guest sleeps or waits, and counts as user time, so ITIMER_VIRTUAL and ITIMER_PROF
-run together and a timer on CLOCK_PROCESS_CPUTIME_ID never fires during a sleep.
+Every clock follows the instruction count (clock.py): user time is 1 ns per instruction,
+system time 1 us per system call, and sleeps add to the monotonic clock only. ITIMER_VIRTUAL
+counts user time, ITIMER_PROF user + system time, as on Linux; a timer on
+CLOCK_PROCESS_CPUTIME_ID never fires during a sleep. `next_deadline` turns the earliest
+deadline into an instruction count, where the CPU stops for it (machine.py), so a timer fires
+at the same instruction in every run, whether or not the guest makes system calls.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from ..abi import errno as E
 from ..errors import SyscallError
 from ..timers import ITIMER_SIGNAL, Interval, Timer
 from .fsutil import s32
+from ..rlimits import INF
 from .limits import check_cpu
 from .registry import syscall
 
@@ -38,6 +42,11 @@ def cpu_clock(k, clockid: int) -> int:
     return C.CLOCK_THREAD_CPUTIME_ID if clockid & 4 else C.CLOCK_PROCESS_CPUTIME_ID
 
 
+def itimer_now(k, which: int) -> int:
+    """The CPU clock of ITIMER_VIRTUAL (user time) or ITIMER_PROF (user + system)."""
+    return k.clock.user_ns if which == C.ITIMER_VIRTUAL else k.clock.cpu_ns
+
+
 def now_on(k, clock: int) -> int:
     if clock == C.CLOCK_REALTIME:
         return k.clock.realtime_ns
@@ -51,9 +60,8 @@ def fire_all(k) -> None:
     """Post the signals of every timer that has expired (ITIMER_REAL is signal.fire_timers'),
     and check RLIMIT_CPU."""
     t = k.timers
-    cpu = k.clock.cpu_ns
     for which, it in t.itimers.items():
-        if it.deadline is not None and cpu >= it.deadline:
+        if it.deadline is not None and itimer_now(k, which) >= it.deadline:
             # check_cpu_itimer: one reload per check, no catching up
             it.deadline = it.deadline + it.interval if it.interval else None
             k.signals.post(S.SigInfo(ITIMER_SIGNAL[which], S.SI_KERNEL))
@@ -90,6 +98,35 @@ def _drop_queued(k, timerid: int) -> None:
     """A timer deleted or set anew: its queued signal is stale and is dropped (Linux 6.13+)."""
     k.signals.pending = [p for p in k.signals.pending
                          if not (p.code == S.SI_TIMER and p.timerid == timerid)]
+
+
+def next_deadline(k) -> int | None:
+    """The instruction count at which the next timer expires, as long as no system call or
+    sleep comes first (they move the clock: the kernel asks again after each); None: no
+    timer is armed. alarm and ITIMER_REAL, the interval timers, POSIX timers that send a
+    signal, and RLIMIT_CPU."""
+    c, sig = k.clock, k.signals
+    times = []
+    if sig.alarm_deadline is not None:
+        times.append(c.at_monotonic(sig.alarm_deadline))
+    virtual, prof = k.timers.itimers[C.ITIMER_VIRTUAL], k.timers.itimers[C.ITIMER_PROF]
+    if virtual.deadline is not None:
+        times.append(c.at_user(virtual.deadline))
+    if prof.deadline is not None:
+        times.append(c.at_cpu(prof.deadline))
+    for t in k.timers.posix.values():
+        if t.deadline is None or t.notify == C.SIGEV_NONE:
+            continue  # SIGEV_NONE: nothing happens at expiry; timer_gettime computes it
+        if t.clock in CPU_CLOCKS:
+            times.append(c.at_cpu(t.deadline))
+        elif t.clock == C.CLOCK_REALTIME:
+            times.append(c.at_monotonic(t.deadline - c.boot_realtime_ns))
+        else:
+            times.append(c.at_monotonic(t.deadline))
+    for limit in k.limits.values[C.RLIMIT_CPU]:
+        if limit != INF:
+            times.append(c.at_cpu(limit * NS))
+    return min(times) if times else None
 
 
 def next_wakeup(k) -> int | None:
@@ -142,7 +179,7 @@ def _itimer_now(k, which: int) -> tuple[int, int]:
         raise SyscallError(E.EINVAL, f"no interval timer {which}")
     if it.deadline is None:
         return 0, it.interval
-    left = it.deadline - k.clock.cpu_ns
+    left = it.deadline - itimer_now(k, which)
     return (left if left > 0 else TICK_NS), it.interval  # get_cpu_itimer: "about to fire"
 
 
@@ -166,7 +203,7 @@ def sys_setitimer(k, which, new, old):
         k.signals.alarm_interval = interval if value else 0
     else:
         k.timers.itimers[which] = Interval(
-            k.clock.cpu_ns + value + TICK_NS if value else None, interval)
+            itimer_now(k, which) + value + TICK_NS if value else None, interval)
         k.timers.refresh()
     if old:
         k.write(old, _timeval(before[1]) + _timeval(before[0]))

@@ -167,8 +167,7 @@ def _kernel(m) -> dict:
     return {
         "process": asdict(k.proc),
         "exec": asdict(k.exec),
-        "clock": {"monotonic_ns": k.clock.monotonic_ns,
-                  "boot_realtime_ns": k.clock.boot_realtime_ns, "cpu_ns": k.clock.cpu_ns},
+        "clock": k.clock.saved(),  # its parts; monotonic and CPU time for the reader
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},
         "signals": _signals(k),
         "limits": k.limits.to_json(),

@@ -37,8 +37,9 @@ from .extents import FileRanges
 from .pieces import PIECE
 
 FORMAT = "vsnap-image"
-VERSION = 3           # 2: a SHA-256 per 16 MiB piece of each part; 3: fds.json lists inodes
-                      # (one per file, however many descriptions), ghosts without their holes
+VERSION = 4           # 2: a SHA-256 per 16 MiB piece of each part; 3: fds.json lists inodes
+                      # (one per file, however many descriptions), ghosts without their holes;
+                      # 4: the clock follows the instruction count, which is always known
 JSON_PARTS = ("registers.json", "fds.json", "kernel.json", "memory.json")
 MAX_PART = 1 << 34           # no part of a real image is near 16 GiB
 MAX_JSON = 64 << 20

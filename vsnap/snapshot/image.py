@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from .. import signals as S
 from ..abi.signals import NUMBERS as S_NAMES
+from ..clock import Clock, ClockError
 from ..counter import COUNTING
 from ..cpu import REGISTERS
 from ..fdtable import MAX_FDS
@@ -234,22 +235,25 @@ def _kernel(r: Reader, d) -> dict:
         if not isinstance(t, list) or len(t) != 2:
             r.fail(f"ctimes[{i}]", "expected [guest ino, ns]")
         ctimes.append(tuple(r.int(x, f"ctimes[{i}]") for x in t))
-    instructions = d.get("instructions")
-    # images from before this field counted as COUNTING does (the per-instruction hook)
-    counting = r.str(d.get("counting", COUNTING), "counting", 100)
-    if instructions is not None and counting != COUNTING:
+    instructions = r.int(r.key(d, "instructions", ""), "instructions")
+    counting = r.str(r.key(d, "counting", ""), "counting", 100)
+    if counting != COUNTING:
         raise ImageError(f"{r.where}: its position (instruction {instructions}) was counted "
                          f"as {counting!r} and this vsnap counts as {COUNTING!r}, so it would "
                          f"resume at another point; resume it with the vsnap that made it")
     # images from before limits, timers and the CPU clock: the defaults, CPU time = uptime
     limits = rlimits.from_json(d["limits"], r.fail) if "limits" in d else rlimits.Limits()
     tmrs = timers.from_json(d["timers"], r) if "timers" in d else timers.Timers()
-    monotonic = r.int(r.key(clock, "monotonic_ns", "clock"), "clock")
+    saved_clock = {n: r.int(r.key(clock, n, "clock"), f"clock.{n}") for n in
+                   ("boot_realtime_ns", "monotonic_ns", "cpu_ns", "system_ns", "slept_ns")}
+    saved_clock["model"] = r.str(r.key(clock, "model", "clock"), "clock.model", 100)
+    try:  # the parts must add up with the instruction count
+        Clock().load(saved_clock, instructions)
+    except ClockError as e:
+        r.fail("clock", str(e))
     return {
         "process": proc,
-        "clock": {"monotonic_ns": monotonic,
-                  "boot_realtime_ns": r.int(r.key(clock, "boot_realtime_ns", "clock"), "clock"),
-                  "cpu_ns": r.int(clock.get("cpu_ns", monotonic), "clock.cpu_ns")},
+        "clock": saved_clock,
         "limits": limits,
         "timers": tmrs,
         "random": {"seed": r.hex(r.key(rnd, "seed", "random"), "random.seed"),
@@ -262,7 +266,7 @@ def _kernel(r: Reader, d) -> dict:
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
                     for what, n in list(refused.items())[:4096]},
-        "instructions": None if instructions is None else r.int(instructions, "instructions"),
+        "instructions": instructions,
         "memory_limit": r.int(r.key(d, "memory_limit", ""), "memory_limit", PAGE, MAX_MEMORY),
         "root": r.str(r.key(d, "root", ""), "root"),
         "crash": _crash(r, d.get("crash")),

@@ -126,9 +126,7 @@ def _kernel_state(m, k: dict) -> None:
         setattr(kern.proc, name, value)
     for name, value in (k.get("exec") or {}).items():
         setattr(kern.exec, name, value)
-    kern.clock.monotonic_ns = k["clock"]["monotonic_ns"]
-    kern.clock.boot_realtime_ns = k["clock"]["boot_realtime_ns"]
-    kern.clock.cpu_ns = k["clock"]["cpu_ns"]
+    kern.clock.load(k["clock"], k["instructions"])  # checked when the image was read
     kern.limits, kern.timers = k["limits"], k["timers"]
     apply_limits(kern)
     kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
