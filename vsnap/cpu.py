@@ -7,6 +7,7 @@ Unicorn constant.
 from __future__ import annotations
 
 import ctypes
+import struct
 from typing import Callable
 
 import unicorn as U
@@ -76,6 +77,56 @@ def _is_trap(vector: int) -> bool:
     return vector in (1, 3, 4) or vector >= 32
 
 
+class _RegisterFile:
+    """Every register in REGISTERS read or written with one call into Unicorn's C API.
+
+    The binding's batch calls build a ctypes object per register (a register class chosen
+    per call, about 40 us for the 46 registers); a checkpoint, a restore and each signal
+    frame move all of them. Here each register has a 16-byte slot in one buffer (wide enough
+    for an xmm register and for x87's 80-bit uc_x86_float80: mantissa, then the 16-bit sign
+    and exponent), zeroed before a read, as the binding's fresh objects are, so a register
+    narrower than its slot reads as the binding reads it."""
+
+    SLOT = 16
+
+    def __init__(self, names):
+        self.names = tuple(names)
+        self.set = set(self.names)
+        n = len(self.names)
+        self.ids = (ctypes.c_int * n)(*(_IDS[r] for r in self.names))
+        self.buf = ctypes.create_string_buffer(n * self.SLOT)
+        base = ctypes.addressof(self.buf)
+        self.ptrs = (ctypes.c_void_p * n)(*(base + self.SLOT * i for i in range(n)))
+        self.unpack = struct.Struct("<" + "QQ" * n).unpack_from
+        self.pack = struct.Struct("<" + "QQ" * n).pack_into
+        # which slots hold more than 64 bits (x87's sign and exponent, an xmm's high half)
+        self.wide = tuple(i for i, r in enumerate(self.names) if r.startswith(("fp", "xmm"))
+                          and r[-1].isdigit())
+
+    def read(self, uch) -> dict:
+        ctypes.memset(self.buf, 0, len(self.buf))
+        err = _uclib.uc_reg_read_batch(uch, self.ids, self.ptrs, len(self.names))
+        if err:
+            raise U.UcError(err)
+        q = self.unpack(self.buf)
+        values = list(q[0::2])
+        for i in self.wide:
+            values[i] |= q[2 * i + 1] << 64
+        return dict(zip(self.names, values))
+
+    def write(self, uch, regs: dict) -> None:
+        """Write all of them (regs has every name)."""
+        q = []
+        mask = (1 << 64) - 1
+        for r in self.names:
+            v = regs[r]
+            q += (v & mask, v >> 64)
+        self.pack(self.buf, 0, *q)
+        err = _uclib.uc_reg_write_batch(uch, self.ids, self.ptrs, len(self.names))
+        if err:
+            raise U.UcError(err)
+
+
 class CpuFault(Exception):
     """The guest faulted: `signal` is the Linux signal name, `address` the bad address if any."""
 
@@ -123,6 +174,7 @@ class Cpu:
         # may the counter keep a block's count: False where the guest can write the code
         # (set by the machine, which knows the mappings)
         self.code_cacheable: Callable[[int, int], bool] = lambda address, size: False
+        self.known_blocks = None  # counts learned by other machines (knownblocks.py)
         self._rdtsc_hooks: dict[int, int] = {}
 
     # registers -------------------------------------------------------------------------
@@ -148,6 +200,7 @@ class Cpu:
         self._rax_val = ctypes.c_uint64()
         self._rax_ptr = ctypes.byref(self._rax_val)
         self._uch = self.uc._uch
+        self._regfile: _RegisterFile | None = None  # made on first use
 
     def syscall_registers(self) -> tuple:
         """(rax, rdi, rsi, rdx, r10, r8, r9): the number and the six arguments."""
@@ -178,22 +231,25 @@ class Cpu:
         self.uc.reg_write_batch([(_IDS[n], v) for n, v in pairs.items()])
 
     def snapshot_registers(self) -> dict:
-        """Every register by name: GPRs, rip, rflags, fs/gs base, x87, SSE, mxcsr."""
-        values = self.read_many(REGISTERS)
-        out = {}
-        for name, v in zip(REGISTERS, values):
-            if isinstance(v, tuple):  # fp(i) comes back as (mantissa, exponent)
-                v = v[0] | (v[1] << 64)
-            out[name] = v
-        return out
+        """Every register by name: GPRs, rip, rflags, fs/gs base, x87, SSE, mxcsr. An fp(i)
+        is its 64-bit mantissa with the sign and exponent above it; an xmm(i), 128 bits."""
+        return self._registers().read(self._uch)
 
     def restore_registers(self, regs: dict) -> None:
-        pairs = []
+        if regs.keys() == self._registers().set:
+            self._registers().write(self._uch, regs)
+            return
+        pairs = []  # some of them: the binding's way
         for name, v in regs.items():
             if name.startswith("fp") and name[2:].isdigit():
                 v = (v & ((1 << 64) - 1), v >> 64)
             pairs.append((_IDS[name], v))
         self.uc.reg_write_batch(pairs)
+
+    def _registers(self) -> "_RegisterFile":
+        if self._regfile is None:
+            self._regfile = _RegisterFile(REGISTERS)
+        return self._regfile
 
     # hooks -------------------------------------------------------------------------------
     def on_syscall(self, callback: Callable[[], None]) -> None:
@@ -390,7 +446,7 @@ class Cpu:
         --stats, budgets and exact stops."""
         if self.counter is None:
             from .counter import make_counter
-            self.counter = make_counter(self.uc, self.code_cacheable)
+            self.counter = make_counter(self.uc, self.code_cacheable, self.known_blocks)
             # Unicorn puts hooks into code as it translates it: code translated before the
             # block hook existed would run uncounted
             self.uc.ctl_flush_tb()

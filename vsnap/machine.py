@@ -24,6 +24,7 @@ from .kernel.signal import NothingToWaitFor
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
 from .guestram import UnicornMemory
+from .knownblocks import KnownBlocks
 from .memory import PROT_WRITE, AddressSpace, MemoryBudgetExceeded
 from .trace import disassemble_one
 from .vfs import Sandbox
@@ -84,6 +85,7 @@ class Machine:
         self.cpu = Cpu()
         self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
         self.cpu.code_cacheable = self._code_cacheable
+        self.cpu.known_blocks = KnownBlocks(self.mem)
         self.mem.on_code_change = self.cpu.code_changed
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
