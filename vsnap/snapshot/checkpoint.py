@@ -8,7 +8,6 @@ can observe. Text is not copied: restore re-reads it from the program, whose has
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from dataclasses import asdict
@@ -64,9 +63,8 @@ NOT_PRESERVED = [
 
 
 def program_record(m) -> dict:
-    data = m.program.data
-    return {"path": m.program_path, "guest_path": m.exe, "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "pie": m.program.pie}
+    return {"path": m.program_path, "guest_path": m.exe, "size": len(m.program.data),
+            "sha256": m.program.sha256, "pie": m.program.pie}
 
 
 def _memory(m) -> tuple[dict, dict[str, list]]:

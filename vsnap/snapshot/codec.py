@@ -80,6 +80,9 @@ def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
     The hashes are computed on background threads from the same buffers while this thread
     writes them (zip's CRC32 and the copy into the page cache), so on two cores the hash
     mostly costs no wall time."""
+    if _small(parts):  # a thread costs more than hashing a few pages here
+        _write_parts(f, parts, program, wrote, _Done(pieces.digests(parts)))
+        return
     pool = ThreadPoolExecutor(max_workers=1)
     hashed = pool.submit(pieces.digests, parts)
     pool.shutdown(wait=False)
@@ -89,6 +92,26 @@ def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
         # a failed write must not return while the hasher still reads the parts (a file's
         # descriptor is closed by the caller next)
         futures_wait([hashed])
+
+
+def _small(parts: dict) -> bool:
+    size = 0
+    for part in parts.values():
+        if isinstance(part, FileRanges):
+            return False
+        for chunk in part if isinstance(part, list) else [part]:
+            size += memoryview(chunk).nbytes
+    return size < pieces.THREAD_MIN
+
+
+class _Done:
+    """A result already there, in place of a future."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
 
 
 def _write_parts(f, parts: dict, program: dict, wrote, hashed) -> None:
