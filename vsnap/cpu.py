@@ -14,6 +14,7 @@ import unicorn as U
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
+from .hostpages import small_pages
 from .tlb import PageBook, install as install_tlb
 
 # General-purpose registers in the order of Linux's struct user_regs_struct (minus the
@@ -91,7 +92,6 @@ class _RegisterFile:
 
     def __init__(self, names):
         self.names = tuple(names)
-        self.set = set(self.names)
         n = len(self.names)
         self.ids = (ctypes.c_int * n)(*(_IDS[r] for r in self.names))
         self.buf = ctypes.create_string_buffer(n * self.SLOT)
@@ -115,11 +115,12 @@ class _RegisterFile:
         return dict(zip(self.names, values))
 
     def write(self, uch, regs: dict) -> None:
-        """Write all of them (regs has every name)."""
+        """Write them (regs has every name), each value wrapped to its slot, as ctypes
+        wraps a value in the binding."""
         q = []
-        mask = (1 << 64) - 1
+        mask, wide = (1 << 64) - 1, (1 << 128) - 1
         for r in self.names:
-            v = regs[r]
+            v = regs[r] & wide
             q += (v & mask, v >> 64)
         self.pack(self.buf, 0, *q)
         err = _uclib.uc_reg_write_batch(uch, self.ids, self.ptrs, len(self.names))
@@ -140,8 +141,9 @@ class Cpu:
     """A Unicorn x86-64 engine set up the way Linux sets up a new process."""
 
     def __init__(self):
-        self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
-        self.uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
+        with small_pages():  # the engine starts at its first register write (hostpages.py)
+            self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
+            self.uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
         self.uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
         # OSFXSR and OSXMMEXCPT: SSE instructions and SSE exceptions enabled, as Linux does.
         self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
@@ -200,7 +202,7 @@ class Cpu:
         self._rax_val = ctypes.c_uint64()
         self._rax_ptr = ctypes.byref(self._rax_val)
         self._uch = self.uc._uch
-        self._regfile: _RegisterFile | None = None  # made on first use
+        self._regfiles: dict[tuple, _RegisterFile] = {}  # made on first use
 
     def syscall_registers(self) -> tuple:
         """(rax, rdi, rsi, rdx, r10, r8, r9): the number and the six arguments."""
@@ -228,28 +230,26 @@ class Cpu:
         return self.uc.reg_read_batch([_IDS[n] for n in names])
 
     def write_many(self, pairs: dict) -> None:
-        self.uc.reg_write_batch([(_IDS[n], v) for n, v in pairs.items()])
+        self._registers(tuple(pairs)).write(self._uch, pairs)
 
     def snapshot_registers(self) -> dict:
         """Every register by name: GPRs, rip, rflags, fs/gs base, x87, SSE, mxcsr. An fp(i)
         is its 64-bit mantissa with the sign and exponent above it; an xmm(i), 128 bits."""
-        return self._registers().read(self._uch)
+        return self._registers(REGISTERS).read(self._uch)
 
     def restore_registers(self, regs: dict) -> None:
-        if regs.keys() == self._registers().set:
-            self._registers().write(self._uch, regs)
-            return
-        pairs = []  # some of them: the binding's way
-        for name, v in regs.items():
-            if name.startswith("fp") and name[2:].isdigit():
-                v = (v & ((1 << 64) - 1), v >> 64)
-            pairs.append((_IDS[name], v))
-        self.uc.reg_write_batch(pairs)
+        """Write these registers (all of them, or some), values as snapshot_registers
+        gives them."""
+        self._registers(tuple(regs)).write(self._uch, regs)
 
-    def _registers(self) -> "_RegisterFile":
-        if self._regfile is None:
-            self._regfile = _RegisterFile(REGISTERS)
-        return self._regfile
+    def _registers(self, names: tuple) -> "_RegisterFile":
+        """The buffers for moving these registers (kept: the same few sets recur)."""
+        f = self._regfiles.get(names)
+        if f is None:
+            if len(self._regfiles) > 32:
+                self._regfiles.clear()
+            f = self._regfiles[names] = _RegisterFile(names)
+        return f
 
     # hooks -------------------------------------------------------------------------------
     def on_syscall(self, callback: Callable[[], None]) -> None:

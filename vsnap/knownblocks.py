@@ -105,8 +105,8 @@ class KnownBlocks:
         these bytes): remember it if it lies in a validated run that still holds them."""
         for start, end, run in self._active:
             if start <= address and address + size <= end:
-                if len(run.blocks) < _KEEP_BLOCKS and \
-                        run.data[address - start:address - start + size] == code:
+                if (address, size) not in run.blocks and len(run.blocks) < _KEEP_BLOCKS \
+                        and run.data[address - start:address - start + size] == code:
                     run.blocks[(address, size)] = n
                     run._packed = None
                 return
