@@ -81,8 +81,8 @@ RACY_NS = 1_000_000_000
 
 
 def file_identity(path: str) -> tuple | None:
-    """What says that a file is still the one read before: its real path, device, inode,
-    size, modification and change times. The change time moves on every write, rename or
+    """What says that a file is still the one read before: the path given, its device,
+    inode, size, modification and change times. The change time moves on every write, rename or
     chmod and cannot be set back. None for a file changed within the last second (the kernel
     stamps files from a clock that ticks every few milliseconds, so a second change in the
     same tick would look like none: git's "racily clean" files) and for one that cannot be
@@ -93,8 +93,7 @@ def file_identity(path: str) -> tuple | None:
         return None
     if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
         return None
-    return (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
-            st.st_ctime_ns)
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _remember(cache: dict, key, value) -> None:

@@ -91,8 +91,8 @@ class Machine:
         if not os.path.isdir(root_host):
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
                                f"give --root an existing directory", 2)
-        self.exe = Sandbox(root_host).guest_path_of_host(self.program_path)
-        self.vfs = Sandbox(root_host, exe_guest_path=self.exe, exe_host_path=self.program_path)
+        self.vfs = Sandbox(root_host, exe_host_path=self.program_path)
+        self.exe = self.vfs.exe_guest_path = self.vfs.guest_path_of_host(self.program_path)
         self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
         self.kernel.proc.exe = self.exe or ""
         self._log = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from dataclasses import asdict
+from dataclasses import fields
 
 from ..counter import COUNTING
 from ..guestram import touched_pages
@@ -160,11 +160,17 @@ def _signals(k) -> dict:
     }
 
 
+def _fields(obj) -> dict:
+    """A dataclass of plain values as a dict for JSON (asdict's deep copy costs more than the
+    rest of kernel.json, and the dict is serialised at once)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def _kernel(m) -> dict:
     k = m.kernel
     return {
-        "process": asdict(k.proc),
-        "exec": asdict(k.exec),
+        "process": _fields(k.proc),
+        "exec": _fields(k.exec),
         "clock": {"monotonic_ns": k.clock.monotonic_ns,
                   "boot_realtime_ns": k.clock.boot_realtime_ns, "cpu_ns": k.clock.cpu_ns},
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},

@@ -60,7 +60,8 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
         raise ImageError(f"{image.where}: sandbox root {root} does not exist; "
                          f"give one with --root")
     p = Plan(image, program, root)
-    problems = descriptions.check(image, Sandbox(root)) + mapped.check(image, Sandbox(root))
+    vfs = Sandbox(root)
+    problems = descriptions.check(image, vfs) + mapped.check(image, vfs)
     if problems and not force:
         raise FileChanged(f"vsnap: cannot resume {image.where}: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
