@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import struct
+import threading
 from typing import Callable
 
 import unicorn as U
@@ -128,6 +129,9 @@ class _RegisterFile:
             raise U.UcError(err)
 
 
+_REGISTER_FILES = threading.local()
+
+
 class CpuFault(Exception):
     """The guest faulted: `signal` is the Linux signal name, `address` the bad address if any."""
 
@@ -202,7 +206,6 @@ class Cpu:
         self._rax_val = ctypes.c_uint64()
         self._rax_ptr = ctypes.byref(self._rax_val)
         self._uch = self.uc._uch
-        self._regfiles: dict[tuple, _RegisterFile] = {}  # made on first use
 
     def syscall_registers(self) -> tuple:
         """(rax, rdi, rsi, rdx, r10, r8, r9): the number and the six arguments."""
@@ -242,13 +245,18 @@ class Cpu:
         gives them."""
         self._registers(tuple(regs)).write(self._uch, regs)
 
-    def _registers(self, names: tuple) -> "_RegisterFile":
-        """The buffers for moving these registers (kept: the same few sets recur)."""
-        f = self._regfiles.get(names)
+    @staticmethod
+    def _registers(names: tuple) -> "_RegisterFile":
+        """The buffers for moving these registers: kept per thread (the same few sets recur
+        in every machine, and a buffer is used by one call at a time)."""
+        files = getattr(_REGISTER_FILES, "files", None)
+        if files is None:
+            files = _REGISTER_FILES.files = {}
+        f = files.get(names)
         if f is None:
-            if len(self._regfiles) > 32:
-                self._regfiles.clear()
-            f = self._regfiles[names] = _RegisterFile(names)
+            if len(files) > 32:
+                files.clear()
+            f = files[names] = _RegisterFile(names)
         return f
 
     # hooks -------------------------------------------------------------------------------
