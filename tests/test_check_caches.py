@@ -142,7 +142,7 @@ def test_a_changed_program_is_not_served_from_the_cache(tmp_path, monkeypatch):
 
 def test_a_file_changed_within_the_timestamp_tick_is_read_again(tmp_path):
     """Two writes in one tick of the kernel's file clock leave the same times: a file
-    changed within the last second is never kept."""
+    changed within the last two seconds is never kept."""
     path = tmp_path / "f"
     path.write_bytes(b"a" * 100)
     before = loader.file_sha256(str(path))

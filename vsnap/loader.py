@@ -77,16 +77,17 @@ class Program:
 
 _PROGRAMS: dict[tuple, Program] = {}
 _DIGESTS: dict[tuple, str] = {}
-RACY_NS = 1_000_000_000
+RACY_NS = 2_000_000_000
 
 
 def file_identity(path: str) -> tuple | None:
     """What says that a file is still the one read before: the path given, its device,
-    inode, size, modification and change times. The change time moves on every write, rename or
-    chmod and cannot be set back. None for a file changed within the last second (the kernel
-    stamps files from a clock that ticks every few milliseconds, so a second change in the
-    same tick would look like none: git's "racily clean" files) and for one that cannot be
-    stat'ed: such a file is read again each time."""
+    inode, size, modification and change times. The change time moves on every write,
+    rename or chmod and cannot be set back. None for a file changed within the last two
+    seconds (the kernel stamps files from a clock that ticks every few milliseconds, some file
+    systems by the second, so a second change in the same tick would look like none: git's
+    "racily clean" files) and for one that cannot be stat'ed: such a file is read again each
+    time."""
     try:
         st = os.stat(path)
     except OSError:
