@@ -60,3 +60,17 @@ def test_a_subset_is_written_alone():
     assert after == _binding_read(cpu)
     cpu.write_many({"rax": -1})  # wrapped, as the binding's ctypes value wraps
     assert cpu.read("rax") == (1 << 64) - 1
+
+
+def test_one_register_reads_and_writes_as_the_binding_does():
+    rng = random.Random(9)
+    cpu = Cpu()
+    cpu.restore_registers(_random_registers(rng))
+    for name in REGISTERS:
+        assert cpu.read(name) == cpu.uc.reg_read(_IDS[name])
+    for name in ("rax", "rip", "rflags", "fs_base", "mxcsr", "fpcw", "r15"):
+        value = {"rflags": 0x246, "mxcsr": 0x1F80, "fpcw": 0x27F}.get(name, rng.getrandbits(64))
+        cpu.write(name, value)
+        assert cpu.read(name) == cpu.uc.reg_read(_IDS[name]) == value
+    cpu.write("xmm1", 1 << 100)
+    assert cpu.read("xmm1") == 1 << 100

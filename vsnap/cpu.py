@@ -33,6 +33,7 @@ _IDS.update({f"xmm{i}": getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)})
 # x87 stack, each 80 bits (a 64-bit mantissa and a 16-bit sign+exponent)
 _IDS.update({f"fp{i}": getattr(X, f"UC_X86_REG_FP{i}") for i in range(8)})
 REGISTERS = tuple(_IDS)  # every register a checkpoint saves, by name
+_WIDE = {n for n in _IDS if n.startswith(("fp", "xmm")) and n[-1].isdigit()}  # over 64 bits
 
 # Linux starts a process with these (fninit and the kernel's default MXCSR); Unicorn starts
 # with 0 in both, which makes musl's printf round floats wrongly.
@@ -205,6 +206,8 @@ class Cpu:
         self._ret_ptrs = (ctypes.c_void_p * 3)(*(base + 8 * i for i in range(3)))
         self._rax_val = ctypes.c_uint64()
         self._rax_ptr = ctypes.byref(self._rax_val)
+        self._one = ctypes.c_uint64()  # read() and write() of one register
+        self._one_ptr = ctypes.byref(self._one)
         self._uch = self.uc._uch
 
     def syscall_registers(self) -> tuple:
@@ -224,10 +227,23 @@ class Cpu:
         _uclib.uc_reg_write(self._uch, X.UC_X86_REG_RAX, self._rax_ptr)
 
     def read(self, name: str) -> int:
-        return self.uc.reg_read(_IDS[name])
+        if name in _WIDE:  # x87 and xmm: the binding's types
+            return self.uc.reg_read(_IDS[name])
+        one = self._one
+        one.value = 0  # a narrower register (fpcw...) fills only its low bytes
+        err = _uclib.uc_reg_read(self._uch, _IDS[name], self._one_ptr)
+        if err:
+            raise U.UcError(err)
+        return one.value
 
     def write(self, name: str, value: int) -> None:
-        self.uc.reg_write(_IDS[name], value)
+        if name in _WIDE:
+            self.uc.reg_write(_IDS[name], value)
+            return
+        self._one.value = value & 0xFFFF_FFFF_FFFF_FFFF  # wrapped, as ctypes wraps it
+        err = _uclib.uc_reg_write(self._uch, _IDS[name], self._one_ptr)
+        if err:
+            raise U.UcError(err)
 
     def read_many(self, names) -> tuple:
         return self.uc.reg_read_batch([_IDS[n] for n in names])
