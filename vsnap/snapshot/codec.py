@@ -160,6 +160,7 @@ def _compact_encoder():
 
 
 _compact = _compact_encoder()
+_string = json.encoder.encode_basestring_ascii  # a str as JSON (C), as the encoder writes it
 
 
 def dumps(obj) -> bytes:
@@ -174,6 +175,13 @@ def dumps(obj) -> bytes:
 
 
 def _lay_out(obj, depth: int, out: list) -> None:
+    kind = type(obj)
+    if kind is str:  # the common leaves, without a call into the encoder
+        out.append(_string(obj))
+        return
+    if kind is int:
+        out.append(int.__repr__(obj))
+        return
     if depth == 2 or not isinstance(obj, (dict, list)) or not obj:
         out.append(_compact(obj))
         return
@@ -181,7 +189,8 @@ def _lay_out(obj, depth: int, out: list) -> None:
     if isinstance(obj, dict):
         out.append("{")
         for i, key in enumerate(sorted(obj)):
-            out.append(("," if i else "") + pad + _compact(key) + ": ")
+            out.append(("," if i else "") + pad + (_string(key) if type(key) is str
+                                                   else _compact(key)) + ": ")
             _lay_out(obj[key], depth + 1, out)
         out.append("\n" + " " * depth + "}")
     else:
