@@ -4,7 +4,13 @@ run to the end, compare everything with the uninterrupted run).
 
     .venv/bin/python benchmarks/check.py
 
-Goal: at least 20 examples per second for a guest of under a million instructions.
+Goal (issue 10): at least 3x the rate of commit 5b1a60c on every guest; BASELINE holds that
+commit's rates, measured once with this same loop on this machine (a quiet moment, load
+about 1). The older goal, 20 examples per second for a guest of under a million
+instructions, is printed too. On the shared 2-core machine the same commit's rates vary up
+to 2x from run to run (5b1a60c's hello: 51 to 112 per second within the same hour), so the
+printed ratio is only as good as the moment: for a verdict, run a checkout of 5b1a60c
+(`git worktree add /tmp/base 5b1a60c`) and this one in turn and compare them pairwise.
 """
 from __future__ import annotations
 
@@ -22,6 +28,10 @@ from vsnap.testing import Guest, first_difference, measure, run_with_checkpoints
 
 PROGRAMS = HERE.parent / "programs"
 SECONDS = 5.0
+BASELINE_COMMIT = "5b1a60c"
+BASELINE = {"hello": 73.3, "rewrite": 43.0, "wordfreq": 35.3, "signals": 41.2,
+            "counter 1": 45.9}   # examples per second at BASELINE_COMMIT
+GOAL_RATIO = 3.0
 
 
 def guests():
@@ -35,8 +45,8 @@ def guests():
 
 def main() -> int:
     rng = random.Random(1)
-    print(f"{'guest':<12}{'instructions':>14}{'examples':>10}{'per second':>12}   goal")
-    worst = None
+    print(f"{'guest':<12}{'instructions':>14}{'examples':>10}{'per second':>12}"
+          f"{BASELINE_COMMIT:>10}{'ratio':>8}   goal")
     for name, guest in guests():
         with tempfile.TemporaryDirectory() as base:
             m = measure(guest, base)
@@ -47,11 +57,12 @@ def main() -> int:
                 assert first_difference(m.outcome, got) is None, (name, k)
                 n += 1
             rate = n / (time.perf_counter() - t0)
-        small = m.length < 1_000_000
-        verdict = ("PASS" if rate >= 20 else "MISS") if small else "(over a million: no goal)"
-        print(f"{name:<12}{m.length:>14,}{n:>10}{rate:>12.1f}   >= 20/s {verdict}")
-        if small:
-            worst = rate if worst is None else min(worst, rate)
+        ratio = rate / BASELINE[name]
+        verdict = "PASS" if ratio >= GOAL_RATIO else "MISS"
+        small = ("" if m.length >= 1_000_000 else
+                 f"; >= 20/s {'PASS' if rate >= 20 else 'MISS'}")
+        print(f"{name:<12}{m.length:>14,}{n:>10}{rate:>12.1f}{BASELINE[name]:>10.1f}"
+              f"{ratio:>7.2f}x   >= {GOAL_RATIO:g}x {verdict}{small}")
     return 0
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from .kernel import Capture
+from .scratch import drain, scratch
 from .testing import (Guest, Measured, checkpoint_points, first_difference, measure,
                       run_with_checkpoints, start)
 from .trace import disassemble_one
@@ -47,7 +48,7 @@ def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) ->
         done[0] += 1
         if progress:
             progress(done[0], examples, points)
-        with tempfile.TemporaryDirectory(prefix="vsnap-check-") as base:
+        with scratch("vsnap-check-") as base:  # removed while the next examples run
             got = run_with_checkpoints(guest, points, base, budget=budget)
         diff = first_difference(m.outcome, got)
         if diff:
@@ -58,6 +59,8 @@ def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) ->
         transparent()
     except AssertionError:
         return Verdict(False, done[0], m, failure[0], failure[1])
+    finally:
+        drain()  # nothing of the examples' roots outlives the check
     return Verdict(True, done[0], m)
 
 

@@ -92,6 +92,20 @@ void vsnap_forget(struct counter *c)
     c->used = 0;
 }
 
+/* put counts known from elsewhere (knownblocks.py) into the table; a block already there
+   stays as it is */
+void vsnap_seed(struct counter *c, const struct entry *add, uint32_t count)
+{
+    for (uint32_t i = 0; i < count && c->used < SLOTS / 2; i++) {
+        if (add[i].size == 0) continue;
+        for (uint64_t h = slot(add[i].address, add[i].size);; h = (h + 1) & (SLOTS - 1)) {
+            struct entry *e = &c->table[h];
+            if (e->size == 0) { *e = add[i]; c->used++; break; }
+            if (e->address == add[i].address && e->size == add[i].size) break;
+        }
+    }
+}
+
 __attribute__((noinline))
 static void slow(void *uc, uint64_t address, uint32_t size, struct counter *c)
 {
@@ -319,6 +333,9 @@ class InsnCounter(_Native):
     def tail_pending(self) -> bool:
         return False
 
+    def use_known(self, known) -> None:
+        pass  # it counts every instruction as it runs: no table to seed
+
     def fault(self, rip: int, trap: bool = False) -> None:
         self._c.count -= 1  # counted before it ran; it did not complete
 
@@ -329,10 +346,14 @@ class InsnCounter(_Native):
 class BlockCounter(_Native):
     """Counting per translated block; see the module docstring."""
 
-    def __init__(self, uc, lib, cacheable: Callable[[int, int], bool]):
+    def __init__(self, uc, lib, cacheable: Callable[[int, int], bool], known=None):
         super().__init__(uc, lib)
         mem_read = uc.mem_read
         self._cacheable = cacheable
+        # counts other machines learned for the same text (knownblocks.py): put into the
+        # table at the first miss after it was emptied (then the text is mapped)
+        self._known = known
+        self._fresh = known is not None
 
         self.error: BaseException | None = None
 
@@ -345,13 +366,21 @@ class BlockCounter(_Native):
         def miss(address: int, size: int) -> int:
             try:
                 self._abandoned(address, size)
+                seeded = self._fresh and self._seed()
                 keep = cacheable(address, size)
-                # Unicorn's own count where the code cannot change (about 1 us; capstone's
-                # import alone is 35 ms, and each block about 10 us more)
+                # Unicorn's own count where the code cannot change (about 1 us; capstone
+                # costs about 10 us a block more)
                 n = engine_count(uch, address, size, cptr) if keep else -1
+                code = None
                 if n < 0:
-                    n = count_code(bytes(mem_read(address, size)), address)
-                return n << 1 | (1 if keep else 0)
+                    code = bytes(mem_read(address, size))
+                    n = count_code(code, address)
+                if keep and self._known is not None:
+                    self._known.learned(address, size, n,
+                                  code if code is not None else bytes(mem_read(address, size)))
+                # just seeded: the slot the C code holds for this block may be taken now,
+                # so this one count goes to the scratch entry (the next miss keeps it)
+                return n << 1 | (1 if keep and not seeded else 0)
             except BaseException as e:  # never unwind through the engine: stop before the
                 self.error = e          # next block, and cpu.run raises it (never a wrong
                 self._c.stop_request = 1  # count in silence)
@@ -385,9 +414,25 @@ class BlockCounter(_Native):
         e = last.contents
         return (e.address, e.size, e.n) if e.size else None
 
+    def use_known(self, known) -> None:
+        self._known = known
+        self._fresh = known is not None
+
+    def _seed(self) -> bool:
+        """Put what is known about the text as it is now into the emptied table."""
+        self._fresh = False
+        seeded = False
+        for buf, count in self._known.seed():
+            self._lib.vsnap_seed(ctypes.byref(self._c), buf, count)
+            seeded = True
+        return seeded
+
     def code_changed(self) -> None:
         """Executable memory changed under the engine: forget every block."""
         self._lib.vsnap_forget(ctypes.byref(self._c))
+        if self._known is not None:
+            self._known.invalidate()
+            self._fresh = True
 
     def tail_pending(self) -> bool:
         """The last run stopped before a block that would cross the limit, short of it."""
@@ -440,7 +485,7 @@ class BlockCounter(_Native):
             c.last = None
 
 
-def make_counter(uc, cacheable: Callable[[int, int], bool]):
+def make_counter(uc, cacheable: Callable[[int, int], bool], known=None):
     """The block counter, or the reference with VSNAP_COUNTER=insn; a one-line error when
     the C hooks cannot be built (zig is part of vsnap's toolchain)."""
     lib = _load_native()
@@ -450,4 +495,4 @@ def make_counter(uc, cacheable: Callable[[int, int], bool]):
                            f"counting needs zig (python -m pip install ziglang)", 2)
     if os.environ.get("VSNAP_COUNTER") == "insn":
         return InsnCounter(uc, lib)
-    return BlockCounter(uc, lib, cacheable)
+    return BlockCounter(uc, lib, cacheable, known)

@@ -7,12 +7,15 @@ Unicorn constant.
 from __future__ import annotations
 
 import ctypes
+import struct
+import threading
 from typing import Callable
 
 import unicorn as U
 from unicorn import x86_const as X
 from unicorn.unicorn_py3.unicorn import uclib as _uclib
 
+from .hostpages import small_pages
 from .tlb import PageBook, install as install_tlb
 
 # General-purpose registers in the order of Linux's struct user_regs_struct (minus the
@@ -30,6 +33,7 @@ _IDS.update({f"xmm{i}": getattr(X, f"UC_X86_REG_XMM{i}") for i in range(16)})
 # x87 stack, each 80 bits (a 64-bit mantissa and a 16-bit sign+exponent)
 _IDS.update({f"fp{i}": getattr(X, f"UC_X86_REG_FP{i}") for i in range(8)})
 REGISTERS = tuple(_IDS)  # every register a checkpoint saves, by name
+_WIDE = {n for n in _IDS if n.startswith(("fp", "xmm")) and n[-1].isdigit()}  # over 64 bits
 
 # Linux starts a process with these (fninit and the kernel's default MXCSR); Unicorn starts
 # with 0 in both, which makes musl's printf round floats wrongly.
@@ -76,6 +80,59 @@ def _is_trap(vector: int) -> bool:
     return vector in (1, 3, 4) or vector >= 32
 
 
+class _RegisterFile:
+    """Every register in REGISTERS read or written with one call into Unicorn's C API.
+
+    The binding's batch calls build a ctypes object per register (a register class chosen
+    per call: 100 to 200 us for the 46 registers, against about 10 us here); a checkpoint,
+    a restore and each signal frame move all of them. Here each register has a 16-byte slot in one buffer (wide enough
+    for an xmm register and for x87's 80-bit uc_x86_float80: mantissa, then the 16-bit sign
+    and exponent), zeroed before a read, as the binding's fresh objects are, so a register
+    narrower than its slot reads as the binding reads it."""
+
+    SLOT = 16
+
+    def __init__(self, names):
+        self.names = tuple(names)
+        n = len(self.names)
+        self.ids = (ctypes.c_int * n)(*(_IDS[r] for r in self.names))
+        self.buf = ctypes.create_string_buffer(n * self.SLOT)
+        base = ctypes.addressof(self.buf)
+        self.ptrs = (ctypes.c_void_p * n)(*(base + self.SLOT * i for i in range(n)))
+        self.unpack = struct.Struct("<" + "QQ" * n).unpack_from
+        self.pack = struct.Struct("<" + "QQ" * n).pack_into
+        # which slots hold more than 64 bits (x87's sign and exponent, an xmm's high half)
+        self.wide = tuple(i for i, r in enumerate(self.names) if r.startswith(("fp", "xmm"))
+                          and r[-1].isdigit())
+
+    def read(self, uch) -> dict:
+        ctypes.memset(self.buf, 0, len(self.buf))
+        err = _uclib.uc_reg_read_batch(uch, self.ids, self.ptrs, len(self.names))
+        if err:
+            raise U.UcError(err)
+        q = self.unpack(self.buf)
+        values = list(q[0::2])
+        for i in self.wide:
+            values[i] |= q[2 * i + 1] << 64
+        return dict(zip(self.names, values))
+
+    def write(self, uch, regs: dict) -> None:
+        """Write them (regs has every name), each value wrapped to its slot, as ctypes
+        wraps a value in the binding."""
+        q = []
+        mask, wide = (1 << 64) - 1, (1 << 128) - 1
+        for r in self.names:
+            v = regs[r] & wide
+            q += (v & mask, v >> 64)
+        self.pack(self.buf, 0, *q)
+        err = _uclib.uc_reg_write_batch(uch, self.ids, self.ptrs, len(self.names))
+        if err:
+            raise U.UcError(err)
+
+
+_REGISTER_FILES = threading.local()
+
+
 class CpuFault(Exception):
     """The guest faulted: `signal` is the Linux signal name, `address` the bad address if any."""
 
@@ -89,8 +146,9 @@ class Cpu:
     """A Unicorn x86-64 engine set up the way Linux sets up a new process."""
 
     def __init__(self):
-        self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
-        self.uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
+        with small_pages():  # the engine starts at its first register write (hostpages.py)
+            self.uc = U.Uc(U.UC_ARCH_X86, U.UC_MODE_64)
+            self.uc.reg_write(X.UC_X86_REG_FPCW, LINUX_FPCW)
         self.uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
         # OSFXSR and OSXMMEXCPT: SSE instructions and SSE exceptions enabled, as Linux does.
         self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
@@ -151,6 +209,8 @@ class Cpu:
         self._ret_ptrs = (ctypes.c_void_p * 3)(*(base + 8 * i for i in range(3)))
         self._rax_val = ctypes.c_uint64()
         self._rax_ptr = ctypes.byref(self._rax_val)
+        self._one = ctypes.c_uint64()  # read() and write() of one register
+        self._one_ptr = ctypes.byref(self._one)
         self._uch = self.uc._uch
 
     def syscall_registers(self) -> tuple:
@@ -170,34 +230,53 @@ class Cpu:
         _uclib.uc_reg_write(self._uch, X.UC_X86_REG_RAX, self._rax_ptr)
 
     def read(self, name: str) -> int:
-        return self.uc.reg_read(_IDS[name])
+        if name in _WIDE:  # x87 and xmm: the binding's types
+            return self.uc.reg_read(_IDS[name])
+        one = self._one
+        one.value = 0  # a narrower register (fpcw...) fills only its low bytes
+        err = _uclib.uc_reg_read(self._uch, _IDS[name], self._one_ptr)
+        if err:
+            raise U.UcError(err)
+        return one.value
 
     def write(self, name: str, value: int) -> None:
-        self.uc.reg_write(_IDS[name], value)
+        if name in _WIDE:
+            self.uc.reg_write(_IDS[name], value)
+            return
+        self._one.value = value & 0xFFFF_FFFF_FFFF_FFFF  # wrapped, as ctypes wraps it
+        err = _uclib.uc_reg_write(self._uch, _IDS[name], self._one_ptr)
+        if err:
+            raise U.UcError(err)
 
     def read_many(self, names) -> tuple:
         return self.uc.reg_read_batch([_IDS[n] for n in names])
 
     def write_many(self, pairs: dict) -> None:
-        self.uc.reg_write_batch([(_IDS[n], v) for n, v in pairs.items()])
+        self._registers(tuple(pairs)).write(self._uch, pairs)
 
     def snapshot_registers(self) -> dict:
-        """Every register by name: GPRs, rip, rflags, fs/gs base, x87, SSE, mxcsr."""
-        values = self.read_many(REGISTERS)
-        out = {}
-        for name, v in zip(REGISTERS, values):
-            if isinstance(v, tuple):  # fp(i) comes back as (mantissa, exponent)
-                v = v[0] | (v[1] << 64)
-            out[name] = v
-        return out
+        """Every register by name: GPRs, rip, rflags, fs/gs base, x87, SSE, mxcsr. An fp(i)
+        is its 64-bit mantissa with the sign and exponent above it; an xmm(i), 128 bits."""
+        return self._registers(REGISTERS).read(self._uch)
 
     def restore_registers(self, regs: dict) -> None:
-        pairs = []
-        for name, v in regs.items():
-            if name.startswith("fp") and name[2:].isdigit():
-                v = (v & ((1 << 64) - 1), v >> 64)
-            pairs.append((_IDS[name], v))
-        self.uc.reg_write_batch(pairs)
+        """Write these registers (all of them, or some), values as snapshot_registers
+        gives them."""
+        self._registers(tuple(regs)).write(self._uch, regs)
+
+    @staticmethod
+    def _registers(names: tuple) -> "_RegisterFile":
+        """The buffers for moving these registers: kept per thread (the same few sets recur
+        in every machine, and a buffer is used by one call at a time)."""
+        files = getattr(_REGISTER_FILES, "files", None)
+        if files is None:
+            files = _REGISTER_FILES.files = {}
+        f = files.get(names)
+        if f is None:
+            if len(files) > 32:
+                files.clear()
+            f = files[names] = _RegisterFile(names)
+        return f
 
     # hooks -------------------------------------------------------------------------------
     def on_syscall(self, callback: Callable[[], None]) -> None:
@@ -388,6 +467,11 @@ class Cpu:
     @instructions.setter
     def instructions(self, n: int) -> None:
         self.counter.count = n
+
+    def use_known_blocks(self, known) -> None:
+        """Start the counter's table with the counts other machines learned for the same
+        text (knownblocks.py), before any code is loaded."""
+        self.counter.use_known(known)
 
     def set_budget(self, limit: int | None) -> None:
         """Stop past `limit` instructions since exec (--max-instructions): over_limit."""

@@ -9,9 +9,12 @@ virtual clock.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
+import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from .elfhead import read_headers, read_headers_pyelftools
 from .errors import BadProgram
@@ -44,6 +47,11 @@ class Program:
     def base(self) -> int:
         return PIE_BASE if self.pie else 0
 
+    @cached_property
+    def sha256(self) -> str:
+        """The SHA-256 of the file's bytes as read (hex): what an image records."""
+        return hashlib.sha256(self.data).hexdigest()
+
     def rdtsc_candidates(self) -> list[int]:
         """Addresses of the bytes 0f 31 (rdtsc) in executable segments."""
         out = []
@@ -68,24 +76,57 @@ class Program:
 
 
 _PROGRAMS: dict[tuple, Program] = {}
+_DIGESTS: dict[tuple, str] = {}
+RACY_NS = 2_000_000_000
+
+
+def file_identity(path: str) -> tuple | None:
+    """What says that a file is still the one read before: the path given, its device,
+    inode, size, modification and change times. The change time moves on every write,
+    rename or chmod and cannot be set back. None for a file changed within the last two
+    seconds (the kernel stamps files from a clock that ticks every few milliseconds, some file
+    systems by the second, so a second change in the same tick would look like none: git's
+    "racily clean" files) and for one that cannot be stat'ed: such a file is read again each
+    time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return None
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _remember(cache: dict, key, value) -> None:
+    if len(cache) > 64:
+        cache.clear()
+    cache[key] = value
 
 
 def read_program(path: str) -> Program:
     """Open and check an ELF file; raise BadProgram with the reason if vsnap cannot run it.
-    Parsed programs are kept by (path, size, mtime): tests start thousands of machines."""
-    try:
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-        if key in _PROGRAMS:
-            return _PROGRAMS[key]
-    except OSError:
-        key = None
+    Parsed programs are kept by file_identity: tests start thousands of machines."""
+    key = file_identity(path)
+    if key is not None and key in _PROGRAMS:
+        return _PROGRAMS[key]
     prog = _read_program(path)
     if key is not None:
-        if len(_PROGRAMS) > 64:
-            _PROGRAMS.clear()
-        _PROGRAMS[key] = prog
+        _remember(_PROGRAMS, key, prog)
     return prog
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes (hex), kept by file_identity: a restore checks that the
+    program is the one saved, and vsnap check restores hundreds of times. OSError if it
+    cannot be read."""
+    key = file_identity(path)
+    if key is not None and key in _DIGESTS:
+        return _DIGESTS[key]
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    if key is not None:
+        _remember(_DIGESTS, key, digest)
+    return digest
 
 
 def _read_program(path: str) -> Program:

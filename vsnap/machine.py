@@ -25,6 +25,7 @@ from .kernel.timers import next_deadline
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
 from .guestram import UnicornMemory
+from .knownblocks import KnownBlocks
 from .memory import PROT_WRITE, AddressSpace, MemoryBudgetExceeded
 from .trace import disassemble_one
 from .vfs import Sandbox
@@ -84,13 +85,14 @@ class Machine:
         self.cpu = Cpu()
         self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
         self.cpu.code_cacheable = self._code_cacheable
+        self.cpu.use_known_blocks(KnownBlocks(self.mem))
         self.mem.on_code_change = self.cpu.code_changed
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
                                f"give --root an existing directory", 2)
-        self.exe = Sandbox(root_host).guest_path_of_host(self.program_path)
-        self.vfs = Sandbox(root_host, exe_guest_path=self.exe, exe_host_path=self.program_path)
+        self.vfs = Sandbox(root_host, exe_host_path=self.program_path)
+        self.exe = self.vfs.exe_guest_path = self.vfs.guest_path_of_host(self.program_path)
         self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
         self.kernel.proc.exe = self.exe or ""
         counter = self.cpu.counter

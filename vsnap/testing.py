@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from hypothesis import strategies as st
 
 from .kernel import Capture
 from .machine import Machine
+from .scratch import scratch
 
 REPO_PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
 
@@ -122,8 +122,8 @@ def _base(base):
     if base is not None:
         yield Path(base)
     else:
-        with tempfile.TemporaryDirectory(prefix="vsnap-test-") as d:
-            yield Path(d)
+        with scratch("vsnap-test-") as d:  # removed in the background (scratch.py)
+            yield d
 
 
 def run_to_end(guest: Guest, base=None) -> Outcome:

@@ -8,10 +8,9 @@ can observe. Text is not copied: restore re-reads it from the program, whose has
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-from dataclasses import asdict
+from dataclasses import fields
 
 from ..counter import COUNTING
 from ..guestram import touched_pages
@@ -64,9 +63,8 @@ NOT_PRESERVED = [
 
 
 def program_record(m) -> dict:
-    data = m.program.data
-    return {"path": m.program_path, "guest_path": m.exe, "size": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(), "pie": m.program.pie}
+    return {"path": m.program_path, "guest_path": m.exe, "size": len(m.program.data),
+            "sha256": m.program.sha256, "pie": m.program.pie}
 
 
 def _memory(m) -> tuple[dict, dict[str, list]]:
@@ -162,11 +160,17 @@ def _signals(k) -> dict:
     }
 
 
+def _fields(obj) -> dict:
+    """A dataclass of plain values as a dict for JSON (asdict's deep copy costs more than the
+    rest of kernel.json, and the dict is serialised at once)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def _kernel(m) -> dict:
     k = m.kernel
     return {
-        "process": asdict(k.proc),
-        "exec": asdict(k.exec),
+        "process": _fields(k.proc),
+        "exec": _fields(k.exec),
         "clock": k.clock.saved(),  # its parts; monotonic and CPU time for the reader
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},
         "signals": _signals(k),

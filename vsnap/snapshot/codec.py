@@ -81,6 +81,9 @@ def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
     The hashes are computed on background threads from the same buffers while this thread
     writes them (zip's CRC32 and the copy into the page cache), so on two cores the hash
     mostly costs no wall time."""
+    if _small(parts):  # a thread costs more than hashing a few pages here
+        _write_parts(f, parts, program, wrote, _Done(pieces.digests(parts)))
+        return
     pool = ThreadPoolExecutor(max_workers=1)
     hashed = pool.submit(pieces.digests, parts)
     pool.shutdown(wait=False)
@@ -90,6 +93,26 @@ def write_zip(f, parts: dict, program: dict, wrote=None) -> None:
         # a failed write must not return while the hasher still reads the parts (a file's
         # descriptor is closed by the caller next)
         futures_wait([hashed])
+
+
+def _small(parts: dict) -> bool:
+    size = 0
+    for part in parts.values():
+        if isinstance(part, FileRanges):
+            return False
+        for chunk in part if isinstance(part, list) else [part]:
+            size += memoryview(chunk).nbytes
+    return size < pieces.THREAD_MIN
+
+
+class _Done:
+    """A result already there, in place of a future."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
 
 
 def _write_parts(f, parts: dict, program: dict, wrote, hashed) -> None:
@@ -126,8 +149,57 @@ def encode(parts: dict, program: dict) -> bytes:
     return buf.getvalue()
 
 
+def _compact_encoder():
+    """JSON text of one value, keys sorted, in C: json's C encoder made once (json.dumps
+    makes one per call, which costs more than encoding a small value)."""
+    from json import encoder as e
+    if e.c_make_encoder is None:
+        return json.JSONEncoder(sort_keys=True).encode
+    run = e.c_make_encoder(None, json.JSONEncoder().default, e.encode_basestring_ascii, None,
+                           ": ", ", ", True, False, True)
+    return lambda obj: "".join(run(obj, 0))
+
+
+_compact = _compact_encoder()
+_string = json.encoder.encode_basestring_ascii  # a str as JSON (C), as the encoder writes it
+
+
 def dumps(obj) -> bytes:
-    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+    """A JSON part: keys sorted; the top two levels one item to a line (a register, a VMA, a
+    kernel field), what lies deeper on that line in compact form. json's own indentation
+    runs in Python, and cost a third of writing a small image; this runs in C but for the
+    few lines it lays out."""
+    out: list[str] = []
+    _lay_out(obj, 0, out)
+    out.append("\n")
+    return "".join(out).encode()
+
+
+def _lay_out(obj, depth: int, out: list) -> None:
+    kind = type(obj)
+    if kind is str:  # the common leaves, without a call into the encoder
+        out.append(_string(obj))
+        return
+    if kind is int:
+        out.append(int.__repr__(obj))
+        return
+    if depth == 2 or not isinstance(obj, (dict, list)) or not obj:
+        out.append(_compact(obj))
+        return
+    pad = "\n" + " " * (depth + 1)
+    if isinstance(obj, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(obj)):
+            out.append(("," if i else "") + pad + (_string(key) if type(key) is str
+                                                   else _compact(key)) + ": ")
+            _lay_out(obj[key], depth + 1, out)
+        out.append("\n" + " " * depth + "}")
+    else:
+        out.append("[")
+        for i, item in enumerate(obj):
+            out.append("," + pad if i else pad)
+            _lay_out(item, depth + 1, out)
+        out.append("\n" + " " * depth + "]")
 
 
 def decode(data, where: str = "image", file=None, defer=None) -> tuple[dict, dict]:

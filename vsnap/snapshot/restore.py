@@ -8,13 +8,13 @@ half-restored guest.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 
 from ..errors import VsnapError
 from ..kernel.filelocks import restore_locks
 from ..kernel.limits import apply as apply_limits
+from ..loader import file_sha256
 from ..memory import PAGE
 from ..vfs import Sandbox
 from . import descriptions, mapped
@@ -47,8 +47,7 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
          force: bool = False) -> Plan:
     program = program or image.program["path"]
     try:
-        with open(program, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        digest = file_sha256(program)
     except OSError as e:
         raise ImageError(f"{image.where}: the program {program} cannot be read "
                          f"({e.strerror}); give its new place with --program") from None
@@ -61,7 +60,8 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
         raise ImageError(f"{image.where}: sandbox root {root} does not exist; "
                          f"give one with --root")
     p = Plan(image, program, root)
-    problems = descriptions.check(image, Sandbox(root)) + mapped.check(image, Sandbox(root))
+    vfs = Sandbox(root)
+    problems = descriptions.check(image, vfs) + mapped.check(image, vfs)
     if problems and not force:
         raise FileChanged(f"vsnap: cannot resume {image.where}: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
