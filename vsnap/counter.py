@@ -306,6 +306,12 @@ class _Native:
         self._c.limit = NEVER if limit is None else limit
         self._c.held.size = 0
 
+    def stopped_for_no_reason(self) -> bool:
+        """The engine came back though no stop was asked for and no limit reached (cpu.py
+        says what that means)."""
+        c = self._c
+        return not c.stop_request and c.count < c.limit and not self.tail_pending()
+
     def request_stop(self) -> None:
         """Stop before the next block (from any thread): a block the engine enters only to
         find the stop request would otherwise be counted without running."""

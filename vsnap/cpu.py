@@ -70,9 +70,15 @@ _NEED = {U.UC_MEM_READ: 1, U.UC_MEM_WRITE: 2, U.UC_MEM_FETCH: 4}
 _UC_PERMS = [(U.UC_PROT_READ if p & 1 else 0) | (U.UC_PROT_WRITE if p & 2 else 0)
              | (U.UC_PROT_EXEC if p & 4 else 0) for p in range(8)]
 _PAGE_MASK = ~0xFFF & 0xFFFF_FFFF_FFFF_FFFF
-# CPU exceptions that reach the interrupt hook: vector -> signal.
-VECTORS = {0: "SIGFPE", 4: "SIGSEGV", 5: "SIGSEGV", 6: "SIGILL", 13: "SIGSEGV",
-           14: "SIGSEGV", 16: "SIGFPE", 17: "SIGBUS", 19: "SIGFPE"}
+# CPU exceptions that reach the interrupt hook: vector -> (signal, si_code), as Linux's
+# arch/x86/kernel/traps.c sends them. SI_KERNEL ones carry no address (force_sig): int3, a
+# general-protection fault (a privileged instruction, a non-canonical address), and `int n`,
+# which a user program may not use (the IDT gate is kernel-only: #GP).
+SI_KERNEL = 0x80
+VECTORS = {0: ("SIGFPE", 1), 1: ("SIGTRAP", 1), 3: ("SIGTRAP", SI_KERNEL), 4: ("SIGSEGV", 1),
+           5: ("SIGSEGV", 1), 6: ("SIGILL", 2), 13: ("SIGSEGV", SI_KERNEL),
+           14: ("SIGSEGV", 1), 16: ("SIGFPE", 1), 17: ("SIGBUS", 1), 19: ("SIGFPE", 1)}
+INT_N = ("SIGSEGV", SI_KERNEL)
 # exceptions raised after their instruction completed (rip is past it): int1, int3, into,
 # and every vector above the CPU's own 32, which only `int n` raises. The count leaves the
 # instruction out all the same, as for faults (counter.py).
@@ -447,11 +453,32 @@ class Cpu:
             return CpuFault(signal, rip, addr, str(e), code)
         if self._vector is not None:
             vector, self._vector = self._vector, None
-            signal = VECTORS.get(vector, "SIGSEGV")
+            if vector == 8:  # cannot come from a user program: see doublefault.py
+                from .doublefault import double_fault_message
+                raise RuntimeError(double_fault_message())
+            signal, code = VECTORS.get(vector, INT_N)
             rip = self.read("rip")
             c.fault(rip, trap=_is_trap(vector))
-            return CpuFault(signal, rip, None, f"CPU exception {vector}")
+            from .doublefault import exception_delivered
+            exception_delivered(self.uc)  # the next exception is raised afresh
+            return CpuFault(signal, rip, None, f"CPU exception {vector}", code)
+        if c.stopped_for_no_reason():
+            return self._halted(c)
         return None
+
+    def _halted(self, c) -> CpuFault | None:
+        """emu_start came back though nothing stopped it: Unicorn runs the guest in ring 0,
+        where `hlt` halts the CPU and ends the run with rip past it. In a user process `hlt`
+        is a privileged instruction: a general-protection fault, SIGSEGV (glibc's abort()
+        and musl's a_crash() end with it). The halt is taken back: rip on the hlt, which is
+        not counted. None if the byte before rip is not a hlt (said, never guessed at)."""
+        rip = self.read("rip") - 1
+        if bytes(self.uc.mem_read(rip, 1)) != b"\xf4":
+            raise RuntimeError(f"vsnap: the CPU stopped at {rip + 1:#x} for no reason vsnap "
+                               f"knows; please report this with the program")
+        self.write("rip", rip)
+        c.fault(rip)
+        return CpuFault("SIGSEGV", rip, None, "privileged instruction (hlt)", SI_KERNEL)
 
     def stop(self) -> None:
         """Stop the engine (from a hook, a signal handler or another thread), before the

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .abi import signals
 from .abi.consts import RLIMIT_STACK
-from .cpu import HWCAP, Cpu, CpuFault
+from .cpu import HWCAP, SI_KERNEL, Cpu, CpuFault
 from .errors import GuestStopped
 from .fdtable import OpenFile
 from .kernel import Console, GuestExit, Kernel
@@ -299,6 +299,8 @@ class Machine:
         if act.handler in (SIG_DFL, SIG_IGN) or sig.blocked & bit(signo):
             return False
         addr = f.address if f.address is not None else f.rip
+        if f.code == SI_KERNEL and f.address is None:
+            addr = 0  # a general-protection fault or int3: force_sig gives no address
         sig.pending.insert(0, SigInfo(signo, f.code, addr=addr))
         deliver(self.kernel, in_syscall=False)
         return True
