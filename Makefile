@@ -30,8 +30,10 @@ demo: venv
 	@echo "demo: checkpointed at instruction 2,500,000 and resumed in a fresh process;" \
 		"output and counter.log equal an uninterrupted run's"
 
+# The README's test command (and CI's, through .ci/run): the default tier, one worker per core;
+# worksteal keeps both cores busy to the end although tests last from milliseconds to a minute.
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist worksteal
 
 bench: venv
 	$(BIN)/python benchmarks/run.py

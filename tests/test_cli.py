@@ -68,6 +68,29 @@ def test_build_error_is_one_line(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_build_into_a_missing_directory_is_one_line(tmp_path):
+    out = run_cli("build", str(PROGRAMS / "hello.c"), "-o", "no/such/dir/h", cwd=tmp_path)
+    assert_no_traceback(out)
+    assert out.status != 0 and out.text().count("\n") == 1, out.text()
+    assert out.text().startswith("vsnap: cannot write no/such/dir/h"), out.text()
+
+
+def test_builds_to_one_output_at_once_each_leave_a_whole_program(tmp_path):
+    """Parallel builds (make -j, the test suite's workers) to the same -o path: each renames a
+    whole file into place (a fixed temporary name let one build rename another's half copy,
+    or fail)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vsnap.build import build
+    cached = build(str(PROGRAMS / "hello.c"))
+    out = str(tmp_path / "h")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: build(str(PROGRAMS / "hello.c"), out), range(64)))
+    assert results == [out] * 64
+    assert (tmp_path / "h").read_bytes() == Path(cached).read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["h"]  # no temporary left behind
+
+
 def test_run_builds_c_on_the_fly(tmp_path):
     shutil.copyfile(PROGRAMS / "hello.c", tmp_path / "hello.c")
     out = run_cli("run", "hello.c", cwd=tmp_path)

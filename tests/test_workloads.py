@@ -1,20 +1,24 @@
 """Generated workloads: hypothesis writes opvm scripts (files, descriptors, heap, brk,
 computation, signals), and each one is checkpointed at a drawn instruction and resumed in a
-fresh machine. 500 examples in CI; `pytest --slow` runs 5,000."""
+fresh machine. 500 examples in CI; `pytest --slow` runs 5,000. They are drawn in SHARDS
+independent tests (each its own random examples) so that parallel workers share them."""
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vsnap.testing import assert_transparent, measure, workloads
 
+SHARDS = 4
+
 
 @pytest.fixture(scope="module")
 def examples(request):
-    return 5000 if request.config.getoption("--slow") else 500
+    return (5000 if request.config.getoption("--slow") else 500) // SHARDS
 
 
-def test_generated_workloads_survive_a_checkpoint_anywhere(examples, tmp_path_factory):
-    base = tmp_path_factory.mktemp("workloads")
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_generated_workloads_survive_a_checkpoint_anywhere(shard, examples, tmp_path_factory):
+    base = tmp_path_factory.mktemp(f"workloads{shard}")
 
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
     @given(guest=workloads(), data=st.data())

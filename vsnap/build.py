@@ -72,9 +72,23 @@ def build(source: str, output: str | None = None, *, pie: bool = False,
         _compile(source, cached, flags)
     if output is None:
         return cached
-    shutil.copyfile(cached, output + ".tmp")
-    os.chmod(output + ".tmp", 0o755)
-    os.replace(output + ".tmp", output)
+    # a unique temporary name beside the output: two builds to the same path at once (make -j,
+    # parallel tests) each rename a whole file, never write into one another's
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(output)),
+                                   prefix=f".{os.path.basename(output)}.")
+    except OSError as e:
+        raise BuildFailed(f"vsnap: cannot write {output}: {e.strerror}")
+    os.close(fd)
+    try:
+        shutil.copyfile(cached, tmp)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, output)
+    except BaseException as e:
+        os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise BuildFailed(f"vsnap: cannot write {output}: {e.strerror}") from None
+        raise
     return output
 
 

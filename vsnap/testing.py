@@ -19,6 +19,7 @@ the guest's root, so runs never see each other's files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import stat
@@ -263,8 +264,11 @@ _NAMES = ("a", "b", "d", "d/x", "d/y", "e")
 _SIGNALS = ("SIGUSR1", "SIGUSR2", "SIGHUP", "SIGWINCH", "SIGCHLD")
 
 
+@functools.lru_cache(maxsize=None)
 def _op():
-    """One opvm operation (programs/opvm.md), over small domains so that they interact."""
+    """One opvm operation (programs/opvm.md), over small domains so that they interact.
+    Built once: a script draws it for every line, and hypothesis validates each new strategy
+    object anew (built per line, it took most of the time of generating a workload)."""
     f = st.sampled_from([f"F{i}" for i in range(4)])
     m = st.sampled_from([f"M{i}" for i in range(4)])
     name = st.sampled_from(_NAMES)
