@@ -2,7 +2,8 @@
  * with a general-protection fault (SIGSEGV, si_code SI_KERNEL, no address), caught here and
  * left by siglongjmp. Unicorn runs its CPU in ring 0, where they all ran silently, until
  * vsnap put the guest in ring 3 (vsnap/userring.py). Rounds repeat so that each fault is
- * raised afresh (vsnap/doublefault.py). A checkpoint anywhere must not bring ring 0 back. */
+ * raised afresh (vsnap/doublefault.py). Last, popf may not raise IOPL or clear IF. A
+ * checkpoint anywhere must not bring ring 0 back. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -74,6 +75,11 @@ int main(void)
             try(i);
             printf("round %d %-13s ran: no signal\n", round, names[i]);
         }
+    /* popf may not change IOPL or IF in a user process (IOPL 0): silently ignored */
+    unsigned long flags;
+    __asm__ volatile("pushfq; orq $0x3000, (%%rsp); andq $~0x200, (%%rsp); popfq; pushfq; pop %0"
+                     : "=r"(flags) : : "cc", "memory");
+    printf("after popf: iopl %lu if %lu\n", (flags >> 12) & 3, (flags >> 9) & 1);
     printf("ran %lu\n", reached);
     return 0;
 }
