@@ -494,18 +494,20 @@ class Cpu:
         if vector != 13:
             return f"CPU exception {vector}"
         from .trace import disassemble_one  # a general-protection fault: name the instruction
-        try:
-            insn = disassemble_one(bytes(self.uc.mem_read(rip, 16)), rip)
+        try:  # up to 16 bytes, not past the page (the next one may not be there)
+            insn = disassemble_one(bytes(self.uc.mem_read(rip, min(16, -rip & 0xFFF or 16))),
+                                   rip)
         except U.UcError:
             insn = "?"
         return f"general-protection fault ({insn})"
 
     def _halted(self, c) -> CpuFault | None:
         """emu_start came back though nothing stopped it: where vsnap could not put the guest
-        in ring 3 (userring.py), Unicorn runs it in ring 0, where `hlt` halts the CPU and ends the run with rip past it. In a user process `hlt`
-        is a privileged instruction: a general-protection fault, SIGSEGV (glibc's abort()
-        and musl's a_crash() end with it). The halt is taken back: rip on the hlt, which is
-        not counted. None if the byte before rip is not a hlt (said, never guessed at)."""
+        in ring 3 (userring.py), Unicorn runs it in ring 0, where `hlt` halts the CPU and ends
+        the run with rip past it. In a user process `hlt` is a privileged instruction: a
+        general-protection fault, SIGSEGV (glibc's abort() and musl's a_crash() end with it).
+        The halt is taken back: rip on the hlt, which is not counted. None if the byte before
+        rip is not a hlt (said, never guessed at)."""
         rip = self.read("rip") - 1
         if bytes(self.uc.mem_read(rip, 1)) != b"\xf4":
             raise RuntimeError(f"vsnap: the CPU stopped at {rip + 1:#x} for no reason vsnap "

@@ -32,8 +32,10 @@ is all there is; `ring3_error()` says why.
 What ring 3 does not fix: Unicorn's translator skips the I/O permission check for in/out/ins/
 outs altogether ("Unicorn: allow all I/O instructions", gen_check_io), and its IN/OUT hooks run
 in the middle of a translated block, whose later instructions would still run before any stop
-(break_translation_loop only asks the CPU to exit at the next block). cpu.py therefore stops
-the run with a message at the first port I/O instead of faulting it (README.md).
+(break_translation_loop only asks the CPU to exit at the next block: in a scratch engine,
+`out $0x80, %al; mov $1, %eax; inc %rbx; syscall` stopped from the OUT hook still left rbx
+incremented, though no syscall hook ran). cpu.py therefore stops the run with a message at the
+first port I/O instead of faulting it (README.md).
 """
 from __future__ import annotations
 
