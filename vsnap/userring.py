@@ -15,9 +15,9 @@ from SS's descriptor, has no caller. So vsnap sets the two bits in the engine's 
 once for each new engine (Cpu.__init__: a restored machine is a new engine, so it comes back
 in ring 3 as well). Nothing brings the engine back to ring 0 later: an exception is handed to
 vsnap's interrupt hook, never delivered through the IDT (cpu-exec.c), the syscall hook replaces
-the instruction, and every instruction that loads SS or CS (mov/pop ss, iret, far
-jmp/call/ret, sysexit) faults in ring 3 with the engine's empty GDT (sysret is #UD: EFER.SCE
-is clear). Nothing else changes for a user program: the memory accesses go to another of
+the instruction, and every instruction that loads SS or CS (mov to ss, iretq, far
+jmp/call/ret, sysexit) raises #GP in ring 3 with the engine's empty GDT, measured in a scratch
+engine (pop ss and sysret are #UD: 64-bit mode, EFER.SCE clear). Nothing else changes for a user program: the memory accesses go to another of
 QEMU's TLBs (MMU_USER_IDX), filled by the same TLB-fill hook, which sees no user/supervisor
 bits (UC_TLB_VIRTUAL: there are no page tables), and popf can no longer change IOPL or IF, as
 on Linux.
