@@ -158,6 +158,13 @@ class Cpu:
         self.uc.reg_write(X.UC_X86_REG_MXCSR, LINUX_MXCSR)
         # OSFXSR and OSXMMEXCPT: SSE instructions and SSE exceptions enabled, as Linux does.
         self.uc.reg_write(X.UC_X86_REG_CR4, self.uc.reg_read(X.UC_X86_REG_CR4) | 0x600)
+        # a user process: privileged instructions fault (userring.py); False on a Unicorn
+        # where that could not be done (then only hlt faults: _halted)
+        from .userring import enter_ring3
+        self.ring3 = enter_ring3(self.uc)
+        self._port_io: tuple[int, int] | None = None
+        for insn in (X.UC_X86_INS_IN, X.UC_X86_INS_OUT):
+            self.uc.hook_add(U.UC_HOOK_INSN, self._on_port_io, None, 1, 0, insn)
         self._bad_access: tuple[int, int, int] | None = None
         # called with (address, size) when a write hits a page without write permission;
         # True when it gave the permission (a copy-on-write page): the write goes ahead
@@ -381,6 +388,17 @@ class Cpu:
             return page
         return fault_address(code, rip, page, self.read)
 
+    def _on_port_io(self, uc, port, *_args) -> int:
+        """in/out/ins/outs: Linux faults them (IOPL 0, no I/O bitmap), but Unicorn skips the
+        check, and the rest of this translated block would run before a stop, so the fault
+        cannot be made exact (userring.py): the run stops and says so. rip is on the
+        instruction (Unicorn syncs it before the hook)."""
+        if self._port_io is None:
+            self._port_io = (uc.reg_read(X.UC_X86_REG_RIP), port)
+        self.counter.request_stop()
+        uc.emu_stop()
+        return 0  # what an `in` reads
+
     def _on_interrupt(self, uc, vector, _ud) -> None:
         self._vector = vector
         self.counter.request_stop()  # the next block must not be counted
@@ -451,6 +469,12 @@ class Cpu:
             addr = self._fault_address(rip) if e.errno in _ADDRESS_ERRORS else None
             code = 2 if e.errno in _PROT_ERRORS or signal == "SIGILL" else 1
             return CpuFault(signal, rip, addr, str(e), code)
+        if self._port_io is not None:
+            (rip, port), self._port_io = self._port_io, None
+            from .errors import GuestStopped
+            raise GuestStopped(f"vsnap: the guest used port I/O (port {port:#x}, at {rip:#x}), "
+                               f"which Linux answers with SIGSEGV and vsnap cannot fault "
+                               f"exactly; the run is stopped", 1)
         if self._vector is not None:
             vector, self._vector = self._vector, None
             if vector == 8:  # cannot come from a user program: see doublefault.py
@@ -461,17 +485,29 @@ class Cpu:
             c.fault(rip, trap=_is_trap(vector))
             from .doublefault import exception_delivered
             exception_delivered(self.uc)  # the next exception is raised afresh
-            return CpuFault(signal, rip, None, f"CPU exception {vector}", code)
+            return CpuFault(signal, rip, None, self._exception_detail(vector, rip), code)
         if c.stopped_for_no_reason():
             return self._halted(c)
         return None
 
+    def _exception_detail(self, vector: int, rip: int) -> str:
+        if vector != 13:
+            return f"CPU exception {vector}"
+        from .trace import disassemble_one  # a general-protection fault: name the instruction
+        try:  # up to 16 bytes, not past the page (the next one may not be there)
+            insn = disassemble_one(bytes(self.uc.mem_read(rip, min(16, -rip & 0xFFF or 16))),
+                                   rip)
+        except U.UcError:
+            insn = "?"
+        return f"general-protection fault ({insn})"
+
     def _halted(self, c) -> CpuFault | None:
-        """emu_start came back though nothing stopped it: Unicorn runs the guest in ring 0,
-        where `hlt` halts the CPU and ends the run with rip past it. In a user process `hlt`
-        is a privileged instruction: a general-protection fault, SIGSEGV (glibc's abort()
-        and musl's a_crash() end with it). The halt is taken back: rip on the hlt, which is
-        not counted. None if the byte before rip is not a hlt (said, never guessed at)."""
+        """emu_start came back though nothing stopped it: where vsnap could not put the guest
+        in ring 3 (userring.py), Unicorn runs it in ring 0, where `hlt` halts the CPU and ends
+        the run with rip past it. In a user process `hlt` is a privileged instruction: a
+        general-protection fault, SIGSEGV (glibc's abort() and musl's a_crash() end with it).
+        The halt is taken back: rip on the hlt, which is not counted. None if the byte before
+        rip is not a hlt (said, never guessed at)."""
         rip = self.read("rip") - 1
         if bytes(self.uc.mem_read(rip, 1)) != b"\xf4":
             raise RuntimeError(f"vsnap: the CPU stopped at {rip + 1:#x} for no reason vsnap "
