@@ -87,7 +87,9 @@ def _fd_number(text: str) -> int | None:
 
 def _link(k, name: str) -> VNode:
     if name == "cwd":
-        return VNode("link", link=k.proc.cwd, jump=k.proc.cwd)
+        from .dirref import proc_link
+        # a removed cwd has no path to walk (vsnap does not follow it: ENOTDIR inside it)
+        return VNode("link", link=proc_link(k), jump=None if k.proc.cwd_removed else k.proc.cwd)
     if name == "root":
         return VNode("link", link="/", jump="/")
     exe_guest, exe_host = k.vfs.exe_guest_path, k.vfs.exe_host_path

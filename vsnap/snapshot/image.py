@@ -219,6 +219,8 @@ def _kernel(r: Reader, d) -> dict:
         r.fail("process.cwd", "not an absolute guest path")
     proc.update(cwd=cwd, exe=r.str(r.key(p, "exe", "process"), "process.exe"),
                 exit_status=None, exit_signal=None)
+    # a removed cwd stays removed (kernel/dirref.py): required since image version 4
+    proc["cwd_removed"] = r.int(r.key(p, "cwd_removed", "process"), "process.cwd_removed", 0, 1)
     for n, (default, top) in _PROCESS_SWITCHES.items():
         proc[n] = r.int(p.get(n, default), f"process.{n}", 0, top)
     refused = r.obj(d.get("refused", {}), "refused")

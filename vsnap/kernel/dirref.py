@@ -1,0 +1,138 @@
+"""The current directory and directory descriptors hold a directory, not a path (Linux keeps a
+dentry): renamed, they follow it (paths.py's _follow_rename moves their guest names); removed,
+they keep naming the dead directory. Then getcwd is ENOENT, "." is the dead directory itself
+(nlink 0, no entries), ".." the parent it had, and every other name in it ENOENT, creating
+included, even after a new directory took the old name.
+
+The cwd's identity is a host O_PATH descriptor of its directory, taken before anything could
+remove it; a directory descriptor's is its own host descriptor. Whether the cwd is removed is
+Process.cwd_removed, which the checkpoint keeps; a restored removed cwd is a removed host
+directory again (snapshot/inodes.py's ghost)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+
+from ..abi import consts as C
+from ..abi import errno as E
+from ..errors import SyscallError
+from ..vfs import Resolved
+
+
+class _Held:
+    """A host descriptor that is closed with its holder (the kernel), not before."""
+
+    def __init__(self, path: str, fd: int | None):
+        self.path, self.fd = path, fd
+
+    def __del__(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _open(host: str | None) -> int | None:
+    if host is None:
+        return None
+    try:
+        return os.open(host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None  # a virtual directory (/proc, /dev): never removed
+
+
+def cwd_fd(k) -> int | None:
+    """The host descriptor of the cwd's directory (None for a virtual one)."""
+    held = getattr(k, "cwd_held", None)
+    if held is not None and (held.path == k.proc.cwd or k.proc.cwd_removed):
+        held.path = k.proc.cwd  # a removed cwd's name moves with its old parent's renames
+        return held.fd
+    if k.proc.cwd_removed:  # restored from an image: removed again, on the root's file system
+        from ..snapshot.inodes import _ghost_dir
+        fd = _ghost_dir(k.vfs.root)
+    else:
+        fd = _open(k.vfs.host_path(k.proc.cwd))
+    k.cwd_held = _Held(k.proc.cwd, fd)
+    return fd
+
+
+def enter(k, guest: str, host: str | None = None, fd: int | None = None) -> None:
+    """chdir/fchdir: the cwd becomes this directory (named by its host path, or by a host
+    descriptor of it, which is duplicated)."""
+    new = os.dup(fd) if fd is not None else _open(host)
+    k.proc.cwd = guest
+    k.cwd_held = _Held(guest, new)
+    k.proc.cwd_removed = int(new is not None and removed(new))
+
+
+def removed(host_fd: int) -> bool:
+    return os.fstat(host_fd).st_nlink == 0
+
+
+@contextlib.contextmanager
+def removing(k):
+    """Around a call that may remove a directory (rmdir, rename over an empty one): the cwd's
+    identity is taken before, and whether it is gone is known after."""
+    fd = cwd_fd(k)
+    try:
+        yield
+    finally:
+        if fd is not None and not k.proc.cwd_removed:
+            k.proc.cwd_removed = int(removed(fd))
+
+
+def getcwd(k) -> str:
+    if k.proc.cwd_removed:
+        raise SyscallError(E.ENOENT, f"the current directory {k.proc.cwd} was removed")
+    return k.proc.cwd
+
+
+def proc_link(k) -> str:
+    """What readlink(/proc/self/cwd) shows."""
+    return k.proc.cwd + (" (deleted)" if k.proc.cwd_removed else "")
+
+
+def _dead_base(k, dirfd: int) -> int | None:
+    """The host descriptor of the start directory if it was removed, else None."""
+    if dirfd == C.AT_FDCWD:
+        return cwd_fd(k) if k.proc.cwd_removed else None
+    f = k.fds.get_raw(dirfd)
+    if f.host_fd is None:
+        return None
+    return f.host_fd if removed(f.host_fd) else None
+
+
+def start(k, dirfd: int, path: str):
+    """Where a guest path starts: (start directory, path) for vfs.resolve, or the Resolved dead
+    directory itself when a removed start directory is named by "." alone. Raises ENOENT for
+    any other name in a removed directory; ".." leaves it for its old parent."""
+    from .fsutil import base_dir, s32
+    if path.startswith("/"):
+        return k.proc.cwd, path
+    base = base_dir(k, dirfd)
+    dead = _dead_base(k, s32(dirfd))
+    if dead is None:
+        return base, path
+    parts = path.split("/")
+    i = 0
+    while i < len(parts) and parts[i] in ("", "."):
+        i += 1
+    if i == len(parts):
+        # the host names a removed directory through its descriptor: "<fd>/." is no symlink
+        return Resolved(base, f"/proc/self/fd/{dead}/.", None, True)
+    if parts[i] == "..":
+        return posixpath.dirname(base) or "/", "/".join(parts[i + 1:]) or "."
+    raise SyscallError(E.ENOENT, f"{path}: its directory {base} was removed")
+
+
+def resolve(k, dirfd: int, path: str, *, follow: bool, creds) -> Resolved:
+    s = start(k, dirfd, path)
+    if isinstance(s, Resolved):
+        return s
+    return k.vfs.resolve(s[1], s[0], follow=follow, creds=creds)
+
+
+def here(k) -> Resolved:
+    """The cwd itself (AT_FDCWD with AT_EMPTY_PATH), removed or not."""
+    s = start(k, C.AT_FDCWD, ".")
+    return s if isinstance(s, Resolved) else k.vfs.resolve(k.proc.cwd)
