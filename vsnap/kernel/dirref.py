@@ -6,8 +6,8 @@ included, even after a new directory took the old name.
 
 The cwd's identity is a host O_PATH descriptor of its directory, taken before anything could
 remove it; a directory descriptor's is its own host descriptor. Whether the cwd is removed is
-Process.cwd_removed, which the checkpoint keeps; a restored removed cwd is a removed host
-directory again (snapshot/inodes.py's ghost)."""
+Process.cwd_removed, which the checkpoint keeps (with the directory's mode and mtime); a restored
+removed cwd is a removed host directory again (snapshot/named.py's removed_dir)."""
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +48,8 @@ def cwd_fd(k) -> int | None:
         held.path = k.proc.cwd  # a removed cwd's name moves with its old parent's renames
         return held.fd
     if k.proc.cwd_removed:  # restored from an image: removed again, on the root's file system
-        from ..snapshot.inodes import _ghost_dir
-        fd = _ghost_dir(k.vfs.root)
+        from ..snapshot.named import removed_dir
+        fd = removed_dir(k, k.proc.cwd_removed)
     else:
         fd = _open(k.vfs.host_path(k.proc.cwd))
     k.cwd_held = _Held(k.proc.cwd, fd)
@@ -62,11 +62,28 @@ def enter(k, guest: str, host: str | None = None, fd: int | None = None) -> None
     new = os.dup(fd) if fd is not None else _open(host)
     k.proc.cwd = guest
     k.cwd_held = _Held(guest, new)
-    k.proc.cwd_removed = int(new is not None and removed(new))
+    k.proc.cwd_removed = gone(k, new, guest)
 
 
 def removed(host_fd: int) -> bool:
     return os.fstat(host_fd).st_nlink == 0
+
+
+def gone(k, fd: int | None, guest: str) -> dict | None:
+    """What an image keeps of a removed directory, to make it again: its mode, mtime and guest
+    inode number (None: it is not removed)."""
+    if fd is None:
+        return None
+    st = os.fstat(fd)
+    if st.st_nlink:
+        return None
+    return {"mode": st.st_mode & 0o7777, "mtime_ns": st.st_mtime_ns,
+            "ino": k.guest_inode(st, guest)}
+
+
+def removed_cwd(k) -> dict | None:
+    """For the checkpoint: the removed cwd as it is now (chmod "." may have changed it)."""
+    return gone(k, cwd_fd(k), k.proc.cwd) if k.proc.cwd_removed else None
 
 
 @contextlib.contextmanager
@@ -77,8 +94,8 @@ def removing(k):
     try:
         yield
     finally:
-        if fd is not None and not k.proc.cwd_removed:
-            k.proc.cwd_removed = int(removed(fd))
+        if not k.proc.cwd_removed:
+            k.proc.cwd_removed = gone(k, fd, k.proc.cwd)
 
 
 def getcwd(k) -> str:
