@@ -8,6 +8,8 @@ taken while the cwd and a held directory are renamed and removed change nothing.
 it forks, and vsnap runs one process, without clone.)"""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from conftest import make_root, run_api, run_native
@@ -45,3 +47,24 @@ def test_checkpoints_keep_a_removed_cwd_removed(builds, tmp_path, flavour):
         assert_transparent(guest, [k], reference=m.outcome, base=tmp_path)
     chain = [m.syscalls[len(m.syscalls) * i // 4] for i in (1, 2, 3)]
     assert_transparent(guest, chain, reference=m.outcome, base=tmp_path)
+
+
+def test_resume_refused_when_the_saved_cwd_is_gone(builds, tmp_path):
+    """vsnap follows a live cwd across a save by its name: moved away on the host meanwhile
+    (out of the root, say), it cannot be followed, and the resume is refused in one line, not
+    run in whatever directory took the name (or none)."""
+    from vsnap.snapshot import image_bytes
+    from vsnap.snapshot.restore import FileChanged, restore_bytes
+    from vsnap.testing import Capture, fresh_root, start
+    guest = Guest(builds.get("deadcwd"))
+    root = fresh_root(guest, tmp_path)
+    m = start(guest, root, Capture(b""))
+    while m.kernel.proc.cwd != "/c/b":   # after "rename a c": the cwd is /c/b
+        assert m.advance(m.instructions + 1000) is None
+    data = image_bytes(m)
+    m.close()
+    os.rename(root / "c", tmp_path / "outside")
+    with pytest.raises(FileChanged, match=r"current directory /c/b is not there any more"):
+        restore_bytes(data, where="image")
+    os.rename(tmp_path / "outside", root / "c")
+    restore_bytes(data, where="image")[0].close()   # back in its place: it resumes

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import stat
 
 from ..abi import consts as C
 from ..abi import errno as E
@@ -75,7 +76,7 @@ def gone(k, fd: int | None, guest: str) -> dict | None:
     if fd is None:
         return None
     st = os.fstat(fd)
-    if st.st_nlink:
+    if st.st_nlink or not stat.S_ISDIR(st.st_mode):  # a removed file is refused (named.py)
         return None
     return {"mode": st.st_mode & 0o7777, "mtime_ns": st.st_mtime_ns,
             "ino": k.guest_inode(st, guest)}
@@ -153,3 +154,18 @@ def here(k) -> Resolved:
     """The cwd itself (AT_FDCWD with AT_EMPTY_PATH), removed or not."""
     s = start(k, C.AT_FDCWD, ".")
     return s if isinstance(s, Resolved) else k.vfs.resolve(k.proc.cwd)
+
+
+def check_cwd(process: dict, vfs) -> list[str]:
+    """Before a resume: the saved cwd (not removed) must still be a directory at its name.
+    vsnap follows the directory by its name across a save: one moved away meanwhile (out of
+    the root, say) cannot be followed, and a resume is refused (with --force: the guest runs
+    in whatever directory has that name, or none, every name in it ENOENT)."""
+    if process["cwd_removed"] is not None:
+        return []
+    try:
+        r = vfs.resolve(process["cwd"], "/")
+        ok = r.exists and (r.special is not None or os.path.isdir(r.host))
+    except (SyscallError, OSError):
+        ok = False
+    return [] if ok else [f"the current directory {process['cwd']} is not there any more"]
