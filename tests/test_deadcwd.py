@@ -68,3 +68,33 @@ def test_resume_refused_when_the_saved_cwd_is_gone(builds, tmp_path):
         restore_bytes(data, where="image")
     os.rename(tmp_path / "outside", root / "c")
     restore_bytes(data, where="image")[0].close()   # back in its place: it resumes
+
+
+@pytest.mark.parametrize("tamper, says", [
+    (lambda p: p.pop("cwd_removed"), "process.cwd_removed: missing"),
+    (lambda p: p["cwd_removed"].update(mode=0o40755), "process.cwd_removed.mode"),
+    (lambda p: p["cwd_removed"].pop("ino"), "process.cwd_removed.ino: missing"),
+    (lambda p: p.update(cwd_removed=1), "process.cwd_removed"),
+])
+def test_image_fields_of_a_removed_cwd_are_checked(builds, tmp_path, tamper, says):
+    """kernel.json's process.cwd_removed is required (image format 4) and checked."""
+    import json
+    from vsnap.errors import VsnapError
+    from vsnap.snapshot import image_bytes
+    from vsnap.snapshot.codec import decode, encode
+    from vsnap.snapshot.image import parse
+    from vsnap.testing import Capture, fresh_root, start
+    guest = Guest(builds.get("deadcwd"))
+    m = start(guest, fresh_root(guest, tmp_path), Capture(b""))
+    while not m.kernel.proc.cwd_removed:
+        assert m.advance(m.instructions + 1000) is None
+    manifest, parts = decode(image_bytes(m))
+    m.close()
+    kernel = json.loads(parts["kernel.json"])
+    assert set(kernel["process"]["cwd_removed"]) == {"mode", "mtime_ns", "ino"}
+    parse(manifest, dict(parts), "good")   # untouched, it reads
+    tamper(kernel["process"])
+    parts["kernel.json"] = json.dumps(kernel).encode()
+    manifest, parts = decode(encode(parts, manifest["program"]))
+    with pytest.raises(VsnapError, match=says):
+        parse(manifest, parts, "tampered")
