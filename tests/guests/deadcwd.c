@@ -88,6 +88,12 @@ int main(void) {
     rc("openat opath y", openat(opath, "y", O_CREAT | O_WRONLY, 0644));
     rc("openat held ..", openat(held, "..", O_RDONLY | O_DIRECTORY) >= 0 ? 0 : -1);
     rc("new e has g", access("../e/g", F_OK));
+    rc("rename new e", rename("../e", "../e2"));   /* not the removed one: it has no name */
+    link_of("proc cwd after", "/proc/self/cwd");
+    char fdlink[64];
+    snprintf(fdlink, sizeof fdlink, "/proc/self/fd/%d", held);
+    link_of("proc held after", fdlink);
+    rc("rename it back", rename("../e2", "../e"));
     rc("fchdir held", fchdir(held));
     cwd("fchdir to removed");
     rc("chdir ..", chdir(".."));

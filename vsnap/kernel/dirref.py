@@ -70,6 +70,14 @@ def removed(host_fd: int) -> bool:
     return os.fstat(host_fd).st_nlink == 0
 
 
+def held_removed(f) -> bool:
+    """Whether open file `f` holds a removed directory."""
+    if f.kind not in ("dir", "path") or f.host_fd is None:
+        return False
+    st = os.fstat(f.host_fd)
+    return stat.S_ISDIR(st.st_mode) and st.st_nlink == 0
+
+
 def gone(k, fd: int | None, guest: str) -> dict | None:
     """What an image keeps of a removed directory, to make it again: its mode, mtime and guest
     inode number (None: it is not removed)."""

@@ -175,19 +175,19 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
 def _follow_rename(k, old: str, new: str) -> None:
     """Open files and the cwd follow a rename, as they do on Linux (they hold the inode, not
     the name): their recorded names are what a checkpoint reopens."""
-    def moved(path: str) -> str | None:
-        if path == old:
-            return new
+    def moved(path: str, removed: bool = False) -> str | None:
+        if path == old:  # a removed directory has no name: another one took it
+            return None if removed else new
         if path.startswith(old.rstrip("/") + "/"):
             return new.rstrip("/") + path[len(old.rstrip("/")):]
         return None
 
     for f in k.fds.descriptions():
         if f.kind in ("file", "dir", "path", "fifo") and f.host_path is not None:
-            to = moved(f.path)
+            to = moved(f.path, dirref.held_removed(f))
             if to is not None:
                 f.path, f.host_path = to, k.vfs.host_path(to)
-    cwd = moved(k.proc.cwd)
+    cwd = moved(k.proc.cwd, bool(k.proc.cwd_removed))
     if cwd is not None:
         k.proc.cwd = cwd
 
