@@ -93,6 +93,9 @@ int main(void) {
     char fdlink[64];
     snprintf(fdlink, sizeof fdlink, "/proc/self/fd/%d", held);
     link_of("proc held after", fdlink);
+    int dot = open(".", O_RDONLY | O_DIRECTORY);     /* opened after it was removed */
+    snprintf(fdlink, sizeof fdlink, "/proc/self/fd/%d", dot);
+    link_of("proc dot", fdlink);
     rc("rename it back", rename("../e2", "../e"));
     rc("fchdir held", fchdir(held));
     cwd("fchdir to removed");
@@ -127,5 +130,7 @@ int main(void) {
     rc("create k", open("k", O_CREAT | O_WRONLY, 0644));
     rc("chdir ..", chdir(".."));
     cwd("back");
+    printf("dot nlink %d entries %d\n", nlink(dot, ""), entries(dot));
+    link_of("proc dot at the end", fdlink);
     return 0;
 }

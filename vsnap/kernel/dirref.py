@@ -19,6 +19,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import SyscallError
 from ..vfs import Resolved
+from .fsutil import base_dir, s32  # (fsutil imports this module only inside lookup)
 
 
 class _Held:
@@ -132,7 +133,6 @@ def start(k, dirfd: int, path: str):
     """Where a guest path starts: (start directory, path) for vfs.resolve, or the Resolved dead
     directory itself when a removed start directory is named by "." alone. Raises ENOENT for
     any other name in a removed directory; ".." leaves it for its old parent."""
-    from .fsutil import base_dir, s32
     if path.startswith("/"):
         return k.proc.cwd, path
     base = base_dir(k, dirfd)
