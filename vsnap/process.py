@@ -20,6 +20,8 @@ class Process:
     uid: int = 1000
     gid: int = 1000
     cwd: str = "/"
+    # once the cwd's directory was removed: its {"mode", "mtime_ns"} (kernel/dirref.py)
+    cwd_removed: dict | None = None
     umask: int = 0o022
     exe: str = ""            # guest path of the program, what /proc/self/exe points to
     tid_address: int = 0     # set_tid_address: cleared at exit (no threads yet)

@@ -17,6 +17,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..access import privileges_dropped
 from ..errors import SyscallError
+from . import dirref
 from .fsutil import creds, host_errors, lookup, must_exist, s32
 from .registry import syscall
 
@@ -196,7 +197,8 @@ def sys_fchownat(k, dirfd, path, owner, group, flags):
     if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
         if s32(dirfd) == C.AT_FDCWD:
             _chown_ok(k, owner, group)
-            _chown_host(k.vfs.host_path(k.proc.cwd))
+            _chown_host(dirref.here(k).host if k.proc.cwd_removed  # the directory itself
+                        else k.vfs.host_path(k.proc.cwd))
             return 0
         return _chown_file(k, k.fds.get(s32(dirfd)), owner, group)
     must_exist(r)

@@ -9,6 +9,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
+from . import dirref
 from .fsutil import host_errors, lookup, must_exist, s32
 from .inodetimes import mark_changed
 from .registry import syscall
@@ -53,6 +54,8 @@ def _target(k, dirfd: int, path: int, flags: int):
                empty_ok=bool(flags & C.AT_EMPTY_PATH))
     if r is None:  # AT_EMPTY_PATH and "": the file dirfd refers to
         if dirfd == C.AT_FDCWD:
+            if k.proc.cwd_removed:  # the removed directory itself, not its old name
+                return dirref.here(k).host, k.proc.cwd
             return k.vfs.host_path(k.proc.cwd), k.proc.cwd
         return _of_fd(k, dirfd)
     must_exist(r)

@@ -62,8 +62,8 @@ def lookup(k, dirfd: int, path_ptr: int, *, follow: bool = True,
         if empty_ok:
             return None
         raise SyscallError(E.ENOENT, "empty path")
-    start = k.proc.cwd if path.startswith("/") else base_dir(k, dirfd)
-    return k.vfs.resolve(path, start, follow=follow, creds=creds(k))
+    from .dirref import resolve  # the start directory may have been removed
+    return resolve(k, dirfd, path, follow=follow, creds=creds(k))
 
 
 def creds(k) -> Credentials:

@@ -10,11 +10,12 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..access import MAY_EXEC, MAY_WRITE
 from ..errors import SyscallError
+from ..vfs import Resolved
 from . import perm
 from .fsutil import (base_dir, creds, host_errors, lookup, must_exist, s32, s64,
                      stat_of_file, stat_of_resolved, touch_parent, touch_path)
 from .inodetimes import mark_changed
-from . import opath
+from . import dirref, opath
 from .registry import syscall
 
 
@@ -54,8 +55,7 @@ def _name(k, dirfd, path_ptr: int):
     if not text:
         raise SyscallError(E.ENOENT, "empty path")
     stripped = text.rstrip("/") or "/"
-    start = k.proc.cwd if text.startswith("/") else base_dir(k, dirfd)
-    r = k.vfs.resolve(stripped, start, follow=False, creds=creds(k))
+    r = dirref.resolve(k, dirfd, stripped, follow=False, creds=creds(k))
     return r, stripped != text and stripped != "/"
 
 
@@ -79,7 +79,7 @@ def _rmdir(k, dirfd, path) -> int:
     perm.may_delete(k, r)
     if not _is_dir(r):  # a symlink too, even to a directory, even named with a slash
         raise SyscallError(E.ENOTDIR, r.guest)
-    with host_errors():
+    with host_errors(), dirref.removing(k):
         os.rmdir(r.host)
         touch_parent(k, r.host)
     return 0
@@ -163,7 +163,7 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
     (perm.may_delete if dst.exists else perm.may_create)(k, dst)
     if S.S_ISDIR(st.st_mode) and not perm.same_dir(src, dst):
         perm.require(k, st.st_mode, MAY_WRITE, src.guest)  # its ".." entry changes
-    with host_errors():
+    with host_errors(), dirref.removing(k):  # an empty directory may be replaced
         os.rename(src.host, dst.host)
         touch_parent(k, src.host)
         touch_parent(k, dst.host)
@@ -175,19 +175,19 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
 def _follow_rename(k, old: str, new: str) -> None:
     """Open files and the cwd follow a rename, as they do on Linux (they hold the inode, not
     the name): their recorded names are what a checkpoint reopens."""
-    def moved(path: str) -> str | None:
-        if path == old:
-            return new
+    def moved(path: str, removed: bool = False) -> str | None:
+        if path == old:  # a removed directory has no name: another one took it
+            return None if removed else new
         if path.startswith(old.rstrip("/") + "/"):
             return new.rstrip("/") + path[len(old.rstrip("/")):]
         return None
 
     for f in k.fds.descriptions():
         if f.kind in ("file", "dir", "path", "fifo") and f.host_path is not None:
-            to = moved(f.path)
+            to = moved(f.path, dirref.held_removed(f))
             if to is not None:
                 f.path, f.host_path = to, k.vfs.host_path(to)
-    cwd = moved(k.proc.cwd)
+    cwd = moved(k.proc.cwd, bool(k.proc.cwd_removed))
     if cwd is not None:
         k.proc.cwd = cwd
 
@@ -259,8 +259,10 @@ def sys_readlinkat(k, dirfd, path, buf, size):
     name = k.read_path(path)
     if not name and s32(dirfd) != C.AT_FDCWD:  # an O_PATH|O_NOFOLLOW descriptor of a link
         return _readlink_fd(k, k.fds.get_raw(s32(dirfd)), buf, size)
-    start = k.proc.cwd if name.startswith("/") else base_dir(k, dirfd)
-    target = os.fsencode(k.vfs.readlink(name, start, creds=creds(k)))[:size]
+    s = dirref.start(k, dirfd, name) if name else (base_dir(k, dirfd), name)
+    if isinstance(s, Resolved):  # "." of a removed directory
+        raise SyscallError(E.EINVAL, f"{s.guest} is not a symbolic link")
+    target = os.fsencode(k.vfs.readlink(s[1], s[0], creds=creds(k)))[:size]
     k.write(buf, target)
     return len(target)
 
@@ -280,7 +282,7 @@ def _readlink_fd(k, f, buf, size) -> int:
 @syscall("getcwd", "ptr size")
 def sys_getcwd(k, buf, size):
     """char *getcwd(char *buf, size_t size);"""
-    cwd = os.fsencode(k.proc.cwd) + b"\0"
+    cwd = os.fsencode(dirref.getcwd(k)) + b"\0"
     if size < len(cwd):
         raise SyscallError(E.ERANGE, "buffer too small")
     k.write(buf, cwd)
@@ -292,7 +294,7 @@ def _enter(k, r) -> int:
     if not S.S_ISDIR(st["mode"]):
         raise SyscallError(E.ENOTDIR, r.guest)
     perm.require(k, st["mode"], MAY_EXEC, r.guest)
-    k.proc.cwd = r.guest
+    dirref.enter(k, r.guest, host=r.host)
     return 0
 
 
@@ -309,5 +311,5 @@ def sys_fchdir(k, fd):
     if f.kind != "dir" and not (f.kind == "path" and opath.is_dir(k, f)):
         raise SyscallError(E.ENOTDIR, f.path)
     perm.require(k, stat_of_file(k, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
-    k.proc.cwd = f.path
+    dirref.enter(k, f.path, host=f.host_path, fd=f.host_fd)  # the directory, removed or not
     return 0

@@ -87,7 +87,9 @@ def _fd_number(text: str) -> int | None:
 
 def _link(k, name: str) -> VNode:
     if name == "cwd":
-        return VNode("link", link=k.proc.cwd, jump=k.proc.cwd)
+        from .dirref import proc_link
+        # a removed cwd has no path to walk (vsnap does not follow it: ENOTDIR inside it)
+        return VNode("link", link=proc_link(k), jump=None if k.proc.cwd_removed else k.proc.cwd)
     if name == "root":
         return VNode("link", link="/", jump="/")
     exe_guest, exe_host = k.vfs.exe_guest_path, k.vfs.exe_host_path
@@ -104,7 +106,10 @@ def fd_target(k, f) -> tuple[str, bool]:
     if f.kind in ("file", "dir") and f.host_fd is not None:
         try:  # a ghost restored from an image has no host name at all
             mine = os.fstat(f.host_fd)
-            named = os.stat(f.host_path, follow_symlinks=False) if f.host_path else None
+            # no link left (nlink 0): deleted, even if opened through a name that still leads
+            # to it (a removed directory's "/proc/self/fd/N/.", kernel/dirref.py)
+            named = (os.stat(f.host_path, follow_symlinks=False)
+                     if f.host_path and mine.st_nlink else None)
             same = named is not None and (mine.st_dev, mine.st_ino) == (named.st_dev,
                                                                         named.st_ino)
         except OSError:

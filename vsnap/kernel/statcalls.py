@@ -6,7 +6,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
 from ..errors import SyscallError
-from . import perm
+from . import dirref, perm
 from .fsutil import lookup, s32, stat_of_file, stat_of_resolved, write_stat
 from .registry import syscall
 
@@ -36,7 +36,7 @@ def _fstatat_fields(k, dirfd, path, flags) -> dict:
     if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
         dirfd = s32(dirfd)
         if dirfd == C.AT_FDCWD:  # the cwd may be virtual (/proc/1000): resolve it
-            return stat_of_resolved(k, k.vfs.resolve(k.proc.cwd))
+            return stat_of_resolved(k, dirref.here(k))
         return stat_of_file(k, k.fds.get_raw(dirfd))
     return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 

@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from ..counter import COUNTING
 from ..guestram import touched_pages
+from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from . import descriptions
@@ -169,7 +170,7 @@ def _fields(obj) -> dict:
 def _kernel(m) -> dict:
     k = m.kernel
     return {
-        "process": _fields(k.proc),
+        "process": {**_fields(k.proc), "cwd_removed": removed_cwd(k)},
         "exec": _fields(k.exec),
         "clock": k.clock.saved(),  # its parts; monotonic and CPU time for the reader
         "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},

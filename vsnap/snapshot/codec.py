@@ -39,7 +39,8 @@ from .pieces import PIECE
 FORMAT = "vsnap-image"
 VERSION = 4           # 2: a SHA-256 per 16 MiB piece of each part; 3: fds.json lists inodes
                       # (one per file, however many descriptions), ghosts without their holes;
-                      # 4: the clock follows the instruction count, which is always known
+                      # 4: the clock follows the instruction count, which is always known;
+                      # process.cwd_removed (null, or the removed cwd's mode, mtime, inode)
 JSON_PARTS = ("registers.json", "fds.json", "kernel.json", "memory.json")
 MAX_PART = 1 << 34           # no part of a real image is near 16 GiB
 MAX_JSON = 64 << 20

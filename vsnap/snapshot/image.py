@@ -20,6 +20,7 @@ from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
 from . import descriptions, mapped
+from .named import parse_removed
 from .codec import ImageError, load_json_part
 from .fields import Reader
 
@@ -219,6 +220,9 @@ def _kernel(r: Reader, d) -> dict:
         r.fail("process.cwd", "not an absolute guest path")
     proc.update(cwd=cwd, exe=r.str(r.key(p, "exe", "process"), "process.exe"),
                 exit_status=None, exit_signal=None)
+    # a removed cwd stays removed (kernel/dirref.py): null, or its mode and mtime
+    gone = r.key(p, "cwd_removed", "process")
+    proc["cwd_removed"] = None if gone is None else parse_removed(r, gone, "process.cwd_removed")
     for n, (default, top) in _PROCESS_SWITCHES.items():
         proc[n] = r.int(p.get(n, default), f"process.{n}", 0, top)
     refused = r.obj(d.get("refused", {}), "refused")

@@ -98,7 +98,7 @@ def _summary(img: Image) -> str:
           if k.get("crash") else []),
         f"instructions {n}",
         f"process      pid {p['pid']}  ppid {p['ppid']}  pgid {p['pgid']}  sid {p['sid']}  "
-        f"cwd {p['cwd']}  umask {p['umask']:03o}",
+        f"cwd {p['cwd']}{' (removed)' if p.get('cwd_removed') else ''}  umask {p['umask']:03o}",
         f"memory       {len(img.vmas)} regions, {_size(total)} mapped, {_size(saved)} saved "
         f"(all-zero pages and text left out)",
         f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files, "

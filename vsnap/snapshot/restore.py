@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import VsnapError
+from ..kernel.dirref import check_cwd
 from ..kernel.filelocks import restore_locks
 from ..kernel.limits import apply as apply_limits
 from ..loader import file_sha256
@@ -61,7 +62,8 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
                          f"give one with --root")
     p = Plan(image, program, root)
     vfs = Sandbox(root)
-    problems = descriptions.check(image, vfs) + mapped.check(image, vfs)
+    problems = (check_cwd(image.kernel["process"], vfs) + descriptions.check(image, vfs)
+                + mapped.check(image, vfs))
     if problems and not force:
         raise FileChanged(f"vsnap: cannot resume {image.where}: {problems[0]}"
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
