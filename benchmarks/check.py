@@ -1,6 +1,7 @@
 """Checks per second: how many save-resume-compare examples vsnap.testing runs per second for
 small guests (each example: run to k in exact-count mode, save, restore in a fresh machine,
-run to the end, compare everything with the uninterrupted run).
+run to the end, compare everything with the uninterrupted run), the way `vsnap check` runs
+them: the runs to k come from live machines kept between examples (vsnap.testing.LiveRuns).
 
     .venv/bin/python benchmarks/check.py
 

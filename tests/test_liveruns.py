@@ -87,7 +87,8 @@ def root_state(root, atime: bool = True) -> dict:
             st = os.lstat(p)
             data = open(p, "rb").read() if os.path.isfile(p) and not os.path.islink(p) else None
             out[os.path.relpath(p, root)] = (st.st_mode, st.st_size, st.st_nlink,
-                                             st.st_atime_ns if atime else None, st.st_mtime_ns, data)
+                                             st.st_atime_ns if atime else None,
+                                             st.st_mtime_ns, data)
     return out
 
 

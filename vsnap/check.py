@@ -5,8 +5,9 @@ It runs the program once, counted, to learn its length and where its system call
 handlers are; draws checkpoint points (single ones, chains, near system calls, inside
 handlers); for each, saves, resumes in a fresh machine and compares everything with the
 uninterrupted run. The runs to the first point come from a few live machines kept between
-examples (vsnap.testing.LiveRuns), each resumed guest in a copy of its root. On a difference hypothesis shrinks the points (fewer, smaller) and the
-last failing example it replays is the minimal one.
+examples (vsnap.testing.LiveRuns), each resumed guest in a copy of its root. On a difference
+hypothesis shrinks the points (fewer, smaller) and the last failing example it replays is the
+minimal one.
 """
 from __future__ import annotations
 

@@ -182,15 +182,16 @@ class LiveRuns:
     """Faster examples for one guest: the same save-resume-compare as run_with_checkpoints,
     without running every prefix from exec again.
 
-    A few live machines ("run to k", at most `keep`) stay between examples. For points
-    [k, ...], the live one with the largest position <= k advances to k (a fresh one starts
-    from exec if none is behind k; beyond `keep` the one closest behind another is dropped), its image
-    is taken, its root is copied as it is at that instant (contents, modes, times, symlinks
-    and hard links kept: the image's identity checks look at size, mtime and content) to a
-    fresh directory, and the image is restored into the copy, with the output and unread stdin
-    it had so far. The restored guest goes on through the remaining points (each a save and a
-    resume in that copy, as in run_with_checkpoints) to the end. The live machine's root is
-    never touched by a restored guest: it goes on to later points in later examples.
+    A few live machines ("run to k", at most `keep`, fewer for a guest of much memory) stay
+    between examples. For points [k, ...], the live one with the largest position <= k advances
+    to k (a fresh one starts from exec if none is behind k; beyond `keep`, the one closest
+    behind another is dropped), its image is taken, its root is copied as it is at that instant
+    (contents, modes, times, symlinks and hard links kept: the image's identity checks look at
+    size, mtime and content) to a fresh directory, and the image is restored into the copy,
+    with the output and unread stdin it had so far. The restored guest goes on through the
+    remaining points (each a save and a resume in that copy, as in run_with_checkpoints) to the
+    end. The live machine's root is never touched by a restored guest: it goes on to later
+    points in later examples.
 
     What it relies on: advancing a machine in steps (to k1, then k2) is the same run as
     advancing it to k2 at once (Machine.advance), and taking an image does not change the
@@ -200,8 +201,12 @@ class LiveRuns:
     every example starts from exec. Used by `vsnap check` and benchmarks/check.py; tests
     about chains of resumes use run_with_checkpoints."""
 
-    def __init__(self, guest: Guest, base, keep: int = 4):
-        self.guest, self.base, self.keep = guest, Path(base), keep
+    # 16 measured best on benchmarks/check.py (wordfreq 89/s with 4, 96 with 8, 107 with 16);
+    # a guest that touches much memory gets fewer, so that they hold at most about MEMORY
+    KEEP, MEMORY = 16, 1 << 30
+
+    def __init__(self, guest: Guest, base, keep: int | None = None):
+        self.guest, self.base, self.keep = guest, Path(base), keep or self.KEEP
         self.live: list = []   # [machine, capture, root]
 
     def __enter__(self):
@@ -227,7 +232,8 @@ class LiveRuns:
         if entry[0].advance(k) is not None:
             self._drop(entry)  # it ended before k: of no use to any later example
             return None
-        if len(self.live) > self.keep:
+        peak = max(e[0].mem.peak_touched for e in self.live)
+        if len(self.live) > min(self.keep, max(2, self.MEMORY // max(peak, 1))):
             # drop the one that follows another most closely: the one behind it serves its
             # points too, for a few instructions more, and the others stay spread over the run
             # (dropping the one furthest behind, they all gathered near the end, and most
