@@ -1,6 +1,7 @@
 """Checks per second: how many save-resume-compare examples vsnap.testing runs per second for
 small guests (each example: run to k in exact-count mode, save, restore in a fresh machine,
-run to the end, compare everything with the uninterrupted run).
+run to the end, compare everything with the uninterrupted run), the way `vsnap check` runs
+them: the runs to k come from live machines kept between examples (vsnap.testing.LiveRuns).
 
     .venv/bin/python benchmarks/check.py
 
@@ -24,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from vsnap.build import build  # noqa: E402
-from vsnap.testing import Guest, first_difference, measure, run_with_checkpoints  # noqa: E402
+from vsnap.testing import Guest, LiveRuns, first_difference, measure  # noqa: E402
 
 PROGRAMS = HERE.parent / "programs"
 SECONDS = 5.0
@@ -51,12 +52,14 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as base:
             m = measure(guest, base)
             n, t0 = 0, time.perf_counter()
+            live = LiveRuns(guest, base)
             while time.perf_counter() - t0 < SECONDS:
                 k = rng.randrange(m.length)
-                got = run_with_checkpoints(guest, [k], base)
+                got = live.run([k])
                 assert first_difference(m.outcome, got) is None, (name, k)
                 n += 1
             rate = n / (time.perf_counter() - t0)
+            live.close()
         ratio = rate / BASELINE[name]
         verdict = "PASS" if ratio >= GOAL_RATIO else "MISS"
         small = ("" if m.length >= 1_000_000 else

@@ -4,8 +4,10 @@ counterexample hypothesis can find, printed so that a person can replay it.
 It runs the program once, counted, to learn its length and where its system calls and signal
 handlers are; draws checkpoint points (single ones, chains, near system calls, inside
 handlers); for each, saves, resumes in a fresh machine and compares everything with the
-uninterrupted run. On a difference hypothesis shrinks the points (fewer, smaller) and the
-last failing example it replays is the minimal one.
+uninterrupted run. The runs to the first point come from a few live machines kept between
+examples (vsnap.testing.LiveRuns), each resumed guest in a copy of its root. On a difference
+hypothesis shrinks the points (fewer, smaller) and the last failing example it replays is the
+minimal one.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from .kernel import Capture
 from .scratch import drain, scratch
-from .testing import (Guest, Measured, checkpoint_points, first_difference, measure,
-                      run_with_checkpoints, start)
+from .testing import (Guest, LiveRuns, Measured, checkpoint_points, first_difference, measure,
+                      start)
 from .trace import disassemble_one
 
 
@@ -48,15 +50,15 @@ def check(guest: Guest, *, examples: int = 50, seed_: int = 0, progress=None) ->
         done[0] += 1
         if progress:
             progress(done[0], examples, points)
-        with scratch("vsnap-check-") as base:  # removed while the next examples run
-            got = run_with_checkpoints(guest, points, base, budget=budget)
+        got = live.run(points, budget=budget)
         diff = first_difference(m.outcome, got)
         if diff:
             failure[:] = [list(points), diff]  # the last failure seen is the shrunk one
             raise AssertionError(diff)
 
     try:
-        transparent()
+        with scratch("vsnap-check-") as base, LiveRuns(guest, base) as live:
+            transparent()
     except AssertionError:
         return Verdict(False, done[0], m, failure[0], failure[1])
     finally:

@@ -53,6 +53,7 @@ class _Reaper:
 _REAPER = _Reaper()
 atexit.register(_REAPER.drain)
 drain = _REAPER.drain
+discard = _REAPER.put  # remove this directory in the background
 
 
 @contextlib.contextmanager
