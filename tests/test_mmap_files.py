@@ -108,3 +108,32 @@ def test_resume_refuses_a_mapped_file_that_changed(builds, tmp_path):
         f.write(b"9")
     with pytest.raises(FileChanged, match="g3.dat"):
         restore(str(image))
+
+
+
+
+def test_a_resume_leaves_the_atime_of_a_mapped_file_alone(tmp_path):
+    """Restoring a file mapping opened the file without O_NOATIME, and reading its pages then
+    let the host (relatime) stamp the file's atime with the wall clock: the file left by a
+    resumed run differed from an uninterrupted run's (vsnap behaves as if mounted noatime)."""
+    import subprocess
+    import sys
+    from test_liveruns import FILES  # a file written, linked, mapped MAP_SHARED, written again
+    from vsnap.build import build
+    src = tmp_path / "files.c"
+    src.write_text(FILES)
+    prog = build(str(src))
+    atimes = []
+    for how in ("whole", "split"):
+        root = tmp_path / how
+        root.mkdir()
+        run = [sys.executable, "-m", "vsnap"]
+        if how == "whole":
+            subprocess.run([*run, "run", prog], cwd=root, check=True, capture_output=True)
+        else:
+            subprocess.run([*run, "run", "--save-at", "60000", "-o", "s.img", "--exit", prog],
+                           cwd=root, check=True, capture_output=True)
+            subprocess.run([*run, "resume", "s.img"], cwd=root, check=True,
+                           capture_output=True)
+        atimes.append(os.stat(root / "data.txt").st_atime_ns)
+    assert atimes[0] == atimes[1] and atimes[0] // 10**9 == 1_700_000_000, atimes

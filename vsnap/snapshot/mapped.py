@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..kernel.inodetimes import open_noatime
 from ..memory import PAGE
 from . import inodes
 from .extents import content_digest
@@ -174,8 +175,9 @@ def attach(m, image, files: list) -> None:
             else:
                 host_path = m.vfs.resolve(f["path"], "/", follow=False).host
                 if f["path"] not in fds:
-                    fds[f["path"]] = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW
-                                             | os.O_CLOEXEC)
+                    # its pages are read from here: the guest's file keeps its atime
+                    fds[f["path"]] = open_noatime(host_path, os.O_RDONLY | os.O_NOFOLLOW
+                                                  | os.O_CLOEXEC)
                 fd = fds[f["path"]]
             mf = m.mem.mapped_file(fd, f["path"], host_path)
             own = [v["start"] + (first + i) * PAGE for first, n in f["own"] for i in range(n)]
