@@ -111,7 +111,6 @@ def test_resume_refuses_a_mapped_file_that_changed(builds, tmp_path):
 
 
 
-
 def test_a_resume_leaves_the_atime_of_a_mapped_file_alone(tmp_path):
     """Restoring a file mapping opened the file without O_NOATIME, and reading its pages then
     let the host (relatime) stamp the file's atime with the wall clock: the file left by a
