@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
 from typing import Callable
 
 import unicorn as U
-from unicorn.unicorn_py3.unicorn import uc_hook_h, uclib
+from unicorn.unicorn_py3.unicorn import uclib
+
+from . import nativehooks
+from .insncount import count_code
 
 NEVER = (1 << 64) - 1
 COUNTING = "unicorn-insn-1"  # the definition above; images made under another are refused
@@ -177,92 +179,14 @@ class _Struct(ctypes.Structure):
                 ("table", _Entry * (1 << TABLE_BITS))]
 
 
-_native_lib = None
 _native_error: str | None = None
 
 
 def _load_native():
-    """The compiled hooks, built on first use into vsnap's cache; None if that fails."""
-    global _native_lib, _native_error
-    if _native_lib is not None or _native_error is not None:
-        return _native_lib
-    from .build import host_library
-    try:
-        _native_lib = host_library("count", _C_SOURCE)
-    except (OSError, subprocess.SubprocessError) as e:
-        _native_error = str(e)
-        return None
-    return _native_lib
-
-
-_lengths: dict[bytes, int] = {}  # instructions in a block, by its bytes, for every machine
-
-
-def count_code(code: bytes, address: int) -> int:
-    """Instructions in these bytes as Unicorn's translator splits them (capstone decodes
-    the same x86-64; a block never holds an instruction Unicorn could not decode except as
-    its last, which faults and is then not counted anyway)."""
-    n = _lengths.get(code)
-    if n is None:
-        n = _lengths[code] = _decoder()(code, address)
-    return n
-
-
-_count_fn = None
-
-
-def _decoder():
-    """count(code, address): capstone's cs_disasm called through ctypes on the capstone
-    package's own library. Every run counts, and importing the Python package costs ~70 ms
-    of start-up (it loads every architecture's constants) where the library costs ~1 ms.
-    Any other capstone than the 5.x this was written for: the Python package instead."""
-    global _count_fn
-    if _count_fn is None:
-        _count_fn = _native_decoder() or _python_decoder()
-    return _count_fn
-
-
-def _python_decoder():
-    from .trace import instruction_count
-    return instruction_count
-
-
-def _native_decoder():
-    import importlib.util
-    spec = importlib.util.find_spec("capstone")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        path = os.path.join(folder, "lib", "libcapstone.so")
-        if os.path.exists(path):
-            break
-    else:
-        return None
-    try:
-        cs = ctypes.CDLL(path)
-        major, minor = ctypes.c_int(), ctypes.c_int()
-        cs.cs_version(ctypes.byref(major), ctypes.byref(minor))
-        if major.value != 5:
-            return None
-        handle = ctypes.c_size_t()
-        cs.cs_open.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_size_t)]
-        if cs.cs_open(3, 8, ctypes.byref(handle)):  # CS_ARCH_X86, CS_MODE_64
-            return None
-    except (OSError, AttributeError):
-        return None
-    cs.cs_disasm.restype = ctypes.c_size_t
-    cs.cs_disasm.argtypes = [ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
-                             ctypes.c_uint64, ctypes.c_size_t, ctypes.POINTER(ctypes.c_void_p)]
-    cs.cs_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    h = handle.value
-
-    def count(code: bytes, address: int) -> int:
-        insns = ctypes.c_void_p()
-        n = cs.cs_disasm(h, code, len(code), address, 0, ctypes.byref(insns))
-        if n:
-            cs.cs_free(insns, n)
-        return n
-    return count
+    """The compiled hooks (nativehooks.py); None if they cannot be built."""
+    global _native_error
+    lib, _native_error = nativehooks.load("count", _C_SOURCE)
+    return lib
 
 
 class _Native:
@@ -280,13 +204,7 @@ class _Native:
         self._hooks: list = []
 
     def _add(self, kind: int, fn, begin: int = 1, end: int = 0):
-        handle = uc_hook_h()
-        err = uclib.uc_hook_add(self._uc._uch, ctypes.byref(handle), kind,
-                                ctypes.cast(fn, ctypes.c_void_p),
-                                ctypes.cast(ctypes.pointer(self._c), ctypes.c_void_p),
-                                ctypes.c_uint64(begin), ctypes.c_uint64(end))
-        if err:
-            raise U.UcError(err)
+        handle = nativehooks.add_hook(self._uc, kind, fn, ctypes.pointer(self._c), begin, end)
         self._hooks.append(handle)
         return handle
 

@@ -44,7 +44,9 @@ from bisect import bisect_left, bisect_right
 from operator import itemgetter
 
 import unicorn as U
-from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC, uc_hook_h, uccallback, uclib
+from unicorn.unicorn_py3.unicorn import HOOK_TLB_FILL_CFUNC, uccallback, uclib
+
+from . import nativehooks
 
 END_PAGE = 0xFFFF_FFFF_FFFF_F000
 END_PHYS = 1 << 47
@@ -207,34 +209,19 @@ def install(uc, book: PageBook, slow=None):
         book.c.slow = ctypes.cast(on_miss, ctypes.c_void_p)
     book.c.ctl = ctypes.cast(uclib.uc_ctl, ctypes.c_void_p)
     book.c.flush = (U.UC_CTL_IO_WRITE << 30) | U.UC_CTL_TLB_FLUSH
-    handle = uc_hook_h()
-    fn = ctypes.cast(lib.vsnap_tlb_fill, ctypes.c_void_p)
-    err = uclib.uc_hook_add(uc._uch, ctypes.byref(handle), U.UC_HOOK_TLB_FILL, fn,
-                            ctypes.cast(ctypes.pointer(book.c), ctypes.c_void_p),
-                            ctypes.c_uint64(1), ctypes.c_uint64(0))
-    if err:
-        raise U.UcError(err)
-    keep.append(handle)
+    keep.append(nativehooks.add_hook(uc, U.UC_HOOK_TLB_FILL, lib.vsnap_tlb_fill,
+                                     ctypes.pointer(book.c)))
     return keep
 
 
-_native = None
 _native_error: str | None = None
 
 
 def _load_native():
-    """The compiled hook, built on first use into vsnap's cache; None if that fails."""
-    global _native, _native_error
-    if _native is not None or _native_error is not None:
-        return _native
+    """The compiled hook (nativehooks.py); None if it cannot be built or is switched off."""
+    global _native_error
     if os.environ.get("VSNAP_NO_NATIVE_TLB"):
         _native_error = "disabled by VSNAP_NO_NATIVE_TLB"
         return None
-    import subprocess  # only here: start-up time counts (issue 10)
-    from .build import host_library
-    try:
-        _native = host_library("tlb", _C_SOURCE)
-    except (OSError, subprocess.SubprocessError) as e:
-        _native_error = str(e)
-        return None
-    return _native
+    lib, _native_error = nativehooks.load("tlb", _C_SOURCE)
+    return lib
