@@ -219,7 +219,7 @@ def test_the_start_up_decoder_counts_as_capstones_python_package(builds):
     ~70 ms to import, and every run counts): the same counts, on 3,000 random byte runs of
     a real program, the undecodable ones included."""
     import random
-    from vsnap.counter import _native_decoder
+    from vsnap.insncount import _native_decoder
     from vsnap.trace import instruction_count
     native = _native_decoder()
     assert native is not None, "capstone 5's library was not found beside its package"
