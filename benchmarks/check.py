@@ -1,7 +1,7 @@
 """Checks per second: how many save-resume-compare examples vsnap.testing runs per second for
 small guests (each example: run to k in exact-count mode, save, restore in a fresh machine,
 run to the end, compare everything with the uninterrupted run), the way `vsnap check` runs
-them: the runs to k come from live machines kept between examples (vsnap.testing.LiveRuns).
+them: the runs to k come from live machines kept between examples (vsnap.liveruns.LiveRuns).
 
     .venv/bin/python benchmarks/check.py
 
@@ -25,7 +25,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from vsnap.build import build  # noqa: E402
-from vsnap.testing import Guest, LiveRuns, first_difference, measure  # noqa: E402
+from vsnap.liveruns import LiveRuns  # noqa: E402
+from vsnap.testing import Guest, first_difference, measure  # noqa: E402
 
 PROGRAMS = HERE.parent / "programs"
 SECONDS = 5.0

@@ -1,4 +1,4 @@
-"""vsnap.testing.LiveRuns (the examples of `vsnap check`): a live machine run to k, its image
+"""vsnap.liveruns.LiveRuns (the examples of `vsnap check`): a live machine run to k, its image
 resumed in a copy of its root, must check what run_with_checkpoints checks (a fresh run from
 exec for every example), and must leave the live machine's own run undisturbed."""
 import os
@@ -8,8 +8,9 @@ import pytest
 from guestrun import guest
 from vsnap.build import build
 from vsnap.kernel import Capture
-from vsnap.testing import (Guest, LiveRuns, first_difference, fresh_root, measure,
-                           planted_bug, run_with_checkpoints, start)
+from vsnap.liveruns import LiveRuns
+from vsnap.testing import (Guest, first_difference, fresh_root, measure, planted_bug,
+                           run_with_checkpoints, start)
 
 # files written, held open, hard-linked, deleted while open, mapped (shared, read-only: the
 # mapping shows the writes); a timer whose

@@ -5,7 +5,7 @@ It runs the program once, counted, to learn its length and where its system call
 handlers are; draws checkpoint points (single ones, chains, near system calls, inside
 handlers); for each, saves, resumes in a fresh machine and compares everything with the
 uninterrupted run. The runs to the first point come from a few live machines kept between
-examples (vsnap.testing.LiveRuns), each resumed guest in a copy of its root. On a difference
+examples (vsnap.liveruns.LiveRuns), each resumed guest in a copy of its root. On a difference
 hypothesis shrinks the points (fewer, smaller) and the last failing example it replays is the
 minimal one.
 """
@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from .kernel import Capture
 from .scratch import drain, scratch
-from .testing import (Guest, LiveRuns, Measured, checkpoint_points, first_difference, measure,
-                      start)
+from .liveruns import LiveRuns
+from .testing import Guest, Measured, checkpoint_points, first_difference, measure, start
 from .trace import disassemble_one
 
 
