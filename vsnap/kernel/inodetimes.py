@@ -14,7 +14,6 @@ ctime   the host's ctime is the host's real time of vsnap's own changes, which n
 """
 from __future__ import annotations
 
-import errno as host_errno
 import os
 
 _O_NOATIME = getattr(os, "O_NOATIME", 0)  # Linux only; elsewhere the host keeps its own rule
@@ -26,9 +25,8 @@ def open_noatime(path, flags: int, mode: int = 0o777) -> int:
     if _O_NOATIME:
         try:
             return os.open(path, flags | _O_NOATIME, mode)
-        except PermissionError as e:
-            if e.errno != host_errno.EPERM:  # a host error number, compared on the host
-                raise
+        except PermissionError:  # EPERM: not the owner. (EACCES comes again just below)
+            pass
     return os.open(path, flags, mode)
 
 
