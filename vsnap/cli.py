@@ -299,7 +299,7 @@ def _drive(m, a, max_instructions=None) -> int:
         peak = "" if result.peak_memory is None else \
             f", peak memory {result.peak_memory >> 10} KiB touched"
         _say(f"vsnap: {result.instructions} instructions, {result.syscalls} system calls, "
-             f"{result.seconds:.3f} s wall, {m.kernel.clock.monotonic_ns / 1e9:.6f} s virtual, "
+             f"{result.seconds:.3f} s wall, {result.virtual_ns / 1e9:.6f} s virtual, "
              f"exit status {result.status}{peak}")
         refused = refused_summary(m.kernel.refused)
         if refused:  # nothing refused: the one line of counts, as before
