@@ -117,11 +117,6 @@ def sys_times(k, buf):
 RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 
 
-def _timeval(ns: int) -> bytes:
-    us = ns // 1000
-    return struct.pack("<qq", us // 10**6, us % 10**6)
-
-
 @syscall("getrusage", "int ptr")
 def sys_getrusage(k, who, usage):
     """int getrusage(int who, struct rusage *usage);"""
@@ -132,5 +127,5 @@ def sys_getrusage(k, who, usage):
         user, system = k.clock.user_ns, k.clock.system_ns
     else:
         raise SyscallError(E.EINVAL, f"who {who}")
-    k.write(usage, _timeval(user) + _timeval(system) + bytes(112))
+    k.write(usage, structs.pack_timeval(user) + structs.pack_timeval(system) + bytes(112))
     return 0

@@ -17,6 +17,7 @@ import struct
 from .. import signals as S
 from ..abi import consts as C
 from ..abi import errno as E
+from ..abi import structs
 from ..errors import SyscallError
 from ..timers import ITIMER_SIGNAL, Interval, Timer
 from .fsutil import s32
@@ -156,10 +157,6 @@ def _can_wake(k, signo: int) -> bool:
 
 
 # interval timers -------------------------------------------------------------------------
-def _timeval(ns: int) -> bytes:
-    return struct.pack("<qq", ns // NS, (ns % NS) // 1000)
-
-
 def _read_itimerval(k, ptr: int) -> tuple[int, int]:
     """(value, interval) in ns from a struct itimerval; EINVAL if a timeval is invalid."""
     isec, iusec, vsec, vusec = struct.unpack("<qqqq", k.read(ptr, 32)) if ptr else (0,) * 4
@@ -187,7 +184,7 @@ def _itimer_now(k, which: int) -> tuple[int, int]:
 def sys_getitimer(k, which, curr):
     """int getitimer(int which, struct itimerval *curr_value);"""
     value, interval = _itimer_now(k, s32(which))
-    k.write(curr, _timeval(interval) + _timeval(value))
+    k.write(curr, structs.pack_timeval(interval) + structs.pack_timeval(value))
     return 0
 
 
@@ -206,7 +203,7 @@ def sys_setitimer(k, which, new, old):
             itimer_now(k, which) + value + TICK_NS if value else None, interval)
         k.timers.refresh()
     if old:
-        k.write(old, _timeval(before[1]) + _timeval(before[0]))
+        k.write(old, structs.pack_timeval(before[1]) + structs.pack_timeval(before[0]))
     return 0
 
 
