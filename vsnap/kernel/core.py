@@ -28,6 +28,8 @@ from ..signals import SignalState
 from ..timers import Timers
 from .registry import SYSCALLS
 from .sigframe import deliver
+from .signal import fire_timers
+from .timers import next_deadline
 from .virtual import VirtualFiles
 
 MASK64 = (1 << 64) - 1
@@ -244,8 +246,6 @@ class Kernel:
                 or self.limits.values[RLIMIT_CPU][0] != INF or self.cpu.deadline is not None:
             # this call moved the clock (1 us, or a sleep) and may have set a timer: fire
             # what expired, and aim the CPU at the next deadline, as an instruction count
-            from .signal import fire_timers
-            from .timers import next_deadline
             fire_timers(self)
             self.cpu.set_deadline(next_deadline(self))
         if self.host_signals:
