@@ -469,8 +469,7 @@ class Cpu:
             lo, hi = max(start, first), min(end, last + 1)
             if lo < hi and perms & U.UC_PROT_EXEC:
                 self.uc.ctl_remove_cache(lo, hi)
-        if self.counter is not None:
-            self.counter.code_changed()
+        self.counter.code_changed()
 
     def trace_instructions(self, n: int, emit: Callable[[int, bytes], None]) -> None:
         """Call emit(address, bytes) for each of the next `n` instructions."""

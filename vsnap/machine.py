@@ -168,9 +168,6 @@ class Machine:
         t0 = time.perf_counter()
         result = self._run_loop()
         result.seconds = time.perf_counter() - t0
-        result.syscalls = self.kernel.syscall_count
-        result.instructions = self.cpu.instructions
-        result.virtual_ns = self.kernel.clock.monotonic_ns
         return self._finish(result)
 
     def advance(self, to: int) -> RunResult | None:
@@ -186,13 +183,13 @@ class Machine:
         self.cpu.set_budget(None)
         result = self._run_loop(to=to)
         if result is not None:
-            result.syscalls = self.kernel.syscall_count
-            result.instructions = self.cpu.instructions
-            result.virtual_ns = self.kernel.clock.monotonic_ns
             return self._finish(result)
         return None
 
     def _finish(self, result: RunResult) -> RunResult:
+        result.syscalls = self.kernel.syscall_count
+        result.instructions = self.cpu.instructions
+        result.virtual_ns = self.kernel.clock.monotonic_ns
         try:
             self.mem.check_touched()  # the last look, for the peak
         except MemoryBudgetExceeded:
