@@ -31,7 +31,7 @@ def marker_position(program: str) -> int:
     """The instruction count right after the guest's getppid() marker."""
     m = Machine(program, console=Console(write_out=lambda b: None))
     marks = []
-    m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
+    m.system.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("getppid") else None
     m.run()
     return marks[0]

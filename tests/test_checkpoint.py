@@ -100,7 +100,7 @@ def test_position_is_known_after_any_run(base):
 def test_a_closed_machine_lets_go_of_its_files_and_does_not_run_again(base):
     m = start(guest("counter"), root_for(base), Capture(b""))
     m.advance(1_500_000)  # counter.log is open by now
-    host_fds = [e.file.host_fd for e in m.kernel.fds.fds.values() if e.file.host_fd is not None]
+    host_fds = [e.file.host_fd for e in m.process.fds.fds.values() if e.file.host_fd is not None]
     assert host_fds
     m.close()
     for fd in host_fds:

@@ -188,7 +188,7 @@ def test_a_kind_vsnap_cannot_save_is_refused_at_save_in_one_line(tmp_path):
     from vsnap.snapshot import checkpoint
     m = start(guest("counter"), root_for(tmp_path), Capture(b""))
     assert m.advance(100_000) is None
-    fd = m.kernel.fds.install(OpenFile("socket", "socket:[7]", 2))
+    fd = m.process.fds.install(OpenFile("socket", "socket:[7]", 2))
     with pytest.raises(VsnapError) as e:
         checkpoint(m, str(tmp_path / "x.img"))
     assert str(e.value).count("\n") == 0

@@ -50,7 +50,7 @@ def marker(prog: str, root: Path) -> int:
     """The instruction count at inner's getppid() marker."""
     m = Machine(prog, root=str(root), console=Console(write_out=lambda b: None))
     marks = []
-    m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
+    m.system.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("getppid") else None
     m.run(count=True)
     return marks[0]

@@ -59,7 +59,7 @@ def test_resume_refused_when_the_saved_cwd_is_gone(builds, tmp_path):
     guest = Guest(builds.get("deadcwd"))
     root = fresh_root(guest, tmp_path)
     m = start(guest, root, Capture(b""))
-    while m.kernel.proc.cwd != "/c/b":   # after "rename a c": the cwd is /c/b
+    while m.process.task.cwd != "/c/b":   # after "rename a c": the cwd is /c/b
         assert m.advance(m.instructions + 1000) is None
     data = image_bytes(m)
     m.close()
@@ -86,7 +86,7 @@ def test_image_fields_of_a_removed_cwd_are_checked(builds, tmp_path, tamper, say
     from vsnap.testing import Capture, fresh_root, start
     guest = Guest(builds.get("deadcwd"))
     m = start(guest, fresh_root(guest, tmp_path), Capture(b""))
-    while not m.kernel.proc.cwd_removed:
+    while not m.process.task.cwd_removed:
         assert m.advance(m.instructions + 1000) is None
     manifest, parts = decode(image_bytes(m))
     m.close()

@@ -168,7 +168,7 @@ def _stopped_holding(builds, tmp_path, name, kind):
     machine = start(guest, root, Capture())
     for k in m.syscalls:
         assert machine.advance(k) is None
-        if any(f.kind == kind for f in machine.kernel.fds.descriptions()):
+        if any(f.kind == kind for f in machine.process.fds.descriptions()):
             return machine
     raise AssertionError(f"{name} never held a {kind} description")
 
@@ -185,7 +185,7 @@ def test_fifo_with_bytes_waiting_survives_a_checkpoint(builds, tmp_path):
     m = start(guest, root, cap)
     for k in reference.syscalls[:-1]:
         assert m.advance(k) is None
-        waiting = [f for f in m.kernel.fds.descriptions() if f.kind == "fifo"
+        waiting = [f for f in m.process.fds.descriptions() if f.kind == "fifo"
                    and fcntl.ioctl(f.host_fd, termios.FIONREAD, b"\0" * 4) != b"\0" * 4]
         if waiting:
             points.append(k)
@@ -211,7 +211,7 @@ def test_no_vdso_so_time_calls_are_system_calls(builds, tmp_path, flavour):
     lines: list[str] = []
     cap = Capture()
     m = vsnap.Machine(builds.get("novdso", flavour), root=str(tmp_path), console=cap.console)
-    m.kernel.strace = lines.append
+    m.system.strace = lines.append
     assert m.run().status == 0
     assert bytes(cap.out) == b"AT_SYSINFO_EHDR 0\n"
     timed = [x.split("(")[0] for x in lines if x.startswith(("clock_gettime(", "gettimeofday(",
@@ -231,7 +231,7 @@ def test_opath_and_nameless_files_survive_a_checkpoint_while_open(builds, tmp_pa
     points = []
     for k in reference.syscalls[:-1]:
         assert m.advance(k) is None
-        held = [f for f in m.kernel.fds.descriptions() if f.kind == kind
+        held = [f for f in m.process.fds.descriptions() if f.kind == kind
                 and (kind == "path" or f.path.endswith(" (deleted)"))]
         if held:
             points.append(k)

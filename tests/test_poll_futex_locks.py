@@ -133,7 +133,7 @@ def test_damaged_lock_records_are_refused_with_one_line(builds, base):
         machine = start(guest, root, Capture(b""))
         for k in m.syscalls:
             machine.advance(k)
-            if getattr(machine.kernel.locks, section):
+            if getattr(machine.system.locks, section):
                 break
         manifest, parts = decode(image_bytes(machine))
         machine.close()

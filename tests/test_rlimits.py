@@ -108,7 +108,7 @@ def test_limits_are_in_the_image_and_checked(builds, tmp_path):
     prog = builds.get("rlimits", "musl")
     m = vsnap.Machine(prog, ["nofile"], root=str(tmp_path), console=vsnap.Capture().console)
     marks = []
-    m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
+    m.system.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith(("prlimit64", "setrlimit")) else None
     m.run(count=True)
     m = vsnap.Machine(prog, ["nofile"], root=str(tmp_path), console=vsnap.Capture().console)
@@ -170,14 +170,14 @@ def test_the_kernel_grows_the_stack_too(builds, tmp_path):
     stack = [v for v in m.mem.vmas if v.kind == "stack"]
     assert len(stack) == 1 and stack[0].size < 1 << 20  # the arguments plus 128 KiB
     top = stack[0].end
-    m.kernel.write(stack[0].start - 100, b"frame")
+    m.process.write(stack[0].start - 100, b"frame")
     (grown,) = [v for v in m.mem.vmas if v.kind == "stack"]
     assert grown.start < stack[0].start and grown.end == top
-    assert m.kernel.read(stack[0].start - 100, 5) == b"frame"
+    assert m.process.read(stack[0].start - 100, 5) == b"frame"
     with pytest.raises(SyscallError) as e:
-        m.kernel.write(top - (8 << 20) - 4096, b"x")
+        m.process.write(top - (8 << 20) - 4096, b"x")
     assert e.value.errno == E.EFAULT
-    m.kernel.write(top - (8 << 20), b"x")  # the last page the limit allows
+    m.process.write(top - (8 << 20), b"x")  # the last page the limit allows
     m.close()
 
 

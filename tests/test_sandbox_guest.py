@@ -57,4 +57,4 @@ def test_guest_cwd_outside_root_starts_at_slash(escape, tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.chdir(tmp_path)  # the host cwd is outside the root
     m = vsnap.Machine(escape, root=str(root), console=vsnap.Console(write_out=lambda b: None))
-    assert m.kernel.proc.cwd == "/"
+    assert m.process.task.cwd == "/"

@@ -144,7 +144,7 @@ int main(void) {
     prog = build(str(src))
     m = vsnap.Machine(prog, root=str(tmp_path), console=vsnap.Console(write_out=lambda b: None))
     marks = []
-    m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
+    m.system.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("getppid") else None
     m.run(count=True)
     m2 = vsnap.Machine(prog, root=str(tmp_path), console=vsnap.Console(write_out=lambda b: 0))

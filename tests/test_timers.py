@@ -86,7 +86,7 @@ def test_timers_are_in_the_image_and_checked(builds, tmp_path):
     prog = builds.get("timers", "musl")
     m = vsnap.Machine(prog, ["work"], root=str(tmp_path), console=vsnap.Capture().console)
     marks = []
-    m.kernel.strace = lambda line: marks.append(m.cpu.instructions) \
+    m.system.strace = lambda line: marks.append(m.cpu.instructions) \
         if line.startswith("setitimer") else None
     m.run(count=True)
     m = vsnap.Machine(prog, ["work"], root=str(tmp_path), console=vsnap.Capture().console)

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
-from vsnap.kernel import Capture, Kernel
+from vsnap.kernel import Capture, Process
+from vsnap.system import System
 from vsnap.memory import AddressSpace
 from vsnap.vfs import MAXSYMLINKS, Resolved, Sandbox, host_errno_to_guest
 
@@ -47,9 +48,11 @@ def root(base):
 
 
 def sandbox(root, **kw) -> Sandbox:
-    """A sandbox with a kernel attached (pid 1000, no fds), which gives it /dev and /proc."""
+    """A sandbox with a system and one process attached (pid 1000, no fds), which gives it
+    /dev and /proc."""
     sb = Sandbox(str(root), **kw)
-    Kernel(None, AddressSpace(None), sb, Capture().console)
+    system = System(sb, Capture().console)
+    system.current = Process(system, None, AddressSpace(None))
     return sb
 
 

@@ -49,19 +49,19 @@ def test_a_timer_fires_at_the_instruction_where_its_deadline_falls(saved, builds
     m.advance(5_000_000)  # past the setitimer call, into the loop
     deadline = m.cpu.deadline
     assert deadline is not None and deadline > 5_000_000
-    alarm = m.kernel.signals.alarm_deadline
+    alarm = m.process.signals.alarm_deadline
     m.advance(deadline - 1)
-    assert m.kernel.clock.monotonic_ns == alarm - NS_PER_INSTRUCTION
-    assert not m.kernel.signals.pending
+    assert m.system.clock.monotonic_ns == alarm - NS_PER_INSTRUCTION
+    assert not m.process.signals.pending
     m.advance(deadline)
-    assert m.kernel.clock.monotonic_ns == alarm  # the deadline, to the nanosecond
+    assert m.system.clock.monotonic_ns == alarm  # the deadline, to the nanosecond
     if saved:  # saved at the deadline itself, before the timer fires: it fires on resume
         checkpoint(m, str(tmp_path / "at-deadline.img"))
         m.close()
         m, _ = restore(str(tmp_path / "at-deadline.img"), root=str(tmp_path))
-        assert m.kernel.clock.monotonic_ns == alarm and m.instructions == deadline
+        assert m.system.clock.monotonic_ns == alarm and m.instructions == deadline
     m.advance(deadline + 1)  # the timer fired first: this instruction is the handler's
-    assert m.kernel.signals.alarm_deadline == alarm + 20_000_000  # reloaded
+    assert m.process.signals.alarm_deadline == alarm + 20_000_000  # reloaded
     rip = m.cpu.read("rip")
     assert handler < rip <= handler + 16, (hex(handler), hex(rip))
     m.close()

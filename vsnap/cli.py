@@ -241,7 +241,7 @@ def cmd_run(a) -> int:
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory)
     m.log = _notice
     if a.strace:
-        m.kernel.strace = _say
+        m.system.strace = _say
     if a.trace:
         m.cpu.trace_instructions(a.trace, lambda addr, code: _say(
             f"{addr:#014x}: {code.hex():<20} {disassemble_one(code, addr)}"))
@@ -252,13 +252,13 @@ def _on_crash(a):
     """What --save-on-crash and --core do at the faulting instruction."""
     def crashed(m, fault) -> None:
         from .snapshot import checkpoint, image_bytes
-        m.kernel.crash = {"signal": fault.signal, "code": fault.code, "rip": fault.rip,
+        m.process.crash = {"signal": fault.signal, "code": fault.code, "rip": fault.rip,
                           "address": fault.address}
         if a.save_on_crash:
             checkpoint(m, a.save_on_crash)
             _notice(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
                  f"vsnap inspect it, vsnap patch it, vsnap resume it")
-        core_limit = m.kernel.limits.soft(RLIMIT_CORE)
+        core_limit = m.process.limits.soft(RLIMIT_CORE)
         if a.core and core_limit == 0:  # a guest may refuse cores (gpg, ssh keep secrets)
             _notice("vsnap: no core file: the guest set its RLIMIT_CORE to 0")
         elif a.core:
@@ -283,8 +283,8 @@ def _drive(m, a, max_instructions=None) -> int:
     m.on_crash = _on_crash(a)
     if getattr(a, "core", None):
         # --core is the user's `ulimit -c unlimited`: the soft limit goes up to the hard one
-        hard = m.kernel.limits.get(RLIMIT_CORE)[1]
-        m.kernel.limits.values[RLIMIT_CORE] = (hard, hard)
+        hard = m.process.limits.get(RLIMIT_CORE)[1]
+        m.process.limits.values[RLIMIT_CORE] = (hard, hard)
     plan = SavePlan(a.output, a.save_at, a.save_every, a.exit)
     if (plan.wanted or a.exit) and not a.output:
         raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")
@@ -301,7 +301,7 @@ def _drive(m, a, max_instructions=None) -> int:
         _say(f"vsnap: {result.instructions} instructions, {result.syscalls} system calls, "
              f"{result.seconds:.3f} s wall, {result.virtual_ns / 1e9:.6f} s virtual, "
              f"exit status {result.status}{peak}")
-        refused = refused_summary(m.kernel.refused)
+        refused = refused_summary(m.system.refused)
         if refused:  # nothing refused: the one line of counts, as before
             _say(refused)
     return result.status
@@ -328,7 +328,7 @@ def cmd_resume(a) -> int:
     for w in warnings:
         _say(w)
     if a.strace:
-        m.kernel.strace = _say
+        m.system.strace = _say
     budget = None if a.max_instructions is None else m.instructions + a.max_instructions
     return _drive(m, a, max_instructions=budget)  # N more than the image's
 

@@ -70,7 +70,7 @@ def drive(m: Machine, plan: SavePlan, *, count: bool = False,
 def _share_terminal(m: Machine, bar, say):
     """What else writes to the terminal while the bar is up clears it first: the guest's
     output, vsnap's notices and --strace lines. Returns `say`, guarded likewise."""
-    con, k = m.kernel.console, m.kernel
+    con, k = m.system.console, m.system
     con.write_out, con.write_err = bar.around(con.write_out), bar.around(con.write_err)
     k.notice = bar.around(k.notice)
     if k.strace is not None:
@@ -99,14 +99,14 @@ def _drive(m: Machine, plan: SavePlan, count: bool, max_instructions: int | None
             say(f"vsnap: saved {path} at instruction {n}")
             if plan.stop:
                 return RunResult(0, message=None, instructions=n,
-                                 syscalls=m.kernel.syscall_count)
+                                 syscalls=m.system.syscall_count)
     if bar is not None and not (count or max_instructions is not None):
         bar.close()  # the save points are done: a plain run shows no bar
     server = host = None
     if listen:
         from .control import ControlServer
         from .hostsig import HostSignals
-        host = HostSignals(m.kernel, m.cpu)
+        host = HostSignals(m.system, m.cpu)
         try:
             server = ControlServer(m.cpu)
         except OSError as e:  # no socket: saving from outside is off, running is not
@@ -138,5 +138,5 @@ def _serve_save(m: Machine, server, say=say) -> RunResult | None:
         req.done.set()
     if req.stop and req.reply.get("ok"):
         req.sent.wait(5)  # do not end the process before `vsnap save` has its answer
-        return RunResult(0, message=None, syscalls=m.kernel.syscall_count)
+        return RunResult(0, message=None, syscalls=m.system.syscall_count)
     return None

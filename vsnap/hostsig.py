@@ -20,8 +20,8 @@ RETRY_S = 0.01
 
 
 class HostSignals:
-    def __init__(self, kernel, cpu):
-        self.kernel, self.cpu = kernel, cpu
+    def __init__(self, system, cpu):
+        self.system, self.cpu = system, cpu
         self.arrived = threading.Condition()
         self.closed = False
         # Host and guest numbers agree on x86-64 Linux, the only host the numbers are used
@@ -29,11 +29,11 @@ class HostSignals:
         from .abi.signals import NUMBERS
         self.to_guest = {int(s): NUMBERS.get(signal.Signals(s).name, int(s)) for s in FORWARDED}
         self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
-        kernel.wait_for_host_signal = self.wait
+        system.wait_for_host_signal = self.wait
         # a read of the terminal waits on stdin and on this pipe, so a signal interrupts it
         self.wake_r, self.wake_w = os.pipe()
-        if kernel.console.wait is None and kernel.console.host_stdin:
-            kernel.console.wait = self.wait_for_stdin
+        if system.console.wait is None and system.console.host_stdin:
+            system.console.wait = self.wait_for_stdin
         threading.Thread(target=self._take, daemon=True, name="vsnap-signals").start()
 
     def _take(self) -> None:
@@ -42,11 +42,11 @@ class HostSignals:
             if self.closed:
                 return
             with self.arrived:
-                self.kernel.host_signals.append(self.to_guest[int(signo)])
+                self.system.host_signals.append(self.to_guest[int(signo)])
                 self.arrived.notify_all()
             os.write(self.wake_w, b"!")
             # the main loop may be between two emu_start calls: ask until it has taken it
-            while self.kernel.host_signals and not self.closed:
+            while self.system.host_signals and not self.closed:
                 self.cpu.stop()
                 with self.arrived:
                     self.arrived.wait(RETRY_S)
@@ -54,13 +54,13 @@ class HostSignals:
     def wait(self) -> bool:
         """Block the main thread until a host signal arrives (pause() with no timer)."""
         with self.arrived:
-            while not self.kernel.host_signals and not self.closed:
+            while not self.system.host_signals and not self.closed:
                 self.arrived.wait()
-        return bool(self.kernel.host_signals)
+        return bool(self.system.host_signals)
 
     def wait_for_stdin(self, timeout: float | None) -> str:
         """Console.wait for vsnap's own stdin: "data", "signal" or "timeout"."""
-        if self.kernel.host_signals:
+        if self.system.host_signals:
             return "signal"
         ready, _, _ = select.select([0, self.wake_r], [], [], timeout)
         if self.wake_r in ready:

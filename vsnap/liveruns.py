@@ -103,7 +103,7 @@ class LiveRuns:
                                  where=f"checkpoint at {points[0]}")
             # the guest's inode numbers follow the host inodes they were given for (restore
             # moves those of open files itself): the copies stand for the same files
-            m.kernel.inodes = {moved.get(key, key): ino for key, ino in m.kernel.inodes.items()}
+            m.system.inodes = {moved.get(key, key): ino for key, ino in m.system.inodes.items()}
             for k in points[1:]:
                 if m.advance(k) is not None:
                     break

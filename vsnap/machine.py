@@ -17,7 +17,7 @@ from .abi.consts import RLIMIT_STACK
 from .cpu import HWCAP, SI_KERNEL, Cpu, CpuFault
 from .errors import GuestStopped
 from .fdtable import OpenFile
-from .kernel import Console, GuestExit, Kernel
+from .kernel import Console, GuestExit, Process
 from .kernel.sigframe import KilledBySignal, StoppedBySignal, deliver
 from .kernel.limits import grow_stack
 from .kernel.signal import NothingToWaitFor, fire_timers
@@ -28,6 +28,7 @@ from .guestram import UnicornMemory
 from .knownblocks import KnownBlocks
 from .memory import PROT_WRITE, AddressSpace, MemoryBudgetExceeded
 from .trace import disassemble_one
+from .system import System
 from .vfs import Sandbox
 
 DEFAULT_ENV = ("PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/", "LANG=C", "TERM=dumb")
@@ -57,15 +58,15 @@ class Machine:
         where vsnap's notices about the guest go (vsnap/diag.py): stderr by default."""
         self._hardware(program, root, console, seed, max_memory)
         self.log = log
-        k = self.kernel
-        k.proc.cwd = self.vfs.guest_path_of_host(os.path.realpath(cwd or os.getcwd())) or "/"
+        k = self.process
+        k.task.cwd = self.vfs.guest_path_of_host(os.path.realpath(cwd or os.getcwd())) or "/"
         for fd, stream in enumerate(("stdin", "stdout", "stderr")):
             k.fds.install(OpenFile("console", f"<{stream}>", 0 if fd == 0 else 1,
                                    stream=stream))
         argv = [argv0 or self.exe or os.path.basename(program), *args]
         envp = list(DEFAULT_ENV) if env is None else list(env)
         load_segments(self.program, self.mem, self.exe or os.path.basename(program))
-        sp = build_stack(self.program, self.mem, argv, envp, k.random.bytes(16), HWCAP,
+        sp = build_stack(self.program, self.mem, argv, envp, self.system.random.bytes(16), HWCAP,
                          self.exe or argv[0], k.limits.soft(RLIMIT_STACK), layout=k.exec)
         # rflags as Linux starts a process: interrupts enabled (IF) and the reserved bit 1
         self.cpu.write_many({"rsp": sp, "rip": self.program.base + self.program.entry,
@@ -93,14 +94,16 @@ class Machine:
                                f"give --root an existing directory", 2)
         self.vfs = Sandbox(root_host, exe_host_path=self.program_path)
         self.exe = self.vfs.exe_guest_path = self.vfs.guest_path_of_host(self.program_path)
-        self.kernel = Kernel(self.cpu, self.mem, self.vfs, console or Console.host(), seed=seed)
-        self.kernel.proc.exe = self.exe or ""
+        self.system = System(self.vfs, console or Console.host(), seed=seed)
+        self.process = Process(self.system, self.cpu, self.mem)
+        self.system.processes[self.process.task.pid] = self.system.current = self.process
+        self.process.task.exe = self.exe or ""
         counter = self.cpu.counter
-        self.kernel.clock.instructions = lambda: counter.count
+        self.system.clock.instructions = lambda: counter.count
         self._log = None
-        self.cpu.tsc = self.kernel.clock.tsc
+        self.cpu.tsc = self.system.clock.tsc
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
-        self.cpu.on_syscall(self.kernel.dispatch)
+        self.cpu.on_syscall(self.process.dispatch)
         self.cpu.on_write_fault = self.mem.write_fault  # copy-on-write of file pages
         self.cpu.page_prot = self.mem.backend.page_prot  # Unicorn's TLB asks our books
         self.cpu.on_unmapped = self.mem.grow_down  # MAP_GROWSDOWN
@@ -139,7 +142,7 @@ class Machine:
         """Where vsnap's notices go from now on: None (stderr), False, a list, a callable or
         a file (vsnap/diag.py)."""
         from .diag import sink
-        self.kernel.notice = sink(log)
+        self.system.notice = sink(log)
         self._log = log
 
     @property
@@ -152,7 +155,7 @@ class Machine:
         this is the _exit after Antonov's save, or a process killed once its image is
         written. Running it afterwards is an error."""
         self.closed = True
-        self.kernel.fds.close_all()
+        self.process.fds.close_all()
         self.mem.close()
 
     def _check_open(self) -> None:
@@ -187,24 +190,24 @@ class Machine:
         return None
 
     def _finish(self, result: RunResult) -> RunResult:
-        result.syscalls = self.kernel.syscall_count
+        result.syscalls = self.system.syscall_count
         result.instructions = self.cpu.instructions
-        result.virtual_ns = self.kernel.clock.monotonic_ns
+        result.virtual_ns = self.system.clock.monotonic_ns
         try:
             self.mem.check_touched()  # the last look, for the peak
         except MemoryBudgetExceeded:
             pass  # it ended anyway
         result.peak_memory = self.mem.peak_touched
         self.result = result
-        result.refused = dict(self.kernel.refused)
-        self.kernel.fds.close_all()
+        result.refused = dict(self.system.refused)
+        self.process.fds.close_all()
         self.mem.close()
         return result
 
     def _run_loop(self, to: int | None = None) -> RunResult | None:
         """Run to an end (a RunResult), or, with `to`, until exactly that many instructions
         have run (None). Faults and host signals are handed to the guest here."""
-        cpu, k = self.cpu, self.kernel
+        cpu, k = self.cpu, self.process
         while True:
             if to is not None and self._reached(to):
                 return None
@@ -228,7 +231,7 @@ class Machine:
                             self.on_crash(self, f)
                         return self._fault_result(f)
                     continue
-                if k.host_signals:  # stopped by a signal from the host: deliver it now
+                if k.sys.host_signals:  # stopped by a signal from the host: deliver it now
                     k.take_host_signals()
                     deliver(k, in_syscall=False)
             except GuestExit as e:
@@ -268,7 +271,7 @@ class Machine:
         to the guest, as a timer interrupt would between two instructions; then aim the
         counter at the next deadline. A timer fired moves its deadline into the future
         (or disarms), so a second round is a bug, said and not hidden."""
-        k, cpu = self.kernel, self.cpu
+        k, cpu = self.process, self.cpu
         for _ in range(2):
             deadline = next_deadline(k)
             cpu.set_deadline(deadline)
@@ -290,7 +293,7 @@ class Machine:
     def _fault_to_handler(self, f: CpuFault) -> bool:
         """Hand a fault to the guest's handler as Linux would (SIGSEGV with si_addr...);
         False when the signal is blocked, ignored or default: then it kills (force_sig)."""
-        sig = self.kernel.signals
+        sig = self.process.signals
         signo = signals.NUMBERS[f.signal]
         act = sig.action(signo)
         if act.handler in (SIG_DFL, SIG_IGN) or sig.blocked & bit(signo):
@@ -299,7 +302,7 @@ class Machine:
         if f.code == SI_KERNEL and f.address is None:
             addr = 0  # a general-protection fault or int3: force_sig gives no address
         sig.pending.insert(0, SigInfo(signo, f.code, addr=addr))
-        deliver(self.kernel, in_syscall=False)
+        deliver(self.process, in_syscall=False)
         return True
 
     def _killed(self, signo: int) -> RunResult:
@@ -310,7 +313,7 @@ class Machine:
     def _stopped(self, signo: int) -> RunResult | None:
         """A stop signal: wait, as a stopped process does, until the host sends SIGCONT."""
         name = signals.NAMES.get(signo, str(signo))
-        k = self.kernel
+        k = self.system
         while True:
             if not k.wait_for_host_signal():
                 return RunResult(128 + signo, name, f"vsnap: guest stopped by {name}, and "

@@ -142,7 +142,7 @@ def measure(guest: Guest, base=None) -> Measured:
         root = fresh_root(guest, b)
         m = start(guest, root, cap)
         positions, states = [], []
-        dispatch, sig = m.kernel.dispatch, m.kernel
+        dispatch, sig = m.process.dispatch, m.process
 
         def spy():
             n = m.cpu.instructions  # the block ending in `syscall` is already counted

@@ -73,9 +73,9 @@ def _oflags(v: int) -> str:
     return "|".join([acc] + names)
 
 
-def _string(k, addr: int, limit: int = 48) -> str:
+def _string(p, addr: int, limit: int = 48) -> str:
     try:
-        raw = k.read_cstr(addr)
+        raw = p.read_cstr(addr)
     except SyscallError:
         return f"{addr:#x}"
     return _quote(raw, limit)
@@ -90,16 +90,16 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
 
-def format_arg(k, kind: str, value: int, nxt: int | None) -> str:
+def format_arg(p, kind: str, value: int, nxt: int | None) -> str:
     if kind in ("fd", "int"):
         v = value & 0xFFFFFFFF
         v = v - (1 << 32) if v >> 31 else v
         return "AT_FDCWD" if kind == "fd" and v == C.AT_FDCWD else str(v)
     if kind == "path" or kind == "str":
-        return _string(k, value)
+        return _string(p, value)
     if kind == "buf":  # the first 32 bytes of a buffer whose length is the next argument
         try:
-            return _quote(k.read(value, min(nxt or 0, 32)), 32) + \
+            return _quote(p.read(value, min(nxt or 0, 32)), 32) + \
                 ("..." if (nxt or 0) > 32 else "")
         except SyscallError:
             return f"{value:#x}"
@@ -120,13 +120,13 @@ def format_arg(k, kind: str, value: int, nxt: int | None) -> str:
     return f"{value:#x}"
 
 
-def format_call(k, entry, args) -> str:
-    parts = [format_arg(k, kind, v, args[i + 1] if i + 1 < len(args) else None)
+def format_call(p, entry, args) -> str:
+    parts = [format_arg(p, kind, v, args[i + 1] if i + 1 < len(args) else None)
              for i, (kind, v) in enumerate(zip(entry.kinds, args))]
     return f"{entry.name}({', '.join(parts)})"
 
 
-def format_result(k, entry, args, result: int) -> str:
+def format_result(p, entry, args, result: int) -> str:
     if result < 0 and -result < 4096:
         return f"-1 {E.name(-result)}"
     if entry.name in ("mmap", "brk", "mremap"):

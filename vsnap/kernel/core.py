@@ -1,28 +1,24 @@
-"""The kernel: the state a process has beyond its registers, and the system call dispatcher.
+"""The process as the kernel sees it (state beyond its registers), and the system call
+dispatcher.
 
-Handlers (fs.py, mm.py, ...) receive this object and the raw argument values; they check the
-arguments, move bytes between guest memory and kernel objects, and raise SyscallError. Only
-`dispatch` turns a SyscallError into -errno in rax.
+Handlers (files.py, mm.py, ...) receive the calling Process and the raw argument values; they
+check the arguments, move bytes between guest memory and kernel objects, and raise
+SyscallError. Only `dispatch` turns a SyscallError into -errno in rax. What processes share
+(sandbox, terminal, clock, locks) is the process's `sys` (vsnap/system.py).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import sys
 from dataclasses import dataclass, field
-
-from collections import deque
 
 from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
 from ..abi.consts import RLIMIT_CPU
-from ..clock import Clock, Random
 from ..errors import SyscallError
 from ..fdtable import FdTable
-from ..locks import LockBook
 from ..memory import AddressSpace
-from ..process import ExecLayout, Process
+from ..task import ExecLayout, Task
 from ..rlimits import INF, Limits
 from ..signals import SignalState
 from ..timers import Timers
@@ -30,7 +26,6 @@ from .registry import SYSCALLS
 from .sigframe import deliver
 from .signal import fire_timers
 from .timers import next_deadline
-from .virtual import VirtualFiles
 
 MASK64 = (1 << 64) - 1
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
@@ -93,41 +88,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-class Kernel:
-    def __init__(self, cpu, mem: AddressSpace, vfs, console: Console, *, seed: int = 0):
+class Process:
+    """One guest process: its engine (cpu) and memory, its fd table, signal state, limits,
+    timers and identity (task). What processes share is `sys` (vsnap/system.py)."""
+
+    def __init__(self, system, cpu, mem: AddressSpace):
+        self.sys = system
         self.cpu = cpu
         self.mem = mem
-        self.vfs = vfs
-        self.console = console
         self.fds = FdTable()
-        self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)
         self.fds.on_close = self._closed
-        self.proc = Process()
+        self.task = Task()
         self.exec = ExecLayout()  # what exec left for /proc/self (cmdline, auxv, ...)
-        self.clock = Clock()
-        self.random = Random(seed)
         self.signals = SignalState()
         self.limits = Limits()
         self.timers = Timers()
-        # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here
-        # until the main thread takes them, at a system call or when the CPU is stopped
-        self.host_signals: deque[int] = deque()
-        self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
-        self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
-        self.ctimes: dict[int, int] = {}  # guest inode -> virtual time of its last status change
-        self.syscall_count = 0
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
-        self.unknown_reported: set[int] = set()
-        # what the guest asked for and vsnap refused ("prctl", "prctl(PR_SET_MM)") -> times:
-        # --stats lists it; each key is named once through `notice`
-        self.refused: dict[str, int] = {}
-        self.strace = None      # a callable(line) when --strace is on
-        # vsnap's own lines about the guest (never the guest's stderr): Machine(log=...) and
-        # the CLI's --log/--quiet choose where they go (vsnap/diag.py)
-        self.notice = lambda line: sys.stderr.write(line + "\n")
-        if vfs is not None:  # the sandbox's /dev and /proc come from this kernel's state
-            vfs.virtual = VirtualFiles(self)
 
     def _closed(self, f, last: bool) -> None:
         from .filelocks import closed
@@ -181,47 +158,25 @@ class Kernel:
     def read_path(self, addr: int) -> str:
         return os.fsdecode(self.read_cstr(addr))
 
-    def guest_inode(self, st: os.stat_result, guest_path: str) -> int:
-        """The guest's inode number for a host file: made from the guest path it was first seen
-        under, so the same file has the same number in every run and every root (host inode
-        numbers differ between roots). Kept per host inode, so hard links agree."""
-        key = (st.st_dev, st.st_ino)
-        ino = self.inodes.get(key)
-        if ino is None:
-            digest = hashlib.sha256(os.fsencode(guest_path)).digest()
-            ino = 1000 + int.from_bytes(digest[:4], "little") % 0x7FFF_0000
-            taken = set(self.inodes.values())
-            while ino in taken:
-                ino += 1
-            self.inodes[key] = ino
-        return ino
-
-    def refuse(self, what: str, line: str) -> None:
-        """Count a request vsnap does not implement (`what`: a call, or a call and an option),
-        and say so once per `what` (a loop of refused calls prints one line, not thousands)."""
-        if what not in self.refused:
-            self.notice(line)
-        self.refused[what] = self.refused.get(what, 0) + 1
-
     # dispatch ----------------------------------------------------------------------------------
     def dispatch(self) -> None:
         """Serve the system call the guest just made (the syscall hook calls this)."""
         regs = self.cpu.syscall_registers()
         nr = regs[0]
-        self.syscall_count += 1
-        self.clock.tick()
-        self.mem.check_touched(self.syscall_count)  # the budget, before the call is served
+        self.sys.syscall_count += 1
+        self.sys.clock.tick()
+        self.mem.check_touched(self.sys.syscall_count)  # the budget, before the call is served
         entry = SYSCALLS.get(nr)
         if entry is None:
             result = -E.ENOSYS
-            self.unknown_reported.add(nr)
-            self.refuse(syscalls.name(nr), f"vsnap: guest called unimplemented syscall {nr} "
+            self.sys.unknown_reported.add(nr)
+            self.sys.refuse(syscalls.name(nr), f"vsnap: guest called unimplemented syscall {nr} "
                         f"({syscalls.name(nr)})")
-            if self.strace:
-                self.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
+            if self.sys.strace:
+                self.sys.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
         else:
             args = regs[1:1 + entry.nargs]
-            if self.strace:
+            if self.sys.strace:
                 result = self._traced(entry, args)
             else:
                 try:
@@ -248,14 +203,14 @@ class Kernel:
             # what expired, and aim the CPU at the next deadline, as an instruction count
             fire_timers(self)
             self.cpu.set_deadline(next_deadline(self))
-        if self.host_signals:
+        if self.sys.host_signals:
             self.take_host_signals()
         if sig.pending and sig.deliverable():
             deliver(self, in_syscall=True)
 
     def take_host_signals(self) -> None:
-        while self.host_signals:
-            signo = self.host_signals.popleft()
+        while self.sys.host_signals:
+            signo = self.sys.host_signals.popleft()
             self.signals.post(S.SigInfo(signo, S.SI_USER, pid=0, uid=0))
 
     def _traced(self, entry, args) -> int:
@@ -267,7 +222,7 @@ class Kernel:
         except SyscallError as e:
             result = -e.errno
         except GuestExit:
-            self.strace(f"{call} = ?")
+            self.sys.strace(f"{call} = ?")
             raise
-        self.strace(f"{call} = {format_result(self, entry, args, result)}")
+        self.sys.strace(f"{call} = {format_result(self, entry, args, result)}")
         return result

@@ -66,7 +66,7 @@ def stat_mode(name: str) -> tuple[int, int]:
     return S.S_IFCHR | perm, (major << 8) | minor
 
 
-def open_device(k, name: str, guest: str, status: int) -> OpenFile:
+def open_device(p, name: str, guest: str, status: int) -> OpenFile:
     if name == "null":
         return OpenFile("null", guest, status)
     if name in ("tty", "pts"):
@@ -74,16 +74,16 @@ def open_device(k, name: str, guest: str, status: int) -> OpenFile:
     return OpenFile("dev", guest, status, stream=name)
 
 
-def read(k, f: OpenFile, count: int) -> bytes:
+def read(p, f: OpenFile, count: int) -> bytes:
     count = min(count, MAX_READ)
     if f.stream in ("zero", "full"):
         return bytes(count)
     if f.stream in ("random", "urandom"):
-        return k.random.bytes(count)   # the same stream as getrandom and AT_RANDOM
+        return p.sys.random.bytes(count)   # the same stream as getrandom and AT_RANDOM
     raise SyscallError(E.EINVAL, f"{f.path}: no such device")
 
 
-def write(k, f: OpenFile, data: bytes) -> int:
+def write(p, f: OpenFile, data: bytes) -> int:
     if f.stream == "full":
         raise SyscallError(E.ENOSPC, f.path)
     if f.stream in ("zero", "random", "urandom"):

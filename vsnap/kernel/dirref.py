@@ -43,28 +43,28 @@ def _open(host: str | None) -> int | None:
         return None  # a virtual directory (/proc, /dev): never removed
 
 
-def cwd_fd(k) -> int | None:
+def cwd_fd(p) -> int | None:
     """The host descriptor of the cwd's directory (None for a virtual one)."""
-    held = getattr(k, "cwd_held", None)
-    if held is not None and (held.path == k.proc.cwd or k.proc.cwd_removed):
-        held.path = k.proc.cwd  # a removed cwd's name moves with its old parent's renames
+    held = getattr(p, "cwd_held", None)
+    if held is not None and (held.path == p.task.cwd or p.task.cwd_removed):
+        held.path = p.task.cwd  # a removed cwd's name moves with its old parent's renames
         return held.fd
-    if k.proc.cwd_removed:  # restored from an image: removed again, on the root's file system
+    if p.task.cwd_removed:  # restored from an image: removed again, on the root's file system
         from ..snapshot.named import removed_dir
-        fd = removed_dir(k, k.proc.cwd_removed)
+        fd = removed_dir(p, p.task.cwd_removed)
     else:
-        fd = _open(k.vfs.host_path(k.proc.cwd))
-    k.cwd_held = _Held(k.proc.cwd, fd)
+        fd = _open(p.sys.vfs.host_path(p.task.cwd))
+    p.cwd_held = _Held(p.task.cwd, fd)
     return fd
 
 
-def enter(k, guest: str, host: str | None = None, fd: int | None = None) -> None:
+def enter(p, guest: str, host: str | None = None, fd: int | None = None) -> None:
     """chdir/fchdir: the cwd becomes this directory (named by its host path, or by a host
     descriptor of it, which is duplicated)."""
     new = os.dup(fd) if fd is not None else _open(host)
-    k.proc.cwd = guest
-    k.cwd_held = _Held(guest, new)
-    k.proc.cwd_removed = gone(k, new, guest)
+    p.task.cwd = guest
+    p.cwd_held = _Held(guest, new)
+    p.task.cwd_removed = gone(p, new, guest)
 
 
 def removed(host_fd: int) -> bool:
@@ -79,7 +79,7 @@ def held_removed(f) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_nlink == 0
 
 
-def gone(k, fd: int | None, guest: str) -> dict | None:
+def gone(p, fd: int | None, guest: str) -> dict | None:
     """What an image keeps of a removed directory, to make it again: its mode, mtime and guest
     inode number (None: it is not removed)."""
     if fd is None:
@@ -88,55 +88,55 @@ def gone(k, fd: int | None, guest: str) -> dict | None:
     if st.st_nlink or not stat.S_ISDIR(st.st_mode):  # a removed file is refused (named.py)
         return None
     return {"mode": st.st_mode & 0o7777, "mtime_ns": st.st_mtime_ns,
-            "ino": k.guest_inode(st, guest)}
+            "ino": p.sys.guest_inode(st, guest)}
 
 
-def removed_cwd(k) -> dict | None:
+def removed_cwd(p) -> dict | None:
     """For the checkpoint: the removed cwd as it is now (chmod "." may have changed it)."""
-    return gone(k, cwd_fd(k), k.proc.cwd) if k.proc.cwd_removed else None
+    return gone(p, cwd_fd(p), p.task.cwd) if p.task.cwd_removed else None
 
 
 @contextlib.contextmanager
-def removing(k):
+def removing(p):
     """Around a call that may remove a directory (rmdir, rename over an empty one): the cwd's
     identity is taken before, and whether it is gone is known after."""
-    fd = cwd_fd(k)
+    fd = cwd_fd(p)
     try:
         yield
     finally:
-        if not k.proc.cwd_removed:
-            k.proc.cwd_removed = gone(k, fd, k.proc.cwd)
+        if not p.task.cwd_removed:
+            p.task.cwd_removed = gone(p, fd, p.task.cwd)
 
 
-def getcwd(k) -> str:
-    if k.proc.cwd_removed:
-        raise SyscallError(E.ENOENT, f"the current directory {k.proc.cwd} was removed")
-    return k.proc.cwd
+def getcwd(p) -> str:
+    if p.task.cwd_removed:
+        raise SyscallError(E.ENOENT, f"the current directory {p.task.cwd} was removed")
+    return p.task.cwd
 
 
-def proc_link(k) -> str:
+def proc_link(p) -> str:
     """What readlink(/proc/self/cwd) shows."""
-    return k.proc.cwd + (" (deleted)" if k.proc.cwd_removed else "")
+    return p.task.cwd + (" (deleted)" if p.task.cwd_removed else "")
 
 
-def _dead_base(k, dirfd: int) -> int | None:
+def _dead_base(p, dirfd: int) -> int | None:
     """The host descriptor of the start directory if it was removed, else None."""
     if dirfd == C.AT_FDCWD:
-        return cwd_fd(k) if k.proc.cwd_removed else None
-    f = k.fds.get_raw(dirfd)
+        return cwd_fd(p) if p.task.cwd_removed else None
+    f = p.fds.get_raw(dirfd)
     if f.host_fd is None:
         return None
     return f.host_fd if removed(f.host_fd) else None
 
 
-def start(k, dirfd: int, path: str):
+def start(p, dirfd: int, path: str):
     """Where a guest path starts: (start directory, path) for vfs.resolve, or the Resolved dead
     directory itself when a removed start directory is named by "." alone. Raises ENOENT for
     any other name in a removed directory; ".." leaves it for its old parent."""
     if path.startswith("/"):
-        return k.proc.cwd, path
-    base = base_dir(k, dirfd)
-    dead = _dead_base(k, s32(dirfd))
+        return p.task.cwd, path
+    base = base_dir(p, dirfd)
+    dead = _dead_base(p, s32(dirfd))
     if dead is None:
         return base, path
     parts = path.split("/")
@@ -151,17 +151,17 @@ def start(k, dirfd: int, path: str):
     raise SyscallError(E.ENOENT, f"{path}: its directory {base} was removed")
 
 
-def resolve(k, dirfd: int, path: str, *, follow: bool, creds) -> Resolved:
-    s = start(k, dirfd, path)
+def resolve(p, dirfd: int, path: str, *, follow: bool, creds) -> Resolved:
+    s = start(p, dirfd, path)
     if isinstance(s, Resolved):
         return s
-    return k.vfs.resolve(s[1], s[0], follow=follow, creds=creds)
+    return p.sys.vfs.resolve(s[1], s[0], follow=follow, creds=creds)
 
 
-def here(k) -> Resolved:
+def here(p) -> Resolved:
     """The cwd itself (AT_FDCWD with AT_EMPTY_PATH), removed or not."""
-    s = start(k, C.AT_FDCWD, ".")
-    return s if isinstance(s, Resolved) else k.vfs.resolve(k.proc.cwd)
+    s = start(p, C.AT_FDCWD, ".")
+    return s if isinstance(s, Resolved) else p.sys.vfs.resolve(p.task.cwd)
 
 
 def check_cwd(process: dict, vfs) -> list[str]:

@@ -38,14 +38,14 @@ _FALLOCATE = _host_fallocate()
 
 
 @syscall("fallocate", "fd hex int int")
-def sys_fallocate(k, fd, mode, offset, length):
+def sys_fallocate(p, fd, mode, offset, length):
     """int fallocate(int fd, int mode, off_t offset, off_t len);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     mode, offset, length = s32(mode), s64(offset), s64(length)
     if offset < 0 or length <= 0:
         raise SyscallError(E.EINVAL, "fallocate offset or length")
     if f.kind != "file":
-        _not_a_file(k, f, mode)
+        _not_a_file(p, f, mode)
     if f.flags & C.O_ACCMODE == C.O_RDONLY:
         raise SyscallError(E.EBADF, f"{f.path} is open for reading only")
     if _FALLOCATE is None:
@@ -58,15 +58,15 @@ def sys_fallocate(k, fd, mode, offset, length):
         after = os.fstat(f.host_fd)
         # The host stamped its real clock where its file system changes times (ext4: mtime and
         # ctime on every success): put the virtual clock in the same places, keep the atime.
-        mtime = k.clock.realtime_ns if after.st_mtime_ns != before.st_mtime_ns \
+        mtime = p.sys.clock.realtime_ns if after.st_mtime_ns != before.st_mtime_ns \
             else before.st_mtime_ns
         os.utime(f.host_fd, ns=(before.st_atime_ns, mtime))
         if after.st_ctime_ns != before.st_ctime_ns:
-            mark_changed(k, after, f.path)
+            mark_changed(p, after, f.path)
     return 0
 
 
-def _not_a_file(k, f: OpenFile, mode: int) -> None:
+def _not_a_file(p, f: OpenFile, mode: int) -> None:
     """Linux's answers for what is not a regular file, in its order (vfs_fallocate)."""
     if mode & ~_MODES:
         raise SyscallError(E.EOPNOTSUPP, f"fallocate mode {mode:#x}")
@@ -74,7 +74,7 @@ def _not_a_file(k, f: OpenFile, mode: int) -> None:
         raise SyscallError(E.EBADF, f"{f.path} is open for reading only")
     if f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
-    if f.kind == "console" and not (f.stream == "tty" or k.console.isatty(f.stream)):
+    if f.kind == "console" and not (f.stream == "tty" or p.sys.console.isatty(f.stream)):
         raise SyscallError(E.ESPIPE, f"{f.path or f.stream}: a pipe")  # what stat calls it
     raise SyscallError(E.ENODEV, f"{f.path or f.stream}: not a regular file")
 

@@ -48,10 +48,10 @@ def file_key(f):
     return ("virtual", f.kind, f.stream or f.path)
 
 
-def closed(k, f, last: bool) -> None:
+def closed(p, f, last: bool) -> None:
     """FdTable's close hook: closing any descriptor of a file drops the process's POSIX locks
     on it; closing a description's last one drops its flock lock, OFD locks and lease."""
-    book = k.locks
+    book = p.sys.locks
     if book.empty():
         return
     book.drop_records(file_key(f), PROCESS)
@@ -59,14 +59,14 @@ def closed(k, f, last: bool) -> None:
         book.drop_owner(f)
 
 
-def _block(k, what: str) -> None:
-    wait_forever(k, what)
+def _block(p, what: str) -> None:
+    wait_forever(p, what)
     raise SyscallError(E.EINTR, "interrupted by a signal")
 
 
 # flock -----------------------------------------------------------------------------------------
 @syscall("flock", "fd hex")
-def sys_flock(k, fd, operation):
+def sys_flock(p, fd, operation):
     """int flock(int fd, int operation);"""
     op = operation & 0xFFFFFFFF
     if op & LOCK_MAND:
@@ -74,19 +74,19 @@ def sys_flock(k, fd, operation):
     type_ = {LOCK_SH: F_RDLCK, LOCK_EX: F_WRLCK, LOCK_UN: F_UNLCK}.get(op & ~LOCK_NB)
     if type_ is None:
         raise SyscallError(E.EINVAL, f"flock operation {op:#x}")
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     try:
-        k.locks.flock(file_key(f), f, type_)
+        p.sys.locks.flock(file_key(f), f, type_)
     except WouldBlock:
         if op & LOCK_NB:
             raise SyscallError(E.EAGAIN, "another description holds a conflicting lock")
-        _block(k, f"waits in flock for {f.path}, locked through another of its own open "
+        _block(p, f"waits in flock for {f.path}, locked through another of its own open "
                   f"file descriptions")
     return 0
 
 
 # record locks ----------------------------------------------------------------------------------
-def _range(k, f, whence: int, start: int, length: int) -> tuple[int, int]:
+def _range(p, f, whence: int, start: int, length: int) -> tuple[int, int]:
     """[start, end] of a struct flock (flock64_to_posix_lock)."""
     if whence == C.SEEK_SET:
         base = 0
@@ -116,30 +116,30 @@ def _range(k, f, whence: int, start: int, length: int) -> tuple[int, int]:
     return start, OFFSET_MAX
 
 
-def _getlk(k, f, cmd: int, arg: int, raw: bytes) -> int:
+def _getlk(p, f, cmd: int, arg: int, raw: bytes) -> int:
     l_type, whence, start, length, pid = FLOCK.unpack(raw)
     if l_type not in (F_RDLCK, F_WRLCK):
         raise SyscallError(E.EINVAL, f"l_type {l_type}")
-    lo, hi = _range(k, f, whence, start, length)
+    lo, hi = _range(p, f, whence, start, length)
     owner = PROCESS
     if cmd == F_OFD_GETLK:
         if pid != 0:
             raise SyscallError(E.EINVAL, "l_pid must be 0 for OFD locks")
         owner = f
-    fl = k.locks.test(file_key(f), owner, l_type, lo, hi)
+    fl = p.sys.locks.test(file_key(f), owner, l_type, lo, hi)
     if fl is None:
         out = struct.pack("<h", F_UNLCK) + raw[2:]  # only l_type changes
     else:
         out = FLOCK.pack(fl.type, C.SEEK_SET, fl.start,
                          0 if fl.end == OFFSET_MAX else fl.end - fl.start + 1,
-                         -1 if fl.ofd else k.proc.pid)
-    k.write(arg, out)
+                         -1 if fl.ofd else p.task.pid)
+    p.write(arg, out)
     return 0
 
 
-def _setlk(k, f, cmd: int, raw: bytes) -> int:
+def _setlk(p, f, cmd: int, raw: bytes) -> int:
     l_type, whence, start, length, pid = FLOCK.unpack(raw)
-    lo, hi = _range(k, f, whence, start, length)
+    lo, hi = _range(p, f, whence, start, length)
     if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK):
         raise SyscallError(E.EINVAL, f"l_type {l_type}")
     acc = f.flags & C.O_ACCMODE
@@ -150,20 +150,20 @@ def _setlk(k, f, cmd: int, raw: bytes) -> int:
     if ofd and pid != 0:
         raise SyscallError(E.EINVAL, "l_pid must be 0 for OFD locks")
     try:
-        k.locks.set(file_key(f), f if ofd else PROCESS, l_type, lo, hi, ofd)
+        p.sys.locks.set(file_key(f), f if ofd else PROCESS, l_type, lo, hi, ofd)
     except WouldBlock as e:
         if cmd in (C.F_SETLK, F_OFD_SETLK):
             raise SyscallError(E.EAGAIN, "a conflicting lock is held")
         whose = "an OFD lock of another description" if e.lock.ofd else "the process's lock"
-        _block(k, f"waits in fcntl for a lock on {f.path} that {whose} of its own holds")
+        _block(p, f"waits in fcntl for a lock on {f.path} that {whose} of its own holds")
     return 0
 
 
 # leases ----------------------------------------------------------------------------------------
-def _opens(k, key) -> tuple[int, int]:
+def _opens(p, key) -> tuple[int, int]:
     """(descriptions open for writing, descriptions open read-only) of the file."""
     writers = readers = 0
-    for d in k.fds.descriptions():
+    for d in p.fds.descriptions():
         if d.kind == "file" and file_key(d) == key:
             if d.flags & C.O_ACCMODE == C.O_RDONLY:
                 readers += 1
@@ -172,21 +172,21 @@ def _opens(k, key) -> tuple[int, int]:
     return writers, readers
 
 
-def _setlease(k, f, arg: int) -> int:
+def _setlease(p, f, arg: int) -> int:
     # only the file's owner may take a lease; every file in the sandbox is the guest's
     if f.kind != "file":
         raise SyscallError(E.EINVAL, "leases are for regular files")
     if arg not in (F_RDLCK, F_WRLCK, F_UNLCK):
         raise SyscallError(E.EINVAL, f"lease type {arg}")
-    key, book = file_key(f), k.locks
+    key, book = file_key(f), p.sys.locks
     if arg == F_UNLCK:
         try:
             book.set_lease(key, f, F_UNLCK)
         except LookupError:
             raise SyscallError(E.EAGAIN, "no lease to remove") from None
         return 0
-    book.expire(key, k.clock.monotonic_ns)
-    writers, readers = _opens(k, key)
+    book.expire(key, p.sys.clock.monotonic_ns)
+    writers, readers = _opens(p, key)
     if arg == F_RDLCK and writers:
         raise SyscallError(E.EAGAIN, "the file is open for writing")
     if arg == F_WRLCK:
@@ -200,53 +200,53 @@ def _setlease(k, f, arg: int) -> int:
     return 0
 
 
-def _getlease(k, f) -> int:
+def _getlease(p, f) -> int:
     key = file_key(f)
-    k.locks.expire(key, k.clock.monotonic_ns)
-    lease = k.locks.lease_of(key, f)
+    p.sys.locks.expire(key, p.sys.clock.monotonic_ns)
+    lease = p.sys.locks.lease_of(key, f)
     return F_UNLCK if lease is None else lease.target
 
 
-def break_leases(k, key, flags: int) -> None:
+def break_leases(p, key, flags: int) -> None:
     """An open of a file that has leases (__break_lease): tell the holders (SIGIO, to this
     process: it holds them all), then wait until they give way or lease-break-time passes on
     the virtual clock. O_NONBLOCK: EWOULDBLOCK instead of waiting; a signal: EINTR."""
-    book = k.locks
+    book = p.sys.locks
     if key not in book.leases:
         return
-    book.expire(key, k.clock.monotonic_ns)
+    book.expire(key, p.sys.clock.monotonic_ns)
     want_write = flags & C.O_ACCMODE != C.O_RDONLY
     if not book.conflicting_leases(key, want_write):
         return
-    for _ in book.start_break(key, want_write, k.clock.monotonic_ns + LEASE_BREAK_NS):
-        k.signals.post(S.SigInfo(SIGIO, SI_KERNEL))
+    for _ in book.start_break(key, want_write, p.sys.clock.monotonic_ns + LEASE_BREAK_NS):
+        p.signals.post(S.SigInfo(SIGIO, SI_KERNEL))
     if flags & C.O_NONBLOCK:
         raise SyscallError(E.EAGAIN, "the file has a lease being broken")
     while True:
         pending = book.conflicting_leases(key, want_write)
         if not pending:
             return
-        if wait_for_signal(k, until=min(le.deadline_ns for le in pending)):
+        if wait_for_signal(p, until=min(le.deadline_ns for le in pending)):
             raise SyscallError(E.EINTR, "interrupted by a signal")
-        book.expire(key, k.clock.monotonic_ns)
+        book.expire(key, p.sys.clock.monotonic_ns)
 
 
-def fcntl_lock(k, f, cmd: int, arg: int) -> int:
+def fcntl_lock(p, f, cmd: int, arg: int) -> int:
     """The lock and lease commands of fcntl (kernel/files.py sends them here)."""
     if cmd == F_GETLEASE:
-        return _getlease(k, f)
+        return _getlease(p, f)
     if cmd == F_SETLEASE:
-        return _setlease(k, f, s32(arg))
-    raw = k.read(arg, FLOCK.size)
+        return _setlease(p, f, s32(arg))
+    raw = p.read(arg, FLOCK.size)
     if cmd in (C.F_GETLK, F_OFD_GETLK):
-        return _getlk(k, f, cmd, arg, raw)
-    return _setlk(k, f, cmd, raw)
+        return _getlk(p, f, cmd, arg, raw)
+    return _setlk(p, f, cmd, raw)
 
 
 # the checkpoint image --------------------------------------------------------------------------
-def locks_record(k, descs: list) -> dict:
+def locks_record(p, descs: list) -> dict:
     """The lock books for fds.json, naming descriptions by their index in `descs`."""
-    book = k.locks
+    book = p.sys.locks
     index = {id(d): i for i, d in enumerate(descs)}
     of_key: dict = {}
     for i, d in enumerate(descs):
@@ -263,9 +263,9 @@ def locks_record(k, descs: list) -> dict:
     return {"flock": flocks, "records": records, "leases": leases}
 
 
-def restore_locks(k, rec: dict, files: list) -> None:
+def restore_locks(p, rec: dict, files: list) -> None:
     """Rebuild the books from a parsed record (image.py checked it) and the reopened files."""
-    book = k.locks
+    book = p.sys.locks
     for e in rec.get("flock", []):
         f = files[e["description"]]
         book.flocks.setdefault(file_key(f), []).append((f, e["type"]))

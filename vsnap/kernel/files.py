@@ -26,17 +26,17 @@ from .registry import syscall
 IOV_MAX = 1024
 
 
-def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
+def open_resolved(p, r, flags: int, mode: int) -> OpenFile:
     acc = flags & C.O_ACCMODE
     status = flags & ~(C.O_CREAT | C.O_EXCL | C.O_NOCTTY | C.O_TRUNC | C.O_CLOEXEC)
     if r.special:  # /dev and /proc: kernel/virtual.py
-        return virtual.open_node(k, r, flags, status)
+        return virtual.open_node(p, r, flags, status)
     if not r.exists:
         if not flags & C.O_CREAT:
             raise SyscallError(E.ENOENT, r.guest)
         if flags & C.O_DIRECTORY:
             raise SyscallError(E.EINVAL, r.guest)
-        perm.may_create(k, r)
+        perm.may_create(p, r)
     elif flags & C.O_CREAT and flags & C.O_EXCL:
         raise SyscallError(E.EEXIST, r.guest)
     with host_errors():
@@ -47,7 +47,7 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             if S.S_ISDIR(st.st_mode):
                 if acc != C.O_RDONLY or flags & (C.O_CREAT | C.O_TRUNC):
                     raise SyscallError(E.EISDIR, r.guest)
-                perm.require(k, st.st_mode, MAY_READ, r.guest)
+                perm.require(p, st.st_mode, MAY_READ, r.guest)
                 # a descriptor of the directory itself, so that fstat and getdents still
                 # find it after it is renamed or removed, as on Linux
                 dfd = open_noatime(r.host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
@@ -56,13 +56,13 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
             if flags & C.O_DIRECTORY:
                 raise SyscallError(E.ENOTDIR, r.guest)
             if S.S_ISFIFO(st.st_mode):  # a named pipe (fifo.py)
-                return fifo.open_fifo(k, r, flags, st)
+                return fifo.open_fifo(p, r, flags, st)
             if S.S_ISSOCK(st.st_mode):
                 raise SyscallError(E.ENXIO, f"{r.guest}: a socket cannot be opened")
             if not S.S_ISREG(st.st_mode):
                 raise SyscallError(E.EACCES, f"{r.guest}: not a regular file")
-            perm.require(k, st.st_mode, perm.open_wants(flags), r.guest)
-            break_leases(k, (st.st_dev, st.st_ino), flags)
+            perm.require(p, st.st_mode, perm.open_wants(flags), r.guest)
+            break_leases(p, (st.st_dev, st.st_ino), flags)
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
                       | os.O_NOFOLLOW | os.O_CLOEXEC)
         if flags & C.O_CREAT:
@@ -72,51 +72,51 @@ def open_resolved(k, r, flags: int, mode: int) -> OpenFile:
         fd = open_noatime(r.host, host_flags, 0o600)  # reads leave atime alone (noatime)
         if not r.exists:
             # the guest's umask, not the host's: set the mode outright
-            new_mode = mode & 0o7777 & ~k.proc.umask
+            new_mode = mode & 0o7777 & ~p.task.umask
             os.fchmod(fd, new_mode)
-            touch_parent(k, r.host)
+            touch_parent(p, r.host)
         elif host_flags & os.O_TRUNC:
-            perm.drop_privileges(k, fd)
+            perm.drop_privileges(p, fd)
     f = OpenFile("file", r.guest, status, host_path=r.host, host_fd=fd,
                  may_be_setid=bool((st.st_mode if r.exists else new_mode) & perm.SETID))
     if host_flags & (os.O_CREAT | os.O_TRUNC) and (not r.exists or host_flags & os.O_TRUNC):
-        touch(k, fd, atime=not r.exists)
+        touch(p, fd, atime=not r.exists)
     return f
 
 
 @syscall("open", "path oflags mode")
-def sys_open(k, path, flags, mode):
+def sys_open(p, path, flags, mode):
     """int open(const char *pathname, int flags, mode_t mode);"""
-    return sys_openat(k, C.AT_FDCWD, path, flags, mode)
+    return sys_openat(p, C.AT_FDCWD, path, flags, mode)
 
 
 @syscall("openat", "fd path oflags mode")
-def sys_openat(k, dirfd, path, flags, mode):
+def sys_openat(p, dirfd, path, flags, mode):
     """int openat(int dirfd, const char *pathname, int flags, mode_t mode);"""
     flags = s32(flags)
     if flags & anonfile.TMPFILE_BIT:  # a nameless file in a directory (anonfile.py)
-        return anonfile.open_tmpfile(k, dirfd, path, flags, mode)
+        return anonfile.open_tmpfile(p, dirfd, path, flags, mode)
     if flags & C.O_PATH:  # a descriptor that only names a file (opath.py)
-        return opath.open_path(k, dirfd, path, flags)
+        return opath.open_path(p, dirfd, path, flags)
     # O_CREAT|O_EXCL never follows a final symlink (Linux refuses with EEXIST)
     exclusive = flags & C.O_CREAT and flags & C.O_EXCL
-    r = lookup(k, dirfd, path, follow=not (flags & C.O_NOFOLLOW or exclusive))
-    if k.read_cstr(path).endswith(b"/") and not r.exists and flags & C.O_CREAT:
+    r = lookup(p, dirfd, path, follow=not (flags & C.O_NOFOLLOW or exclusive))
+    if p.read_cstr(path).endswith(b"/") and not r.exists and flags & C.O_CREAT:
         raise SyscallError(E.EISDIR, r.guest)
-    f = open_resolved(k, r, flags, mode)
-    return k.fds.install(f, cloexec=bool(flags & C.O_CLOEXEC))
+    f = open_resolved(p, r, flags, mode)
+    return p.fds.install(f, cloexec=bool(flags & C.O_CLOEXEC))
 
 
 @syscall("creat", "path mode")
-def sys_creat(k, path, mode):
+def sys_creat(p, path, mode):
     """int creat(const char *pathname, mode_t mode);"""
-    return sys_openat(k, C.AT_FDCWD, path, C.O_CREAT | C.O_WRONLY | C.O_TRUNC, mode)
+    return sys_openat(p, C.AT_FDCWD, path, C.O_CREAT | C.O_WRONLY | C.O_TRUNC, mode)
 
 
 @syscall("close", "fd")
-def sys_close(k, fd):
+def sys_close(p, fd):
     """int close(int fd);"""
-    k.fds.close(s32(fd))
+    p.fds.close(s32(fd))
     return 0
 
 
@@ -138,7 +138,7 @@ def _writable(f: OpenFile) -> None:
         raise SyscallError(E.EBADF, f"{f.path} is open for reading only")
 
 
-def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
+def read_file(p, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     """Read up to `count` bytes; advance the shared offset unless `offset` is given."""
     _readable(f)
     pos = f.offset if offset is None else offset
@@ -146,18 +146,18 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
         with host_errors():
             data = os.pread(f.host_fd, count, pos)
     elif f.kind == "dev":
-        return devices.read(k, f, count)
+        return devices.read(p, f, count)
     elif f.kind == "proc":
         data = f.data[pos:pos + count]
     elif f.kind == "console":
-        if k.console.wait is not None:
+        if p.sys.console.wait is not None:
             from .signal import wait_for_input
-            wait_for_input(k)
-        return k.console.read(count)
+            wait_for_input(p)
+        return p.sys.console.read(count)
     elif f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
     elif f.kind == "fifo":
-        return fifo.read(k, f, count)
+        return fifo.read(p, f, count)
     else:
         return b""
     if offset is None:
@@ -165,72 +165,72 @@ def read_file(k, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     return data
 
 
-def write_file(k, f: OpenFile, data: bytes, offset: int | None = None) -> int:
+def write_file(p, f: OpenFile, data: bytes, offset: int | None = None) -> int:
     _writable(f)
     if f.kind == "console":
-        k.console.write("stderr" if f.stream == "stderr" else "stdout", data)
+        p.sys.console.write("stderr" if f.stream == "stderr" else "stdout", data)
         return len(data)
     if f.kind != "file":
         if f.kind == "null":
             return len(data)
         if f.kind == "dev":
-            return devices.write(k, f, data)
+            return devices.write(p, f, data)
         if f.kind == "proc":
-            return procfs.write(k, f, data)
+            return procfs.write(p, f, data)
         if f.kind == "fifo":
-            return fifo.write(k, f, data)
+            return fifo.write(p, f, data)
         raise SyscallError(E.EBADF, f.path)
     with host_errors():
         if offset is not None:
             if f.flags & C.O_APPEND:  # Linux appends even for pwrite (a documented bug)
                 offset = os.fstat(f.host_fd).st_size
-            data = data[:file_size_limit(k, offset, len(data))]
+            data = data[:file_size_limit(p, offset, len(data))]
             n = os.pwrite(f.host_fd, data, offset)
         else:
             if f.flags & C.O_APPEND:
                 f.offset = os.fstat(f.host_fd).st_size
             offset = f.offset
-            data = data[:file_size_limit(k, f.offset, len(data))]
+            data = data[:file_size_limit(p, f.offset, len(data))]
             n = os.pwrite(f.host_fd, data, f.offset)
             f.offset += n
         if n:  # a write of nothing changes nothing, mtime included (as on Linux)
-            touch(k, f.host_fd, offset, n)
+            touch(p, f.host_fd, offset, n)
             if f.may_be_setid:
-                perm.drop_privileges(k, f.host_fd)
+                perm.drop_privileges(p, f.host_fd)
     return n
 
 
 @syscall("read", "fd ptr size")
-def sys_read(k, fd, buf, count):
+def sys_read(p, fd, buf, count):
     """ssize_t read(int fd, void *buf, size_t count);"""
-    f = k.fds.get(s32(fd))
-    k.read(buf, min(count, 1))  # EFAULT before consuming input, as Linux checks the buffer
-    data = read_file(k, f, min(count, 1 << 24))
-    k.write(buf, data)
+    f = p.fds.get(s32(fd))
+    p.read(buf, min(count, 1))  # EFAULT before consuming input, as Linux checks the buffer
+    data = read_file(p, f, min(count, 1 << 24))
+    p.write(buf, data)
     return len(data)
 
 
 @syscall("write", "fd buf size")
-def sys_write(k, fd, buf, count):
+def sys_write(p, fd, buf, count):
     """ssize_t write(int fd, const void *buf, size_t count);"""
-    f = k.fds.get(s32(fd))
-    return write_file(k, f, k.read(buf, min(count, 1 << 24)))
+    f = p.fds.get(s32(fd))
+    return write_file(p, f, p.read(buf, min(count, 1 << 24)))
 
 
 @syscall("pread64", "fd ptr size int")
-def sys_pread64(k, fd, buf, count, offset):
+def sys_pread64(p, fd, buf, count, offset):
     """ssize_t pread(int fd, void *buf, size_t count, off_t offset);"""
-    f = _seekable(k.fds.get(s32(fd)))
-    data = read_file(k, f, min(count, 1 << 24), _offset(offset))
-    k.write(buf, data)
+    f = _seekable(p.fds.get(s32(fd)))
+    data = read_file(p, f, min(count, 1 << 24), _offset(offset))
+    p.write(buf, data)
     return len(data)
 
 
 @syscall("pwrite64", "fd buf size int")
-def sys_pwrite64(k, fd, buf, count, offset):
+def sys_pwrite64(p, fd, buf, count, offset):
     """ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset);"""
-    f = _seekable(k.fds.get(s32(fd)))
-    return write_file(k, f, k.read(buf, min(count, 1 << 24)), _offset(offset))
+    f = _seekable(p.fds.get(s32(fd)))
+    return write_file(p, f, p.read(buf, min(count, 1 << 24)), _offset(offset))
 
 
 def _offset(offset: int) -> int:
@@ -240,30 +240,30 @@ def _offset(offset: int) -> int:
     return offset
 
 
-def _iovecs(k, iov: int, iovcnt: int) -> list[tuple[int, int]]:
+def _iovecs(p, iov: int, iovcnt: int) -> list[tuple[int, int]]:
     iovcnt = s32(iovcnt)
     if not 0 <= iovcnt <= IOV_MAX:
         raise SyscallError(E.EINVAL, "bad iovcnt")
-    raw = k.read(iov, 16 * iovcnt)
+    raw = p.read(iov, 16 * iovcnt)
     return [struct.unpack_from("<QQ", raw, 16 * i) for i in range(iovcnt)]
 
 
 @syscall("writev", "fd ptr int")
-def sys_writev(k, fd, iov, iovcnt):
+def sys_writev(p, fd, iov, iovcnt):
     """ssize_t writev(int fd, const struct iovec *iov, int iovcnt);"""
-    f = k.fds.get(s32(fd))
-    data = b"".join(k.read(base, length) for base, length in _iovecs(k, iov, iovcnt))
-    return write_file(k, f, data)
+    f = p.fds.get(s32(fd))
+    data = b"".join(p.read(base, length) for base, length in _iovecs(p, iov, iovcnt))
+    return write_file(p, f, data)
 
 
 @syscall("readv", "fd ptr int")
-def sys_readv(k, fd, iov, iovcnt):
+def sys_readv(p, fd, iov, iovcnt):
     """ssize_t readv(int fd, const struct iovec *iov, int iovcnt);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     total = 0
-    for base, length in _iovecs(k, iov, iovcnt):
-        data = read_file(k, f, length)
-        k.write(base, data)
+    for base, length in _iovecs(p, iov, iovcnt):
+        data = read_file(p, f, length)
+        p.write(base, data)
         total += len(data)
         if len(data) < length:
             break
@@ -277,9 +277,9 @@ def _seekable(f: OpenFile) -> OpenFile:
 
 
 @syscall("lseek", "fd int whence")
-def sys_lseek(k, fd, offset, whence):
+def sys_lseek(p, fd, offset, whence):
     """off_t lseek(int fd, off_t offset, int whence);"""
-    f = _seekable(k.fds.get(s32(fd)))
+    f = _seekable(p.fds.get(s32(fd)))
     offset, whence = s64(offset), s32(whence)
     if f.kind in ("null", "dev"):
         return 0  # Linux's devices stay at 0 (null_lseek, noop_llseek)
@@ -307,40 +307,40 @@ def sys_lseek(k, fd, offset, whence):
 
 
 @syscall("dup", "fd")
-def sys_dup(k, oldfd):
+def sys_dup(p, oldfd):
     """int dup(int oldfd);"""
-    return k.fds.install(k.fds.get_raw(s32(oldfd)))
+    return p.fds.install(p.fds.get_raw(s32(oldfd)))
 
 
 @syscall("dup2", "fd fd")
-def sys_dup2(k, oldfd, newfd):
+def sys_dup2(p, oldfd, newfd):
     """int dup2(int oldfd, int newfd);"""
     oldfd, newfd = s32(oldfd), s32(newfd)
-    f = k.fds.get_raw(oldfd)
+    f = p.fds.get_raw(oldfd)
     if oldfd != newfd:
-        k.fds.place(newfd, f)
+        p.fds.place(newfd, f)
     return newfd
 
 
 @syscall("dup3", "fd fd oflags")
-def sys_dup3(k, oldfd, newfd, flags):
+def sys_dup3(p, oldfd, newfd, flags):
     """int dup3(int oldfd, int newfd, int flags);"""
     oldfd, newfd = s32(oldfd), s32(newfd)
     if oldfd == newfd or flags & ~C.O_CLOEXEC:
         raise SyscallError(E.EINVAL, "dup3 to the same fd or with bad flags")
-    k.fds.place(newfd, k.fds.get_raw(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
+    p.fds.place(newfd, p.fds.get_raw(oldfd), cloexec=bool(flags & C.O_CLOEXEC))
     return newfd
 
 
 @syscall("fcntl", "fd fcntl hex")
-def sys_fcntl(k, fd, cmd, arg):
+def sys_fcntl(p, fd, cmd, arg):
     """int fcntl(int fd, int cmd, ... /* arg */ );"""
     fd, cmd = s32(fd), s32(cmd)
-    entry = k.fds.entry(fd)
+    entry = p.fds.entry(fd)
     if entry.file.kind == "path" and cmd not in opath.FCNTL_ALLOWED:
         raise SyscallError(E.EBADF, f"fcntl {cmd} on an O_PATH descriptor")
     if cmd in (C.F_DUPFD, C.F_DUPFD_CLOEXEC):
-        return k.fds.install(entry.file, cloexec=cmd == C.F_DUPFD_CLOEXEC, start=s32(arg))
+        return p.fds.install(entry.file, cloexec=cmd == C.F_DUPFD_CLOEXEC, start=s32(arg))
     if cmd == C.F_GETFD:
         return C.FD_CLOEXEC if entry.cloexec else 0
     if cmd == C.F_SETFD:
@@ -353,40 +353,40 @@ def sys_fcntl(k, fd, cmd, arg):
         entry.file.flags = (entry.file.flags & ~changeable) | (arg & changeable)
         return 0
     if cmd in LOCK_COMMANDS:
-        return fcntl_lock(k, entry.file, cmd, arg)
+        return fcntl_lock(p, entry.file, cmd, arg)
     if cmd in (anonfile.F_ADD_SEALS, anonfile.F_GET_SEALS):
-        anonfile.sealing_refused(k, cmd)
+        anonfile.sealing_refused(p, cmd)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
 
 
 @syscall("ioctl", "fd ioctl ptr")
-def sys_ioctl(k, fd, request, argp):
+def sys_ioctl(p, fd, request, argp):
     """int ioctl(int fd, unsigned long request, ...);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     request &= 0xFFFFFFFF
-    tty = f.kind == "console" and (f.stream == "tty" or k.console.isatty(f.stream))
+    tty = f.kind == "console" and (f.stream == "tty" or p.sys.console.isatty(f.stream))
     if not tty:
         raise SyscallError(E.ENOTTY, f.path)
     if request == C.TIOCGWINSZ:
-        k.write(argp, structs.pack_winsize(24, 80))
+        p.write(argp, structs.pack_winsize(24, 80))
         return 0
     if request == C.TCGETS:
         # a cooked terminal: ICRNL|IXON, OPOST|ONLCR, B38400|CS8|CREAD, ISIG|ICANON|ECHO...
-        k.write(argp, struct.pack("<IIIIB19s", 0x500, 0x5, 0xBF, 0x8A3B, 0, b"\x03\x1c\x7f"
+        p.write(argp, struct.pack("<IIIIB19s", 0x500, 0x5, 0xBF, 0x8A3B, 0, b"\x03\x1c\x7f"
                                   b"\x15\x04\x00\x01\x00\x11\x13\x1a\x00\x12\x0f\x17\x16\x00"))
         return 0
     if request in (C.TCSETS, C.TCSETSW, C.TCSETSF, C.TIOCSWINSZ):
         return 0
     if request == C.TIOCGPGRP:
-        k.write(argp, struct.pack("<i", k.proc.pgid))
+        p.write(argp, struct.pack("<i", p.task.pgid))
         return 0
     raise SyscallError(E.ENOTTY, f"ioctl {request:#x}")
 
 
-def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
+def _dir_entries(p, f: OpenFile) -> list[tuple[int, int, bytes]]:
     """(inode, d_type, name) of each entry, sorted by name so that runs are reproducible."""
     if f.host_fd is None and f.host_path is None:  # /dev, /proc and below
-        return virtual.dir_entries(k, f)
+        return virtual.dir_entries(p, f)
     out = []
     with host_errors():
         here = os.fstat(f.host_fd) if f.host_fd is not None else os.stat(f.host_path)
@@ -396,11 +396,11 @@ def _dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
             dtype = (C.DT_DIR if S.S_ISDIR(st.st_mode) else C.DT_LNK if S.S_ISLNK(st.st_mode)
                      else C.DT_REG if S.S_ISREG(st.st_mode) else C.DT_UNKNOWN)
             guest = f.path.rstrip("/") + "/" + e.name
-            out.append((k.guest_inode(st, guest), dtype, os.fsencode(e.name)))
+            out.append((p.sys.guest_inode(st, guest), dtype, os.fsencode(e.name)))
     if f.path == "/":  # the virtual dev and proc, whatever the host folder holds
         out = [e for e in out if e[2] not in (b"dev", b"proc")] + virtual.root_entries()
         out.sort(key=lambda e: e[2])
-    ino = k.guest_inode(here, f.path)
+    ino = p.sys.guest_inode(here, f.path)
     return [(ino, C.DT_DIR, b"."), (ino, C.DT_DIR, b".."), *out]
 
 
@@ -420,9 +420,9 @@ def _entry_stat(e: os.DirEntry, here: os.stat_result):
 
 
 @syscall("getdents64", "fd ptr size")
-def sys_getdents64(k, fd, dirp, count):
+def sys_getdents64(p, fd, dirp, count):
     """ssize_t getdents64(int fd, void *dirp, size_t count);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     if f.kind != "dir":
         raise SyscallError(E.ENOTDIR, f.path)
     if f.host_fd is not None:
@@ -430,7 +430,7 @@ def sys_getdents64(k, fd, dirp, count):
             if os.fstat(f.host_fd).st_nlink == 0:  # Linux lists nothing of a removed directory
                 raise SyscallError(E.ENOENT, f"{f.path} was removed")
     if f.entries is None:
-        f.entries = _dir_entries(k, f)
+        f.entries = _dir_entries(p, f)
     out = b""
     while f.offset < len(f.entries):
         ino, dtype, name = f.entries[f.offset]
@@ -441,5 +441,5 @@ def sys_getdents64(k, fd, dirp, count):
             break
         out += rec
         f.offset += 1
-    k.write(dirp, out)
+    p.write(dirp, out)
     return len(out)

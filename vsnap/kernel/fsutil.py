@@ -39,36 +39,36 @@ def host_errors():
         raise SyscallError(host_errno_to_guest(e), e.strerror or "") from None
 
 
-def base_dir(k, dirfd: int) -> str:
+def base_dir(p, dirfd: int) -> str:
     """The guest directory a relative path starts from: cwd, or an open directory's path."""
     dirfd = s32(dirfd)
     if dirfd == C.AT_FDCWD:
-        return k.proc.cwd
-    f = k.fds.get_raw(dirfd)  # an O_PATH descriptor of a directory serves too
-    if f.kind != "dir" and not (f.kind == "path" and _opath_dir(k, f)):
+        return p.task.cwd
+    f = p.fds.get_raw(dirfd)  # an O_PATH descriptor of a directory serves too
+    if f.kind != "dir" and not (f.kind == "path" and _opath_dir(p, f)):
         raise SyscallError(E.ENOTDIR, f"fd {dirfd} is not a directory")
     return f.path
 
 
-def _opath_dir(k, f) -> bool:
+def _opath_dir(p, f) -> bool:
     from .opath import is_dir
-    return is_dir(k, f)
+    return is_dir(p, f)
 
 
-def lookup(k, dirfd: int, path_ptr: int, *, follow: bool = True,
+def lookup(p, dirfd: int, path_ptr: int, *, follow: bool = True,
            empty_ok: bool = False) -> Resolved:
-    path = k.read_path(path_ptr)
+    path = p.read_path(path_ptr)
     if not path:
         if empty_ok:
             return None
         raise SyscallError(E.ENOENT, "empty path")
     from .dirref import resolve  # the start directory may have been removed
-    return resolve(k, dirfd, path, follow=follow, creds=creds(k))
+    return resolve(p, dirfd, path, follow=follow, creds=creds(p))
 
 
-def creds(k) -> Credentials:
+def creds(p) -> Credentials:
     """The guest's credentials, which every permission check is made against."""
-    return Credentials(k.proc.uid, k.proc.gid)
+    return Credentials(p.task.uid, p.task.gid)
 
 
 def must_exist(r: Resolved) -> Resolved:
@@ -77,29 +77,29 @@ def must_exist(r: Resolved) -> Resolved:
     return r
 
 
-def touch(k, host_fd: int, offset: int = 0, length: int | None = None, *,
+def touch(p, host_fd: int, offset: int = 0, length: int | None = None, *,
           atime: bool = False) -> None:
     """Stamp a file the guest changed with the virtual time, so stat is reproducible: its mtime,
     and its atime only when it is new (a write keeps the atime: see inodetimes.py). And tell
     the address space, whose mappings of the file show the change (bytes [offset,
     offset+length) changed; length None: anything, the size included)."""
-    now = k.clock.realtime_ns
+    now = p.sys.clock.realtime_ns
     st = os.fstat(host_fd)
     os.utime(host_fd, ns=(now if atime else st.st_atime_ns, now))
-    if k.mem.files:
-        k.mem.file_changed((st.st_dev, st.st_ino), offset, length)
+    if p.mem.files:
+        p.mem.file_changed((st.st_dev, st.st_ino), offset, length)
 
 
-def touch_path(k, host_path: str) -> None:
+def touch_path(p, host_path: str) -> None:
     """Stamp a name the guest made or changed (a directory, a symlink itself)."""
-    now = k.clock.realtime_ns
+    now = p.sys.clock.realtime_ns
     os.utime(host_path, ns=(now, now), follow_symlinks=False)
 
 
-def touch_parent(k, host_path: str) -> None:
+def touch_parent(p, host_path: str) -> None:
     """Adding or removing a name changes its directory: stamp its mtime with the virtual time."""
     parent = os.path.dirname(host_path.rstrip("/")) or "/"
-    os.utime(parent, ns=(os.lstat(parent).st_atime_ns, k.clock.realtime_ns),
+    os.utime(parent, ns=(os.lstat(parent).st_atime_ns, p.sys.clock.realtime_ns),
              follow_symlinks=False)
 
 
@@ -109,70 +109,70 @@ def touch_parent(k, host_path: str) -> None:
 _CONSOLE_MODES = {"pts": (S.S_IFCHR | 0o620, 0x8800), "pipe": (S.S_IFIFO | 0o600, 0)}
 
 
-def stat_fields(k, *, host_path: str | None = None, host_fd: int | None = None,
+def stat_fields(p, *, host_path: str | None = None, host_fd: int | None = None,
                 special: str | None = None, follow: bool = True, guest_path: str = "",
                 resolved: Resolved | None = None) -> dict:
     """The fields of a guest struct stat, from the host file or a virtual one."""
-    boot = k.clock.boot_realtime_ns
+    boot = p.sys.clock.boot_realtime_ns
     if special is not None and special.startswith("fd:"):  # /proc/self/fd/N followed
-        return stat_of_file(k, k.fds.get(int(special[3:])))
+        return stat_of_file(p, p.fds.get(int(special[3:])))
     if special == "exe":                                    # the program, outside the root
-        host_path, special = k.vfs.exe_host_path, None
+        host_path, special = p.sys.vfs.exe_host_path, None
     if special is not None:
-        return virtual_stat(k, resolved or Resolved(guest_path, None, special, True), boot)
+        return virtual_stat(p, resolved or Resolved(guest_path, None, special, True), boot)
     with host_errors():
         if host_fd is not None:
             st = os.fstat(host_fd)
         else:
             st = os.stat(host_path, follow_symlinks=follow)
-    ino = k.guest_inode(st, guest_path)
+    ino = p.sys.guest_inode(st, guest_path)
     return dict(dev=GUEST_DEV, ino=ino, nlink=st.st_nlink,
                 mode=st.st_mode,
-                uid=k.proc.uid, gid=k.proc.gid, rdev=0, size=st.st_size, blksize=4096,
+                uid=p.task.uid, gid=p.task.gid, rdev=0, size=st.st_size, blksize=4096,
                 blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns,
-                ctime_ns=ctime_of(k, ino, st.st_mtime_ns))
+                ctime_ns=ctime_of(p, ino, st.st_mtime_ns))
 
 
-def _console_stat(k, f) -> dict:
+def _console_stat(p, f) -> dict:
     """A std stream: the terminal (the same inode as /dev/pts/0) or a pipe (pipe:[ino])."""
-    kind = "pts" if k.console.isatty(f.stream) else "pipe"
+    kind = "pts" if p.sys.console.isatty(f.stream) else "pipe"
     mode, rdev = _CONSOLE_MODES[kind]
-    boot = k.clock.boot_realtime_ns
+    boot = p.sys.clock.boot_realtime_ns
     ino = console_ino(f.stream) if kind == "pipe" else virtual_ino("/dev/pts/0")
-    return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=k.proc.uid, gid=k.proc.gid,
+    return dict(dev=GUEST_DEV, ino=ino, nlink=1, mode=mode, uid=p.task.uid, gid=p.task.gid,
                 rdev=rdev, size=0, blksize=4096, blocks=0, atime_ns=boot, mtime_ns=boot,
                 ctime_ns=boot)
 
 
-def stat_of_resolved(k, r: Resolved, follow: bool = True) -> dict:
+def stat_of_resolved(p, r: Resolved, follow: bool = True) -> dict:
     must_exist(r)
-    return stat_fields(k, host_path=r.host, special=r.special, follow=follow,
+    return stat_fields(p, host_path=r.host, special=r.special, follow=follow,
                        guest_path=r.guest, resolved=r)
 
 
-def stat_of_file(k, f) -> dict:
+def stat_of_file(p, f) -> dict:
     if f.kind == "fifo":
-        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
+        return stat_fields(p, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "path":  # O_PATH: the named file itself (a symlink when O_NOFOLLOW named one)
         if f.host_fd is None:  # a /dev or /proc name, as lstat sees it
-            return stat_of_resolved(k, k.vfs.resolve(f.path, "/", follow=False), follow=False)
-        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
+            return stat_of_resolved(p, p.sys.vfs.resolve(f.path, "/", follow=False), follow=False)
+        return stat_fields(p, host_fd=f.host_fd, guest_path=f.path)
     if f.kind in ("file", "exe"):
-        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
+        return stat_fields(p, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_fd is not None:
-        return stat_fields(k, host_fd=f.host_fd, guest_path=f.path)
+        return stat_fields(p, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "dir" and f.host_path:
-        return stat_fields(k, host_path=f.host_path, guest_path=f.path)
+        return stat_fields(p, host_path=f.host_path, guest_path=f.path)
     if f.kind == "console" and f.stream != "tty":
-        return _console_stat(k, f)
+        return _console_stat(p, f)
     # the virtual files: what their path names (the node itself, as at open)
     tty = "pts" if f.path == "/dev/pts/0" else "tty"
     special = {"dir": "dir", "console": tty, "null": "null", "dev": f.stream}.get(f.kind)
     if f.kind == "proc":
         special = "proc:" + f.path.rsplit("/", 1)[-1]
-    return stat_fields(k, special=special, guest_path=f.path)
+    return stat_fields(p, special=special, guest_path=f.path)
 
 
-def write_stat(k, addr: int, fields: dict) -> int:
-    k.write(addr, structs.pack_stat(**fields))
+def write_stat(p, addr: int, fields: dict) -> int:
+    p.write(addr, structs.pack_stat(**fields))
     return 0

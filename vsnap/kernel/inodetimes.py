@@ -8,7 +8,7 @@ mtime   set by the guest's writes, truncations and new names in a directory (the
         fsutil.touch) and by utimensat.
 ctime   the host's ctime is the host's real time of vsnap's own changes, which no run can
         reproduce. vsnap reports the later of mtime and the virtual time of the last status
-        change it recorded for the inode (Kernel.ctimes: guest inode -> ns, saved in images):
+        change it recorded for the inode (System.ctimes: guest inode -> ns, saved in images):
         a time set with utimensat, chmod, link, rename, fallocate. A write moves mtime, and so
         ctime, itself.
 """
@@ -30,10 +30,10 @@ def open_noatime(path, flags: int, mode: int = 0o777) -> int:
     return os.open(path, flags, mode)
 
 
-def mark_changed(k, st: os.stat_result, guest_path: str) -> None:
+def mark_changed(p, st: os.stat_result, guest_path: str) -> None:
     """Record a status change of the inode `st` at the virtual time (its ctime from now on)."""
-    k.ctimes[k.guest_inode(st, guest_path)] = k.clock.realtime_ns
+    p.sys.ctimes[p.sys.guest_inode(st, guest_path)] = p.sys.clock.realtime_ns
 
 
-def ctime_of(k, ino: int, mtime_ns: int) -> int:
-    return max(mtime_ns, k.ctimes.get(ino, mtime_ns))
+def ctime_of(p, ino: int, mtime_ns: int) -> int:
+    return max(mtime_ns, p.sys.ctimes.get(ino, mtime_ns))

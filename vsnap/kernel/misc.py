@@ -8,23 +8,23 @@ UNAME = ("Linux", "vsnap", "6.1.0-vsnap", "#1 SMP PREEMPT_DYNAMIC vsnap", "x86_6
 
 
 @syscall("uname", "ptr")
-def sys_uname(k, buf):
+def sys_uname(p, buf):
     """int uname(struct utsname *buf);"""
-    k.write(buf, structs.pack_utsname(*UNAME))
+    p.write(buf, structs.pack_utsname(*UNAME))
     return 0
 
 
 @syscall("getrandom", "ptr size hex")
-def sys_getrandom(k, buf, buflen, flags):
+def sys_getrandom(p, buf, buflen, flags):
     """ssize_t getrandom(void *buf, size_t buflen, unsigned int flags);"""
     n = min(buflen, 1 << 25)
-    k.write(buf, k.random.bytes(n))
+    p.write(buf, p.sys.random.bytes(n))
     return n
 
 
 @syscall("sysinfo", "ptr")
-def sys_sysinfo(k, info):
+def sys_sysinfo(p, info):
     """int sysinfo(struct sysinfo *info);"""
-    k.write(info, structs.pack_sysinfo(k.clock.monotonic_ns // 10**9, k.mem.limit,
-                                       max(0, k.mem.limit - k.mem.mapped), 1))
+    p.write(info, structs.pack_sysinfo(p.sys.clock.monotonic_ns // 10**9, p.mem.limit,
+                                       max(0, p.mem.limit - p.mem.mapped), 1))
     return 0

@@ -13,17 +13,17 @@ from .registry import syscall
 
 
 @syscall("brk", "ptr")
-def sys_brk(k, addr):
+def sys_brk(p, addr):
     """int brk(void *addr);  (the system call returns the new break, or the old on failure)"""
     if addr == 0:
-        return k.mem.brk
-    if addr >= k.mem.brk_start and not check_brk(k, addr):
-        return k.mem.brk  # over RLIMIT_DATA or RLIMIT_AS: the break stays
-    return k.mem.set_brk(addr)
+        return p.mem.brk
+    if addr >= p.mem.brk_start and not check_brk(p, addr):
+        return p.mem.brk  # over RLIMIT_DATA or RLIMIT_AS: the break stays
+    return p.mem.set_brk(addr)
 
 
 @syscall("mmap", "ptr size prot mflags fd hex")
-def sys_mmap(k, addr, length, prot, flags, fd, offset):
+def sys_mmap(p, addr, length, prot, flags, fd, offset):
     """void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);"""
     flags, prot = s32(flags), s32(prot)
     if length == 0 or addr & (PAGE - 1) or offset & (PAGE - 1) or length > 1 << 46:
@@ -32,7 +32,7 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
         raise SyscallError(E.EINVAL, "neither MAP_SHARED nor MAP_PRIVATE")
     mf, name, shared = None, "", bool(flags & C.MAP_SHARED)
     if not flags & C.MAP_ANONYMOUS:
-        f = k.fds.get(s32(fd))
+        f = p.fds.get(s32(fd))
         if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
             flags |= C.MAP_ANONYMOUS
             name = "/dev/zero (deleted)" if flags & C.MAP_SHARED else ""
@@ -49,23 +49,23 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
         if s64(offset) < 0:
             raise SyscallError(E.EINVAL, "negative offset")
         with host_errors():
-            mf = k.mem.mapped_file(f.host_fd, f.path, f.host_path)
+            mf = p.mem.mapped_file(f.host_fd, f.path, f.host_path)
         name = f.path
     else:
         shared = False  # one process: shared anonymous memory is nobody else's
     length = page_up(length)
     if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
-        if flags & C.MAP_FIXED_NOREPLACE and not k.mem.is_free(addr, addr + length):
+        if flags & C.MAP_FIXED_NOREPLACE and not p.mem.is_free(addr, addr + length):
             raise SyscallError(E.EEXIST, f"{addr:#x} is in use")
         start = addr
-    elif addr and k.mem.is_free(addr, addr + length) and addr + length <= 0x7FFF_F7FF_F000:
+    elif addr and p.mem.is_free(addr, addr + length) and addr + length <= 0x7FFF_F7FF_F000:
         start = addr  # a hint that fits is honoured, as Linux does
     else:
-        start = k.mem.find_free(length)
-    check_expand(k, length, prot, "mmap", start)
+        start = p.mem.find_free(length)
+    check_expand(p, length, prot, "mmap", start)
     try:
         with host_errors():
-            k.mem.map(start, length, prot & 7, "mmap", name, file=mf, offset=offset,
+            p.mem.map(start, length, prot & 7, "mmap", name, file=mf, offset=offset,
                       shared=shared, growsdown=bool(flags & C.MAP_GROWSDOWN))
     finally:
         if mf is not None and mf.pages == 0:
@@ -74,57 +74,57 @@ def sys_mmap(k, addr, length, prot, flags, fd, offset):
 
 
 @syscall("munmap", "ptr size")
-def sys_munmap(k, addr, length):
+def sys_munmap(p, addr, length):
     """int munmap(void *addr, size_t length);"""
     if addr & (PAGE - 1) or length == 0:
         raise SyscallError(E.EINVAL, "munmap arguments")
-    k.mem.unmap(addr, length)
+    p.mem.unmap(addr, length)
     return 0
 
 
 @syscall("mprotect", "ptr size prot")
-def sys_mprotect(k, addr, length, prot):
+def sys_mprotect(p, addr, length, prot):
     """int mprotect(void *addr, size_t len, int prot);"""
     if addr & (PAGE - 1):
         raise SyscallError(E.EINVAL, "unaligned address")
     if length:
-        check_protect(k, addr, page_up(length), prot)
-        k.mem.protect(addr, length, prot & 7)
+        check_protect(p, addr, page_up(length), prot)
+        p.mem.protect(addr, length, prot & 7)
     return 0
 
 
 @syscall("mremap", "ptr size size hex ptr")
-def sys_mremap(k, old, old_size, new_size, flags, new_addr):
+def sys_mremap(p, old, old_size, new_size, flags, new_addr):
     """void *mremap(void *old_address, size_t old_size, size_t new_size, int flags, ...);"""
     if old & (PAGE - 1) or new_size == 0 or flags & C.MREMAP_FIXED:
         raise SyscallError(E.EINVAL, "mremap arguments")
-    vma = k.mem.find(old)
+    vma = p.mem.find(old)
     if vma is None:
         raise SyscallError(E.EFAULT, f"{old:#x} is not mapped")
     old_size, new_size = page_up(old_size), page_up(new_size)
     if new_size <= old_size:
         if new_size < old_size:
-            k.mem.unmap(old + new_size, old_size - new_size)
+            p.mem.unmap(old + new_size, old_size - new_size)
         return old
-    check_expand(k, new_size - old_size, vma.prot, vma.kind)
-    if k.mem.is_free(old + old_size, old + new_size):
+    check_expand(p, new_size - old_size, vma.prot, vma.kind)
+    if p.mem.is_free(old + old_size, old + new_size):
         with host_errors():
-            k.mem.map(old + old_size, new_size - old_size, vma.prot, vma.kind, vma.name,
+            p.mem.map(old + old_size, new_size - old_size, vma.prot, vma.kind, vma.name,
                       file=vma.file, offset=vma.offset + old + old_size - vma.start,
                       shared=vma.shared)
         return old
     if not flags & C.MREMAP_MAYMOVE:
         raise SyscallError(E.ENOMEM, "cannot grow in place")
-    start = k.mem.find_free(new_size)
+    start = p.mem.find_free(new_size)
     with host_errors():
-        k.mem.move(old, old_size, start, new_size)
+        p.mem.move(old, old_size, start, new_size)
     return start
 
 
 @syscall("madvise", "ptr size int")
-def sys_madvise(k, addr, length, advice):
+def sys_madvise(p, addr, length, advice):
     """int madvise(void *addr, size_t length, int advice);"""
     if advice == 4:  # MADV_DONTNEED: zeros, or the file's bytes again
         with host_errors():
-            k.mem.discard(addr, page_up(addr + length))
+            p.mem.discard(addr, page_up(addr + length))
     return 0

@@ -21,8 +21,8 @@ from .fsutil import host_errors, lookup
 KEPT_FLAGS = C.O_PATH | C.O_DIRECTORY | C.O_NOFOLLOW   # Linux drops every other flag
 
 
-def open_path(k, dirfd: int, path: int, flags: int) -> int:
-    r = lookup(k, dirfd, path, follow=not flags & C.O_NOFOLLOW)
+def open_path(p, dirfd: int, path: int, flags: int) -> int:
+    r = lookup(p, dirfd, path, follow=not flags & C.O_NOFOLLOW)
     if not r.exists:
         raise SyscallError(E.ENOENT, r.guest)
     status = flags & KEPT_FLAGS
@@ -37,25 +37,25 @@ def open_path(k, dirfd: int, path: int, flags: int) -> int:
                 os.close(fd)
                 raise SyscallError(E.ENOTDIR, r.guest)
         f = OpenFile("path", r.guest, status, host_path=r.host, host_fd=fd)
-    return k.fds.install(f, cloexec=bool(flags & C.O_CLOEXEC))
+    return p.fds.install(f, cloexec=bool(flags & C.O_CLOEXEC))
 
 
-def _node(k, f: OpenFile):
-    return k.vfs.virtual.node(f.path) if k.vfs.virtual is not None else None
+def _node(p, f: OpenFile):
+    return p.sys.vfs.virtual.node(f.path) if p.sys.vfs.virtual is not None else None
 
 
-def is_dir(k, f: OpenFile) -> bool:
+def is_dir(p, f: OpenFile) -> bool:
     """Does an O_PATH descriptor name a directory (so fchdir and *at may use it)?"""
     if f.host_fd is None:
-        node = _node(k, f)
+        node = _node(p, f)
         return node is not None and node.is_dir and node.link is None
     with host_errors():
         return S.S_ISDIR(os.fstat(f.host_fd).st_mode)
 
 
-def is_symlink(k, f: OpenFile) -> bool:
+def is_symlink(p, f: OpenFile) -> bool:
     if f.host_fd is None:
-        node = _node(k, f)
+        node = _node(p, f)
         return node is not None and node.link is not None
     with host_errors():
         return S.S_ISLNK(os.fstat(f.host_fd).st_mode)

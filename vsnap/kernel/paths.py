@@ -26,36 +26,36 @@ def not_virtual(r, what: str):
 
 
 @syscall("mkdir", "path mode")
-def sys_mkdir(k, path, mode):
+def sys_mkdir(p, path, mode):
     """int mkdir(const char *pathname, mode_t mode);"""
-    return sys_mkdirat(k, C.AT_FDCWD, path, mode)
+    return sys_mkdirat(p, C.AT_FDCWD, path, mode)
 
 
 @syscall("mkdirat", "fd path mode")
-def sys_mkdirat(k, dirfd, path, mode):
+def sys_mkdirat(p, dirfd, path, mode):
     """int mkdirat(int dirfd, const char *pathname, mode_t mode);"""
-    r = not_virtual(_name(k, dirfd, path)[0], "read-only")
+    r = not_virtual(_name(p, dirfd, path)[0], "read-only")
     if r.exists:
         raise SyscallError(E.EEXIST, r.guest)
-    perm.may_create(k, r)
+    perm.may_create(p, r)
     with host_errors():
         os.mkdir(r.host, 0o700)
-        os.chmod(r.host, mode & 0o7777 & ~k.proc.umask)  # the guest's umask, not the host's
-        touch_path(k, r.host)
-        touch_parent(k, r.host)
+        os.chmod(r.host, mode & 0o7777 & ~p.task.umask)  # the guest's umask, not the host's
+        touch_path(p, r.host)
+        touch_parent(p, r.host)
     return 0
 
 
-def _name(k, dirfd, path_ptr: int):
+def _name(p, dirfd, path_ptr: int):
     """(the named file itself, whether the path ended in "/"): the last component is never
     followed, as for the calls that add or remove a name (Linux looks up its parent, then the
     name in it). A trailing slash is the caller's to judge: rmdir ignores it, unlink and
     rename refuse it on a non-directory, symlink and link refuse it on a new name."""
-    text = k.read_path(path_ptr)
+    text = p.read_path(path_ptr)
     if not text:
         raise SyscallError(E.ENOENT, "empty path")
     stripped = text.rstrip("/") or "/"
-    r = dirref.resolve(k, dirfd, stripped, follow=False, creds=creds(k))
+    r = dirref.resolve(p, dirfd, stripped, follow=False, creds=creds(p))
     return r, stripped != text and stripped != "/"
 
 
@@ -64,81 +64,81 @@ def _is_dir(r) -> bool:
         return r.host is not None and S.S_ISDIR(os.lstat(r.host).st_mode)
 
 
-def _last(k, path_ptr: int) -> str:
+def _last(p, path_ptr: int) -> str:
     """The last component of the path as the guest wrote it ("." in "a/." or "a/./")."""
-    return k.read_path(path_ptr).rstrip("/").rsplit("/", 1)[-1]
+    return p.read_path(path_ptr).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _rmdir(k, dirfd, path) -> int:
-    last = _last(k, path)
+def _rmdir(p, dirfd, path) -> int:
+    last = _last(p, path)
     if last in (".", ".."):  # as Linux: "." is invalid, ".." is never empty
         raise SyscallError(E.EINVAL if last == "." else E.ENOTEMPTY, last)
-    r = must_exist(not_virtual(_name(k, dirfd, path)[0], "read-only"))
+    r = must_exist(not_virtual(_name(p, dirfd, path)[0], "read-only"))
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
-    perm.may_delete(k, r)
+    perm.may_delete(p, r)
     if not _is_dir(r):  # a symlink too, even to a directory, even named with a slash
         raise SyscallError(E.ENOTDIR, r.guest)
-    with host_errors(), dirref.removing(k):
+    with host_errors(), dirref.removing(p):
         os.rmdir(r.host)
-        touch_parent(k, r.host)
+        touch_parent(p, r.host)
     return 0
 
 
 @syscall("rmdir", "path")
-def sys_rmdir(k, path):
+def sys_rmdir(p, path):
     """int rmdir(const char *pathname);"""
-    return _rmdir(k, C.AT_FDCWD, path)
+    return _rmdir(p, C.AT_FDCWD, path)
 
 
 @syscall("unlink", "path")
-def sys_unlink(k, path):
+def sys_unlink(p, path):
     """int unlink(const char *pathname);"""
-    return sys_unlinkat(k, C.AT_FDCWD, path, 0)
+    return sys_unlinkat(p, C.AT_FDCWD, path, 0)
 
 
 @syscall("unlinkat", "fd path hex")
-def sys_unlinkat(k, dirfd, path, flags):
+def sys_unlinkat(p, dirfd, path, flags):
     """int unlinkat(int dirfd, const char *pathname, int flags);"""
     if flags & C.AT_REMOVEDIR:
-        return _rmdir(k, dirfd, path)
-    if _last(k, path) in (".", ".."):
-        raise SyscallError(E.EISDIR, _last(k, path))
-    r, slash = _name(k, dirfd, path)
+        return _rmdir(p, dirfd, path)
+    if _last(p, path) in (".", ".."):
+        raise SyscallError(E.EISDIR, _last(p, path))
+    r, slash = _name(p, dirfd, path)
     must_exist(not_virtual(r, "read-only"))
     if slash or r.guest == "/":  # "name/": a directory is EISDIR, anything else ENOTDIR
         raise SyscallError(E.EISDIR if _is_dir(r) else E.ENOTDIR, r.guest)
-    perm.may_delete(k, r)
+    perm.may_delete(p, r)
     with host_errors():
         if S.S_ISDIR(os.lstat(r.host).st_mode):
             raise SyscallError(E.EISDIR, r.guest)
         else:
             os.unlink(r.host)
-        touch_parent(k, r.host)
+        touch_parent(p, r.host)
     return 0
 
 
 @syscall("rename", "path path")
-def sys_rename(k, old, new):
+def sys_rename(p, old, new):
     """int rename(const char *oldpath, const char *newpath);"""
-    return sys_renameat2(k, C.AT_FDCWD, old, C.AT_FDCWD, new, 0)
+    return sys_renameat2(p, C.AT_FDCWD, old, C.AT_FDCWD, new, 0)
 
 
 @syscall("renameat", "fd path fd path")
-def sys_renameat(k, olddirfd, old, newdirfd, new):
+def sys_renameat(p, olddirfd, old, newdirfd, new):
     """int renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);"""
-    return sys_renameat2(k, olddirfd, old, newdirfd, new, 0)
+    return sys_renameat2(p, olddirfd, old, newdirfd, new, 0)
 
 
 @syscall("renameat2", "fd path fd path hex")
-def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
+def sys_renameat2(p, olddirfd, old, newdirfd, new, flags):
     """int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
     unsigned int flags);"""
-    if {_last(k, old), _last(k, new)} & {".", ".."}:
+    if {_last(p, old), _last(p, new)} & {".", ".."}:
         raise SyscallError(E.EBUSY, "rename of . or ..")
     # both parents are looked up before either name is checked, as Linux does
-    src, src_slash = _name(k, olddirfd, old)
-    dst, dst_slash = _name(k, newdirfd, new)
+    src, src_slash = _name(p, olddirfd, old)
+    dst, dst_slash = _name(p, newdirfd, new)
     not_virtual(src, "read-only")
     not_virtual(dst, "read-only")
     must_exist(src)
@@ -159,20 +159,20 @@ def sys_renameat2(k, olddirfd, old, newdirfd, new, flags):
             if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
                 return 0  # two names of one file: Linux does nothing, and checks nothing
     # the permission checks of Linux's vfs_rename, in its order
-    perm.may_delete(k, src)
-    (perm.may_delete if dst.exists else perm.may_create)(k, dst)
+    perm.may_delete(p, src)
+    (perm.may_delete if dst.exists else perm.may_create)(p, dst)
     if S.S_ISDIR(st.st_mode) and not perm.same_dir(src, dst):
-        perm.require(k, st.st_mode, MAY_WRITE, src.guest)  # its ".." entry changes
-    with host_errors(), dirref.removing(k):  # an empty directory may be replaced
+        perm.require(p, st.st_mode, MAY_WRITE, src.guest)  # its ".." entry changes
+    with host_errors(), dirref.removing(p):  # an empty directory may be replaced
         os.rename(src.host, dst.host)
-        touch_parent(k, src.host)
-        touch_parent(k, dst.host)
-        mark_changed(k, os.lstat(dst.host), dst.guest)
-    _follow_rename(k, src.guest, dst.guest)
+        touch_parent(p, src.host)
+        touch_parent(p, dst.host)
+        mark_changed(p, os.lstat(dst.host), dst.guest)
+    _follow_rename(p, src.guest, dst.guest)
     return 0
 
 
-def _follow_rename(k, old: str, new: str) -> None:
+def _follow_rename(p, old: str, new: str) -> None:
     """Open files and the cwd follow a rename, as they do on Linux (they hold the inode, not
     the name): their recorded names are what a checkpoint reopens."""
     def moved(path: str, removed: bool = False) -> str | None:
@@ -182,134 +182,134 @@ def _follow_rename(k, old: str, new: str) -> None:
             return new.rstrip("/") + path[len(old.rstrip("/")):]
         return None
 
-    for f in k.fds.descriptions():
+    for f in p.fds.descriptions():
         if f.kind in ("file", "dir", "path", "fifo") and f.host_path is not None:
             to = moved(f.path, dirref.held_removed(f))
             if to is not None:
-                f.path, f.host_path = to, k.vfs.host_path(to)
-    cwd = moved(k.proc.cwd, bool(k.proc.cwd_removed))
+                f.path, f.host_path = to, p.sys.vfs.host_path(to)
+    cwd = moved(p.task.cwd, bool(p.task.cwd_removed))
     if cwd is not None:
-        k.proc.cwd = cwd
+        p.task.cwd = cwd
 
 
 @syscall("symlink", "str path")
-def sys_symlink(k, target, linkpath):
+def sys_symlink(p, target, linkpath):
     """int symlink(const char *target, const char *linkpath);"""
-    return sys_symlinkat(k, target, C.AT_FDCWD, linkpath)
+    return sys_symlinkat(p, target, C.AT_FDCWD, linkpath)
 
 
 @syscall("symlinkat", "str fd path")
-def sys_symlinkat(k, target, newdirfd, linkpath):
+def sys_symlinkat(p, target, newdirfd, linkpath):
     """int symlinkat(const char *target, int newdirfd, const char *linkpath);"""
-    text = k.read_cstr(target)
+    text = p.read_cstr(target)
     if not text:
         raise SyscallError(E.ENOENT, "empty symlink target")
-    r, slash = _name(k, newdirfd, linkpath)
+    r, slash = _name(p, newdirfd, linkpath)
     if not_virtual(r, "read-only").exists:
         raise SyscallError(E.EEXIST, r.guest)
     if slash:  # asked for a directory that is not there
         raise SyscallError(E.ENOENT, f"{r.guest}/")
-    perm.may_create(k, r)
+    perm.may_create(p, r)
     # The link is stored as the guest wrote it; vfs.py interprets it inside the root.
     with host_errors():
         os.symlink(text, r.host)
-        touch_path(k, r.host)
-        touch_parent(k, r.host)
+        touch_path(p, r.host)
+        touch_parent(p, r.host)
     return 0
 
 
 @syscall("link", "path path")
-def sys_link(k, old, new):
+def sys_link(p, old, new):
     """int link(const char *oldpath, const char *newpath);"""
-    return sys_linkat(k, C.AT_FDCWD, old, C.AT_FDCWD, new, 0)
+    return sys_linkat(p, C.AT_FDCWD, old, C.AT_FDCWD, new, 0)
 
 
 @syscall("linkat", "fd path fd path hex")
-def sys_linkat(k, olddirfd, old, newdirfd, new, flags):
+def sys_linkat(p, olddirfd, old, newdirfd, new, flags):
     """int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
     int flags);"""
-    src = must_exist(not_virtual(lookup(k, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
+    src = must_exist(not_virtual(lookup(p, olddirfd, old, follow=bool(flags & C.AT_SYMLINK_FOLLOW)),
                            "read-only"))
-    dst, slash = _name(k, newdirfd, new)
+    dst, slash = _name(p, newdirfd, new)
     if not_virtual(dst, "read-only").exists:
         raise SyscallError(E.EEXIST, dst.guest)
     if slash:  # asked for a directory that is not there
         raise SyscallError(E.ENOENT, f"{dst.guest}/")
-    perm.may_create(k, dst)
+    perm.may_create(p, dst)
     with host_errors():
         if S.S_ISDIR(os.lstat(src.host).st_mode):
             raise SyscallError(E.EPERM, f"{src.guest}: hard link to a directory")
         os.link(src.host, dst.host, follow_symlinks=False)
-        touch_parent(k, dst.host)
-        mark_changed(k, os.lstat(src.host), src.guest)
+        touch_parent(p, dst.host)
+        mark_changed(p, os.lstat(src.host), src.guest)
     return 0
 
 
 @syscall("readlink", "path ptr size")
-def sys_readlink(k, path, buf, size):
+def sys_readlink(p, path, buf, size):
     """ssize_t readlink(const char *pathname, char *buf, size_t bufsiz);"""
-    return sys_readlinkat(k, C.AT_FDCWD, path, buf, size)
+    return sys_readlinkat(p, C.AT_FDCWD, path, buf, size)
 
 
 @syscall("readlinkat", "fd path ptr size")
-def sys_readlinkat(k, dirfd, path, buf, size):
+def sys_readlinkat(p, dirfd, path, buf, size):
     """ssize_t readlinkat(int dirfd, const char *pathname, char *buf, size_t bufsiz);"""
     if s64(size) <= 0:
         raise SyscallError(E.EINVAL, "bufsiz")
-    name = k.read_path(path)
+    name = p.read_path(path)
     if not name and s32(dirfd) != C.AT_FDCWD:  # an O_PATH|O_NOFOLLOW descriptor of a link
-        return _readlink_fd(k, k.fds.get_raw(s32(dirfd)), buf, size)
-    s = dirref.start(k, dirfd, name) if name else (base_dir(k, dirfd), name)
+        return _readlink_fd(p, p.fds.get_raw(s32(dirfd)), buf, size)
+    s = dirref.start(p, dirfd, name) if name else (base_dir(p, dirfd), name)
     if isinstance(s, Resolved):  # "." of a removed directory
         raise SyscallError(E.EINVAL, f"{s.guest} is not a symbolic link")
-    target = os.fsencode(k.vfs.readlink(s[1], s[0], creds=creds(k)))[:size]
-    k.write(buf, target)
+    target = os.fsencode(p.sys.vfs.readlink(s[1], s[0], creds=creds(p)))[:size]
+    p.write(buf, target)
     return len(target)
 
 
-def _readlink_fd(k, f, buf, size) -> int:
-    if f.kind != "path" or not opath.is_symlink(k, f):
+def _readlink_fd(p, f, buf, size) -> int:
+    if f.kind != "path" or not opath.is_symlink(p, f):
         raise SyscallError(E.ENOENT, f"{f.path} is not a symbolic link")
     with host_errors():
-        target = k.vfs.exe_guest_path if f.host_fd is None else os.readlink(f.host_path)
+        target = p.sys.vfs.exe_guest_path if f.host_fd is None else os.readlink(f.host_path)
     if target is None:
         raise SyscallError(E.ENOENT, f.path)
     data = os.fsencode(target)[:size]
-    k.write(buf, data)
+    p.write(buf, data)
     return len(data)
 
 
 @syscall("getcwd", "ptr size")
-def sys_getcwd(k, buf, size):
+def sys_getcwd(p, buf, size):
     """char *getcwd(char *buf, size_t size);"""
-    cwd = os.fsencode(dirref.getcwd(k)) + b"\0"
+    cwd = os.fsencode(dirref.getcwd(p)) + b"\0"
     if size < len(cwd):
         raise SyscallError(E.ERANGE, "buffer too small")
-    k.write(buf, cwd)
+    p.write(buf, cwd)
     return len(cwd)
 
 
-def _enter(k, r) -> int:
-    st = stat_of_resolved(k, r)
+def _enter(p, r) -> int:
+    st = stat_of_resolved(p, r)
     if not S.S_ISDIR(st["mode"]):
         raise SyscallError(E.ENOTDIR, r.guest)
-    perm.require(k, st["mode"], MAY_EXEC, r.guest)
-    dirref.enter(k, r.guest, host=r.host)
+    perm.require(p, st["mode"], MAY_EXEC, r.guest)
+    dirref.enter(p, r.guest, host=r.host)
     return 0
 
 
 @syscall("chdir", "path")
-def sys_chdir(k, path):
+def sys_chdir(p, path):
     """int chdir(const char *path);"""
-    return _enter(k, lookup(k, C.AT_FDCWD, path))
+    return _enter(p, lookup(p, C.AT_FDCWD, path))
 
 
 @syscall("fchdir", "fd")
-def sys_fchdir(k, fd):
+def sys_fchdir(p, fd):
     """int fchdir(int fd);"""
-    f = k.fds.get_raw(s32(fd))  # an O_PATH descriptor of a directory serves too
-    if f.kind != "dir" and not (f.kind == "path" and opath.is_dir(k, f)):
+    f = p.fds.get_raw(s32(fd))  # an O_PATH descriptor of a directory serves too
+    if f.kind != "dir" and not (f.kind == "path" and opath.is_dir(p, f)):
         raise SyscallError(E.ENOTDIR, f.path)
-    perm.require(k, stat_of_file(k, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
-    dirref.enter(k, f.path, host=f.host_path, fd=f.host_fd)  # the directory, removed or not
+    perm.require(p, stat_of_file(p, f)["mode"], MAY_EXEC, f.path)  # its mode now, not at open
+    dirref.enter(p, f.path, host=f.host_path, fd=f.host_fd)  # the directory, removed or not
     return 0

@@ -21,9 +21,9 @@ from .fsutil import creds, host_errors
 SETID = S_ISUID | S_ISGID
 
 
-def require(k, mode: int, want: int, guest: str) -> None:
+def require(p, mode: int, want: int, guest: str) -> None:
     """EACCES unless the guest may `want` (MAY_* bits) a file with this st_mode."""
-    if not creds(k).permits(mode, want):
+    if not creds(p).permits(mode, want):
         need = "".join(c for bit, c in ((MAY_READ, "r"), (MAY_WRITE, "w"), (MAY_EXEC, "x"))
                        if want & bit)
         raise SyscallError(E.EACCES, f"{guest}: needs {need} permission")
@@ -42,13 +42,13 @@ def _parent(r: Resolved) -> tuple[str, str]:
     return os.path.dirname(r.host), os.path.dirname(r.guest) or "/"
 
 
-def may_change_dir(k, r: Resolved) -> None:
+def may_change_dir(p, r: Resolved) -> None:
     """Adding or removing a name needs write and search permission on its directory (Linux's
     may_create and may_delete; the other errors of those are the caller's, in Linux's order)."""
     host, guest = _parent(r)
     with host_errors():
         mode = os.stat(host).st_mode
-    require(k, mode, MAY_WRITE | MAY_EXEC, guest)
+    require(p, mode, MAY_WRITE | MAY_EXEC, guest)
 
 
 may_create = may_change_dir
@@ -59,15 +59,15 @@ def same_dir(a: Resolved, b: Resolved) -> bool:
     return _parent(a)[1] == _parent(b)[1]
 
 
-def setid_may_be_set(k, mode: int) -> None:
+def setid_may_be_set(p, mode: int) -> None:
     """A chmod gave some file set-user-ID bits: which open file it was is not worth finding out
     (another name, another descriptor), so every open file checks again on its next write."""
     if mode & SETID:
-        for f in k.fds.descriptions():
+        for f in p.fds.descriptions():
             f.may_be_setid = True
 
 
-def drop_privileges(k, host_fd: int) -> None:
+def drop_privileges(p, host_fd: int) -> None:
     """After a write or truncate: an unprivileged writer clears set-user-ID (and set-group-ID
     with group execute), as Linux's file_remove_privs does. The host kernel does it only when
     vsnap is not root, so vsnap does it itself."""

@@ -46,13 +46,13 @@ CAP_LAST_CAP = 40   # CAP_CHECKPOINT_RESTORE in Linux 6.1
 NSIG = 64
 
 
-def read_upto(k, addr: int, n: int) -> bytes:
+def read_upto(p, addr: int, n: int) -> bytes:
     """Up to `n` bytes of a string at `addr`, stopping at a NUL (strncpy_from_user): only
     the bytes actually needed must be readable."""
     out = b""
     while len(out) < n:
         at = addr + len(out)
-        chunk = k.read(at, min(n - len(out), 0x1000 - (at & 0xFFF)))
+        chunk = p.read(at, min(n - len(out), 0x1000 - (at & 0xFFF)))
         nul = chunk.find(b"\0")
         if nul >= 0:
             return out + chunk[:nul]
@@ -60,76 +60,76 @@ def read_upto(k, addr: int, n: int) -> bytes:
     return out
 
 
-def _put_int(k, addr: int, value: int) -> int:
-    k.write(addr, struct.pack("<i", value))
+def _put_int(p, addr: int, value: int) -> int:
+    p.write(addr, struct.pack("<i", value))
     return 0
 
 
 @syscall("prctl", "int hex hex hex hex")
-def sys_prctl(k, option, arg2, arg3, arg4, arg5):
+def sys_prctl(p, option, arg2, arg3, arg4, arg5):
     """int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
     unsigned long arg5);"""
-    p = k.proc
+    tk = p.task
     option = s32(option)
     if option == PR_SET_NAME:
-        k.exec.comm = read_upto(k, arg2, 15).decode("utf-8", "surrogateescape")
+        p.exec.comm = read_upto(p, arg2, 15).decode("utf-8", "surrogateescape")
         return 0
     if option == PR_GET_NAME:
-        k.write(arg2, k.exec.comm.encode("utf-8", "surrogateescape")[:15].ljust(16, b"\0"))
+        p.write(arg2, p.exec.comm.encode("utf-8", "surrogateescape")[:15].ljust(16, b"\0"))
         return 0
     if option == PR_SET_DUMPABLE:
         if arg2 not in (0, 1):  # 2 (SUID_DUMP_ROOT) is for the kernel's own use
             raise SyscallError(E.EINVAL, f"dumpable {arg2}")
-        p.dumpable = arg2
+        tk.dumpable = arg2
         return 0
     if option == PR_GET_DUMPABLE:
-        return p.dumpable
+        return tk.dumpable
     if option == PR_SET_PDEATHSIG:
         if arg2 > NSIG:
             raise SyscallError(E.EINVAL, f"signal {arg2}")
-        p.pdeathsig = arg2  # the parent is outside the sandbox and never dies before us
+        tk.pdeathsig = arg2  # the parent is outside the sandbox and never dies before us
         return 0
     if option == PR_GET_PDEATHSIG:
-        return _put_int(k, arg2, p.pdeathsig)
+        return _put_int(p, arg2, tk.pdeathsig)
     if option == PR_SET_CHILD_SUBREAPER:
-        p.child_subreaper = int(arg2 != 0)  # no children yet: kept and reported back
+        tk.child_subreaper = int(arg2 != 0)  # no children yet: kept and reported back
         return 0
     if option == PR_GET_CHILD_SUBREAPER:
-        return _put_int(k, arg2, p.child_subreaper)
+        return _put_int(p, arg2, tk.child_subreaper)
     if option == PR_SET_NO_NEW_PRIVS:
         if arg2 != 1 or arg3 or arg4 or arg5:
             raise SyscallError(E.EINVAL, "PR_SET_NO_NEW_PRIVS takes 1, 0, 0, 0")
-        p.no_new_privs = 1  # there is no exec, let alone a set-uid one, but keep the bit
+        tk.no_new_privs = 1  # there is no exec, let alone a set-uid one, but keep the bit
         return 0
     if option == PR_GET_NO_NEW_PRIVS:
         if arg2 or arg3 or arg4 or arg5:
             raise SyscallError(E.EINVAL, "PR_GET_NO_NEW_PRIVS takes no arguments")
-        return p.no_new_privs
+        return tk.no_new_privs
     if option == PR_SET_KEEPCAPS:
         if arg2 > 1:
             raise SyscallError(E.EINVAL, f"keepcaps {arg2}")
-        p.keepcaps = arg2  # nothing to keep (no capabilities, no setuid), but kept and shown
+        tk.keepcaps = arg2  # nothing to keep (no capabilities, no setuid), but kept and shown
         return 0
     if option == PR_GET_KEEPCAPS:
-        return p.keepcaps
+        return tk.keepcaps
     if option == PR_SET_TIMERSLACK:
         # the slack of timer expiries: virtual timers expire exactly, so it is only kept
-        p.timerslack_ns = arg2 or DEFAULT_TIMERSLACK_NS
+        tk.timerslack_ns = arg2 or DEFAULT_TIMERSLACK_NS
         return 0
     if option == PR_GET_TIMERSLACK:
-        return p.timerslack_ns
+        return tk.timerslack_ns
     if option == PR_GET_TID_ADDRESS:
-        k.write(arg2, p.tid_address.to_bytes(8, "little"))
+        p.write(arg2, tk.tid_address.to_bytes(8, "little"))
         return 0
     if option == PR_SET_THP_DISABLE:
         if arg3 or arg4 or arg5:
             raise SyscallError(E.EINVAL, "PR_SET_THP_DISABLE takes one argument")
-        p.thp_disable = int(arg2 != 0)  # no huge pages here anyway: kept and shown
+        tk.thp_disable = int(arg2 != 0)  # no huge pages here anyway: kept and shown
         return 0
     if option == PR_GET_THP_DISABLE:
         if arg2 or arg3 or arg4 or arg5:
             raise SyscallError(E.EINVAL, "PR_GET_THP_DISABLE takes no arguments")
-        return p.thp_disable
+        return tk.thp_disable
     if option == PR_GET_SECCOMP:
         return 0  # no filter can be installed (PR_SET_SECCOMP is refused): mode 0
     if option == PR_GET_SECUREBITS:
@@ -141,7 +141,7 @@ def sys_prctl(k, option, arg2, arg3, arg4, arg5):
     name = OTHER_OPTIONS.get(option)
     if name is None:  # Linux knows no such option either
         raise SyscallError(E.EINVAL, f"prctl option {option}")
-    k.refuse(f"prctl({name})", f"vsnap: prctl option {option} ({name}) is not implemented: "
+    p.sys.refuse(f"prctl({name})", f"vsnap: prctl option {option} ({name}) is not implemented: "
              f"EINVAL")
     raise SyscallError(E.EINVAL, name)
 
@@ -162,7 +162,7 @@ MB_REGISTERS = (MB_REGISTER_GLOBAL_EXPEDITED, MB_REGISTER_PRIVATE_EXPEDITED,
 
 
 @syscall("membarrier", "int hex int")
-def sys_membarrier(k, cmd, flags, cpu_id):
+def sys_membarrier(p, cmd, flags, cpu_id):
     """int membarrier(int cmd, unsigned int flags, int cpu_id);
 
     A barrier on every running thread of the process (or the system). The guest is one
@@ -177,10 +177,10 @@ def sys_membarrier(k, cmd, flags, cpu_id):
     if cmd in (MB_GLOBAL, MB_GLOBAL_EXPEDITED):
         return 0
     if cmd in MB_REGISTERS:
-        k.proc.membarrier |= cmd
+        p.task.membarrier |= cmd
         return 0
     if cmd in MB_NEEDS:
-        if not k.proc.membarrier & MB_NEEDS[cmd]:
+        if not p.task.membarrier & MB_NEEDS[cmd]:
             raise SyscallError(E.EPERM, "membarrier: not registered for this command")
         return 0
     raise SyscallError(E.EINVAL, f"membarrier command {cmd}")

@@ -14,115 +14,115 @@ from .registry import syscall
 
 
 @syscall("exit", "int")
-def sys_exit(k, status):
+def sys_exit(p, status):
     """void _exit(int status);  (one thread: the same as exit_group)"""
-    return sys_exit_group(k, status)
+    return sys_exit_group(p, status)
 
 
 @syscall("exit_group", "int")
-def sys_exit_group(k, status):
+def sys_exit_group(p, status):
     """void exit_group(int status);"""
-    k.proc.exit_status = status & 0xFF
+    p.task.exit_status = status & 0xFF
     raise GuestExit(status & 0xFF)
 
 
 @syscall("getpid", "")
-def sys_getpid(k):
+def sys_getpid(p):
     """pid_t getpid(void);"""
-    return k.proc.pid
+    return p.task.pid
 
 
 @syscall("gettid", "")
-def sys_gettid(k):
+def sys_gettid(p):
     """pid_t gettid(void);"""
-    return k.proc.pid
+    return p.task.pid
 
 
 @syscall("getppid", "")
-def sys_getppid(k):
+def sys_getppid(p):
     """pid_t getppid(void);"""
-    return k.proc.ppid
+    return p.task.ppid
 
 
 @syscall("getpgid", "int")
-def sys_getpgid(k, pid):
+def sys_getpgid(p, pid):
     """pid_t getpgid(pid_t pid);"""
-    if s32(pid) not in (0, k.proc.pid):
+    if s32(pid) not in (0, p.task.pid):
         raise SyscallError(E.ESRCH, f"no process {s32(pid)}")
-    return k.proc.pgid
+    return p.task.pgid
 
 
 @syscall("getpgrp", "")
-def sys_getpgrp(k):
+def sys_getpgrp(p):
     """pid_t getpgrp(void);"""
-    return k.proc.pgid
+    return p.task.pgid
 
 
 @syscall("getsid", "int")
-def sys_getsid(k, pid):
+def sys_getsid(p, pid):
     """pid_t getsid(pid_t pid);"""
-    if s32(pid) not in (0, k.proc.pid):
+    if s32(pid) not in (0, p.task.pid):
         raise SyscallError(E.ESRCH, f"no process {s32(pid)}")
-    return k.proc.sid
+    return p.task.sid
 
 
 @syscall("setpgid", "int int")
-def sys_setpgid(k, pid, pgid):
+def sys_setpgid(p, pid, pgid):
     """int setpgid(pid_t pid, pid_t pgid);"""
     pid, pgid = s32(pid), s32(pgid)
-    if pid not in (0, k.proc.pid):
+    if pid not in (0, p.task.pid):
         raise SyscallError(E.ESRCH, f"no process {pid}")
     if pgid < 0:
         raise SyscallError(E.EINVAL, "negative pgid")
-    if k.proc.sid == k.proc.pid:
+    if p.task.sid == p.task.pid:
         raise SyscallError(E.EPERM, "a session leader cannot change its group")
-    k.proc.pgid = pgid or k.proc.pid
+    p.task.pgid = pgid or p.task.pid
     return 0
 
 
 @syscall("setsid", "")
-def sys_setsid(k):
+def sys_setsid(p):
     """pid_t setsid(void);"""
-    if k.proc.pgid == k.proc.pid:
+    if p.task.pgid == p.task.pid:
         raise SyscallError(E.EPERM, "already a process group leader")
-    k.proc.sid = k.proc.pgid = k.proc.pid
-    return k.proc.sid
+    p.task.sid = p.task.pgid = p.task.pid
+    return p.task.sid
 
 
 @syscall("arch_prctl", "archprctl ptr")
-def sys_arch_prctl(k, code, addr):
+def sys_arch_prctl(p, code, addr):
     """int arch_prctl(int code, unsigned long addr);"""
     if code == C.ARCH_SET_FS:
-        k.cpu.write("fs_base", addr)
+        p.cpu.write("fs_base", addr)
     elif code == C.ARCH_SET_GS:
-        k.cpu.write("gs_base", addr)
+        p.cpu.write("gs_base", addr)
     elif code == C.ARCH_GET_FS:
-        k.write(addr, struct.pack("<Q", k.cpu.read("fs_base")))
+        p.write(addr, struct.pack("<Q", p.cpu.read("fs_base")))
     elif code == C.ARCH_GET_GS:
-        k.write(addr, struct.pack("<Q", k.cpu.read("gs_base")))
+        p.write(addr, struct.pack("<Q", p.cpu.read("gs_base")))
     else:
         raise SyscallError(E.EINVAL, f"arch_prctl code {code:#x}")
     return 0
 
 
 @syscall("set_tid_address", "ptr")
-def sys_set_tid_address(k, tidptr):
+def sys_set_tid_address(p, tidptr):
     """pid_t set_tid_address(int *tidptr);"""
-    k.proc.tid_address = tidptr
-    return k.proc.pid
+    p.task.tid_address = tidptr
+    return p.task.pid
 
 
 @syscall("set_robust_list", "ptr size")
-def sys_set_robust_list(k, head, length):
+def sys_set_robust_list(p, head, length):
     """long set_robust_list(struct robust_list_head *head, size_t len);"""
     if length != 24:
         raise SyscallError(E.EINVAL, "robust list head size")
-    k.proc.robust_list = head
+    p.task.robust_list = head
     return 0
 
 
 @syscall("rseq", "ptr size hex hex")
-def sys_rseq(k, rseq, length, flags, sig):
+def sys_rseq(p, rseq, length, flags, sig):
     """int rseq(struct rseq *rseq, uint32_t rseq_len, int flags, uint32_t sig);"""
     # vsnap has one thread and no preemption, so restartable sequences have nothing to
     # restart; refusing is allowed by the ABI and glibc carries on without them.
@@ -130,15 +130,15 @@ def sys_rseq(k, rseq, length, flags, sig):
 
 
 @syscall("sched_getaffinity", "int size ptr")
-def sys_sched_getaffinity(k, pid, size, mask):
+def sys_sched_getaffinity(p, pid, size, mask):
     """int sched_getaffinity(pid_t pid, size_t cpusetsize, cpu_set_t *mask);"""
     if size < 8:
         raise SyscallError(E.EINVAL, "cpuset too small")
-    k.write(mask, struct.pack("<Q", 1))  # one CPU
+    p.write(mask, struct.pack("<Q", 1))  # one CPU
     return 8
 
 
 @syscall("sched_yield", "")
-def sys_sched_yield(k):
+def sys_sched_yield(p):
     """int sched_yield(void);"""
     return 0

@@ -10,7 +10,7 @@ any other pid is ENOENT. A file's bytes are made when it is opened (an OpenFile 
 holding them), so reading it is reproducible and a checkpoint saves exactly what the guest was
 reading. Numbers Linux takes from hardware or the scheduler come from vsnap's books: every
 mapped page counts as resident, times are the virtual clock's, there is one CPU. Only comm can
-be written (it renames the process); the name lives in kernel.exec, which images keep.
+be written (it renames the process); the name lives in the process's exec, which images keep.
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ LOW31 = 0x7FFF_FFFF
 
 
 # the namespace --------------------------------------------------------------------------------
-def node(k, parts: list[str]) -> VNode | None:
+def node(p, parts: list[str]) -> VNode | None:
     """The VNode of /proc/... (parts without "proc")."""
-    pid = str(k.proc.pid)
+    pid = str(p.task.pid)
     if not parts:
         return VNode("dir", is_dir=True)
     head, rest = parts[0], parts[1:]
@@ -49,35 +49,35 @@ def node(k, parts: list[str]) -> VNode | None:
     if head == "mounts" and not rest:
         return VNode("link", link="self/mounts", jump="self/mounts")
     if head == pid:
-        return _pid_node(k, rest, task=False)
+        return _pid_node(p, rest, task=False)
     return None
 
 
-def _pid_node(k, parts: list[str], *, task: bool) -> VNode | None:
+def _pid_node(p, parts: list[str], *, task: bool) -> VNode | None:
     if not parts:
         return VNode("dir", is_dir=True)
     name, rest = parts[0], parts[1:]
     if name == "task" and not task:
         if not rest:
             return VNode("dir", is_dir=True)
-        if rest[0] == str(k.proc.pid):
-            return _pid_node(k, rest[1:], task=True)
+        if rest[0] == str(p.task.pid):
+            return _pid_node(p, rest[1:], task=True)
         return None
     if name in PID_FILES:
         return None if rest else VNode("proc:" + name)
     if name in PID_LINKS:
-        return None if rest else _link(k, name)
+        return None if rest else _link(p, name)
     if name in ("fd", "fdinfo", "map_files"):
         if not rest:
             return VNode("dir", is_dir=True)
         if len(rest) > 1:
             return None
         if name == "map_files":
-            return _map_file(k, rest[0])
+            return _map_file(p, rest[0])
         fd = _fd_number(rest[0])
-        if fd is None or fd not in k.fds.fds:
+        if fd is None or fd not in p.fds.fds:
             return None
-        return fd_link(k, fd) if name == "fd" else VNode(f"proc:fdinfo:{fd}")
+        return fd_link(p, fd) if name == "fd" else VNode(f"proc:fdinfo:{fd}")
     return None
 
 
@@ -85,14 +85,14 @@ def _fd_number(text: str) -> int | None:
     return int(text) if text.isdigit() and text == str(int(text)) else None
 
 
-def _link(k, name: str) -> VNode:
+def _link(p, name: str) -> VNode:
     if name == "cwd":
         from .dirref import proc_link
         # a removed cwd has no path to walk (vsnap does not follow it: ENOTDIR inside it)
-        return VNode("link", link=proc_link(k), jump=None if k.proc.cwd_removed else k.proc.cwd)
+        return VNode("link", link=proc_link(p), jump=None if p.task.cwd_removed else p.task.cwd)
     if name == "root":
         return VNode("link", link="/", jump="/")
-    exe_guest, exe_host = k.vfs.exe_guest_path, k.vfs.exe_host_path
+    exe_guest, exe_host = p.sys.vfs.exe_guest_path, p.sys.vfs.exe_host_path
     if exe_guest is not None:
         return VNode("link", link=exe_guest, jump=exe_guest)
     # The program lies outside the root: the link names its host path, as Linux names a file
@@ -100,7 +100,7 @@ def _link(k, name: str) -> VNode:
     return VNode("exe", link=exe_host or "", jump=None)
 
 
-def fd_target(k, f) -> tuple[str, bool]:
+def fd_target(p, f) -> tuple[str, bool]:
     """What readlink(/proc/self/fd/N) gives for an open file, and whether that text is a path
     that leads back to the same file."""
     if f.kind in ("file", "dir") and f.host_fd is not None:
@@ -116,16 +116,16 @@ def fd_target(k, f) -> tuple[str, bool]:
             same = False
         return (f.path, True) if same else (f.path + " (deleted)", False)
     if f.kind == "exe":
-        return k.vfs.exe_host_path or "", False
+        return p.sys.vfs.exe_host_path or "", False
     if f.kind == "console" and f.stream != "tty":
-        if k.console.isatty(f.stream):
+        if p.sys.console.isatty(f.stream):
             return "/dev/pts/0", False
         return f"pipe:[{console_ino(f.stream)}]", False
     return f.path, True     # /dev/null, /dev/zero, /dev/tty, /proc files, virtual dirs
 
 
-def fd_link(k, fd: int) -> VNode:
-    text, is_path = fd_target(k, k.fds.fds[fd].file)
+def fd_link(p, fd: int) -> VNode:
+    text, is_path = fd_target(p, p.fds.fds[fd].file)
     return VNode(f"fd:{fd}", link=text, jump=text if is_path else None)
 
 
@@ -135,12 +135,12 @@ def console_ino(stream: str) -> int:
         "stdin", "stdout", "stderr") else 4099
 
 
-def _file_vmas(k):
-    return [v for v in k.mem.vmas if v.name.startswith("/")]
+def _file_vmas(p):
+    return [v for v in p.mem.vmas if v.name.startswith("/")]
 
 
-def _map_file(k, name: str) -> VNode | None:
-    for v in _file_vmas(k):
+def _map_file(p, name: str) -> VNode | None:
+    for v in _file_vmas(p):
         if name == f"{v.start:x}-{v.end:x}":
             # readlink works for the process itself; following one needs
             # CAP_CHECKPOINT_RESTORE on Linux, which the guest (uid 1000) does not have
@@ -148,10 +148,10 @@ def _map_file(k, name: str) -> VNode | None:
     return None
 
 
-def entries(k, parts: list[str]) -> list[tuple[str, int]] | None:
+def entries(p, parts: list[str]) -> list[tuple[str, int]] | None:
     """(name, d_type) in a /proc directory, in Linux's order for fd directories and by name
     elsewhere; None if `parts` is not a directory."""
-    pid = str(k.proc.pid)
+    pid = str(p.task.pid)
     if not parts:
         return [("mounts", C.DT_LNK), ("self", C.DT_LNK), ("thread-self", C.DT_LNK),
                 (pid, C.DT_DIR)]
@@ -172,15 +172,15 @@ def entries(k, parts: list[str]) -> list[tuple[str, int]] | None:
         out += [(n, C.DT_DIR) for n in PID_DIRS if not (task and n == "task")]
         return sorted(out)
     if parts == ["fd"]:
-        return [(str(fd), C.DT_LNK) for fd in sorted(k.fds.fds)]
+        return [(str(fd), C.DT_LNK) for fd in sorted(p.fds.fds)]
     if parts == ["fdinfo"]:
-        return [(str(fd), C.DT_REG) for fd in sorted(k.fds.fds)]
+        return [(str(fd), C.DT_REG) for fd in sorted(p.fds.fds)]
     if parts == ["map_files"]:
-        return [(f"{v.start:x}-{v.end:x}", C.DT_LNK) for v in _file_vmas(k)]
+        return [(f"{v.start:x}-{v.end:x}", C.DT_LNK) for v in _file_vmas(p)]
     return None
 
 
-def stat_mode(k, r) -> tuple[int, int]:
+def stat_mode(p, r) -> tuple[int, int]:
     """(st_mode, st_size) of a /proc node that is not followed somewhere else."""
     special, name = r.special, r.guest.rsplit("/", 1)[-1]
     if special == "dir":
@@ -189,7 +189,7 @@ def stat_mode(k, r) -> tuple[int, int]:
     if special == "link":
         parent = r.guest.rsplit("/", 2)[-2]
         if parent == "fd":
-            acc = k.fds.fds[int(name)].file.flags & C.O_ACCMODE if int(name) in k.fds.fds else 2
+            acc = p.fds.fds[int(name)].file.flags & C.O_ACCMODE if int(name) in p.fds.fds else 2
             return S.S_IFLNK | {C.O_RDONLY: 0o500, C.O_WRONLY: 0o300}.get(acc, 0o700), 64
         if parent == "map_files":
             return S.S_IFLNK | 0o400, 64
@@ -198,66 +198,66 @@ def stat_mode(k, r) -> tuple[int, int]:
 
 
 # the files -------------------------------------------------------------------------------------
-def content(k, special: str) -> bytes:
+def content(p, special: str) -> bytes:
     """The bytes of a /proc file, made now."""
     name = special.split(":", 1)[1]
     if name.startswith("fdinfo:"):
-        return _fdinfo(k, int(name.split(":")[1]))
-    return _MAKERS[name](k)
+        return _fdinfo(p, int(name.split(":")[1]))
+    return _MAKERS[name](p)
 
 
-def write(k, f, data: bytes) -> int:
+def write(p, f, data: bytes) -> int:
     """A write to a /proc file opened for writing: only comm can be. Linux keeps the first 15
     bytes as they are (a trailing newline included) and takes the whole count."""
     if not f.path.endswith("/comm"):
         raise SyscallError(E.EINVAL, f.path)
-    k.exec.comm = data[:15].split(b"\0")[0].decode("utf-8", "surrogateescape")
+    p.exec.comm = data[:15].split(b"\0")[0].decode("utf-8", "surrogateescape")
     return len(data)
 
 
-def _guest_bytes(k, start: int, end: int) -> bytes:
+def _guest_bytes(p, start: int, end: int) -> bytes:
     if end <= start:
         return b""
     try:
-        return k.mem.read(start, end - start)
+        return p.mem.read(start, end - start)
     except Exception:  # the guest unmapped its own stack strings: Linux reads nothing too
         return b""
 
 
-def _cmdline(k) -> bytes:
-    return _guest_bytes(k, k.exec.arg_start, k.exec.arg_end)
+def _cmdline(p) -> bytes:
+    return _guest_bytes(p, p.exec.arg_start, p.exec.arg_end)
 
 
-def _environ(k) -> bytes:
-    return _guest_bytes(k, k.exec.env_start, k.exec.env_end)
+def _environ(p) -> bytes:
+    return _guest_bytes(p, p.exec.env_start, p.exec.env_end)
 
 
-def _auxv(k) -> bytes:
+def _auxv(p) -> bytes:
     return b"".join(key.to_bytes(8, "little") + val.to_bytes(8, "little")
-                    for key, val in k.exec.auxv)
+                    for key, val in p.exec.auxv)
 
 
-def _comm(k) -> bytes:
-    return k.exec.comm.encode() + b"\n"
+def _comm(p) -> bytes:
+    return p.exec.comm.encode() + b"\n"
 
 
-def _mounts(k) -> bytes:
+def _mounts(p) -> bytes:
     return b"vsnap / vsnap rw,relatime 0 0\n"
 
 
-def _mountinfo(k) -> bytes:
+def _mountinfo(p) -> bytes:
     # one mount, the sandbox root (st_dev 8:1 everywhere, /dev and /proc included)
     return f"{MOUNT_ID} {MOUNT_ID} 8:1 / / rw,relatime - vsnap vsnap rw\n".encode()
 
 
-def _maps(k) -> bytes:
-    return k.mem.maps_text().encode()
+def _maps(p) -> bytes:
+    return p.mem.maps_text().encode()
 
 
-def _sizes(k) -> dict:
+def _sizes(p) -> dict:
     """Linux's mm counters in bytes, from the VMAs (every mapped page is resident)."""
     total = stack = text = data = filed = 0
-    for v in k.mem.vmas:
+    for v in p.mem.vmas:
         total += v.size
         if v.kind == "stack":
             stack += v.size
@@ -275,14 +275,14 @@ def _kb(n: int) -> str:
     return f"{n >> 10:8d} kB"
 
 
-def _sigmasks(k) -> dict:
-    s = k.signals
+def _sigmasks(p) -> dict:
+    s = p.signals
     thread = shared = 0
-    for p in s.pending:
-        if p.code == SI_TKILL or p.code > 0:   # tkill/tgkill and faults are the thread's own
-            thread |= bit(p.signo)
+    for tk in s.pending:
+        if tk.code == SI_TKILL or tk.code > 0:   # tkill/tgkill and faults are the thread's own
+            thread |= bit(tk.signo)
         else:
-            shared |= bit(p.signo)
+            shared |= bit(tk.signo)
     ign = cgt = 0
     for n, a in s.actions.items():
         if a.handler == SIG_IGN:
@@ -293,23 +293,23 @@ def _sigmasks(k) -> dict:
             "queued": len(s.pending)}
 
 
-def _fdsize(k) -> int:
-    top = max(k.fds.fds, default=0)
+def _fdsize(p) -> int:
+    top = max(p.fds.fds, default=0)
     if top < 64:
         return 64
     n = top // 128 + 1
     return 128 * (1 << (n - 1).bit_length())
 
 
-def _status(k) -> bytes:
-    p, z, m = k.proc, _sizes(k), _sigmasks(k)
+def _status(p) -> bytes:
+    tk, z, m = p.task, _sizes(p), _sigmasks(p)
     ids = lambda x: "\t".join([str(x)] * 4)  # noqa: E731  (real, effective, saved, fs)
     lines = [
-        f"Name:\t{k.exec.comm}", f"Umask:\t{p.umask:04o}", "State:\tR (running)",
-        f"Tgid:\t{p.pid}", "Ngid:\t0", f"Pid:\t{p.pid}", f"PPid:\t{p.ppid}", "TracerPid:\t0",
-        f"Uid:\t{ids(p.uid)}", f"Gid:\t{ids(p.gid)}", f"FDSize:\t{_fdsize(k)}",
-        f"Groups:\t{p.gid} ", f"NStgid:\t{p.pid}", f"NSpid:\t{p.pid}", f"NSpgid:\t{p.pgid}",
-        f"NSsid:\t{p.sid}",
+        f"Name:\t{p.exec.comm}", f"Umask:\t{tk.umask:04o}", "State:\tR (running)",
+        f"Tgid:\t{tk.pid}", "Ngid:\t0", f"Pid:\t{tk.pid}", f"PPid:\t{tk.ppid}", "TracerPid:\t0",
+        f"Uid:\t{ids(tk.uid)}", f"Gid:\t{ids(tk.gid)}", f"FDSize:\t{_fdsize(p)}",
+        f"Groups:\t{tk.gid} ", f"NStgid:\t{tk.pid}", f"NSpid:\t{tk.pid}", f"NSpgid:\t{tk.pgid}",
+        f"NSsid:\t{tk.sid}",
         f"VmPeak:\t{_kb(z['size'])}", f"VmSize:\t{_kb(z['size'])}", f"VmLck:\t{_kb(0)}",
         f"VmPin:\t{_kb(0)}", f"VmHWM:\t{_kb(z['size'])}", f"VmRSS:\t{_kb(z['size'])}",
         f"RssAnon:\t{_kb(z['anon'])}", f"RssFile:\t{_kb(z['file'])}",
@@ -329,25 +329,25 @@ def _status(k) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _stat(k) -> bytes:
+def _stat(p) -> bytes:
     """proc(5)'s 52 fields, in order (the four signal sets are the obsolete 31-bit ones: the
     thread's own pending set, blocked, ignored, caught)."""
-    p, e, z, m = k.proc, k.exec, _sizes(k), _sigmasks(k)
+    tk, e, z, m = p.task, p.exec, _sizes(p), _sigmasks(p)
     tick = 10**9 // CLK_TCK  # user and system time, as times() counts them
-    utime, stime = k.clock.user_ns // tick, k.clock.system_ns // tick
-    tty = 0x8800 if any(k.console.isatty(s) for s in ("stdin", "stdout", "stderr")) else 0
-    fields = [p.pid, f"({e.comm})", "R", p.ppid, p.pgid, p.sid, tty, p.pgid if tty else -1,
+    utime, stime = p.sys.clock.user_ns // tick, p.sys.clock.system_ns // tick
+    tty = 0x8800 if any(p.sys.console.isatty(s) for s in ("stdin", "stdout", "stderr")) else 0
+    fields = [tk.pid, f"({e.comm})", "R", tk.ppid, tk.pgid, tk.sid, tty, tk.pgid if tty else -1,
               0, 0, 0, 0, 0, utime, stime, 0, 0, 20, 0, 1, 0, 0, z["size"], z["size"] // PAGE,
               RLIM_INFINITY, e.start_code, e.end_code, e.start_stack, 0, 0,
               m["pnd"] & LOW31, m["blk"] & LOW31, m["ign"] & LOW31, m["cgt"] & LOW31,
               0, 0, 0, 17, 0, 0, 0, 0, 0,
-              0, e.start_data, e.end_data, k.mem.brk_start, e.arg_start, e.arg_end,
+              0, e.start_data, e.end_data, p.mem.brk_start, e.arg_start, e.arg_end,
               e.env_start, e.env_end, 0]
     return (" ".join(str(f) for f in fields) + "\n").encode()
 
 
-def _statm(k) -> bytes:
-    z = _sizes(k)
+def _statm(p) -> bytes:
+    z = _sizes(p)
     pages = [z["size"], z["size"], z["file"], z["text"], 0, z["data"] + z["stack"], 0]
     return (" ".join(str(n // PAGE) for n in pages) + "\n").encode()
 
@@ -359,10 +359,10 @@ def _vmflags(v) -> str:
     return "VmFlags: " + "".join(f + " " for f in flags)
 
 
-def _smaps(k) -> bytes:
-    maps = k.mem.maps_text().splitlines()
+def _smaps(p) -> bytes:
+    maps = p.mem.maps_text().splitlines()
     out = []
-    for line, v in zip(maps, k.mem.vmas):
+    for line, v in zip(maps, p.mem.vmas):
         size = v.size
         anon = 0 if v.name.startswith("/") and v.kind in ("text", "data") else size
         dirty = size if v.prot & PROT_WRITE or v.kind == "text*" else 0
@@ -379,15 +379,15 @@ def _smaps(k) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def _fdinfo(k, fd: int) -> bytes:
-    entry = k.fds.fds.get(fd)
+def _fdinfo(p, fd: int) -> bytes:
+    entry = p.fds.fds.get(fd)
     if entry is None:
         return b""
     f = entry.file
     from .files import status_flags
     from .fsutil import stat_of_file
     flags = status_flags(f) | (C.O_CLOEXEC if entry.cloexec else 0)
-    ino = stat_of_file(k, f)["ino"]
+    ino = stat_of_file(p, f)["ino"]
     return f"pos:\t{f.offset}\nflags:\t0{flags:o}\nmnt_id:\t{MOUNT_ID}\nino:\t{ino}\n".encode()
 
 

@@ -92,30 +92,30 @@ RESTARTABLE = {syscalls.NUMBERS[n] for n in
 RESTART_NOHAND: set[int] = set()
 
 
-def _restartable(k, in_syscall: bool, handler: bool = True) -> bool:
-    nr, result = k.last_call
+def _restartable(p, in_syscall: bool, handler: bool = True) -> bool:
+    nr, result = p.last_call
     return in_syscall and result == -E.EINTR and (
         nr in RESTARTABLE or (not handler and nr in RESTART_NOHAND))
 
 
-def deliver(k, in_syscall: bool) -> None:
+def deliver(p, in_syscall: bool) -> None:
     """Deliver every deliverable pending signal: run default actions, or build a frame for
     each handled one (the last one built runs first, as on Linux)."""
-    sig = k.signals
+    sig = p.signals
     framed = False
     while True:
         info = sig.take()
         if info is not None and info.code == S.SI_TIMER:
-            k.timers.delivered(info)  # timer_getoverrun now answers this one's overrun
+            p.timers.delivered(info)  # timer_getoverrun now answers this one's overrun
         if info is None:
             if not framed and sig.saved_blocked is not None:
                 # sigsuspend's or ppoll's mask, and no handler ran to save the old one
                 sig.set_blocked(sig.saved_blocked)
                 sig.saved_blocked = None
-            if not framed and _restartable(k, in_syscall, handler=False):
+            if not framed and _restartable(p, in_syscall, handler=False):
                 # every signal was ignored: the interrupted call starts again, unseen
-                k.cpu.write_many({"rax": k.last_call[0], "rip": k.cpu.read("rip") - 2})
-                k.last_call = (0, 0)
+                p.cpu.write_many({"rax": p.last_call[0], "rip": p.cpu.read("rip") - 2})
+                p.last_call = (0, 0)
             return
         act = sig.action(info.signo)
         if act.handler == S.SIG_DFL:
@@ -127,21 +127,21 @@ def deliver(k, in_syscall: bool) -> None:
             continue  # ignore, cont
         if act.handler == S.SIG_IGN:
             continue
-        _setup_frame(k, info, act, in_syscall, restart=not framed)
+        _setup_frame(p, info, act, in_syscall, restart=not framed)
         framed = True
 
 
-def _setup_frame(k, info: S.SigInfo, act: S.Action, in_syscall: bool,
+def _setup_frame(p, info: S.SigInfo, act: S.Action, in_syscall: bool,
                  restart: bool = False) -> None:
-    sig = k.signals
-    regs = k.cpu.snapshot_registers()
+    sig = p.signals
+    regs = p.cpu.snapshot_registers()
     rip_bias = 2 if in_syscall else 0
     regs["rip"] += rip_bias
-    if restart and _restartable(k, in_syscall) and act.flags & S.SA_RESTART:
+    if restart and _restartable(p, in_syscall) and act.flags & S.SA_RESTART:
         # the handler returns to the syscall instruction itself, with its number in rax
         regs["rip"] -= 2
-        regs["rax"] = k.last_call[0]
-        k.last_call = (0, 0)
+        regs["rax"] = p.last_call[0]
+        p.last_call = (0, 0)
     sp = regs["rsp"]
     use_alt = (act.flags & S.SA_ONSTACK and not sig.altstack_flags & S.SS_DISABLE
                and not sig.on_altstack(sp))
@@ -166,8 +166,8 @@ def _setup_frame(k, info: S.SigInfo, act: S.Action, in_syscall: bool,
     if act.flags & S.SA_SIGINFO:
         blob += pack_siginfo(info)
     try:
-        k.write(fp, _fxsave(regs))
-        k.write(frame, blob)
+        p.write(fp, _fxsave(regs))
+        p.write(frame, blob)
     except SyscallError:
         # no room for the frame (a stack overflow, say): Linux kills with SIGSEGV
         raise KilledBySignal(11, S.SigInfo(11, S.SI_KERNEL)) from None
@@ -177,30 +177,30 @@ def _setup_frame(k, info: S.SigInfo, act: S.Action, in_syscall: bool,
     sig.set_blocked(mask)
     if act.flags & S.SA_RESETHAND:
         sig.actions[info.signo] = S.Action()
-    k.cpu.write_many({"rdi": info.signo, "rsi": frame + INFO_OFF, "rdx": frame + UC_OFF,
+    p.cpu.write_many({"rdi": info.signo, "rsi": frame + INFO_OFF, "rdx": frame + UC_OFF,
                       "rax": 0, "rsp": frame, "rip": act.handler - rip_bias,
                       "rflags": regs["rflags"] & ~0x500})  # clear DF and TF, as Linux does
 
 
-def sigreturn(k) -> int:
+def sigreturn(p) -> int:
     """rt_sigreturn: restore what the frame at rsp-8 saved; returns the saved rax (the
     dispatcher writes it back), and sets rip for Unicorn's +2 after the hook."""
-    uc = k.cpu.read("rsp")
-    raw = k.read(uc, 304)
+    uc = p.cpu.read("rsp")
+    raw = p.read(uc, 304)
     gprs = struct.unpack_from("<18Q", raw, MCONTEXT_OFF - UC_OFF)
     fpstate = struct.unpack_from("<Q", raw, MCONTEXT_OFF - UC_OFF + 8 * 23)[0]
     (mask,) = struct.unpack_from("<Q", raw, SIGMASK_OFF - UC_OFF)
     ss_sp, ss_flags, _, ss_size = struct.unpack_from("<QiiQ", raw, 16)
     regs = dict(zip(_SIGCONTEXT_GPRS, gprs))
-    cur_flags = k.cpu.read("rflags")
+    cur_flags = p.cpu.read("rflags")
     regs["rflags"] = (cur_flags & ~FIX_EFLAGS) | (regs["rflags"] & FIX_EFLAGS)
     if fpstate:
-        regs.update(_fxrstor(k.read(fpstate, FPSTATE_SIZE)))
+        regs.update(_fxrstor(p.read(fpstate, FPSTATE_SIZE)))
     rax = regs.pop("rax")
     regs["rip"] -= 2
-    k.cpu.restore_registers(regs)
-    k.signals.set_blocked(mask)
+    p.cpu.restore_registers(regs)
+    p.signals.set_blocked(mask)
     if not ss_flags & S.SS_ONSTACK:  # restore_altstack: only when not running on it
-        k.signals.altstack_sp, k.signals.altstack_size = ss_sp, ss_size
-        k.signals.altstack_flags = ss_flags & S.SS_DISABLE
+        p.signals.altstack_sp, p.signals.altstack_size = ss_sp, ss_size
+        p.signals.altstack_flags = ss_flags & S.SS_DISABLE
     return rax

@@ -32,77 +32,77 @@ class NothingToWaitFor(Exception):
         self.what = what
 
 
-def fire_timers(k) -> None:
+def fire_timers(p) -> None:
     """Post the signals of the timers whose deadlines have passed (called at each system
     call): SIGALRM for alarm and ITIMER_REAL here, the others in timers.py."""
-    sig = k.signals
-    fire_all(k)
-    if sig.alarm_deadline is not None and k.clock.monotonic_ns >= sig.alarm_deadline:
+    sig = p.signals
+    fire_all(p)
+    if sig.alarm_deadline is not None and p.sys.clock.monotonic_ns >= sig.alarm_deadline:
         if sig.alarm_interval:
-            while sig.alarm_deadline <= k.clock.monotonic_ns:
+            while sig.alarm_deadline <= p.sys.clock.monotonic_ns:
                 sig.alarm_deadline += sig.alarm_interval
         else:
             sig.alarm_deadline = None
         sig.post(S.SigInfo(S.SIGALRM, S.SI_KERNEL))
 
 
-def wait_for_signal(k, until: int | None = None) -> bool:
+def wait_for_signal(p, until: int | None = None) -> bool:
     """Block until a signal is deliverable (True), or until the virtual time `until` (False)."""
-    sig = k.signals
-    k.take_host_signals()
+    sig = p.signals
+    p.take_host_signals()
     while not sig.deliverable():
-        deadline = next_wakeup(k)
+        deadline = next_wakeup(p)
         if until is not None and (deadline is None or until < deadline):
-            k.clock.monotonic_ns = max(k.clock.monotonic_ns, until)
+            p.sys.clock.monotonic_ns = max(p.sys.clock.monotonic_ns, until)
             return False
         if deadline is not None:
-            k.clock.monotonic_ns = max(k.clock.monotonic_ns, deadline)
-            fire_timers(k)
+            p.sys.clock.monotonic_ns = max(p.sys.clock.monotonic_ns, deadline)
+            fire_timers(p)
             continue
-        if not k.wait_for_host_signal():
+        if not p.sys.wait_for_host_signal():
             raise NothingToWaitFor()
-        k.take_host_signals()
+        p.take_host_signals()
     return True
 
 
-def wait_forever(k, what: str, until: int | None = None) -> bool:
+def wait_forever(p, what: str, until: int | None = None) -> bool:
     """wait_for_signal for a call that only a signal can end (no other thread or process can
     release what it waits for). With no timeout and no timer armed it is a deadlock: Linux
     hangs. vsnap says so once; then, like Linux, only a host signal (Ctrl-C under `vsnap run`)
     ends the wait, and with no way to get one (the Python API) the guest is ended."""
-    if until is None and k.signals.alarm_deadline is None and not k.signals.deliverable():
-        k.notice(f"vsnap: the guest {what}: a deadlock (Linux would hang here)")
+    if until is None and p.signals.alarm_deadline is None and not p.signals.deliverable():
+        p.sys.notice(f"vsnap: the guest {what}: a deadlock (Linux would hang here)")
         try:
-            return wait_for_signal(k)
+            return wait_for_signal(p)
         except NothingToWaitFor:
             raise NothingToWaitFor(f"{what}: a deadlock (Linux would hang here)") from None
-    return wait_for_signal(k, until=until)
+    return wait_for_signal(p, until=until)
 
 
-def wait_for_input(k) -> None:
+def wait_for_input(p) -> None:
     """Block a read of the terminal until input comes; a signal first makes it EINTR (which
     SA_RESTART, or a signal that turns out ignored, turns back into the same read). A timer
     armed on the virtual clock fires after that much real time: input timing is the user's,
     so a run that reads a terminal is only as reproducible as its typing."""
-    sig = k.signals
+    sig = p.signals
     while True:
-        k.take_host_signals()
+        p.take_host_signals()
         if sig.deliverable():
             raise SyscallError(E.EINTR, "interrupted by a signal")
         timeout = None
-        deadline = next_wakeup(k)
+        deadline = next_wakeup(p)
         if deadline is not None:
-            timeout = max(0, deadline - k.clock.monotonic_ns) / NS
-        got = k.console.wait(timeout)
+            timeout = max(0, deadline - p.sys.clock.monotonic_ns) / NS
+        got = p.sys.console.wait(timeout)
         if got == "data":
             return
         if got == "timeout":
-            k.clock.monotonic_ns = max(k.clock.monotonic_ns, deadline)
-            fire_timers(k)
+            p.sys.clock.monotonic_ns = max(p.sys.clock.monotonic_ns, deadline)
+            fire_timers(p)
 
 
 @syscall("rt_sigaction", "int ptr ptr size")
-def sys_rt_sigaction(k, signum, act, oldact, sigsetsize):
+def sys_rt_sigaction(p, signum, act, oldact, sigsetsize):
     """int rt_sigaction(int signum, const struct sigaction *act, struct sigaction *oldact,
     size_t sigsetsize);"""
     signum = s32(signum)
@@ -110,29 +110,29 @@ def sys_rt_sigaction(k, signum, act, oldact, sigsetsize):
         raise SyscallError(E.EINVAL, f"signal {signum}")
     if act and signum in (S.SIGKILL, S.SIGSTOP):
         raise SyscallError(E.EINVAL, "SIGKILL and SIGSTOP cannot be caught or ignored")
-    old = k.signals.action(signum)
+    old = p.signals.action(signum)
     new = None
     if act:
-        handler, flags, restorer, mask = struct.unpack("<QQQQ", k.read(act, 32))
+        handler, flags, restorer, mask = struct.unpack("<QQQQ", p.read(act, 32))
         new = S.Action(handler, flags & 0xFFFFFFFF, restorer, mask & ~S.UNBLOCKABLE)
     if oldact:
-        k.write(oldact, struct.pack("<QQQQ", old.handler, old.flags, old.restorer, old.mask))
+        p.write(oldact, struct.pack("<QQQQ", old.handler, old.flags, old.restorer, old.mask))
     if new is not None:
-        k.signals.actions[signum] = new
-        if k.signals.ignored(signum):  # setting SIG_IGN discards a pending one
-            k.signals.pending = [p for p in k.signals.pending if p.signo != signum]
+        p.signals.actions[signum] = new
+        if p.signals.ignored(signum):  # setting SIG_IGN discards a pending one
+            p.signals.pending = [info for info in p.signals.pending if info.signo != signum]
     return 0
 
 
 @syscall("rt_sigprocmask", "int ptr ptr size")
-def sys_rt_sigprocmask(k, how, set_, oldset, sigsetsize):
+def sys_rt_sigprocmask(p, how, set_, oldset, sigsetsize):
     """int rt_sigprocmask(int how, const sigset_t *set, sigset_t *oldset, size_t sigsetsize);"""
     if sigsetsize != 8:
         raise SyscallError(E.EINVAL, "sigsetsize")
-    sig = k.signals
+    sig = p.signals
     old = sig.blocked
     if set_:
-        (mask,) = struct.unpack("<Q", k.read(set_, 8))
+        (mask,) = struct.unpack("<Q", p.read(set_, 8))
         how = s32(how)
         if how == 0:      # SIG_BLOCK
             sig.set_blocked(old | mask)
@@ -143,102 +143,102 @@ def sys_rt_sigprocmask(k, how, set_, oldset, sigsetsize):
         else:
             raise SyscallError(E.EINVAL, f"how {how}")
     if oldset:
-        k.write(oldset, struct.pack("<Q", old))
+        p.write(oldset, struct.pack("<Q", old))
     return 0
 
 
 @syscall("rt_sigpending", "ptr size")
-def sys_rt_sigpending(k, set_, sigsetsize):
+def sys_rt_sigpending(p, set_, sigsetsize):
     """int rt_sigpending(sigset_t *set, size_t sigsetsize);"""
-    k.write(set_, struct.pack("<Q", k.signals.pending_mask & k.signals.blocked))
+    p.write(set_, struct.pack("<Q", p.signals.pending_mask & p.signals.blocked))
     return 0
 
 
 @syscall("rt_sigreturn", "")
-def sys_rt_sigreturn(k):
+def sys_rt_sigreturn(p):
     """int rt_sigreturn(void);  (never called directly: the handler's return lands here)"""
-    return sigreturn(k)
+    return sigreturn(p)
 
 
-def _send(k, pid: int, signo: int, code: int) -> int:
+def _send(p, pid: int, signo: int, code: int) -> int:
     if not 0 <= signo <= S.NSIG:
         raise SyscallError(E.EINVAL, f"signal {signo}")
-    me = k.proc
+    me = p.task
     # one process: it is every group and session it belongs to (seeds/001: kill(0, SIGUSR1)
     # reaches the whole process group, which here is just the sender)
     if pid not in (me.pid, 0, -1, -me.pgid):
         raise SyscallError(E.ESRCH, f"no process {pid}")
     if signo:
-        k.signals.post(S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
+        p.signals.post(S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
     return 0
 
 
 @syscall("kill", "int int")
-def sys_kill(k, pid, sig):
+def sys_kill(p, pid, sig):
     """int kill(pid_t pid, int sig);"""
-    return _send(k, s32(pid), s32(sig), S.SI_USER)
+    return _send(p, s32(pid), s32(sig), S.SI_USER)
 
 
 @syscall("tkill", "int int")
-def sys_tkill(k, tid, sig):
+def sys_tkill(p, tid, sig):
     """int tkill(pid_t tid, int sig);"""
-    if s32(tid) != k.proc.pid:
+    if s32(tid) != p.task.pid:
         raise SyscallError(E.ESRCH, f"no thread {s32(tid)}")
-    return _send(k, k.proc.pid, s32(sig), S.SI_TKILL)
+    return _send(p, p.task.pid, s32(sig), S.SI_TKILL)
 
 
 @syscall("tgkill", "int int int")
-def sys_tgkill(k, tgid, tid, sig):
+def sys_tgkill(p, tgid, tid, sig):
     """int tgkill(pid_t tgid, pid_t tid, int sig);"""
-    if s32(tgid) != k.proc.pid or s32(tid) != k.proc.pid:
+    if s32(tgid) != p.task.pid or s32(tid) != p.task.pid:
         raise SyscallError(E.ESRCH, f"no thread {s32(tid)} in {s32(tgid)}")
-    return _send(k, k.proc.pid, s32(sig), S.SI_TKILL)
+    return _send(p, p.task.pid, s32(sig), S.SI_TKILL)
 
 
-def _remaining(k) -> int:
-    d = k.signals.alarm_deadline
-    return 0 if d is None else max(0, d - k.clock.monotonic_ns)
+def _remaining(p) -> int:
+    d = p.signals.alarm_deadline
+    return 0 if d is None else max(0, d - p.sys.clock.monotonic_ns)
 
 
 @syscall("alarm", "int")
-def sys_alarm(k, seconds):
+def sys_alarm(p, seconds):
     """unsigned int alarm(unsigned int seconds);"""
-    left = _remaining(k)
+    left = _remaining(p)
     seconds &= 0xFFFFFFFF
-    k.signals.alarm_deadline = k.clock.monotonic_ns + seconds * NS if seconds else None
-    k.signals.alarm_interval = 0
+    p.signals.alarm_deadline = p.sys.clock.monotonic_ns + seconds * NS if seconds else None
+    p.signals.alarm_interval = 0
     return (left + NS - 1) // NS if left else 0
 
 
 @syscall("pause", "")
-def sys_pause(k):
+def sys_pause(p):
     """int pause(void);"""
-    wait_for_signal(k)
+    wait_for_signal(p)
     raise SyscallError(E.EINTR, "interrupted by a signal")
 
 
 @syscall("rt_sigsuspend", "ptr size")
-def sys_rt_sigsuspend(k, mask, sigsetsize):
+def sys_rt_sigsuspend(p, mask, sigsetsize):
     """int rt_sigsuspend(const sigset_t *mask, size_t sigsetsize);"""
     if sigsetsize != 8:
         raise SyscallError(E.EINVAL, "sigsetsize")
-    (new,) = struct.unpack("<Q", k.read(mask, 8))
-    k.signals.saved_blocked = k.signals.blocked  # the handler's frame restores this one
-    k.signals.set_blocked(new)
-    wait_for_signal(k)
+    (new,) = struct.unpack("<Q", p.read(mask, 8))
+    p.signals.saved_blocked = p.signals.blocked  # the handler's frame restores this one
+    p.signals.set_blocked(new)
+    wait_for_signal(p)
     raise SyscallError(E.EINTR, "interrupted by a signal")
 
 
 @syscall("sigaltstack", "ptr ptr")
-def sys_sigaltstack(k, ss, old_ss):
+def sys_sigaltstack(p, ss, old_ss):
     """int sigaltstack(const stack_t *ss, stack_t *old_ss);"""
-    sig = k.signals
-    on = sig.on_altstack(k.cpu.read("rsp"))
+    sig = p.signals
+    on = sig.on_altstack(p.cpu.read("rsp"))
     if old_ss:
         flags = S.SS_ONSTACK if on else (sig.altstack_flags & S.SS_DISABLE)
-        k.write(old_ss, struct.pack("<QiiQ", sig.altstack_sp, flags, 0, sig.altstack_size))
+        p.write(old_ss, struct.pack("<QiiQ", sig.altstack_sp, flags, 0, sig.altstack_size))
     if ss:
-        sp, flags, _, size = struct.unpack("<QiiQ", k.read(ss, 24))
+        sp, flags, _, size = struct.unpack("<QiiQ", p.read(ss, 24))
         if on:
             raise SyscallError(E.EPERM, "cannot change the alternate stack while on it")
         flags &= ~(1 << 31)  # SS_AUTODISARM: accepted, not modelled

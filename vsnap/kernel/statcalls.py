@@ -12,47 +12,47 @@ from .registry import syscall
 
 
 @syscall("stat", "path ptr")
-def sys_stat(k, path, statbuf):
+def sys_stat(p, path, statbuf):
     """int stat(const char *pathname, struct stat *statbuf);"""
-    return write_stat(k, statbuf, stat_of_resolved(k, lookup(k, C.AT_FDCWD, path)))
+    return write_stat(p, statbuf, stat_of_resolved(p, lookup(p, C.AT_FDCWD, path)))
 
 
 @syscall("lstat", "path ptr")
-def sys_lstat(k, path, statbuf):
+def sys_lstat(p, path, statbuf):
     """int lstat(const char *pathname, struct stat *statbuf);"""
-    r = lookup(k, C.AT_FDCWD, path, follow=False)
-    return write_stat(k, statbuf, stat_of_resolved(k, r, follow=False))
+    r = lookup(p, C.AT_FDCWD, path, follow=False)
+    return write_stat(p, statbuf, stat_of_resolved(p, r, follow=False))
 
 
 @syscall("fstat", "fd ptr")
-def sys_fstat(k, fd, statbuf):
+def sys_fstat(p, fd, statbuf):
     """int fstat(int fd, struct stat *statbuf);"""
-    return write_stat(k, statbuf, stat_of_file(k, k.fds.get_raw(s32(fd))))
+    return write_stat(p, statbuf, stat_of_file(p, p.fds.get_raw(s32(fd))))
 
 
-def _fstatat_fields(k, dirfd, path, flags) -> dict:
-    r = lookup(k, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW,
+def _fstatat_fields(p, dirfd, path, flags) -> dict:
+    r = lookup(p, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW,
                empty_ok=bool(flags & C.AT_EMPTY_PATH))
     if r is None:  # AT_EMPTY_PATH: the file dirfd refers to
         dirfd = s32(dirfd)
         if dirfd == C.AT_FDCWD:  # the cwd may be virtual (/proc/1000): resolve it
-            return stat_of_resolved(k, dirref.here(k))
-        return stat_of_file(k, k.fds.get_raw(dirfd))
-    return stat_of_resolved(k, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
+            return stat_of_resolved(p, dirref.here(p))
+        return stat_of_file(p, p.fds.get_raw(dirfd))
+    return stat_of_resolved(p, r, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
 
 
 @syscall("newfstatat", "fd path ptr hex")
-def sys_newfstatat(k, dirfd, path, statbuf, flags):
+def sys_newfstatat(p, dirfd, path, statbuf, flags):
     """int fstatat(int dirfd, const char *pathname, struct stat *statbuf, int flags);"""
-    return write_stat(k, statbuf, _fstatat_fields(k, dirfd, path, flags))
+    return write_stat(p, statbuf, _fstatat_fields(p, dirfd, path, flags))
 
 
 @syscall("statx", "fd path hex hex ptr")
-def sys_statx(k, dirfd, path, flags, mask, statxbuf):
+def sys_statx(p, dirfd, path, flags, mask, statxbuf):
     """int statx(int dirfd, const char *pathname, int flags, unsigned int mask,
     struct statx *statxbuf);"""
-    f = _fstatat_fields(k, dirfd, path, flags)
-    k.write(statxbuf, structs.pack_statx(
+    f = _fstatat_fields(p, dirfd, path, flags)
+    p.write(statxbuf, structs.pack_statx(
         ino=f["ino"], nlink=f["nlink"], mode=f["mode"], uid=f["uid"], gid=f["gid"],
         size=f["size"], blksize=f["blksize"], blocks=f["blocks"], atime_ns=f["atime_ns"],
         mtime_ns=f["mtime_ns"], ctime_ns=f["ctime_ns"], rdev_major=f["rdev"] >> 8,
@@ -61,19 +61,19 @@ def sys_statx(k, dirfd, path, flags, mask, statxbuf):
 
 
 @syscall("access", "path int")
-def sys_access(k, path, mode):
+def sys_access(p, path, mode):
     """int access(const char *pathname, int mode);"""
-    return sys_faccessat2(k, C.AT_FDCWD, path, mode, 0)
+    return sys_faccessat2(p, C.AT_FDCWD, path, mode, 0)
 
 
 @syscall("faccessat", "fd path int")
-def sys_faccessat(k, dirfd, path, mode):
+def sys_faccessat(p, dirfd, path, mode):
     """int faccessat(int dirfd, const char *pathname, int mode, int flags);"""
-    return sys_faccessat2(k, dirfd, path, mode, 0)
+    return sys_faccessat2(p, dirfd, path, mode, 0)
 
 
 @syscall("faccessat2", "fd path int hex")
-def sys_faccessat2(k, dirfd, path, mode, flags):
+def sys_faccessat2(p, dirfd, path, mode, flags):
     """int faccessat2(int dirfd, const char *pathname, int mode, int flags);"""
     mode, flags = s32(mode), s32(flags)
     if mode & ~(C.R_OK | C.W_OK | C.X_OK):
@@ -81,7 +81,7 @@ def sys_faccessat2(k, dirfd, path, mode, flags):
     if flags & ~(C.AT_EACCESS | C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH):
         raise SyscallError(E.EINVAL, f"faccessat2 flags {flags:#x}")
     # AT_EACCESS asks about the effective ids instead of the real ones: the guest's are the same
-    st = _fstatat_fields(k, dirfd, path, flags & (C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH))
+    st = _fstatat_fields(p, dirfd, path, flags & (C.AT_SYMLINK_NOFOLLOW | C.AT_EMPTY_PATH))
     # R_OK, W_OK and X_OK are the MAY_* bits: the owner's bits decide (access.py)
-    perm.require(k, st["mode"], mode, "faccessat")
+    perm.require(p, st["mode"], mode, "faccessat")
     return 0

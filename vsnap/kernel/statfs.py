@@ -41,27 +41,27 @@ def _of_virtual(guest: str) -> dict:
 
 
 @syscall("statfs", "path ptr")
-def sys_statfs(k, path, buf):
+def sys_statfs(p, path, buf):
     """int statfs(const char *path, struct statfs *buf);"""
-    r = must_exist(lookup(k, C.AT_FDCWD, path))
-    k.write(buf, structs.pack_statfs(**(_of_virtual(r.guest) if r.special else SANDBOX)))
+    r = must_exist(lookup(p, C.AT_FDCWD, path))
+    p.write(buf, structs.pack_statfs(**(_of_virtual(r.guest) if r.special else SANDBOX)))
     return 0
 
 
 @syscall("fstatfs", "fd ptr")
-def sys_fstatfs(k, fd, buf):
+def sys_fstatfs(p, fd, buf):
     """int fstatfs(int fd, struct statfs *buf);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     if f.kind == "file" or (f.kind == "dir" and f.host_path):
         fields = SANDBOX
     elif f.kind == "dir":
         fields = _of_virtual(f.path)
     elif f.kind == "console":
-        tty = f.stream == "tty" or k.console.isatty(f.stream)
+        tty = f.stream == "tty" or p.sys.console.isatty(f.stream)
         fields = _virtual(C.DEVPTS_SUPER_MAGIC if tty else C.PIPEFS_MAGIC)
     elif f.kind == "proc":
         fields = _virtual(C.PROC_SUPER_MAGIC)
     else:
         fields = _virtual(C.TMPFS_MAGIC)
-    k.write(buf, structs.pack_statfs(**fields))
+    p.write(buf, structs.pack_statfs(**fields))
     return 0

@@ -52,28 +52,28 @@ def _host_fd(f: OpenFile) -> int:
 
 
 @syscall("fsync", "fd")
-def sys_fsync(k, fd):
+def sys_fsync(p, fd):
     """int fsync(int fd);"""
     with host_errors():
-        os.fsync(_host_fd(k.fds.get(s32(fd))))
+        os.fsync(_host_fd(p.fds.get(s32(fd))))
     return 0
 
 
 @syscall("fdatasync", "fd")
-def sys_fdatasync(k, fd):
+def sys_fdatasync(p, fd):
     """int fdatasync(int fd);"""
     with host_errors():
-        os.fdatasync(_host_fd(k.fds.get(s32(fd))))
+        os.fdatasync(_host_fd(p.fds.get(s32(fd))))
     return 0
 
 
-def _sync_sandbox(k) -> None:
+def _sync_sandbox(p) -> None:
     """Flush the host file system that holds the sandbox: the guest's whole disk."""
     with host_errors():
         if _SYNCFS is None:
             os.sync()
             return
-        fd = os.open(k.vfs.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(p.sys.vfs.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             _check(_SYNCFS(fd))
         finally:
@@ -81,24 +81,24 @@ def _sync_sandbox(k) -> None:
 
 
 @syscall("sync", "")
-def sys_sync(k):
+def sys_sync(p):
     """void sync(void);"""
-    _sync_sandbox(k)
+    _sync_sandbox(p)
     return 0
 
 
 @syscall("syncfs", "fd")
-def sys_syncfs(k, fd):
+def sys_syncfs(p, fd):
     """int syncfs(int fd);"""
-    k.fds.get(s32(fd))  # every descriptor is on the guest's one file system
-    _sync_sandbox(k)
+    p.fds.get(s32(fd))  # every descriptor is on the guest's one file system
+    _sync_sandbox(p)
     return 0
 
 
 @syscall("sync_file_range", "fd int int hex")
-def sys_sync_file_range(k, fd, offset, nbytes, flags):
+def sys_sync_file_range(p, fd, offset, nbytes, flags):
     """int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     offset, nbytes, flags = s64(offset), s64(nbytes), flags & 0xFFFFFFFF
     end = offset + nbytes
     if flags & ~_SYNC_FLAGS or offset < 0 or not 0 <= end < 1 << 63 or end < offset:
@@ -113,16 +113,16 @@ def sys_sync_file_range(k, fd, offset, nbytes, flags):
     return 0
 
 
-def _is_pipe(k, f: OpenFile) -> bool:
-    return f.kind == "console" and not (f.stream == "tty" or k.console.isatty(f.stream))
+def _is_pipe(p, f: OpenFile) -> bool:
+    return f.kind == "console" and not (f.stream == "tty" or p.sys.console.isatty(f.stream))
 
 
 @syscall("fadvise64", "fd int int int")
-def sys_fadvise64(k, fd, offset, length, advice):
+def sys_fadvise64(p, fd, offset, length, advice):
     """int posix_fadvise(int fd, off_t offset, off_t len, int advice);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     offset, length, advice = s64(offset), s64(length), s32(advice)
-    if _is_pipe(k, f):
+    if _is_pipe(p, f):
         raise SyscallError(E.ESPIPE, f"{f.stream}: a pipe")
     if length < 0 or not C.POSIX_FADV_NORMAL <= advice <= C.POSIX_FADV_NOREUSE:
         raise SyscallError(E.EINVAL, f"fadvise length {length} or advice {advice}")
@@ -133,9 +133,9 @@ def sys_fadvise64(k, fd, offset, length, advice):
 
 
 @syscall("readahead", "fd int size")
-def sys_readahead(k, fd, offset, count):
+def sys_readahead(p, fd, offset, count):
     """ssize_t readahead(int fd, off64_t offset, size_t count);"""
-    f = k.fds.get(s32(fd))
+    f = p.fds.get(s32(fd))
     if f.flags & C.O_ACCMODE == C.O_WRONLY:
         raise SyscallError(E.EBADF, f"{f.path} is open for writing only")
     if f.kind != "file":

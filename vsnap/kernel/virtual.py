@@ -23,19 +23,19 @@ GUEST_DEV = 0x801  # fsutil's one device (fsutil imports this module): the mount
 class VirtualFiles:
     """The object vfs.Sandbox.virtual holds: node(guest path) -> VNode | None."""
 
-    def __init__(self, k):
-        self.k = k
+    def __init__(self, system):
+        self.sys = system  # /proc/self is the process that asks: the system's current one
 
     def node(self, guest: str) -> VNode | None:
-        parts = [p for p in guest.split("/") if p]
+        parts = [part for part in guest.split("/") if part]
         if parts[0] == "dev":
             return devices.node(parts[1:])
-        return procfs.node(self.k, parts[1:])
+        return procfs.node(self.sys.current, parts[1:])
 
 
 def ino(guest: str) -> int:
     """A virtual file's inode number: from its path, the same in every run, and apart from
-    the numbers host files get (kernel.guest_inode: below 0x8000_0000)."""
+    the numbers host files get (System.guest_inode: below 0x8000_0000)."""
     return 0xF000_0000 + (zlib.crc32(guest.encode()) & 0x0FFF_FFFF)
 
 
@@ -45,32 +45,32 @@ def root_entries() -> list[tuple[int, int, bytes]]:
     return [(ino("/dev"), C.DT_DIR, b"dev"), (ino("/proc"), C.DT_DIR, b"proc")]
 
 
-def dir_entries(k, f: OpenFile) -> list[tuple[int, int, bytes]]:
+def dir_entries(p, f: OpenFile) -> list[tuple[int, int, bytes]]:
     """(inode, d_type, name) of a virtual directory, listed now (fds as they are open)."""
-    parts = [p for p in f.path.split("/") if p]
+    parts = [part for part in f.path.split("/") if part]
     if parts[:1] == ["dev"]:
         names = devices.entries(parts[1:])
     elif parts[:1] == ["proc"]:
-        names = procfs.entries(k, _canonical(k, parts)[1:])
+        names = procfs.entries(p, _canonical(p, parts)[1:])
     else:
         names = None
     if names is None:  # the directory went away: a closed fd's directory
         raise SyscallError(E.ENOENT, f.path)
     base = f.path.rstrip("/")
     parent = base.rsplit("/", 1)[0] or "/"
-    up = k.guest_inode(os.stat(k.vfs.root), "/") if parent == "/" else ino(parent)
+    up = p.sys.guest_inode(os.stat(p.sys.vfs.root), "/") if parent == "/" else ino(parent)
     return [(ino(base), C.DT_DIR, b"."), (up, C.DT_DIR, b".."),
             *[(ino(f"{base}/{n}"), t, n.encode()) for n, t in names]]
 
 
-def _canonical(k, parts: list[str]) -> list[str]:
+def _canonical(p, parts: list[str]) -> list[str]:
     """Old images named /proc/self itself as a directory: it is /proc/PID."""
     if parts[:2] == ["proc", "self"]:
-        return ["proc", str(k.proc.pid), *parts[2:]]
+        return ["proc", str(p.task.pid), *parts[2:]]
     return parts
 
 
-def open_node(k, r, flags: int, status: int) -> OpenFile:
+def open_node(p, r, flags: int, status: int) -> OpenFile:
     """Open a virtual name that the walk ended on (r.special says what it is)."""
     acc = flags & C.O_ACCMODE
     special = r.special
@@ -85,41 +85,41 @@ def open_node(k, r, flags: int, status: int) -> OpenFile:
     if flags & C.O_DIRECTORY:
         raise SyscallError(E.ENOTDIR, r.guest)
     if special in devices.DEVICES or special == "pts":
-        return devices.open_device(k, special, r.guest, status)
+        return devices.open_device(p, special, r.guest, status)
     if special.startswith("proc:"):
         if acc != C.O_RDONLY and special != "proc:comm":
             raise SyscallError(E.EACCES, f"{r.guest}: read-only")  # mode 0444 or 0400
-        return OpenFile("proc", r.guest, status, data=procfs.content(k, special))
+        return OpenFile("proc", r.guest, status, data=procfs.content(p, special))
     if special == "exe":
-        return _open_program(k, r.guest, acc, status)
+        return _open_program(p, r.guest, acc, status)
     if special.startswith("fd:"):
-        return _reopen_fd(k, int(special[3:]), r.guest, flags, status)
+        return _reopen_fd(p, int(special[3:]), r.guest, flags, status)
     if special == "map_file":
         raise SyscallError(E.EPERM, f"{r.guest}: following map_files needs "
                                     f"CAP_CHECKPOINT_RESTORE")
     raise SyscallError(E.ENOENT, r.guest)
 
 
-def _open_program(k, guest: str, acc: int, status: int) -> OpenFile:
+def _open_program(p, guest: str, acc: int, status: int) -> OpenFile:
     """The program file, which lies outside the root: read-only, as vsnap itself reads it."""
     if acc != C.O_RDONLY:
         raise SyscallError(E.ETXTBSY, f"{guest}: the running program")
     try:
-        fd = os.open(k.vfs.exe_host_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(p.sys.vfs.exe_host_path, os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, TypeError):
         raise SyscallError(E.ENOENT, guest) from None
-    return OpenFile("exe", k.vfs.exe_host_path, status, host_fd=fd)
+    return OpenFile("exe", p.sys.vfs.exe_host_path, status, host_fd=fd)
 
 
-def _reopen_fd(k, fd: int, guest: str, flags: int, status: int) -> OpenFile:
+def _reopen_fd(p, fd: int, guest: str, flags: int, status: int) -> OpenFile:
     """Follow /proc/self/fd/N to an object without a path: a new open file description on
     the same object, as Linux's magic links give."""
-    if fd not in k.fds.fds:
+    if fd not in p.fds.fds:
         raise SyscallError(E.ENOENT, guest)
-    f = k.fds.get(fd)
+    f = p.fds.get(fd)
     acc = flags & C.O_ACCMODE
     if f.kind == "console":
-        if f.stream != "tty" and not k.console.isatty(f.stream):
+        if f.stream != "tty" and not p.sys.console.isatty(f.stream):
             # a pipe: Linux would give the other end of it, which vsnap does not have (its
             # console streams go one way); refuse rather than send bytes the wrong way
             other_end = acc != C.O_RDONLY if f.stream == "stdin" else acc != C.O_WRONLY
@@ -128,7 +128,7 @@ def _reopen_fd(k, fd: int, guest: str, flags: int, status: int) -> OpenFile:
                                              f"its {f.stream} pipe")
         return OpenFile("console", f.path, status, stream=f.stream)
     if f.kind == "exe":
-        return _open_program(k, guest, acc, status)
+        return _open_program(p, guest, acc, status)
     if f.kind in ("file", "dir") and f.host_fd is not None:
         # deleted while open: reach the inode through the host's own magic link
         host_flags = ({C.O_RDONLY: os.O_RDONLY, C.O_WRONLY: os.O_WRONLY}.get(acc, os.O_RDWR)
@@ -145,12 +145,12 @@ def _reopen_fd(k, fd: int, guest: str, flags: int, status: int) -> OpenFile:
         if flags & C.O_TRUNC and acc != C.O_RDONLY and f.kind == "file":
             from .fsutil import touch  # (fsutil imports this module)
             os.ftruncate(new, 0)
-            touch(k, new)           # the virtual time, as every change the guest makes
+            touch(p, new)           # the virtual time, as every change the guest makes
         return OpenFile(f.kind, f.path, status, host_path=f.host_path, host_fd=new)
     raise SyscallError(E.ENOENT, guest)
 
 
-def stat_fields(k, r, boot: int) -> dict:
+def stat_fields(p, r, boot: int) -> dict:
     """struct stat of a virtual node (links followed to no path included)."""
     special = r.special
     rdev = size = 0
@@ -165,7 +165,7 @@ def stat_fields(k, r, boot: int) -> dict:
         mode = S.S_IFLNK | 0o777
         size = len(r.node.link) if r.node is not None else 0
     else:
-        mode, size = procfs.stat_mode(k, r)
+        mode, size = procfs.stat_mode(p, r)
     return dict(dev=GUEST_DEV, ino=ino(r.guest), nlink=2 if S.S_ISDIR(mode) else 1, mode=mode,
-                uid=k.proc.uid, gid=k.proc.gid, rdev=rdev, size=size, blksize=4096, blocks=0,
+                uid=p.task.uid, gid=p.task.gid, rdev=rdev, size=size, blksize=4096, blocks=0,
                 atime_ns=boot, mtime_ns=boot, ctime_ns=boot)

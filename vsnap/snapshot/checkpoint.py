@@ -143,17 +143,17 @@ def _view_offset(view: memoryview) -> int:
     return ctypes.addressof(part) - ctypes.addressof(whole)
 
 
-def _signals(k) -> dict:
-    k.take_host_signals()  # a Ctrl-C that arrived just before the save is part of the state
-    s = k.signals
+def _signals(p) -> dict:
+    p.take_host_signals()  # a Ctrl-C that arrived just before the save is part of the state
+    s = p.signals
     return {
         "actions": {str(n): {"handler": hexs(a.handler), "flags": hexs(a.flags),
                              "restorer": hexs(a.restorer), "mask": hexs(a.mask)}
                     for n, a in sorted(s.actions.items())},
         "blocked": hexs(s.blocked),
-        "pending": [{"signo": p.signo, "code": p.code, "pid": p.pid, "uid": p.uid,
-                     "addr": hexs(p.addr), "errno": p.errno, "timerid": p.timerid,
-                     "overrun": p.overrun, "value": hexs(p.value)} for p in s.pending],
+        "pending": [{"signo": info.signo, "code": info.code, "pid": info.pid, "uid": info.uid,
+                     "addr": hexs(info.addr), "errno": info.errno, "timerid": info.timerid,
+                     "overrun": info.overrun, "value": hexs(info.value)} for info in s.pending],
         "altstack": {"sp": hexs(s.altstack_sp), "size": s.altstack_size,
                      "flags": s.altstack_flags},
         "alarm": {"deadline_ns": s.alarm_deadline, "interval_ns": s.alarm_interval},
@@ -168,26 +168,26 @@ def _fields(obj) -> dict:
 
 
 def _kernel(m) -> dict:
-    k = m.kernel
+    p = m.process
     return {
-        "process": {**_fields(k.proc), "cwd_removed": removed_cwd(k)},
-        "exec": _fields(k.exec),
-        "clock": k.clock.saved(),  # its parts; monotonic and CPU time for the reader
-        "random": {"seed": hexs(k.random.seed), "counter": k.random.counter},
-        "signals": _signals(k),
-        "limits": k.limits.to_json(),
-        "timers": k.timers.to_json(),
-        "inodes": [[dev, ino, guest] for (dev, ino), guest in sorted(k.inodes.items())],
-        "ctimes": [[ino, ns] for ino, ns in sorted(k.ctimes.items())],
-        "unknown_syscalls_reported": sorted(k.unknown_reported),
-        "refused": dict(sorted(k.refused.items())),
-        "syscall_count": k.syscall_count,
+        "process": {**_fields(p.task), "cwd_removed": removed_cwd(p)},
+        "exec": _fields(p.exec),
+        "clock": p.sys.clock.saved(),  # its parts; monotonic and CPU time for the reader
+        "random": {"seed": hexs(p.sys.random.seed), "counter": p.sys.random.counter},
+        "signals": _signals(p),
+        "limits": p.limits.to_json(),
+        "timers": p.timers.to_json(),
+        "inodes": [[dev, ino, guest] for (dev, ino), guest in sorted(p.sys.inodes.items())],
+        "ctimes": [[ino, ns] for ino, ns in sorted(p.sys.ctimes.items())],
+        "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
+        "refused": dict(sorted(p.sys.refused.items())),
+        "syscall_count": p.sys.syscall_count,
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,
-        "crash": None if k.crash is None else {
-            "signal": k.crash["signal"], "code": k.crash["code"], "rip": hexs(k.crash["rip"]),
-            "address": None if k.crash["address"] is None else hexs(k.crash["address"])},
+        "crash": None if p.crash is None else {
+            "signal": p.crash["signal"], "code": p.crash["code"], "rip": hexs(p.crash["rip"]),
+            "address": None if p.crash["address"] is None else hexs(p.crash["address"])},
         "root": m.vfs.root,
         "not_preserved": NOT_PRESERVED,
     }

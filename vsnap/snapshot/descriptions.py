@@ -139,7 +139,7 @@ KINDS: dict[str, Kind] = {
     # /proc files: their bytes, made at open
     "proc": Kind(save=lambda f, ctx: {"data": (f.data or b"").hex()}, parse=_parse_data,
                  restore=_restore_data),
-    # /dev/zero, full, random, urandom: no state of their own (random's is kernel.random)
+    # /dev/zero, full, random, urandom: no state of their own (random's is the system's random)
     "dev": Kind(streams=frozenset(devices.STREAMS)),
     # the program file, checked by its hash at restore like the text
     "exe": Kind(restore=_restore_program),
@@ -165,7 +165,7 @@ def check(img, vfs) -> list[str]:
 
 def save(m, parts: dict) -> tuple[dict, list]:
     """fds.json's content, and the parts' FileRanges to close once the image is written."""
-    table = m.kernel.fds
+    table = m.process.fds
     descs = table.descriptions()
     for f in descs:
         kind = KINDS.get(f.kind)
@@ -184,7 +184,7 @@ def save(m, parts: dict) -> tuple[dict, list]:
                         "offset": f.offset, "stream": f.stream, **KINDS[f.kind].save(f, ctx)})
         fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
                 "cloexec": e.cloexec} for fd, e in sorted(table.fds.items())]
-        locks = locks_record(m.kernel, descs)
+        locks = locks_record(m.process, descs)
     except BaseException:
         for r in opened:
             r.close()
@@ -240,7 +240,7 @@ def restore(m, img) -> list[OpenFile]:
             f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
             files.append(f)
             KINDS[d["kind"]].restore(f, d, ctx)
-        opened.finish(m.kernel.inodes)
+        opened.finish(m.system.inodes)
     except BaseException:
         for f in files:
             f.close()
@@ -248,5 +248,5 @@ def restore(m, img) -> list[OpenFile]:
     finally:
         opened.close()
     for entry in img.fds:
-        m.kernel.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+        m.process.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
     return files

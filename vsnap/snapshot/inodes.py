@@ -16,7 +16,7 @@ and saves each inode once:
 
 Every description of the inode then gets its own host descriptor on that one inode, opened
 anew through /proc/self/fd (a new open file description on the same inode, with its own
-access mode), and the guest's inode number for it (kernel.inodes, keyed by host dev/ino) moves
+access mode), and the guest's inode number for it (System.inodes, keyed by host dev/ino) moves
 to the inode's new host identity.
 """
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _record(m, st, group, parts, i, opened) -> dict:
     key = (st.st_dev, st.st_ino)
     name = _find_name(m, key, st.st_nlink, [f.path for f in group])
     rec = {"kind": "dir" if S.S_ISDIR(st.st_mode) else "file", "name": name,
-           "guest_ino": m.kernel.inodes.get(key)}
+           "guest_ino": m.system.inodes.get(key)}
     if S.S_ISDIR(st.st_mode):
         if name is not None:
             host = m.vfs.resolve(name, "/", follow=False).host

@@ -47,7 +47,7 @@ def record(m, v, seen: dict, parts: dict) -> dict:
         ident = _identity(f.fd, f.host_path)
         rec = {"identity": ident}
         if ident["deleted"]:
-            descs = m.kernel.fds.descriptions()
+            descs = m.process.fds.descriptions()
             same = [i for i, d in enumerate(descs) if d.kind == "file" and d.host_fd is not None
                     and _key(d.host_fd) == f.key]
             if same:

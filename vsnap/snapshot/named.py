@@ -40,7 +40,7 @@ def still_named(f, what: str) -> os.stat_result:
 def save_path(f, ctx) -> dict:
     if f.host_fd is None:  # a /dev or /proc name (stream "virtual"): its path says it all
         return {}
-    removed = gone(ctx.m.kernel, f.host_fd, f.path)
+    removed = gone(ctx.m.process, f.host_fd, f.path)
     if removed is not None:
         return {"identity": {"type": oct(S.S_IFDIR)}, "removed": removed}
     st = still_named(f, "an O_PATH descriptor names")
@@ -107,7 +107,7 @@ def check(d: dict, vfs) -> list[str]:
 def restore_path(f, d, ctx) -> None:
     if d.get("removed"):
         f.host_path = ctx.m.vfs.host_path(d["path"])
-        f.host_fd = removed_dir(ctx.m.kernel, d["removed"], ctx.opened)
+        f.host_fd = removed_dir(ctx.m.process, d["removed"], ctx.opened)
     elif d["stream"] is None:
         f.host_path = ctx.m.vfs.resolve(d["path"], "/", follow=False).host
         f.host_fd = os.open(f.host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -118,7 +118,7 @@ def restore_fifo(f, d, ctx) -> None:
     f.host_fd, f.data = reopen_fifo(f.host_path, d["flags"], d.get("buffered"))
 
 
-def removed_dir(k, rec: dict, opened=None) -> int:
+def removed_dir(p, rec: dict, opened=None) -> int:
     """A host descriptor of a directory that was removed, as `rec` keeps it (mode, mtime, the
     guest's inode number): the one a restored description holds (`opened`: the inodes being
     restored; else the fd table's), or a new one."""
@@ -127,19 +127,19 @@ def removed_dir(k, rec: dict, opened=None) -> int:
             if r["kind"] == "dir" and r["name"] is None and r["guest_ino"] == rec["ino"]:
                 return os.dup(opened.masters[i])
     else:
-        for f in k.fds.descriptions():
+        for f in p.fds.descriptions():
             if f.host_fd is not None:
                 st = os.fstat(f.host_fd)
-                if not st.st_nlink and k.inodes.get((st.st_dev, st.st_ino)) == rec["ino"]:
+                if not st.st_nlink and p.sys.inodes.get((st.st_dev, st.st_ino)) == rec["ino"]:
                     return os.dup(f.host_fd)
-    fd = _ghost_dir(k.vfs.root)
+    fd = _ghost_dir(p.sys.vfs.root)
     try:
         os.fchmod(fd, rec["mode"])
         os.utime(fd, ns=(rec["mtime_ns"], rec["mtime_ns"]))
         st = os.fstat(fd)
-        for key in [key for key, ino in k.inodes.items() if ino == rec["ino"]]:
-            del k.inodes[key]  # the number moves to the new host inode
-        k.inodes[(st.st_dev, st.st_ino)] = rec["ino"]
+        for key in [key for key, ino in p.sys.inodes.items() if ino == rec["ino"]]:
+            del p.sys.inodes[key]  # the number moves to the new host inode
+        p.sys.inodes[(st.st_dev, st.st_ino)] = rec["ino"]
     except BaseException:
         os.close(fd)
         raise

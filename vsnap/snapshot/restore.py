@@ -109,8 +109,8 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
         raise FileChanged(f"vsnap: cannot resume {img.where}: a file it had open cannot be "
                           f"opened again ({e.strerror or e}"
                           + (f": {e.filename}" if e.filename else "") + ")") from None
-    m.kernel.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
-    restore_locks(m.kernel, img.locks, files)
+    m.process.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
+    restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
     m.instructions = img.kernel["instructions"]
     if unchecked is not None:
@@ -123,21 +123,21 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
 
 
 def _kernel_state(m, k: dict) -> None:
-    kern = m.kernel
+    kern, system = m.process, m.system
     for name, value in k["process"].items():
-        setattr(kern.proc, name, value)
+        setattr(kern.task, name, value)
     for name, value in (k.get("exec") or {}).items():
         setattr(kern.exec, name, value)
-    kern.clock.load(k["clock"], k["instructions"])  # checked when the image was read
+    system.clock.load(k["clock"], k["instructions"])  # checked when the image was read
     kern.limits, kern.timers = k["limits"], k["timers"]
     apply_limits(kern)
-    kern.random.seed, kern.random.counter = k["random"]["seed"], k["random"]["counter"]
+    system.random.seed, system.random.counter = k["random"]["seed"], k["random"]["counter"]
     kern.signals = k["signals"]
-    kern.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
-    kern.ctimes = dict(k["ctimes"])
-    kern.unknown_reported = set(k["unknown_syscalls_reported"])
-    kern.refused = dict(k["refused"])
-    kern.syscall_count = k["syscall_count"]
+    system.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
+    system.ctimes = dict(k["ctimes"])
+    system.unknown_reported = set(k["unknown_syscalls_reported"])
+    system.refused = dict(k["refused"])
+    system.syscall_count = k["syscall_count"]
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,

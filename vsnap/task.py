@@ -1,4 +1,5 @@
-"""The process: identity and the per-process state that is neither memory nor files.
+"""The task: a process's identity and the per-process state that is neither memory nor files
+(Linux keeps these in task_struct; memory, files and signals are the Process's own objects).
 
 Fixed numbers, not the host's: a guest always sees the same pid, so two runs print the same
 bytes and a checkpoint restored elsewhere keeps its identity (unlike DragonFly's checkpoints,
@@ -12,7 +13,7 @@ GUEST_PID = 1000
 
 
 @dataclass
-class Process:
+class Task:
     pid: int = GUEST_PID
     ppid: int = GUEST_PID - 1
     pgid: int = GUEST_PID
