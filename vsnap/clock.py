@@ -50,6 +50,10 @@ class Clock:
         """One system call's worth of system time."""
         self.system_ns += SYSCALL_NS
 
+    def untick(self) -> None:
+        """Take back a tick: the call parked and will be made again (errors.Blocked)."""
+        self.system_ns -= SYSCALL_NS
+
     @property
     def user_ns(self) -> int:
         return self.instructions() * NS_PER_INSTRUCTION

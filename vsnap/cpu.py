@@ -169,6 +169,14 @@ class Cpu:
         vals[0], vals[1], vals[2] = value, self._sc_vals[7] + 2, self._sc_vals[8]
         _uclib.uc_reg_write_batch(self._uch, self._ret_ids, self._ret_ptrs, 3)
 
+    def rewind_syscall(self) -> None:
+        """Back to the `syscall` instruction being served, as if it had not run: rip on it
+        (rax still holds the number), one instruction fewer counted, and stop there. From
+        the syscall hook: Unicorn adds the instruction's 2 bytes to rip after it."""
+        self.write("rip", self._sc_vals[7] - 2)
+        self.counter.count -= 1
+        self.stop()
+
     def set_rax(self, value: int) -> None:
         self._rax_val.value = value
         _uclib.uc_reg_write(self._uch, X.UC_X86_REG_RAX, self._rax_ptr)

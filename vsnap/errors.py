@@ -1,9 +1,12 @@
-"""Errors. Two families that never mix:
+"""Errors and the other exceptions that leave a system call another way. Three families that
+never mix:
 
 * SyscallError is the guest's business: a handler raises it, the dispatcher turns it into -errno
   in rax, and the guest sees an ordinary failing system call.
 * VsnapError is the user's business: each subclass is one cause, and its message is a single line
   that names the cause and the fix. The CLI prints it and exits with `status`; no traceback.
+* ProcessEvent is the scheduler's business: a system call (or a signal) ended the process,
+  stopped it, or must wait; the run loop takes it and decides who runs next.
 """
 from __future__ import annotations
 
@@ -48,3 +51,50 @@ class GuestStopped(VsnapError):
 
 class UsageError(VsnapError):
     status = 2
+
+
+class ProcessEvent(Exception):
+    """Root of what a system call or a signal does to the process instead of returning."""
+
+
+class GuestExit(ProcessEvent):
+    """The guest called exit or exit_group: stop the CPU, report `status`."""
+
+    def __init__(self, status: int):
+        super().__init__(f"exit {status}")
+        self.status = status
+
+
+class KilledBySignal(ProcessEvent):
+    """The default action of a signal ends the process (terminate or dump core)."""
+
+    def __init__(self, signo: int, info=None):
+        super().__init__(f"signal {signo}")
+        self.signo, self.info = signo, info
+
+
+class StoppedBySignal(ProcessEvent):
+    def __init__(self, signo: int):
+        super().__init__(f"stopped by signal {signo}")
+        self.signo = signo
+
+
+class NothingToWaitFor(ProcessEvent):
+    """The guest waits for a signal, no timer is armed, and nothing outside can send one.
+    `what` completes "the guest ..." for the line vsnap prints when it ends the guest."""
+
+    def __init__(self, what: str = "waits for a signal with no timer armed and nothing "
+                                   "that could send one"):
+        super().__init__(what)
+        self.what = what
+
+
+class Blocked(ProcessEvent):
+    """The call must wait until `ready()` is true: the process parks at its `syscall`
+    instruction, which runs again (and is counted once, when it completes) after the
+    scheduler sees `ready()`. `what` names the wait for the deadlock message ("read on a
+    pipe"). A parked process is between two instructions, so a save needs nothing more."""
+
+    def __init__(self, what: str, ready):
+        super().__init__(what)
+        self.what, self.ready = what, ready

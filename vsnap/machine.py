@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from .abi import signals
 from .abi.consts import RLIMIT_STACK
 from .cpu import HWCAP, SI_KERNEL, Cpu, CpuFault
-from .errors import GuestStopped
+from .errors import (GuestExit, GuestStopped, KilledBySignal, NothingToWaitFor,
+                     StoppedBySignal)
 from .fdtable import OpenFile
-from .kernel import Console, GuestExit, Process
-from .kernel.sigframe import KilledBySignal, StoppedBySignal, deliver
+from .kernel import Console, Process
+from .kernel.sigframe import deliver
 from .kernel.limits import grow_stack
-from .kernel.signal import NothingToWaitFor, fire_timers
+from .kernel.signal import fire_timers
 from .kernel.timers import next_deadline
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
@@ -218,6 +219,10 @@ class Machine:
                     self._timers_due()
                     cpu.run(stop_at=to)
                     self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
+                    if k.blocked is not None:
+                        result = self._parked(k)
+                        if result is not None:
+                            return result
                 except CpuFault as f:
                     if f.address is not None and self.mem.beyond_eof(f.address):
                         # a page of a file mapping past the end of its file
@@ -265,6 +270,21 @@ class Machine:
                 result = self.on_stop(self)
                 if result is not None:
                     return result
+
+    def _parked(self, k) -> RunResult | None:
+        """The process parked in a call (errors.Blocked): go on if the wait is over, end the
+        wait with EINTR if a signal came, or end the run: nothing else runs that could
+        end the wait (a pipe's other end, a child), so it would wait forever."""
+        if k.blocked.ready():
+            k.blocked = None
+            return None
+        if k.sys.host_signals:
+            k.take_host_signals()
+        if k.signals.pending and k.signals.deliverable():
+            k.interrupt()
+            return None
+        return RunResult(1, None, f"vsnap: the guest waits forever: {k.blocked.what}, and no "
+                         f"other guest process could end the wait; stopped it")
 
     def _timers_due(self) -> None:
         """Fire the timers whose deadline is the current instruction and hand their signals

@@ -6,7 +6,8 @@ from . import filelocks, futex, poll  # noqa: F401
 from . import limits, timers  # noqa: F401
 from . import attrs, statcalls  # noqa: F401
 from . import anonfile, fifo, opath, prctl, privileged  # noqa: F401
-from .core import Capture, Console, GuestExit, Process
+from ..errors import GuestExit
+from .core import Capture, Console, Process
 from .registry import SYSCALLS
 
 __all__ = ["Capture", "Console", "GuestExit", "Process", "SYSCALLS"]

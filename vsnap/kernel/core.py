@@ -15,7 +15,7 @@ from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
 from ..abi.consts import RLIMIT_CPU
-from ..errors import SyscallError
+from ..errors import Blocked, GuestExit, SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
 from ..task import ExecLayout, Task
@@ -29,14 +29,6 @@ from .timers import next_deadline
 
 MASK64 = (1 << 64) - 1
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
-
-
-class GuestExit(Exception):
-    """The guest called exit or exit_group: stop the CPU, report `status`."""
-
-    def __init__(self, status: int):
-        super().__init__(f"exit {status}")
-        self.status = status
 
 
 @dataclass
@@ -105,6 +97,7 @@ class Process:
         self.timers = Timers()
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
+        self.blocked: Blocked | None = None  # parked at its syscall instruction, and why
 
     def _closed(self, f, last: bool) -> None:
         from .filelocks import closed
@@ -176,16 +169,47 @@ class Process:
                 self.sys.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
         else:
             args = regs[1:1 + entry.nargs]
-            if self.sys.strace:
-                result = self._traced(entry, args)
-            else:
-                try:
-                    result = entry.handler(self, *args)
-                except SyscallError as e:
-                    result = -e.errno
+            try:
+                if self.sys.strace:
+                    result = self._traced(entry, args)
+                else:
+                    try:
+                        result = entry.handler(self, *args)
+                    except SyscallError as e:
+                        result = -e.errno
+            except Blocked as b:
+                self._park(b)
+                return
         self._return(nr, result)
         self.last_call = (nr, result)
         self._after_syscall()
+
+    def _park(self, why: Blocked) -> None:
+        """The call must wait: undo its entry (the instruction, the call and its microsecond
+        are counted when it completes) and stop at the `syscall` instruction, to run it again
+        once `why.ready()` (errors.Blocked)."""
+        self.sys.syscall_count -= 1
+        self.sys.clock.untick()
+        self.cpu.rewind_syscall()
+        self.blocked = why
+
+    def interrupt(self) -> None:
+        """A signal came for this parked process: its call ends with EINTR, and the signal is
+        delivered as at the end of any call (SA_RESTART makes the handler return to the
+        call, which runs again; an ignored signal restarts it unseen), as Linux does."""
+        self.blocked = None
+        cpu = self.cpu
+        nr, rip = cpu.read("rax"), cpu.read("rip")
+        self.sys.syscall_count += 1
+        self.sys.clock.tick()
+        cpu.counter.count += 1
+        cpu.write_many({"rax": -E.EINTR & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
+        self.last_call = (nr, -E.EINTR)
+        # deliver() works as from the syscall hook, where Unicorn adds 2 to rip afterwards
+        try:
+            deliver(self, in_syscall=True)
+        finally:
+            cpu.write("rip", cpu.read("rip") + 2)
 
     def _return(self, nr: int, result: int) -> None:
         if nr == RT_SIGRETURN:  # it restored every register, rcx and r11 included
@@ -224,5 +248,7 @@ class Process:
         except GuestExit:
             self.sys.strace(f"{call} = ?")
             raise
+        except Blocked:
+            raise  # said once, when the call completes
         self.sys.strace(f"{call} = {format_result(self, entry, args, result)}")
         return result

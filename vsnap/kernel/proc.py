@@ -8,7 +8,7 @@ import struct
 from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import SyscallError
-from .core import GuestExit
+from ..errors import GuestExit
 from .fsutil import s32
 from .registry import syscall
 

@@ -20,7 +20,7 @@ import struct
 from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
-from ..errors import SyscallError
+from ..errors import KilledBySignal, StoppedBySignal, SyscallError
 
 FRAME_SIZE = 8 + 304 + 128
 FPSTATE_SIZE = 512
@@ -30,20 +30,6 @@ _SIGCONTEXT_GPRS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi",
                     "rbx", "rdx", "rax", "rcx", "rsp", "rip", "rflags")
 _CSGSFS = 0x33 | (0x2B << 48)
 TRAPNO = {11: 14, 7: 14, 4: 6, 8: 0, 5: 1}
-
-
-class KilledBySignal(Exception):
-    """The default action of a signal ends the process (terminate or dump core)."""
-
-    def __init__(self, signo: int, info: S.SigInfo | None = None):
-        super().__init__(f"signal {signo}")
-        self.signo, self.info = signo, info
-
-
-class StoppedBySignal(Exception):
-    def __init__(self, signo: int):
-        super().__init__(f"stopped by signal {signo}")
-        self.signo = signo
 
 
 def pack_siginfo(info: S.SigInfo) -> bytes:

@@ -12,7 +12,7 @@ import struct
 
 from .. import signals as S
 from ..abi import errno as E
-from ..errors import SyscallError
+from ..errors import NothingToWaitFor, SyscallError
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import sigreturn
@@ -20,16 +20,6 @@ from .timers import fire_all, next_wakeup
 
 NS = 10**9
 MINSIGSTKSZ = 2048
-
-
-class NothingToWaitFor(Exception):
-    """The guest waits for a signal, no timer is armed, and nothing outside can send one.
-    `what` completes "the guest ..." for the line vsnap prints when it ends the guest."""
-
-    def __init__(self, what: str = "waits for a signal with no timer armed and nothing "
-                                   "that could send one"):
-        super().__init__(what)
-        self.what = what
 
 
 def fire_timers(p) -> None:
