@@ -45,16 +45,18 @@ class BrokenPipe(Exception):
 
 class _Slot:
     """One page of the ring: `data` holds the unread bytes, which start at page offset
-    `offset` (reads move it on; a write may append only up to the page's end)."""
+    `offset` (reads move it on; a write may append only up to the page's end). A packet page
+    (written through an O_DIRECT end) is never merged into, and one read takes it whole."""
 
-    __slots__ = ("offset", "data")
+    __slots__ = ("offset", "data", "packet")
 
-    def __init__(self, offset: int, data: bytes):
+    def __init__(self, offset: int, data: bytes, packet: bool = False):
         self.offset = offset
         self.data = bytearray(data)
+        self.packet = packet
 
     def room(self) -> int:
-        return PAGE_SIZE - self.offset - len(self.data)
+        return 0 if self.packet else PAGE_SIZE - self.offset - len(self.data)
 
 
 def round_size(arg: int) -> int:
@@ -138,8 +140,9 @@ class Pipe:
     # -- reading and writing -----------------------------------------------------------------
 
     def read(self, n: int, nonblock: bool = False) -> bytes:
-        """Up to `n` bytes (all that wait, if fewer); b"" at EOF or for n == 0. When empty with
-        a writer open: SyscallError(EAGAIN) if nonblock, else WouldBlock."""
+        """Up to `n` bytes (all that wait, if fewer; a packet page ends the read and loses what
+        did not fit); b"" at EOF or for n == 0. Empty with a writer open: SyscallError(EAGAIN)
+        if nonblock, else WouldBlock."""
         if n < 0:
             raise ValueError("pipe: negative read count")
         if n == 0:
@@ -157,18 +160,21 @@ class Pipe:
             out += slot.data[:take]
             del slot.data[:take]
             slot.offset += take
-            if not slot.data:
+            if slot.packet or not slot.data:
                 del self.slots[0]            # an emptied page is released
+            if slot.packet:
+                break
         return bytes(out)
 
-    def write_some(self, data: bytes, merge: bool = True) -> int:
+    def write_some(self, data: bytes, merge: bool = True, packet: bool = False) -> int:
         """Take what fits of `data` now; return how many bytes were taken (> 0), or 0 for empty
         data (even without a reader, as Linux does). Raise BrokenPipe with no reader, and
         WouldBlock when nothing fits. At most PIPE_BUF bytes are all taken or none.
 
         `merge` is True on the first attempt of a write(2) call; a blocking write that waited
         calls again with the rest and merge=False, as Linux's pipe_write tries the last slot
-        only before its loop. So a handler does:
+        only before its loop. `packet`: the writing end has O_DIRECT (pipe2(O_DIRECT) or
+        F_SETFL): each new page is a packet. So a handler does:
             done = 0; first = True
             while done < len(data):
                 try: done += pipe.write_some(data[done:], merge=first)
@@ -190,18 +196,18 @@ class Pipe:
                 taken = head
         while taken < len(data) and not self.full:
             chunk = data[taken:taken + PAGE_SIZE]
-            self.slots.append(_Slot(0, chunk))
+            self.slots.append(_Slot(0, chunk, packet))
             taken += len(chunk)
         if taken == 0:
             raise WouldBlock()
         return taken
 
-    def write(self, data: bytes, nonblock: bool = False) -> int:
+    def write(self, data: bytes, nonblock: bool = False, packet: bool = False) -> int:
         """One write attempt, as one non-blocking write(2) behaves: the bytes taken (perhaps
         fewer than given). Nothing fits: SyscallError(EAGAIN) if nonblock, else WouldBlock.
         No reader: BrokenPipe (the handler sends SIGPIPE and fails with EPIPE)."""
         try:
-            return self.write_some(data)
+            return self.write_some(data, packet=packet)
         except WouldBlock:
             if nonblock:
                 raise SyscallError(E.EAGAIN, "pipe is full") from None
@@ -229,10 +235,10 @@ class Pipe:
     # -- checkpoint images -------------------------------------------------------------------
 
     def saved(self) -> dict:
-        """A JSON-safe record: the capacity, the end counts and each slot's offset and bytes
-        (base64); the slots themselves, since they decide what the next writes can take."""
+        """A JSON-safe record: the capacity, the end counts and each slot's offset, bytes
+        (base64) and packet flag; the slots themselves decide what the next writes can take."""
         return {"size": self.size, "readers": self.readers, "writers": self.writers,
-                "slots": [[s.offset, base64.b64encode(bytes(s.data)).decode("ascii")]
+                "slots": [[s.offset, base64.b64encode(bytes(s.data)).decode("ascii"), s.packet]
                           for s in self.slots]}
 
     @classmethod
@@ -258,10 +264,11 @@ class Pipe:
 
 
 def _load_slot(i: int, slot) -> _Slot:
-    if not (isinstance(slot, list) and len(slot) == 2 and isinstance(slot[1], str)
-            and isinstance(slot[0], int) and not isinstance(slot[0], bool)):
-        raise ValueError(f"pipe slot {i} must be [offset, base64 bytes]")
-    offset, text = slot
+    if not (isinstance(slot, list) and len(slot) == 3 and isinstance(slot[1], str)
+            and isinstance(slot[0], int) and not isinstance(slot[0], bool)
+            and isinstance(slot[2], bool)):
+        raise ValueError(f"pipe slot {i} must be [offset, base64 bytes, packet flag]")
+    offset, text, packet = slot
     try:
         data = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
@@ -271,4 +278,4 @@ def _load_slot(i: int, slot) -> _Slot:
     if offset < 0 or offset + len(data) > PAGE_SIZE:
         raise ValueError(f"pipe slot {i} holds bytes {offset}..{offset + len(data)}, "
                          f"outside its {PAGE_SIZE}-byte page")
-    return _Slot(offset, data)
+    return _Slot(offset, data, packet)

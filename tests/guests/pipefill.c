@@ -1,6 +1,7 @@
 /* pipefill: measure a Linux pipe with non-blocking operations, for tests/test_pipes.py.
  *
- * Each argument is a script run on a fresh pipe(2): operations separated by commas.
+ * Each argument is a script run on a fresh pipe(2): operations separated by commas. A script
+ * that starts with "D," makes the pipe with O_DIRECT (packet mode).
  *   wN   write N bytes            -> count or -errno
  *   z    write 0 bytes            -> count or -errno
  *   rN   read up to N bytes       -> count:fnv1a32 of the bytes, or -errno
@@ -50,8 +51,10 @@ static long put(int fd, size_t n) {
 }
 
 static void script(char *s) {
-    int fds[2];
-    if (pipe2(fds, O_NONBLOCK) != 0) {
+    int fds[2], direct = strncmp(s, "D,", 2) == 0;
+    if (direct)
+        s += 2;
+    if (pipe2(fds, O_NONBLOCK | (direct ? O_DIRECT : 0)) != 0) {
         perror("pipe2");
         exit(1);
     }
