@@ -300,12 +300,12 @@ def test_blocking_write_completes_with_a_reader_draining():
     while done < len(data):
         try:
             done += pipe.write_some(data[done:], merge=first)
-            first = False
         except WouldBlock:
             parks += 1
             assert not pipe.writable()
             got += pipe.read(7000)          # the reader runs; the writer is woken
             assert pipe.writable()
+        first = False
     while pipe.nread:
         got += pipe.read(65536)
     assert bytes(got) == data and parks > 3

@@ -174,14 +174,14 @@ class Pipe:
         `merge` is True on the first attempt of a write(2) call; a blocking write that waited
         calls again with the rest and merge=False, as Linux's pipe_write tries the last slot
         only before its loop. `packet`: the writing end has O_DIRECT (pipe2(O_DIRECT) or
-        F_SETFL): each new page is a packet. So a handler does:
-            done = 0; first = True
+        F_SETFL): each new page is a packet. So a blocking write(2) handler does:
+            done, first = 0, True          # both live while parked: save them with the process
             while done < len(data):
-                try: done += pipe.write_some(data[done:], merge=first)
-                except WouldBlock: park until writable(); if a signal comes, return done or
-                                   fail EINTR/restart when done == 0
-                except BrokenPipe: send SIGPIPE; return done or fail EPIPE when done == 0
-                first = False
+                try: done += pipe.write_some(data[done:], merge=first, packet=o_direct)
+                except WouldBlock: park until writable(); a signal: return done (EINTR or a
+                                   restart when done == 0)
+                except BrokenPipe: send SIGPIPE; return done (EPIPE when done == 0)
+                first = False              # after any attempt, as Linux merges before waiting
         """
         if not data:
             return 0
