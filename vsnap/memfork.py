@@ -1,0 +1,134 @@
+"""fork's memory: a child AddressSpace on a new engine, the same bytes, private from then on.
+
+    child_mem = fork_memory(parent_mem, child_cpu)
+
+The child gets the parent's VMAs, brk, budget and page permissions (the books: memory.py's
+fork_books), and a copy of every page the parent has touched, in arenas of its own handed to
+the child's engine with mem_map_ptr (guestram.py). From then on a store by either engine is
+never seen by the other, with three exceptions that are Linux's too:
+
+* MAP_SHARED anonymous memory stays shared: the child's arena maps the same memfd pages
+  (sharedmem.py), so each sees the other's stores at once;
+* MAP_PRIVATE file mappings: the child has its own copy-on-write state (the pages either
+  process had made its own are copied; the pages still shared with the file hold the file's
+  bytes in both, and the first write in either makes that process's page its own, alone);
+* untouched pages are not copied: they read as zeros in both (the budget's count of touched
+  pages is the same in the child as in the parent, which is what Linux's fork gives RSS,
+  except for shared memory: its pages count in the child once it touches them, as on Linux).
+
+How the copy is made, and why (measured on this 2-core machine, `benchmarks/fork.py`):
+one memmove per run of touched pages, the runs read from /proc/self/pagemap as
+guestram.touched_pages reads them for checkpoints. Untouched pages cost nothing; touched ones
+cost a memcpy and the host's page fault on the child's side:
+
+    touched      vsnap fork (engine + memory)      native fork+exit+wait
+    1 MiB        ~2.5 ms   (engine ~1.3, copy ~0.5)      ~0.10 ms
+    16 MiB       ~12 ms    (copy ~10)                    ~0.20 ms
+    64 MiB       ~40 ms    (copy ~38)                    ~0.45 ms
+
+(the exact figures of the last run are in the commit that added this module and printed by
+`PYTHONPATH=. .venv/bin/python benchmarks/fork.py`.) The alternatives measured
+(/tmp experiment, same machine, 64 MiB touched):
+
+* a memfd-backed arena mapped MAP_PRIVATE twice (the host's own copy-on-write, with no host
+  process): the fork itself is two mmaps, about 1-4 ms, but every page either process then
+  writes takes a copy-on-write fault, about as much again as the copy (child 42 ms, parent
+  60 ms for one write a page); the parent's arena must be shmem to begin with (page faults
+  cost about 25% more there: guestram.Arena), and a second fork of the same parent finds its
+  memory split between the frozen file and its private pages, which Linux cannot stack: it
+  would have to copy everything into a new memfd anyway. The touched-page count for the budget
+  would also stop being the parent's.
+* madvise(MADV_POPULATE_WRITE) on the child's run before the copy (to fault the pages in one
+  system call): no better than letting memcpy fault them (70 vs 74 ms with slices, noise).
+* copying through Python slices (arena.ram[a:b] = ...): makes a bytes object first, twice the
+  memory traffic: 74 ms against 38 ms for ctypes.memmove.
+
+So a fork copies. A fork followed by execve (the common case, and a fork bomb's) pays for a
+copy it throws away; a lazy copy (the child's pages without permission in its books, copied
+at the first TLB miss of either engine) would avoid that, at a Python call per page touched
+after the fork: not done.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from bisect import bisect_right
+
+from .guestram import ARENA, ARENA_SHIFT, Arena, UnicornMemory
+from .memory import PAGE, AddressSpace
+
+_PRESENT = bytes(1 if b & 0xC0 else 0 for b in range(256))  # pagemap: in RAM or swapped
+
+
+def touched_runs(backend: UnicornMemory, pagemap_fd: int):
+    """(arena, first, end) for each maximal run of touched pages in the backend's mapped
+    spans: what a fork must copy."""
+    for arena, first, n in backend._spans():
+        host = arena.address + first - arena.base
+        raw = os.pread(pagemap_fd, n * 8, host // PAGE * 8)
+        if len(raw) != n * 8:
+            raise OSError("short read of /proc/self/pagemap")
+        t = raw[7::8].translate(_PRESENT)
+        i = t.find(1)
+        while i >= 0:
+            j = t.find(0, i)
+            if j < 0:
+                j = n
+            yield arena, first + i * PAGE, first + j * PAGE
+            i = t.find(1, j)
+
+
+def _without(lo: int, hi: int, holes: list):
+    """[lo, hi) minus the sorted, disjoint ranges `holes` (start, end, ...)."""
+    i = max(0, bisect_right(holes, lo, key=lambda h: h[0]) - 1)
+    for h in holes[i:]:
+        if h[0] >= hi:
+            break
+        if h[1] <= lo:
+            continue
+        if h[0] > lo:
+            yield lo, h[0]
+        lo = max(lo, h[1])
+    if lo < hi:
+        yield lo, hi
+
+
+def fork_backend(parent: UnicornMemory, uc, pages) -> UnicornMemory:
+    """A new backend for engine `uc` (its books `pages`, the Cpu's): arenas of its own with a
+    copy of the parent's touched pages, the parent's shared memory mapped too, and the
+    parent's page permissions."""
+    child = UnicornMemory(uc, pages)
+    ALL = child._ALL
+    for i, arena in parent._arenas.items():
+        mine = child._arenas[i] = Arena(arena.base)
+        mine.used = arena.used
+        uc.mem_map_ptr(mine.base, ARENA, ALL, mine.address)
+    shared = parent.shared_ranges()
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for arena, lo, hi in touched_runs(parent, fd):
+            mine = child._arenas[arena.base >> ARENA_SHIFT]
+            for a, b in _without(lo, hi, shared) if shared else ((lo, hi),):
+                ctypes.memmove(mine.address + a - mine.base, arena.address + a - arena.base,
+                               b - a)
+    finally:
+        os.close(fd)
+    for lo, hi, shm, offset in shared:
+        child.share(lo, hi - lo, shm, offset)
+    for lo, hi, prot in parent._runs:
+        pages.set(lo, hi, prot)
+    return child
+
+
+def fork_memory(parent: AddressSpace, cpu) -> AddressSpace:
+    """The child's address space on `cpu` (a new vsnap.cpu.Cpu, e.g. cpufork.fork_cpu's):
+    the same VMAs, contents, permissions and touched pages, private from now on except
+    MAP_SHARED anonymous memory. Wired to the CPU as Machine wires a new process's (page
+    permissions, copy-on-write of file pages, MAP_GROWSDOWN, code changes)."""
+    backend = fork_backend(parent.backend, cpu.uc, cpu.pages)
+    child = parent.fork_books(backend)
+    cpu.page_prot = backend.page_prot
+    cpu.on_write_fault = child.write_fault
+    cpu.on_unmapped = child.grow_down
+    child.on_code_change = cpu.code_changed
+    return child
