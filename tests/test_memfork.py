@@ -13,6 +13,7 @@ from vsnap.cpu import REGISTERS, Cpu
 from vsnap.cpufork import fork_cpu, fork_hardware
 from vsnap.kernel.core import Capture
 from vsnap.machine import Machine
+from vsnap.memfork import ArenaPool, release_memory
 from vsnap.memory import PAGE, PROT_EXEC, PROT_READ, PROT_WRITE
 
 from conftest import GUESTS
@@ -203,3 +204,27 @@ def test_fork_cpu_copies_the_fpu_and_sse_state(parent):
     got = child.snapshot_registers()
     assert {r: got[r] for r in regs} == regs
     assert got == parent.cpu.snapshot_registers()
+
+
+def test_recycled_arenas_hold_nothing_of_the_process_that_had_them(parent):
+    """A fork into arenas a dead child left (memfork.ArenaPool): the pages the new child
+    does not get from its parent read as zeros and do not count as touched."""
+    pool = ArenaPool()
+    pm = parent.mem
+    start = pm.find_free(64 * PAGE)
+    pm.map(start, 64 * PAGE, RW, "mmap")  # mapped, untouched in the parent
+    first, mem = fork_hardware(parent.cpu, pm, pool)
+    mem.write_bulk(start, b"\xAA" * 64 * PAGE)  # the first child touches all of it
+    h = heap(mem)
+    mem.write_bulk(h.start, b"\xBB" * PAGE)
+    assert mem.touched() == pm.touched() + 64 * PAGE
+    release_memory(mem, pool)
+    assert pool.kept >= pm.touched() and not mem.backend._arenas
+    second, mem2 = fork_hardware(parent.cpu, pm, pool)
+    assert pool.kept == 0  # its arenas went to the second child
+    assert mem2.read(start, 64 * PAGE) == bytes(64 * PAGE)
+    assert memory_of(mem2) == memory_of(pm)
+    assert mem2.touched() == pm.touched()
+    second.run(stop_at=STOP + STEP)  # and the engine runs on them
+    assert parent.advance(STOP + STEP) is None
+    assert memory_of(mem2) == memory_of(pm)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from .cpu import Cpu
 from .knownblocks import KnownBlocks
-from .memfork import fork_memory
+from .memfork import POOL, ArenaPool, fork_memory
 from .memory import PROT_WRITE, AddressSpace
 
 
@@ -53,13 +53,14 @@ def code_cacheable(mem: AddressSpace):
     return cacheable
 
 
-def fork_hardware(cpu: Cpu, mem: AddressSpace) -> tuple[Cpu, AddressSpace]:
+def fork_hardware(cpu: Cpu, mem: AddressSpace, pool: ArenaPool | None = POOL
+                  ) -> tuple[Cpu, AddressSpace]:
     """The child of a running guest's hardware: a new Cpu with the parent's CPU state and a
     new AddressSpace on it with the parent's memory (memfork.py), wired to each other as
     Machine wires a new process's. The kernel's parts (on_syscall, tsc, deadline) are the
     caller's to wire."""
     child = fork_cpu(cpu)
-    child_mem = fork_memory(mem, child)
+    child_mem = fork_memory(mem, child, pool)
     child.code_cacheable = code_cacheable(child_mem)
     child.use_known_blocks(KnownBlocks(child_mem))
     return child, child_mem

@@ -1,0 +1,141 @@
+"""vsnap benchmark: the cost of forking a guest's hardware next to a native fork.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/fork.py [MiB ...]      (default: 1 16 64)
+
+For each size, a process that touched that many MiB:
+  native   benchmarks/forkrate.c (built with vsnap.build, run on the host): fork + _exit +
+           waitpid, over and over for half a second; the time of one round.
+  vsnap    a guest (tests/guests/forkfill.c stopped after its start-up) whose memory gets an
+           extra mapping of that size with every page written; then cpufork.fork_hardware
+           (new engine + the engine's state + memfork's copy of the touched pages), split into
+           its parts, and the release of the child (its arenas unmapped, its engine closed).
+           Minimum and median of REPEAT forks.
+Then what one new engine costs (vsnap.cpu.Cpu(): Unicorn's uc_open, ring 3, the hooks, the
+TLB book, the counter), and the host memory each engine keeps while it lives: a fork bomb
+makes many.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from vsnap.build import build  # noqa: E402
+from vsnap.cpu import Cpu  # noqa: E402
+from vsnap.cpufork import fork_cpu, fork_hardware  # noqa: E402
+from vsnap.kernel.core import Capture  # noqa: E402
+from vsnap.machine import Machine  # noqa: E402
+from vsnap.memfork import fork_memory  # noqa: E402
+from vsnap.memory import PAGE  # noqa: E402
+
+REPEAT = 7
+ENGINES = 40
+
+
+def native(prog: str, mib: int) -> float | None:
+    """Seconds for one fork + _exit + waitpid of a process that touched `mib` MiB."""
+    try:
+        out = subprocess.run([prog, str(mib), "500"], capture_output=True, timeout=60,
+                             check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return float(out[1]) / int(out[0])
+
+
+def guest(prog: str, mib: int, root: str) -> Machine:
+    m = Machine(prog, ["1"], root=root, console=Capture().console)
+    assert m.advance(20_000) is None
+    start = m.mem.find_free(mib << 20)
+    m.mem.map(start, mib << 20, 3, "mmap")
+    page = bytes(range(256)) * (PAGE // 256)
+    m.mem.write_bulk(start, page * ((mib << 20) // PAGE))
+    return m
+
+
+def release(cpu, mem) -> None:
+    mem.close()
+    mem.backend._arenas.clear()  # the child's arenas: unmapped once unreferenced
+    del cpu, mem
+    gc.collect()  # an engine is freed with its Python object (its hooks make cycles)
+
+
+def ms(x: float) -> str:
+    return f"{x * 1e3:.2f}"
+
+
+def fork_costs(m: Machine) -> dict:
+    parts = {"fork": [], "engine": [], "memory": [], "release": []}
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        cpu, mem = fork_hardware(m.cpu, m.mem)
+        t1 = time.perf_counter()
+        release(cpu, mem)
+        t2 = time.perf_counter()
+        parts["fork"].append(t1 - t0)
+        parts["release"].append(t2 - t1)
+        t0 = time.perf_counter()
+        cpu = fork_cpu(m.cpu)
+        t1 = time.perf_counter()
+        mem = fork_memory(m.mem, cpu)
+        t2 = time.perf_counter()
+        parts["engine"].append(t1 - t0)
+        parts["memory"].append(t2 - t1)
+        release(cpu, mem)
+    return parts
+
+
+def resident() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def engines() -> tuple[list, int]:
+    gc.collect()
+    before = resident()
+    cpus, times = [], []
+    for _ in range(ENGINES):
+        t0 = time.perf_counter()
+        cpus.append(Cpu())
+        times.append(time.perf_counter() - t0)
+    grown = resident() - before
+    del cpus
+    gc.collect()
+    return times, grown // ENGINES
+
+
+def main(argv: list[str]) -> None:
+    sizes = [int(a) for a in argv] or [1, 16, 64]
+    t_start = time.perf_counter()
+    forkrate = build(os.path.join(ROOT, "benchmarks", "forkrate.c"))
+    forkfill = build(os.path.join(ROOT, "tests", "guests", "forkfill.c"))
+    root = os.path.join(ROOT, "benchmarks")
+    print(f"fork of a process that touched N MiB: one round, ms (min / median of {REPEAT})")
+    print(f"{'MiB':>4}  {'native fork+exit+wait':>22}  {'vsnap fork':>14}  {'= engine':>14}"
+          f"  {'+ memory':>14}  {'vsnap release':>14}  {'vsnap/native':>12}")
+    for mib in sizes:
+        nat = native(forkrate, mib)
+        m = guest(forkfill, mib, root)
+        p = fork_costs(m)
+        m.close()
+        del m
+        gc.collect()
+        cell = {k: f"{ms(min(v))} / {ms(statistics.median(v))}" for k, v in p.items()}
+        ratio = f"{min(p['fork']) / nat:.0f}x" if nat else "-"
+        print(f"{mib:>4}  {ms(nat) if nat else 'n/a':>22}  {cell['fork']:>14}  "
+              f"{cell['engine']:>14}  {cell['memory']:>14}  {cell['release']:>14}  "
+              f"{ratio:>12}")
+    times, per_engine = engines()
+    print(f"\nnew engine (vsnap.cpu.Cpu()): {ms(min(times))} ms min, "
+          f"{ms(statistics.median(times))} ms median of {ENGINES}; "
+          f"host memory per live engine about {per_engine / 1024:.0f} KiB resident")
+    print(f"(benchmark took {time.perf_counter() - t_start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
