@@ -144,7 +144,11 @@ class ArenaPool:
         """An arena for guest addresses [base, base + ARENA): a kept one, or a new one."""
         if not self._free:
             return Arena(base)
-        arena = self._free.pop()
+        # the one that served the same addresses first: the same layout leaves the fewest
+        # pages to give back
+        at = next((k for k in range(len(self._free) - 1, -1, -1)
+                   if self._free[k].base == base), len(self._free) - 1)
+        arena = self._free.pop(at)
         self.kept -= sum(hi - lo for lo, hi in arena.present)
         arena.base, arena.used = base, 0
         return arena
