@@ -8,8 +8,9 @@ For each size, a process that touched that many MiB:
   vsnap    a guest (tests/guests/forkfill.c stopped after its start-up) whose memory gets an
            extra mapping of that size with every page written; then cpufork.fork_hardware
            (new engine + the engine's state + memfork's copy of the touched pages), split into
-           its parts, and the release of the child (its arenas unmapped, its engine closed).
-           Minimum and median of REPEAT forks.
+           its parts, and the release of the child (its arenas unmapped, its engine closed);
+           then forks into the arenas the previous child left (memfork.ArenaPool: a
+           fork + exit loop). Minimum and median of REPEAT forks.
 Then what one new engine costs (vsnap.cpu.Cpu(): Unicorn's uc_open, ring 3, the hooks, the
 TLB book, the counter), and the host memory each engine keeps while it lives: a fork bomb
 makes many.
@@ -31,7 +32,7 @@ from vsnap.cpu import Cpu  # noqa: E402
 from vsnap.cpufork import fork_cpu, fork_hardware  # noqa: E402
 from vsnap.kernel.core import Capture  # noqa: E402
 from vsnap.machine import Machine  # noqa: E402
-from vsnap.memfork import fork_memory  # noqa: E402
+from vsnap.memfork import ArenaPool, fork_memory, release_memory  # noqa: E402
 from vsnap.memory import PAGE  # noqa: E402
 
 REPEAT = 7
@@ -58,9 +59,8 @@ def guest(prog: str, mib: int, root: str) -> Machine:
     return m
 
 
-def release(cpu, mem) -> None:
-    mem.close()
-    mem.backend._arenas.clear()  # the child's arenas: unmapped once unreferenced
+def release(cpu, mem, pool=None) -> None:
+    release_memory(mem, pool)  # to the pool, or unmapped once unreferenced
     del cpu, mem
     gc.collect()  # an engine is freed with its Python object (its hooks make cycles)
 
@@ -70,10 +70,12 @@ def ms(x: float) -> str:
 
 
 def fork_costs(m: Machine) -> dict:
-    parts = {"fork": [], "engine": [], "memory": [], "release": []}
+    """Each part's seconds over REPEAT rounds: fork into fresh arenas, its engine and memory
+    parts, the release; then forks into the arenas the previous child left (ArenaPool)."""
+    parts = {"fork": [], "engine": [], "memory": [], "release": [], "recycled": []}
     for _ in range(REPEAT):
         t0 = time.perf_counter()
-        cpu, mem = fork_hardware(m.cpu, m.mem)
+        cpu, mem = fork_hardware(m.cpu, m.mem, None)
         t1 = time.perf_counter()
         release(cpu, mem)
         t2 = time.perf_counter()
@@ -82,11 +84,19 @@ def fork_costs(m: Machine) -> dict:
         t0 = time.perf_counter()
         cpu = fork_cpu(m.cpu)
         t1 = time.perf_counter()
-        mem = fork_memory(m.mem, cpu)
+        mem = fork_memory(m.mem, cpu, None)
         t2 = time.perf_counter()
         parts["engine"].append(t1 - t0)
         parts["memory"].append(t2 - t1)
         release(cpu, mem)
+    pool = ArenaPool(1 << 30)
+    release(*fork_hardware(m.cpu, m.mem, pool), pool)
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        cpu, mem = fork_hardware(m.cpu, m.mem, pool)
+        parts["recycled"].append(time.perf_counter() - t0)
+        release(cpu, mem, pool)
+    pool.clear()
     return parts
 
 
@@ -116,8 +126,8 @@ def main(argv: list[str]) -> None:
     forkfill = build(os.path.join(ROOT, "tests", "guests", "forkfill.c"))
     root = os.path.join(ROOT, "benchmarks")
     print(f"fork of a process that touched N MiB: one round, ms (min / median of {REPEAT})")
-    print(f"{'MiB':>4}  {'native fork+exit+wait':>22}  {'vsnap fork':>14}  {'= engine':>14}"
-          f"  {'+ memory':>14}  {'vsnap release':>14}  {'vsnap/native':>12}")
+    print(f"{'MiB':>4}  {'native':>7}  {'vsnap fork':>14}  {'= engine':>12}  {'+ memory':>14}"
+          f"  {'release':>12}  {'fork, recycled':>14}  {'vsnap/native':>12}")
     for mib in sizes:
         nat = native(forkrate, mib)
         m = guest(forkfill, mib, root)
@@ -126,10 +136,13 @@ def main(argv: list[str]) -> None:
         del m
         gc.collect()
         cell = {k: f"{ms(min(v))} / {ms(statistics.median(v))}" for k, v in p.items()}
-        ratio = f"{min(p['fork']) / nat:.0f}x" if nat else "-"
-        print(f"{mib:>4}  {ms(nat) if nat else 'n/a':>22}  {cell['fork']:>14}  "
-              f"{cell['engine']:>14}  {cell['memory']:>14}  {cell['release']:>14}  "
-              f"{ratio:>12}")
+        ratio = (f"{min(p['fork']) / nat:.0f}x, {min(p['recycled']) / nat:.0f}x" if nat
+                 else "-")
+        print(f"{mib:>4}  {ms(nat) if nat else 'n/a':>7}  {cell['fork']:>14}  "
+              f"{cell['engine']:>12}  {cell['memory']:>14}  {cell['release']:>12}  "
+              f"{cell['recycled']:>14}  {ratio:>12}")
+    print("native: fork + _exit + waitpid of benchmarks/forkrate.c; release: the child's "
+          "memory unmapped and its engine collected")
     times, per_engine = engines()
     print(f"\nnew engine (vsnap.cpu.Cpu()): {ms(min(times))} ms min, "
           f"{ms(statistics.median(times))} ms median of {ENGINES}; "

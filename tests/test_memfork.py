@@ -154,6 +154,20 @@ def test_shared_anonymous_memory_stays_shared(parent):
     assert mem.backend.shared_ranges() == []
 
 
+def test_shared_memory_moved_by_mremap_stays_shared(parent):
+    pm = parent.mem
+    start = pm.find_free(2 * PAGE)
+    pm.map(start, 2 * PAGE, RW, "mmap", shared=True)
+    _, mem = fork_hardware(parent.cpu, pm)
+    to = pm.find_free(8 * PAGE, top=start)
+    pm.move(start, 2 * PAGE, to, 8 * PAGE)  # mremap(MREMAP_MAYMOVE) to a bigger place
+    pm.write(to + PAGE, b"moved")
+    assert mem.read(start + PAGE, 5) == b"moved"
+    mem.write(start, b"child")
+    assert pm.read(to, 5) == b"child"
+    assert pm.read(to + 2 * PAGE, 6 * PAGE) == bytes(6 * PAGE)  # the growth: new, zeros
+
+
 def test_shared_memory_made_writable_later_is_allowed(parent):
     pm = parent.mem
     start = pm.find_free(PAGE)

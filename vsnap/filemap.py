@@ -209,7 +209,9 @@ class FileMappings:
         keep = min(size, new_size)
         mine = [p for p in range(old, old + keep, PAGE) if p in self.private]
         if v.file is None:
-            self.write_bulk(new, self.read_bulk(old, keep))
+            if not (v.shared and hasattr(self.backend, "move_shared")
+                    and self.backend.move_shared(old, new, keep)):
+                self.write_bulk(new, self.read_bulk(old, keep))  # (shared memory stays so)
         else:
             w = self.find(new)
             for p in mine:

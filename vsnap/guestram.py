@@ -197,6 +197,16 @@ class UnicornMemory:
             keep += [(x, y, shm, off + x - lo) for x, y in ((lo, a), (b, hi)) if x < y]
         self._shared[:] = keep
 
+    def move_shared(self, old: int, new: int, size: int) -> bool:
+        """mremap: the shared memory under [old, old+size) is put under [new, new+size)
+        too (the same pages: whoever else maps them still shares them). False if none of
+        [old, old+size) was shared."""
+        found = [(max(lo, old), min(hi, old + size), shm, off + max(lo, old) - lo)
+                 for lo, hi, shm, off in self._shared if lo < old + size and hi > old]
+        for lo, hi, shm, off in found:
+            self.share(new + lo - old, hi - lo, shm, off)
+        return bool(found)
+
     def shared_ranges(self) -> list:
         """(start, end, SharedMemory, offset) of each stretch of shared anonymous memory."""
         return list(self._shared)
