@@ -1,6 +1,7 @@
 """vsnap benchmark: the cost of forking a guest's hardware next to a native fork.
 
     PYTHONPATH=. .venv/bin/python benchmarks/fork.py [MiB ...]      (default: 1 16 64)
+    PYTHONPATH=. .venv/bin/python benchmarks/fork.py --alternatives [MiB ...]
 
 For each size, a process that touched that many MiB:
   native   benchmarks/forkrate.c (built with vsnap.build, run on the host): fork + _exit +
@@ -14,10 +15,14 @@ For each size, a process that touched that many MiB:
 Then what one new engine costs (vsnap.cpu.Cpu(): Unicorn's uc_open, ring 3, the hooks, the
 TLB book, the counter), and the host memory each engine keeps while it lives: a fork bomb
 makes many.
+With --alternatives: the ways of copying host memory for a child that memfork.py chose
+between, each on the same amount of touched memory.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
+import mmap
 import os
 import statistics
 import subprocess
@@ -119,7 +124,84 @@ def engines() -> tuple[list, int]:
     return times, grown // ENGINES
 
 
+# ------------------------------------------------------------------------------------------
+# --alternatives: the ways of copying host memory that memfork.py chose between
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_NORESERVE, _FIXED, _POPULATE_WRITE = 0x4000, 0x10, 23
+_RW = mmap.PROT_READ | mmap.PROT_WRITE
+
+
+def _anon(size: int) -> int:
+    a = _libc.mmap(None, size, _RW, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE, -1, 0)
+    _libc.madvise(a, size, mmap.MADV_NOHUGEPAGE)  # as guestram.Arena
+    return a
+
+
+def _write_each_page(a: int, n: int) -> float:
+    t0 = time.perf_counter()
+    for p in range(0, n, PAGE):
+        ctypes.memset(a + p, 1, 1)
+    return time.perf_counter() - t0
+
+
+def alternatives(mib: int) -> None:
+    """Milliseconds (min of REPEAT) for copying `mib` MiB of touched memory for a child."""
+    n = mib << 20
+    src = _anon(n)
+    ctypes.memset(src, 7, n)
+    rows = {}
+
+    def timed(name, setup, copy):
+        ts = []
+        for _ in range(REPEAT):
+            dst = setup()
+            t0 = time.perf_counter()
+            copy(dst)
+            ts.append(time.perf_counter() - t0)
+            _libc.munmap(dst, n)
+        rows[name] = min(ts)
+
+    timed("memmove into fresh pages (memfork)", lambda: _anon(n),
+          lambda d: ctypes.memmove(d, src, n))
+    warm = lambda: (lambda d: (ctypes.memset(d, 0, n), d)[1])(_anon(n))  # noqa: E731
+    timed("memmove into present pages (ArenaPool)", warm, lambda d: ctypes.memmove(d, src, n))
+    timed("MADV_POPULATE_WRITE, then memmove", lambda: _anon(n),
+          lambda d: (_libc.madvise(d, n, _POPULATE_WRITE), ctypes.memmove(d, src, n)))
+    buf = (ctypes.c_char * n).from_address(src)
+    timed("Python slice copy (bytes in between)", lambda: _anon(n),
+          lambda d: ctypes.memmove(d, bytes(buf), n))
+    # the host's copy-on-write without a host process: the parent's arena a memfd mapped
+    # MAP_SHARED; at fork both map it MAP_PRIVATE, and each write after copies a page
+    fd = os.memfd_create("alt", os.MFD_CLOEXEC)
+    os.ftruncate(fd, n)
+    a = _libc.mmap(None, n, _RW, mmap.MAP_SHARED | _NORESERVE, fd, 0)
+    ctypes.memset(a, 7, n)
+    t0 = time.perf_counter()
+    _libc.mmap(a, n, _RW, mmap.MAP_PRIVATE | _FIXED | _NORESERVE, fd, 0)
+    c = _libc.mmap(None, n, _RW, mmap.MAP_PRIVATE | _NORESERVE, fd, 0)
+    rows["memfd MAP_PRIVATE twice: the fork"] = time.perf_counter() - t0
+    loop = min(_write_each_page(src, n) for _ in range(3))  # the loop itself, no faults
+    rows["  then the child writes each page once"] = _write_each_page(c, n) - loop
+    rows["  then the parent writes each page once"] = _write_each_page(a, n) - loop
+    for x in (a, c, src):
+        _libc.munmap(x, n)
+    os.close(fd)
+    print(f"\ncopying {mib} MiB for a child, ms (min of {REPEAT}):")
+    for name, t in rows.items():
+        print(f"  {name:<42} {ms(t):>8}")
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--alternatives"]:
+        for mib in [int(a) for a in argv[1:]] or [1, 16, 64]:
+            alternatives(mib)
+        return
     sizes = [int(a) for a in argv] or [1, 16, 64]
     t_start = time.perf_counter()
     forkrate = build(os.path.join(ROOT, "benchmarks", "forkrate.c"))

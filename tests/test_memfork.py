@@ -242,3 +242,24 @@ def test_recycled_arenas_hold_nothing_of_the_process_that_had_them(parent):
     second.run(stop_at=STOP + STEP)  # and the engine runs on them
     assert parent.advance(STOP + STEP) is None
     assert memory_of(mem2) == memory_of(pm)
+
+
+def test_the_fork_benchmark_harness_runs(forkfill, monkeypatch):
+    """benchmarks/fork.py's parts (numbers belong to `make bench`): the native fork loop, a
+    guest that touched 1 MiB forked into fresh and recycled arenas, the alternatives."""
+    import importlib.util
+    from conftest import NATIVE_OK, REPO
+    spec = importlib.util.spec_from_file_location("bench_fork", REPO / "benchmarks" / "fork.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "REPEAT", 1)
+    m = bench.guest(forkfill, 1, str(REPO / "benchmarks"))
+    try:
+        parts = bench.fork_costs(m)
+    finally:
+        m.close()
+    assert set(parts) == {"fork", "engine", "memory", "release", "recycled"}
+    assert all(len(v) == 1 and v[0] > 0 for v in parts.values())
+    bench.alternatives(1)
+    if NATIVE_OK:
+        assert bench.native(build(str(REPO / "benchmarks" / "forkrate.c")), 1) > 0

@@ -1,6 +1,7 @@
 """fork's memory: a child AddressSpace on a new engine, the same bytes, private from then on.
 
-    child_mem = fork_memory(parent_mem, child_cpu)
+    child_mem = fork_memory(parent_mem, child_cpu)   # fork (cpufork.fork_hardware calls it)
+    release_memory(mem)                              # exit or execve: the arenas to POOL
 
 The child gets the parent's VMAs, brk, budget and page permissions (the books: memory.py's
 fork_books), and a copy of every page the parent has touched, in arenas of its own handed to
@@ -16,37 +17,42 @@ never seen by the other, with three exceptions that are Linux's too:
   pages is the same in the child as in the parent, which is what Linux's fork gives RSS,
   except for shared memory: its pages count in the child once it touches them, as on Linux).
 
-How the copy is made, and why (measured on this 2-core machine, `benchmarks/fork.py`):
-one memmove per run of touched pages, the runs read from /proc/self/pagemap as
-guestram.touched_pages reads them for checkpoints. Untouched pages cost nothing; touched ones
-cost a memcpy and the host's page fault on the child's side:
+How the copy is made, and why. One memmove per run of touched pages, the runs read from
+/proc/self/pagemap as guestram.touched_pages reads them for checkpoints: untouched pages cost
+nothing, a touched one a memcpy, plus the host's page fault and zeroing of the child's fresh
+page, which is most of it. An ArenaPool (below) keeps the arenas of processes that are gone,
+pages and all, and the next fork copies into those: no fault, no zeroing.
+Measured with `PYTHONPATH=. .venv/bin/python benchmarks/fork.py` (2 cores shared with other
+work, load average about 4; min / median of 7, ms):
 
-    touched      vsnap fork (engine + memory)      native fork+exit+wait
-    1 MiB        ~2.5 ms   (engine ~1.3, copy ~0.5)      ~0.10 ms
-    16 MiB       ~12 ms    (copy ~10)                    ~0.20 ms
-    64 MiB       ~40 ms    (copy ~38)                    ~0.45 ms
+    touched  native fork+exit+wait  vsnap fork    = engine + memory   into recycled arenas
+    1 MiB         0.36              1.34 / 1.52     0.47     0.90         0.90 / 0.98
+    16 MiB        1.22             13.90 / 14.03    0.44    12.45         2.39 / 2.46
+    64 MiB        4.72             36.63 / 54.99    0.44    36.35        11.35 / 11.65
 
-(the exact figures of the last run are in the commit that added this module and printed by
-`PYTHONPATH=. .venv/bin/python benchmarks/fork.py`.) The alternatives measured
-(/tmp experiment, same machine, 64 MiB touched):
+(release of a child: its arenas unmapped and engine collected, 3 / 5 / 8 ms; engine: 0.4 ms
+min, about 1.2 ms median when many are made in a row, 1.6 MiB resident per live engine.)
+The ways of copying it was chosen from, `benchmarks/fork.py --alternatives 64` (64 MiB, ms):
 
-* a memfd-backed arena mapped MAP_PRIVATE twice (the host's own copy-on-write, with no host
-  process): the fork itself is two mmaps, about 1-4 ms, but every page either process then
-  writes takes a copy-on-write fault, about as much again as the copy (child 42 ms, parent
-  60 ms for one write a page); the parent's arena must be shmem to begin with (page faults
-  cost about 25% more there: guestram.Arena), and a second fork of the same parent finds its
-  memory split between the frozen file and its private pages, which Linux cannot stack: it
-  would have to copy everything into a new memfd anyway. The touched-page count for the budget
-  would also stop being the parent's.
-* madvise(MADV_POPULATE_WRITE) on the child's run before the copy (to fault the pages in one
-  system call): no better than letting memcpy fault them (70 vs 74 ms with slices, noise).
-* copying through Python slices (arena.ram[a:b] = ...): makes a bytes object first, twice the
-  memory traffic: 74 ms against 38 ms for ctypes.memmove.
+    memmove into fresh pages (this module)          30-51
+    memmove into pages already there (ArenaPool)     6-7
+    MADV_POPULATE_WRITE on the run, then memmove    29-39 (no better: the zeroing stays)
+    Python slice copy (a bytes object between)      76
+    a memfd mapped MAP_PRIVATE twice (the host's copy-on-write, no host process):
+        the fork 3 ms, then 60 ms for the child's first write of every page and 99 ms for
+        the parent's: the copy is only put off, and page by page it costs more.
 
-So a fork copies. A fork followed by execve (the common case, and a fork bomb's) pays for a
-copy it throws away; a lazy copy (the child's pages without permission in its books, copied
-at the first TLB miss of either engine) would avoid that, at a Python call per page touched
-after the fork: not done.
+The memfd way is not taken for more reasons than speed: (1) a second fork of the same parent
+finds its memory split between the frozen file and its private copies, which Linux cannot
+stack: it would copy everything into a new memfd anyway; (2) pages of a private file
+mapping that a process has not faulted in are absent from its page table although they hold
+data, and vsnap's checkpoints and memory budget read "absent" as "zeros, untouched"
+(guestram.touched_pages): a checkpoint would silently lose them.
+So a fork copies. A fork followed by execve pays for a copy it throws away: a vfork or
+posix_spawn (CLONE_VM | CLONE_VFORK) should not copy at all (the child borrows the parent's
+memory until it execs or exits), and a lazy copy (pages without permission in the child's
+books, copied at the first TLB miss) would help plain fork+exec, at a Python call per page
+touched after the fork: neither is done here.
 """
 from __future__ import annotations
 
