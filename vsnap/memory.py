@@ -174,6 +174,9 @@ class AddressSpace(FileMappings):
             self._refresh(vma, start, end)
         else:
             self.backend.map(start, end - start, prot)
+            if shared and hasattr(self.backend, "share"):
+                # MAP_SHARED anonymous: pages a forked child maps too (sharedmem.py)
+                self.backend.share(start, end - start)
         self._take_gap(start, end)
         self.vmas.insert(bisect_left(self.vmas, start, key=_start), vma)
         self.mapped += vma.size
@@ -224,7 +227,8 @@ class AddressSpace(FileMappings):
         covered = 0
         for i in self._split(start, end):
             v = self.vmas[i]
-            if v.shared and prot & PROT_WRITE and not v.prot & PROT_WRITE:
+            if v.shared and v.file is not None and prot & PROT_WRITE \
+                    and not v.prot & PROT_WRITE:
                 # a shared writable file mapping would have to write back to the file
                 raise SyscallError(E.EACCES, f"vsnap cannot make the shared mapping of "
                                              f"{v.name} writable")
@@ -337,6 +341,24 @@ class AddressSpace(FileMappings):
             self._rss_seen = _peak_rss()
         if used > self.limit:
             raise MemoryBudgetExceeded(self.limit, used - self.limit, touched=True)
+
+    def fork_books(self, backend) -> "AddressSpace":
+        """A copy of these books over `backend`, which already holds a copy of the memory and
+        of the page permissions (memfork.py): the same VMAs, gaps, brk, budget and
+        private-page marks. File mappings get MappedFiles of their own: each address space
+        counts its pages of a file and holds its own host descriptor for it."""
+        child = AddressSpace(backend, self.limit, self.reserve)
+        child.files = {key: f.forked() for key, f in self.files.items()}
+        child.vmas = [v if v.file is None else replace(v, file=child.files[v.file.key])
+                      for v in self.vmas]
+        for v in child.vmas:
+            if v.file is not None:
+                v.file.pages += v.size // PAGE
+        child.mapped, child._gaps = self.mapped, list(self._gaps)
+        child.private = set(self.private)
+        child.brk_start, child.brk = self.brk_start, self.brk
+        child.peak_touched = self.peak_touched
+        return child
 
     def close(self) -> None:
         """The guest is gone: let go of the host descriptors the mappings hold."""
