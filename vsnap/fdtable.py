@@ -132,3 +132,9 @@ class FdTable:
             if not any(f is s for s in seen):
                 seen.append(f)
         return seen
+
+    def fork(self) -> "FdTable":  # PLACEHOLDER until h-pipecalls' refcounted version
+        child = FdTable()
+        child.fds = {fd: FdEntry(e.file, e.cloexec) for fd, e in self.fds.items()}
+        child.high, child.ceiling, child.limit = self.high, self.ceiling, self.limit
+        return child

@@ -98,6 +98,22 @@ class Process:
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.blocked: Blocked | None = None  # parked at its syscall instruction, and why
+        self.ended = None  # how it ended (a RunResult), once it has
+        self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
+        self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
+        self.execd = False  # has exec'd since it was forked (a vfork parent may go on)
+
+    @property
+    def instructions(self) -> int:
+        """Instructions this process has run (its engine counts them)."""
+        return self.cpu.instructions
+
+    def release(self) -> None:
+        """Let go of what the process holds on the host (exit, or the end of the run):
+        its files now, its memory back to the pool for the next fork."""
+        from ..memfork import release_memory
+        self.fds.close_all()
+        release_memory(self.mem)
 
     def _closed(self, f, last: bool) -> None:
         from .filelocks import closed
@@ -157,6 +173,7 @@ class Process:
         regs = self.cpu.syscall_registers()
         nr = regs[0]
         self.sys.syscall_count += 1
+        self.syscalls += 1
         self.sys.clock.tick()
         self.mem.check_touched(self.sys.syscall_count)  # the budget, before the call is served
         entry = SYSCALLS.get(nr)
@@ -166,7 +183,7 @@ class Process:
             self.sys.refuse(syscalls.name(nr), f"vsnap: guest called unimplemented syscall {nr} "
                         f"({syscalls.name(nr)})")
             if self.sys.strace:
-                self.sys.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
+                self._strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
         else:
             args = regs[1:1 + entry.nargs]
             try:
@@ -189,6 +206,7 @@ class Process:
         are counted when it completes) and stop at the `syscall` instruction, to run it again
         once `why.ready()` (errors.Blocked)."""
         self.sys.syscall_count -= 1
+        self.syscalls -= 1
         self.sys.clock.untick()
         self.cpu.rewind_syscall()
         self.blocked = why
@@ -201,6 +219,7 @@ class Process:
         cpu = self.cpu
         nr, rip = cpu.read("rax"), cpu.read("rip")
         self.sys.syscall_count += 1
+        self.syscalls += 1
         self.sys.clock.tick()
         cpu.counter.count += 1
         cpu.write_many({"rax": -E.EINTR & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
@@ -246,9 +265,15 @@ class Process:
         except SyscallError as e:
             result = -e.errno
         except GuestExit:
-            self.sys.strace(f"{call} = ?")
+            self._strace(f"{call} = ?")
             raise
         except Blocked:
             raise  # said once, when the call completes
-        self.sys.strace(f"{call} = {format_result(self, entry, args, result)}")
+        self._strace(f"{call} = {format_result(self, entry, args, result)}")
         return result
+
+    def _strace(self, line: str) -> None:
+        """A --strace line; once the guest has forked, with the pid first, as strace -f."""
+        if self.sys.forked:
+            line = f"[pid {self.task.pid:>5}] {line}"
+        self.sys.strace(line)

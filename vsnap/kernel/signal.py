@@ -154,13 +154,30 @@ def _send(p, pid: int, signo: int, code: int) -> int:
     if not 0 <= signo <= S.NSIG:
         raise SyscallError(E.EINVAL, f"signal {signo}")
     me = p.task
-    # one process: it is every group and session it belongs to (seeds/001: kill(0, SIGUSR1)
-    # reaches the whole process group, which here is just the sender)
-    if pid not in (me.pid, 0, -1, -me.pgid):
-        raise SyscallError(E.ESRCH, f"no process {pid}")
+    # kill(0) and kill(-pgid) reach every process of the group (seeds/001: one
+    # kill(0, SIGUSR1) and every server in the starter's group that did not handle it died)
+    targets = p.sys.table.kill_targets(me.pid, pid)
     if signo:
-        p.signals.post(S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
+        for pid in targets:
+            send(p.sys, p.sys.processes[pid], S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
     return 0
+
+
+def send(system, q, info: S.SigInfo) -> None:
+    """Post a signal to process q. SIGCONT continues a stopped q (and drops its pending stop
+    signals); SIGKILL and the stop signals drop a pending SIGCONT, as Linux's
+    prepare_signal does."""
+    from ..sched import cont
+    stops = {19, 20, 21, 22}  # SIGSTOP SIGTSTP SIGTTIN SIGTTOU
+    if info.signo == S.SIGCONT:
+        q.signals.pending = [i for i in q.signals.pending if i.signo not in stops]
+        cont(system, q)
+    elif info.signo in stops:
+        q.signals.pending = [i for i in q.signals.pending if i.signo != S.SIGCONT]
+    entry = system.table.get(q.task.pid)
+    if info.signo == S.SIGKILL and entry.state == "stopped":
+        entry.state, entry.stopsig, entry.report = "run", 0, ""  # it wakes to die, unreported
+    q.signals.post(info)
 
 
 @syscall("kill", "int int")
@@ -172,17 +189,27 @@ def sys_kill(p, pid, sig):
 @syscall("tkill", "int int")
 def sys_tkill(p, tid, sig):
     """int tkill(pid_t tid, int sig);"""
-    if s32(tid) != p.task.pid:
-        raise SyscallError(E.ESRCH, f"no thread {s32(tid)}")
-    return _send(p, p.task.pid, s32(sig), S.SI_TKILL)
+    return _send_thread(p, s32(tid), s32(tid), s32(sig))
 
 
 @syscall("tgkill", "int int int")
 def sys_tgkill(p, tgid, tid, sig):
     """int tgkill(pid_t tgid, pid_t tid, int sig);"""
-    if s32(tgid) != p.task.pid or s32(tid) != p.task.pid:
-        raise SyscallError(E.ESRCH, f"no thread {s32(tid)} in {s32(tgid)}")
-    return _send(p, p.task.pid, s32(sig), S.SI_TKILL)
+    return _send_thread(p, s32(tgid), s32(tid), s32(sig))
+
+
+def _send_thread(p, tgid: int, tid: int, signo: int) -> int:
+    """tkill/tgkill: one thread, and every process here has one (its tid is its pid)."""
+    q = p.sys.processes.get(tid)
+    if tid <= 0 or tgid <= 0:
+        raise SyscallError(E.EINVAL, f"thread {tid} in {tgid}")
+    if q is None or tgid != tid:
+        raise SyscallError(E.ESRCH, f"no thread {tid} in {tgid}")
+    if not 0 <= signo <= S.NSIG:
+        raise SyscallError(E.EINVAL, f"signal {signo}")
+    if signo:
+        send(p.sys, q, S.SigInfo(signo, S.SI_TKILL, pid=p.task.pid, uid=p.task.uid))
+    return 0
 
 
 def _remaining(p) -> int:

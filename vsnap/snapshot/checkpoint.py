@@ -193,6 +193,18 @@ def _kernel(m) -> dict:
     }
 
 
+def one_process(m) -> None:
+    """An image holds one process: refuse a guest that has forked (children alive or not
+    yet waited for) rather than save a part of it as if it were the whole."""
+    table = m.system.table
+    pids = [q.pid for q in table.processes()]
+    if len(pids) > 1:
+        raise CannotSave(f"vsnap: cannot save this guest: it has {len(pids)} processes "
+                         f"({', '.join(map(str, pids))}, zombies included) and vsnap images "
+                         f"hold one process so far; save before the first fork or after "
+                         f"the last child was waited for")
+
+
 def _registers(m) -> dict:
     return {"registers": {name: hexs(v) for name, v in m.cpu.snapshot_registers().items()}}
 
@@ -201,6 +213,7 @@ def _registers(m) -> dict:
 def _parts(m):
     """The image's parts; a ghost file's part reads the file as it is written, so the parts
     are only good inside this block."""
+    one_process(m)
     memory, chunks = _memory(m)
     try:
         fds, opened = descriptions.save(m, chunks)
