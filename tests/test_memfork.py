@@ -263,3 +263,109 @@ def test_the_fork_benchmark_harness_runs(forkfill, monkeypatch):
     bench.alternatives(1)
     if NATIVE_OK:
         assert bench.native(build(str(REPO / "benchmarks" / "forkrate.c")), 1) > 0
+
+
+# --- a state machine: processes that map, write, share, fork and go, against a model -----
+
+from hypothesis import settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import (RuleBasedStateMachine, invariant, precondition,  # noqa: E402
+                                 rule)
+
+from vsnap.guestram import ARENA, UnicornMemory  # noqa: E402
+from vsnap.memfork import fork_memory  # noqa: E402
+from vsnap.memory import AddressSpace  # noqa: E402
+
+WINDOW = ARENA - 4 * PAGE   # 8 pages across the boundary of two arenas
+NPAGES = 8
+
+
+class ForkMachine(RuleBasedStateMachine):
+    """Model: each process maps page -> ("own", bytes) or ("shm", id, index); shm id ->
+    list of page contents. A fork copies the map (own bytes copied, shm entries the same)."""
+
+    def __init__(self):
+        super().__init__()
+        self.pool = ArenaPool()
+        self.procs = []   # (cpu, mem, model)
+        self.shm: dict[int, list[bytes]] = {}
+        self._new()
+
+    def _new(self):
+        cpu = Cpu()
+        self.procs.append((cpu, AddressSpace(UnicornMemory(cpu.uc, cpu.pages)), {}))
+
+    span = st.tuples(st.integers(0, NPAGES - 1), st.integers(1, 4))
+    who = st.integers(0, 7)
+
+    def _pick(self, who):
+        return self.procs[who % len(self.procs)]
+
+    @rule(who=who, span=span, shared=st.booleans())
+    def map(self, who, span, shared):
+        _, mem, model = self._pick(who)
+        first, n = span[0], min(span[1], NPAGES - span[0])
+        mem.map(WINDOW + first * PAGE, n * PAGE, RW, "mmap", shared=shared)
+        sid = len(self.shm)
+        if shared:
+            self.shm[sid] = [bytes(PAGE)] * n
+        for k in range(n):
+            model[first + k] = ("shm", sid, k) if shared else ("own", bytes(PAGE))
+
+    @rule(who=who, span=span)
+    def unmap(self, who, span):
+        _, mem, model = self._pick(who)
+        first, n = span[0], min(span[1], NPAGES - span[0])
+        mem.unmap(WINDOW + first * PAGE, n * PAGE)
+        for k in range(first, first + n):
+            model.pop(k, None)
+
+    @rule(who=who, page=st.integers(0, NPAGES - 1), byte=st.integers(1, 255),
+          at=st.integers(0, PAGE - 16))
+    def write(self, who, page, byte, at):
+        _, mem, model = self._pick(who)
+        if page not in model:
+            return
+        mem.write(WINDOW + page * PAGE + at, bytes([byte]) * 16)
+        entry = model[page]
+        old = entry[1] if entry[0] == "own" else self.shm[entry[1]][entry[2]]
+        new = old[:at] + bytes([byte]) * 16 + old[at + 16:]
+        if entry[0] == "own":
+            model[page] = ("own", new)
+        else:
+            self.shm[entry[1]][entry[2]] = new
+
+    @precondition(lambda self: len(self.procs) < 4)
+    @rule(who=who)
+    def fork(self, who):
+        cpu, mem, model = self._pick(who)
+        child = fork_cpu(cpu)
+        self.procs.append((child, fork_memory(mem, child, self.pool), dict(model)))
+
+    @precondition(lambda self: len(self.procs) > 1)
+    @rule(who=who)
+    def exit(self, who):
+        i = who % len(self.procs)
+        _, mem, _ = self.procs.pop(i)
+        release_memory(mem, self.pool)
+
+    @invariant()
+    def every_process_sees_its_model(self):
+        for _, mem, model in self.procs:
+            for page in range(NPAGES):
+                addr = WINDOW + page * PAGE
+                entry = model.get(page)
+                if entry is None:
+                    assert mem.find(addr) is None
+                    continue
+                want = entry[1] if entry[0] == "own" else self.shm[entry[1]][entry[2]]
+                assert mem.read(addr, PAGE) == want, (page, entry[0])
+
+    def teardown(self):
+        for _, mem, _ in self.procs:
+            release_memory(mem, None)
+
+
+ForkMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25,
+                                         deadline=None)
+test_fork_state_machine = ForkMachine.TestCase
