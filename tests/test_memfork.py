@@ -10,7 +10,7 @@ import pytest
 
 from vsnap.build import build
 from vsnap.cpu import REGISTERS, Cpu
-from vsnap.cpufork import fork_cpu, fork_hardware
+from vsnap.cpufork import fork_cpu, fork_hardware, return_from_syscall
 from vsnap.kernel.core import Capture
 from vsnap.machine import Machine
 from vsnap.memfork import ArenaPool, release_memory
@@ -96,6 +96,32 @@ def test_the_child_engine_runs_the_guest_on_as_the_parent_does(parent):
     assert child.instructions == STOP + STEP
     assert child.snapshot_registers() == parent.cpu.snapshot_registers()
     assert memory_of(mem) == memory_of(parent.mem)
+
+
+def test_a_child_forked_inside_a_system_call_returns_from_it(forkfill, tmp_path):
+    """As the kernel's fork will: fork from the syscall hook (here just after the kernel
+    served malloc's mmap), the child returns from the call with the result it is given and
+    runs on; given the parent's result, it is the parent's double."""
+    import unicorn as U
+    from unicorn import x86_const as X
+    m = Machine(forkfill, ["2"], root=str(tmp_path), console=Capture().console)
+    forked = []
+
+    def after_kernel(uc, _ud):  # hooks run in the order added: the kernel's came first
+        big = any(v.size >= 2 << 20 and v.kind == "mmap" for v in m.mem.vmas)
+        if big and not forked:
+            child, mem = fork_hardware(m.cpu, m.mem)
+            return_from_syscall(child, m.cpu.read("rax"))  # the parent's own result
+            forked.append((child, mem, m.cpu.read("rip")))
+
+    m.cpu.uc.hook_add(U.UC_HOOK_INSN, after_kernel, None, 1, 0, X.UC_X86_INS_SYSCALL)
+    assert m.advance(STOP) is None
+    child, mem, at = forked[0]
+    assert child.read("rip") == at + 2 and child.read("rcx") == at + 2
+    child.run(stop_at=STOP)
+    assert child.snapshot_registers() == m.cpu.snapshot_registers()
+    assert memory_of(mem) == memory_of(m.mem)
+    m.close()
 
 
 def test_a_child_of_a_child(parent):
