@@ -98,6 +98,24 @@ def test_the_child_engine_runs_the_guest_on_as_the_parent_does(parent):
     assert memory_of(mem) == memory_of(parent.mem)
 
 
+@pytest.mark.parametrize("flavour", ["musl-pie", "glibc", "glibc-pie"])
+def test_other_builds_run_on_in_the_child_too(builds, flavour, tmp_path):
+    """glibc (its SSE string routines, gcc's vectorised loops) and static-pie builds: the
+    child, run on from the fork, ends where the parent does, registers and memory."""
+    prog = builds.get("forkfill", flavour)
+    m = Machine(prog, ["16"], root=str(tmp_path), console=Capture().console)
+    try:
+        assert m.advance(STOP) is None
+        child, mem = fork_hardware(m.cpu, m.mem)
+        assert child.snapshot_registers() == m.cpu.snapshot_registers()
+        child.run(stop_at=STOP + STEP)
+        assert m.advance(STOP + STEP) is None
+        assert child.snapshot_registers() == m.cpu.snapshot_registers()
+        assert memory_of(mem) == memory_of(m.mem)
+    finally:
+        m.close()
+
+
 def test_a_child_forked_inside_a_system_call_returns_from_it(forkfill, tmp_path):
     """As the kernel's fork will: fork from the syscall hook (here just after the kernel
     served malloc's mmap), the child returns from the call with the result it is given and
