@@ -1,6 +1,7 @@
 """fork's hardware: a new engine in the state of a running one, and its memory beside it.
 
-    child_cpu, child_mem = fork_hardware(parent_cpu, parent_mem)
+    child_cpu, child_mem = fork_hardware(parent_cpu, parent_mem)   # in the fork handler
+    return_from_syscall(child_cpu, 0)        # the child's fork() returns 0 when it runs
 
 The child's CPU state is the parent's whole CPU state, not only the registers vsnap names:
 Unicorn's context (uc_context_save: QEMU's CPUX86State up to its reset fields, which holds
@@ -42,6 +43,15 @@ def fork_cpu(parent: Cpu) -> Cpu:
     child.instructions = parent.instructions
     child.watch_rdtsc(list(parent._rdtsc_hooks))
     return child
+
+
+def return_from_syscall(cpu: Cpu, result: int) -> None:
+    """A child forked inside the syscall hook (rip still on the `syscall` instruction, which
+    Unicorn steps over only after the hook, and only in the parent's engine): the child's
+    engine returns from the call with `result` (0: fork's child) as the instruction leaves a
+    CPU on x86-64: rax the result, rcx the return address, r11 rflags, rip past it."""
+    rip, rflags = cpu.read("rip"), cpu.read("rflags")
+    cpu.write_many({"rax": result, "rcx": rip + 2, "r11": rflags, "rip": rip + 2})
 
 
 def code_cacheable(mem: AddressSpace):

@@ -10,6 +10,9 @@ with no copy and no hook. `detach` puts fresh private zero pages back (an unmapp
 read as zeros when mapped again, as guestram's MADV_DONTNEED gives elsewhere; on a shared
 mapping MADV_DONTNEED would leave the file's bytes).
 
+Where it differs from Linux: mremap that grows such a mapping in place gives the new pages
+a SharedMemory of their own, zeros; Linux keeps one shmem object of the old size, and the
+pages past its end raise SIGBUS (checked natively: tests/guests/shared_anon.c's note).
 Python's mmap module cannot map at a given address, so this calls libc's mmap through ctypes.
 """
 from __future__ import annotations
