@@ -55,7 +55,7 @@ def return_from_syscall(cpu: Cpu, result: int) -> None:
 
 
 def code_cacheable(mem: AddressSpace):
-    """The counter's question for the machine (as Machine._code_cacheable answers it): may it
+    """The counter's question for the machine (hardware.new_hardware asks it too): may it
     keep this block's count, i.e. can the guest not write any byte of it?"""
     def cacheable(address: int, size: int) -> bool:
         end = address + max(size, 1)

@@ -89,6 +89,11 @@ class NothingToWaitFor(ProcessEvent):
         self.what = what
 
 
+class Execed(ProcessEvent):
+    """execve succeeded: the process runs a new program on new hardware, so the call does
+    not return into the old engine (kernel/exec.py)."""
+
+
 class Blocked(ProcessEvent):
     """The call must wait until `ready()` is true: the process parks at its `syscall`
     instruction, which runs again (and is counted once, when it completes) after the

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .abi import signals
 from .abi.consts import RLIMIT_STACK
-from .cpu import HWCAP, SI_KERNEL, Cpu, CpuFault
+from .cpu import HWCAP, SI_KERNEL, CpuFault
 from .errors import (GuestExit, GuestStopped, KilledBySignal, NothingToWaitFor,
                      StoppedBySignal)
 from .fdtable import OpenFile
@@ -25,14 +25,13 @@ from .kernel.signal import fire_timers
 from .kernel.timers import next_deadline
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
-from .guestram import UnicornMemory
-from .knownblocks import KnownBlocks
-from .memory import PROT_WRITE, AddressSpace, MemoryBudgetExceeded
+from .memory import MemoryBudgetExceeded
 from .trace import disassemble_one
 from .system import System
 from .sched import QUANTUM, ended, others_can_run, pick, wire
 from .sched import stop as stop_process
 from .vfs import Sandbox
+from .hardware import new_hardware
 
 DEFAULT_ENV = ("PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/", "LANG=C", "TERM=dumb")
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -86,11 +85,7 @@ class Machine:
     def _hardware(self, program, root, console, seed, max_memory) -> None:
         self.program = read_program(program)
         self.program_path = os.path.realpath(program)
-        self.cpu = Cpu()
-        self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
-        self.cpu.code_cacheable = self._code_cacheable
-        self.cpu.use_known_blocks(KnownBlocks(self.mem))
-        self.mem.on_code_change = self.cpu.code_changed
+        self.cpu, self.mem = new_hardware(max_memory)
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
@@ -102,6 +97,8 @@ class Machine:
         system = self.system
         system.processes[self.process.task.pid] = system.current = system.init = self.process
         self.process.task.exe = self.exe or ""
+        self.process.exe_host, self.process.exe_guest = self.program_path, self.exe
+        self.process.program = self.program
         system.clock.instructions = system.instructions
         self._log = None
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
@@ -114,15 +111,6 @@ class Machine:
         # called with (machine, fault) at a fault that will kill the guest, before it does:
         # --save-on-crash and --core look at the guest here, at the faulting instruction
         self.on_crash = None
-
-    def _code_cacheable(self, address: int, size: int) -> bool:
-        """May the counter keep this block's count: no byte of it is writable by the guest
-        (code it can write may change, and Unicorn then translates it afresh)."""
-        end = address + max(size, 1)
-        for v in self.mem.vmas:
-            if v.start < end and address < v.end and v.prot & PROT_WRITE:
-                return False
-        return True
 
     @property
     def instructions(self) -> int:
@@ -241,6 +229,7 @@ class Machine:
         save and /proc/self all look at them)."""
         self.system.current = p
         self.cpu, self.mem, self.process = p.cpu, p.mem, p
+        self.program, self.program_path, self.exe = p.program, p.exe_host, p.exe_guest
 
     def _slice(self, k, to: int | None) -> RunResult | None:
         """Run process k for one turn: to the global instruction `to`, the end of its
@@ -260,6 +249,10 @@ class Machine:
                 if k.signals.pending and k.signals.deliverable():
                     deliver(k, in_syscall=False)  # sent by another process meanwhile
                 cpu.run(stop_at=stop)
+                if k.cpu is not cpu:  # it exec'd: a new engine runs from its next turn
+                    k.drop_retired()
+                    self._switch(k)
+                    return None
                 self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
                 if k.blocked is not None:
                     result = self._parked(k)

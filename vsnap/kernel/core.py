@@ -15,7 +15,7 @@ from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
 from ..abi.consts import RLIMIT_CPU
-from ..errors import Blocked, GuestExit, SyscallError
+from ..errors import Blocked, Execed, GuestExit, SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
 from ..task import ExecLayout, Task
@@ -102,11 +102,18 @@ class Process:
         self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
         self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
         self.execd = False  # has exec'd since it was forked (a vfork parent may go on)
+        # the program it runs, for /proc/self/exe: the host file, and its guest path (None
+        # when the file lies outside the sandbox, as `vsnap run` allows for the first one)
+        self.exe_host: str | None = None
+        self.exe_guest: str | None = None
+        self.program = None  # its loader.Program
+        self.base_instructions = 0  # run by the programs it ran before its last exec
+        self.retired_hardware: list = []  # engines and memory exec left, freed once stopped
 
     @property
     def instructions(self) -> int:
         """Instructions this process has run (its engine counts them)."""
-        return self.cpu.instructions
+        return self.base_instructions + self.cpu.instructions
 
     def release(self) -> None:
         """Let go of what the process holds on the host (exit, or the end of the run):
@@ -114,6 +121,14 @@ class Process:
         from ..memfork import release_memory
         self.fds.close_all()
         release_memory(self.mem)
+        self.drop_retired()
+
+    def drop_retired(self) -> None:
+        """Free the hardware an exec replaced (its engine has stopped by now)."""
+        from ..memfork import release_memory
+        while self.retired_hardware:
+            _, mem = self.retired_hardware.pop()
+            release_memory(mem)
 
     def _closed(self, f, last: bool) -> None:
         from .filelocks import closed
@@ -197,6 +212,9 @@ class Process:
             except Blocked as b:
                 self._park(b)
                 return
+            except Execed:
+                self.last_call = (nr, 0)
+                return  # the new program starts at its entry, registers as exec left them
         self._return(nr, result)
         self.last_call = (nr, result)
         self._after_syscall()
@@ -269,6 +287,9 @@ class Process:
             raise
         except Blocked:
             raise  # said once, when the call completes
+        except Execed:
+            self._strace(f"{call} = 0")
+            raise
         self._strace(f"{call} = {format_result(self, entry, args, result)}")
         return result
 

@@ -49,6 +49,7 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None):
     child.task = replace(p.task, pid=pid, ppid=p.task.pid, pdeathsig=0, exit_status=None,
                          exit_signal=None)
     child.exec = copy.deepcopy(p.exec)
+    child.exe_host, child.exe_guest = p.exe_host, p.exe_guest
     child.fds = p.fds.fork()
     child.fds.on_close = child._closed
     sig = p.signals

@@ -117,7 +117,7 @@ def stat_fields(p, *, host_path: str | None = None, host_fd: int | None = None,
     if special is not None and special.startswith("fd:"):  # /proc/self/fd/N followed
         return stat_of_file(p, p.fds.get(int(special[3:])))
     if special == "exe":                                    # the program, outside the root
-        host_path, special = p.sys.vfs.exe_host_path, None
+        host_path, special = p.exe_host, None
     if special is not None:
         return virtual_stat(p, resolved or Resolved(guest_path, None, special, True), boot)
     with host_errors():

@@ -271,7 +271,7 @@ def _readlink_fd(p, f, buf, size) -> int:
     if f.kind != "path" or not opath.is_symlink(p, f):
         raise SyscallError(E.ENOENT, f"{f.path} is not a symbolic link")
     with host_errors():
-        target = p.sys.vfs.exe_guest_path if f.host_fd is None else os.readlink(f.host_path)
+        target = p.exe_guest if f.host_fd is None else os.readlink(f.host_path)
     if target is None:
         raise SyscallError(E.ENOENT, f.path)
     data = os.fsencode(target)[:size]

@@ -105,10 +105,10 @@ def _open_program(p, guest: str, acc: int, status: int) -> OpenFile:
     if acc != C.O_RDONLY:
         raise SyscallError(E.ETXTBSY, f"{guest}: the running program")
     try:
-        fd = os.open(p.sys.vfs.exe_host_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(p.exe_host, os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, TypeError):
         raise SyscallError(E.ENOENT, guest) from None
-    return OpenFile("exe", p.sys.vfs.exe_host_path, status, host_fd=fd)
+    return OpenFile("exe", p.exe_host, status, host_fd=fd)
 
 
 def _reopen_fd(p, fd: int, guest: str, flags: int, status: int) -> OpenFile:
