@@ -14,7 +14,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from vsnap import process
+from vsnap import task as process
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
 from vsnap.proctable import (INIT, P_ALL, P_PGID, P_PID, P_PIDFD, WCONTINUED, WEXITED, WNOHANG,
@@ -45,7 +45,7 @@ def test_first_process_is_the_guest_pid_with_vsnap_as_parent():
     t = ProcessTable()
     p = t.get(P)
     assert (p.pid, p.ppid, p.pgid, p.sid) == (process.GUEST_PID, 999, 1000, 999)
-    assert (process.Process().ppid, process.Process().sid) == (p.ppid, p.sid)
+    assert (process.Task().ppid, process.Task().sid) == (p.ppid, p.sid)
 
 
 def test_fork_inherits_group_and_session_and_pids_count_up():

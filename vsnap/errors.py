@@ -100,6 +100,7 @@ class Blocked(ProcessEvent):
     scheduler sees `ready()`. `what` names the wait for the deadlock message ("read on a
     pipe"). A parked process is between two instructions, so a save needs nothing more."""
 
-    def __init__(self, what: str, ready):
+    def __init__(self, what: str, ready, deadline: int | None = None):
         super().__init__(what)
         self.what, self.ready = what, ready
+        self.deadline = deadline  # the virtual time (ns) a sleep or timeout ends, if any

@@ -28,7 +28,7 @@ from .loader import build_stack, load_segments, read_program
 from .memory import MemoryBudgetExceeded
 from .trace import disassemble_one
 from .system import System
-from .sched import QUANTUM, ended, others_can_run, pick, wire
+from .sched import QUANTUM, ended, next_event, others_can_run, pick, wire
 from .sched import stop as stop_process
 from .vfs import Sandbox
 from .hardware import new_hardware
@@ -246,7 +246,9 @@ class Machine:
                 # a timer that expires at this instruction fires before the next one
                 # runs (a save at this instruction comes first: it fires on resume)
                 self._timers_due()
-                if k.signals.pending and k.signals.deliverable():
+                if k.retrying:  # a parked call runs again: it takes its own signals
+                    k.retrying = False
+                elif k.signals.pending and k.signals.deliverable():
                     deliver(k, in_syscall=False)  # sent by another process meanwhile
                 cpu.run(stop_at=stop)
                 if k.cpu is not cpu:  # it exec'd: a new engine runs from its next turn
@@ -338,8 +340,14 @@ class Machine:
                          f"other guest process could end the wait; stopped it")
 
     def _all_parked(self) -> RunResult | None:
-        """No process can run: each waits for another (a deadlock), or is stopped."""
+        """No process can run: time skips to the first one's wake-up (as a sleep alone
+        skips it, clock.py), or each waits for another: a deadlock."""
         system = self.system
+        t = next_event(system)
+        if t is not None:
+            clock = system.clock
+            clock.monotonic_ns = max(clock.monotonic_ns, t)
+            return None
         waits = "; ".join(f"{pid} {'is stopped' if q.blocked is None else q.blocked.what}"
                           for pid, q in sorted(system.processes.items()))
         return RunResult(1, None, f"vsnap: every guest process waits forever ({waits}): a "

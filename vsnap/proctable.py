@@ -21,7 +21,7 @@ from typing import Callable
 from .abi import errno as E
 from .errors import SyscallError
 
-FIRST_PID = 1000          # vsnap.process.GUEST_PID: the first guest process
+FIRST_PID = 1000          # vsnap.task.GUEST_PID: the first guest process
 VIRTUAL_PARENT = 999      # vsnap, as the shell that started it
 INIT = 1                  # the guest's init: adopts orphans, reaps them at once
 VIRTUAL = {VIRTUAL_PARENT: (VIRTUAL_PARENT, VIRTUAL_PARENT), INIT: (INIT, INIT)}  # pid: (pgid, sid)

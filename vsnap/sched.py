@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from . import signals as S
 from .abi import signals as SIG
+from .kernel.signal import fire_timers
+from .kernel.timers import next_wakeup
 from .proctable import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED,
                         exited, killed)
 
@@ -47,8 +49,11 @@ def runnable(p) -> bool:
         return False
     if p.blocked is None:
         return True
+    if p.signals.alarm_deadline is not None or p.timers.armed:
+        fire_timers(p)  # its timers run on while it waits (SIGALRM wakes a sleeper)
     if p.blocked.ready():
-        p.blocked = None
+        # its call runs again first: it sees what woke it (a signal: EINTR) itself
+        p.blocked, p.retrying = None, True
         return True
     if p.signals.pending and p.signals.deliverable():
         p.interrupt()  # EINTR, or the restart: it runs either way
@@ -69,6 +74,22 @@ def pick(system):
         if runnable(p):
             return p
     return None
+
+
+def next_event(system) -> int | None:
+    """When every process waits: the earliest virtual time (ns) one of them wakes by
+    itself (a sleep or timeout ends, a timer fires). None: only another's action could wake
+    them, and no one can act: a deadlock."""
+    times = []
+    for q in system.processes.values():
+        if q.blocked is None:
+            continue
+        if q.blocked.deadline is not None:
+            times.append(q.blocked.deadline)
+        t = next_wakeup(q)
+        if t is not None:
+            times.append(t)
+    return min(times) if times else None
 
 
 def others_can_run(system, p) -> bool:

@@ -99,6 +99,8 @@ class Process:
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.blocked: Blocked | None = None  # parked at its syscall instruction, and why
         self.ended = None  # how it ended (a RunResult), once it has
+        self.memo = None  # (call site, value): what a parked call keeps for its retry
+        self.retrying = False  # woken from a park: its call runs again before anything
         self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
         self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
         self.execd = False  # has exec'd since it was forked (a vfork parent may go on)
@@ -213,11 +215,21 @@ class Process:
                 self._park(b)
                 return
             except Execed:
-                self.last_call = (nr, 0)
+                self.memo, self.last_call = None, (nr, 0)
                 return  # the new program starts at its entry, registers as exec left them
+        self.memo = None
         self._return(nr, result)
         self.last_call = (nr, result)
         self._after_syscall()
+
+    def remember(self, value):
+        """`value` the first time this call computes it; the same value when the call is
+        made again after a park (a sleep's end must not move each time it is retried)."""
+        key = self.cpu.syscall_site()
+        if self.memo is not None and self.memo[0] == key:
+            return self.memo[1]
+        self.memo = (key, value)
+        return value
 
     def _park(self, why: Blocked) -> None:
         """The call must wait: undo its entry (the instruction, the call and its microsecond
@@ -233,7 +245,7 @@ class Process:
         """A signal came for this parked process: its call ends with EINTR, and the signal is
         delivered as at the end of any call (SA_RESTART makes the handler return to the
         call, which runs again; an ignored signal restarts it unseen), as Linux does."""
-        self.blocked = None
+        self.blocked = self.memo = None
         cpu = self.cpu
         nr, rip = cpu.read("rax"), cpu.read("rip")
         self.sys.syscall_count += 1

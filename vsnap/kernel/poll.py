@@ -87,7 +87,7 @@ def wait_ready(p, scan, wants_input, timeout_ns: int | None) -> int:
     """Call scan() (-> count of ready descriptors) until it finds some, the timeout passes
     (0), or a signal can be delivered (EINTR). timeout_ns None waits forever."""
     sig = p.signals
-    end = None if timeout_ns is None else p.sys.clock.monotonic_ns + timeout_ns
+    end = None if timeout_ns is None else p.remember(p.sys.clock.monotonic_ns + timeout_ns)
     while True:
         count = scan()
         if count:

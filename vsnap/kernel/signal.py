@@ -12,7 +12,7 @@ import struct
 
 from .. import signals as S
 from ..abi import errno as E
-from ..errors import NothingToWaitFor, SyscallError
+from ..errors import Blocked, NothingToWaitFor, SyscallError
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import sigreturn
@@ -36,10 +36,21 @@ def fire_timers(p) -> None:
         sig.post(S.SigInfo(S.SIGALRM, S.SI_KERNEL))
 
 
-def wait_for_signal(p, until: int | None = None) -> bool:
-    """Block until a signal is deliverable (True), or until the virtual time `until` (False)."""
+def wait_for_signal(p, until: int | None = None, what: str = "waits for a signal") -> bool:
+    """Block until a signal is deliverable (True), or until the virtual time `until` (False).
+    Alone, the process skips the clock to the next event; with other processes it parks
+    (errors.Blocked) and they run meanwhile: the time passes as they run, or is skipped
+    when every process waits (Machine._all_parked)."""
     sig = p.signals
     p.take_host_signals()
+    if len(p.sys.processes) > 1:
+        clock = p.sys.clock
+        if sig.deliverable():
+            return True
+        if until is not None and clock.monotonic_ns >= until:
+            return False
+        raise Blocked(what, lambda: sig.deliverable() or (
+            until is not None and clock.monotonic_ns >= until), deadline=until)
     while not sig.deliverable():
         deadline = next_wakeup(p)
         if until is not None and (deadline is None or until < deadline):
@@ -240,7 +251,8 @@ def sys_rt_sigsuspend(p, mask, sigsetsize):
     if sigsetsize != 8:
         raise SyscallError(E.EINVAL, "sigsetsize")
     (new,) = struct.unpack("<Q", p.read(mask, 8))
-    p.signals.saved_blocked = p.signals.blocked  # the handler's frame restores this one
+    if p.signals.saved_blocked is None:  # (made again after a park: the first one counts)
+        p.signals.saved_blocked = p.signals.blocked  # the handler's frame restores this one
     p.signals.set_blocked(new)
     wait_for_signal(p)
     raise SyscallError(E.EINTR, "interrupted by a signal")
