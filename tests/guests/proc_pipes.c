@@ -84,8 +84,10 @@ static void pipeline(void)
     }
     close(p[0]);
     close(p[1]);
-    show("producer", reap(prod));
-    show("consumer", reap(cons));
+    int cs = reap(cons);   /* the consumer prints: print nothing before it has exited */
+    int ps = reap(prod);
+    show("producer", ps);
+    show("consumer", cs);
 }
 
 static void last_writer(void)
