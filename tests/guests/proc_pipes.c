@@ -135,10 +135,10 @@ static void broken(int mode)
     static const char *what[] = {"SIGPIPE ignored", "SIGPIPE handled", "SIGPIPE default"};
     int p[2], out[2];
     pipe(p);
+    close(p[0]);      /* before fork: from the start, nobody can read */
     pipe(out);
     pid_t c = xfork();
     if (c == 0) {
-        close(p[0]);  /* nobody left to read */
         close(out[0]);
         if (mode == 0)
             signal(SIGPIPE, SIG_IGN);
@@ -149,7 +149,6 @@ static void broken(int mode)
         dprintf(out[1], "write %zd %s, handler ran %d time(s)", n, en(errno), (int)got_pipe);
         _exit(0);
     }
-    close(p[0]);
     close(p[1]);
     close(out[1]);
     char buf[100] = "";
