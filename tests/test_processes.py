@@ -151,7 +151,9 @@ GUEST_SPECS = {
         "L handled its own kill(0): yes",
         "G1: killed by signal 15", "G2: killed by signal 15",
         "A (default): killed by signal 10",
-        "B (handler): exited 2", "C (ignored): exited 0", "L: exited 0")),
+        "tgkill(A, B, 0) wrong group        ESRCH",
+        "tgkill(B, B, 65)                   EINVAL",
+        "B (handler): exited 3", "C (ignored): exited 0", "L: exited 0")),
     "proc_killall": Spec(args=("yes-i-am-in-a-pid-namespace",), pidns=True, expect=(
         "K: kill(-1, 0) = 0, kill(-1, SIGTERM) = 0",
         "K (sender): exited 0",
@@ -169,6 +171,9 @@ GUEST_SPECS = {
         "stopped, WNOHANG without WUNTRACED 0 (nothing to report)",
         "SIGKILL while stopped              killed by 9",
         "SIGCONT, waitid WEXITED            0 signo=17 CLD_KILLED status=15 pid==child: yes",
+        "SIGTSTP, own group, WUNTRACED      stopped by 20",
+        "SIGTTIN, own group, WUNTRACED      stopped by 21",
+        "SIGTSTP ignored, then SIGUSR1      killed by 10",
         "waitid with no event flags        -1 EINVAL")),
     "proc_sigchld": Spec(expect=(
         "default, kill(self, SIGCHLD): still alive",

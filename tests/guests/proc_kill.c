@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,6 +124,13 @@ static int leader(void)
 
     TRY("kill(B, SIGUSR1)", kill(b, SIGUSR1));
     await(ack[0], 1);
+    /* tgkill: one thread, named by its thread group and its thread id (both B here) */
+    TRY("tgkill(B, B, SIGUSR1)", syscall(SYS_tgkill, b, b, SIGUSR1));
+    await(ack[0], 1);
+    TRY("tgkill(A, B, 0) wrong group", syscall(SYS_tgkill, a, b, 0));
+    TRY("tgkill(B, B, 65)", syscall(SYS_tgkill, b, b, 65));
+    TRY("tgkill(-1, B, 0)", syscall(SYS_tgkill, -1, b, 0));
+    TRY("tkill(B, 0)", syscall(SYS_tkill, b, 0));
     TRY("kill(0, SIGUSR1)", kill(0, SIGUSR1));
     await(ack[0], 1);                /* B has handled it: and so have A, C and L */
     printf("L handled its own kill(0): %s\n", count == 1 ? "yes" : "no");
