@@ -106,7 +106,13 @@ static void show_default(const char *what, int sig)
     pid_t pid = fork();
     if (pid == 0) {
         signal(sig, SIG_DFL);
-        kill(getpid(), sig);
+        if (sig == SIGCHLD) {          /* the way SIGCHLD usually comes: a child of its own */
+            pid_t grandchild = fork();
+            if (grandchild == 0)
+                _exit(0);
+            waitpid(grandchild, 0, 0);
+        }
+        kill(getpid(), sig);           /* and sent outright, as kill(0, ...) would */
         _exit(0);                      /* reached only if the default action is to ignore */
     }
     int st;
