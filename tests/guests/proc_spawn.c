@@ -40,8 +40,8 @@ static int child(char **argv)
            getsid(0) == getsid(getppid()) ? "yes" : "no");
     sigset_t m;
     sigprocmask(SIG_BLOCK, 0, &m);
-    printf("child: SIGUSR2 blocked %s, SIGTERM blocked %s\n", sigismember(&m, SIGUSR2) ? "yes" : "no",
-           sigismember(&m, SIGTERM) ? "yes" : "no");
+    printf("child: SIGUSR2 blocked %s, SIGTERM blocked %s\n",
+           sigismember(&m, SIGUSR2) ? "yes" : "no", sigismember(&m, SIGTERM) ? "yes" : "no");
     struct sigaction usr1, hup;
     sigaction(SIGUSR1, 0, &usr1);
     sigaction(SIGHUP, 0, &hup);
