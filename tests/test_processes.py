@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -291,6 +292,18 @@ def _pidns_prefix() -> list[str]:
     return prefix
 
 
+def clean_signals() -> None:
+    """In a native child before exec: every signal's action to default, none blocked, as a
+    vsnap guest starts (whoever started pytest may have left SIGCHLD ignored, say)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass  # the few that libc keeps for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def run_native(root: Path, args=(), *, nobody=False, pidns=False) -> Outcome:
     """root/prog natively, in root, in a session of its own."""
     require_native()
@@ -305,6 +318,7 @@ def run_native(root: Path, args=(), *, nobody=False, pidns=False) -> Outcome:
 
     def setup():
         os.umask(0o022)
+        clean_signals()
         if as_nobody:
             os.setgroups([])
             os.setgid(NOBODY)
@@ -484,6 +498,7 @@ def run_shell_native(root: Path, shell: str, script: str) -> Outcome:
 
     def setup():
         os.umask(0o022)
+        clean_signals()
         os.chroot(str(root))
         os.chdir("/")
 
