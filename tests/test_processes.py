@@ -11,6 +11,13 @@ timing; the processes synchronise with pipes and wait. Each runs
                                 claims fails here)
     under vsnap, musl and glibc stdout, stderr and exit status equal to the native run
 
+musl and glibc differ in the calls they make, not in what these guests print (strace -f,
+glibc 2.36, zig 0.17.1's musl): fork is fork(57) in musl, clone(CLONE_CHILD_SETTID|
+CLONE_CHILD_CLEARTID|SIGCHLD) in glibc; posix_spawn is clone(CLONE_VM|CLONE_VFORK|SIGCHLD) on
+its own stack in musl, clone3 with those flags in glibc (which falls back to clone when clone3
+says ENOSYS), and both reap a child whose exec failed themselves; vfork is vfork(58) in both;
+raise is tkill in musl, tgkill in glibc; waitpid is wait4 in both.
+
 The vsnap half needs fork: VSNAP_FORKS runs a tiny fork guest (proc_fork.c) under vsnap once,
 and only the vsnap tests are skipped while it fails. The native half always runs.
 
