@@ -141,7 +141,11 @@ GUEST_SPECS = {
         "#! missing interpreter       -1 ENOENT",
         "  interpreter got argc 5: [as-interpreter] [./script-self] [one] [two]\n"
         "#! this program              ran, exited 3",
-        "empty path                   -1 ENOENT")),
+        "empty path                   -1 ENOENT",
+        "  this program again: argc 3 [one] [two]\nexecveat(fd, \"\", EMPTY_PATH) ran, exited 4",
+        "execveat(dirfd, script)      -1 ENOENT",
+        "execveat(bad flags)          -1 EINVAL",
+        "  interpreter got argc 5: [as-interpreter] [/dev/fd/3/script-self] [one] [two]")),
     "proc_pgrp": Spec(expect=(
         "C: setpgid(getppid(), 0)                 ESRCH",
         "C: setsid() as a group leader            EPERM",

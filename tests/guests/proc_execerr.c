@@ -5,13 +5,23 @@
  *   zeros (a bad ELF header) ENOEXEC; a #! script whose interpreter is missing ENOENT;
  *   a #! script whose interpreter is this very program (its path from readlink of
  *   /proc/self/exe) with an argument: the interpreter gets [interp] [arg] [script path] [args].
+ * execveat: an fd of this program with AT_EMPTY_PATH (what fexecve does; its name (comm)
+ * afterwards is not printed: it changed in Linux 6.x from the fd's number to the file's name),
+ * a path relative to a directory fd, an empty path without AT_EMPTY_PATH (ENOENT), bad flags
+ * (EINVAL); a #! script named relative to a close-on-exec directory fd is ENOENT (its
+ * interpreter could not open "/dev/fd/N/script"), with the fd kept open it runs and the
+ * interpreter gets that path.
  * Each exec is tried in a child, whose exit code carries the errno back. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,14 +49,17 @@ static void put(const char *name, const void *data, size_t n, mode_t mode)
     chmod(name, mode);
 }
 
-static void try(const char *label, const char *path)
+static void try_at(const char *label, int dirfd, const char *path, int flags)
 {
     fflush(stdout);
     pid_t c = fork();
     if (c == 0) {
         char *args[] = {(char *)path, "one", "two", 0};
         char *env[] = {0};
-        execve(path, args, env);
+        if (dirfd == -1)
+            execve(path, args, env);
+        else
+            syscall(SYS_execveat, dirfd, path, args, env, flags);
         _exit(100 + errno);
     }
     int st;
@@ -58,8 +71,14 @@ static void try(const char *label, const char *path)
         printf("%-28s ran, exited %d\n", label, code);
 }
 
+static void try(const char *label, const char *path) { try_at(label, -1, path, 0); }
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "one") == 0) {     /* run by execveat of our fd */
+        printf("  this program again: argc %d [%s] [%s]\n", argc, argv[1], argv[2]);
+        return 4;
+    }
     if (argc > 1 && strcmp(argv[1], "as-interpreter") == 0) {
         printf("  interpreter got argc %d:", argc);
         for (int i = 1; i < argc; i++)
@@ -101,10 +120,24 @@ int main(int argc, char **argv)
     try("#! this program, no x bit", "./script-self-nox");
     try("empty path", "");
 
+    int self_fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    int dir_fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    try_at("execveat(fd, \"\", EMPTY_PATH)", self_fd, "", AT_EMPTY_PATH);
+    try_at("execveat(dirfd, script)", dir_fd, "script-self", 0);
+    try_at("execveat(dirfd, text-x)", dir_fd, "text-x", 0);
+    try_at("execveat(fd, \"\", 0)", self_fd, "", 0);
+    try_at("execveat(bad flags)", dir_fd, "script-self", 0x40000);
+    close(self_fd);
+    close(dir_fd);
+    dir_fd = open(".", O_RDONLY | O_DIRECTORY);       /* the interpreter can reach this one */
+    try_at("execveat(dirfd, script) kept", dir_fd, "script-self", 0);
+    close(dir_fd);
+
     const char *files[] = {"text-x", "text-nox", "empty-x", "badelf-x", "short-elf-x",
                            "script-nointerp", "script-self", "script-self-nox"};
     for (unsigned i = 0; i < sizeof files / sizeof *files; i++)
         unlink(files[i]);
     rmdir("adir");
+
     return 0;
 }
