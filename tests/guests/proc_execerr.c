@@ -6,7 +6,7 @@
  *   a #! script whose interpreter is this very program (its path from readlink of
  *   /proc/self/exe) with an argument: the interpreter gets [interp] [arg] [script path] [args].
  * execveat: an fd of this program with AT_EMPTY_PATH (what fexecve does; its name (comm)
- * afterwards is not printed: it changed in Linux 6.x from the fd's number to the file's name),
+ * afterwards is not printed: older kernels name it by the fd number, 6.18 here by the file),
  * a path relative to a directory fd, an empty path without AT_EMPTY_PATH (ENOENT), bad flags
  * (EINVAL); a #! script named relative to a close-on-exec directory fd is ENOENT (its
  * interpreter could not open "/dev/fd/N/script"), with the fd kept open it runs and the
