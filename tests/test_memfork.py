@@ -414,8 +414,6 @@ ForkMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=25
 test_fork_state_machine = ForkMachine.TestCase
 
 
-@pytest.mark.xfail(strict=True, reason="kernel/mm.py still maps MAP_SHARED anonymous memory "
-                   "private (`shared = False  # one process`); sharedmem.py is ready for it")
 @pytest.mark.parametrize("flavour", ["musl", "glibc"])
 def test_shared_anonymous_memory_keeps_its_bytes_as_on_linux(builds, flavour, tmp_path):
     from conftest import run_api, run_native

@@ -29,6 +29,9 @@ from .registry import syscall
 MAX_ARG_STRLEN = 32 * PAGE   # one argument or environment string (binfmts.h)
 MAX_ARG_STRINGS = 0x7FFFFFFF
 BINPRM_BUF_SIZE = 256        # the #! line is read from this many first bytes
+# what read_program refuses that Linux would still run (a dynamic loader, 32-bit mode):
+# those refusals are vsnap's, and named once; the rest are ENOEXEC on Linux too
+LINUX_RUNS = ("dynamically linked", "32-bit")
 MAX_INTERP_DEPTH = 4         # #! scripts nested deeper fail with ELOOP (fs/exec.c)
 
 
@@ -95,8 +98,9 @@ def _execve(p, dirfd: int, path_ptr: int, argv_ptr: int, envp_ptr: int, flags: i
     try:
         prog = read_program(host)
     except BadProgram as e:
-        p.sys.refuse(f"execve({guest})", f"vsnap: exec of {guest} failed: "
-                     f"{str(e).split(': ', 1)[-1]}")
+        why = str(e).split(": ", 1)[-1]
+        if any(w in why for w in LINUX_RUNS):  # Linux would run it; vsnap cannot: say so
+            p.sys.refuse(f"execve({guest})", f"vsnap: exec of {guest} failed: {why}")
         raise SyscallError(E.ENOEXEC, str(e)) from None
     replace_image(p, prog, host, guest, argv, envp)
     raise Execed()

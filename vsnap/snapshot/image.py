@@ -140,8 +140,6 @@ def _memory(r: Reader, d, parts, limit: int):
         if "file" in v:  # a file mapping: which pages still follow the file
             rec["file"] = mapped.parse(r, v["file"], path + ".file", (end - start) // PAGE,
                                        parts)
-        elif rec["shared"]:
-            r.fail(path + ".perms", "a shared mapping of no file")
         rec["growsdown"] = r.bool(v.get("growsdown", False), path + ".growsdown")
         vmas.append(rec)
     if total > min(RESERVE_FACTOR * limit, MAX_MEMORY):

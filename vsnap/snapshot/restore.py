@@ -83,8 +83,9 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
                       max_memory=img.kernel["memory_limit"])
     # expand the stack, read the stack and the data segment back (and the other mappings)
     for v in img.vmas:
+        # an image holds one process: its shared anonymous memory is its own again
         m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"],
-                  growsdown=v["growsdown"])
+                  growsdown=v["growsdown"], shared=v["shared"] and "file" not in v)
         if v["source"] == "program":
             m.mem.write(v["start"], m.program.image_bytes(v["start"], v["end"]))
         else:
