@@ -28,6 +28,7 @@ from .loader import build_stack, load_segments, read_program
 from .memory import MemoryBudgetExceeded
 from .trace import disassemble_one
 from .system import System
+from .proctable import DEFAULT_MAX_PROCESSES
 from .sched import QUANTUM, ended, next_event, others_can_run, pick, wire
 from .sched import stop as stop_process
 from .vfs import Sandbox
@@ -55,10 +56,12 @@ class RunResult:
 class Machine:
     def __init__(self, program: str, args=(), *, argv0: str | None = None, env=None,
                  root: str = ".", cwd: str | None = None, console: Console | None = None,
-                 seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY, log=None):
+                 seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY, log=None,
+                 max_processes: int = DEFAULT_MAX_PROCESSES):
         """Exec `program` with `args`: a new process at its first instruction. `log` says
         where vsnap's notices about the guest go (vsnap/diag.py): stderr by default."""
         self._hardware(program, root, console, seed, max_memory)
+        self.system.table.max_processes = max_processes
         self.log = log
         k = self.process
         k.task.cwd = self.vfs.guest_path_of_host(os.path.realpath(cwd or os.getcwd())) or "/"
@@ -207,6 +210,8 @@ class Machine:
             while True:
                 if to is not None and self._reached(to):
                     return None
+                if system.over_budget is not None:
+                    return self._init_ended(system.over_budget)
                 p = pick(system)
                 if p is None:
                     result = self._all_parked()
@@ -316,9 +321,10 @@ class Machine:
             q = system.processes[pid]
             ended(system, q, self._killed(9))
         if left:
+            pids = ", ".join(map(str, left)) if len(left) <= 6 else \
+                f"{', '.join(map(str, left[:3]))}, ..., {left[-1]}"
             line = (f"vsnap: the first process ended; killed {len(left)} process"
-                    f"{'es' if len(left) > 1 else ''} still running ("
-                    + ", ".join(map(str, left)) + ")")
+                    f"{'es' if len(left) > 1 else ''} still running ({pids})")
             result.message = line if result.message is None else result.message + "\n" + line
         return result
 

@@ -91,6 +91,8 @@ class AddressSpace(FileMappings):
         self.brk_start = self.brk = 0
         self.peak_touched = 0       # the most touched memory seen at a check
         self._rss_seen = self._touched_seen = 0  # at the last check
+        # what the other processes have touched (sched.wire sets it): one budget for all
+        self.others = None
         self._mask, self._mask_of = 0, -1  # check_touched's sampling period - 1, for mapped
         # called with (start, end) when executable memory is mapped, unmapped, reprotected or
         # written from outside the guest: the engine's translated code and the instruction
@@ -322,25 +324,27 @@ class AddressSpace(FileMappings):
         (only then can the touched pages), when the host's peak resident memory has grown
         by half the room left since the last check (the guest's touched pages are part of
         it), and every so many calls for the peak in --stats (about 0.25 us a call)."""
+        others = self.others() if self.others is not None else 0
+        limit = self.limit - others  # the budget covers every process together
         if now is not None:
             if self._mask_of != self.mapped:  # the layout changed: what a check costs
                 scan = getattr(self.backend, "scan_pages", None)
                 cost = 2 + (scan() if scan else self.mapped // PAGE) // 700  # us, roughly
                 self._mask, self._mask_of = (1 << (cost * 4).bit_length()) - 1, self.mapped
             if now & self._mask:
-                if self.mapped <= self.limit:
+                if self.mapped <= limit:
                     return
-                if _peak_rss() - self._rss_seen < (self.limit - self._touched_seen) // 2:
+                if _peak_rss() - self._rss_seen < (limit - self._touched_seen) // 2:
                     return
         used = self.touched()
         if used is None:
             used = self.mapped  # the host cannot say: count what is mapped
         self.peak_touched = max(self.peak_touched, used)
         self._touched_seen = used
-        if self.mapped > self.limit:  # (getrusage costs up to milliseconds at times)
+        if self.mapped > limit:  # (getrusage costs up to milliseconds at times)
             self._rss_seen = _peak_rss()
-        if used > self.limit:
-            raise MemoryBudgetExceeded(self.limit, used - self.limit, touched=True)
+        if used > limit:
+            raise MemoryBudgetExceeded(self.limit, used - limit, touched=True)
 
     def fork_books(self, backend) -> "AddressSpace":
         """A copy of these books over `backend`, which already holds a copy of the memory and
@@ -357,7 +361,7 @@ class AddressSpace(FileMappings):
         child.mapped, child._gaps = self.mapped, list(self._gaps)
         child.private = set(self.private)
         child.brk_start, child.brk = self.brk_start, self.brk
-        child.peak_touched = self.peak_touched
+        child.peak_touched, child._touched_seen = self.peak_touched, self._touched_seen
         return child
 
     def close(self) -> None:

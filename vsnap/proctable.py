@@ -27,7 +27,7 @@ INIT = 1                  # the guest's init: adopts orphans, reaps them at once
 VIRTUAL = {VIRTUAL_PARENT: (VIRTUAL_PARENT, VIRTUAL_PARENT), INIT: (INIT, INIT)}  # pid: (pgid, sid)
 PID_MAX = 4194304         # /proc/sys/kernel/pid_max on a 64-bit systemd machine (PID_MAX_LIMIT)
 RESERVED_PIDS = 300       # kernel/pid.c: after the wrap, pids start again here
-DEFAULT_MAX_PROCESSES = 512
+DEFAULT_MAX_PROCESSES = 128  # each costs an engine (about 1.6 MiB: cpufork.py) and its memory
 INT_MIN = -(1 << 31)
 
 WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED = 1, 2, 2, 4, 8

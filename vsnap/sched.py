@@ -23,8 +23,10 @@ QUANTUM = 1_000_000  # a turn: 1 ms of virtual time at 1 ns per instruction (clo
 
 def wire(p) -> None:
     """Connect a process's engine to the kernel: its system calls, the clock's rdtsc, and
-    the memory books Unicorn's faults and TLB ask."""
+    the memory books Unicorn's faults and TLB ask; and its memory to the one budget."""
     cpu, mem, system = p.cpu, p.mem, p.sys
+    mem.others = lambda: sum(q.mem._touched_seen for q in system.processes.values()
+                             if q.mem is not mem)
     cpu.tsc = system.clock.tsc
     cpu.on_syscall(p.dispatch)
     cpu.on_write_fault = mem.write_fault  # copy-on-write of file pages

@@ -30,6 +30,7 @@ class System:
         self.init = None     # the first process: when it ends, the run ends
         self.table = ProcessTable()  # pids, parents, groups, sessions, zombies (Linux's rules)
         self.forked = False  # has any process forked (--strace then names the pid)
+        self.over_budget = None  # a RunResult once the guest passed --max-processes
         self.retired = 0     # instructions run by processes that have ended
         self.child_times: dict[int, tuple[int, int]] = {}  # zombie -> (instructions, calls)
         # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here

@@ -14,6 +14,7 @@ import struct
 from dataclasses import replace
 
 from .. import signals as S
+from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import Blocked, SyscallError
 from ..proctable import WEXITED, WNOHANG, WNOWAIT, siginfo_of
@@ -21,6 +22,7 @@ from ..timers import Timers
 from .fsutil import s32
 from .registry import syscall
 
+STATUS_BUDGET = 137  # as --max-memory: the guest is killed (SIGKILL), as by the OOM killer
 CSIGNAL = 0xFF
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
 CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT = 0x1000, 0x2000, 0x4000, 0x8000
@@ -38,7 +40,20 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None):
     from ..sched import wire
     from .core import Process
     system = p.sys
-    pid = system.table.fork(p.task.pid)  # EAGAIN past --max-processes
+    table = system.table
+    nproc = p.limits.soft(C.RLIMIT_NPROC)
+    if len(table.processes()) >= nproc:  # every guest process is the same user's
+        raise SyscallError(E.EAGAIN, f"RLIMIT_NPROC ({nproc}) reached")
+    if len(table.processes()) >= table.max_processes:
+        # vsnap's budget, not the guest's limit: the run stops (a fork bomb, most likely)
+        from ..machine import RunResult
+        system.over_budget = RunResult(
+            STATUS_BUDGET, "SIGKILL", f"vsnap: guest stopped: it forked past the budget of "
+            f"{table.max_processes} processes (--max-processes, zombies included); raise it "
+            f"if the program needs more")
+        p.cpu.stop()
+        raise SyscallError(E.EAGAIN, "--max-processes reached")
+    pid = table.fork(p.task.pid)
     try:
         cpu, mem = fork_hardware(p.cpu, p.mem)
     except BaseException:
