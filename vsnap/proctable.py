@@ -20,6 +20,9 @@ from typing import Callable
 
 from .abi import errno as E
 from .errors import SyscallError
+from .waitstatus import (CONTINUED_STATUS, P_ALL, P_PGID, P_PID, P_PIDFD, WAIT4_OPTIONS,
+                         WAITID_OPTIONS, WALL, WCLONE, WCONTINUED, WEXITED, WNOWAIT, WSTOPPED,
+                         is_exit_status)
 
 FIRST_PID = 1000          # vsnap.task.GUEST_PID: the first guest process
 VIRTUAL_PARENT = 999      # vsnap, as the shell that started it
@@ -29,46 +32,6 @@ PID_MAX = 4194304         # /proc/sys/kernel/pid_max on a 64-bit systemd machine
 RESERVED_PIDS = 300       # kernel/pid.c: after the wrap, pids start again here
 DEFAULT_MAX_PROCESSES = 128  # each costs an engine (about 1.6 MiB: cpufork.py) and its memory
 INT_MIN = -(1 << 31)
-
-WNOHANG, WUNTRACED, WSTOPPED, WEXITED, WCONTINUED = 1, 2, 2, 4, 8
-WNOWAIT, WNOTHREAD, WALL, WCLONE = 0x01000000, 0x20000000, 0x40000000, 0x80000000
-WAIT4_OPTIONS = WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WCLONE | WALL
-WAITID_OPTIONS = WNOHANG | WNOWAIT | WEXITED | WSTOPPED | WCONTINUED | WNOTHREAD | WCLONE | WALL
-P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
-CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_TRAPPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 4, 5, 6
-SIGCONT = 18
-CONTINUED_STATUS = 0xFFFF
-
-
-def exited(code: int) -> int:
-    """The wait status of exit(code)."""
-    return (code & 0xFF) << 8
-
-
-def killed(signo: int, core: bool = False) -> int:
-    """The wait status of a death by signal `signo` (0x80: it dumped core)."""
-    return signo | (0x80 if core else 0)
-
-
-def is_exit_status(status: int) -> bool:
-    """True for a status wait4 stores for a zombie: exited (code << 8) or killed (signo [| 0x80])."""
-    if type(status) is not int or not 0 <= status <= 0xFFFF:
-        return False
-    if status & 0x7F == 0:
-        return status & 0xFF == 0                 # exited: the code in the second byte
-    return status <= 0xFF and status & 0x7F <= 64  # killed: the signal, 0x80 if it dumped core
-
-
-def siginfo_of(status: int) -> tuple[int, int]:
-    """(si_code, si_status) that waitid reports for a status word from wait()."""
-    if status == CONTINUED_STATUS:
-        return CLD_CONTINUED, SIGCONT
-    if status & 0xFF == 0x7F:
-        return CLD_STOPPED, status >> 8
-    if status & 0x7F == 0:
-        return CLD_EXITED, status >> 8
-    return (CLD_DUMPED if status & 0x80 else CLD_KILLED), status & 0x7F
-
 
 @dataclass
 class Proc:
@@ -88,10 +51,11 @@ class Proc:
 @dataclass
 class ExitNotice:
     """What exit() leaves for the caller to do, in this order."""
-    hup_cont: list[int] = field(default_factory=list)  # pgids: send SIGHUP, then SIGCONT to each member
-    sigchld: list[int] = field(default_factory=list)   # pids to send SIGCHLD (CLD_EXITED/KILLED/DUMPED)
-    wake: list[int] = field(default_factory=list)      # parents whose parked wait must be tried again
-    reaped: list[int] = field(default_factory=list)    # zombies removed at once (init, SIG_IGN, SA_NOCLDWAIT)
+    hup_cont: list[int] = field(default_factory=list)  # pgids: SIGHUP, then SIGCONT, to each member
+    sigchld: list[int] = field(default_factory=list)   # pids to send SIGCHLD (CLD_EXITED, ...)
+    wake: list[int] = field(default_factory=list)      # parents whose parked wait must retry
+    orphans: list[int] = field(default_factory=list)   # live children with a new parent (PDEATHSIG)
+    reaped: list[int] = field(default_factory=list)    # zombies gone at once (init, SIG_IGN...)
 
 
 def _no_policy(ppid: int) -> tuple[bool, bool]:
@@ -103,7 +67,8 @@ class ProcessTable:
         if not (type(max_processes) is int and max_processes >= 1):
             raise ValueError(f"max_processes must be a positive integer, not {max_processes!r}")
         if not (type(pid_max) is int and FIRST_PID + 2 <= pid_max <= PID_MAX):
-            raise ValueError(f"pid_max must be between {FIRST_PID + 2} and {PID_MAX}, not {pid_max!r}")
+            raise ValueError(f"pid_max must be between {FIRST_PID + 2} and {PID_MAX},"
+                             f" not {pid_max!r}")
         self.max_processes, self.pid_max = max_processes, pid_max
         self._procs: dict[int, Proc] = {}
         self._last_pid = FIRST_PID
@@ -171,8 +136,8 @@ class ProcessTable:
         exec'd, and joins the tail of its parent's children list. EAGAIN: the budget."""
         p = self._alive(parent)
         if len(self._procs) >= self.max_processes:
-            raise SyscallError(E.EAGAIN, f"the process budget (--max-processes {self.max_processes},"
-                                         " zombies included) is used up")
+            raise SyscallError(E.EAGAIN, f"the process budget (--max-processes"
+                                         f" {self.max_processes}, zombies included) is used up")
         pid = self._alloc_pid()
         self._procs[pid] = Proc(pid, parent, p.pgid, p.sid, link=self._link())
         return pid
@@ -205,8 +170,10 @@ class ProcessTable:
         return True
 
     def _kill_orphaned(self, p: Proc, parent: int, ignored: int | None, note: ExitNotice) -> None:
-        """kill_orphaned_pgrp(): a group that becomes orphaned while it has a stopped member gets
-        SIGHUP then SIGCONT (POSIX: nobody is left to continue it)."""
+        """kill_orphaned_pgrp(): a group that p linked to its session through `parent`, orphaned
+        now, with a stopped member, gets SIGHUP then SIGCONT (POSIX: nobody is left to continue
+        it). As in Linux, a zombie child counts as a link, so an already orphaned group can be
+        told again."""
         ids = self._ids(parent)
         if (ids and ids[0] != p.pgid and ids[1] == p.sid and self._orphaned(p.pgid, ignored)
                 and any(m.pgid == p.pgid and m.state == "stopped" for m in self._procs.values())
@@ -245,6 +212,8 @@ class ProcessTable:
             c.ppid, c.link = reaper, self._link()
             if c.state == "zombie":
                 self._notify(c, note, policy)
+            else:
+                note.orphans.append(c.pid)
             self._kill_orphaned(c, pid, None, note)
         self._kill_orphaned(p, p.ppid, pid, note)  # our own group, once we are gone
         p.state, p.status = "zombie", status
@@ -300,7 +269,7 @@ class ProcessTable:
     def wait4(self, caller: int, pid: int, options: int) -> tuple[int, int] | None:
         """pid_t wait4(pid_t pid, int *wstatus, int options, struct rusage *rusage);"""
         if options & ~WAIT4_OPTIONS:
-            raise SyscallError(E.EINVAL, f"wait4: unknown option bits {options & ~WAIT4_OPTIONS:#x}")
+            raise SyscallError(E.EINVAL, f"wait4: unknown options {options & ~WAIT4_OPTIONS:#x}")
         return self.wait(caller, pid, options | WEXITED)
 
     def waitid(self, caller: int, idtype: int, id_: int, options: int) -> tuple[int, int] | None:
@@ -381,7 +350,8 @@ class ProcessTable:
             raise SyscallError(E.ESRCH, f"{pid} is neither the caller nor its child")
         if p.sid == p.pid:
             raise SyscallError(E.EPERM, f"{pid} is a session leader")
-        if pgid != pid and not any(q.pgid == pgid and q.sid == me.sid for q in self._procs.values()):
+        if pgid != pid and not any(q.pgid == pgid and q.sid == me.sid
+                                   for q in self._procs.values()):
             raise SyscallError(E.EPERM, f"no process group {pgid} in the caller's session")
         p.pgid = pgid
 

@@ -5,7 +5,8 @@ have been saved by vsnap: ValueError with a one-line message naming the process 
 """
 from __future__ import annotations
 
-from .proctable import INIT, RESERVED_PIDS, VIRTUAL_PARENT, is_exit_status
+from .proctable import INIT, RESERVED_PIDS, VIRTUAL_PARENT
+from .waitstatus import is_exit_status
 
 _TYPES = {"state": str, "report": str, "execd": bool, "subreaper": bool}
 
