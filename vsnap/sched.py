@@ -15,8 +15,8 @@ from . import signals as S
 from .abi import signals as SIG
 from .kernel.signal import fire_timers
 from .kernel.timers import next_wakeup
-from .proctable import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED,
-                        exited, killed)
+from .waitstatus import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED,
+                         exited, killed)
 
 QUANTUM = 1_000_000  # a turn: 1 ms of virtual time at 1 ns per instruction (clock.py)
 
@@ -145,6 +145,10 @@ def ended(system, p, result) -> None:
             if q.task.pgid == pgid:
                 q.signals.post(S.SigInfo(SIG.NUMBERS["SIGHUP"], S.SI_KERNEL))
                 q.signals.post(S.SigInfo(SIG.NUMBERS["SIGCONT"], S.SI_KERNEL))
+    for orphan in note.orphans:  # PR_SET_PDEATHSIG: the parent died
+        q = system.processes.get(orphan)
+        if q is not None and q.task.pdeathsig:
+            q.signals.post(S.SigInfo(q.task.pdeathsig, S.SI_USER, pid=pid, uid=q.task.uid))
     for zombie in note.reaped:
         system.child_times.pop(zombie, None)
 

@@ -17,7 +17,7 @@ from .. import signals as S
 from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import Blocked, SyscallError
-from ..proctable import WEXITED, WNOHANG, WNOWAIT, siginfo_of
+from ..waitstatus import WEXITED, WNOHANG, WNOWAIT, siginfo_of
 from ..timers import Timers
 from .fsutil import s32
 from .registry import syscall
