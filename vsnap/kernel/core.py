@@ -197,14 +197,15 @@ class Process:
         """A signal came for this parked process: its call ends with EINTR, and the signal is
         delivered as at the end of any call (SA_RESTART makes the handler return to the
         call, which runs again; an ignored signal restarts it unseen), as Linux does."""
-        self.blocked = None
+        why, self.blocked = self.blocked, None
+        result = why.interrupted()  # -EINTR, or the bytes a write moved before it waited
         cpu = self.cpu
         nr, rip = cpu.read("rax"), cpu.read("rip")
         self.sys.syscall_count += 1
         self.sys.clock.tick()
         cpu.counter.count += 1
-        cpu.write_many({"rax": -E.EINTR & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
-        self.last_call = (nr, -E.EINTR)
+        cpu.write_many({"rax": result & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
+        self.last_call = (nr, result)
         # deliver() works as from the syscall hook, where Unicorn adds 2 to rip afterwards
         try:
             deliver(self, in_syscall=True)

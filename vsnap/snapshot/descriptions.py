@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..fdtable import MAX_FDS, FdEntry, OpenFile
+from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
 from . import inodes, named
@@ -248,5 +248,5 @@ def restore(m, img) -> list[OpenFile]:
     finally:
         opened.close()
     for entry in img.fds:
-        m.process.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+        m.process.fds.adopt(entry["fd"], files[entry["description"]], entry["cloexec"])
     return files
