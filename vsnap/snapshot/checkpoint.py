@@ -17,7 +17,7 @@ from ..guestram import touched_pages
 from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
-from . import descriptions
+from . import descriptions, pipeimage
 from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
@@ -182,6 +182,7 @@ def _kernel(m) -> dict:
         "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
         "refused": dict(sorted(p.sys.refused.items())),
         "syscall_count": p.sys.syscall_count,
+        **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,

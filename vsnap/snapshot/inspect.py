@@ -134,7 +134,22 @@ def _fds(img: Image) -> str:
         note += _inode_note(img, e, d)
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
-    return "\n".join(lines + _lock_lines(img))
+    return "\n".join(lines + _pipe_lines(img) + _lock_lines(img))
+
+
+def _pipe_lines(img: Image) -> list[str]:
+    """Each pipe once, with what it holds and the fds of its ends."""
+    from .pipeimage import describe
+    seen: dict[int, dict] = {}
+    for d in img.descriptions:
+        if d["kind"] == "pipe":
+            seen.setdefault(d["pipe"], d["pipe_record"])
+    out = []
+    for i, rec in sorted(seen.items()):
+        ends = [f"{e['fd']}{'r' if img.descriptions[e['description']]['end'] == 'read' else 'w'}"
+                for e in img.fds if img.descriptions[e["description"]].get("pipe") == i]
+        out.append(f"  {describe(rec)} (fd {', '.join(ends)})")
+    return ["", "Pipes:", *out] if out else []
 
 
 def _lock_lines(img: Image) -> list[str]:
@@ -189,6 +204,9 @@ def _inode_note(img: Image, e: dict, d: dict) -> str:
 
 def _state(img: Image, d: dict):
     """A file's size and digest or ghost record, for diff (None for other kinds)."""
+    if d.get("kind") == "pipe":  # what waits in it
+        from .pipeimage import buffered
+        return {"size": buffered(d["pipe_record"])}
     if "inode" not in d:
         return None
     rec = img.inodes[d["inode"]]
