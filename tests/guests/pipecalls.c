@@ -2,8 +2,9 @@
  * /proc/self/fd and fdinfo, FIONREAD, poll, F_GETPIPE_SZ/F_SETPIPE_SZ, packet mode, EOF, EAGAIN,
  * partial and atomic non-blocking writes, EPIPE + SIGPIPE (its siginfo), descriptions shared by
  * dup/F_DUPFD/dup2 (the pipe ends follow descriptions, not fds), readv across buffers, and the
- * calls a pipe refuses (lseek, pread, fsync, ftruncate, TCGETS, read of the write end).
- * Nothing here blocks. */
+ * calls a pipe refuses (lseek, pread, fsync, ftruncate, TCGETS, read of the write end), the
+ * inode calls it takes (fchmod, futimens, fstatfs, flock), a new description of it through
+ * /proc/self/fd/N, and EMFILE leaving no descriptor behind. Nothing here blocks. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -12,9 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #define T(x) do { errno = 0; long r_ = (long)(x); \
@@ -236,5 +242,73 @@ int main(void)
     T(close(20));
     T(close(p[1]));
     T(close(p[1]));
+
+    printf("-- the pipe's inode and the calls around it\n");
+    struct stat s;
+    struct statfs sf;
+    T(pipe(p));
+    T(fchmod(p[1], 04751));
+    fstat(p[0], &s);
+    printf("mode after fchmod %o\n", s.st_mode);
+    {
+        struct timespec ts[2] = {{100, 5}, {200, 7}};
+        T(futimens(p[0], ts));
+        fstat(p[1], &s);
+        printf("times %ld.%ld %ld.%ld\n", (long)s.st_atime, s.st_atim.tv_nsec,
+               (long)s.st_mtime, s.st_mtim.tv_nsec);
+    }
+    T(fstatfs(p[0], &sf));
+    printf("f_type %lx\n", (unsigned long)sf.f_type);
+    T(flock(p[0], LOCK_EX));
+    T(mmap(0, 4096, PROT_READ, MAP_PRIVATE, p[0], 0));
+    T(posix_fadvise(p[0], 0, 0, POSIX_FADV_NORMAL));
+    T(fallocate(p[1], 0, 0, 10));
+    T(sync_file_range(p[1], 0, 0, 0));
+    T(fdatasync(p[1]));
+    T(fchdir(p[0]));
+    T(lseek(p[0], 0, SEEK_DATA));
+    T(fd = open("file", O_CREAT | O_RDWR | O_TRUNC, 0644));
+    T(write(fd, "abcdef", 6));
+    T(lseek(fd, 0, SEEK_SET));
+    T(sendfile(p[1], fd, NULL, 6));
+    T(read(p[0], buf, 64));
+    T(write(p[1], "xyz", 3));
+    T(sendfile(fd, p[0], NULL, 3));
+    T(copy_file_range(p[0], NULL, fd, NULL, 3, 0));
+    T(close(fd));
+    T(unlink("file"));
+
+    printf("-- /proc/self/fd/N: new descriptions of the same pipe\n");
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", p[1]);
+    T(q[0] = open(buf, O_RDONLY));
+    T(fcntl(q[0], F_GETFL));
+    T(read(q[0], buf, 64));
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", p[0]);
+    T(q[1] = open(buf, O_RDWR | O_NONBLOCK));
+    T(fcntl(q[1], F_GETFL));
+    T(write(q[1], "hi", 2));
+    T(read(q[1], buf, 10));
+    T(close(p[0]));
+    T(close(q[0]));
+    T(write(p[1], "still", 5));  /* q[1] reads too */
+    T(close(q[1]));
+    T(write(p[1], "gone", 4));
+
+    printf("-- EMFILE\n");
+    {
+        struct rlimit rl = {p[1] + 2, p[1] + 2};
+        T(setrlimit(RLIMIT_NOFILE, &rl));
+        q[0] = q[1] = -1;
+        T(pipe(q));
+        printf("q %d %d\n", q[0], q[1]);
+        T(close(q[1]));
+        T(pipe(q));                 /* one free descriptor: EMFILE, and it stays free */
+        T(fd = dup(0));
+        T(close(fd));
+        T(close(p[1]));
+        T(close(q[0]));
+        T(pipe(q));
+        printf("q %d %d\n", q[0], q[1]);
+    }
     return 0;
 }

@@ -3,8 +3,8 @@ fstat, fcntl, ioctl, poll and /proc/self/fd see of an anonymous pipe made by pip
 
 The bytes live in a Pipe (vsnap/pipes.py), shared by the ends; an AnonPipe adds what fstat
 and /proc show of its inode: a number from the system's counter (deterministic, the same in
-every run), its owner and its birth time. Linux 6.x leaves an anonymous pipe's times at its
-creation (reads and writes no longer stamp them), so they never change here either.
+every run), its owner, mode and times. Linux 6.x leaves an anonymous pipe's times at its
+creation (reads and writes no longer stamp them), so only fchmod and futimens change them.
 
 A call that must wait raises Blocked (errors.py): the process parks at its syscall
 instruction and runs it again once the pipe is readable or writable. A blocking write keeps
@@ -28,27 +28,36 @@ SIGPIPE = 13
 MODE = 0o10600          # S_IFIFO | rw-------
 
 
+INODE_KEYS = ("ino", "uid", "gid", "mode", "atime_ns", "mtime_ns", "ctime_ns")
+
+
 class AnonPipe(Pipe):
-    """A Pipe with the inode fstat shows: number, owner and birth time."""
+    """A Pipe with the inode fstat shows: number, owner, mode and times."""
 
     def __init__(self, ino: int, uid: int, gid: int, born_ns: int, **kw):
         super().__init__(**kw)
-        self.ino, self.uid, self.gid, self.born_ns = ino, uid, gid, born_ns
+        self.ino, self.uid, self.gid, self.mode = ino, uid, gid, MODE
+        self.atime_ns = self.mtime_ns = self.ctime_ns = born_ns
 
     def saved(self) -> dict:
-        return {**super().saved(), "ino": self.ino, "uid": self.uid, "gid": self.gid,
-                "born_ns": self.born_ns}
+        return {**super().saved(), **{k: getattr(self, k) for k in INODE_KEYS}}
 
     @classmethod
     def load(cls, d) -> "AnonPipe":
+        """An AnonPipe from saved(); ValueError with one clear line for bad data."""
         if not isinstance(d, dict):
             raise ValueError("pipe record must be an object")
-        extra = {k: d.get(k) for k in ("ino", "uid", "gid", "born_ns")}
+        extra = {k: d.get(k) for k in INODE_KEYS}
         for k, v in extra.items():
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 63:
                 raise ValueError(f"pipe {k} must be a non-negative integer, not {v!r}")
+        if extra["mode"] & ~0o7777 != C.S_IFIFO:
+            raise ValueError(f"pipe mode {extra['mode']:#o} is not a FIFO's")
         base = Pipe.load({k: v for k, v in d.items() if k not in extra})
-        pipe = cls(**extra, size=base.size, readers=base.readers, writers=base.writers)
+        pipe = cls(extra["ino"], extra["uid"], extra["gid"], 0, size=base.size,
+                   readers=base.readers, writers=base.writers)
+        for k in INODE_KEYS:
+            setattr(pipe, k, extra[k])
         pipe.slots = base.slots
         return pipe
 
@@ -123,9 +132,44 @@ class PipeEnd:
 
     def stat(self, p, f) -> dict:
         pipe = self.pipe
-        return dict(dev=PIPE_DEV, ino=pipe.ino, nlink=1, mode=MODE, uid=pipe.uid, gid=pipe.gid,
-                    rdev=0, size=0, blksize=4096, blocks=0, atime_ns=pipe.born_ns,
-                    mtime_ns=pipe.born_ns, ctime_ns=pipe.born_ns)
+        return dict(dev=PIPE_DEV, ino=pipe.ino, nlink=1, mode=pipe.mode, uid=pipe.uid,
+                    gid=pipe.gid, rdev=0, size=0, blksize=4096, blocks=0,
+                    atime_ns=pipe.atime_ns, mtime_ns=pipe.mtime_ns, ctime_ns=pipe.ctime_ns)
+
+    def chmod(self, p, f, mode: int) -> int:
+        """fchmod: the pipe's inode takes the mode (its owner may; the guest never has
+        CAP_FOWNER)."""
+        self._owner(p)
+        self.pipe.mode = C.S_IFIFO | (mode & 0o7777)
+        self.pipe.ctime_ns = p.sys.clock.realtime_ns
+        return 0
+
+    def set_times(self, p, f, atime_ns: int, mtime_ns: int, explicit: bool) -> None:
+        """futimens: explicit times need the owner (NULL or UTIME_NOW only write access,
+        which the guest has to its own pipe)."""
+        if explicit:
+            self._owner(p)
+        self.pipe.atime_ns, self.pipe.mtime_ns = atime_ns, mtime_ns
+        self.pipe.ctime_ns = p.sys.clock.realtime_ns
+
+    def _owner(self, p) -> None:
+        if p.task.uid != self.pipe.uid:
+            raise SyscallError(E.EPERM, f"pipe:[{self.pipe.ino}] belongs to uid {self.pipe.uid}")
+
+    def statfs_magic(self) -> int:
+        return C.PIPEFS_MAGIC
+
+    def reopen(self, p, f, flags: int, status: int):
+        """open(/proc/self/fd/N): a new description of the same pipe, either end or both
+        (O_RDWR). fifo_open neither waits for a partner nor fails ENXIO on a pipe, as it
+        does on a FIFO; open() adds O_LARGEFILE."""
+        from ..fdtable import OpenFile
+        acc = flags & C.O_ACCMODE
+        end = PipeEnd(self.pipe, acc != C.O_WRONLY, acc != C.O_RDONLY)
+        for reading in (True, False):
+            if (end.reading, end.writing)[not reading]:
+                self.pipe.open_end(reading)
+        return OpenFile("pipe", f.path, status | C.O_LARGEFILE, ops=end)
 
     def target(self, p, f) -> str:
         """readlink(/proc/self/fd/N)."""
