@@ -254,6 +254,17 @@ def test_pipes_survive_checkpoints(builds, tmp_path, flavour):
     prop()
 
 
+def test_every_pipe_state_of_pipecalls_survives_a_checkpoint(builds, tmp_path):
+    """pipecalls.c saved around its system calls: packet pages, grown pipes, fchmod'ed and
+    flock'ed pipes, ends opened again through /proc (O_RDWR), ends closed, EMFILE."""
+    guest = Guest(builds.get("pipecalls", "musl"))
+    m = measure(guest, tmp_path)
+    assert m.outcome.status == 0
+    # the fill loops make most calls: a sample of them, and the later sections more densely
+    for k in sorted(set(m.syscalls[::97] + m.syscalls[-260::5])):
+        assert_transparent(guest, [k], reference=m.outcome, base=tmp_path)
+
+
 def _live(builds, tmp_path, at: float = 0.45):
     guest = Guest(builds.get("pipeckpt", "musl"))
     m0 = measure(guest, tmp_path)

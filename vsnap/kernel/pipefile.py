@@ -65,7 +65,7 @@ class AnonPipe(Pipe):
 def new_pipe(p, **kw) -> AnonPipe:
     """A pipe with the next inode number of the system (saved with it: same numbers after a
     resume)."""
-    ino = getattr(p.sys, "next_pipe_ino", FIRST_INO)
+    ino = p.sys.next_pipe_ino
     p.sys.next_pipe_ino = ino + 1
     return AnonPipe(ino, p.task.uid, p.task.gid, p.sys.clock.realtime_ns, **kw)
 

@@ -82,7 +82,7 @@ def restore_pipe(f, d, ctx) -> None:
 # kernel.json ------------------------------------------------------------------------------------
 
 def kernel_fields(p) -> dict:
-    return {"next_pipe_ino": getattr(p.sys, "next_pipe_ino", FIRST_INO),
+    return {"next_pipe_ino": p.sys.next_pipe_ino,
             "pending_write": getattr(p, "pending_write", None)}
 
 
