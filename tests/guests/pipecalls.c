@@ -275,6 +275,8 @@ int main(void)
     T(write(p[1], "xyz", 3));
     T(sendfile(fd, p[0], NULL, 3));
     T(copy_file_range(p[0], NULL, fd, NULL, 3, 0));
+    T(fcntl(fd, F_GETPIPE_SZ));
+    T(fcntl(fd, F_SETPIPE_SZ, 4096));
     T(close(fd));
     T(unlink("file"));
 

@@ -16,7 +16,7 @@ from ..fdtable import OpenFile
 from . import perm
 from . import devices, procfs, virtual
 from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
-from . import anonfile, fifo, opath
+from . import anonfile, fifo, opath, pipefile
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
@@ -372,6 +372,9 @@ def sys_fcntl(p, fd, cmd, arg):
         result = entry.file.ops.fcntl(p, entry.file, cmd, arg)
         if result is not None:
             return result
+    elif cmd in (pipefile.F_GETPIPE_SZ, pipefile.F_SETPIPE_SZ) and entry.file.kind not in (
+            "fifo", "console"):  # (host pipes, not served yet: EINVAL as before)
+        raise SyscallError(E.EBADF, f"{entry.file.path}: not a pipe")  # pipe_fcntl's answer
     if cmd in (anonfile.F_ADD_SEALS, anonfile.F_GET_SEALS):
         anonfile.sealing_refused(p, cmd)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")

@@ -146,7 +146,8 @@ def _pipe_lines(img: Image) -> list[str]:
             seen.setdefault(d["pipe"], d["pipe_record"])
     out = []
     for i, rec in sorted(seen.items()):
-        ends = [f"{e['fd']}{'r' if img.descriptions[e['description']]['end'] == 'read' else 'w'}"
+        mark = {"read": "r", "write": "w", "both": "rw"}
+        ends = [f"{e['fd']}{mark[img.descriptions[e['description']]['end']]}"
                 for e in img.fds if img.descriptions[e["description"]].get("pipe") == i]
         out.append(f"  {describe(rec)} (fd {', '.join(ends)})")
     return ["", "Pipes:", *out] if out else []
