@@ -280,7 +280,10 @@ def test_inspect_shows_each_pipe_with_what_it_holds(builds, tmp_path):
         if f.ops is not None:
             pipes[f.ops.pipe.ino] = f.ops.pipe
     assert len(pipes) == 4 and any(p.nread for p in pipes.values())
-    text = render(parse(*decode(image_bytes(m)), "live"), "fds")
+    img = parse(*decode(image_bytes(m)), "live")
+    held = sum(p.nread for p in pipes.values())
+    assert f"pipes        4, holding {held} bytes in all" in render(img, "summary")
+    text = render(img, "fds")
     for ino, pipe in pipes.items():
         line = next(x for x in text.splitlines() if x.startswith(f"  pipe:[{ino}]"))
         assert f" {pipe.nread} bytes buffered in {len(pipe.slots)} of its {pipe.pages} " in line

@@ -58,6 +58,8 @@ NOT_PRESERVED = [
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",
+    "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
+    "page by page, and its ends come back shared by the same descriptors.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]

@@ -104,6 +104,7 @@ def _summary(img: Image) -> str:
         f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files, "
         f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
         f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
+        *_pipe_summary(img),
         f"clock        {k['clock']['monotonic_ns'] / 1e9:.6f} s since the guest's boot: "
         f"{n * NS_PER_INSTRUCTION / 1e9:.6f} s of instructions, "
         f"{k['clock']['system_ns'] / 1e9:.6f} s of {k['syscall_count']} system calls, "
@@ -135,6 +136,16 @@ def _fds(img: Image) -> str:
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
     return "\n".join(lines + _pipe_lines(img) + _lock_lines(img))
+
+
+def _pipe_summary(img: Image) -> list[str]:
+    from .pipeimage import buffered
+    pipes = {d["pipe"]: d["pipe_record"] for d in img.descriptions if d["kind"] == "pipe"}
+    if not pipes:
+        return []
+    held = sum(buffered(rec) for rec in pipes.values())
+    return [f"pipes        {len(pipes)}, holding {held} bytes in all, saved with the image "
+            f"(vsnap inspect IMAGE fds)"]
 
 
 def _pipe_lines(img: Image) -> list[str]:
