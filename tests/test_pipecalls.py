@@ -17,6 +17,7 @@ import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import make_root, run_api, run_cli, run_native
 from vsnap.abi import errno as E
@@ -232,6 +233,47 @@ def test_dup2_onto_the_same_description_keeps_it_open():
     t.close(r)
     t.close(7)
     assert pipe.readers == 0
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(ops=st.lists(st.tuples(st.sampled_from(["pipe", "dup", "dup2", "close", "fork",
+                                               "exit"]),
+                              st.integers(0, 7), st.integers(0, 7), st.integers(0, 12)),
+                    max_size=40))
+def test_reference_counts_follow_every_fd_in_every_table(ops):
+    """Random pipe/dup/dup2/close/fork/exit over several fd tables, against a model: a
+    description's count is the fds that hold it, in all tables; its end is open exactly while
+    that is above 0, and each pipe's readers and writers count its open descriptions."""
+    tables, made = [FdTable()], []
+    for op, t, u, fd in ops:
+        table = tables[t % len(tables)]
+        try:
+            if op == "pipe":
+                pipe, (rd, wr) = _pipe_files()
+                made += [rd, wr]
+                table.install(rd)
+                table.install(wr)
+            elif op == "dup":
+                table.install(table.get_raw(fd))
+            elif op == "dup2":
+                table.place(u, table.get_raw(fd))
+            elif op == "close":
+                table.close(fd)
+            elif op == "fork" and len(tables) < 4:
+                tables.append(table.fork())
+            elif op == "exit" and len(tables) > 1:
+                table.close_all()
+                tables.remove(table)
+        except SyscallError:
+            pass                            # EBADF: the model changes nothing either
+        for f in made:
+            held = sum(e.file is f for tb in tables for e in tb.fds.values())
+            assert f.refs == held
+            assert (f.ops is not None) == (held > 0)
+        for pipe in {id(f.ops.pipe): f.ops.pipe for f in made if f.ops is not None}.values():
+            live = [f for f in made if f.ops is not None and f.ops.pipe is pipe]
+            assert pipe.readers == sum(f.ops.reading for f in live)
+            assert pipe.writers == sum(f.ops.writing for f in live)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
