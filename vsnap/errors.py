@@ -100,7 +100,13 @@ class Blocked(ProcessEvent):
     scheduler sees `ready()`. `what` names the wait for the deadlock message ("read on a
     pipe"). A parked process is between two instructions, so a save needs nothing more."""
 
-    def __init__(self, what: str, ready, deadline: int | None = None):
+    def __init__(self, what: str, ready, deadline: int | None = None, on_interrupt=None):
         super().__init__(what)
         self.what, self.ready = what, ready
         self.deadline = deadline  # the virtual time (ns) a sleep or timeout ends, if any
+        self.on_interrupt = on_interrupt
+
+    def interrupted(self) -> int:
+        """What the call returns when a signal ends the wait: -EINTR, or what `on_interrupt`
+        says (a write that moved some bytes before it waited returns their count)."""
+        return -E.EINTR if self.on_interrupt is None else self.on_interrupt()

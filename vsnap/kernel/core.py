@@ -101,6 +101,7 @@ class Process:
         self.ended = None  # how it ended (a RunResult), once it has
         self.memo = None  # (call site, value): what a parked call keeps for its retry
         self.retrying = False  # woken from a park: its call runs again before anything
+        self.pending_write = None  # a pipe write parked part way (kernel/pipefile.py)
         self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
         self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
         self.execd = False  # has exec'd since it was forked (a vfork parent may go on)
@@ -245,15 +246,16 @@ class Process:
         """A signal came for this parked process: its call ends with EINTR, and the signal is
         delivered as at the end of any call (SA_RESTART makes the handler return to the
         call, which runs again; an ignored signal restarts it unseen), as Linux does."""
-        self.blocked = self.memo = None
+        why, self.blocked, self.memo = self.blocked, None, None
+        result = why.interrupted()  # -EINTR, or the bytes a write moved before it waited
         cpu = self.cpu
         nr, rip = cpu.read("rax"), cpu.read("rip")
         self.sys.syscall_count += 1
         self.syscalls += 1
         self.sys.clock.tick()
         cpu.counter.count += 1
-        cpu.write_many({"rax": -E.EINTR & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
-        self.last_call = (nr, -E.EINTR)
+        cpu.write_many({"rax": result & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
+        self.last_call = (nr, result)
         # deliver() works as from the syscall hook, where Unicorn adds 2 to rip afterwards
         try:
             deliver(self, in_syscall=True)

@@ -151,6 +151,8 @@ def stat_of_resolved(p, r: Resolved, follow: bool = True) -> dict:
 
 
 def stat_of_file(p, f) -> dict:
+    if f.ops is not None:  # a pipe end (pipefile.py)
+        return f.ops.stat(p, f)
     if f.kind == "fifo":
         return stat_fields(p, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "path":  # O_PATH: the named file itself (a symlink when O_NOFOLLOW named one)

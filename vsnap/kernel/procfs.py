@@ -103,6 +103,8 @@ def _link(p, name: str) -> VNode:
 def fd_target(p, f) -> tuple[str, bool]:
     """What readlink(/proc/self/fd/N) gives for an open file, and whether that text is a path
     that leads back to the same file."""
+    if f.ops is not None:  # pipe:[ino]
+        return f.ops.target(p, f), False
     if f.kind in ("file", "dir") and f.host_fd is not None:
         try:  # a ghost restored from an image has no host name at all
             mine = os.fstat(f.host_fd)

@@ -53,6 +53,10 @@ NOTES: dict[str, tuple[str, str]] = {
                            "EDEADLK and a notice"),
     "mknod": ("differs", "device files: EPERM; a FIFO open that would wait forever: "
                          "EDEADLK and a notice"),
+    "pipe": ("differs", "a wait no other guest process could end (one process for now) "
+                        "ends the run with one line, status 1; no pipe-user-pages limits"),
+    "pipe2": ("differs", "O_NOTIFICATION_PIPE: ENOPKG (no watch queues); a wait no other "
+                         "guest process could end ends the run with one line, status 1"),
     "setrlimit": ("differs", "RSS, NPROC, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are "
                              "kept and reported, not enforced"),
     "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),

@@ -118,6 +118,8 @@ def _reopen_fd(p, fd: int, guest: str, flags: int, status: int) -> OpenFile:
         raise SyscallError(E.ENOENT, guest)
     f = p.fds.get(fd)
     acc = flags & C.O_ACCMODE
+    if f.ops is not None:  # a pipe end: a new description of the same pipe (pipefile.py)
+        return f.ops.reopen(p, f, flags, status)
     if f.kind == "console":
         if f.stream != "tty" and not p.sys.console.isatty(f.stream):
             # a pipe: Linux would give the other end of it, which vsnap does not have (its

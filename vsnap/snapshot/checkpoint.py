@@ -17,7 +17,7 @@ from ..guestram import touched_pages
 from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
-from . import descriptions
+from . import descriptions, pipeimage
 from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
@@ -58,6 +58,8 @@ NOT_PRESERVED = [
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",
+    "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
+    "page by page, and its ends come back shared by the same descriptors.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]
@@ -182,6 +184,7 @@ def _kernel(m) -> dict:
         "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
         "refused": dict(sorted(p.sys.refused.items())),
         "syscall_count": p.sys.syscall_count,
+        **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,

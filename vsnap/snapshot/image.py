@@ -19,7 +19,7 @@ from ..fdtable import MAX_FDS
 from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
-from . import descriptions, mapped
+from . import descriptions, mapped, pipeimage
 from .named import parse_removed
 from .codec import ImageError, load_json_part
 from .fields import Reader
@@ -266,6 +266,7 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        **pipeimage.parse_kernel(r, d),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
                     for what, n in list(refused.items())[:4096]},
         "instructions": instructions,

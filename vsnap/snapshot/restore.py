@@ -18,7 +18,7 @@ from ..kernel.limits import apply as apply_limits
 from ..loader import file_sha256
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, mapped
+from . import descriptions, mapped, pipeimage
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -139,6 +139,7 @@ def _kernel_state(m, k: dict) -> None:
     system.unknown_reported = set(k["unknown_syscalls_reported"])
     system.refused = dict(k["refused"])
     system.syscall_count = k["syscall_count"]
+    pipeimage.restore_kernel(m, k)
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
