@@ -222,7 +222,10 @@ class Cpu:
 
     # hooks -------------------------------------------------------------------------------
     def on_syscall(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` at each `syscall`; rip then points at the instruction."""
+        """Call `callback()` at each `syscall`; rip then points at the instruction. One
+        callback at a time: a vfork child borrowing this engine takes it over."""
+        if getattr(self, "_syscall_hook", None) is not None:
+            self.uc.hook_del(self._syscall_hook)
         self._syscall_hook = self.uc.hook_add(U.UC_HOOK_INSN, lambda uc, ud: callback(),
                                               None, 1, 0, X.UC_X86_INS_SYSCALL)
 

@@ -29,7 +29,7 @@ from .memory import MemoryBudgetExceeded
 from .trace import disassemble_one
 from .system import System
 from .proctable import DEFAULT_MAX_PROCESSES
-from .sched import QUANTUM, ended, next_event, others_can_run, pick, wire
+from .sched import QUANTUM, ended, next_event, others_can_run, pick, start_borrow, wire
 from .sched import stop as stop_process
 from .vfs import Sandbox
 from .hardware import new_hardware
@@ -232,6 +232,8 @@ class Machine:
     def _switch(self, p) -> None:
         """p runs now: the machine's cpu, mem and process are p's (a crash, a core file, a
         save and /proc/self all look at them)."""
+        if p.borrow_regs is not None:  # a vfork child's first turn on its parent's engine
+            start_borrow(p)
         self.system.current = p
         self.cpu, self.mem, self.process = p.cpu, p.mem, p
         self.program, self.program_path, self.exe = p.program, p.exe_host, p.exe_guest
@@ -251,7 +253,10 @@ class Machine:
                 # a timer that expires at this instruction fires before the next one
                 # runs (a save at this instruction comes first: it fires on resume)
                 self._timers_due()
-                if k.retrying:  # a parked call runs again: it takes its own signals
+                if k.wake_by_signal:  # a signal ends its wait: EINTR, or a restart
+                    k.wake_by_signal = False
+                    k.interrupt()
+                elif k.retrying:  # a parked call runs again: it takes its own signals
                     k.retrying = False
                 elif k.signals.pending and k.signals.deliverable():
                     deliver(k, in_syscall=False)  # sent by another process meanwhile

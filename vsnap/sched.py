@@ -58,7 +58,7 @@ def runnable(p) -> bool:
         p.blocked, p.retrying = None, True
         return True
     if p.signals.pending and p.signals.deliverable():
-        p.interrupt()  # EINTR, or the restart: it runs either way
+        p.wake_by_signal = True  # its turn starts by ending the call (Process.interrupt)
         return True
     return False
 
@@ -133,7 +133,13 @@ def ended(system, p, result) -> None:
     system.retired += p.instructions
     note = system.table.exit(pid, status, policy(system))
     del system.processes[pid]
-    p.release()
+    if p.borrowed_from is not None:  # a vfork child: the memory is its parent's
+        cpu = p.cpu
+        parent = detach_borrower(p, cpu)
+        p.release(memory=False)
+        restore_lender(parent, cpu)
+    else:
+        p.release(memory=p.lent_to is None)  # a vfork child may still run on it
     for child in system.table.processes():  # reparented: their ppid is the table's
         q = system.processes.get(child.pid)
         if q is not None:
@@ -170,3 +176,36 @@ def cont(system, p) -> None:
         parent = system.processes.get(ppid)
         if parent is not None and not parent.signals.action(S.SIGCHLD).flags & S.SA_NOCLDSTOP:
             post_sigchld(system, ppid, p.task.pid, CLD_CONTINUED, S.SIGCONT)
+
+
+def start_borrow(child) -> None:
+    """A vfork child's first turn: the parent's engine state is put aside (the parent waits
+    at its clone call) and the child's registers go in."""
+    parent, cpu = child.borrowed_from, child.cpu
+    parent.lent_context = cpu.uc.context_save()
+    parent.lent_count = cpu.instructions
+    child.borrow_base = cpu.instructions
+    cpu.restore_registers(child.borrow_regs)
+    child.borrow_regs = None
+    wire(child)
+
+
+def detach_borrower(child, cpu):
+    """A vfork child stops running on its parent's engine `cpu` (it execs or ends): its
+    count so far becomes its own. Returns the parent, whose state restore_lender puts back
+    once the engine has stopped (not from inside its syscall hook: Unicorn would move the
+    parent's rip past the instruction it waits at)."""
+    parent = child.borrowed_from
+    if child.borrow_regs is None:  # it ran
+        child.base_instructions += cpu.instructions - child.borrow_base
+    child.borrowed_from = child.borrow_regs = None
+    return parent
+
+
+def restore_lender(parent, cpu) -> None:
+    """The parent's engine state and count come back; its system calls are its own again."""
+    if parent.lent_context is not None:
+        cpu.uc.context_restore(parent.lent_context)
+        cpu.instructions = parent.lent_count
+    parent.lent_to = parent.lent_context = None
+    wire(parent)

@@ -101,6 +101,15 @@ class Process:
         self.ended = None  # how it ended (a RunResult), once it has
         self.memo = None  # (call site, value): what a parked call keeps for its retry
         self.retrying = False  # woken from a park: its call runs again before anything
+        self.wake_by_signal = False  # parked, and a signal came: the call ends first
+        # vfork: the child runs on its parent's engine and memory (sched.start_borrow)
+        self.borrowed_from = None  # (the child) whose hardware it runs on
+        self.borrow_regs = None    # (the child) its registers, until its first turn
+        self.borrow_base = 0       # (the child) the engine's count when it took it over
+        self.lent_to = None        # (the parent) the child that runs on its hardware
+        self.lent_context = None   # (the parent) its engine state, to put back
+        self.lent_count = 0        # (the parent) its count, to put back
+        self.give_back = None      # (the child, after exec) (parent, engine) to restore
         self.pending_write = None  # a pipe write parked part way (kernel/pipefile.py)
         self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
         self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
@@ -116,19 +125,29 @@ class Process:
     @property
     def instructions(self) -> int:
         """Instructions this process has run (its engine counts them)."""
+        if self.lent_to is not None:
+            return self.base_instructions + self.lent_count
+        if self.borrowed_from is not None:
+            return self.base_instructions + self.cpu.instructions - self.borrow_base
         return self.base_instructions + self.cpu.instructions
 
-    def release(self) -> None:
+    def release(self, memory: bool = True) -> None:
         """Let go of what the process holds on the host (exit, or the end of the run):
         its files now, its memory back to the pool for the next fork."""
         from ..memfork import release_memory
         self.fds.close_all()
-        release_memory(self.mem)
+        if memory:
+            release_memory(self.mem)
         self.drop_retired()
 
     def drop_retired(self) -> None:
-        """Free the hardware an exec replaced (its engine has stopped by now)."""
+        """Free the hardware an exec replaced (its engine has stopped by now), or give a
+        vfork parent its engine back."""
         from ..memfork import release_memory
+        if self.give_back is not None:
+            from ..sched import restore_lender
+            restore_lender(*self.give_back)
+            self.give_back = None
         while self.retired_hardware:
             _, mem = self.retired_hardware.pop()
             release_memory(mem)

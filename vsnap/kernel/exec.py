@@ -76,23 +76,31 @@ def _execve(p, dirfd: int, path_ptr: int, argv_ptr: int, envp_ptr: int, flags: i
     total = sum(len(s) + 1 + 8 for s in argv + envp)
     if total > max(p.limits.soft(C.RLIMIT_STACK) // 4, 32 * PAGE):
         raise SyscallError(E.E2BIG, f"arguments and environment take {total} bytes")
+    # the name a #! interpreter is given: through a directory fd it is /dev/fd/N/path (fs/
+    # exec.c), and one the new program could not open (N is close-on-exec) fails a script
+    shown, hidden = path, False
     if not path and flags & C.AT_EMPTY_PATH:
         f = p.fds.get_raw(dirfd)  # fexecve: the file open at dirfd
         host, guest = _open_file_paths(p, f)
+        shown, hidden = f"/dev/fd/{dirfd}", p.fds.entry(dirfd).cloexec
     else:
         if not path:
             raise SyscallError(E.ENOENT, "empty path")
         host, guest = _find(p, dirfd, path, follow=not flags & C.AT_SYMLINK_NOFOLLOW)
-    shown = path or guest
+        if dirfd != C.AT_FDCWD and not path.startswith("/"):
+            shown, hidden = f"/dev/fd/{dirfd}/{path}", p.fds.entry(dirfd).cloexec
+    comm = os.path.basename(shown or guest)  # the name exec gives: the file as it was named
     for _ in range(MAX_INTERP_DEPTH + 1):
         with open(host, "rb") as fh:
             head = fh.read(BINPRM_BUF_SIZE)
         if head[:2] != b"#!":
             break
+        if hidden:
+            raise SyscallError(E.ENOENT, f"{shown}: the interpreter could not open it")
         interp, arg = _shebang(head, guest)
         argv = [interp.encode()] + ([arg] if arg else []) + [shown.encode()] + argv[1:]
         host, guest = _find(p, C.AT_FDCWD, interp, follow=True)
-        shown = interp
+        shown, hidden = interp, False
     else:
         raise SyscallError(E.ELOOP, f"{path}: #! interpreters nested too deep")
     try:
@@ -102,7 +110,7 @@ def _execve(p, dirfd: int, path_ptr: int, argv_ptr: int, envp_ptr: int, flags: i
         if any(w in why for w in LINUX_RUNS):  # Linux would run it; vsnap cannot: say so
             p.sys.refuse(f"execve({guest})", f"vsnap: exec of {guest} failed: {why}")
         raise SyscallError(E.ENOEXEC, str(e)) from None
-    replace_image(p, prog, host, guest, argv, envp)
+    replace_image(p, prog, host, guest, argv, envp, comm)
     raise Execed()
 
 
@@ -151,13 +159,13 @@ def _shebang(head: bytes, guest: str) -> tuple[str, bytes]:
     return interp, arg
 
 
-def replace_image(p, prog, host: str, guest: str, argv: list[bytes], envp: list[bytes]) -> None:
+def replace_image(p, prog, host: str, guest: str, argv: list[bytes], envp: list[bytes],
+                  comm: str) -> None:
     """The point of no return: p runs `prog` from its entry, on new hardware."""
     from ..hardware import new_hardware
-    from ..sched import wire
+    from ..sched import detach_borrower, wire
     cpu, mem = new_hardware(p.mem.limit)
     layout = ExecLayout()
-    name = os.path.basename(guest)
     load_segments(prog, mem, guest)
     sp = build_stack(prog, mem, [os.fsdecode(a) for a in argv], [os.fsdecode(e) for e in envp],
                      p.sys.random.bytes(16), HWCAP, guest, p.limits.soft(C.RLIMIT_STACK),
@@ -165,13 +173,16 @@ def replace_image(p, prog, host: str, guest: str, argv: list[bytes], envp: list[
     cpu.write_many({"rsp": sp, "rip": prog.base + prog.entry, "rflags": 0x202})
     cpu.watch_rdtsc(prog.rdtsc_candidates())
     p.cpu.stop()
-    p.retired_hardware.append((p.cpu, p.mem))
-    p.base_instructions += p.cpu.instructions
+    if p.borrowed_from is not None:  # a vfork child lets go of its parent's hardware
+        p.give_back = (detach_borrower(p, p.cpu), p.cpu)
+    else:
+        p.retired_hardware.append((p.cpu, p.mem))
+        p.base_instructions += p.cpu.instructions
     p.cpu, p.mem, p.program = cpu, mem, prog
     wire(p)
     p.exe_host, p.exe_guest = host, guest
     p.exec = layout
-    p.exec.comm = name[:15]
+    p.exec.comm = comm[:15]
     p.task.exe = guest
     for fd in [fd for fd, e in p.fds.fds.items() if e.cloexec]:
         p.fds.close(fd)

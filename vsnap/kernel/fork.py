@@ -34,8 +34,11 @@ SUPPORTED = CSIGNAL | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID | CLONE_CHILD
     | CLONE_CHILD_CLEARTID | CLONE_SETTLS | CLONE_DETACHED | CLONE_UNTRACED
 
 
-def fork_process(p, *, stack: int = 0, tls: int | None = None):
-    """A child of p that is p's copy (fork(2)), at the instruction after this call."""
+def fork_process(p, *, stack: int = 0, tls: int | None = None, share_vm: bool = False):
+    """A child of p that is p's copy (fork(2)), at the instruction after this call. With
+    share_vm (vfork, posix_spawn: CLONE_VM | CLONE_VFORK) the child borrows p's engine and
+    memory while p waits, as Linux's child shares p's memory: sched.start_borrow and
+    give_back switch the engine between them."""
     from ..cpufork import fork_hardware
     from ..sched import wire
     from .core import Process
@@ -55,7 +58,7 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None):
         raise SyscallError(E.EAGAIN, "--max-processes reached")
     pid = table.fork(p.task.pid)
     try:
-        cpu, mem = fork_hardware(p.cpu, p.mem)
+        cpu, mem = (p.cpu, p.mem) if share_vm else fork_hardware(p.cpu, p.mem)
     except BaseException:
         system.table.exit(pid, 0)
         system.table.reap(pid)
@@ -74,8 +77,7 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None):
                                   altstack_flags=sig.altstack_flags)
     child.limits = copy.deepcopy(p.limits)
     child.timers = Timers()
-    wire(child)
-    cpu.instructions = 0  # its own count starts now; the parent's stays the parent's
+    child.program = p.program
     # the child returns 0 from the call, after the syscall instruction (the hook is the
     # parent's: rip is the instruction itself in the copied context)
     rip = p.cpu.read("rip") + 2
@@ -84,7 +86,13 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None):
         regs["rsp"] = stack
     if tls is not None:
         regs["fs_base"] = tls
-    cpu.write_many(regs)
+    if share_vm:
+        child.borrowed_from, child.borrow_regs = p, {**p.cpu.snapshot_registers(), **regs}
+        p.lent_to = child
+    else:
+        wire(child)
+        cpu.instructions = 0  # its own count starts now; the parent's stays the parent's
+        cpu.write_many(regs)
     system.processes[pid] = child
     system.forked = True
     return child
@@ -131,7 +139,9 @@ def _clone(p, flags, stack, parent_tid, child_tid, tls):
         p.sys.refuse("clone(exit signal)", f"vsnap: clone with exit signal {flags & CSIGNAL} "
                      f"(only SIGCHLD is served); refused with EINVAL")
         raise SyscallError(E.EINVAL, "clone: exit signal other than SIGCHLD")
-    child = fork_process(p, stack=stack, tls=tls if flags & CLONE_SETTLS else None)
+    vfork = bool(flags & CLONE_VM and flags & CLONE_VFORK)
+    child = fork_process(p, stack=stack, tls=tls if flags & CLONE_SETTLS else None,
+                         share_vm=vfork)
     pid = child.task.pid
     tid = struct.pack("<i", pid)
     if flags & CLONE_PARENT_SETTID:
@@ -140,9 +150,9 @@ def _clone(p, flags, stack, parent_tid, child_tid, tls):
         child.write(child_tid, tid)
     if flags & CLONE_CHILD_CLEARTID:
         child.task.tid_address = child_tid
-    if flags & CLONE_VM and flags & CLONE_VFORK:
-        # posix_spawn and vfork: the child runs on its own copy of the memory (vsnap does
-        # not share it), and the parent waits until it execs or ends, as Linux's does
+    if vfork:
+        # vfork and posix_spawn: the child runs in the parent's memory, on its engine, and
+        # the parent waits until the child execs or ends, as on Linux
         p.vfork_child = pid
         raise Blocked(f"vfork: waiting for child {pid} to exec or exit",
                       lambda: child.ended is not None or child.execd)

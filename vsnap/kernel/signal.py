@@ -279,3 +279,55 @@ def sys_sigaltstack(p, ss, old_ss):
             raise SyscallError(E.ENOMEM, "alternate stack smaller than MINSIGSTKSZ")
         sig.altstack_sp, sig.altstack_size, sig.altstack_flags = sp, size, flags
     return 0
+
+
+@syscall("rt_sigtimedwait", "ptr ptr ptr size")
+def sys_rt_sigtimedwait(p, set_, info, timeout, sigsetsize):
+    """int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout);
+    (the raw call; sigwaitinfo is it with no timeout)"""
+    from .sigframe import pack_siginfo
+    if sigsetsize != 8:
+        raise SyscallError(E.EINVAL, "sigsetsize")
+    (want,) = struct.unpack("<Q", p.read(set_, 8))
+    want &= ~S.UNBLOCKABLE
+    end = None
+    if timeout:
+        sec, nsec = struct.unpack("<qq", p.read(timeout, 16))
+        if sec < 0 or not 0 <= nsec < NS:
+            raise SyscallError(E.EINVAL, "timeout")
+        end = p.remember(p.sys.clock.monotonic_ns + sec * NS + nsec)
+    sig = p.signals
+    got = _take_waited(sig, want)
+    if got is None:
+        # the waited-for signals count as unblocked while it waits, as Linux's real_blocked
+        if len(p.sys.processes) > 1:
+            clock = p.sys.clock
+            if not (sig.deliverable() or (end is not None and clock.monotonic_ns >= end)):
+                raise Blocked("sigtimedwait", lambda: bool(sig.pending_mask & want) or
+                              sig.deliverable() or (end is not None and
+                                                    clock.monotonic_ns >= end), deadline=end)
+        else:
+            blocked = sig.blocked
+            sig.blocked &= ~want
+            try:
+                wait_for_signal(p, until=end)
+            finally:
+                sig.blocked = blocked
+        got = _take_waited(sig, want)
+    if got is None:
+        if sig.deliverable():
+            raise SyscallError(E.EINTR, "interrupted by another signal")
+        raise SyscallError(E.EAGAIN, "timed out")
+    if info:
+        p.write(info, pack_siginfo(got))
+    return got.signo
+
+
+def _take_waited(sig, want: int):
+    """The pending signal sigtimedwait takes: the lowest number in `want`, None if none."""
+    ready = [i for i in sig.pending if S.bit(i.signo) & want]
+    if not ready:
+        return None
+    pick = min(ready, key=lambda i: i.signo)
+    sig.pending.remove(pick)
+    return pick
