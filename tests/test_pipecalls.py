@@ -105,8 +105,6 @@ def test_a_signal_ends_a_parked_pipe_call_as_on_linux(builds, tmp_path, mode):
                                      "read": b"read: -1 Inter"}[mode])
 
 
-@pytest.mark.xfail(strict=True, reason="machine.py's _parked does not yet let the virtual "
-                   "clock run to an armed timer while a process waits (lead's scheduler)")
 def test_an_alarm_ends_a_parked_pipe_call(builds, tmp_path):
     prog = builds.get("pipewait", "musl")
     native = run_native(prog, ["read"], cwd=make_root(tmp_path / "n"))

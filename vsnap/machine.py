@@ -345,10 +345,7 @@ class Machine:
         if k.signals.pending and k.signals.deliverable():
             k.interrupt()
             return None
-        if len(self.system.processes) > 1:
-            return None
-        return RunResult(1, None, f"vsnap: the guest waits forever: {k.blocked.what}, and no "
-                         f"other guest process could end the wait; stopped it")
+        return None  # the scheduler: others run, time skips to a timer, or a deadlock
 
     def _all_parked(self) -> RunResult | None:
         """No process can run: time skips to the first one's wake-up (as a sleep alone
@@ -359,6 +356,10 @@ class Machine:
             clock = system.clock
             clock.monotonic_ns = max(clock.monotonic_ns, t)
             return None
+        if len(system.processes) == 1 and system.init.blocked is not None:
+            return RunResult(1, None, f"vsnap: the guest waits forever: "
+                             f"{system.init.blocked.what}, and no other guest process could "
+                             f"end the wait; stopped it")
         waits = "; ".join(f"{pid} {'is stopped' if q.blocked is None else q.blocked.what}"
                           for pid, q in sorted(system.processes.items()))
         return RunResult(1, None, f"vsnap: every guest process waits forever ({waits}): a "
