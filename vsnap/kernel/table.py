@@ -34,6 +34,7 @@ NOTES: dict[str, tuple[str, str]] = {
     "clone": ("differs", "processes only: CLONE_THREAD, shared tables and namespaces EINVAL; "
                          "CLONE_VM needs CLONE_VFORK, and the child gets a copy of memory"),
     "clone3": ("refuses", "ENOSYS: libc falls back to clone"),
+    "chroot": ("refuses", "EPERM (no CAP_SYS_CHROOT), after the path's own errors"),
     "vfork": ("differs", "the parent waits as on Linux, but the child has a copy of its memory"),
     "execve": ("differs", "static x86-64 ELF inside the root, or #! scripts; others ENOEXEC"),
     "execveat": ("differs", "as execve"),
