@@ -40,6 +40,7 @@ bench: venv
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/checkpoint.py
 	$(BIN)/python benchmarks/check.py
+	$(BIN)/python benchmarks/fork.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -53,6 +53,8 @@ def sandbox(root, **kw) -> Sandbox:
     sb = Sandbox(str(root), **kw)
     system = System(sb, Capture().console)
     system.current = Process(system, None, AddressSpace(None))
+    # /proc/self/exe is the process's program (Process.exe_host/exe_guest)
+    system.current.exe_host, system.current.exe_guest = sb.exe_host_path, sb.exe_guest_path
     return sb
 
 

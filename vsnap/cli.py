@@ -10,6 +10,7 @@ import sys
 
 from .abi.consts import RLIMIT_CORE
 from .errors import UsageError, VsnapError
+from .proctable import DEFAULT_MAX_PROCESSES
 
 
 def _size(text: str) -> int:
@@ -67,7 +68,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--max-instructions", type=_count, metavar="N",
                    help="stop the guest after N instructions")
     r.add_argument("--max-memory", type=_size, default=1 << 30, metavar="SIZE",
-                   help="memory budget for the guest (default 1G)")
+                   help="memory budget for the guest, all its processes together "
+                   "(default 1G)")
+    r.add_argument("--max-processes", type=_count, default=DEFAULT_MAX_PROCESSES,
+                   metavar="N", help="most guest processes at once, zombies included "
+                   f"(default {DEFAULT_MAX_PROCESSES}); a fork past it stops the run")
     r.add_argument("--strace", action="store_true", help="print each system call to stderr")
     r.add_argument("--trace", type=_count, metavar="N",
                    help="print the first N instructions, disassembled, to stderr")
@@ -238,7 +243,8 @@ def cmd_run(a) -> int:
         env = [e for e in env if e.split("=", 1)[0] != kv.split("=", 1)[0]] + [kv]
     program = _program_path(a.program)
     m = Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
-                env=env, root=a.root, seed=a.seed, max_memory=a.max_memory)
+                env=env, root=a.root, seed=a.seed, max_memory=a.max_memory,
+                max_processes=a.max_processes)
     m.log = _notice
     if a.strace:
         m.system.strace = _say

@@ -169,6 +169,10 @@ class Cpu:
         vals[0], vals[1], vals[2] = value, self._sc_vals[7] + 2, self._sc_vals[8]
         _uclib.uc_reg_write_batch(self._uch, self._ret_ids, self._ret_ptrs, 3)
 
+    def syscall_site(self) -> tuple[int, int]:
+        """(number, address) of the system call being served: which call this is."""
+        return self._sc_vals[0], self._sc_vals[7]
+
     def rewind_syscall(self) -> None:
         """Back to the `syscall` instruction being served, as if it had not run: rip on it
         (rax still holds the number), one instruction fewer counted, and stop there. From
@@ -218,7 +222,10 @@ class Cpu:
 
     # hooks -------------------------------------------------------------------------------
     def on_syscall(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` at each `syscall`; rip then points at the instruction."""
+        """Call `callback()` at each `syscall`; rip then points at the instruction. One
+        callback at a time: a vfork child borrowing this engine takes it over."""
+        if getattr(self, "_syscall_hook", None) is not None:
+            self.uc.hook_del(self._syscall_hook)
         self._syscall_hook = self.uc.hook_add(U.UC_HOOK_INSN, lambda uc, ud: callback(),
                                               None, 1, 0, X.UC_X86_INS_SYSCALL)
 

@@ -89,12 +89,24 @@ class NothingToWaitFor(ProcessEvent):
         self.what = what
 
 
+class Execed(ProcessEvent):
+    """execve succeeded: the process runs a new program on new hardware, so the call does
+    not return into the old engine (kernel/exec.py)."""
+
+
 class Blocked(ProcessEvent):
     """The call must wait until `ready()` is true: the process parks at its `syscall`
     instruction, which runs again (and is counted once, when it completes) after the
     scheduler sees `ready()`. `what` names the wait for the deadlock message ("read on a
     pipe"). A parked process is between two instructions, so a save needs nothing more."""
 
-    def __init__(self, what: str, ready):
+    def __init__(self, what: str, ready, deadline: int | None = None, on_interrupt=None):
         super().__init__(what)
         self.what, self.ready = what, ready
+        self.deadline = deadline  # the virtual time (ns) a sleep or timeout ends, if any
+        self.on_interrupt = on_interrupt
+
+    def interrupted(self) -> int:
+        """What the call returns when a signal ends the wait: -EINTR, or what `on_interrupt`
+        says (a write that moved some bytes before it waited returns their count)."""
+        return -E.EINTR if self.on_interrupt is None else self.on_interrupt()

@@ -30,6 +30,13 @@ class OpenFile:
     path     an O_PATH descriptor (kernel/opath.py): it names a file (host_fd is a host O_PATH
              descriptor; stream the virtual kind for /dev and /proc names) and serves only
              the calls that take a file by name: get() refuses it, get_raw() gives it
+    pipe     one end of a pipe (kernel/pipefile.py): no host descriptor, `ops` serves it
+
+    `ops`, when set, is the description's own operations (read, write, stat, poll, fcntl,
+    ioctl, release...): the system calls ask it first and fall back on the kind only without
+    it. `refs` counts the fd table slots that hold this description, in every fd table
+    (dup, dup2, F_DUPFD and fork add one; close takes one away): the description is released
+    (its host descriptor closed, its pipe end let go) when the last goes.
     """
 
     kind: str
@@ -44,8 +51,14 @@ class OpenFile:
     # False once vsnap knows the file has no set-user-ID bits for a write to clear (perm.py):
     # spares a write its fstat; True (check) after a restore or a chmod that sets them
     may_be_setid: bool = field(default=True, repr=False)
+    ops: object = field(default=None, repr=False)
+    refs: int = field(default=0, repr=False, compare=False)
 
     def close(self) -> None:
+        """Release what the description holds (its last reference went)."""
+        if self.ops is not None:
+            ops, self.ops = self.ops, None
+            ops.release(self)
         if self.host_fd is not None:
             os.close(self.host_fd)
             self.host_fd = None
@@ -98,6 +111,7 @@ class FdTable:
     def install(self, file: OpenFile, *, cloexec: bool = False, start: int = 0) -> int:
         fd = self.lowest_free(start)
         self.fds[fd] = FdEntry(file, cloexec)
+        file.refs += 1
         self.high = max(self.high, fd)
         return fd
 
@@ -105,6 +119,7 @@ class FdTable:
         """Put `file` at exactly `fd`, closing what was there (dup2)."""
         if not 0 <= fd < self.limit:
             raise SyscallError(E.EBADF, f"fd {fd} is past RLIMIT_NOFILE")
+        file.refs += 1  # before the close: dup2(fd, fd2) where fd2 already holds `file`
         if fd in self.fds:
             self.close(fd)
         self.fds[fd] = FdEntry(file, cloexec)
@@ -114,11 +129,30 @@ class FdTable:
         entry = self.fds.pop(fd, None)
         if entry is None:
             raise SyscallError(E.EBADF, f"fd {fd} is not open")
-        last = not any(e.file is entry.file for e in self.fds.values())
+        entry.file.refs -= 1
+        last = entry.file.refs <= 0  # no fd left in any table (a forked child's included)
         if self.on_close is not None:
             self.on_close(entry.file, last)
         if last:
             entry.file.close()
+
+    def fork(self) -> "FdTable":
+        """The child's table after fork(): the same descriptions at the same numbers (each
+        gains a reference), close-on-exec bits copied, limits and high-water mark kept. The
+        caller sets the child's on_close."""
+        child = FdTable()
+        child.high, child.ceiling, child.limit = self.high, self.ceiling, self.limit
+        for fd, entry in self.fds.items():
+            child.fds[fd] = FdEntry(entry.file, entry.cloexec)
+            entry.file.refs += 1
+        return child
+
+    def adopt(self, fd: int, file: OpenFile, cloexec: bool = False) -> None:
+        """Put `file` at the free slot `fd` with its reference counted (a restore)."""
+        if fd in self.fds:
+            raise ValueError(f"fd {fd} is taken")
+        self.fds[fd] = FdEntry(file, cloexec)
+        file.refs += 1
 
     def close_all(self) -> None:
         for fd in list(self.fds):

@@ -68,6 +68,16 @@ class MappedFile:
             os.close(self.fd)
             self.fd = None
 
+    def forked(self) -> "MappedFile":
+        """The same file for a forked address space: its own host descriptor (a dup) and
+        its own page count; the same inode, names and size."""
+        f = MappedFile.__new__(MappedFile)
+        f.key, f.path, f.host_path, f.size, f.pages = (self.key, self.path, self.host_path,
+                                                       self.size, 0)
+        f.fd = os.dup(self.fd)
+        os.set_inheritable(f.fd, False)
+        return f
+
 
 class FileMappings:
     """AddressSpace's part for file mappings (memory.py keeps the VMAs; this keeps which of
@@ -187,7 +197,7 @@ class FileMappings:
                 if not v.shared:
                     self._forget_pages(v.start, v.end)
                     self._refresh(v, v.start, v.end)
-            elif v.prot & PROT_WRITE:
+            elif v.prot & PROT_WRITE and not v.shared:  # shared memory keeps its bytes
                 self.write_bulk(v.start, bytes(v.size))
 
     def move(self, old: int, size: int, new: int, new_size: int) -> None:
@@ -199,7 +209,9 @@ class FileMappings:
         keep = min(size, new_size)
         mine = [p for p in range(old, old + keep, PAGE) if p in self.private]
         if v.file is None:
-            self.write_bulk(new, self.read_bulk(old, keep))
+            if not (v.shared and hasattr(self.backend, "move_shared")
+                    and self.backend.move_shared(old, new, keep)):
+                self.write_bulk(new, self.read_bulk(old, keep))  # (shared memory stays so)
         else:
             w = self.find(new)
             for p in mine:

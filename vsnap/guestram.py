@@ -103,6 +103,9 @@ class UnicornMemory:
         self.pages = PageBook() if pages is None else pages
         self._runs = self.pages.runs  # the same list, changed in place
         self._pagemap: int | None = None
+        # MAP_SHARED anonymous memory: (start, end, SharedMemory, its offset at start), sorted,
+        # each within one arena (sharedmem.py)
+        self._shared: list = []
 
     @staticmethod
     def _slots(start: int, end: int):
@@ -151,6 +154,8 @@ class UnicornMemory:
 
     def unmap(self, start, size):
         self._remap(start, start + size, None)
+        if self._shared:
+            self._unshare(start, start + size)
         for i, lo, hi in self._slots(start, start + size):
             arena = self._arenas[i]
             arena.used -= hi - lo
@@ -162,6 +167,49 @@ class UnicornMemory:
 
     def protect(self, start, size, prot):
         self._remap(start, start + size, prot)
+
+    # shared anonymous memory (sharedmem.py) ---------------------------------------------------
+    def share(self, start: int, size: int, shm=None, offset: int = 0):
+        """The mapped pages [start, start+size) become `shm`'s pages from `offset` on (a new
+        SharedMemory when None: a fresh MAP_SHARED anonymous mapping); another engine that
+        shares them with the same `shm` sees every store at once. Returns the SharedMemory."""
+        from .sharedmem import SharedMemory
+        if shm is None:
+            shm = SharedMemory(size)
+        self._unshare(start, start + size)
+        for i, lo, hi in self._slots(start, start + size):
+            arena = self._arenas[i]
+            shm.attach(arena.address + lo - arena.base, offset + lo - start, hi - lo)
+            self._shared.insert(bisect_left(self._shared, lo, key=_first),
+                                (lo, hi, shm, offset + lo - start))
+        return shm
+
+    def _unshare(self, start: int, end: int) -> None:
+        """Pages in [start, end) that were shared become private zero pages again."""
+        keep = []
+        for lo, hi, shm, off in self._shared:
+            a, b = max(lo, start), min(hi, end)
+            if a >= b:
+                keep.append((lo, hi, shm, off))
+                continue
+            arena = self._arenas[a >> ARENA_SHIFT]
+            shm.detach(arena.address + a - arena.base, b - a)
+            keep += [(x, y, shm, off + x - lo) for x, y in ((lo, a), (b, hi)) if x < y]
+        self._shared[:] = keep
+
+    def move_shared(self, old: int, new: int, size: int) -> bool:
+        """mremap: the shared memory under [old, old+size) is put under [new, new+size)
+        too (the same pages: whoever else maps them still shares them). False if none of
+        [old, old+size) was shared."""
+        found = [(max(lo, old), min(hi, old + size), shm, off + max(lo, old) - lo)
+                 for lo, hi, shm, off in self._shared if lo < old + size and hi > old]
+        for lo, hi, shm, off in found:
+            self.share(new + lo - old, hi - lo, shm, off)
+        return bool(found)
+
+    def shared_ranges(self) -> list:
+        """(start, end, SharedMemory, offset) of each stretch of shared anonymous memory."""
+        return list(self._shared)
 
     def touched_bytes(self) -> int | None:
         """Bytes of guest RAM that have held data since mapped (see touched_pages): what

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .abi import signals
 from .abi.consts import RLIMIT_STACK
-from .cpu import HWCAP, SI_KERNEL, Cpu, CpuFault
+from .cpu import HWCAP, SI_KERNEL, CpuFault
 from .errors import (GuestExit, GuestStopped, KilledBySignal, NothingToWaitFor,
                      StoppedBySignal)
 from .fdtable import OpenFile
@@ -25,12 +25,14 @@ from .kernel.signal import fire_timers
 from .kernel.timers import next_deadline
 from .signals import SIG_DFL, SIG_IGN, SigInfo, bit, default_action
 from .loader import build_stack, load_segments, read_program
-from .guestram import UnicornMemory
-from .knownblocks import KnownBlocks
-from .memory import PROT_WRITE, AddressSpace, MemoryBudgetExceeded
+from .memory import MemoryBudgetExceeded
 from .trace import disassemble_one
 from .system import System
+from .proctable import DEFAULT_MAX_PROCESSES
+from .sched import QUANTUM, ended, next_event, others_can_run, pick, start_borrow, wire
+from .sched import stop as stop_process
 from .vfs import Sandbox
+from .hardware import new_hardware
 
 DEFAULT_ENV = ("PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/", "LANG=C", "TERM=dumb")
 DEFAULT_MAX_MEMORY = 1 << 30
@@ -54,10 +56,12 @@ class RunResult:
 class Machine:
     def __init__(self, program: str, args=(), *, argv0: str | None = None, env=None,
                  root: str = ".", cwd: str | None = None, console: Console | None = None,
-                 seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY, log=None):
+                 seed: int = 0, max_memory: int = DEFAULT_MAX_MEMORY, log=None,
+                 max_processes: int = DEFAULT_MAX_PROCESSES):
         """Exec `program` with `args`: a new process at its first instruction. `log` says
         where vsnap's notices about the guest go (vsnap/diag.py): stderr by default."""
         self._hardware(program, root, console, seed, max_memory)
+        self.system.table.max_processes = max_processes
         self.log = log
         k = self.process
         k.task.cwd = self.vfs.guest_path_of_host(os.path.realpath(cwd or os.getcwd())) or "/"
@@ -84,11 +88,7 @@ class Machine:
     def _hardware(self, program, root, console, seed, max_memory) -> None:
         self.program = read_program(program)
         self.program_path = os.path.realpath(program)
-        self.cpu = Cpu()
-        self.mem = AddressSpace(UnicornMemory(self.cpu.uc, self.cpu.pages), limit=max_memory)
-        self.cpu.code_cacheable = self._code_cacheable
-        self.cpu.use_known_blocks(KnownBlocks(self.mem))
-        self.mem.on_code_change = self.cpu.code_changed
+        self.cpu, self.mem = new_hardware(max_memory)
         root_host = os.path.realpath(root)
         if not os.path.isdir(root_host):
             raise GuestStopped(f"vsnap: sandbox root {root} is not a directory; "
@@ -97,17 +97,16 @@ class Machine:
         self.exe = self.vfs.exe_guest_path = self.vfs.guest_path_of_host(self.program_path)
         self.system = System(self.vfs, console or Console.host(), seed=seed)
         self.process = Process(self.system, self.cpu, self.mem)
-        self.system.processes[self.process.task.pid] = self.system.current = self.process
+        system = self.system
+        system.processes[self.process.task.pid] = system.current = system.init = self.process
         self.process.task.exe = self.exe or ""
-        counter = self.cpu.counter
-        self.system.clock.instructions = lambda: counter.count
+        self.process.exe_host, self.process.exe_guest = self.program_path, self.exe
+        self.process.program = self.program
+        system.clock.instructions = system.instructions
         self._log = None
-        self.cpu.tsc = self.system.clock.tsc
         self.cpu.watch_rdtsc(self.program.rdtsc_candidates())
-        self.cpu.on_syscall(self.process.dispatch)
-        self.cpu.on_write_fault = self.mem.write_fault  # copy-on-write of file pages
-        self.cpu.page_prot = self.mem.backend.page_prot  # Unicorn's TLB asks our books
-        self.cpu.on_unmapped = self.mem.grow_down  # MAP_GROWSDOWN
+        wire(self.process)
+        self.budget = None  # --max-instructions: over all processes together
         self.result: RunResult | None = None
         self.closed = False
         # called when the CPU was stopped from outside (another thread); may end the run
@@ -116,22 +115,17 @@ class Machine:
         # --save-on-crash and --core look at the guest here, at the faulting instruction
         self.on_crash = None
 
-    def _code_cacheable(self, address: int, size: int) -> bool:
-        """May the counter keep this block's count: no byte of it is writable by the guest
-        (code it can write may change, and Unicorn then translates it afresh)."""
-        end = address + max(size, 1)
-        for v in self.mem.vmas:
-            if v.start < end and address < v.end and v.prot & PROT_WRITE:
-                return False
-        return True
-
     @property
     def instructions(self) -> int:
-        """Instructions executed since exec, exactly: every run counts them."""
-        return self.cpu.instructions
+        """Instructions executed since exec by every process together, exactly: every run
+        counts them."""
+        return self.system.instructions()
 
     @instructions.setter
     def instructions(self, n: int) -> None:
+        """The count of a machine with one process (a restore sets it)."""
+        if len(self.system.processes) != 1 or self.system.retired:
+            raise ValueError("the count of a machine with more than one process is theirs")
         self.cpu.instructions = n
 
     @property
@@ -168,7 +162,8 @@ class Machine:
         exec. Every run counts instructions exactly (`count` is accepted for the API's
         older callers and changes nothing)."""
         self._check_open()
-        self.cpu.set_budget(max_instructions)
+        self.budget = max_instructions
+        self.cpu.over_limit = False
         t0 = time.perf_counter()
         result = self._run_loop()
         result.seconds = time.perf_counter() - t0
@@ -184,7 +179,8 @@ class Machine:
         self._check_open()
         if to < self.instructions:
             raise ValueError(f"already past instruction {to} (at {self.instructions})")
-        self.cpu.set_budget(None)
+        self.budget = None
+        self.cpu.over_limit = False
         result = self._run_loop(to=to)
         if result is not None:
             return self._finish(result)
@@ -192,7 +188,7 @@ class Machine:
 
     def _finish(self, result: RunResult) -> RunResult:
         result.syscalls = self.system.syscall_count
-        result.instructions = self.cpu.instructions
+        result.instructions = self.system.instructions()
         result.virtual_ns = self.system.clock.monotonic_ns
         try:
             self.mem.check_touched()  # the last look, for the peak
@@ -207,74 +203,140 @@ class Machine:
 
     def _run_loop(self, to: int | None = None) -> RunResult | None:
         """Run to an end (a RunResult), or, with `to`, until exactly that many instructions
-        have run (None). Faults and host signals are handed to the guest here."""
-        cpu, k = self.cpu, self.process
-        while True:
-            if to is not None and self._reached(to):
-                return None
-            try:
-                try:
-                    # a timer that expires at this instruction fires before the next one
-                    # runs (a save at this instruction comes first: it fires on resume)
-                    self._timers_due()
-                    cpu.run(stop_at=to)
-                    self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
-                    if k.blocked is not None:
-                        result = self._parked(k)
-                        if result is not None:
-                            return result
-                except CpuFault as f:
-                    if f.address is not None and self.mem.beyond_eof(f.address):
-                        # a page of a file mapping past the end of its file
-                        f = CpuFault("SIGBUS", f.rip, f.address, "beyond the end of a mapped "
-                                     "file", 2)  # BUS_ADRERR
-                    if f.signal == "SIGSEGV" and f.address is not None \
-                            and grow_stack(k, f.address):
-                        continue  # a fault below the stack grew it; the access runs again
-                    if not self._fault_to_handler(f):
-                        if self.on_crash is not None:  # the guest is still whole here
-                            self.on_crash(self, f)
-                        return self._fault_result(f)
+        have run in all processes together (None). The scheduler (sched.py) picks who runs;
+        faults and host signals are handed to the guest here."""
+        system = self.system
+        try:
+            while True:
+                if to is not None and self._reached(to):
+                    return None
+                if system.over_budget is not None:
+                    return self._init_ended(system.over_budget)
+                p = pick(system)
+                if p is None:
+                    result = self._all_parked()
+                    if result is not None:
+                        return result
                     continue
-                if k.sys.host_signals:  # stopped by a signal from the host: deliver it now
-                    k.take_host_signals()
-                    deliver(k, in_syscall=False)
-            except GuestExit as e:
-                return RunResult(e.status)
-            except KilledBySignal as e:
-                if self.on_crash is not None and default_action(e.signo) == "core":
-                    # a signal whose default dumps core (abort's SIGABRT, SIGQUIT...): the
-                    # guest is whole here too, just after the call that raised it
-                    info = e.info or SigInfo(e.signo)
-                    self.on_crash(self, CpuFault(signals.NAMES[e.signo], self.cpu.read("rip"),
-                                                 info.addr or None, "signal", info.code))
-                return self._killed(e.signo)
-            except StoppedBySignal as e:
-                result = self._stopped(e.signo)
-                if result is not None:
-                    return result
-                continue
-            except NothingToWaitFor as e:
-                return RunResult(1, None, f"vsnap: the guest {e.what}; stopped it")
-            except MemoryBudgetExceeded as e:
-                return RunResult(STATUS_MEMORY, "SIGKILL",
-                                 f"vsnap: guest stopped: {e}; raise --max-memory")
-            if cpu.over_limit:
-                return RunResult(STATUS_INSTRUCTIONS, "SIGXCPU",
-                                 f"vsnap: guest stopped after {cpu.instructions} instructions: "
-                                 f"over the budget of {cpu.budget} (--max-instructions); "
-                                 f"raise it if the program is not stuck")
-            if to is not None and self._reached(to):
+                self._switch(p)
+                result = self._slice(p, to)
+                if result is None:
+                    continue
+                if p is not system.init:
+                    ended(system, p, result)
+                    continue
+                return self._init_ended(result)
+        finally:
+            self._switch(system.init)
+
+    def _switch(self, p) -> None:
+        """p runs now: the machine's cpu, mem and process are p's (a crash, a core file, a
+        save and /proc/self all look at them)."""
+        if p.borrow_regs is not None:  # a vfork child's first turn on its parent's engine
+            start_borrow(p)
+        self.system.current = p
+        self.cpu, self.mem, self.process = p.cpu, p.mem, p
+        self.program, self.program_path, self.exe = p.program, p.exe_host, p.exe_guest
+
+    def _slice(self, k, to: int | None) -> RunResult | None:
+        """Run process k for one turn: to the global instruction `to`, the end of its
+        quantum if another process could run, a park or its end (a RunResult)."""
+        cpu, system = self.cpu, self.system
+        offset = system.instructions() - cpu.instructions  # global = offset + k's count
+        stop = None if to is None else to - offset
+        if others_can_run(system, k):
+            stop = cpu.instructions + QUANTUM if stop is None else min(stop, cpu.instructions
+                                                                      + QUANTUM)
+        cpu.budget = None if self.budget is None else self.budget - offset
+        try:
+            try:
+                # a timer that expires at this instruction fires before the next one
+                # runs (a save at this instruction comes first: it fires on resume)
+                self._timers_due()
+                if k.wake_by_signal:  # a signal ends its wait: EINTR, or a restart
+                    k.wake_by_signal = False
+                    k.interrupt()
+                elif k.retrying:  # a parked call runs again: it takes its own signals
+                    k.retrying = False
+                elif k.signals.pending and k.signals.deliverable():
+                    deliver(k, in_syscall=False)  # sent by another process meanwhile
+                cpu.run(stop_at=stop)
+                if k.cpu is not cpu:  # it exec'd: a new engine runs from its next turn
+                    k.drop_retired()
+                    self._switch(k)
+                    return None
+                self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
+                if k.blocked is not None:
+                    result = self._parked(k)
+                    if result is not None:
+                        return result
+            except CpuFault as f:
+                if f.address is not None and self.mem.beyond_eof(f.address):
+                    # a page of a file mapping past the end of its file
+                    f = CpuFault("SIGBUS", f.rip, f.address, "beyond the end of a mapped "
+                                 "file", 2)  # BUS_ADRERR
+                if f.signal == "SIGSEGV" and f.address is not None \
+                        and grow_stack(k, f.address):
+                    return None  # a fault below the stack grew it; the access runs again
+                if not self._fault_to_handler(f):
+                    if self.on_crash is not None:  # the guest is still whole here
+                        self.on_crash(self, f)
+                    return self._fault_result(f)
                 return None
-            if self.on_stop is not None:  # stopped from outside (vsnap save): its business
-                result = self.on_stop(self)
-                if result is not None:
-                    return result
+            if system.host_signals:  # stopped by a signal from the host: deliver it now
+                k.take_host_signals()
+                deliver(k, in_syscall=False)
+        except GuestExit as e:
+            return RunResult(e.status)
+        except KilledBySignal as e:
+            if self.on_crash is not None and default_action(e.signo) == "core":
+                # a signal whose default dumps core (abort's SIGABRT, SIGQUIT...): the
+                # guest is whole here too, just after the call that raised it
+                info = e.info or SigInfo(e.signo)
+                self.on_crash(self, CpuFault(signals.NAMES[e.signo], self.cpu.read("rip"),
+                                             info.addr or None, "signal", info.code))
+            return self._killed(e.signo)
+        except StoppedBySignal as e:
+            if len(system.processes) > 1:
+                stop_process(system, k, e.signo)  # another process may send SIGCONT
+                return None
+            return self._stopped(e.signo)
+        except NothingToWaitFor as e:
+            return RunResult(1, None, f"vsnap: the guest {e.what}; stopped it")
+        except MemoryBudgetExceeded as e:
+            return RunResult(STATUS_MEMORY, "SIGKILL",
+                             f"vsnap: guest stopped: {e}; raise --max-memory")
+        if cpu.over_limit:
+            return RunResult(STATUS_INSTRUCTIONS, "SIGXCPU",
+                             f"vsnap: guest stopped after {system.instructions()} "
+                             f"instructions: over the budget of {self.budget} "
+                             f"(--max-instructions); raise it if the program is not stuck")
+        if to is not None and self._reached(to):
+            return None
+        if self.on_stop is not None:  # stopped from outside (vsnap save): its business
+            return self.on_stop(self)
+        return None
+
+    def _init_ended(self, result: RunResult) -> RunResult:
+        """The first process ended: so does the run, as a container ends with its first
+        process. Processes still running are killed (SIGKILL), and the run says so."""
+        system = self.system
+        left = sorted(pid for pid in system.processes if pid != system.init.task.pid)
+        for pid in left:
+            q = system.processes[pid]
+            ended(system, q, self._killed(9))
+        if left:
+            pids = ", ".join(map(str, left)) if len(left) <= 6 else \
+                f"{', '.join(map(str, left[:3]))}, ..., {left[-1]}"
+            line = (f"vsnap: the first process ended; killed {len(left)} process"
+                    f"{'es' if len(left) > 1 else ''} still running ({pids})")
+            result.message = line if result.message is None else result.message + "\n" + line
+        return result
 
     def _parked(self, k) -> RunResult | None:
-        """The process parked in a call (errors.Blocked): go on if the wait is over, end the
-        wait with EINTR if a signal came, or end the run: nothing else runs that could
-        end the wait (a pipe's other end, a child), so it would wait forever."""
+        """The process parked in a call (errors.Blocked): go on if the wait is over, or end
+        the wait with EINTR if a signal came. With other processes the scheduler decides
+        (sched.runnable); alone, nothing could end the wait: the run ends."""
         if k.blocked.ready():
             k.blocked = None
             return None
@@ -283,8 +345,25 @@ class Machine:
         if k.signals.pending and k.signals.deliverable():
             k.interrupt()
             return None
-        return RunResult(1, None, f"vsnap: the guest waits forever: {k.blocked.what}, and no "
-                         f"other guest process could end the wait; stopped it")
+        return None  # the scheduler: others run, time skips to a timer, or a deadlock
+
+    def _all_parked(self) -> RunResult | None:
+        """No process can run: time skips to the first one's wake-up (as a sleep alone
+        skips it, clock.py), or each waits for another: a deadlock."""
+        system = self.system
+        t = next_event(system)
+        if t is not None:
+            clock = system.clock
+            clock.monotonic_ns = max(clock.monotonic_ns, t)
+            return None
+        if len(system.processes) == 1 and system.init.blocked is not None:
+            return RunResult(1, None, f"vsnap: the guest waits forever: "
+                             f"{system.init.blocked.what}, and no other guest process could "
+                             f"end the wait; stopped it")
+        waits = "; ".join(f"{pid} {'is stopped' if q.blocked is None else q.blocked.what}"
+                          for pid, q in sorted(system.processes.items()))
+        return RunResult(1, None, f"vsnap: every guest process waits forever ({waits}): a "
+                         f"deadlock; stopped them")
 
     def _timers_due(self) -> None:
         """Fire the timers whose deadline is the current instruction and hand their signals
@@ -292,10 +371,11 @@ class Machine:
         counter at the next deadline. A timer fired moves its deadline into the future
         (or disarms), so a second round is a bug, said and not hidden."""
         k, cpu = self.process, self.cpu
+        offset = self.system.instructions() - cpu.instructions
         for _ in range(2):
             deadline = next_deadline(k)
-            cpu.set_deadline(deadline)
-            if deadline is None or deadline > cpu.instructions:
+            cpu.set_deadline(None if deadline is None else deadline - offset)
+            if deadline is None or deadline > cpu.instructions + offset:
                 return
             fire_timers(k)
             deliver(k, in_syscall=False)
@@ -304,7 +384,7 @@ class Machine:
 
     def _reached(self, to: int) -> bool:
         """Has the count reached `to`? Past it would be a counting bug: said, never hidden."""
-        n = self.cpu.instructions
+        n = self.system.instructions()
         if n > to:
             raise RuntimeError(f"vsnap: the instruction counter ran past {to} to {n}; "
                                f"please report this with the program")

@@ -91,6 +91,8 @@ class AddressSpace(FileMappings):
         self.brk_start = self.brk = 0
         self.peak_touched = 0       # the most touched memory seen at a check
         self._rss_seen = self._touched_seen = 0  # at the last check
+        # what the other processes have touched (sched.wire sets it): one budget for all
+        self.others = None
         self._mask, self._mask_of = 0, -1  # check_touched's sampling period - 1, for mapped
         # called with (start, end) when executable memory is mapped, unmapped, reprotected or
         # written from outside the guest: the engine's translated code and the instruction
@@ -174,6 +176,9 @@ class AddressSpace(FileMappings):
             self._refresh(vma, start, end)
         else:
             self.backend.map(start, end - start, prot)
+            if shared and hasattr(self.backend, "share"):
+                # MAP_SHARED anonymous: pages a forked child maps too (sharedmem.py)
+                self.backend.share(start, end - start)
         self._take_gap(start, end)
         self.vmas.insert(bisect_left(self.vmas, start, key=_start), vma)
         self.mapped += vma.size
@@ -224,7 +229,8 @@ class AddressSpace(FileMappings):
         covered = 0
         for i in self._split(start, end):
             v = self.vmas[i]
-            if v.shared and prot & PROT_WRITE and not v.prot & PROT_WRITE:
+            if v.shared and v.file is not None and prot & PROT_WRITE \
+                    and not v.prot & PROT_WRITE:
                 # a shared writable file mapping would have to write back to the file
                 raise SyscallError(E.EACCES, f"vsnap cannot make the shared mapping of "
                                              f"{v.name} writable")
@@ -318,25 +324,45 @@ class AddressSpace(FileMappings):
         (only then can the touched pages), when the host's peak resident memory has grown
         by half the room left since the last check (the guest's touched pages are part of
         it), and every so many calls for the peak in --stats (about 0.25 us a call)."""
+        others = self.others() if self.others is not None else 0
+        limit = self.limit - others  # the budget covers every process together
         if now is not None:
             if self._mask_of != self.mapped:  # the layout changed: what a check costs
                 scan = getattr(self.backend, "scan_pages", None)
                 cost = 2 + (scan() if scan else self.mapped // PAGE) // 700  # us, roughly
                 self._mask, self._mask_of = (1 << (cost * 4).bit_length()) - 1, self.mapped
             if now & self._mask:
-                if self.mapped <= self.limit:
+                if self.mapped <= limit:
                     return
-                if _peak_rss() - self._rss_seen < (self.limit - self._touched_seen) // 2:
+                if _peak_rss() - self._rss_seen < (limit - self._touched_seen) // 2:
                     return
         used = self.touched()
         if used is None:
             used = self.mapped  # the host cannot say: count what is mapped
         self.peak_touched = max(self.peak_touched, used)
         self._touched_seen = used
-        if self.mapped > self.limit:  # (getrusage costs up to milliseconds at times)
+        if self.mapped > limit:  # (getrusage costs up to milliseconds at times)
             self._rss_seen = _peak_rss()
-        if used > self.limit:
-            raise MemoryBudgetExceeded(self.limit, used - self.limit, touched=True)
+        if used > limit:
+            raise MemoryBudgetExceeded(self.limit, used - limit, touched=True)
+
+    def fork_books(self, backend) -> "AddressSpace":
+        """A copy of these books over `backend`, which already holds a copy of the memory and
+        of the page permissions (memfork.py): the same VMAs, gaps, brk, budget and
+        private-page marks. File mappings get MappedFiles of their own: each address space
+        counts its pages of a file and holds its own host descriptor for it."""
+        child = AddressSpace(backend, self.limit, self.reserve)
+        child.files = {key: f.forked() for key, f in self.files.items()}
+        child.vmas = [v if v.file is None else replace(v, file=child.files[v.file.key])
+                      for v in self.vmas]
+        for v in child.vmas:
+            if v.file is not None:
+                v.file.pages += v.size // PAGE
+        child.mapped, child._gaps = self.mapped, list(self._gaps)
+        child.private = set(self.private)
+        child.brk_start, child.brk = self.brk_start, self.brk
+        child.peak_touched, child._touched_seen = self.peak_touched, self._touched_seen
+        return child
 
     def close(self) -> None:
         """The guest is gone: let go of the host descriptors the mappings hold."""

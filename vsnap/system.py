@@ -15,6 +15,7 @@ from collections import deque
 
 from .clock import Clock, Random
 from .locks import LockBook
+from .proctable import ProcessTable
 
 
 class System:
@@ -24,13 +25,20 @@ class System:
         self.clock = Clock()
         self.random = Random(seed)
         self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)
-        self.processes: dict[int, object] = {}  # pid -> Process
+        self.processes: dict[int, object] = {}  # pid -> Process, while it lives
         self.current = None  # the process whose instructions or system call run now
+        self.init = None     # the first process: when it ends, the run ends
+        self.table = ProcessTable()  # pids, parents, groups, sessions, zombies (Linux's rules)
+        self.forked = False  # has any process forked (--strace then names the pid)
+        self.over_budget = None  # a RunResult once the guest passed --max-processes
+        self.retired = 0     # instructions run by processes that have ended
+        self.child_times: dict[int, tuple[int, int]] = {}  # zombie -> (instructions, calls)
         # signals from the host (Ctrl-C, kill PID) arrive on another thread: they wait here
         # until the main thread takes them, at a system call or when the CPU is stopped
         self.host_signals: deque[int] = deque()
         self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
+        self.next_pipe_ino = 8192  # the next pipe's inode (kernel/pipefile.py FIRST_INO)
         self.ctimes: dict[int, int] = {}  # guest inode -> virtual time of its last status change
         self.syscall_count = 0
         self.unknown_reported: set[int] = set()
@@ -44,6 +52,11 @@ class System:
         if vfs is not None:  # the sandbox's /dev and /proc come from the processes' state
             from .kernel.virtual import VirtualFiles
             vfs.virtual = VirtualFiles(self)
+
+    def instructions(self) -> int:
+        """Instructions run by every guest process so far: the machine's count, which
+        --stats shows, --save-at and --max-instructions count in, and the clock follows."""
+        return self.retired + sum(p.instructions for p in self.processes.values())
 
     def guest_inode(self, st: os.stat_result, guest_path: str) -> int:
         """The guest's inode number for a host file: made from the guest path it was first seen

@@ -150,8 +150,7 @@ def measure(guest: Guest, base=None) -> Measured:
             dispatch()
             states.append((n, sig.signals.pending_mask, sig.signals.blocked))
 
-        m.cpu.uc.hook_del(m.cpu._syscall_hook)
-        m.cpu.on_syscall(spy)
+        m.cpu.on_syscall(spy)  # in place of the kernel's own (one callback at a time)
         result = m.run(count=True)
         return Measured(result.instructions, positions, _finish(m, cap, root), states)
 

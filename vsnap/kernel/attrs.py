@@ -79,6 +79,8 @@ def sys_fchmodat(p, dirfd, path, mode):
 def sys_fchmod(p, fd, mode):
     """int fchmod(int fd, mode_t mode);"""
     f = p.fds.get(s32(fd))
+    if f.ops is not None:  # a pipe's own inode (pipefile.py)
+        return f.ops.chmod(p, f, mode)
     if f.kind in ("file", "dir") and f.host_fd is not None:
         with host_errors():
             os.chmod(f.host_fd, mode & 0o7777)

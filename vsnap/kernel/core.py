@@ -15,7 +15,7 @@ from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
 from ..abi.consts import RLIMIT_CPU
-from ..errors import Blocked, GuestExit, SyscallError
+from ..errors import Blocked, Execed, GuestExit, SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
 from ..task import ExecLayout, Task
@@ -98,6 +98,59 @@ class Process:
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.blocked: Blocked | None = None  # parked at its syscall instruction, and why
+        self.ended = None  # how it ended (a RunResult), once it has
+        self.memo = None  # (call site, value): what a parked call keeps for its retry
+        self.retrying = False  # woken from a park: its call runs again before anything
+        self.wake_by_signal = False  # parked, and a signal came: the call ends first
+        # vfork: the child runs on its parent's engine and memory (sched.start_borrow)
+        self.borrowed_from = None  # (the child) whose hardware it runs on
+        self.borrow_regs = None    # (the child) its registers, until its first turn
+        self.borrow_base = 0       # (the child) the engine's count when it took it over
+        self.lent_to = None        # (the parent) the child that runs on its hardware
+        self.lent_context = None   # (the parent) its engine state, to put back
+        self.lent_count = 0        # (the parent) its count, to put back
+        self.give_back = None      # (the child, after exec) (parent, engine) to restore
+        self.pending_write = None  # a pipe write parked part way (kernel/pipefile.py)
+        self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
+        self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
+        self.execd = False  # has exec'd since it was forked (a vfork parent may go on)
+        # the program it runs, for /proc/self/exe: the host file, and its guest path (None
+        # when the file lies outside the sandbox, as `vsnap run` allows for the first one)
+        self.exe_host: str | None = None
+        self.exe_guest: str | None = None
+        self.program = None  # its loader.Program
+        self.base_instructions = 0  # run by the programs it ran before its last exec
+        self.retired_hardware: list = []  # engines and memory exec left, freed once stopped
+
+    @property
+    def instructions(self) -> int:
+        """Instructions this process has run (its engine counts them)."""
+        if self.lent_to is not None:
+            return self.base_instructions + self.lent_count
+        if self.borrowed_from is not None:
+            return self.base_instructions + self.cpu.instructions - self.borrow_base
+        return self.base_instructions + self.cpu.instructions
+
+    def release(self, memory: bool = True) -> None:
+        """Let go of what the process holds on the host (exit, or the end of the run):
+        its files now, its memory back to the pool for the next fork."""
+        from ..memfork import release_memory
+        self.fds.close_all()
+        if memory:
+            release_memory(self.mem)
+        self.drop_retired()
+
+    def drop_retired(self) -> None:
+        """Free the hardware an exec replaced (its engine has stopped by now), or give a
+        vfork parent its engine back."""
+        from ..memfork import release_memory
+        if self.give_back is not None:
+            from ..sched import restore_lender
+            restore_lender(*self.give_back)
+            self.give_back = None
+        while self.retired_hardware:
+            _, mem = self.retired_hardware.pop()
+            release_memory(mem)
 
     def _closed(self, f, last: bool) -> None:
         from .filelocks import closed
@@ -157,6 +210,7 @@ class Process:
         regs = self.cpu.syscall_registers()
         nr = regs[0]
         self.sys.syscall_count += 1
+        self.syscalls += 1
         self.sys.clock.tick()
         self.mem.check_touched(self.sys.syscall_count)  # the budget, before the call is served
         entry = SYSCALLS.get(nr)
@@ -166,7 +220,7 @@ class Process:
             self.sys.refuse(syscalls.name(nr), f"vsnap: guest called unimplemented syscall {nr} "
                         f"({syscalls.name(nr)})")
             if self.sys.strace:
-                self.sys.strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
+                self._strace(f"{syscalls.name(nr)}(...) = -1 ENOSYS")
         else:
             args = regs[1:1 + entry.nargs]
             try:
@@ -180,15 +234,29 @@ class Process:
             except Blocked as b:
                 self._park(b)
                 return
+            except Execed:
+                self.memo, self.last_call = None, (nr, 0)
+                return  # the new program starts at its entry, registers as exec left them
+        self.memo = None
         self._return(nr, result)
         self.last_call = (nr, result)
         self._after_syscall()
+
+    def remember(self, value):
+        """`value` the first time this call computes it; the same value when the call is
+        made again after a park (a sleep's end must not move each time it is retried)."""
+        key = self.cpu.syscall_site()
+        if self.memo is not None and self.memo[0] == key:
+            return self.memo[1]
+        self.memo = (key, value)
+        return value
 
     def _park(self, why: Blocked) -> None:
         """The call must wait: undo its entry (the instruction, the call and its microsecond
         are counted when it completes) and stop at the `syscall` instruction, to run it again
         once `why.ready()` (errors.Blocked)."""
         self.sys.syscall_count -= 1
+        self.syscalls -= 1
         self.sys.clock.untick()
         self.cpu.rewind_syscall()
         self.blocked = why
@@ -197,14 +265,16 @@ class Process:
         """A signal came for this parked process: its call ends with EINTR, and the signal is
         delivered as at the end of any call (SA_RESTART makes the handler return to the
         call, which runs again; an ignored signal restarts it unseen), as Linux does."""
-        self.blocked = None
+        why, self.blocked, self.memo = self.blocked, None, None
+        result = why.interrupted()  # -EINTR, or the bytes a write moved before it waited
         cpu = self.cpu
         nr, rip = cpu.read("rax"), cpu.read("rip")
         self.sys.syscall_count += 1
+        self.syscalls += 1
         self.sys.clock.tick()
         cpu.counter.count += 1
-        cpu.write_many({"rax": -E.EINTR & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
-        self.last_call = (nr, -E.EINTR)
+        cpu.write_many({"rax": result & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
+        self.last_call = (nr, result)
         # deliver() works as from the syscall hook, where Unicorn adds 2 to rip afterwards
         try:
             deliver(self, in_syscall=True)
@@ -246,9 +316,18 @@ class Process:
         except SyscallError as e:
             result = -e.errno
         except GuestExit:
-            self.sys.strace(f"{call} = ?")
+            self._strace(f"{call} = ?")
             raise
         except Blocked:
             raise  # said once, when the call completes
-        self.sys.strace(f"{call} = {format_result(self, entry, args, result)}")
+        except Execed:
+            self._strace(f"{call} = 0")
+            raise
+        self._strace(f"{call} = {format_result(self, entry, args, result)}")
         return result
+
+    def _strace(self, line: str) -> None:
+        """A --strace line; once the guest has forked, with the pid first, as strace -f."""
+        if self.sys.forked:
+            line = f"[pid {self.task.pid:>5}] {line}"
+        self.sys.strace(line)

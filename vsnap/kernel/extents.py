@@ -74,7 +74,8 @@ def _not_a_file(p, f: OpenFile, mode: int) -> None:
         raise SyscallError(E.EBADF, f"{f.path} is open for reading only")
     if f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
-    if f.kind == "console" and not (f.stream == "tty" or p.sys.console.isatty(f.stream)):
+    if f.kind == "pipe" or (f.kind == "console" and not (
+            f.stream == "tty" or p.sys.console.isatty(f.stream))):
         raise SyscallError(E.ESPIPE, f"{f.path or f.stream}: a pipe")  # what stat calls it
     raise SyscallError(E.ENODEV, f"{f.path or f.stream}: not a regular file")
 

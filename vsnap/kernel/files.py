@@ -16,7 +16,7 @@ from ..fdtable import OpenFile
 from . import perm
 from . import devices, procfs, virtual
 from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
-from . import anonfile, fifo, opath
+from . import anonfile, fifo, opath, pipefile
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
@@ -125,7 +125,8 @@ def status_flags(f: OpenFile) -> int:
     64-bit to everything it opens (not to the inherited pipes and terminal, nor to an O_PATH
     descriptor, which is never opened for I/O)."""
     inherited = f.kind == "console" and f.stream != "tty"
-    return f.flags | (0 if inherited or f.kind == "path" else C.O_LARGEFILE)
+    made = f.kind in ("path", "pipe")  # pipe() makes its descriptions without open()
+    return f.flags | (0 if inherited or made else C.O_LARGEFILE)
 
 
 def _readable(f: OpenFile) -> None:
@@ -141,6 +142,8 @@ def _writable(f: OpenFile) -> None:
 def read_file(p, f: OpenFile, count: int, offset: int | None = None) -> bytes:
     """Read up to `count` bytes; advance the shared offset unless `offset` is given."""
     _readable(f)
+    if f.ops is not None:  # the description's own operations (a pipe end: pipefile.py)
+        return f.ops.read(p, f, count)
     pos = f.offset if offset is None else offset
     if f.kind in ("file", "exe"):
         with host_errors():
@@ -167,6 +170,8 @@ def read_file(p, f: OpenFile, count: int, offset: int | None = None) -> bytes:
 
 def write_file(p, f: OpenFile, data: bytes, offset: int | None = None) -> int:
     _writable(f)
+    if f.ops is not None:
+        return f.ops.write(p, f, data)
     if f.kind == "console":
         p.sys.console.write("stderr" if f.stream == "stderr" else "stdout", data)
         return len(data)
@@ -260,8 +265,17 @@ def sys_writev(p, fd, iov, iovcnt):
 def sys_readv(p, fd, iov, iovcnt):
     """ssize_t readv(int fd, const struct iovec *iov, int iovcnt);"""
     f = p.fds.get(s32(fd))
+    iovs = _iovecs(p, iov, iovcnt)
+    if f.ops is not None:
+        # one read for all the buffers: a read that waits must not have taken bytes already
+        data = read_file(p, f, min(sum(n for _, n in iovs), 1 << 24))
+        done = 0
+        for base, length in iovs:
+            p.write(base, data[done:done + length])
+            done += length
+        return len(data)
     total = 0
-    for base, length in _iovecs(p, iov, iovcnt):
+    for base, length in iovs:
         data = read_file(p, f, length)
         p.write(base, data)
         total += len(data)
@@ -271,7 +285,7 @@ def sys_readv(p, fd, iov, iovcnt):
 
 
 def _seekable(f: OpenFile) -> OpenFile:
-    if f.kind in ("console", "fifo"):
+    if f.kind in ("console", "fifo") or (f.ops is not None and not f.ops.seekable):
         raise SyscallError(E.ESPIPE, f.path)
     return f
 
@@ -354,6 +368,13 @@ def sys_fcntl(p, fd, cmd, arg):
         return 0
     if cmd in LOCK_COMMANDS:
         return fcntl_lock(p, entry.file, cmd, arg)
+    if entry.file.ops is not None:  # a pipe's F_GETPIPE_SZ, F_SETPIPE_SZ
+        result = entry.file.ops.fcntl(p, entry.file, cmd, arg)
+        if result is not None:
+            return result
+    elif cmd in (pipefile.F_GETPIPE_SZ, pipefile.F_SETPIPE_SZ) and entry.file.kind not in (
+            "fifo", "console"):  # (host pipes, not served yet: EINVAL as before)
+        raise SyscallError(E.EBADF, f"{entry.file.path}: not a pipe")  # pipe_fcntl's answer
     if cmd in (anonfile.F_ADD_SEALS, anonfile.F_GET_SEALS):
         anonfile.sealing_refused(p, cmd)
     raise SyscallError(E.EINVAL, f"fcntl command {cmd}")
@@ -364,6 +385,8 @@ def sys_ioctl(p, fd, request, argp):
     """int ioctl(int fd, unsigned long request, ...);"""
     f = p.fds.get(s32(fd))
     request &= 0xFFFFFFFF
+    if f.ops is not None:
+        return f.ops.ioctl(p, f, request, argp)
     tty = f.kind == "console" and (f.stream == "tty" or p.sys.console.isatty(f.stream))
     if not tty:
         raise SyscallError(E.ENOTTY, f.path)

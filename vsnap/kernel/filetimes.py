@@ -66,6 +66,8 @@ def _target(p, dirfd: int, path: int, flags: int):
 
 def _of_fd(p, fd: int):
     f = p.fds.get(fd)
+    if f.ops is not None:  # a pipe end: the times of its own inode (set_times)
+        return f, f.path
     if f.kind in ("file", "dir") and f.host_fd is not None:
         return f.host_fd, f.path
     raise SyscallError(E.EPERM, f"{f.path or f.kind}: vsnap's virtual files keep fixed times")
@@ -79,6 +81,15 @@ def set_times(p, dirfd: int, path: int, times, flags: int) -> int:
             if nsec not in (NOW, OMIT) and not 0 <= nsec <= 999_999_999:
                 raise SyscallError(E.EINVAL, f"tv_nsec {nsec}")
     now = p.sys.clock.realtime_ns
+    if not isinstance(where, (int, str)):  # a pipe end (pipefile.py)
+        st = where.ops.stat(p, where)
+        old = (st["atime_ns"], st["mtime_ns"])
+        new = [now, now] if times is None else [
+            old[i] if nsec == OMIT else now if nsec == NOW else _clamp(sec * 10**9 + nsec)
+            for i, (sec, nsec) in enumerate(times)]
+        explicit = times is not None and any(n not in (NOW, OMIT) for _, n in times)
+        where.ops.set_times(p, where, *new, explicit)
+        return 0
     # The guest owns every file in its sandbox, so it may set any time (Linux: the owner may).
     # a host path is never followed (the sandbox resolved it); a host fd is the file itself
     nofollow = {} if isinstance(where, int) else {"follow_symlinks": False}

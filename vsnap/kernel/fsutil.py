@@ -117,7 +117,7 @@ def stat_fields(p, *, host_path: str | None = None, host_fd: int | None = None,
     if special is not None and special.startswith("fd:"):  # /proc/self/fd/N followed
         return stat_of_file(p, p.fds.get(int(special[3:])))
     if special == "exe":                                    # the program, outside the root
-        host_path, special = p.sys.vfs.exe_host_path, None
+        host_path, special = p.exe_host, None
     if special is not None:
         return virtual_stat(p, resolved or Resolved(guest_path, None, special, True), boot)
     with host_errors():
@@ -151,6 +151,8 @@ def stat_of_resolved(p, r: Resolved, follow: bool = True) -> dict:
 
 
 def stat_of_file(p, f) -> dict:
+    if f.ops is not None:  # a pipe end (pipefile.py)
+        return f.ops.stat(p, f)
     if f.kind == "fifo":
         return stat_fields(p, host_fd=f.host_fd, guest_path=f.path)
     if f.kind == "path":  # O_PATH: the named file itself (a symlink when O_NOFOLLOW named one)

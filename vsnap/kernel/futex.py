@@ -47,7 +47,7 @@ def _wait(p, uaddr: int, val: int, timeout: int, cmd: int, clock: int, bitset: i
             raise SyscallError(E.EINVAL, "bad timespec")
         t = sec * NS + nsec
         # FUTEX_WAIT's timeout is relative; FUTEX_WAIT_BITSET's is absolute on its clock
-        end = p.sys.clock.monotonic_ns + (t if cmd == WAIT else t - _now(p, clock))
+        end = p.remember(p.sys.clock.monotonic_ns + (t if cmd == WAIT else t - _now(p, clock)))
     if cmd == WAIT_BITSET and bitset == 0:
         raise SyscallError(E.EINVAL, "empty bitset")
     if _word(p, uaddr) != val & 0xFFFFFFFF:

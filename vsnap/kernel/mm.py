@@ -52,7 +52,8 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
             mf = p.mem.mapped_file(f.host_fd, f.path, f.host_path)
         name = f.path
     else:
-        shared = False  # one process: shared anonymous memory is nobody else's
+        # MAP_SHARED anonymous memory stays shared with the children forked later
+        name = name or "/dev/zero (deleted)" if shared else name
     length = page_up(length)
     if flags & (C.MAP_FIXED | C.MAP_FIXED_NOREPLACE):
         if flags & C.MAP_FIXED_NOREPLACE and not p.mem.is_free(addr, addr + length):

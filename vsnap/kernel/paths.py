@@ -59,7 +59,7 @@ def _name(p, dirfd, path_ptr: int):
     return r, stripped != text and stripped != "/"
 
 
-def _is_dir(r) -> bool:
+def is_dir(r) -> bool:
     with host_errors():
         return r.host is not None and S.S_ISDIR(os.lstat(r.host).st_mode)
 
@@ -77,7 +77,7 @@ def _rmdir(p, dirfd, path) -> int:
     if r.guest == "/":
         raise SyscallError(E.EBUSY, "/")
     perm.may_delete(p, r)
-    if not _is_dir(r):  # a symlink too, even to a directory, even named with a slash
+    if not is_dir(r):  # a symlink too, even to a directory, even named with a slash
         raise SyscallError(E.ENOTDIR, r.guest)
     with host_errors(), dirref.removing(p):
         os.rmdir(r.host)
@@ -107,7 +107,7 @@ def sys_unlinkat(p, dirfd, path, flags):
     r, slash = _name(p, dirfd, path)
     must_exist(not_virtual(r, "read-only"))
     if slash or r.guest == "/":  # "name/": a directory is EISDIR, anything else ENOTDIR
-        raise SyscallError(E.EISDIR if _is_dir(r) else E.ENOTDIR, r.guest)
+        raise SyscallError(E.EISDIR if is_dir(r) else E.ENOTDIR, r.guest)
     perm.may_delete(p, r)
     with host_errors():
         if S.S_ISDIR(os.lstat(r.host).st_mode):
@@ -146,7 +146,7 @@ def sys_renameat2(p, olddirfd, old, newdirfd, new, flags):
         raise SyscallError(E.EEXIST, dst.guest)
     if src.guest == "/" or dst.guest == "/":
         raise SyscallError(E.EBUSY, "/")
-    if (src_slash or dst_slash) and not _is_dir(src):
+    if (src_slash or dst_slash) and not is_dir(src):
         raise SyscallError(E.ENOTDIR, f"{src.guest} named with a trailing slash")
     if dst.guest.startswith(src.guest + "/"):
         raise SyscallError(E.EINVAL, f"{src.guest} into itself")
@@ -271,7 +271,7 @@ def _readlink_fd(p, f, buf, size) -> int:
     if f.kind != "path" or not opath.is_symlink(p, f):
         raise SyscallError(E.ENOENT, f"{f.path} is not a symbolic link")
     with host_errors():
-        target = p.sys.vfs.exe_guest_path if f.host_fd is None else os.readlink(f.host_path)
+        target = p.exe_guest if f.host_fd is None else os.readlink(f.host_path)
     if target is None:
         raise SyscallError(E.ENOENT, f.path)
     data = os.fsencode(target)[:size]

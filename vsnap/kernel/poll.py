@@ -58,7 +58,7 @@ def _console_ready(p, f) -> int:
 
 
 # kind -> readiness(kernel, description) -> poll mask; a kind not listed is always ready
-READINESS = {"console": _console_ready}
+READINESS = {"console": _console_ready, "pipe": lambda p, f: f.ops.poll(p, f)}
 # kinds whose readiness can change while the guest waits (only the terminal, for now)
 WAITABLE = {"console"}
 
@@ -87,7 +87,7 @@ def wait_ready(p, scan, wants_input, timeout_ns: int | None) -> int:
     """Call scan() (-> count of ready descriptors) until it finds some, the timeout passes
     (0), or a signal can be delivered (EINTR). timeout_ns None waits forever."""
     sig = p.signals
-    end = None if timeout_ns is None else p.sys.clock.monotonic_ns + timeout_ns
+    end = None if timeout_ns is None else p.remember(p.sys.clock.monotonic_ns + timeout_ns)
     while True:
         count = scan()
         if count:

@@ -87,12 +87,13 @@ def sys_prctl(p, option, arg2, arg3, arg4, arg5):
     if option == PR_SET_PDEATHSIG:
         if arg2 > NSIG:
             raise SyscallError(E.EINVAL, f"signal {arg2}")
-        tk.pdeathsig = arg2  # the parent is outside the sandbox and never dies before us
+        tk.pdeathsig = arg2  # sent when the parent ends (sched.ended; fork clears it)
         return 0
     if option == PR_GET_PDEATHSIG:
         return _put_int(p, arg2, tk.pdeathsig)
     if option == PR_SET_CHILD_SUBREAPER:
-        tk.child_subreaper = int(arg2 != 0)  # no children yet: kept and reported back
+        tk.child_subreaper = int(arg2 != 0)  # orphans below it come to it (proctable.py)
+        p.sys.table.set_subreaper(tk.pid, bool(tk.child_subreaper))
         return 0
     if option == PR_GET_CHILD_SUBREAPER:
         return _put_int(p, arg2, tk.child_subreaper)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import SyscallError
 from .fsutil import s32
@@ -81,3 +82,15 @@ def sys_sethostname(p, name, length):
 def sys_setdomainname(p, name, length):
     """int setdomainname(const char *name, size_t len);"""
     return _no_admin(p, name, length, "setdomainname")
+
+
+@syscall("chroot", "path")
+def sys_chroot(p, path):
+    """int chroot(const char *path);  (the guest's uid 1000 lacks CAP_SYS_CHROOT: EPERM,
+    after the path's own errors, in Linux's order)"""
+    from .fsutil import lookup, must_exist
+    from .paths import is_dir
+    r = must_exist(lookup(p, C.AT_FDCWD, path))
+    if not is_dir(r):
+        raise SyscallError(E.ENOTDIR, r.guest)
+    raise SyscallError(E.EPERM, "chroot needs CAP_SYS_CHROOT")

@@ -13,6 +13,13 @@ from .fsutil import s32
 from .registry import syscall
 
 
+def sync_ids(system) -> None:
+    """Each process's task shows what the process table says (ppid, pgid, sid)."""
+    for pid, q in system.processes.items():
+        entry = system.table.get(pid)
+        q.task.ppid, q.task.pgid, q.task.sid = entry.ppid, entry.pgid, entry.sid
+
+
 @syscall("exit", "int")
 def sys_exit(p, status):
     """void _exit(int status);  (one thread: the same as exit_group)"""
@@ -47,9 +54,7 @@ def sys_getppid(p):
 @syscall("getpgid", "int")
 def sys_getpgid(p, pid):
     """pid_t getpgid(pid_t pid);"""
-    if s32(pid) not in (0, p.task.pid):
-        raise SyscallError(E.ESRCH, f"no process {s32(pid)}")
-    return p.task.pgid
+    return p.sys.table.getpgid(p.task.pid, s32(pid))
 
 
 @syscall("getpgrp", "")
@@ -61,32 +66,24 @@ def sys_getpgrp(p):
 @syscall("getsid", "int")
 def sys_getsid(p, pid):
     """pid_t getsid(pid_t pid);"""
-    if s32(pid) not in (0, p.task.pid):
-        raise SyscallError(E.ESRCH, f"no process {s32(pid)}")
-    return p.task.sid
+    return p.sys.table.getsid(p.task.pid, s32(pid))
 
 
 @syscall("setpgid", "int int")
 def sys_setpgid(p, pid, pgid):
     """int setpgid(pid_t pid, pid_t pgid);"""
-    pid, pgid = s32(pid), s32(pgid)
-    if pid not in (0, p.task.pid):
-        raise SyscallError(E.ESRCH, f"no process {pid}")
-    if pgid < 0:
-        raise SyscallError(E.EINVAL, "negative pgid")
-    if p.task.sid == p.task.pid:
-        raise SyscallError(E.EPERM, "a session leader cannot change its group")
-    p.task.pgid = pgid or p.task.pid
+    table = p.sys.table
+    table.setpgid(p.task.pid, s32(pid), s32(pgid))
+    sync_ids(p.sys)
     return 0
 
 
 @syscall("setsid", "")
 def sys_setsid(p):
     """pid_t setsid(void);"""
-    if p.task.pgid == p.task.pid:
-        raise SyscallError(E.EPERM, "already a process group leader")
-    p.task.sid = p.task.pgid = p.task.pid
-    return p.task.sid
+    sid = p.sys.table.setsid(p.task.pid)
+    sync_ids(p.sys)
+    return sid
 
 
 @syscall("arch_prctl", "archprctl ptr")

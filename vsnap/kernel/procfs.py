@@ -92,7 +92,7 @@ def _link(p, name: str) -> VNode:
         return VNode("link", link=proc_link(p), jump=None if p.task.cwd_removed else p.task.cwd)
     if name == "root":
         return VNode("link", link="/", jump="/")
-    exe_guest, exe_host = p.sys.vfs.exe_guest_path, p.sys.vfs.exe_host_path
+    exe_guest, exe_host = p.exe_guest, p.exe_host
     if exe_guest is not None:
         return VNode("link", link=exe_guest, jump=exe_guest)
     # The program lies outside the root: the link names its host path, as Linux names a file
@@ -103,6 +103,8 @@ def _link(p, name: str) -> VNode:
 def fd_target(p, f) -> tuple[str, bool]:
     """What readlink(/proc/self/fd/N) gives for an open file, and whether that text is a path
     that leads back to the same file."""
+    if f.ops is not None:  # pipe:[ino]
+        return f.ops.target(p, f), False
     if f.kind in ("file", "dir") and f.host_fd is not None:
         try:  # a ghost restored from an image has no host name at all
             mine = os.fstat(f.host_fd)
@@ -116,7 +118,7 @@ def fd_target(p, f) -> tuple[str, bool]:
             same = False
         return (f.path, True) if same else (f.path + " (deleted)", False)
     if f.kind == "exe":
-        return p.sys.vfs.exe_host_path or "", False
+        return p.exe_host or "", False
     if f.kind == "console" and f.stream != "tty":
         if p.sys.console.isatty(f.stream):
             return "/dev/pts/0", False

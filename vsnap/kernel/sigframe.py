@@ -38,6 +38,8 @@ def pack_siginfo(info: S.SigInfo) -> bytes:
         body = struct.pack("<Q", info.addr)
     elif info.code == S.SI_TIMER:
         body = struct.pack("<iiQ", info.timerid, info.overrun, info.value)
+    elif info.signo == S.SIGCHLD and info.code > 0:  # a child's news: pid, uid, status
+        body = struct.pack("<iIi4xqq", info.pid, info.uid, info.value, 0, 0)
     else:
         body = struct.pack("<iI", info.pid, info.uid)
     return (head + body).ljust(128, b"\0")

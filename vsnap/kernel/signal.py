@@ -12,7 +12,7 @@ import struct
 
 from .. import signals as S
 from ..abi import errno as E
-from ..errors import NothingToWaitFor, SyscallError
+from ..errors import Blocked, NothingToWaitFor, SyscallError
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import sigreturn
@@ -36,10 +36,21 @@ def fire_timers(p) -> None:
         sig.post(S.SigInfo(S.SIGALRM, S.SI_KERNEL))
 
 
-def wait_for_signal(p, until: int | None = None) -> bool:
-    """Block until a signal is deliverable (True), or until the virtual time `until` (False)."""
+def wait_for_signal(p, until: int | None = None, what: str = "waits for a signal") -> bool:
+    """Block until a signal is deliverable (True), or until the virtual time `until` (False).
+    Alone, the process skips the clock to the next event; with other processes it parks
+    (errors.Blocked) and they run meanwhile: the time passes as they run, or is skipped
+    when every process waits (Machine._all_parked)."""
     sig = p.signals
     p.take_host_signals()
+    if len(p.sys.processes) > 1:
+        clock = p.sys.clock
+        if sig.deliverable():
+            return True
+        if until is not None and clock.monotonic_ns >= until:
+            return False
+        raise Blocked(what, lambda: sig.deliverable() or (
+            until is not None and clock.monotonic_ns >= until), deadline=until)
     while not sig.deliverable():
         deadline = next_wakeup(p)
         if until is not None and (deadline is None or until < deadline):
@@ -154,13 +165,30 @@ def _send(p, pid: int, signo: int, code: int) -> int:
     if not 0 <= signo <= S.NSIG:
         raise SyscallError(E.EINVAL, f"signal {signo}")
     me = p.task
-    # one process: it is every group and session it belongs to (seeds/001: kill(0, SIGUSR1)
-    # reaches the whole process group, which here is just the sender)
-    if pid not in (me.pid, 0, -1, -me.pgid):
-        raise SyscallError(E.ESRCH, f"no process {pid}")
+    # kill(0) and kill(-pgid) reach every process of the group (seeds/001: one
+    # kill(0, SIGUSR1) and every server in the starter's group that did not handle it died)
+    targets = p.sys.table.kill_targets(me.pid, pid)
     if signo:
-        p.signals.post(S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
+        for pid in targets:
+            send(p.sys, p.sys.processes[pid], S.SigInfo(signo, code, pid=me.pid, uid=me.uid))
     return 0
+
+
+def send(system, q, info: S.SigInfo) -> None:
+    """Post a signal to process q. SIGCONT continues a stopped q (and drops its pending stop
+    signals); SIGKILL and the stop signals drop a pending SIGCONT, as Linux's
+    prepare_signal does."""
+    from ..sched import cont
+    stops = {19, 20, 21, 22}  # SIGSTOP SIGTSTP SIGTTIN SIGTTOU
+    if info.signo == S.SIGCONT:
+        q.signals.pending = [i for i in q.signals.pending if i.signo not in stops]
+        cont(system, q)
+    elif info.signo in stops:
+        q.signals.pending = [i for i in q.signals.pending if i.signo != S.SIGCONT]
+    entry = system.table.get(q.task.pid)
+    if info.signo == S.SIGKILL and entry.state == "stopped":
+        entry.state, entry.stopsig, entry.report = "run", 0, ""  # it wakes to die, unreported
+    q.signals.post(info)
 
 
 @syscall("kill", "int int")
@@ -172,17 +200,27 @@ def sys_kill(p, pid, sig):
 @syscall("tkill", "int int")
 def sys_tkill(p, tid, sig):
     """int tkill(pid_t tid, int sig);"""
-    if s32(tid) != p.task.pid:
-        raise SyscallError(E.ESRCH, f"no thread {s32(tid)}")
-    return _send(p, p.task.pid, s32(sig), S.SI_TKILL)
+    return _send_thread(p, s32(tid), s32(tid), s32(sig))
 
 
 @syscall("tgkill", "int int int")
 def sys_tgkill(p, tgid, tid, sig):
     """int tgkill(pid_t tgid, pid_t tid, int sig);"""
-    if s32(tgid) != p.task.pid or s32(tid) != p.task.pid:
-        raise SyscallError(E.ESRCH, f"no thread {s32(tid)} in {s32(tgid)}")
-    return _send(p, p.task.pid, s32(sig), S.SI_TKILL)
+    return _send_thread(p, s32(tgid), s32(tid), s32(sig))
+
+
+def _send_thread(p, tgid: int, tid: int, signo: int) -> int:
+    """tkill/tgkill: one thread, and every process here has one (its tid is its pid)."""
+    q = p.sys.processes.get(tid)
+    if tid <= 0 or tgid <= 0:
+        raise SyscallError(E.EINVAL, f"thread {tid} in {tgid}")
+    if q is None or tgid != tid:
+        raise SyscallError(E.ESRCH, f"no thread {tid} in {tgid}")
+    if not 0 <= signo <= S.NSIG:
+        raise SyscallError(E.EINVAL, f"signal {signo}")
+    if signo:
+        send(p.sys, q, S.SigInfo(signo, S.SI_TKILL, pid=p.task.pid, uid=p.task.uid))
+    return 0
 
 
 def _remaining(p) -> int:
@@ -213,7 +251,8 @@ def sys_rt_sigsuspend(p, mask, sigsetsize):
     if sigsetsize != 8:
         raise SyscallError(E.EINVAL, "sigsetsize")
     (new,) = struct.unpack("<Q", p.read(mask, 8))
-    p.signals.saved_blocked = p.signals.blocked  # the handler's frame restores this one
+    if p.signals.saved_blocked is None:  # (made again after a park: the first one counts)
+        p.signals.saved_blocked = p.signals.blocked  # the handler's frame restores this one
     p.signals.set_blocked(new)
     wait_for_signal(p)
     raise SyscallError(E.EINTR, "interrupted by a signal")
@@ -240,3 +279,55 @@ def sys_sigaltstack(p, ss, old_ss):
             raise SyscallError(E.ENOMEM, "alternate stack smaller than MINSIGSTKSZ")
         sig.altstack_sp, sig.altstack_size, sig.altstack_flags = sp, size, flags
     return 0
+
+
+@syscall("rt_sigtimedwait", "ptr ptr ptr size")
+def sys_rt_sigtimedwait(p, set_, info, timeout, sigsetsize):
+    """int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout);
+    (the raw call; sigwaitinfo is it with no timeout)"""
+    from .sigframe import pack_siginfo
+    if sigsetsize != 8:
+        raise SyscallError(E.EINVAL, "sigsetsize")
+    (want,) = struct.unpack("<Q", p.read(set_, 8))
+    want &= ~S.UNBLOCKABLE
+    end = None
+    if timeout:
+        sec, nsec = struct.unpack("<qq", p.read(timeout, 16))
+        if sec < 0 or not 0 <= nsec < NS:
+            raise SyscallError(E.EINVAL, "timeout")
+        end = p.remember(p.sys.clock.monotonic_ns + sec * NS + nsec)
+    sig = p.signals
+    got = _take_waited(sig, want)
+    if got is None:
+        # the waited-for signals count as unblocked while it waits, as Linux's real_blocked
+        if len(p.sys.processes) > 1:
+            clock = p.sys.clock
+            if not (sig.deliverable() or (end is not None and clock.monotonic_ns >= end)):
+                raise Blocked("sigtimedwait", lambda: bool(sig.pending_mask & want) or
+                              sig.deliverable() or (end is not None and
+                                                    clock.monotonic_ns >= end), deadline=end)
+        else:
+            blocked = sig.blocked
+            sig.blocked &= ~want
+            try:
+                wait_for_signal(p, until=end)
+            finally:
+                sig.blocked = blocked
+        got = _take_waited(sig, want)
+    if got is None:
+        if sig.deliverable():
+            raise SyscallError(E.EINTR, "interrupted by another signal")
+        raise SyscallError(E.EAGAIN, "timed out")
+    if info:
+        p.write(info, pack_siginfo(got))
+    return got.signo
+
+
+def _take_waited(sig, want: int):
+    """The pending signal sigtimedwait takes: the lowest number in `want`, None if none."""
+    ready = [i for i in sig.pending if S.bit(i.signo) & want]
+    if not ready:
+        return None
+    pick = min(ready, key=lambda i: i.signo)
+    sig.pending.remove(pick)
+    return pick

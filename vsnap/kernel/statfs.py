@@ -52,7 +52,9 @@ def sys_statfs(p, path, buf):
 def sys_fstatfs(p, fd, buf):
     """int fstatfs(int fd, struct statfs *buf);"""
     f = p.fds.get(s32(fd))
-    if f.kind == "file" or (f.kind == "dir" and f.host_path):
+    if f.ops is not None:  # a pipe: pipefs
+        fields = _virtual(f.ops.statfs_magic())
+    elif f.kind == "file" or (f.kind == "dir" and f.host_path):
         fields = SANDBOX
     elif f.kind == "dir":
         fields = _of_virtual(f.path)

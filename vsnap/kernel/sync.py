@@ -114,7 +114,8 @@ def sys_sync_file_range(p, fd, offset, nbytes, flags):
 
 
 def _is_pipe(p, f: OpenFile) -> bool:
-    return f.kind == "console" and not (f.stream == "tty" or p.sys.console.isatty(f.stream))
+    return f.kind == "pipe" or (f.kind == "console" and not (
+        f.stream == "tty" or p.sys.console.isatty(f.stream)))
 
 
 @syscall("fadvise64", "fd int int int")

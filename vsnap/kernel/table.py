@@ -27,9 +27,17 @@ NOTES: dict[str, tuple[str, str]] = {
     "clock_gettime": ("differs", "virtual clocks"),
     "gettimeofday": ("differs", "the virtual clock"),
     "time": ("differs", "the virtual clock"),
-    "nanosleep": ("differs", "advances the virtual clock at once"),
-    "clock_nanosleep": ("differs", "advances the virtual clock at once"),
-    "kill": ("differs", "one process: other pids ESRCH, groups reach only the sender"),
+    "nanosleep": ("differs", "the virtual clock: alone, a process skips the time at once; "
+                             "with others, it waits while they run"),
+    "clock_nanosleep": ("differs", "the virtual clock, as nanosleep"),
+    "kill": ("differs", "guest processes only: vsnap (999) and the guest's init (1) EPERM"),
+    "clone": ("differs", "processes only: CLONE_THREAD, shared tables and namespaces EINVAL; "
+                         "CLONE_VM needs CLONE_VFORK, and the child gets a copy of memory"),
+    "clone3": ("refuses", "ENOSYS: libc falls back to clone"),
+    "chroot": ("refuses", "EPERM (no CAP_SYS_CHROOT), after the path's own errors"),
+    "vfork": ("differs", "the parent waits as on Linux, but the child has a copy of its memory"),
+    "execve": ("differs", "static x86-64 ELF inside the root, or #! scripts; others ENOEXEC"),
+    "execveat": ("differs", "as execve"),
     "ioctl": ("differs", "terminal requests only; others ENOTTY"),
     "utimensat": ("differs", "vsnap's virtual files (/dev, /proc, the console): EPERM"),
     "statfs": ("differs", "fixed numbers: a 16 GiB ext4, half free, noatime"),
@@ -46,6 +54,10 @@ NOTES: dict[str, tuple[str, str]] = {
                            "EDEADLK and a notice"),
     "mknod": ("differs", "device files: EPERM; a FIFO open that would wait forever: "
                          "EDEADLK and a notice"),
+    "pipe": ("differs", "a wait no other guest process could end (one process for now) "
+                        "ends the run with one line, status 1; no pipe-user-pages limits"),
+    "pipe2": ("differs", "O_NOTIFICATION_PIPE: ENOPKG (no watch queues); a wait no other "
+                         "guest process could end ends the run with one line, status 1"),
     "setrlimit": ("differs", "RSS, NPROC, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are "
                              "kept and reported, not enforced"),
     "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),

@@ -70,7 +70,7 @@ def _sleep(p, ns: int, rem: int = 0) -> int:
     from .signal import wait_for_signal
     if ns < 0:
         raise SyscallError(E.EINVAL, "negative time")
-    end = p.sys.clock.monotonic_ns + ns
+    end = p.remember(p.sys.clock.monotonic_ns + ns)
     if wait_for_signal(p, until=end):
         if rem:
             p.write(rem, structs.pack_timespec(max(0, end - p.sys.clock.monotonic_ns)))

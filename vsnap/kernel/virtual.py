@@ -105,10 +105,10 @@ def _open_program(p, guest: str, acc: int, status: int) -> OpenFile:
     if acc != C.O_RDONLY:
         raise SyscallError(E.ETXTBSY, f"{guest}: the running program")
     try:
-        fd = os.open(p.sys.vfs.exe_host_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(p.exe_host, os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, TypeError):
         raise SyscallError(E.ENOENT, guest) from None
-    return OpenFile("exe", p.sys.vfs.exe_host_path, status, host_fd=fd)
+    return OpenFile("exe", p.exe_host, status, host_fd=fd)
 
 
 def _reopen_fd(p, fd: int, guest: str, flags: int, status: int) -> OpenFile:
@@ -118,6 +118,8 @@ def _reopen_fd(p, fd: int, guest: str, flags: int, status: int) -> OpenFile:
         raise SyscallError(E.ENOENT, guest)
     f = p.fds.get(fd)
     acc = flags & C.O_ACCMODE
+    if f.ops is not None:  # a pipe end: a new description of the same pipe (pipefile.py)
+        return f.ops.reopen(p, f, flags, status)
     if f.kind == "console":
         if f.stream != "tty" and not p.sys.console.isatty(f.stream):
             # a pipe: Linux would give the other end of it, which vsnap does not have (its

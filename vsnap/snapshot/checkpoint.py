@@ -17,7 +17,7 @@ from ..guestram import touched_pages
 from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
-from . import descriptions
+from . import descriptions, pipeimage
 from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
@@ -58,6 +58,8 @@ NOT_PRESERVED = [
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",
+    "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
+    "page by page, and its ends come back shared by the same descriptors.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]
@@ -182,6 +184,7 @@ def _kernel(m) -> dict:
         "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
         "refused": dict(sorted(p.sys.refused.items())),
         "syscall_count": p.sys.syscall_count,
+        **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,
@@ -193,6 +196,18 @@ def _kernel(m) -> dict:
     }
 
 
+def one_process(m) -> None:
+    """An image holds one process: refuse a guest that has forked (children alive or not
+    yet waited for) rather than save a part of it as if it were the whole."""
+    table = m.system.table
+    pids = [q.pid for q in table.processes()]
+    if len(pids) > 1:
+        raise CannotSave(f"vsnap: cannot save this guest: it has {len(pids)} processes "
+                         f"({', '.join(map(str, pids))}, zombies included) and vsnap images "
+                         f"hold one process so far; save before the first fork or after "
+                         f"the last child was waited for")
+
+
 def _registers(m) -> dict:
     return {"registers": {name: hexs(v) for name, v in m.cpu.snapshot_registers().items()}}
 
@@ -201,6 +216,7 @@ def _registers(m) -> dict:
 def _parts(m):
     """The image's parts; a ghost file's part reads the file as it is written, so the parts
     are only good inside this block."""
+    one_process(m)
     memory, chunks = _memory(m)
     try:
         fds, opened = descriptions.save(m, chunks)

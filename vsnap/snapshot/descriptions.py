@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..fdtable import MAX_FDS, FdEntry, OpenFile
+from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
-from . import inodes, named
+from . import inodes, named, pipeimage
 from .inodes import CannotSave
 
 
@@ -40,18 +40,21 @@ class Saving:
     parts: dict
     inode_of: dict = field(default_factory=dict)  # id(OpenFile) -> inode record index
     fifos: set = field(default_factory=set)       # FIFOs whose waiting bytes are saved already
+    pipes: list = field(default_factory=list)     # the pipes, in the order fds.json lists them
 
 
 @dataclass
 class Parsing:
     parts: dict
     inodes: list
+    pipes: list = field(default_factory=list)     # fds.json's checked pipe records
 
 
 @dataclass
 class Restoring:
     m: object
     opened: inodes.Opened
+    pipes: dict = field(default_factory=dict)     # index in fds.json -> the pipe made again
 
 
 # files and directories of the root -----------------------------------------------------------
@@ -149,6 +152,10 @@ KINDS: dict[str, Kind] = {
                  check=named.check, streams=frozenset({None, "virtual"})),
     "fifo": Kind(save=named.save_fifo, parse=named.parse_fifo, restore=named.restore_fifo,
                  check=named.check),
+    # an end of a pipe (kernel/pipefile.py): the pipe and its bytes are one record in
+    # fds.json's "pipes", shared by its ends' descriptions (pipeimage.py)
+    "pipe": Kind(save=pipeimage.save_pipe, parse=pipeimage.parse_pipe,
+                 restore=pipeimage.restore_pipe),
 }
 
 
@@ -190,14 +197,14 @@ def save(m, parts: dict) -> tuple[dict, list]:
             r.close()
         raise
     return {"inodes": records, "descriptions": out, "fds": fds, "highest_fd": table.high,
-            "locks": locks}, opened
+            "locks": locks, "pipes": pipeimage.saved_pipes(ctx)}, opened
 
 
 def parse(r, d, parts: dict) -> tuple[list, list, list]:
     """(inodes, descriptions, fds) of fds.json, every field checked (r is a fields.Reader)."""
     d = r.obj(d, ".")
     recs = inodes.parse(r, r.key(d, "inodes", ""), parts)
-    ctx = Parsing(parts, recs)
+    ctx = Parsing(parts, recs, pipeimage.parse_pipes(r, d.get("pipes")))
     descs = []
     for i, raw in enumerate(r.list(r.key(d, "descriptions", ""), "descriptions", MAX_FDS)):
         path = f"descriptions[{i}]"
@@ -211,6 +218,7 @@ def parse(r, d, parts: dict) -> tuple[list, list, list]:
                "stream": r.choice(raw.get("stream"), path + ".stream", kind.streams)}
         rec.update(kind.parse(r, raw, path, ctx))
         descs.append(rec)
+    pipeimage.check_counts(r, descs, ctx.pipes)
     used = {d["inode"] for d in descs if "inode" in d}
     if used != set(range(len(recs))):
         r.fail("inodes", "an inode that no description uses")
@@ -248,5 +256,5 @@ def restore(m, img) -> list[OpenFile]:
     finally:
         opened.close()
     for entry in img.fds:
-        m.process.fds.fds[entry["fd"]] = FdEntry(files[entry["description"]], entry["cloexec"])
+        m.process.fds.adopt(entry["fd"], files[entry["description"]], entry["cloexec"])
     return files

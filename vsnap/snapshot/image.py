@@ -19,7 +19,7 @@ from ..fdtable import MAX_FDS
 from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
-from . import descriptions, mapped
+from . import descriptions, mapped, pipeimage
 from .named import parse_removed
 from .codec import ImageError, load_json_part
 from .fields import Reader
@@ -140,8 +140,6 @@ def _memory(r: Reader, d, parts, limit: int):
         if "file" in v:  # a file mapping: which pages still follow the file
             rec["file"] = mapped.parse(r, v["file"], path + ".file", (end - start) // PAGE,
                                        parts)
-        elif rec["shared"]:
-            r.fail(path + ".perms", "a shared mapping of no file")
         rec["growsdown"] = r.bool(v.get("growsdown", False), path + ".growsdown")
         vmas.append(rec)
     if total > min(RESERVE_FACTOR * limit, MAX_MEMORY):
@@ -268,6 +266,7 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        **pipeimage.parse_kernel(r, d),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
                     for what, n in list(refused.items())[:4096]},
         "instructions": instructions,

@@ -104,6 +104,7 @@ def _summary(img: Image) -> str:
         f"files        {len(img.fds)} descriptors, {len(img.descriptions)} open files, "
         f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
         f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
+        *_pipe_summary(img),
         f"clock        {k['clock']['monotonic_ns'] / 1e9:.6f} s since the guest's boot: "
         f"{n * NS_PER_INSTRUCTION / 1e9:.6f} s of instructions, "
         f"{k['clock']['system_ns'] / 1e9:.6f} s of {k['syscall_count']} system calls, "
@@ -134,7 +135,33 @@ def _fds(img: Image) -> str:
         note += _inode_note(img, e, d)
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
-    return "\n".join(lines + _lock_lines(img))
+    return "\n".join(lines + _pipe_lines(img) + _lock_lines(img))
+
+
+def _pipe_summary(img: Image) -> list[str]:
+    from .pipeimage import buffered
+    pipes = {d["pipe"]: d["pipe_record"] for d in img.descriptions if d["kind"] == "pipe"}
+    if not pipes:
+        return []
+    held = sum(buffered(rec) for rec in pipes.values())
+    return [f"pipes        {len(pipes)}, holding {held} bytes in all, saved with the image "
+            f"(vsnap inspect IMAGE fds)"]
+
+
+def _pipe_lines(img: Image) -> list[str]:
+    """Each pipe once, with what it holds and the fds of its ends."""
+    from .pipeimage import describe
+    seen: dict[int, dict] = {}
+    for d in img.descriptions:
+        if d["kind"] == "pipe":
+            seen.setdefault(d["pipe"], d["pipe_record"])
+    out = []
+    for i, rec in sorted(seen.items()):
+        mark = {"read": "r", "write": "w", "both": "rw"}
+        ends = [f"{e['fd']}{mark[img.descriptions[e['description']]['end']]}"
+                for e in img.fds if img.descriptions[e["description"]].get("pipe") == i]
+        out.append(f"  {describe(rec)} (fd {', '.join(ends)})")
+    return ["", "Pipes:", *out] if out else []
 
 
 def _lock_lines(img: Image) -> list[str]:
@@ -189,6 +216,9 @@ def _inode_note(img: Image, e: dict, d: dict) -> str:
 
 def _state(img: Image, d: dict):
     """A file's size and digest or ghost record, for diff (None for other kinds)."""
+    if d.get("kind") == "pipe":  # what waits in it
+        from .pipeimage import buffered
+        return {"size": buffered(d["pipe_record"])}
     if "inode" not in d:
         return None
     rec = img.inodes[d["inode"]]

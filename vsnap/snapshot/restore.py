@@ -18,7 +18,7 @@ from ..kernel.limits import apply as apply_limits
 from ..loader import file_sha256
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, mapped
+from . import descriptions, mapped, pipeimage
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -83,8 +83,9 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
                       max_memory=img.kernel["memory_limit"])
     # expand the stack, read the stack and the data segment back (and the other mappings)
     for v in img.vmas:
+        # an image holds one process: its shared anonymous memory is its own again
         m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"],
-                  growsdown=v["growsdown"])
+                  growsdown=v["growsdown"], shared=v["shared"] and "file" not in v)
         if v["source"] == "program":
             m.mem.write(v["start"], m.program.image_bytes(v["start"], v["end"]))
         else:
@@ -138,6 +139,7 @@ def _kernel_state(m, k: dict) -> None:
     system.unknown_reported = set(k["unknown_syscalls_reported"])
     system.refused = dict(k["refused"])
     system.syscall_count = k["syscall_count"]
+    pipeimage.restore_kernel(m, k)
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
