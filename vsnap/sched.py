@@ -129,7 +129,8 @@ def ended(system, p, result) -> None:
     pid = p.task.pid
     status, code, si_status = wait_status(result)
     p.ended = result
-    system.child_times[pid] = (p.instructions, p.syscalls)
+    # what a wait for it adds to its parent's RUSAGE_CHILDREN: its CPU time and its children's
+    system.child_times[pid] = (p.user_ns + p.children_ns[0], p.system_ns + p.children_ns[1])
     system.retired += p.instructions
     note = system.table.exit(pid, status, policy(system))
     del system.processes[pid]

@@ -174,10 +174,11 @@ def sys_wait4(p, pid, wstatus, options, rusage):
         raise Blocked("wait4 for a child", lambda: _news(
             lambda o: table.wait(me, pid, o), options | WEXITED))
     child, status = got
+    times = _reaped(p, child)
     if wstatus:
         p.write(wstatus, struct.pack("<i", status))
     if rusage:
-        p.write(rusage, _rusage(p, child))
+        p.write(rusage, _rusage(times))
     return child
 
 
@@ -194,13 +195,14 @@ def sys_waitid(p, idtype, id_, infop, options, rusage):
         raise Blocked("waitid for a child", lambda: _news(
             lambda o: table.waitid(me, idtype, id_, o), options))
     child, status = got
+    times = _reaped(p, child)
     code, value = siginfo_of(status)
     if infop:
         info = struct.pack("<iiii", S.SIGCHLD, 0, code, 0)
         info += struct.pack("<iIi4xqq", child, p.task.uid, value, 0, 0)
         p.write(infop, info.ljust(128, b"\0"))
     if rusage:
-        p.write(rusage, _rusage(p, child))
+        p.write(rusage, _rusage(times))
     return 0
 
 
@@ -212,11 +214,21 @@ def _news(look, options) -> bool:
         return True
 
 
-def _rusage(p, child: int) -> bytes:
-    """struct rusage of a child that was waited for: its CPU time as the virtual clock
-    counts it (1 ns per instruction, 1 us per system call); the rest 0."""
-    from ..clock import NS_PER_INSTRUCTION, SYSCALL_NS
-    insns, calls = p.sys.child_times.pop(child, (0, 0))
-    user, system = insns * NS_PER_INSTRUCTION, calls * SYSCALL_NS
+def _reaped(p, child: int) -> tuple[int, int]:
+    """A child's CPU time (user, system ns, its own waited children's included) once the
+    wait took it away: added to the waiter's RUSAGE_CHILDREN, as Linux's wait does. A stop
+    or continue report, or a WNOWAIT look, leaves it: (0, 0) then."""
+    if p.sys.table.get(child) is not None:
+        return 0, 0
+    user, system = p.sys.child_times.pop(child, (0, 0))
+    p.children_ns[0] += user
+    p.children_ns[1] += system
+    return user, system
+
+
+def _rusage(times: tuple[int, int]) -> bytes:
+    """struct rusage with the CPU time (the virtual clock's: 1 ns per instruction, 1 us
+    per system call); the rest 0."""
+    user, system = times
     return struct.pack("<qqqq", user // 10**9, user % 10**9 // 1000,
                        system // 10**9, system % 10**9 // 1000).ljust(144, b"\0")

@@ -184,6 +184,9 @@ def _kernel(m) -> dict:
         "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
         "refused": dict(sorted(p.sys.refused.items())),
         "syscall_count": p.sys.syscall_count,
+        # the process's own share of the counts (its CPU clocks), and its waited children's
+        "accounts": {"retired": p.sys.retired, "own_syscalls": p.syscalls,
+                     "children_ns": list(p.children_ns)},
         **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)

@@ -266,6 +266,7 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        "accounts": _accounts(r, d, instructions),
         **pipeimage.parse_kernel(r, d),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
                     for what, n in list(refused.items())[:4096]},
@@ -277,6 +278,23 @@ def _kernel(r: Reader, d) -> dict:
         "not_preserved": [r.str(x, "not_preserved") for x in
                           r.list(d.get("not_preserved", []), "not_preserved", 100)],
     }
+
+
+def _accounts(r: Reader, d: dict, instructions: int) -> dict:
+    """Whose the counts are: instructions of processes that ended before the save
+    (retired), the process's own system calls, its waited children's CPU time. Images from
+    before processes: all the process's own."""
+    calls = r.int(r.key(d, "syscall_count", ""), "syscall_count")
+    a = r.obj(d.get("accounts", {"retired": 0, "own_syscalls": calls,
+                                  "children_ns": [0, 0]}), "accounts")
+    ns = r.list(r.key(a, "children_ns", "accounts"), "accounts.children_ns", 2)
+    if len(ns) != 2:
+        r.fail("accounts.children_ns", "expected [user ns, system ns]")
+    return {"retired": r.int(r.key(a, "retired", "accounts"), "accounts.retired", 0,
+                             instructions),
+            "own_syscalls": r.int(r.key(a, "own_syscalls", "accounts"),
+                                  "accounts.own_syscalls", 0, calls),
+            "children_ns": [r.int(x, "accounts.children_ns", 0) for x in ns]}
 
 
 def _exec(r: Reader, e) -> dict | None:

@@ -113,7 +113,9 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     m.process.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
     restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
-    m.instructions = img.kernel["instructions"]
+    accounts = img.kernel["accounts"]
+    m.system.retired = accounts["retired"]  # instructions of processes ended before the save
+    m.cpu.instructions = img.kernel["instructions"] - accounts["retired"]
     if unchecked is not None:
         try:
             unchecked.fill()
@@ -139,6 +141,8 @@ def _kernel_state(m, k: dict) -> None:
     system.unknown_reported = set(k["unknown_syscalls_reported"])
     system.refused = dict(k["refused"])
     system.syscall_count = k["syscall_count"]
+    kern.syscalls = k["accounts"]["own_syscalls"]
+    kern.children_ns = list(k["accounts"]["children_ns"])
     pipeimage.restore_kernel(m, k)
 
 
