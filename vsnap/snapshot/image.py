@@ -190,6 +190,7 @@ def _locks(r: Reader, d: dict, descs: list) -> dict:
             r.fail(p, "end before start")
         out["records"].append({
             "owner": r.choice(r.key(e, "owner", p), p + ".owner", {"process", "description"}),
+            **({"pid": r.int(e["pid"], p + ".pid", 1, 1 << 22)} if "pid" in e else {}),
             "description": r.int(r.key(e, "description", p), p + ".description", 0, last),
             "type": r.int(r.key(e, "type", p), p + ".type", 0, 1), "start": start, "end": end})
     seen = set()
