@@ -219,7 +219,10 @@ class Machine:
                         return result
                     continue
                 self._switch(p)
+                before = p.instructions
                 result = self._slice(p, to)
+                if result is not None or p.instructions != before:
+                    system.rr_last = p.task.pid
                 if result is None:
                     continue
                 if p is not system.init:
@@ -304,8 +307,12 @@ class Machine:
         except NothingToWaitFor as e:
             return RunResult(1, None, f"vsnap: the guest {e.what}; stopped it")
         except MemoryBudgetExceeded as e:
-            return RunResult(STATUS_MEMORY, "SIGKILL",
-                             f"vsnap: guest stopped: {e}; raise --max-memory")
+            result = RunResult(STATUS_MEMORY, "SIGKILL",
+                               f"vsnap: guest stopped: {e}; raise --max-memory")
+            if k is system.init:
+                return result
+            system.over_budget = result  # one budget for all: the whole run stops
+            return None
         if cpu.over_limit:
             return RunResult(STATUS_INSTRUCTIONS, "SIGXCPU",
                              f"vsnap: guest stopped after {system.instructions()} "

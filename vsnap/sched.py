@@ -69,7 +69,7 @@ def pick(system):
     order = sorted(system.processes)
     if not order:
         return None
-    last = system.current.task.pid if system.current is not None else order[0] - 1
+    last = system.rr_last if system.rr_last is not None else order[0] - 1
     after = [pid for pid in order if pid > last] + [pid for pid in order if pid <= last]
     for pid in after:
         p = system.processes[pid]
@@ -95,9 +95,11 @@ def next_event(system) -> int | None:
 
 
 def others_can_run(system, p) -> bool:
-    """Does any process besides p want the CPU (so p's turn must end after a quantum)?"""
-    return any(q is not p and q.ended is None and q.blocked is None
-               and system.table.get(q.task.pid).state != "stopped"
+    """Is there another process that is not stopped (so p's turn ends after a quantum)?
+    A parked one counts too: whether a turn is cut must not depend on who is parked, which
+    a resumed image cannot tell until each parked call runs again (saves are between
+    instructions, and a parked process is at its syscall instruction)."""
+    return any(q is not p and system.table.get(q.task.pid).state != "stopped"
                for q in system.processes.values())
 
 

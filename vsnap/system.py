@@ -28,6 +28,9 @@ class System:
         self.processes: dict[int, object] = {}  # pid -> Process, while it lives
         self.current = None  # the process whose instructions or system call run now
         self.init = None     # the first process: when it ends, the run ends
+        # the round robin's place: the last process whose turn ran an instruction (a parked
+        # call tried again in vain moves nothing: sched.pick)
+        self.rr_last: int | None = None
         self.table = ProcessTable()  # pids, parents, groups, sessions, zombies (Linux's rules)
         self.forked = False  # has any process forked (--strace then names the pid)
         self.over_budget = None  # a RunResult once the guest passed --max-processes

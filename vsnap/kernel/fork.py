@@ -22,6 +22,7 @@ from ..timers import Timers
 from .fsutil import s32
 from .registry import syscall
 
+QUANTUM = 1_000_000   # sched.QUANTUM (not imported: sched imports the kernel)
 STATUS_BUDGET = 137  # as --max-memory: the guest is killed (SIGKILL), as by the OOM killer
 CSIGNAL = 0xFF
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
@@ -95,6 +96,7 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None, share_vm: bool = 
         cpu.write_many(regs)
     system.processes[pid] = child
     system.forked = True
+    p.cpu.end_turn_within(QUANTUM)  # others can run now: this turn gets a quantum at most
     return child
 
 
@@ -140,6 +142,10 @@ def _clone(p, flags, stack, parent_tid, child_tid, tls):
                      f"(only SIGCHLD is served); refused with EINVAL")
         raise SyscallError(E.EINVAL, "clone: exit signal other than SIGCHLD")
     vfork = bool(flags & CLONE_VM and flags & CLONE_VFORK)
+    if flags & CLONE_VM and not vfork:  # refused before anything is made
+        p.sys.refuse("clone(CLONE_VM)", "vsnap: clone(CLONE_VM) without CLONE_VFORK shares "
+                     "memory between running processes, which vsnap cannot; refused")
+        raise SyscallError(E.EINVAL, "clone: CLONE_VM without CLONE_VFORK")
     child = fork_process(p, stack=stack, tls=tls if flags & CLONE_SETTLS else None,
                          share_vm=vfork)
     pid = child.task.pid
@@ -156,10 +162,6 @@ def _clone(p, flags, stack, parent_tid, child_tid, tls):
         p.vfork_child = pid
         raise Blocked(f"vfork: waiting for child {pid} to exec or exit",
                       lambda: child.ended is not None or child.execd)
-    if flags & CLONE_VM:
-        p.sys.refuse("clone(CLONE_VM)", "vsnap: clone(CLONE_VM) without CLONE_VFORK shares "
-                     "memory between running processes, which vsnap cannot; refused")
-        raise SyscallError(E.EINVAL, "clone: CLONE_VM without CLONE_VFORK")
     return pid
 
 
