@@ -41,6 +41,7 @@ bench: venv
 	$(BIN)/python benchmarks/checkpoint.py
 	$(BIN)/python benchmarks/check.py
 	$(BIN)/python benchmarks/fork.py
+	$(BIN)/python benchmarks/procs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,7 +1,9 @@
 """Every notebook in notebooks/ runs from top to bottom without an error.
 
 Each is executed with nbclient in a fresh `python3` kernel (ipykernel from this venv), with the
-notebooks directory as the working directory, as a student would open it.
+notebooks directory as the working directory, as a student would open it, and with the
+exercises' answers revealed (VSNAP_REVEAL=1), so every exercise's check runs against what the
+notebook measures.
 """
 from __future__ import annotations
 
@@ -22,14 +24,40 @@ PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 def test_notebook_runs(path, monkeypatch):
     # the inline backend is ipykernel's default; make sure no GUI backend is asked for
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("VSNAP_REVEAL", "1")
     nb = nbformat.read(path, as_version=4)
+    execute(nb, path.name)
+    errors = [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+              for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors, f"{path.name}: cell {errors[0][0]}: {errors[0][1].get('ename')}: " \
+                       f"{errors[0][1].get('evalue')}"
+
+
+def execute(nb, name: str) -> None:
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(NOTEBOOKS)}})
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
-        pytest.fail(f"{path.name}: a cell failed:\n{e}", pytrace=False)
-    errors = [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
-              for out in cell.get("outputs", []) if out.get("output_type") == "error"]
-    assert not errors, f"{path.name}: cell {errors[0][0]}: {errors[0][1].get('ename')}: " \
-                       f"{errors[0][1].get('evalue')}"
+        pytest.fail(f"{name}: a cell failed:\n{e}", pytrace=False)
+
+
+def test_notebook_06_checks_a_prediction(monkeypatch):
+    """Exercise 1 of notebook 06 says a wrong prediction is wrong and a right one right, and
+    shows no answer unless VSNAP_REVEAL=1. The notebook runs up to the exercise's check, with
+    the student's cell filled in: first a wrong set, then the set vsnap measured."""
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.delenv("VSNAP_REVEAL", raising=False)
+    nb = nbformat.read(NOTEBOOKS / "06-one-kill-and-the-whole-group-dies.ipynb", as_version=4)
+    guess = next(i for i, c in enumerate(nb.cells) if c.source.startswith("# Exercise 1, your"))
+    checked = next(i for i, c in enumerate(nb.cells) if i > guess and "check(" in c.source)
+    nb.cells = nb.cells[:checked + 1]
+    nb.cells[guess].source = 'predicted_dead = {"mail"}'  # mail handles SIGUSR1: a wrong guess
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "predicted_dead = died_of_usr1(bug)\n"
+        "check('Exercise 1, who dies', predicted_dead, died_of_usr1(bug))"))
+    execute(nb, "06 (a prediction checked)")
+    wrong = "".join(o.get("text", "") for o in nb.cells[checked].outputs)
+    right = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "{'mail'} is not what happened" in wrong and "answer" not in wrong
+    assert "is right" in right and "answer" not in right
