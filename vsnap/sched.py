@@ -212,3 +212,10 @@ def restore_lender(parent, cpu) -> None:
         cpu.instructions = parent.lent_count
     parent.lent_to = parent.lent_context = None
     wire(parent)
+
+
+def parked_when_saved():
+    """A process an image saved parked (tree.py): it waits for its turn like any parked
+    process whose wait may be over, and then its call runs again and parks anew if not."""
+    from .errors import Blocked
+    return Blocked("parked when saved", lambda: True)

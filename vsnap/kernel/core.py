@@ -103,6 +103,7 @@ class Process:
         self.memo = None  # (call site, value): what a parked call keeps for its retry
         self.retrying = False  # woken from a park: its call runs again before anything
         self.wake_by_signal = False  # parked, and a signal came: the call ends first
+        self.yielded = False  # sched_yield: its turn ends after the call
         # vfork: the child runs on its parent's engine and memory (sched.start_borrow)
         self.borrowed_from = None  # (the child) whose hardware it runs on
         self.borrow_regs = None    # (the child) its registers, until its first turn

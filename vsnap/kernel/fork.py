@@ -96,7 +96,12 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None, share_vm: bool = 
         cpu.write_many(regs)
     system.processes[pid] = child
     system.forked = True
-    p.cpu.end_turn_within(QUANTUM)  # others can run now: this turn gets a quantum at most
+    # others can run now: this turn gets a quantum at most (System.turn keeps its end)
+    p.cpu.end_turn_within(QUANTUM)
+    t = system.turn
+    if t is not None and t[0] == p.task.pid:
+        end = p.cpu.instructions + QUANTUM
+        t[1] = end if t[1] is None else min(t[1], end)
     return child
 
 

@@ -139,5 +139,6 @@ def sys_sched_getaffinity(p, pid, size, mask):
 def sys_sched_yield(p):
     """int sched_yield(void);"""
     if len(p.sys.processes) > 1:
-        p.cpu.stop()  # the turn ends after this call: the next process runs
+        p.yielded = True  # the turn ends after this call: the next process runs
+        p.cpu.stop()
     return 0
