@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import signals as S
 from .abi import signals as SIG
+from .abi.consts import RLIMIT_CORE
 from .kernel.signal import fire_timers
 from .kernel.timers import next_wakeup
 from .waitstatus import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED,
@@ -35,13 +36,16 @@ def wire(p) -> None:
     mem.on_code_change = cpu.code_changed
 
 
-def wait_status(result) -> tuple[int, int, int]:
-    """(wait status word, si_code, si_status) for how a process ended (a RunResult)."""
+def wait_status(result, p=None) -> tuple[int, int, int]:
+    """(wait status word, si_code, si_status) for how a process ended (a RunResult). The
+    core bit says a core was dumped: the signal's default dumps core and p's RLIMIT_CORE
+    allows one (0 by default; --core raises it) and it is dumpable, as Linux decides."""
     if result.signal is None:
         code = result.status & 0xFF
         return exited(code), CLD_EXITED, code
     signo = SIG.NUMBERS[result.signal]
-    core = S.default_action(signo) == "core"
+    core = S.default_action(signo) == "core" and (
+        p is None or (p.limits.soft(RLIMIT_CORE) > 0 and p.task.dumpable == 1))
     return killed(signo, core), (CLD_DUMPED if core else CLD_KILLED), signo
 
 
@@ -129,7 +133,7 @@ def ended(system, p, result) -> None:
     children go to their new parent, and its parent hears of it (SIGCHLD). Its engine,
     memory and files are let go now, as Linux frees them at exit."""
     pid = p.task.pid
-    status, code, si_status = wait_status(result)
+    status, code, si_status = wait_status(result, p)
     p.ended = result
     # what a wait for it adds to its parent's RUSAGE_CHILDREN: its CPU time and its children's
     system.child_times[pid] = (p.user_ns + p.children_ns[0], p.system_ns + p.children_ns[1])

@@ -90,6 +90,9 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None, share_vm: bool = 
     if share_vm:
         child.borrowed_from, child.borrow_regs = p, {**p.cpu.snapshot_registers(), **regs}
         p.lent_to = child
+        # the engine's count is the parent's until the child's first turn: the parent parks
+        # at this call, which counts once, when it returns (Process._park takes it back)
+        p.lent_count = child.borrow_base = p.cpu.instructions - 1
     else:
         wire(child)
         cpu.instructions = 0  # its own count starts now; the parent's stays the parent's

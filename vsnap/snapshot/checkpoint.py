@@ -58,6 +58,10 @@ NOT_PRESERVED = [
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",
+    "Several processes are one image (tree.json, procs/PID/): every live process, the "
+    "process table with its zombies, and each open file description once, shared again by "
+    "every process that held it. Not kept: MAP_SHARED anonymous memory shared between "
+    "processes and a vfork child running in its parent's memory (both refused).",
     "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
     "page by page, and its ends come back shared by the same descriptors.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "

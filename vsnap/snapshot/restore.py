@@ -190,7 +190,7 @@ def _tree(m, img, files: list) -> None:
     m._switch(init)
     for rec in t["processes"]:
         q = system.processes[rec["pid"]]
-        q.memo = rec["memo"]
+        q.memo, q.vfork_child, q.execd = rec["memo"], rec["vfork_child"], rec["execd"]
         if rec["parked"]:
             q.blocked = parked_when_saved()
 

@@ -64,7 +64,9 @@ def record(m, procs: list, fds: dict) -> dict:
     out = []
     for q in procs:
         rec = {"pid": q.task.pid, "parked": q.blocked is not None,
-               "memo": None if q.memo is None else [list(q.memo[0]), q.memo[1]]}
+               "memo": None if q.memo is None else [list(q.memo[0]), q.memo[1]],
+               # a vfork parent's call returns this child's pid when it runs again
+               "vfork_child": q.vfork_child, "execd": q.execd}
         if q is not system.init:
             rec["fds"], rec["highest_fd"] = tables[q.task.pid]["fds"], \
                 tables[q.task.pid]["highest_fd"]
@@ -135,8 +137,10 @@ def parse(parts: dict, where: str, ndescs: int, first_pid: int, parse_one) -> di
                 r.fail(path + ".memo", "expected [[number, address], value]")
             memo = ((r.int(key[0], path + ".memo", 0, 1 << 16), r.int(key[1], path + ".memo")),
                     r.int(memo[1], path + ".memo", 0, (1 << 63) - 1))
+        vchild = raw.get("vfork_child")
         rec = {"pid": pid, "parked": r.bool(r.key(raw, "parked", path), path + ".parked"),
-               "memo": memo}
+               "memo": memo, "execd": r.bool(raw.get("execd", False), path + ".execd"),
+               "vfork_child": None if vchild is None else r.int(vchild, path, 1, 1 << 22)}
         if i == 0:
             if pid != first_pid:
                 r.fail(path + ".pid", f"the first process is {first_pid}")
@@ -186,3 +190,20 @@ def _fds(r: Reader, raw, path: str, ndescs: int) -> list:
         out.append({"fd": fd, "cloexec": r.bool(r.key(e, "cloexec", p), p),
                     "description": r.int(r.key(e, "description", p), p, 0, ndescs - 1)})
     return out
+
+
+def process_image(img, pid: int):
+    """The image as seen from one process of its tree (its program, registers, kernel
+    state, memory), for the tools that look at one process: a core file of the child that
+    crashed, say. The first process's is the image itself."""
+    from dataclasses import replace
+    if img.tree is None or pid == img.kernel["process"]["pid"]:
+        return img
+    for rec in img.tree["processes"][1:]:
+        if rec["pid"] == pid:
+            one = rec["image"]
+            return replace(img, where=f"{img.where} (process {pid})", program=one["program"],
+                           registers=one["registers"], kernel=one["kernel"],
+                           vmas=one["vmas"], brk_start=one["brk_start"], brk=one["brk"],
+                           blobs=one["blobs"])
+    raise ValueError(f"{img.where}: no live process {pid} in the image")
