@@ -209,6 +209,13 @@ GUEST_SPECS = {
         "child: SIGUSR1 default; SIGHUP ignored",
         "posix_spawn(missing file): ENOENT, child to wait for: none",
         "posix_spawn(failing open action): ENOENT, child to wait for: none")),
+    "proc_cputime": Spec(expect=(
+        "the parent's own CPU time stayed small: yes",
+        "RUSAGE_CHILDREN after the wait: >= 0.2 s",
+        "times(): children's >= 0.19 s: yes")),
+    "proc_locks": Spec(expect=(
+        "child sees lock held by parent: yes", "child SETLK: -1", "parent unlocks",
+        "child got the lock after the parent let go")),
     "proc_prctl": Spec(expect=(
         "parent: name [a-name-longer-t]",
         "child: getppid is the parent: yes",

@@ -107,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="show what an image holds, as CRIU's crit does")
     i.add_argument("image")
     i.add_argument("view", nargs="?", default="summary",
-                   choices=("summary", "fds", "mems", "regs", "kernel"))
+                   choices=("summary", "fds", "mems", "regs", "kernel", "tree"))
     i.add_argument("--json", action="store_true", help="machine-readable output")
 
     d = sub.add_parser("diff", help="what changed between two images")
@@ -273,14 +273,19 @@ def _on_crash(a):
             from .snapshot.codec import decode
             from .snapshot.coredump import write_core
             from .snapshot.image import parse
+            from .snapshot.tree import process_image
             if a.save_on_crash:  # the image is on disk already: do not make it twice
                 img = load(a.save_on_crash)
             else:
                 img = parse(*decode(image_bytes(m), "<crash>"), "<crash>")
-            write_core(img, a.core, NUMBERS[fault.signal])
-            if os.path.getsize(a.core) > core_limit:  # Linux stops the dump at the limit
-                os.truncate(a.core, core_limit)
-            _notice(f"vsnap: wrote core file {a.core}; gdb {m.program_path} {a.core}")
+            # one core file per process that dumps core: the first's is FILE, another's
+            # FILE.PID (as Linux's core_uses_pid names them)
+            pid = m.process.task.pid
+            path = a.core if m.process is m.system.init else f"{a.core}.{pid}"
+            write_core(process_image(img, pid), path, NUMBERS[fault.signal])
+            if os.path.getsize(path) > core_limit:  # Linux stops the dump at the limit
+                os.truncate(path, core_limit)
+            _notice(f"vsnap: wrote core file {path}; gdb {m.program_path} {path}")
     return crashed if (a.save_on_crash or a.core) else None
 
 

@@ -364,6 +364,14 @@ class Cpu:
         if self.budget is not None and (stop_at is None or c.count < stop_at):
             self.over_limit = c.count >= self.budget
 
+    def end_turn_within(self, n: int) -> None:
+        """Stop within n more instructions, also while running (a fork mid-turn: the
+        scheduler's quantum applies from now on)."""
+        limit = self.counter.count + n
+        if self._stop_at is None or limit < self._stop_at:
+            self._stop_at = limit
+            self._arm()
+
     def _arm(self) -> None:
         limits = [x for x in (self._stop_at, self.budget, self.deadline) if x is not None]
         self.counter.arm(min(limits) if limits else None)

@@ -3,7 +3,8 @@
 A plain kernel object (no CPU, no guest memory): the system calls in kernel/filelocks.py
 decode arguments and call these. Files are named by a `key` (the kernel uses the host's
 (dev, ino), so two descriptions of one file agree); owners are opaque: an open file
-description for flock locks, OFD locks and leases, PROCESS for the process's POSIX locks.
+description for flock locks, OFD locks and leases, the process (kernel/core.Process) for
+its POSIX locks.
 
 The rules are Linux's (fs/locks.c):
 - flock: one lock per description; two descriptions conflict when either lock is exclusive,
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 OFFSET_MAX = (1 << 63) - 1
-PROCESS = "process"  # the owner of the (one) process's POSIX locks
+PROCESS = "process"  # (an image's name for a POSIX lock's owner: a process, by its pid)
 
 
 class WouldBlock(Exception):
@@ -79,6 +80,11 @@ class LockBook:
                 raise WouldBlock()
             held.append((owner, type_))
         self._tidy(self.flocks, key)
+
+    def flock_free(self, key, owner, type_: int) -> bool:
+        """Could owner take this flock lock now (no other owner's conflicts with it)?"""
+        return not any(o is not owner and _conflict(t, type_)
+                       for o, t in self.flocks.get(key, []))
 
     def flock_of(self, key, owner) -> int:
         return next((t for o, t in self.flocks.get(key, []) if o is owner), F_UNLCK)

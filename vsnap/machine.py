@@ -212,7 +212,7 @@ class Machine:
                     return None
                 if system.over_budget is not None:
                     return self._init_ended(system.over_budget)
-                p = pick(system)
+                p = self._turn_goes_on() or pick(system)
                 if p is None:
                     result = self._all_parked()
                     if result is not None:
@@ -220,6 +220,8 @@ class Machine:
                     continue
                 self._switch(p)
                 result = self._slice(p, to)
+                if result is not None:
+                    self._end_turn(p)
                 if result is None:
                     continue
                 if p is not system.init:
@@ -238,15 +240,44 @@ class Machine:
         self.cpu, self.mem, self.process = p.cpu, p.mem, p
         self.program, self.program_path, self.exe = p.program, p.exe_host, p.exe_guest
 
+    def _turn_goes_on(self):
+        """The process whose turn a stop cut short (a save point, a timer), if it can go on:
+        the turn is not over until the scheduler says so (System.turn)."""
+        system = self.system
+        t = system.turn
+        if t is None:
+            return None
+        p = system.processes.get(t[0])
+        if p is None or p.blocked is not None \
+                or system.table.get(p.task.pid).state == "stopped":
+            system.turn = None
+            return None
+        return p
+
+    def _end_turn(self, k) -> None:
+        """k's turn is over: the round robin moves past it if it ran (a parked call tried
+        again in vain moves nothing, sched.pick)."""
+        t = self.system.turn
+        if t is not None and t[0] == k.task.pid:
+            if k.cpu.instructions != t[2] or k.ended is not None:
+                self.system.rr_last = t[0]
+        elif k.ended is not None:
+            self.system.rr_last = k.task.pid
+        self.system.turn = None
+
     def _slice(self, k, to: int | None) -> RunResult | None:
-        """Run process k for one turn: to the global instruction `to`, the end of its
-        quantum if another process could run, a park or its end (a RunResult)."""
+        """Run process k for one turn, or on with the turn a stop cut short: to the global
+        instruction `to`, the end of its quantum if another process exists, a park or its
+        end (a RunResult)."""
         cpu, system = self.cpu, self.system
         offset = system.instructions() - cpu.instructions  # global = offset + k's count
+        t = system.turn
+        if t is None or t[0] != k.task.pid:
+            end = cpu.instructions + QUANTUM if others_can_run(system, k) else None
+            system.turn = t = [k.task.pid, end, cpu.instructions]
         stop = None if to is None else to - offset
-        if others_can_run(system, k):
-            stop = cpu.instructions + QUANTUM if stop is None else min(stop, cpu.instructions
-                                                                      + QUANTUM)
+        if t[1] is not None:
+            stop = t[1] if stop is None else min(stop, t[1])
         cpu.budget = None if self.budget is None else self.budget - offset
         try:
             try:
@@ -261,12 +292,20 @@ class Machine:
                 elif k.signals.pending and k.signals.deliverable():
                     deliver(k, in_syscall=False)  # sent by another process meanwhile
                 cpu.run(stop_at=stop)
-                if k.cpu is not cpu:  # it exec'd: a new engine runs from its next turn
+                if k.cpu is not cpu:  # it exec'd: the turn goes on, on the new engine
+                    t = system.turn
+                    if t is not None and t[0] == k.task.pid:
+                        left = None if t[1] is None else max(0, t[1] - cpu.instructions)
+                        system.turn = [t[0], None if left is None else left, 0]
                     k.drop_retired()
                     self._switch(k)
                     return None
                 self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
+                if k.yielded or (t[1] is not None and cpu.instructions >= t[1]):
+                    k.yielded = False
+                    self._end_turn(k)  # sched_yield, or the quantum is used up
                 if k.blocked is not None:
+                    self._end_turn(k)
                     result = self._parked(k)
                     if result is not None:
                         return result
@@ -299,13 +338,18 @@ class Machine:
         except StoppedBySignal as e:
             if len(system.processes) > 1:
                 stop_process(system, k, e.signo)  # another process may send SIGCONT
+                self._end_turn(k)
                 return None
             return self._stopped(e.signo)
         except NothingToWaitFor as e:
             return RunResult(1, None, f"vsnap: the guest {e.what}; stopped it")
         except MemoryBudgetExceeded as e:
-            return RunResult(STATUS_MEMORY, "SIGKILL",
-                             f"vsnap: guest stopped: {e}; raise --max-memory")
+            result = RunResult(STATUS_MEMORY, "SIGKILL",
+                               f"vsnap: guest stopped: {e}; raise --max-memory")
+            if k is system.init:
+                return result
+            system.over_budget = result  # one budget for all: the whole run stops
+            return None
         if cpu.over_limit:
             return RunResult(STATUS_INSTRUCTIONS, "SIGXCPU",
                              f"vsnap: guest stopped after {system.instructions()} "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from . import signals as S
 from .abi import signals as SIG
+from .abi.consts import RLIMIT_CORE
 from .kernel.signal import fire_timers
 from .kernel.timers import next_wakeup
 from .waitstatus import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED,
@@ -35,13 +36,16 @@ def wire(p) -> None:
     mem.on_code_change = cpu.code_changed
 
 
-def wait_status(result) -> tuple[int, int, int]:
-    """(wait status word, si_code, si_status) for how a process ended (a RunResult)."""
+def wait_status(result, p=None) -> tuple[int, int, int]:
+    """(wait status word, si_code, si_status) for how a process ended (a RunResult). The
+    core bit says a core was dumped: the signal's default dumps core and p's RLIMIT_CORE
+    allows one (0 by default; --core raises it) and it is dumpable, as Linux decides."""
     if result.signal is None:
         code = result.status & 0xFF
         return exited(code), CLD_EXITED, code
     signo = SIG.NUMBERS[result.signal]
-    core = S.default_action(signo) == "core"
+    core = S.default_action(signo) == "core" and (
+        p is None or (p.limits.soft(RLIMIT_CORE) > 0 and p.task.dumpable == 1))
     return killed(signo, core), (CLD_DUMPED if core else CLD_KILLED), signo
 
 
@@ -69,7 +73,7 @@ def pick(system):
     order = sorted(system.processes)
     if not order:
         return None
-    last = system.current.task.pid if system.current is not None else order[0] - 1
+    last = system.rr_last if system.rr_last is not None else order[0] - 1
     after = [pid for pid in order if pid > last] + [pid for pid in order if pid <= last]
     for pid in after:
         p = system.processes[pid]
@@ -95,9 +99,11 @@ def next_event(system) -> int | None:
 
 
 def others_can_run(system, p) -> bool:
-    """Does any process besides p want the CPU (so p's turn must end after a quantum)?"""
-    return any(q is not p and q.ended is None and q.blocked is None
-               and system.table.get(q.task.pid).state != "stopped"
+    """Is there another process that is not stopped (so p's turn ends after a quantum)?
+    A parked one counts too: whether a turn is cut must not depend on who is parked, which
+    a resumed image cannot tell until each parked call runs again (saves are between
+    instructions, and a parked process is at its syscall instruction)."""
+    return any(q is not p and system.table.get(q.task.pid).state != "stopped"
                for q in system.processes.values())
 
 
@@ -127,9 +133,10 @@ def ended(system, p, result) -> None:
     children go to their new parent, and its parent hears of it (SIGCHLD). Its engine,
     memory and files are let go now, as Linux frees them at exit."""
     pid = p.task.pid
-    status, code, si_status = wait_status(result)
+    status, code, si_status = wait_status(result, p)
     p.ended = result
-    system.child_times[pid] = (p.instructions, p.syscalls)
+    # what a wait for it adds to its parent's RUSAGE_CHILDREN: its CPU time and its children's
+    system.child_times[pid] = (p.user_ns + p.children_ns[0], p.system_ns + p.children_ns[1])
     system.retired += p.instructions
     note = system.table.exit(pid, status, policy(system))
     del system.processes[pid]
@@ -209,3 +216,10 @@ def restore_lender(parent, cpu) -> None:
         cpu.instructions = parent.lent_count
     parent.lent_to = parent.lent_context = None
     wire(parent)
+
+
+def parked_when_saved():
+    """A process an image saved parked (tree.py): it waits for its turn like any parked
+    process whose wait may be over, and then its call runs again and parks anew if not."""
+    from .errors import Blocked
+    return Blocked("parked when saved", lambda: True)

@@ -28,6 +28,14 @@ class System:
         self.processes: dict[int, object] = {}  # pid -> Process, while it lives
         self.current = None  # the process whose instructions or system call run now
         self.init = None     # the first process: when it ends, the run ends
+        # the round robin's place: the last process whose turn ran an instruction (a parked
+        # call tried again in vain moves nothing: sched.pick)
+        self.rr_last: int | None = None
+        # the turn under way: [pid, where it ends (that process's engine count; None: no
+        # end, it is alone), the count it began at]. A stop that is not the scheduler's
+        # (a save point, a timer, a fault handed to the guest) does not end it: a run
+        # stopped at instruction k goes on exactly as if it had not stopped
+        self.turn: list | None = None
         self.table = ProcessTable()  # pids, parents, groups, sessions, zombies (Linux's rules)
         self.forked = False  # has any process forked (--strace then names the pid)
         self.over_budget = None  # a RunResult once the guest passed --max-processes

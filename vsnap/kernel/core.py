@@ -15,6 +15,7 @@ from .. import signals as S
 from ..abi import errno as E
 from ..abi import syscalls
 from ..abi.consts import RLIMIT_CPU
+from ..clock import NS_PER_INSTRUCTION, SYSCALL_NS
 from ..errors import Blocked, Execed, GuestExit, SyscallError
 from ..fdtable import FdTable
 from ..memory import AddressSpace
@@ -102,6 +103,7 @@ class Process:
         self.memo = None  # (call site, value): what a parked call keeps for its retry
         self.retrying = False  # woken from a park: its call runs again before anything
         self.wake_by_signal = False  # parked, and a signal came: the call ends first
+        self.yielded = False  # sched_yield: its turn ends after the call
         # vfork: the child runs on its parent's engine and memory (sched.start_borrow)
         self.borrowed_from = None  # (the child) whose hardware it runs on
         self.borrow_regs = None    # (the child) its registers, until its first turn
@@ -112,6 +114,8 @@ class Process:
         self.give_back = None      # (the child, after exec) (parent, engine) to restore
         self.pending_write = None  # a pipe write parked part way (kernel/pipefile.py)
         self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
+        # CPU time of the children it has waited for (RUSAGE_CHILDREN, times): user, system
+        self.children_ns = [0, 0]
         self.vfork_child: int | None = None  # a vfork child it waits for (kernel/fork.py)
         self.execd = False  # has exec'd since it was forked (a vfork parent may go on)
         # the program it runs, for /proc/self/exe: the host file, and its guest path (None
@@ -130,6 +134,24 @@ class Process:
         if self.borrowed_from is not None:
             return self.base_instructions + self.cpu.instructions - self.borrow_base
         return self.base_instructions + self.cpu.instructions
+
+    # its CPU time (clock.py's rates, for this process alone) --------------------------------
+    @property
+    def user_ns(self) -> int:
+        return self.instructions * NS_PER_INSTRUCTION
+
+    @property
+    def system_ns(self) -> int:
+        return self.syscalls * SYSCALL_NS
+
+    @property
+    def cpu_ns(self) -> int:
+        return self.user_ns + self.system_ns
+
+    def at_own(self, t: int, now: int) -> int:
+        """The machine's instruction count at which this process's clock (now `now`) reaches
+        t, if only it runs and makes no system call (a CPU timer's deadline)."""
+        return self.sys.instructions() + max(0, -(-(t - now) // NS_PER_INSTRUCTION))
 
     def release(self, memory: bool = True) -> None:
         """Let go of what the process holds on the host (exit, or the end of the run):

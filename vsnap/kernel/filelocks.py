@@ -16,8 +16,8 @@ from .. import signals as S
 from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import syscalls
-from ..errors import SyscallError
-from ..locks import (F_RDLCK, F_UNLCK, F_WRLCK, OFFSET_MAX, PROCESS, Lease, RecordLock,
+from ..errors import Blocked, SyscallError
+from ..locks import (F_RDLCK, F_UNLCK, F_WRLCK, OFFSET_MAX, Lease, RecordLock,
                      WouldBlock)
 from .fsutil import host_errors, s32
 from .registry import syscall
@@ -54,7 +54,7 @@ def closed(p, f, last: bool) -> None:
     book = p.sys.locks
     if book.empty():
         return
-    book.drop_records(file_key(f), PROCESS)
+    book.drop_records(file_key(f), p)
     if last:
         book.drop_owner(f)
 
@@ -80,6 +80,10 @@ def sys_flock(p, fd, operation):
     except WouldBlock:
         if op & LOCK_NB:
             raise SyscallError(E.EAGAIN, "another description holds a conflicting lock")
+        if len(p.sys.processes) > 1:  # another process may let go of it: wait for that
+            key, book, sig = file_key(f), p.sys.locks, p.signals
+            raise Blocked(f"flock waits for {f.path}", lambda: sig.deliverable()
+                          or book.flock_free(key, f, type_))
         _block(p, f"waits in flock for {f.path}, locked through another of its own open "
                   f"file descriptions")
     return 0
@@ -121,7 +125,7 @@ def _getlk(p, f, cmd: int, arg: int, raw: bytes) -> int:
     if l_type not in (F_RDLCK, F_WRLCK):
         raise SyscallError(E.EINVAL, f"l_type {l_type}")
     lo, hi = _range(p, f, whence, start, length)
-    owner = PROCESS
+    owner = p  # a process's POSIX locks are its own (not its children's): it owns them
     if cmd == F_OFD_GETLK:
         if pid != 0:
             raise SyscallError(E.EINVAL, "l_pid must be 0 for OFD locks")
@@ -132,7 +136,7 @@ def _getlk(p, f, cmd: int, arg: int, raw: bytes) -> int:
     else:
         out = FLOCK.pack(fl.type, C.SEEK_SET, fl.start,
                          0 if fl.end == OFFSET_MAX else fl.end - fl.start + 1,
-                         -1 if fl.ofd else p.task.pid)
+                         -1 if fl.ofd else fl.owner.task.pid)
     p.write(arg, out)
     return 0
 
@@ -150,10 +154,14 @@ def _setlk(p, f, cmd: int, raw: bytes) -> int:
     if ofd and pid != 0:
         raise SyscallError(E.EINVAL, "l_pid must be 0 for OFD locks")
     try:
-        p.sys.locks.set(file_key(f), f if ofd else PROCESS, l_type, lo, hi, ofd)
+        p.sys.locks.set(file_key(f), f if ofd else p, l_type, lo, hi, ofd)
     except WouldBlock as e:
         if cmd in (C.F_SETLK, F_OFD_SETLK):
             raise SyscallError(E.EAGAIN, "a conflicting lock is held")
+        if len(p.sys.processes) > 1:  # another process may let go of it: wait for that
+            key, owner, book, sig = file_key(f), f if ofd else p, p.sys.locks, p.signals
+            raise Blocked(f"fcntl waits for a lock on {f.path}", lambda: sig.deliverable()
+                          or book.test(key, owner, l_type, lo, hi) is None)
         whose = "an OFD lock of another description" if e.lock.ofd else "the process's lock"
         _block(p, f"waits in fcntl for a lock on {f.path} that {whose} of its own holds")
     return 0
@@ -253,8 +261,9 @@ def locks_record(p, descs: list) -> dict:
         of_key.setdefault(file_key(d), i)
     flocks = [{"description": index[id(o)], "type": t}
               for held in book.flocks.values() for o, t in held]
-    records = [{"owner": "process" if fl.owner is PROCESS else "description",
-                "description": of_key[key] if fl.owner is PROCESS else index[id(fl.owner)],
+    records = [{"owner": "description" if fl.ofd else "process",
+                **({} if fl.ofd else {"pid": fl.owner.task.pid}),
+                "description": index[id(fl.owner)] if fl.ofd else of_key[key],
                 "type": fl.type, "start": hex(fl.start), "end": hex(fl.end)}
                for key, held in book.records.items() for fl in held]
     leases = [{"description": index[id(le.owner)], "type": le.type, "breaking": le.breaking,
@@ -273,7 +282,8 @@ def restore_locks(p, rec: dict, files: list) -> None:
         f = files[e["description"]]
         ofd = e["owner"] == "description"
         book.records.setdefault(file_key(f), []).append(
-            RecordLock(f if ofd else PROCESS, e["type"], e["start"], e["end"], ofd))
+            RecordLock(f if ofd else p.sys.processes.get(e.get("pid"), p), e["type"],
+                       e["start"], e["end"], ofd))
     for e in rec.get("leases", []):
         f = files[e["description"]]
         book.leases.setdefault(file_key(f), []).append(

@@ -22,6 +22,7 @@ from ..timers import Timers
 from .fsutil import s32
 from .registry import syscall
 
+QUANTUM = 1_000_000   # sched.QUANTUM (not imported: sched imports the kernel)
 STATUS_BUDGET = 137  # as --max-memory: the guest is killed (SIGKILL), as by the OOM killer
 CSIGNAL = 0xFF
 CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
@@ -89,12 +90,21 @@ def fork_process(p, *, stack: int = 0, tls: int | None = None, share_vm: bool = 
     if share_vm:
         child.borrowed_from, child.borrow_regs = p, {**p.cpu.snapshot_registers(), **regs}
         p.lent_to = child
+        # the engine's count is the parent's until the child's first turn: the parent parks
+        # at this call, which counts once, when it returns (Process._park takes it back)
+        p.lent_count = child.borrow_base = p.cpu.instructions - 1
     else:
         wire(child)
         cpu.instructions = 0  # its own count starts now; the parent's stays the parent's
         cpu.write_many(regs)
     system.processes[pid] = child
     system.forked = True
+    # others can run now: this turn gets a quantum at most (System.turn keeps its end)
+    p.cpu.end_turn_within(QUANTUM)
+    t = system.turn
+    if t is not None and t[0] == p.task.pid:
+        end = p.cpu.instructions + QUANTUM
+        t[1] = end if t[1] is None else min(t[1], end)
     return child
 
 
@@ -140,6 +150,10 @@ def _clone(p, flags, stack, parent_tid, child_tid, tls):
                      f"(only SIGCHLD is served); refused with EINVAL")
         raise SyscallError(E.EINVAL, "clone: exit signal other than SIGCHLD")
     vfork = bool(flags & CLONE_VM and flags & CLONE_VFORK)
+    if flags & CLONE_VM and not vfork:  # refused before anything is made
+        p.sys.refuse("clone(CLONE_VM)", "vsnap: clone(CLONE_VM) without CLONE_VFORK shares "
+                     "memory between running processes, which vsnap cannot; refused")
+        raise SyscallError(E.EINVAL, "clone: CLONE_VM without CLONE_VFORK")
     child = fork_process(p, stack=stack, tls=tls if flags & CLONE_SETTLS else None,
                          share_vm=vfork)
     pid = child.task.pid
@@ -156,10 +170,6 @@ def _clone(p, flags, stack, parent_tid, child_tid, tls):
         p.vfork_child = pid
         raise Blocked(f"vfork: waiting for child {pid} to exec or exit",
                       lambda: child.ended is not None or child.execd)
-    if flags & CLONE_VM:
-        p.sys.refuse("clone(CLONE_VM)", "vsnap: clone(CLONE_VM) without CLONE_VFORK shares "
-                     "memory between running processes, which vsnap cannot; refused")
-        raise SyscallError(E.EINVAL, "clone: CLONE_VM without CLONE_VFORK")
     return pid
 
 
@@ -174,10 +184,11 @@ def sys_wait4(p, pid, wstatus, options, rusage):
         raise Blocked("wait4 for a child", lambda: _news(
             lambda o: table.wait(me, pid, o), options | WEXITED))
     child, status = got
+    times = _reaped(p, child)
     if wstatus:
         p.write(wstatus, struct.pack("<i", status))
     if rusage:
-        p.write(rusage, _rusage(p, child))
+        p.write(rusage, _rusage(times))
     return child
 
 
@@ -194,13 +205,14 @@ def sys_waitid(p, idtype, id_, infop, options, rusage):
         raise Blocked("waitid for a child", lambda: _news(
             lambda o: table.waitid(me, idtype, id_, o), options))
     child, status = got
+    times = _reaped(p, child)
     code, value = siginfo_of(status)
     if infop:
         info = struct.pack("<iiii", S.SIGCHLD, 0, code, 0)
         info += struct.pack("<iIi4xqq", child, p.task.uid, value, 0, 0)
         p.write(infop, info.ljust(128, b"\0"))
     if rusage:
-        p.write(rusage, _rusage(p, child))
+        p.write(rusage, _rusage(times))
     return 0
 
 
@@ -212,11 +224,21 @@ def _news(look, options) -> bool:
         return True
 
 
-def _rusage(p, child: int) -> bytes:
-    """struct rusage of a child that was waited for: its CPU time as the virtual clock
-    counts it (1 ns per instruction, 1 us per system call); the rest 0."""
-    from ..clock import NS_PER_INSTRUCTION, SYSCALL_NS
-    insns, calls = p.sys.child_times.pop(child, (0, 0))
-    user, system = insns * NS_PER_INSTRUCTION, calls * SYSCALL_NS
+def _reaped(p, child: int) -> tuple[int, int]:
+    """A child's CPU time (user, system ns, its own waited children's included) once the
+    wait took it away: added to the waiter's RUSAGE_CHILDREN, as Linux's wait does. A stop
+    or continue report, or a WNOWAIT look, leaves it: (0, 0) then."""
+    if p.sys.table.get(child) is not None:
+        return 0, 0
+    user, system = p.sys.child_times.pop(child, (0, 0))
+    p.children_ns[0] += user
+    p.children_ns[1] += system
+    return user, system
+
+
+def _rusage(times: tuple[int, int]) -> bytes:
+    """struct rusage with the CPU time (the virtual clock's: 1 ns per instruction, 1 us
+    per system call); the rest 0."""
+    user, system = times
     return struct.pack("<qqqq", user // 10**9, user % 10**9 // 1000,
                        system // 10**9, system % 10**9 // 1000).ljust(144, b"\0")

@@ -185,7 +185,7 @@ def check_cpu(p) -> None:
     soft, hard = p.limits.values[C.RLIMIT_CPU]
     if soft == INF:
         return
-    used = p.sys.clock.cpu_ns
+    used = p.cpu_ns
     if hard != INF and used >= hard * NS:
         p.signals.post(S.SigInfo(S.SIGKILL, S.SI_KERNEL))
         return

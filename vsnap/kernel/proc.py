@@ -138,4 +138,7 @@ def sys_sched_getaffinity(p, pid, size, mask):
 @syscall("sched_yield", "")
 def sys_sched_yield(p):
     """int sched_yield(void);"""
+    if len(p.sys.processes) > 1:
+        p.yielded = True  # the turn ends after this call: the next process runs
+        p.cpu.stop()
     return 0

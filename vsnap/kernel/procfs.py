@@ -336,7 +336,7 @@ def _stat(p) -> bytes:
     thread's own pending set, blocked, ignored, caught)."""
     tk, e, z, m = p.task, p.exec, _sizes(p), _sigmasks(p)
     tick = 10**9 // CLK_TCK  # user and system time, as times() counts them
-    utime, stime = p.sys.clock.user_ns // tick, p.sys.clock.system_ns // tick
+    utime, stime = p.user_ns // tick, p.system_ns // tick
     tty = 0x8800 if any(p.sys.console.isatty(s) for s in ("stdin", "stdout", "stderr")) else 0
     fields = [tk.pid, f"({e.comm})", "R", tk.ppid, tk.pgid, tk.sid, tty, tk.pgid if tty else -1,
               0, 0, 0, 0, 0, utime, stime, 0, 0, 20, 0, 1, 0, 0, z["size"], z["size"] // PAGE,

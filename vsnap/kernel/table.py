@@ -24,6 +24,7 @@ NOTES: dict[str, tuple[str, str]] = {
     "getrandom": ("differs", "a seeded stream (--seed): the same bytes in every run"),
     "uname": ("differs", "fixed: Linux 6.1.0-vsnap, host name vsnap"),
     "sched_getaffinity": ("differs", "one CPU"),
+    "sched_yield": ("differs", "ends the process's turn when another could run"),
     "clock_gettime": ("differs", "virtual clocks"),
     "gettimeofday": ("differs", "the virtual clock"),
     "time": ("differs", "the virtual clock"),
@@ -32,10 +33,12 @@ NOTES: dict[str, tuple[str, str]] = {
     "clock_nanosleep": ("differs", "the virtual clock, as nanosleep"),
     "kill": ("differs", "guest processes only: vsnap (999) and the guest's init (1) EPERM"),
     "clone": ("differs", "processes only: CLONE_THREAD, shared tables and namespaces EINVAL; "
-                         "CLONE_VM needs CLONE_VFORK, and the child gets a copy of memory"),
+                         "CLONE_VM needs CLONE_VFORK (then the child runs in the parent's "
+                         "memory, as vfork)"),
     "clone3": ("refuses", "ENOSYS: libc falls back to clone"),
     "chroot": ("refuses", "EPERM (no CAP_SYS_CHROOT), after the path's own errors"),
-    "vfork": ("differs", "the parent waits as on Linux, but the child has a copy of its memory"),
+    "vfork": ("differs", "as Linux: the child runs in the parent's memory (on its engine) "
+                         "while the parent waits for its exec or exit"),
     "execve": ("differs", "static x86-64 ELF inside the root, or #! scripts; others ENOEXEC"),
     "execveat": ("differs", "as execve"),
     "ioctl": ("differs", "terminal requests only; others ENOTTY"),
@@ -54,12 +57,12 @@ NOTES: dict[str, tuple[str, str]] = {
                            "EDEADLK and a notice"),
     "mknod": ("differs", "device files: EPERM; a FIFO open that would wait forever: "
                          "EDEADLK and a notice"),
-    "pipe": ("differs", "a wait no other guest process could end (one process for now) "
-                        "ends the run with one line, status 1; no pipe-user-pages limits"),
-    "pipe2": ("differs", "O_NOTIFICATION_PIPE: ENOPKG (no watch queues); a wait no other "
-                         "guest process could end ends the run with one line, status 1"),
-    "setrlimit": ("differs", "RSS, NPROC, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are "
-                             "kept and reported, not enforced"),
+    "pipe": ("differs", "a wait no guest process could end (a deadlock) ends the run with "
+                        "one line, status 1; no pipe-user-pages limits"),
+    "pipe2": ("differs", "O_NOTIFICATION_PIPE: ENOPKG (no watch queues); a deadlock ends "
+                         "the run with one line, status 1"),
+    "setrlimit": ("differs", "RSS, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are kept "
+                             "and reported, not enforced (NPROC is: fork EAGAIN)"),
     "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),
     "setitimer": ("differs", "the virtual clocks: ITIMER_VIRTUAL counts 1 ns an "
                              "instruction, ITIMER_PROF also 1 us a system call"),

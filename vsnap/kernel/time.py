@@ -25,7 +25,7 @@ def _now(p, clock: int) -> int:
                  C.CLOCK_BOOTTIME):
         return p.sys.clock.monotonic_ns
     if clock in (C.CLOCK_PROCESS_CPUTIME_ID, C.CLOCK_THREAD_CPUTIME_ID):
-        return p.sys.clock.cpu_ns  # CPU time: not what sleeps skip
+        return p.cpu_ns  # this process's CPU time: not what sleeps skip, nor others
     raise SyscallError(E.EINVAL, f"clock {clock}")
 
 
@@ -109,8 +109,8 @@ def sys_times(p, buf):
     """clock_t times(struct tms *buf);"""
     tick = NS // 100  # USER_HZ
     if buf:  # user time: the instructions; system time: the system calls (clock.py)
-        p.write(buf, struct.pack("<qqqq", p.sys.clock.user_ns // tick, p.sys.clock.system_ns // tick,
-                                 0, 0))
+        p.write(buf, struct.pack("<qqqq", p.user_ns // tick, p.system_ns // tick,
+                                 p.children_ns[0] // tick, p.children_ns[1] // tick))
     return p.sys.clock.monotonic_ns // tick
 
 
@@ -121,10 +121,10 @@ RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 def sys_getrusage(p, who, usage):
     """int getrusage(int who, struct rusage *usage);"""
     who = s32(who)
-    if who == RUSAGE_CHILDREN:  # one process: no children, so nothing to add up
-        user = system = 0
+    if who == RUSAGE_CHILDREN:  # the children it has waited for (and theirs)
+        user, system = p.children_ns
     elif who in (RUSAGE_SELF, RUSAGE_THREAD):
-        user, system = p.sys.clock.user_ns, p.sys.clock.system_ns
+        user, system = p.user_ns, p.system_ns
     else:
         raise SyscallError(E.EINVAL, f"who {who}")
     p.write(usage, structs.pack_timeval(user) + structs.pack_timeval(system) + bytes(112))

@@ -45,14 +45,14 @@ def cpu_clock(p, clockid: int) -> int:
 
 def itimer_now(p, which: int) -> int:
     """The CPU clock of ITIMER_VIRTUAL (user time) or ITIMER_PROF (user + system)."""
-    return p.sys.clock.user_ns if which == C.ITIMER_VIRTUAL else p.sys.clock.cpu_ns
+    return p.user_ns if which == C.ITIMER_VIRTUAL else p.cpu_ns
 
 
 def now_on(p, clock: int) -> int:
     if clock == C.CLOCK_REALTIME:
         return p.sys.clock.realtime_ns
     if clock in CPU_CLOCKS:
-        return p.sys.clock.cpu_ns
+        return p.cpu_ns
     return p.sys.clock.monotonic_ns
 
 
@@ -111,22 +111,23 @@ def next_deadline(p) -> int | None:
     if sig.alarm_deadline is not None:
         times.append(c.at_monotonic(sig.alarm_deadline))
     virtual, prof = p.timers.itimers[C.ITIMER_VIRTUAL], p.timers.itimers[C.ITIMER_PROF]
+    user, cpu = p.user_ns, p.cpu_ns  # this process's CPU clocks: its own instructions
     if virtual.deadline is not None:
-        times.append(c.at_user(virtual.deadline))
+        times.append(p.at_own(virtual.deadline, user))
     if prof.deadline is not None:
-        times.append(c.at_cpu(prof.deadline))
+        times.append(p.at_own(prof.deadline, cpu))
     for t in p.timers.posix.values():
         if t.deadline is None or t.notify == C.SIGEV_NONE:
             continue  # SIGEV_NONE: nothing happens at expiry; timer_gettime computes it
         if t.clock in CPU_CLOCKS:
-            times.append(c.at_cpu(t.deadline))
+            times.append(p.at_own(t.deadline, cpu))
         elif t.clock == C.CLOCK_REALTIME:
             times.append(c.at_monotonic(t.deadline - c.boot_realtime_ns))
         else:
             times.append(c.at_monotonic(t.deadline))
     for limit in p.limits.values[C.RLIMIT_CPU]:
         if limit != INF:
-            times.append(c.at_cpu(limit * NS))
+            times.append(p.at_own(limit * NS, cpu))
     return min(times) if times else None
 
 

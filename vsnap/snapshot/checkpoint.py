@@ -17,7 +17,7 @@ from ..guestram import touched_pages
 from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
-from . import descriptions, pipeimage
+from . import descriptions, pipeimage, tree
 from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
@@ -58,6 +58,10 @@ NOT_PRESERVED = [
     "Saved pages are copied into the resumed guest's memory, and checked, before it runs; "
     "DragonFly BSD maps them from the checkpoint file instead, which ties the running "
     "process to that file (on Linux, truncating it would kill the process).",
+    "Several processes are one image (tree.json, procs/PID/): every live process, the "
+    "process table with its zombies, and each open file description once, shared again by "
+    "every process that held it. Not kept: MAP_SHARED anonymous memory shared between "
+    "processes and a vfork child running in its parent's memory (both refused).",
     "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
     "page by page, and its ends come back shared by the same descriptors.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
@@ -184,6 +188,10 @@ def _kernel(m) -> dict:
         "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
         "refused": dict(sorted(p.sys.refused.items())),
         "syscall_count": p.sys.syscall_count,
+        # the process's own share of the counts (its CPU clocks), and its waited children's
+        "accounts": {"retired": p.sys.retired, "own_instructions": p.instructions,
+                     "own_syscalls": p.syscalls,
+                     "children_ns": list(p.children_ns)},
         **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
@@ -196,18 +204,6 @@ def _kernel(m) -> dict:
     }
 
 
-def one_process(m) -> None:
-    """An image holds one process: refuse a guest that has forked (children alive or not
-    yet waited for) rather than save a part of it as if it were the whole."""
-    table = m.system.table
-    pids = [q.pid for q in table.processes()]
-    if len(pids) > 1:
-        raise CannotSave(f"vsnap: cannot save this guest: it has {len(pids)} processes "
-                         f"({', '.join(map(str, pids))}, zombies included) and vsnap images "
-                         f"hold one process so far; save before the first fork or after "
-                         f"the last child was waited for")
-
-
 def _registers(m) -> dict:
     return {"registers": {name: hexs(v) for name, v in m.cpu.snapshot_registers().items()}}
 
@@ -216,20 +212,32 @@ def _registers(m) -> dict:
 def _parts(m):
     """The image's parts; a ghost file's part reads the file as it is written, so the parts
     are only good inside this block."""
-    one_process(m)
-    memory, chunks = _memory(m)
+    procs = tree.processes(m)  # the first process, then the others (tree.py)
+    current = m.system.current
+    m._switch(procs[0])
     try:
-        fds, opened = descriptions.save(m, chunks)
+        memory, chunks = _memory(m)
+        fds, opened = descriptions.save(m, chunks, procs)
     except OSError as e:
+        m._switch(current)
         raise CannotSave(f"vsnap: cannot save this guest: reading its open files failed "
                          f"({e.strerror or e})") from None
+    except BaseException:
+        m._switch(current)
+        raise
     try:
         regs, kernel = _registers(m), _kernel(m)
+        others: dict = {}
+        tree.save_others(m, procs, others, _memory, _registers, _kernel, program_record)
+        chunks.update(others)
+        chunks[tree.TREE] = dumps(tree.record(m, procs, fds))
+        fds.pop("tables", None)
         if PLANTED_BUG:
             _plant(PLANTED_BUG, m, regs, fds, kernel, memory, chunks)
         yield {"registers.json": dumps(regs), "fds.json": dumps(fds),
                "kernel.json": dumps(kernel), "memory.json": dumps(memory), **chunks}
     finally:
+        m._switch(current)
         for part in opened:
             part.close()
 

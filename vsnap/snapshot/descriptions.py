@@ -170,14 +170,21 @@ def check(img, vfs) -> list[str]:
 
 # the fd table --------------------------------------------------------------------------------
 
-def save(m, parts: dict) -> tuple[dict, list]:
-    """fds.json's content, and the parts' FileRanges to close once the image is written."""
-    table = m.process.fds
-    descs = table.descriptions()
+def save(m, parts: dict, procs=None) -> tuple[dict, list]:
+    """fds.json's content, and the parts' FileRanges to close once the image is written.
+    With `procs` (a tree: the first process first), every description any of them holds is
+    saved once, and "tables" lists the fds of each process but the first."""
+    procs = procs or [m.process]
+    table = procs[0].fds
+    descs = []
+    for q in procs:
+        for f in q.fds.descriptions():
+            if not any(f is d for d in descs):
+                descs.append(f)
     for f in descs:
         kind = KINDS.get(f.kind)
         if kind is None or f.stream not in kind.streams:
-            fd = next(n for n, e in sorted(table.fds.items()) if e.file is f)
+            fd = next(n for q in procs for n, e in sorted(q.fds.fds.items()) if e.file is f)
             what = f"a {f.kind}" + (f" ({f.stream})" if f.stream else "")
             raise CannotSave(f"vsnap: cannot save this guest: fd {fd} is {what} open on "
                              f"{f.path}, which vsnap cannot checkpoint yet")
@@ -189,15 +196,20 @@ def save(m, parts: dict) -> tuple[dict, list]:
         for i, f in enumerate(descs):
             out.append({"id": i, "kind": f.kind, "path": f.path, "flags": f.flags,
                         "offset": f.offset, "stream": f.stream, **KINDS[f.kind].save(f, ctx)})
-        fds = [{"fd": fd, "description": next(i for i, d in enumerate(descs) if d is e.file),
-                "cloexec": e.cloexec} for fd, e in sorted(table.fds.items())]
+        def fds_of(t):
+            return [{"fd": fd, "description": next(i for i, d in enumerate(descs)
+                                                    if d is e.file),
+                     "cloexec": e.cloexec} for fd, e in sorted(t.fds.items())]
+        fds = fds_of(table)
+        tables = [{"pid": q.task.pid, "fds": fds_of(q.fds), "highest_fd": q.fds.high}
+                  for q in procs[1:]]
         locks = locks_record(m.process, descs)
     except BaseException:
         for r in opened:
             r.close()
         raise
     return {"inodes": records, "descriptions": out, "fds": fds, "highest_fd": table.high,
-            "locks": locks, "pipes": pipeimage.saved_pipes(ctx)}, opened
+            "locks": locks, "pipes": pipeimage.saved_pipes(ctx), "tables": tables}, opened
 
 
 def parse(r, d, parts: dict) -> tuple[list, list, list]:

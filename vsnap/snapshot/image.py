@@ -19,7 +19,7 @@ from ..fdtable import MAX_FDS
 from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
-from . import descriptions, mapped, pipeimage
+from . import descriptions, mapped, pipeimage, tree
 from .named import parse_removed
 from .codec import ImageError, load_json_part
 from .fields import Reader
@@ -57,6 +57,7 @@ class Image:
     inodes: list       # the files and directories open, one per inode (snapshot/inodes.py)
     locks: dict        # fds.json's file locks and highest fd (see _locks)
     written_by: str | None = None   # the vsnap version in the manifest (None: an older image)
+    tree: dict | None = None   # the other processes, the table (snapshot/tree.py); None: older
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
         """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
@@ -87,8 +88,28 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     written_by = manifest.get("vsnap")
     if written_by is not None:
         written_by = Reader(where, "manifest.json").str(written_by, "vsnap", 100)
+    procs = tree.parse(parts, where, len(descs), kernel["process"]["pid"], parse_process)
     return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, inodes,
-                 locks, written_by)
+                 locks, written_by, procs)
+
+
+def parse_process(parts: dict[str, bytes], where: str) -> dict:
+    """Another process of a tree: its program, registers, kernel state and memory (its
+    fds are tree.json's, on the tree's descriptions)."""
+    prog = _program(Reader(where, "program.json"),
+                    load_json_part(parts, "program.json", where))
+    regs = _registers(Reader(where, "registers.json"),
+                      load_json_part(parts, "registers.json", where))
+    kernel = _kernel(Reader(where, "kernel.json"), load_json_part(parts, "kernel.json", where))
+    mem = load_json_part(parts, "memory.json", where)
+    vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
+                                   kernel["memory_limit"])
+    for v in vmas:
+        if "file" in v and ("description" in v["file"] or "ghost" in v["file"]):
+            Reader(where, "memory.json").fail("vmas", "a deleted file's mapping")
+    blobs = {n: b for n, b in parts.items() if n.startswith("memory/")}
+    return {"program": prog, "registers": regs, "kernel": kernel, "vmas": vmas,
+            "brk_start": brk_start, "brk": brk, "blobs": blobs}
 
 
 def _program(r: Reader, p) -> dict:
@@ -190,6 +211,7 @@ def _locks(r: Reader, d: dict, descs: list) -> dict:
             r.fail(p, "end before start")
         out["records"].append({
             "owner": r.choice(r.key(e, "owner", p), p + ".owner", {"process", "description"}),
+            **({"pid": r.int(e["pid"], p + ".pid", 1, 1 << 22)} if "pid" in e else {}),
             "description": r.int(r.key(e, "description", p), p + ".description", 0, last),
             "type": r.int(r.key(e, "type", p), p + ".type", 0, 1), "start": start, "end": end})
     seen = set()
@@ -266,6 +288,7 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        "accounts": _accounts(r, d, instructions),
         **pipeimage.parse_kernel(r, d),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
                     for what, n in list(refused.items())[:4096]},
@@ -277,6 +300,25 @@ def _kernel(r: Reader, d) -> dict:
         "not_preserved": [r.str(x, "not_preserved") for x in
                           r.list(d.get("not_preserved", []), "not_preserved", 100)],
     }
+
+
+def _accounts(r: Reader, d: dict, instructions: int) -> dict:
+    """Whose the counts are: instructions of processes that ended before the save
+    (retired), the process's own system calls, its waited children's CPU time. Images from
+    before processes: all the process's own."""
+    calls = r.int(r.key(d, "syscall_count", ""), "syscall_count")
+    a = r.obj(d.get("accounts", {"retired": 0, "own_syscalls": calls,
+                                  "children_ns": [0, 0]}), "accounts")
+    ns = r.list(r.key(a, "children_ns", "accounts"), "accounts.children_ns", 2)
+    if len(ns) != 2:
+        r.fail("accounts.children_ns", "expected [user ns, system ns]")
+    retired = r.int(r.key(a, "retired", "accounts"), "accounts.retired", 0, instructions)
+    return {"retired": retired,
+            "own_instructions": r.int(a.get("own_instructions", instructions - retired),
+                                      "accounts.own_instructions", 0, instructions - retired),
+            "own_syscalls": r.int(r.key(a, "own_syscalls", "accounts"),
+                                  "accounts.own_syscalls", 0, calls),
+            "children_ns": [r.int(x, "accounts.children_ns", 0) for x in ns]}
 
 
 def _exec(r: Reader, e) -> dict | None:

@@ -12,7 +12,7 @@ from ..memory import PAGE
 from ..trace import disassemble
 from .image import Image
 
-VIEWS = ("summary", "fds", "mems", "regs", "kernel")
+VIEWS = ("summary", "fds", "mems", "regs", "kernel", "tree")
 
 DIFFERS_FROM_LINUX = [
     "The saved state is vsnap's emulated process, not a Linux kernel's: there is no kernel "
@@ -79,6 +79,9 @@ def render(img: Image, view: str) -> str:
         return _mems(img)
     if view == "regs":
         return _regs(img)
+    if view == "tree":
+        from .treeview import render as tree
+        return tree(img)
     return _kernel(img)
 
 
@@ -105,6 +108,9 @@ def _summary(img: Image) -> str:
         f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
         f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
         *_pipe_summary(img),
+        *([f"processes    {len(img.tree['table'].processes())} (the first one's parts are "
+           f"the ones above; vsnap inspect IMAGE tree draws them all)"]
+          if img.tree is not None and len(img.tree["table"].processes()) > 1 else []),
         f"clock        {k['clock']['monotonic_ns'] / 1e9:.6f} s since the guest's boot: "
         f"{n * NS_PER_INSTRUCTION / 1e9:.6f} s of instructions, "
         f"{k['clock']['system_ns'] / 1e9:.6f} s of {k['syscall_count']} system calls, "
@@ -300,6 +306,9 @@ def as_json(img: Image, view: str) -> str:
         obj = {n: f"{v:#x}" for n, v in img.registers.items()}
     elif view == "kernel":
         obj = img.kernel
+    elif view == "tree":
+        from .treeview import _procs
+        obj = {str(pid): p for pid, p in _procs(img).items()}
     else:
         obj = {"program": img.program, "instructions": img.kernel["instructions"],
                "rip": f"{img.registers['rip']:#x}", "regions": len(img.vmas),
@@ -326,6 +335,8 @@ def diff(a: Image, b: Image) -> str:
     ia, ib = a.kernel["instructions"], b.kernel["instructions"]
     if ia != ib:
         lines.append(f"instructions: {ia} -> {ib}")
+    from .treeview import diff as tree_diff
+    lines += tree_diff(a, b)
     regs = [n for n in a.registers if a.registers[n] != b.registers[n]]
     lines.append(f"registers: {len(regs)} changed")
     lines += [f"  {n:<7} {a.registers[n]:#x} -> {b.registers[n]:#x}" for n in regs]

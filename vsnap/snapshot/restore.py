@@ -62,6 +62,8 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
                          f"give one with --root")
     p = Plan(image, program, root)
     vfs = Sandbox(root)
+    for rec in (image.tree or {}).get("processes", [])[1:]:
+        rec["host"] = _program_of(image, rec, program, vfs)
     problems = (check_cwd(image.kernel["process"], vfs) + descriptions.check(image, vfs)
                 + mapped.check(image, vfs))
     if problems and not force:
@@ -73,6 +75,28 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
     return p
 
 
+def _program_of(image: Image, rec: dict, first: str, vfs) -> str:
+    """The host file a tree's other process runs: by its guest path in the root (it exec'd
+    it there), or the first process's program (it was forked from it)."""
+    prog = rec["image"]["program"]
+    where = f"{image.where} (process {rec['pid']})"
+    candidates = []
+    if prog["guest_path"]:
+        try:
+            candidates.append(vfs.resolve(prog["guest_path"], "/").host)
+        except Exception:  # a path that no longer resolves: the other candidates
+            pass
+    candidates += [first, prog["path"]]
+    for host in candidates:
+        try:
+            if host and file_sha256(host) == prog["sha256"]:
+                return host
+        except OSError:
+            continue
+    raise ImageError(f"{where}: its program {prog['guest_path'] or prog['path']} is not there "
+                     f"or is not the program that was saved (its SHA-256 differs)")
+
+
 def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     """A running Machine made from a checked plan. With `unchecked` (memory parts the loader
     left unhashed), their bytes are copied into the guest and checked there before it is
@@ -81,24 +105,7 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     img = p.image
     m = Machine.blank(p.program, root=p.root, console=console,
                       max_memory=img.kernel["memory_limit"])
-    # expand the stack, read the stack and the data segment back (and the other mappings)
-    for v in img.vmas:
-        # an image holds one process: its shared anonymous memory is its own again
-        m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"],
-                  growsdown=v["growsdown"], shared=v["shared"] and "file" not in v)
-        if v["source"] == "program":
-            m.mem.write(v["start"], m.program.image_bytes(v["start"], v["end"]))
-        else:
-            blob = img.blobs[v["part"]]
-            for first, count, offset in v["pages"]:
-                addr, size = v["start"] + first * PAGE, count * PAGE
-                dest = m.mem.ram_view(addr, size) if unchecked is not None else None
-                if dest is not None and v["part"] in unchecked.blobs:
-                    unchecked.place(v["part"], offset, dest)  # copied below, as it is checked
-                else:
-                    m.mem.write_bulk(addr, blob[offset:offset + size])
-        if v["prot"] != 3:
-            m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
+    _fill_memory(m, img.vmas, img.blobs, unchecked)
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
     _kernel_state(m, img.kernel)
     # reopen and seek each file (after the kernel state: the inode numbers move with them)
@@ -111,9 +118,13 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
                           f"opened again ({e.strerror or e}"
                           + (f": {e.filename}" if e.filename else "") + ")") from None
     m.process.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
+    if img.tree is not None:
+        _tree(m, img, files)  # the other processes, the table (before the locks they own)
     restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
-    m.instructions = img.kernel["instructions"]
+    accounts = img.kernel["accounts"]
+    m.system.retired = accounts["retired"]  # instructions of processes ended before the save
+    m.cpu.instructions = accounts["own_instructions"]
     if unchecked is not None:
         try:
             unchecked.fill()
@@ -121,6 +132,81 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
             m.close()  # the half-made machine is dropped, never handed out
             raise ImageError(f"{img.where}: {e}") from None
     return m
+
+
+def _fill_memory(m, vmas: list, blobs: dict, unchecked=None) -> None:
+    """Expand the stack, read the stack and the data segment back (and the other mappings)
+    into the machine's current process."""
+    for v in vmas:
+        # a process's shared anonymous memory is its own again (tree.processes refuses a
+        # tree in which two processes share it)
+        m.mem.map(v["start"], v["end"] - v["start"], 3, v["kind"], v["name"],
+                  growsdown=v["growsdown"], shared=v["shared"] and "file" not in v)
+        if v["source"] == "program":
+            m.mem.write(v["start"], m.program.image_bytes(v["start"], v["end"]))
+        else:
+            blob = blobs[v["part"]]
+            for first, count, offset in v["pages"]:
+                addr, size = v["start"] + first * PAGE, count * PAGE
+                dest = m.mem.ram_view(addr, size) if unchecked is not None else None
+                if dest is not None and v["part"] in unchecked.blobs:
+                    unchecked.place(v["part"], offset, dest)  # copied below, as it is checked
+                else:
+                    m.mem.write_bulk(addr, blob[offset:offset + size])
+        if v["prot"] != 3:
+            m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
+
+
+def _tree(m, img, files: list) -> None:
+    """The other processes of a tree, each on new hardware, and the process table."""
+    from ..sched import parked_when_saved
+    from ..hardware import new_hardware
+    from ..kernel.core import Process
+    from ..loader import read_program
+    from ..sched import wire
+    system, t = m.system, img.tree
+    system.table = t["table"]
+    system.rr_last, system.forked, system.turn = t["rr_last"], t["forked"], t["turn"]
+    system.child_times = dict(t["child_times"])
+    init = system.init
+    for rec in t["processes"][1:]:
+        one = rec["image"]
+        cpu, mem = new_hardware(img.kernel["memory_limit"])
+        q = Process(system, cpu, mem)
+        system.processes[rec["pid"]] = q
+        q.program = read_program(rec["host"])
+        q.exe_host, q.exe_guest = rec["host"], one["program"]["guest_path"]
+        cpu.watch_rdtsc(q.program.rdtsc_candidates())
+        m._switch(q)
+        _fill_memory(m, one["vmas"], one["blobs"])
+        mem.brk_start, mem.brk = one["brk_start"], one["brk"]
+        _process_state(q, one["kernel"])
+        for e in rec["fds"]:
+            q.fds.adopt(e["fd"], files[e["description"]], e["cloexec"])
+        q.fds.high = max([rec["highest_fd"], *(e["fd"] for e in rec["fds"])])
+        cpu.restore_registers(one["registers"])
+        cpu.instructions = one["kernel"]["accounts"]["own_instructions"]
+        wire(q)
+    m._switch(init)
+    for rec in t["processes"]:
+        q = system.processes[rec["pid"]]
+        q.memo, q.vfork_child, q.execd = rec["memo"], rec["vfork_child"], rec["execd"]
+        if rec["parked"]:
+            q.blocked = parked_when_saved()
+
+
+def _process_state(q, k: dict) -> None:
+    """What kernel.json holds of one process (the rest is the system's)."""
+    for name, value in k["process"].items():
+        setattr(q.task, name, value)
+    for name, value in (k.get("exec") or {}).items():
+        setattr(q.exec, name, value)
+    q.limits, q.timers = k["limits"], k["timers"]
+    apply_limits(q)
+    q.signals = k["signals"]
+    q.syscalls = k["accounts"]["own_syscalls"]
+    q.children_ns = list(k["accounts"]["children_ns"])
+    q.pending_write = k.get("pending_write")
 
 
 def _kernel_state(m, k: dict) -> None:
@@ -139,6 +225,8 @@ def _kernel_state(m, k: dict) -> None:
     system.unknown_reported = set(k["unknown_syscalls_reported"])
     system.refused = dict(k["refused"])
     system.syscall_count = k["syscall_count"]
+    kern.syscalls = k["accounts"]["own_syscalls"]
+    kern.children_ns = list(k["accounts"]["children_ns"])
     pipeimage.restore_kernel(m, k)
 
 
