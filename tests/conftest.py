@@ -299,3 +299,13 @@ _CHROOT_OK: bool | None = None
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", default=False,
                      help="nightly-style: ten times the generated workload examples")
+
+
+def pytest_configure(config):
+    # the long tier, for tests that pick their example counts when their module loads (the
+    # state machines): VSNAP_SLOW=1 in every worker
+    if config.getoption("--slow"):
+        os.environ["VSNAP_SLOW"] = "1"
+
+
+SLOW = os.environ.get("VSNAP_SLOW") == "1"  # read again by the modules that need it

@@ -134,3 +134,23 @@ def test_a_damaged_tree_is_refused_with_one_line(builds, tmp_path):
     with pytest.raises(ImageError) as e:
         restore(str(tmp_path / "bad.img"), root=str(root))
     assert "\n" not in str(e.value) and "tree.json" in str(e.value)
+
+
+def test_vsnap_check_and_diff_work_on_trees(builds, tmp_path):
+    prog = builds.get("proc_pipes", "musl")
+    run = [sys.executable, "-m", "vsnap"]
+    check = subprocess.run([*run, "check", "--examples", "12", prog], cwd=tmp_path,
+                           capture_output=True, timeout=600)
+    assert check.returncode == 0 and check.stdout.startswith(b"vsnap check: transparent"), \
+        check.stdout + check.stderr
+    m = measure(Guest(prog))
+    a, b = m.syscalls[2], m.syscalls[len(m.syscalls) // 2]  # before the first fork, after
+    for k, name in ((a, "a.img"), (b, "b.img")):
+        out = subprocess.run([*run, "run", "--save-at", str(k), "-o", name, "--exit", "--log",
+                              str(tmp_path / "log"), prog], cwd=tmp_path, capture_output=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+    diff = subprocess.run([*run, "diff", "a.img", "b.img"], cwd=tmp_path,
+                          capture_output=True, timeout=60)
+    assert diff.returncode in (0, 1) and b"Traceback" not in diff.stderr
+    assert b"processes:" in diff.stdout, diff.stdout

@@ -74,12 +74,7 @@ class Image:
 
 def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     prog = _program(Reader(where, "manifest.json"), manifest.get("program"))
-    regs = _registers(Reader(where, "registers.json"),
-                      load_json_part(parts, "registers.json", where))
-    kernel = _kernel(Reader(where, "kernel.json"), load_json_part(parts, "kernel.json", where))
-    mem = load_json_part(parts, "memory.json", where)
-    vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
-                                   kernel["memory_limit"])
+    regs, kernel, vmas, brk_start, brk = _process(parts, where)
     fds_part = load_json_part(parts, "fds.json", where)
     inodes, descs, fds = descriptions.parse(Reader(where, "fds.json"), fds_part, parts)
     locks = _locks(Reader(where, "fds.json"), fds_part, descs)
@@ -98,18 +93,24 @@ def parse_process(parts: dict[str, bytes], where: str) -> dict:
     fds are tree.json's, on the tree's descriptions)."""
     prog = _program(Reader(where, "program.json"),
                     load_json_part(parts, "program.json", where))
-    regs = _registers(Reader(where, "registers.json"),
-                      load_json_part(parts, "registers.json", where))
-    kernel = _kernel(Reader(where, "kernel.json"), load_json_part(parts, "kernel.json", where))
-    mem = load_json_part(parts, "memory.json", where)
-    vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
-                                   kernel["memory_limit"])
+    regs, kernel, vmas, brk_start, brk = _process(parts, where)
     for v in vmas:
         if "file" in v and ("description" in v["file"] or "ghost" in v["file"]):
             Reader(where, "memory.json").fail("vmas", "a deleted file's mapping")
     blobs = {n: b for n, b in parts.items() if n.startswith("memory/")}
     return {"program": prog, "registers": regs, "kernel": kernel, "vmas": vmas,
             "brk_start": brk_start, "brk": brk, "blobs": blobs}
+
+
+def _process(parts: dict[str, bytes], where: str) -> tuple:
+    """(registers, kernel state, vmas, brk_start, brk) of one process's parts."""
+    regs = _registers(Reader(where, "registers.json"),
+                      load_json_part(parts, "registers.json", where))
+    kernel = _kernel(Reader(where, "kernel.json"), load_json_part(parts, "kernel.json", where))
+    mem = load_json_part(parts, "memory.json", where)
+    vmas, brk_start, brk = _memory(Reader(where, "memory.json"), mem, parts,
+                                   kernel["memory_limit"])
+    return regs, kernel, vmas, brk_start, brk
 
 
 def _program(r: Reader, p) -> dict:

@@ -23,7 +23,12 @@ DIFFERS_FROM_LINUX = [
     "The clock in the image is vsnap's virtual clock: 1 ns per instruction, 1 us per system "
     "call, plus the time slept, so a pending timer fires at the same instruction after a "
     "resume (Linux's clock is the host's, and a timer's signal lands wherever it lands).",
-    "vsnap has one process: the pid, group and session in the image have no other members.",
+    "The scheduler's state is vsnap's and is saved: every guest process runs in turn inside "
+    "one host process (round robin, 1,000,000 instructions a turn), so the image holds where "
+    "the turn was and who waited in a call; Linux's scheduler state is not part of a "
+    "checkpoint, and its interleaving differs from run to run.",
+    "Pids are virtual (1000, 1001, ...; vsnap is 999, the guest's init 1) and kept by a "
+    "resume; CRIU needs the same pids free on the host, DragonFly gives new ones.",
 ]
 
 
