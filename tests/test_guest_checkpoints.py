@@ -113,3 +113,22 @@ def test_the_promise_holds_around_the_call(builds, tmp_path):
     for k in sorted({*calls[-12:], m.length // 2, m.length - 1}):
         for j in (k - 1, k, k + 1):
             assert_transparent(g, [j], reference=m.outcome, base=tmp_path)
+
+
+def test_control_e_on_the_terminal_checkpoints_the_guest(builds, tmp_path):
+    """^E in a line typed on the guest's terminal (a real pseudo-terminal here): SIGCKPT to
+    the guest's process group, whose default action saves it; the ^E itself is not read."""
+    import pty
+    prog = builds.get("ckpt_signals", "musl")
+    master, slave = pty.openpty()
+    p = subprocess.Popen([*VSNAP, "run", "--ckptfile", "key.ckpt", prog, "line"],
+                         cwd=tmp_path, stdin=slave, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    os.write(master, b"ab\x05cd\n")
+    out, err = p.communicate(timeout=60)
+    os.close(master)
+    assert out == b"read: abcd\nafter the line\n", err
+    assert (tmp_path / "key.ckpt").exists()
+    resumed = vsnap("resume", "key.ckpt", cwd=tmp_path)
+    assert resumed.stdout == b"read: abcd\nafter the line\n"

@@ -1,6 +1,7 @@
 /* SIGCKPT and SIGCKPTEXIT: by default the guest is saved to the template and goes on (or
  * ends); a handler takes the place of that. "wait" sleeps until a SIGCKPT from outside
- * (vsnap save PID --signal) has been taken. */
+ * (vsnap save PID --signal) has been taken; "line" reads a line of the terminal (^E in it:
+ * SIGCKPT, as DragonFly's tty driver sends it). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,13 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(mode, "handler"))
         signal(SIGCKPT, on);
+    if (!strcmp(mode, "line")) {   /* a line from the terminal, perhaps with ^E in it */
+        char buf[256];
+        if (fgets(buf, sizeof buf, stdin))
+            printf("read: %s", buf);
+        printf("after the line\n");
+        return 0;
+    }
     printf("before\n");
     fflush(stdout);
     raise(!strcmp(mode, "exit") ? SIGCKPTEXIT : SIGCKPT);
