@@ -97,7 +97,8 @@ def _program_of(image: Image, rec: dict, first: str, vfs) -> str:
                      f"or is not the program that was saved (its SHA-256 differs)")
 
 
-def build(p: Plan, console=None, unchecked: Unchecked | None = None):
+def build(p: Plan, console=None, unchecked: Unchecked | None = None, retval: int = 1,
+          size: int | None = None):
     """A running Machine made from a checked plan. With `unchecked` (memory parts the loader
     left unhashed), their bytes are copied into the guest and checked there before it is
     returned (ImageError if they do not match)."""
@@ -122,6 +123,13 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
         _tree(m, img, files)  # the other processes, the table (before the locks they own)
     restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
+    if img.kernel.get("ckpt_return"):  # saved by sys_checkpoint: the call returns `retval`
+        m.cpu.write("rax", retval & (2**64 - 1))
+    if size is not None:  # the file a sys_checkpoint wrote this image into: after the image
+        for f, d in zip(files, img.descriptions):
+            rec = img.inodes[d["inode"]] if "inode" in d else None
+            if rec and rec.get("identity", {}).get("holds_image"):
+                f.offset = d["offset"] + size
     accounts = img.kernel["accounts"]
     m.system.retired = accounts["retired"]  # instructions of processes ended before the save
     m.cpu.instructions = accounts["own_instructions"]
@@ -231,22 +239,24 @@ def _kernel_state(m, k: dict) -> None:
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
-                  where: str = "image"):
+                  where: str = "image", retval: int = 1):
     """restore() from an image held in memory (vsnap.testing's quick path: no file, no
     fsync); every check is the same."""
     from .codec import decode
     deferred: list[Unchecked] = []
     manifest, parts = decode(data, where, defer=deferred)
     p = plan(parse(manifest, parts, where), root=root, program=program, force=force)
-    return build(p, console, deferred[0]), p.warnings
+    return build(p, console, deferred[0], retval, len(data)), p.warnings
 
 
-def restore(path: str, *, root=None, program=None, force=False, console=None):
-    """Load, check and build: a Machine ready to continue where the image was saved."""
+def restore(path: str, *, root=None, program=None, force=False, console=None,
+            retval: int = 1):
+    """Load, check and build: a Machine ready to continue where the image was saved; a
+    sys_checkpoint call that made it returns `retval` (`vsnap resume --retval`)."""
     deferred: list[Unchecked] = []
     try:
         p = plan(load(path, deferred), root=root, program=program, force=force)
-        return build(p, console, deferred[0]), p.warnings
+        return build(p, console, deferred[0], retval, os.path.getsize(path)), p.warnings
     finally:
         for d in deferred:
             d.close()
