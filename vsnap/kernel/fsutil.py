@@ -86,8 +86,11 @@ def touch(p, host_fd: int, offset: int = 0, length: int | None = None, *,
     now = p.sys.clock.realtime_ns
     st = os.fstat(host_fd)
     os.utime(host_fd, ns=(now if atime else st.st_atime_ns, now))
-    if p.mem.files:
-        p.mem.file_changed((st.st_dev, st.st_ino), offset, length)
+    for q in [p, *(q for q in p.sys.processes.values() if q is not p)]:
+        # every process's mappings of it (a shrunk file's pages past its end must fault)
+        mem = getattr(q, "mem", None)
+        if mem is not None and mem.files:
+            mem.file_changed((st.st_dev, st.st_ino), offset, length)
 
 
 def touch_path(p, host_path: str) -> None:
