@@ -266,6 +266,11 @@ class FileMappings:
             if v.direct and min(end, v.end) > self._eof(v):
                 raise SyscallError(E.EFAULT, f"{v.name}: past the end of the file")
 
+    def direct_files(self, start: int, end: int) -> set:
+        """The host identities of the files direct VMAs in [start, end) map."""
+        i, j = self._range(start, end)
+        return {v.file.key for v in self.vmas[i:j] if v.direct}
+
     def sync(self, start: int, end: int) -> None:
         """msync(MS_SYNC): the files of the direct mappings in [start, end) reach the disk
         (their bytes are already the file's: read() sees them without it)."""

@@ -372,6 +372,7 @@ class AddressSpace(FileMappings):
 
     def close(self) -> None:
         """The guest is gone: let go of the host descriptors the mappings hold."""
+        self.closed = True
         for f in self.files.values():
             f.close()
         close = getattr(self.backend, "close", None)

@@ -26,6 +26,11 @@ class SharedFile(SharedMemory):
     def __init__(self, fd: int):
         # a descriptor of its own, open for writing (mmap MAP_SHARED with PROT_WRITE needs
         # it): the MappedFile's may be read-only (it may have been made for a private mapping)
-        self.fd = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+        # (O_NOATIME: mapping it must not stamp the host's clock on the file, as open_noatime)
+        path, flags = f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC
+        try:
+            self.fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
+        except PermissionError:  # EPERM: the host user does not own it
+            self.fd = os.open(path, flags)
         self.size = os.fstat(self.fd).st_size
         self.pages = 0

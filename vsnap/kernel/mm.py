@@ -7,6 +7,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import SyscallError
 from ..memory import PAGE, page_up
+from . import mapmtime
 from .fsutil import host_errors, s32, s64
 from .limits import check_brk, check_expand, check_protect
 from .registry import syscall
@@ -70,6 +71,8 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
     finally:
         if mf is not None and mf.pages == 0:
             mf.close()  # not mapped after all
+    if direct:
+        mapmtime.note(p, mf)
     return start
 
 
@@ -79,6 +82,7 @@ def sys_munmap(p, addr, length):
     if addr & (PAGE - 1) or length == 0:
         raise SyscallError(E.EINVAL, "munmap arguments")
     p.mem.unmap(addr, length)
+    mapmtime.settle(p.sys)  # a file mapped shared for writing no longer mapped
     return 0
 
 
@@ -140,6 +144,9 @@ def sys_msync(p, addr, length, flags):
     if flags & MS_SYNC:
         with host_errors():
             p.mem.sync(addr, end)
+    if flags & (MS_SYNC | MS_ASYNC):  # POSIX: the mtime has moved by now (mapmtime.py)
+        for key in p.mem.direct_files(addr, end):
+            mapmtime.stamp(p, key, p.sys.clock.realtime_ns)
     return 0
 
 

@@ -18,6 +18,7 @@ from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from . import descriptions, pipeimage, tree
+from ..kernel import mapmtime
 from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
@@ -231,6 +232,7 @@ def _parts(m):
     """The image's parts; a ghost file's part reads the file as it is written, so the parts
     are only good inside this block."""
     procs = tree.processes(m)  # the first process, then the others (tree.py)
+    mapmtime.pin(m.system)  # files mapped shared for writing: the mtime the guest sees
     current = m.system.current
     m._switch(procs[0])
     try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 
+from ..kernel import mapmtime
 from ..kernel.inodetimes import open_noatime
 from ..memory import PAGE
 from . import inodes
@@ -193,6 +194,8 @@ def attach(m, image, files: list) -> None:
             own = [v["start"] + (first + i) * PAGE for first, n in f["own"] for i in range(n)]
             m.mem.attach_file(v["start"], v["end"], mf, f["offset"], v["shared"], own,
                               direct=f["direct"])
+            if f["direct"]:
+                mapmtime.note(m.process, mf)
     finally:
         for fd in fds.values():
             os.close(fd)  # each MappedFile holds a dup of its own
