@@ -19,6 +19,9 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .abi import errno as E
+from .errors import SyscallError
+
 if TYPE_CHECKING:
     from .memory import Vma
 
@@ -112,7 +115,8 @@ class FileMappings:
             self.backend.protect(lo, hi - lo, v.prot)
             return
         eof = min(hi, max(lo, self._eof(v)))
-        at, shared = lo, v.prot & ~PROT_WRITE
+        # a direct mapping's pages are the file's own: writing them is writing the file
+        at, shared = lo, v.prot if v.direct else v.prot & ~PROT_WRITE
         for page in ([] if v.shared else self._own_in(lo, eof)):
             if page > at:
                 self.backend.protect(at, page - at, shared)
@@ -127,7 +131,7 @@ class FileMappings:
         """Read the file again into the pages of [lo, hi) of `v` it shares, and give every
         page there its permission."""
         eof = min(hi, max(lo, self._eof(v)))
-        at = lo
+        at = eof if v.direct else lo  # (the host keeps a direct mapping up to date)
         for page in ([] if v.shared else self._own_in(lo, eof)):
             if page > at:
                 self._load(v, at, page)
@@ -205,7 +209,7 @@ class FileMappings:
         its bytes, its file and its own pages; `old` is unmapped."""
         v = self.find(old)
         self.map(new, new_size, v.prot, v.kind, v.name, file=v.file,
-                 offset=v.offset + old - v.start, shared=v.shared)
+                 offset=v.offset + old - v.start, shared=v.shared, direct=v.direct)
         keep = min(size, new_size)
         mine = [p for p in range(old, old + keep, PAGE) if p in self.private]
         if v.file is None:
@@ -229,13 +233,51 @@ class FileMappings:
         return sorted(p for p in self.private if v.start <= p < v.end)
 
     def attach_file(self, start: int, end: int, file: MappedFile, offset: int, shared: bool,
-                    own: list[int]) -> None:
-        """Restore: the VMA [start, end), its bytes already in place, shares `file` from
-        `offset` again, except the pages `own`."""
+                    own: list[int], direct: bool = False) -> None:
+        """Restore: the VMA [start, end), its own pages `own` already in place, shares
+        `file` from `offset` again: the other pages are read from the file (or, `direct`,
+        are the file's own pages again)."""
         [i] = self._split(start, end)
-        v = self.vmas[i] = replace(self.vmas[i], file=file, offset=offset, shared=shared)
+        v = self.vmas[i] = replace(self.vmas[i], file=file, offset=offset, shared=shared,
+                                   direct=direct)
         self.files.setdefault(file.key, file)
         file.pages += v.size // PAGE
         self.private.update(own)
-        self._apply(v, start, end)
+        if direct:
+            self._share_file(v)
+        self._refresh(v, start, end)
+
+    def _share_file(self, v: Vma) -> None:
+        """The pages of direct VMA `v` become the host file's own (sharedfile.py)."""
+        from .sharedfile import SharedFile
+        shm = SharedFile(v.file.fd)
+        try:
+            self.backend.share(v.start, v.size, shm, v.offset)
+        finally:
+            if shm.pages == 0:
+                shm.close()
+
+    def check_eof(self, addr: int, size: int) -> None:
+        """The kernel must not touch a direct mapping's pages past the end of its file (the
+        host would get SIGBUS): EFAULT, as Linux gives for them."""
+        end = addr + max(size, 1)
+        i, j = self._range(addr, end)
+        for v in self.vmas[i:j]:
+            if v.direct and min(end, v.end) > self._eof(v):
+                raise SyscallError(E.EFAULT, f"{v.name}: past the end of the file")
+
+    def direct_files(self, start: int, end: int) -> set:
+        """The host identities of the files direct VMAs in [start, end) map."""
+        i, j = self._range(start, end)
+        return {v.file.key for v in self.vmas[i:j] if v.direct}
+
+    def sync(self, start: int, end: int) -> None:
+        """msync(MS_SYNC): the files of the direct mappings in [start, end) reach the disk
+        (their bytes are already the file's: read() sees them without it)."""
+        i, j = self._range(start, end)
+        done = set()
+        for v in self.vmas[i:j]:
+            if v.direct and v.file.key not in done:
+                done.add(v.file.key)
+                os.fdatasync(v.file.fd)
 

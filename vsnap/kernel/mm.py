@@ -7,6 +7,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import SyscallError
 from ..memory import PAGE, page_up
+from . import mapmtime
 from .fsutil import host_errors, s32, s64
 from .limits import check_brk, check_expand, check_protect
 from .registry import syscall
@@ -30,7 +31,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         raise SyscallError(E.EINVAL, "mmap arguments")
     if flags & (C.MAP_SHARED | C.MAP_PRIVATE) == 0:
         raise SyscallError(E.EINVAL, "neither MAP_SHARED nor MAP_PRIVATE")
-    mf, name, shared = None, "", bool(flags & C.MAP_SHARED)
+    mf, name, shared, direct = None, "", bool(flags & C.MAP_SHARED), False
     if not flags & C.MAP_ANONYMOUS:
         f = p.fds.get(s32(fd))
         if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
@@ -42,10 +43,9 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         acc = f.flags & C.O_ACCMODE
         if acc == C.O_WRONLY or shared and prot & C.PROT_WRITE and acc != C.O_RDWR:
             raise SyscallError(E.EACCES, f"{f.path} is not open for that access")
-        if shared and prot & C.PROT_WRITE:
-            # a write to the mapping would have to reach the file (write tracking and
-            # write-back at msync and munmap): not done, so refused rather than lost
-            raise SyscallError(E.ENODEV, f"vsnap cannot map {f.path} shared and writable")
+        # MAP_SHARED of a file open for writing maps the host file's own pages: stores
+        # reach the file (sharedfile.py); a read-only one may never become writable
+        direct = shared and acc == C.O_RDWR
         if s64(offset) < 0:
             raise SyscallError(E.EINVAL, "negative offset")
         with host_errors():
@@ -67,10 +67,12 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
     try:
         with host_errors():
             p.mem.map(start, length, prot & 7, "mmap", name, file=mf, offset=offset,
-                      shared=shared, growsdown=bool(flags & C.MAP_GROWSDOWN))
+                      shared=shared, growsdown=bool(flags & C.MAP_GROWSDOWN), direct=direct)
     finally:
         if mf is not None and mf.pages == 0:
             mf.close()  # not mapped after all
+    if direct:
+        mapmtime.note(p, mf)
     return start
 
 
@@ -80,6 +82,7 @@ def sys_munmap(p, addr, length):
     if addr & (PAGE - 1) or length == 0:
         raise SyscallError(E.EINVAL, "munmap arguments")
     p.mem.unmap(addr, length)
+    mapmtime.settle(p.sys)  # a file mapped shared for writing no longer mapped
     return 0
 
 
@@ -112,7 +115,7 @@ def sys_mremap(p, old, old_size, new_size, flags, new_addr):
         with host_errors():
             p.mem.map(old + old_size, new_size - old_size, vma.prot, vma.kind, vma.name,
                       file=vma.file, offset=vma.offset + old + old_size - vma.start,
-                      shared=vma.shared)
+                      shared=vma.shared, direct=vma.direct)
         return old
     if not flags & C.MREMAP_MAYMOVE:
         raise SyscallError(E.ENOMEM, "cannot grow in place")
@@ -120,6 +123,31 @@ def sys_mremap(p, old, old_size, new_size, flags, new_addr):
     with host_errors():
         p.mem.move(old, old_size, start, new_size)
     return start
+
+
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
+
+
+@syscall("msync", "ptr size hex")
+def sys_msync(p, addr, length, flags):
+    """int msync(void *addr, size_t length, int flags);"""
+    if addr & (PAGE - 1) or flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) \
+            or flags & MS_ASYNC and flags & MS_SYNC:
+        raise SyscallError(E.EINVAL, "msync arguments")
+    end = page_up(addr + length)
+    if end < addr:
+        raise SyscallError(E.ENOMEM, "msync range wraps")
+    if p.mem._overlap(addr, end) != end - addr:
+        raise SyscallError(E.ENOMEM, "msync of unmapped memory")
+    # a direct mapping's stores are in the file already (read() sees them): MS_SYNC only
+    # takes them to the disk; MS_ASYNC and MS_INVALIDATE have nothing left to do, as on Linux
+    if flags & MS_SYNC:
+        with host_errors():
+            p.mem.sync(addr, end)
+    if flags & (MS_SYNC | MS_ASYNC):  # POSIX: the mtime has moved by now (mapmtime.py)
+        for key in p.mem.direct_files(addr, end):
+            mapmtime.stamp(p, key, p.sys.clock.realtime_ns)
+    return 0
 
 
 @syscall("madvise", "ptr size int")
