@@ -124,3 +124,21 @@ def test_as_dragonfly_refuses_a_pipe(builds, flavour, tmp_path):
     d = vsnap("resume", "--as-dragonfly", img, cwd=root)
     assert d.returncode != 0 and d.stdout == b""
     assert d.stderr.count(b"\n") == 1 and b"fd 4 is a pipe" in d.stderr
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_dragonfly_resume_saves_and_resumes_under_its_new_pid(builds, flavour, tmp_path):
+    """The new pid is the guest's from then on: saved again, it comes back with it."""
+    img, root, before = saved(builds, flavour, tmp_path)
+    k = save_point(builds.get("dfly_ids", flavour), (), tmp_path)
+    again = tmp_path / "again.img"
+    d = vsnap("resume", "--as-dragonfly", img, "--save-at", k + 1, "-o", again, "--exit",
+              cwd=root)
+    assert d.returncode == 0 and again.exists(), d.stderr.decode()
+    assert b"after:" not in d.stdout
+    b = vsnap("resume", again, cwd=root)
+    assert b.returncode == 0, b.stderr.decode()
+    pid0 = ids(before)[b"before"][0]
+    pid = ids(b.stdout)[b"after"][0]
+    assert pid != pid0 and f"new pid {pid} instead of {pid0}".encode() in d.stderr
+    assert b"pid changed" in b.stdout and b"as-dragonfly" not in b.stderr

@@ -101,17 +101,32 @@ def _no_pipes(image, where: str) -> None:
                 f"restore pipes (checkpt(1)), vsnap does without --as-dragonfly")
 
 
+def fresh_table(pid: int, like: ProcessTable | None = None) -> ProcessTable:
+    """A process table holding only `pid`, as vsnap-as-shell's newly started program (with
+    `like`'s budget and pid_max)."""
+    like = like or ProcessTable()
+    row = asdict(Proc(pid, VIRTUAL_PARENT, pid, VIRTUAL_PARENT, execd=True, link=1))
+    return ProcessTable.load({
+        "version": 1, "max_processes": like.max_processes, "pid_max": like.pid_max,
+        "last_pid": pid, "next_link": 2, "processes": [row]})
+
+
+def adopt(m) -> None:
+    """After restore set the task's ids: the machine's books under the new pid (Machine.blank
+    put the process under the first pid; an image made before trees has no table of its own)."""
+    q = m.process
+    m.system.processes = {q.task.pid: q}
+    if m.system.table.get(q.task.pid) is None:
+        m.system.table = fresh_table(q.task.pid, m.system.table)
+
+
 def _table(image, old: int, pid: int) -> None:
-    """A fresh process table holding only the resumed process, and the scheduler's records
-    renamed to its new pid."""
+    """The tree's process table made fresh, and the scheduler's records renamed to the new
+    pid."""
     t = image.tree
     if t is None:
-        return
-    saved = t["table"]
-    row = asdict(Proc(pid, VIRTUAL_PARENT, pid, VIRTUAL_PARENT, execd=True, link=1))
-    t["table"] = ProcessTable.load({
-        "version": 1, "max_processes": saved.max_processes, "pid_max": saved.pid_max,
-        "last_pid": pid, "next_link": 2, "processes": [row]})
+        return  # adopt() makes the table
+    t["table"] = fresh_table(pid, t["table"])
     t["processes"][0]["pid"] = pid
     if t["rr_last"] == old:
         t["rr_last"] = pid

@@ -112,7 +112,7 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
     _kernel_state(m, img.kernel)
     if m.process.task.pid not in m.system.processes:  # --as-dragonfly's new pid
-        m.system.processes = {m.process.task.pid: m.process}
+        dragonfly.adopt(m)
     # reopen and seek each file (after the kernel state: the inode numbers move with them)
     try:
         files = descriptions.restore(m, img)
