@@ -144,10 +144,16 @@ def _stdio(image) -> list[str]:
         before = None if e is None else image.descriptions[e["description"]]
         if before is not None and before["kind"] == "console" and before["stream"] == stream:
             continue
-        image.descriptions.append({"kind": "console", "path": f"<{stream}>",
-                                   "flags": 0 if fd == 0 else 1, "offset": 0,
-                                   "stream": stream})
-        new = {"fd": fd, "cloexec": False, "description": len(image.descriptions) - 1}
+        console = {"kind": "console", "path": f"<{stream}>", "flags": 0 if fd == 0 else 1,
+                   "offset": 0, "stream": stream}
+        if e is not None and _only_here(image, e["description"]):
+            # nothing else holds that file: it is not opened (nor checked) on resume at all
+            image.descriptions[e["description"]] = console
+            _drop_inode(image, before["inode"])
+            new = {"fd": fd, "cloexec": False, "description": e["description"]}
+        else:
+            image.descriptions.append(console)
+            new = {"fd": fd, "cloexec": False, "description": len(image.descriptions) - 1}
         if e is None:
             image.fds.append(new)
             changed.append(f"fd {fd} (closed) is the resumer's {stream}")
@@ -156,6 +162,30 @@ def _stdio(image) -> list[str]:
             changed.append(f"fd {fd} ({before['path']}) is the resumer's {stream}")
     image.fds.sort(key=lambda e: e["fd"])
     return changed
+
+
+def _only_here(image, i: int) -> bool:
+    """Description i is a file or directory held by one fd only: no other fd, no mapping,
+    no lock names it."""
+    if image.descriptions[i]["kind"] not in ("file", "dir"):
+        return False
+    if sum(e["description"] == i for e in image.fds) != 1:
+        return False
+    if any((v.get("file") or {}).get("description") == i for v in image.vmas):
+        return False
+    return not any(isinstance(x, dict) and x.get("description") == i
+                   for group in image.locks.values() if isinstance(group, list)
+                   for x in group)
+
+
+def _drop_inode(image, ino: int) -> None:
+    """Inode record `ino`, if no description uses it any more, out of the image."""
+    if any(d.get("inode") == ino for d in image.descriptions):
+        return
+    del image.inodes[ino]
+    for d in image.descriptions:
+        if d.get("inode", -1) > ino:
+            d["inode"] -= 1
 
 
 def _notice(old: dict, new: dict, stdio: list[str]) -> str:
