@@ -112,6 +112,16 @@ def test_as_dragonfly_refuses_a_deleted_open_file(builds, flavour, tmp_path):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_as_dragonfly_refuses_a_deleted_mapped_file(builds, flavour, tmp_path):
+    img, root, _ = saved(builds, flavour, tmp_path, "ghostmap")
+    d = vsnap("resume", "--as-dragonfly", img, cwd=root)
+    assert d.returncode != 0 and d.stdout == b""
+    assert d.stderr.count(b"\n") == 1 and b"/mapped.txt was deleted while mapped" in d.stderr
+    b = vsnap("resume", img, cwd=root)
+    assert b.returncode == 0 and b"pid unchanged" in b.stdout
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_as_dragonfly_refuses_a_tree(builds, flavour, tmp_path):
     img, root, _ = saved(builds, flavour, tmp_path, "fork")
     d = vsnap("resume", "--as-dragonfly", img, cwd=root)

@@ -1,12 +1,14 @@
 /* What DragonFly's checkpt(1) cannot keep, seen from inside: the ids before and after a save
  * (the save is made at the sched_yield() call, the test's marker), a file written before it,
  * and with an argument, something DragonFly refuses: a deleted-but-open file ("ghost"), a
- * child ("fork"), a pipe ("pipe"), or stdout moved onto a file ("redirect"). */
+ * deleted mapped one ("ghostmap"), a child ("fork"), a pipe ("pipe"), or stdout moved onto a
+ * file ("redirect"). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -36,6 +38,13 @@ int main(int argc, char **argv)
         int g = open("ghost.txt", O_CREAT | O_RDWR | O_TRUNC, 0644);
         write(g, "ghost\n", 6);
         unlink("ghost.txt");
+    } else if (!strcmp(what, "ghostmap")) {
+        int g = open("mapped.txt", O_CREAT | O_RDWR | O_TRUNC, 0644);
+        write(g, "mapped\n", 7);
+        if (mmap(0, 4096, PROT_READ, MAP_PRIVATE, g, 0) == MAP_FAILED)
+            return 1;
+        close(g);
+        unlink("mapped.txt");
     } else if (!strcmp(what, "fork")) {
         if (fork() == 0)
             _exit(0);

@@ -53,6 +53,7 @@ def apply(image) -> str:
     saved = image.kernel["process"]
     _one_process(image, where)
     _no_ghosts(image, where)
+    _no_deleted_mappings(image, where)
     _no_pipes(image, where)
     old = {k: saved[k] for k in ("pid", "ppid", "pgid", "sid", "uid", "gid")}
     pid = FIRST_PID if old["pid"] != FIRST_PID else FIRST_PID + 1
@@ -89,6 +90,16 @@ def _no_ghosts(image, where: str) -> None:
             f"vsnap: cannot resume {where} --as-dragonfly: {name} was deleted while {how}; "
             f"DragonFly does not retain references to deleted files (sys_checkpoint(2)), "
             f"vsnap would bring it back from the image without --as-dragonfly")
+
+
+def _no_deleted_mappings(image, where: str) -> None:
+    for v in image.vmas:
+        f = v.get("file")
+        if f is not None and f["identity"]["deleted"]:
+            raise DragonflyRefused(
+                f"vsnap: cannot resume {where} --as-dragonfly: {f['path']} was deleted while "
+                f"mapped at {v['start']:#x}; DragonFly cannot restore mappings of deleted "
+                f"files (sys_checkpoint(2)), vsnap would bring it back without --as-dragonfly")
 
 
 def _no_pipes(image, where: str) -> None:
