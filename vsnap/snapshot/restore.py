@@ -100,7 +100,8 @@ def _program_of(image: Image, rec: dict, first: str, vfs) -> str:
                      f"or is not the program that was saved (its SHA-256 differs)")
 
 
-def build(p: Plan, console=None, unchecked: Unchecked | None = None):
+def build(p: Plan, console=None, unchecked: Unchecked | None = None, retval: int = 1,
+          size: int | None = None):
     """A running Machine made from a checked plan. With `unchecked` (memory parts the loader
     left unhashed), their bytes are copied into the guest and checked there before it is
     returned (ImageError if they do not match)."""
@@ -123,10 +124,17 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
                           f"opened again ({e.strerror or e}"
                           + (f": {e.filename}" if e.filename else "") + ")") from None
     m.process.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
-    if img.tree is not None:
-        _tree(m, img, files)  # the other processes, the table (before the locks they own)
+    if img.tree is not None:  # the other processes, the table (before the locks they own)
+        _tree(m, img, files, retval)
     restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
+    if img.kernel.get("ckpt_return"):  # saved by sys_checkpoint: the call returns `retval`
+        m.cpu.write("rax", retval & (2**64 - 1))
+    if size is not None:  # the file a sys_checkpoint wrote this image into: after the image
+        for f, d in zip(files, img.descriptions):
+            rec = img.inodes[d["inode"]] if "inode" in d else None
+            if rec and rec.get("identity", {}).get("holds_image"):
+                f.offset = d["offset"] + size
     accounts = img.kernel["accounts"]
     m.system.retired = accounts["retired"]  # instructions of processes ended before the save
     m.cpu.instructions = accounts["own_instructions"]
@@ -162,7 +170,7 @@ def _fill_memory(m, vmas: list, blobs: dict, unchecked=None) -> None:
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
 
 
-def _tree(m, img, files: list) -> None:
+def _tree(m, img, files: list, retval: int = 1) -> None:
     """The other processes of a tree, each on new hardware, and the process table."""
     from ..sched import parked_when_saved
     from ..hardware import new_hardware
@@ -190,6 +198,8 @@ def _tree(m, img, files: list) -> None:
             q.fds.adopt(e["fd"], files[e["description"]], e["cloexec"])
         q.fds.high = max([rec["highest_fd"], *(e["fd"] for e in rec["fds"])])
         cpu.restore_registers(one["registers"])
+        if one["kernel"].get("ckpt_return"):  # its own sys_checkpoint made the image
+            cpu.write("rax", retval & (2**64 - 1))
         cpu.instructions = one["kernel"]["accounts"]["own_instructions"]
         wire(q)
     m._switch(init)
@@ -236,7 +246,7 @@ def _kernel_state(m, k: dict) -> None:
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
-                  where: str = "image", as_dragonfly=False):
+                  where: str = "image", retval: int = 1, as_dragonfly=False):
     """restore() from an image held in memory (vsnap.testing's quick path: no file, no
     fsync); every check is the same."""
     from .codec import decode
@@ -244,17 +254,18 @@ def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=
     manifest, parts = decode(data, where, defer=deferred)
     p = plan(parse(manifest, parts, where), root=root, program=program, force=force,
              as_dragonfly=as_dragonfly)
-    return build(p, console, deferred[0]), p.warnings
+    return build(p, console, deferred[0], retval, len(data)), p.warnings
 
 
 def restore(path: str, *, root=None, program=None, force=False, console=None,
-            as_dragonfly=False):
-    """Load, check and build: a Machine ready to continue where the image was saved."""
+            retval: int = 1, as_dragonfly=False):
+    """Load, check and build: a Machine ready to continue where the image was saved; a
+    sys_checkpoint call that made it returns `retval` (`vsnap resume --retval`)."""
     deferred: list[Unchecked] = []
     try:
         p = plan(load(path, deferred), root=root, program=program, force=force,
                  as_dragonfly=as_dragonfly)
-        return build(p, console, deferred[0]), p.warnings
+        return build(p, console, deferred[0], retval, os.path.getsize(path)), p.warnings
     finally:
         for d in deferred:
             d.close()
