@@ -132,3 +132,13 @@ def test_control_e_on_the_terminal_checkpoints_the_guest(builds, tmp_path):
     assert (tmp_path / "key.ckpt").exists()
     resumed = vsnap("resume", "key.ckpt", cwd=tmp_path)
     assert resumed.stdout == b"read: abcd\nafter the line\n"
+
+
+def test_a_child_checkpoints_the_tree_and_its_call_returns_twice(builds, tmp_path):
+    prog = builds.get("ckpt_child", "musl")
+    first = vsnap("run", prog, cwd=tmp_path)
+    assert first.stdout == b"child: returned 0\nparent: done\n", first.stderr
+    again = vsnap("resume", "--retval", "5", "child.img", cwd=tmp_path)
+    assert (again.returncode, again.stdout) == (0, b"child: returned 5\nparent: done\n")
+    tree = vsnap("inspect", "child.img", "tree", cwd=tmp_path)
+    assert b"(1000)" in tree.stdout and b"(1001)" in tree.stdout

@@ -61,6 +61,7 @@ def _image(p, *, in_call: bool, returns: bool, bias: int) -> bytes:
     """The image of the guest as it will be just after this moment: from inside a system
     call, at the instruction after it (`bias` 2: Unicorn has not stepped over it yet), with
     that call's result set (`returns`: a resume makes it return the resumer's retval)."""
+    from ..errors import VsnapError
     from ..snapshot import image_bytes
     cpu = p.cpu
     rip, saved = cpu.read("rip"), cpu.snapshot_registers()
@@ -70,6 +71,9 @@ def _image(p, *, in_call: bool, returns: bool, bias: int) -> bytes:
     p.ckpt_return = returns
     try:
         return image_bytes(p.sys.machine)
+    except VsnapError as e:  # a moment vsnap cannot save (a vfork child in its parent's
+        p.sys.notice(str(e))  # memory, say): the call fails, and says why once
+        raise SyscallError(E.EBUSY, "vsnap cannot save this guest now") from None
     finally:
         p.ckpt_return = False
         cpu.restore_registers({n: saved[n] for n in ("rip", "rax", "rcx", "r11")})
@@ -178,5 +182,6 @@ def on_signal(p, signo: int, in_syscall: bool) -> None:
         p.sys.notice(f"vsnap: {'SIGCKPT' if signo == 62 else 'SIGCKPTEXIT'}: saved "
                      f"process {p.task.pid} to {guest}")
     except SyscallError as e:
-        p.sys.notice(f"vsnap: SIGCKPT: could not save process {p.task.pid}: {e}")
+        p.sys.notice(f"vsnap: {'SIGCKPT' if signo == 62 else 'SIGCKPTEXIT'}: could not save "
+                     f"process {p.task.pid}: {e}")
 

@@ -125,8 +125,8 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None, retval: int
                           f"opened again ({e.strerror or e}"
                           + (f": {e.filename}" if e.filename else "") + ")") from None
     m.process.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
-    if img.tree is not None:
-        _tree(m, img, files)  # the other processes, the table (before the locks they own)
+    if img.tree is not None:  # the other processes, the table (before the locks they own)
+        _tree(m, img, files, retval)
     restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
     if img.kernel.get("ckpt_return"):  # saved by sys_checkpoint: the call returns `retval`
@@ -171,7 +171,7 @@ def _fill_memory(m, vmas: list, blobs: dict, unchecked=None) -> None:
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
 
 
-def _tree(m, img, files: list) -> None:
+def _tree(m, img, files: list, retval: int = 1) -> None:
     """The other processes of a tree, each on new hardware, and the process table."""
     from ..sched import parked_when_saved
     from ..hardware import new_hardware
@@ -200,6 +200,8 @@ def _tree(m, img, files: list) -> None:
             q.fds.adopt(e["fd"], files[e["description"]], e["cloexec"])
         q.fds.high = max([rec["highest_fd"], *(e["fd"] for e in rec["fds"])])
         cpu.restore_registers(one["registers"])
+        if one["kernel"].get("ckpt_return"):  # its own sys_checkpoint made the image
+            cpu.write("rax", retval & (2**64 - 1))
         cpu.instructions = one["kernel"]["accounts"]["own_instructions"]
         wire(q)
     m._switch(init)
