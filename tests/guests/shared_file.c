@@ -125,6 +125,11 @@ int main(void)
     errno = 0;
     char *w = mmap(0, P, PROT_READ | PROT_WRITE, MAP_SHARED, rd, 0);
     printf("mmap ro-file rw=%s\n", w == MAP_FAILED ? strerror(errno) : "mapped");
+    m[2] = 'X';  /* a store by the writable mapping is in the read-only one at once */
+    lseek(rd, 0, SEEK_SET);
+    ssize_t into = read(rd, ro, 1);  /* the kernel may not write into it either */
+    int e7 = errno;
+    printf("ro sees '%.6s' read into it=%zd %s\n", ro, into, strerror(e7));
 
     /* ftruncate shrinks the file: pages wholly past the end are SIGBUS, the tail of the
      * last page reads as zeros */

@@ -31,7 +31,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         raise SyscallError(E.EINVAL, "mmap arguments")
     if flags & (C.MAP_SHARED | C.MAP_PRIVATE) == 0:
         raise SyscallError(E.EINVAL, "neither MAP_SHARED nor MAP_PRIVATE")
-    mf, name, shared, direct = None, "", bool(flags & C.MAP_SHARED), False
+    mf, name, shared, direct = None, "", bool(flags & C.MAP_SHARED), ""
     if not flags & C.MAP_ANONYMOUS:
         f = p.fds.get(s32(fd))
         if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
@@ -43,9 +43,9 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         acc = f.flags & C.O_ACCMODE
         if acc == C.O_WRONLY or shared and prot & C.PROT_WRITE and acc != C.O_RDWR:
             raise SyscallError(E.EACCES, f"{f.path} is not open for that access")
-        # MAP_SHARED of a file open for writing maps the host file's own pages: stores
-        # reach the file (sharedfile.py); a read-only one may never become writable
-        direct = shared and acc == C.O_RDWR
+        # MAP_SHARED maps the host file's own pages (sharedfile.py): stores reach the file,
+        # if it is open for writing ("rw"; else "r": it may never become writable)
+        direct = ("rw" if acc == C.O_RDWR else "r") if shared else ""
         if s64(offset) < 0:
             raise SyscallError(E.EINVAL, "negative offset")
         with host_errors():
@@ -71,7 +71,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
     finally:
         if mf is not None and mf.pages == 0:
             mf.close()  # not mapped after all
-    if direct:
+    if direct == "rw":
         mapmtime.note(p, mf)
     return start
 
