@@ -81,9 +81,23 @@ def sys_munmap(p, addr, length):
     """int munmap(void *addr, size_t length);"""
     if addr & (PAGE - 1) or length == 0:
         raise SyscallError(E.EINVAL, "munmap arguments")
+    stored = p.mem.direct_files(addr, page_up(addr + length)) if p.mem.files else set()
     p.mem.unmap(addr, length)
+    _show_stores(p, stored)
     mapmtime.settle(p.sys)  # a file mapped shared for writing no longer mapped
     return 0
+
+
+def _show_stores(p, keys) -> None:
+    """Private mappings of the files `keys` (in every process) show in the pages they still
+    share with the file the stores that direct mappings made (Linux shows them at once;
+    vsnap, which sees no store, at msync and munmap of the direct mapping)."""
+    for key in keys:
+        for q in p.sys.processes.values():
+            mem = getattr(q, "mem", None)
+            if mem is not None and key in mem.files and not getattr(mem, "closed", False):
+                with host_errors():
+                    mem.file_changed(key, 0, None)
 
 
 @syscall("mprotect", "ptr size prot")
@@ -144,9 +158,11 @@ def sys_msync(p, addr, length, flags):
     if flags & MS_SYNC:
         with host_errors():
             p.mem.sync(addr, end)
+    stored = p.mem.direct_files(addr, end)
     if flags & (MS_SYNC | MS_ASYNC):  # POSIX: the mtime has moved by now (mapmtime.py)
-        for key in p.mem.direct_files(addr, end):
+        for key in stored:
             mapmtime.stamp(p, key, p.sys.clock.realtime_ns)
+    _show_stores(p, stored)
     return 0
 
 
