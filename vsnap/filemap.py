@@ -233,7 +233,7 @@ class FileMappings:
         return sorted(p for p in self.private if v.start <= p < v.end)
 
     def attach_file(self, start: int, end: int, file: MappedFile, offset: int, shared: bool,
-                    own: list[int], direct: bool = False) -> None:
+                    own: list[int], direct: str = "") -> None:
         """Restore: the VMA [start, end), its own pages `own` already in place, shares
         `file` from `offset` again: the other pages are read from the file (or, `direct`,
         are the file's own pages again)."""
@@ -250,21 +250,24 @@ class FileMappings:
     def _share_file(self, v: Vma) -> None:
         """The pages of direct VMA `v` become the host file's own (sharedfile.py)."""
         from .sharedfile import SharedFile
-        shm = SharedFile(v.file.fd)
+        shm = SharedFile(v.file.fd, writable=v.direct == "rw")
         try:
             self.backend.share(v.start, v.size, shm, v.offset)
         finally:
             if shm.pages == 0:
                 shm.close()
 
-    def check_eof(self, addr: int, size: int) -> None:
+    def check_eof(self, addr: int, size: int, write: bool = False) -> None:
         """The kernel must not touch a direct mapping's pages past the end of its file (the
-        host would get SIGBUS): EFAULT, as Linux gives for them."""
+        host would get SIGBUS), nor write to one without PROT_WRITE (the host's mapping of a
+        file open read-only is read-only: SIGSEGV): EFAULT, as Linux gives for them."""
         end = addr + max(size, 1)
         i, j = self._range(addr, end)
         for v in self.vmas[i:j]:
             if v.direct and min(end, v.end) > self._eof(v):
                 raise SyscallError(E.EFAULT, f"{v.name}: past the end of the file")
+            if v.direct and write and not v.prot & PROT_WRITE:
+                raise SyscallError(E.EFAULT, f"{v.name}: mapped without PROT_WRITE")
 
     def direct_files(self, start: int, end: int) -> set:
         """The host identities of the files direct VMAs in [start, end) map."""

@@ -59,8 +59,8 @@ class Vma:
     offset: int = 0                 # the file offset of `start`
     shared: bool = False            # MAP_SHARED: never the process's own copy
     growsdown: bool = False         # MAP_GROWSDOWN: an access just below extends it
-    direct: bool = False            # MAP_SHARED of a file open for writing: the host
-                                    # file's own pages (sharedfile.py)
+    direct: str = ""                # MAP_SHARED of a file: the host file's own pages
+                                    # (sharedfile.py), "rw" if open for writing, else "r"
 
     @property
     def size(self) -> int:
@@ -152,10 +152,10 @@ class AddressSpace(FileMappings):
     # changes -------------------------------------------------------------------------------
     def map(self, start: int, length: int, prot: int, kind: str, name: str = "", *,
             file: MappedFile | None = None, offset: int = 0, shared: bool = False,
-            growsdown: bool = False, direct: bool = False) -> Vma:
+            growsdown: bool = False, direct: str = "") -> Vma:
         """Map [start, start+length) fresh, replacing whatever was there: zeroed, or with
-        `file`'s pages from `offset` on, shared with the file until written (`direct`: the
-        host file's pages themselves, for MAP_SHARED of a file open for writing)."""
+        `file`'s pages from `offset` on, shared with the file until written (`direct`, "r"
+        or "rw": the host file's pages themselves, for MAP_SHARED)."""
         start, end = page_down(start), page_up(start + length)
         if start < LOWEST or end > HIGHEST or end <= start:
             raise SyscallError(E.ENOMEM, f"cannot map {start:#x}-{end:#x}")
@@ -172,7 +172,7 @@ class AddressSpace(FileMappings):
             if file is not None:
                 file.pages -= (end - start) // PAGE
         vma = Vma(start, end, prot, kind, name, file, offset, shared, growsdown,
-                  direct and file is not None)
+                  direct if file is not None else "")
         if file is not None:
             self.files.setdefault(file.key, file)
             file.pages += vma.size // PAGE
@@ -235,8 +235,8 @@ class AddressSpace(FileMappings):
         covered = 0
         for i in self._split(start, end):
             v = self.vmas[i]
-            if v.shared and v.file is not None and not v.direct and prot & PROT_WRITE:
-                # only a file open for writing is mapped direct: as Linux, EACCES
+            if v.shared and v.file is not None and v.direct != "rw" and prot & PROT_WRITE:
+                # a file open read-only: as Linux, EACCES
                 raise SyscallError(E.EACCES, f"the shared mapping of {v.name} cannot be "
                                              f"made writable: the file is not open for "
                                              f"writing")
@@ -389,7 +389,7 @@ class AddressSpace(FileMappings):
         """The kernel writes to guest memory (a read() into a buffer...): pages a private
         file mapping shares become the process's own first, as a CPU write would make them."""
         if self.files:
-            self.check_eof(addr, len(data))
+            self.check_eof(addr, len(data), write=True)
             self.write_fault(addr, len(data))
         self.backend.write(addr, bytes(data))
         self._code(addr, addr + len(data))

@@ -14,23 +14,32 @@ instead, and the kernel's own reads and writes of them are EFAULT (AddressSpace.
 """
 from __future__ import annotations
 
+import mmap
 import os
 
-from .sharedmem import SharedMemory
+from .sharedmem import _MAP_NORESERVE, PAGE, SharedMemory, _mmap_fixed
 
 
 class SharedFile(SharedMemory):
-    """A host file (its descriptor `fd`, reopened for reading and writing) mapped shared into
-    one or more engines. It lives while some engine maps a page of it, as SharedMemory does."""
+    """A host file (its descriptor `fd`, reopened) mapped shared into one or more engines,
+    for reading and writing when `writable`, else for reading only (a MAP_SHARED mapping of a
+    file the guest opened read-only: it can never be written, so the host's is read-only too).
+    It lives while some engine maps a page of it, as SharedMemory does."""
 
-    def __init__(self, fd: int):
-        # a descriptor of its own, open for writing (mmap MAP_SHARED with PROT_WRITE needs
-        # it): the MappedFile's may be read-only (it may have been made for a private mapping)
+    def __init__(self, fd: int, writable: bool = True):
+        # a descriptor of its own, open for writing when it must be (mmap MAP_SHARED with
+        # PROT_WRITE needs it): the MappedFile's may be read-only (made for a private mapping)
         # (O_NOATIME: mapping it must not stamp the host's clock on the file, as open_noatime)
-        path, flags = f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC
+        self.prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        path = f"/proc/self/fd/{fd}"
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC
         try:
             self.fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
         except PermissionError:  # EPERM: the host user does not own it
             self.fd = os.open(path, flags)
         self.size = os.fstat(self.fd).st_size
         self.pages = 0
+
+    def attach(self, host: int, offset: int, size: int) -> None:
+        _mmap_fixed(host, size, mmap.MAP_SHARED | _MAP_NORESERVE, self.fd, offset, self.prot)
+        self.pages += size // PAGE

@@ -52,6 +52,8 @@ int main(void)
     printf("mmap %s\n", m == MAP_FAILED ? strerror(errno) : "ok");
     if (m == MAP_FAILED)
         return 1;
+    char *priv = mmap(0, 2 * P, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    priv[P] = 'o';  /* its own page from now on */
     memcpy(m, "STORED", 6);
     memcpy(m + P + 10, "second", 6);
     file_says(fd, "store", 0);
@@ -73,6 +75,8 @@ int main(void)
     printf("msync both=%d %s odd=%d %s bad=%d %s\n", both, strerror(e1), odd, strerror(e2),
            bad, strerror(e3));
     printf("msync unmapped=%d %s\n", gone, strerror(e4));
+    /* (Linux shows the stores in a private mapping's clean pages at once; vsnap by msync) */
+    printf("private sees '%.6s' own '%.4s'\n", priv, priv + P);
 
     /* /proc/self/maps: rw-s, the name and the inode */
     struct stat st;
@@ -125,6 +129,11 @@ int main(void)
     errno = 0;
     char *w = mmap(0, P, PROT_READ | PROT_WRITE, MAP_SHARED, rd, 0);
     printf("mmap ro-file rw=%s\n", w == MAP_FAILED ? strerror(errno) : "mapped");
+    m[2] = 'X';  /* a store by the writable mapping is in the read-only one at once */
+    lseek(rd, 0, SEEK_SET);
+    ssize_t into = read(rd, ro, 1);  /* the kernel may not write into it either */
+    int e7 = errno;
+    printf("ro sees '%.6s' read into it=%zd %s\n", ro, into, strerror(e7));
 
     /* ftruncate shrinks the file: pages wholly past the end are SIGBUS, the tail of the
      * last page reads as zeros */

@@ -36,10 +36,18 @@ def stamp(p, key, now_ns: int) -> None:
         kept[0] = now_ns
 
 
+def _put(fd: int, t: int) -> None:
+    """The host file's mtime becomes `t`, if it is not: a needless utime would move the host's
+    ctime, and relatime would then stamp the atime at the next read by anyone."""
+    st = os.fstat(fd)
+    if st.st_mtime_ns != t:
+        os.utime(fd, ns=(st.st_atime_ns, t))
+
+
 def pin(system) -> None:
     """Put the kept mtimes on the host files (a checkpoint is about to read them)."""
     for t, fd in system.mapped_mtimes.values():
-        os.utime(fd, ns=(os.fstat(fd).st_atime_ns, t))
+        _put(fd, t)
 
 
 def settle(system) -> None:
@@ -53,6 +61,6 @@ def settle(system) -> None:
     for key in [k for k in system.mapped_mtimes if k not in live]:
         t, fd = system.mapped_mtimes.pop(key)
         try:
-            os.utime(fd, ns=(os.fstat(fd).st_atime_ns, t))
+            _put(fd, t)
         finally:
             os.close(fd)

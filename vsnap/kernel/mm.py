@@ -31,7 +31,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         raise SyscallError(E.EINVAL, "mmap arguments")
     if flags & (C.MAP_SHARED | C.MAP_PRIVATE) == 0:
         raise SyscallError(E.EINVAL, "neither MAP_SHARED nor MAP_PRIVATE")
-    mf, name, shared, direct = None, "", bool(flags & C.MAP_SHARED), False
+    mf, name, shared, direct = None, "", bool(flags & C.MAP_SHARED), ""
     if not flags & C.MAP_ANONYMOUS:
         f = p.fds.get(s32(fd))
         if f.kind == "dev" and f.stream == "zero":  # /dev/zero: anonymous memory, as Linux
@@ -43,9 +43,9 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
         acc = f.flags & C.O_ACCMODE
         if acc == C.O_WRONLY or shared and prot & C.PROT_WRITE and acc != C.O_RDWR:
             raise SyscallError(E.EACCES, f"{f.path} is not open for that access")
-        # MAP_SHARED of a file open for writing maps the host file's own pages: stores
-        # reach the file (sharedfile.py); a read-only one may never become writable
-        direct = shared and acc == C.O_RDWR
+        # MAP_SHARED maps the host file's own pages (sharedfile.py): stores reach the file,
+        # if it is open for writing ("rw"; else "r": it may never become writable)
+        direct = ("rw" if acc == C.O_RDWR else "r") if shared else ""
         if s64(offset) < 0:
             raise SyscallError(E.EINVAL, "negative offset")
         with host_errors():
@@ -71,7 +71,7 @@ def sys_mmap(p, addr, length, prot, flags, fd, offset):
     finally:
         if mf is not None and mf.pages == 0:
             mf.close()  # not mapped after all
-    if direct:
+    if direct == "rw":
         mapmtime.note(p, mf)
     return start
 
@@ -81,9 +81,23 @@ def sys_munmap(p, addr, length):
     """int munmap(void *addr, size_t length);"""
     if addr & (PAGE - 1) or length == 0:
         raise SyscallError(E.EINVAL, "munmap arguments")
+    stored = p.mem.direct_files(addr, page_up(addr + length)) if p.mem.files else set()
     p.mem.unmap(addr, length)
+    _show_stores(p, stored)
     mapmtime.settle(p.sys)  # a file mapped shared for writing no longer mapped
     return 0
+
+
+def _show_stores(p, keys) -> None:
+    """Private mappings of the files `keys` (in every process) show in the pages they still
+    share with the file the stores that direct mappings made (Linux shows them at once;
+    vsnap, which sees no store, at msync and munmap of the direct mapping)."""
+    for key in keys:
+        for q in p.sys.processes.values():
+            mem = getattr(q, "mem", None)
+            if mem is not None and key in mem.files and not getattr(mem, "closed", False):
+                with host_errors():
+                    mem.file_changed(key, 0, None)
 
 
 @syscall("mprotect", "ptr size prot")
@@ -144,9 +158,11 @@ def sys_msync(p, addr, length, flags):
     if flags & MS_SYNC:
         with host_errors():
             p.mem.sync(addr, end)
+    stored = p.mem.direct_files(addr, end)
     if flags & (MS_SYNC | MS_ASYNC):  # POSIX: the mtime has moved by now (mapmtime.py)
-        for key in p.mem.direct_files(addr, end):
+        for key in stored:
             mapmtime.stamp(p, key, p.sys.clock.realtime_ns)
+    _show_stores(p, stored)
     return 0
 
 

@@ -39,6 +39,9 @@ PART_OF_KIND = {"stack": "memory/stack.bin", "data": "memory/data.bin",
 NOT_PRESERVED = [
     "Text pages are not in the image: they are re-read from the program file, which must "
     "have the recorded SHA-256.",
+    "File mappings keep only what is not the file's: a private mapping's pages the process "
+    "wrote; the rest, and every page of a MAP_SHARED mapping, is the file's and comes back "
+    "from it (by path, offset and the file's identity), so it must be unchanged.",
     "Descriptors on the terminal (stdin, stdout, stderr, /dev/tty) are reattached to the "
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
     "printed is not replayed.",

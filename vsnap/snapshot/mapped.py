@@ -13,8 +13,8 @@ an open file must). A deleted one is the same inode as an open description's (th
 mapping shares that description's ghost), or it travels in the image as a ghost of its own.
 Only a private mapping's own pages (those it wrote) are saved; the rest come back from the
 file on resume, which is why it must be unchanged. A MAP_SHARED mapping of a file open for
-writing ("direct": true, sharedfile.py) is saved by reference only: path, offset, length
-and the file's identity, never a page; a resume maps the file again. A 16 MiB file mapped
+writing or not ("direct": "rw" or "r", sharedfile.py) is saved by reference only: path,
+offset, length and the file's identity, never a page; a resume maps the file again. A 16 MiB file mapped
 shared costs the image a few hundred bytes.
 """
 from __future__ import annotations
@@ -63,7 +63,7 @@ def record(m, v, seen: dict, parts: dict) -> dict:
     out = {"path": f.path, "offset": hexs(v.offset), "own": _runs(m.mem.own_pages(v), v.start),
            **seen[f.key]}
     if v.direct:
-        out["direct"] = True  # the file's own pages: nothing of them is in the image
+        out["direct"] = v.direct  # the file's own pages: nothing of them is in the image
     return out
 
 
@@ -122,7 +122,7 @@ def parse(r: Reader, f, path: str, npages: int, parts: dict) -> dict:
         first = r.int(run[0], p, 0, npages - 1)
         own.append((first, r.int(run[1], p, 1, npages - first)))
     out["own"] = own
-    out["direct"] = r.bool(f.get("direct", False), path + ".direct")
+    out["direct"] = r.choice(f.get("direct", ""), path + ".direct", {"", "r", "rw"})
     if out["direct"] and own:
         r.fail(path, "a direct (shared) mapping with pages of its own")
     if "description" in f:
@@ -194,7 +194,7 @@ def attach(m, image, files: list) -> None:
             own = [v["start"] + (first + i) * PAGE for first, n in f["own"] for i in range(n)]
             m.mem.attach_file(v["start"], v["end"], mf, f["offset"], v["shared"], own,
                               direct=f["direct"])
-            if f["direct"]:
+            if f["direct"] == "rw":
                 mapmtime.note(m.process, mf)
     finally:
         for fd in fds.values():
