@@ -153,7 +153,9 @@ def check(image, vfs) -> list[str]:
         f = v.get("file")
         if f and not f["identity"]["deleted"]:
             named[f["path"]] = {"name": f["path"], "kind": "file", "identity": f["identity"]}
-    return inodes.check([named[p] for p in sorted(named)], vfs)
+    # what --force risks: the pages that were the file's come back from the file as it is now
+    return [f"{msg} (it is mapped: its new bytes would be in the guest's memory)"
+            for msg in inodes.check([named[p] for p in sorted(named)], vfs)]
 
 
 def _ghost(root: str, content: bytes, ident: dict) -> int:
