@@ -105,6 +105,9 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--program", help="where the program is now, if it moved")
     z.add_argument("--force", action="store_true", help="resume even if open files "
                    "changed since the save (say what is risked)")
+    z.add_argument("--as-dragonfly", action="store_true", help="resume as DragonFly BSD's "
+                   "checkpt(1) would: a new pid, process group and session, fds 0-2 from "
+                   "this terminal; refuse deleted-but-open files, pipes, several processes")
     z.add_argument("--strace", action="store_true", help="print each system call to stderr")
     z.add_argument("--stats", action="store_true", help="print instructions, system calls, "
                    "wall and virtual time at exit")
@@ -363,7 +366,8 @@ def cmd_resume(a) -> int:
     from .kernel import Console
     from .snapshot import restore
     m, warnings = restore(a.image, root=a.root, program=a.program, force=a.force,
-                          console=Console.host(), retval=a.retval)
+                          console=Console.host(), retval=a.retval,
+                          as_dragonfly=a.as_dragonfly)
     if a.ckptfile:
         m.system.ckpt_template = a.ckptfile
     m.log = _notice

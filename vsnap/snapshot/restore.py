@@ -18,7 +18,7 @@ from ..kernel.limits import apply as apply_limits
 from ..loader import file_sha256
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, mapped, pipeimage
+from . import descriptions, dragonfly, mapped, pipeimage
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -45,7 +45,10 @@ def load(path: str, defer=None) -> Image:
 
 
 def plan(image: Image, *, root: str | None = None, program: str | None = None,
-         force: bool = False) -> Plan:
+         force: bool = False, as_dragonfly: bool = False) -> Plan:
+    """Check everything a resume needs; with `as_dragonfly`, first change the image as
+    DragonFly's checkpt(1) would resume it (dragonfly.py), its notice last in the warnings."""
+    notice = dragonfly.apply(image) if as_dragonfly else None
     program = program or image.program["path"]
     try:
         digest = file_sha256(program)
@@ -71,7 +74,7 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                           + "; restore the file, or resume with --force to go on anyway")
     p.warnings = [f"vsnap: warning: --force: {msg}; the guest may misbehave"
-                  for msg in problems]
+                  for msg in problems] + ([notice] if notice else [])
     return p
 
 
@@ -109,6 +112,8 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None, retval: int
     _fill_memory(m, img.vmas, img.blobs, unchecked)
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
     _kernel_state(m, img.kernel)
+    if m.process.task.pid not in m.system.processes:  # --as-dragonfly's new pid
+        dragonfly.adopt(m)
     # reopen and seek each file (after the kernel state: the inode numbers move with them)
     try:
         files = descriptions.restore(m, img)
@@ -241,23 +246,25 @@ def _kernel_state(m, k: dict) -> None:
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
-                  where: str = "image", retval: int = 1):
+                  where: str = "image", retval: int = 1, as_dragonfly=False):
     """restore() from an image held in memory (vsnap.testing's quick path: no file, no
     fsync); every check is the same."""
     from .codec import decode
     deferred: list[Unchecked] = []
     manifest, parts = decode(data, where, defer=deferred)
-    p = plan(parse(manifest, parts, where), root=root, program=program, force=force)
+    p = plan(parse(manifest, parts, where), root=root, program=program, force=force,
+             as_dragonfly=as_dragonfly)
     return build(p, console, deferred[0], retval, len(data)), p.warnings
 
 
 def restore(path: str, *, root=None, program=None, force=False, console=None,
-            retval: int = 1):
+            retval: int = 1, as_dragonfly=False):
     """Load, check and build: a Machine ready to continue where the image was saved; a
     sys_checkpoint call that made it returns `retval` (`vsnap resume --retval`)."""
     deferred: list[Unchecked] = []
     try:
-        p = plan(load(path, deferred), root=root, program=program, force=force)
+        p = plan(load(path, deferred), root=root, program=program, force=force,
+                 as_dragonfly=as_dragonfly)
         return build(p, console, deferred[0], retval, os.path.getsize(path)), p.warnings
     finally:
         for d in deferred:
