@@ -18,7 +18,11 @@ from .errors import BuildFailed
 TARGET = "x86_64-linux-musl"
 # zig turns on UBSan at -O0, which makes undefined behaviour a trap instead of what C
 # programs (and a teaching tool's crash examples) expect: keep it off at every level
-CFLAGS = ("-O2", "-g", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-fno-sanitize=undefined")
+# <vsnap/checkpoint.h> (sys_checkpoint, SIGCKPT) for every guest built here; other compilers
+# get the directory from `vsnap build --print-include-dir`
+INCLUDE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+CFLAGS = ("-O2", "-g", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-fno-sanitize=undefined",
+          "-I", INCLUDE_DIR)
 
 
 def cache_dir() -> str:
@@ -65,7 +69,8 @@ def build(source: str, output: str | None = None, *, pie: bool = False,
     flags = (*CFLAGS, *link, *extra_flags)
     # the source's own path is in the key too: its debug info names it, and gdb follows it
     where = os.path.abspath(source).encode()
-    key = hashlib.sha256(text + repr(flags).encode() + TARGET.encode() + where).hexdigest()[:20]
+    key = hashlib.sha256(text + repr(flags).encode() + TARGET.encode() + where
+                         + _headers()).hexdigest()[:20]
     name = os.path.splitext(os.path.basename(source))[0]
     cached = os.path.join(cache_dir(), f"{name}-{key}")
     if not os.path.exists(cached):
@@ -90,6 +95,16 @@ def build(source: str, output: str | None = None, *, pie: bool = False,
             raise BuildFailed(f"vsnap: cannot write {output}: {e.strerror}") from None
         raise
     return output
+
+
+def _headers() -> bytes:
+    """vsnap's own headers, in the cache key: a build that includes one follows it."""
+    out = b""
+    folder = os.path.join(INCLUDE_DIR, "vsnap")
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        with open(os.path.join(folder, name), "rb") as f:
+            out += name.encode() + f.read()
+    return out
 
 
 def _compile(source: str, out: str, flags) -> None:

@@ -12,6 +12,8 @@ from .abi.consts import RLIMIT_CORE
 from .errors import UsageError, VsnapError
 from .proctable import DEFAULT_MAX_PROCESSES
 
+HOST_SIGCKPT = 62  # the host's SIGRTMAX-2: hostsig.py turns it into the guest's SIGCKPT
+
 
 def _size(text: str) -> int:
     """'256' (MiB), '256M', '1G' -> bytes."""
@@ -53,7 +55,9 @@ def parser() -> argparse.ArgumentParser:
     sub.required = True
 
     b = sub.add_parser("build", help="compile a C file into a static x86-64 Linux program")
-    b.add_argument("source")
+    b.add_argument("source", nargs="?")
+    b.add_argument("--print-include-dir", action="store_true", help="print the directory "
+                   "that holds <vsnap/checkpoint.h>, for other compilers (-I DIR)")
     b.add_argument("-o", "--output", help="where to write the program (default: SOURCE "
                    "without .c)")
     b.add_argument("--pie", action="store_true", help="build a static-pie program")
@@ -79,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", action="store_true", help="print instructions, system calls, "
                    "wall and virtual time at exit")
     r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
+    r.add_argument("--ckptfile", metavar="TEMPLATE", help="where sys_checkpoint and SIGCKPT "
+                   "save (default %%N.ckpt: %%N the program's name, %%P its pid, in the "
+                   "guest's current directory)")
     _log_options(r)
     _save_options(r)
     _crash_options(r)
@@ -88,6 +95,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="image to write (default "
                    "vsnap-PID.img)")
     s.add_argument("--exit", action="store_true", help="stop the guest after saving")
+    s.add_argument("--signal", action="store_true", help="send the guest SIGCKPT instead, as "
+                   "DragonFly's ^E does: the guest decides (its handler, or by default a "
+                   "checkpoint to its template, %%N.ckpt)")
 
     z = sub.add_parser("resume", help="continue a saved guest in this process")
     z.add_argument("image")
@@ -95,11 +105,19 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--program", help="where the program is now, if it moved")
     z.add_argument("--force", action="store_true", help="resume even if open files "
                    "changed since the save (say what is risked)")
+    z.add_argument("--as-dragonfly", action="store_true", help="resume as DragonFly BSD's "
+                   "checkpt(1) would: a new pid, process group and session, fds 0-2 from "
+                   "this terminal; refuse deleted-but-open files, pipes, several processes")
     z.add_argument("--strace", action="store_true", help="print each system call to stderr")
     z.add_argument("--stats", action="store_true", help="print instructions, system calls, "
                    "wall and virtual time at exit")
     z.add_argument("--max-instructions", type=_count, metavar="N",
                    help="stop the guest after N more instructions")
+    z.add_argument("--retval", type=int, default=1, metavar="N",
+                   help="what the guest's sys_checkpoint call that made the image returns "
+                   "(default 1; <vsnap/checkpoint.h>)")
+    z.add_argument("--ckptfile", metavar="TEMPLATE", help="where sys_checkpoint and SIGCKPT "
+                   "save (default %%N.ckpt: %%N the program's name, %%P its pid)")
     _log_options(z)
     _save_options(z)
     _crash_options(z)
@@ -180,7 +198,12 @@ def _program_path(path: str) -> str:
 
 
 def cmd_build(a) -> int:
-    from .build import build
+    from .build import INCLUDE_DIR, build
+    if a.print_include_dir:
+        print(INCLUDE_DIR)
+        return 0
+    if a.source is None:
+        raise UsageError("vsnap build: give a C source file (or --print-include-dir)")
     out = a.output or (a.source[:-2] if a.source.endswith(".c") else a.source + ".out")
     build(a.source, out, pie=a.pie)
     print(out)
@@ -246,6 +269,8 @@ def cmd_run(a) -> int:
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory,
                 max_processes=a.max_processes)
     m.log = _notice
+    if a.ckptfile:
+        m.system.ckpt_template = a.ckptfile
     if a.strace:
         m.system.strace = _say
     if a.trace:
@@ -319,7 +344,14 @@ def _drive(m, a, max_instructions=None) -> int:
 
 
 def cmd_save(a) -> int:
-    from .control import SaveFailed, request_save
+    from .control import SaveFailed, request_save, socket_path
+    if a.signal:
+        if not os.path.exists(socket_path(a.pid)):
+            raise SaveFailed(f"vsnap: no vsnap run with pid {a.pid} is listening "
+                             f"({socket_path(a.pid)} is missing); check the pid with ps")
+        os.kill(a.pid, HOST_SIGCKPT)  # vsnap run hands it to the guest (hostsig.py)
+        print(f"sent SIGCKPT to the guest of vsnap run {a.pid}")
+        return 0
     out = a.output or f"vsnap-{a.pid}.img"
     reply = request_save(a.pid, out, a.exit)
     if not reply.get("ok"):
@@ -334,7 +366,10 @@ def cmd_resume(a) -> int:
     from .kernel import Console
     from .snapshot import restore
     m, warnings = restore(a.image, root=a.root, program=a.program, force=a.force,
-                          console=Console.host())
+                          console=Console.host(), retval=a.retval,
+                          as_dragonfly=a.as_dragonfly)
+    if a.ckptfile:
+        m.system.ckpt_template = a.ckptfile
     m.log = _notice
     for w in warnings:
         _say(w)

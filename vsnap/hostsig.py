@@ -15,7 +15,8 @@ import signal
 import threading
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+             signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM,
+             signal.SIGRTMAX - 2)  # `vsnap save PID --signal`: the guest's SIGCKPT
 RETRY_S = 0.01
 
 
@@ -27,7 +28,12 @@ class HostSignals:
         # Host and guest numbers agree on x86-64 Linux, the only host the numbers are used
         # on; elsewhere we translate by name.
         from .abi.signals import NUMBERS
-        self.to_guest = {int(s): NUMBERS.get(signal.Signals(s).name, int(s)) for s in FORWARDED}
+        def name(s) -> str:
+            try:
+                return signal.Signals(s).name
+            except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX
+                return "SIGCKPT" if int(s) == int(signal.SIGRTMAX) - 2 else ""
+        self.to_guest = {int(s): NUMBERS.get(name(s), int(s)) for s in FORWARDED}
         self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         system.wait_for_host_signal = self.wait
         # a read of the terminal waits on stdin and on this pipe, so a signal interrupts it

@@ -98,6 +98,7 @@ class Machine:
         self.system = System(self.vfs, console or Console.host(), seed=seed)
         self.process = Process(self.system, self.cpu, self.mem)
         system = self.system
+        system.machine = self
         system.processes[self.process.task.pid] = system.current = system.init = self.process
         self.process.task.exe = self.exe or ""
         self.process.exe_host, self.process.exe_guest = self.program_path, self.exe

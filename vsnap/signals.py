@@ -32,8 +32,16 @@ def bit(sig: int) -> int:
     return 1 << (sig - 1)
 
 
+SIGCKPT, SIGCKPTEXIT = 62, 63  # <vsnap/checkpoint.h>
+
+
 def default_action(sig: int) -> str:
-    """What SIG_DFL does: term, core, ignore, stop or cont."""
+    """What SIG_DFL does: term, core, ignore, stop or cont; and vsnap's two from DragonFly:
+    ckpt (checkpoint to the template and go on) and ckptexit (checkpoint, then die of it)."""
+    if sig == SIGCKPT:
+        return "ckpt"
+    if sig == SIGCKPTEXIT:
+        return "ckptexit"
     if sig in CORE:
         return "core"
     if sig in IGNORE:

@@ -39,6 +39,10 @@ class System:
         self.turn: list | None = None
         self.table = ProcessTable()  # pids, parents, groups, sessions, zombies (Linux's rules)
         self.forked = False  # has any process forked (--strace then names the pid)
+        self.machine = None  # the Machine that runs this system (sys_checkpoint saves it)
+        # where sys_checkpoint(CKPT_FREEZE, -1, -1) and SIGCKPT write: %N the program's name,
+        # %P its pid, %U its uid (DragonFly's kern.ckptfile); `vsnap run --ckptfile`
+        self.ckpt_template = "%N.ckpt"
         self.over_budget = None  # a RunResult once the guest passed --max-processes
         self.retired = 0     # instructions run by processes that have ended
         self.child_times: dict[int, tuple[int, int]] = {}  # zombie -> (instructions, calls)

@@ -112,6 +112,7 @@ class Process:
         self.lent_context = None   # (the parent) its engine state, to put back
         self.lent_count = 0        # (the parent) its count, to put back
         self.give_back = None      # (the child, after exec) (parent, engine) to restore
+        self.ckpt_return = False   # saving from its own sys_checkpoint (kernel/ckpt.py)
         self.pending_write = None  # a pipe write parked part way (kernel/pipefile.py)
         self.syscalls = 0  # system calls it has made (its CPU time: clock.py)
         # CPU time of the children it has waited for (RUSAGE_CHILDREN, times): user, system

@@ -156,7 +156,10 @@ def read_file(p, f: OpenFile, count: int, offset: int | None = None) -> bytes:
         if p.sys.console.wait is not None:
             from .signal import wait_for_input
             wait_for_input(p)
-        return p.sys.console.read(count)
+        data = p.sys.console.read(count)
+        if VCKPT in data and f.stream == "stdin" and p.sys.console.isatty("stdin"):
+            data = _checkpoint_key(p, data)
+        return data
     elif f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
     elif f.kind == "fifo":
@@ -404,6 +407,20 @@ def sys_ioctl(p, fd, request, argp):
         p.write(argp, struct.pack("<i", p.task.pgid))
         return 0
     raise SyscallError(E.ENOTTY, f"ioctl {request:#x}")
+
+
+VCKPT = b"\x05"  # ^E: DragonFly's terminal checkpoint key (stty ckpt)
+
+
+def _checkpoint_key(p, data: bytes) -> bytes:
+    """^E typed on the guest's terminal: SIGCKPT to its process group, as DragonFly's tty
+    driver sends it, and the character is not read. (vsnap reads the host terminal a line
+    at a time, so it acts when the line is entered, not when the key is pressed.)"""
+    from .. import signals as S
+    from .signal import send
+    for q in [q for q in p.sys.processes.values() if q.task.pgid == p.task.pgid]:
+        send(p.sys, q, S.SigInfo(S.SIGCKPT, S.SI_KERNEL))
+    return data.replace(VCKPT, b"")
 
 
 def _dir_entries(p, f: OpenFile) -> list[tuple[int, int, bytes]]:

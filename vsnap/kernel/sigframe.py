@@ -108,6 +108,12 @@ def deliver(p, in_syscall: bool) -> None:
         act = sig.action(info.signo)
         if act.handler == S.SIG_DFL:
             what = S.default_action(info.signo)
+            if what in ("ckpt", "ckptexit"):  # DragonFly's: save to the template (ckpt.py)
+                from .ckpt import on_signal
+                on_signal(p, info.signo, in_syscall)
+                if what == "ckpt":
+                    continue
+                raise KilledBySignal(info.signo, info)
             if what in ("term", "core"):
                 raise KilledBySignal(info.signo, info)
             if what == "stop":

@@ -37,6 +37,8 @@ NOTES: dict[str, tuple[str, str]] = {
                          "CLONE_VM needs CLONE_VFORK (then the child runs in the parent's "
                          "memory, as vfork)"),
     "clone3": ("refuses", "ENOSYS: libc falls back to clone"),
+    "vsnap_checkpoint": ("differs", "vsnap's own (DragonFly's sys_checkpoint, "
+                                    "<vsnap/checkpoint.h>); ENOSYS on Linux"),
     "chroot": ("refuses", "EPERM (no CAP_SYS_CHROOT), after the path's own errors"),
     "vfork": ("differs", "as Linux: the child runs in the parent's memory (on its engine) "
                          "while the parent waits for its exec or exit"),

@@ -210,6 +210,8 @@ def _kernel(m) -> dict:
         "unknown_syscalls_reported": sorted(p.sys.unknown_reported),
         "refused": dict(sorted(p.sys.refused.items())),
         "syscall_count": p.sys.syscall_count,
+        # made by the process's own sys_checkpoint: a resume makes that call return retval
+        "ckpt_return": p.ckpt_return,
         # the process's own share of the counts (its CPU clocks), and its waited children's
         "accounts": {"retired": p.sys.retired, "own_instructions": p.instructions,
                      "own_syscalls": p.syscalls,

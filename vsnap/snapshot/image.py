@@ -289,6 +289,7 @@ def _kernel(r: Reader, d) -> dict:
         "unknown_syscalls_reported": [r.int(x, "unknown_syscalls_reported", 0, 1 << 20) for x in
                                       r.list(r.key(d, "unknown_syscalls_reported", ""), "u")],
         "syscall_count": r.int(r.key(d, "syscall_count", ""), "syscall_count"),
+        "ckpt_return": r.bool(d.get("ckpt_return", False), "ckpt_return"),
         "accounts": _accounts(r, d, instructions),
         **pipeimage.parse_kernel(r, d),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")

@@ -75,6 +75,11 @@ def save(m, host_descriptions, parts: dict) -> tuple[list[dict], dict[int, int],
     return records, index, opened
 
 
+# host (dev, ino) of the file a sys_checkpoint writes this image into (kernel/ckpt.py): the
+# file changes by the very write, so a resume takes it as it finds it (holds_image)
+HOLDS_IMAGE: set = set()
+
+
 def _record(m, st, group, parts, i, opened) -> dict:
     key = (st.st_dev, st.st_ino)
     name = _find_name(m, key, st.st_nlink, [f.path for f in group])
@@ -95,7 +100,8 @@ def _record(m, st, group, parts, i, opened) -> dict:
         try:
             rec["identity"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
                                "sha256": content_digest(fd, st.st_size),
-                               "mode": S.S_IMODE(st.st_mode)}
+                               "mode": S.S_IMODE(st.st_mode),
+                               **({"holds_image": True} if key in HOLDS_IMAGE else {})}
         finally:
             os.close(fd)
         return rec
@@ -231,7 +237,8 @@ def _parse_named(r, rec, path, kind) -> dict:
         "mtime_ns": r.int(r.key(ident, "mtime_ns", p), p + ".mtime_ns", -(1 << 63),
                           (1 << 63) - 1),
         "sha256": _sha(r, r.key(ident, "sha256", p), p + ".sha256"),
-        "mode": r.int(r.key(ident, "mode", p), p + ".mode", 0, 0o7777)}}
+        "mode": r.int(r.key(ident, "mode", p), p + ".mode", 0, 0o7777),
+        "holds_image": r.bool(ident.get("holds_image", False), p + ".holds_image")}}
 
 
 def _parse_ghost(r, rec, path, kind, parts) -> dict:
@@ -298,6 +305,8 @@ def check(inodes: list[dict], vfs) -> list[str]:
             if not S.S_ISREG(st.st_mode):
                 problems.append(f"{name} is no longer a regular file")
                 continue
+            if ident.get("holds_image"):
+                continue  # sys_checkpoint wrote this image into it after it was recorded
             if st.st_size != ident["size"]:
                 problems.append(f"{name} changed size since the save "
                                 f"({ident['size']} -> {st.st_size} bytes)")

@@ -19,7 +19,7 @@ from ..kernel.limits import apply as apply_limits
 from ..loader import file_sha256
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, mapped, pipeimage
+from . import descriptions, dragonfly, mapped, pipeimage
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -46,7 +46,10 @@ def load(path: str, defer=None) -> Image:
 
 
 def plan(image: Image, *, root: str | None = None, program: str | None = None,
-         force: bool = False) -> Plan:
+         force: bool = False, as_dragonfly: bool = False) -> Plan:
+    """Check everything a resume needs; with `as_dragonfly`, first change the image as
+    DragonFly's checkpt(1) would resume it (dragonfly.py), its notice last in the warnings."""
+    notice = dragonfly.apply(image) if as_dragonfly else None
     program = program or image.program["path"]
     try:
         digest = file_sha256(program)
@@ -72,7 +75,7 @@ def plan(image: Image, *, root: str | None = None, program: str | None = None,
                           + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                           + "; restore the file, or resume with --force to go on anyway")
     p.warnings = [f"vsnap: warning: --force: {msg}; the guest may misbehave"
-                  for msg in problems]
+                  for msg in problems] + ([notice] if notice else [])
     return p
 
 
@@ -98,7 +101,8 @@ def _program_of(image: Image, rec: dict, first: str, vfs) -> str:
                      f"or is not the program that was saved (its SHA-256 differs)")
 
 
-def build(p: Plan, console=None, unchecked: Unchecked | None = None):
+def build(p: Plan, console=None, unchecked: Unchecked | None = None, retval: int = 1,
+          size: int | None = None):
     """A running Machine made from a checked plan. With `unchecked` (memory parts the loader
     left unhashed), their bytes are copied into the guest and checked there before it is
     returned (ImageError if they do not match)."""
@@ -109,6 +113,8 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
     _fill_memory(m, img.vmas, img.blobs, unchecked)
     m.mem.brk_start, m.mem.brk = img.brk_start, img.brk
     _kernel_state(m, img.kernel)
+    if m.process.task.pid not in m.system.processes:  # --as-dragonfly's new pid
+        dragonfly.adopt(m)
     # reopen and seek each file (after the kernel state: the inode numbers move with them)
     try:
         files = descriptions.restore(m, img)
@@ -119,10 +125,17 @@ def build(p: Plan, console=None, unchecked: Unchecked | None = None):
                           f"opened again ({e.strerror or e}"
                           + (f": {e.filename}" if e.filename else "") + ")") from None
     m.process.fds.high = max([img.locks["highest_fd"], *(e["fd"] for e in img.fds)])
-    if img.tree is not None:
-        _tree(m, img, files)  # the other processes, the table (before the locks they own)
+    if img.tree is not None:  # the other processes, the table (before the locks they own)
+        _tree(m, img, files, retval)
     restore_locks(m.process, img.locks, files)
     m.cpu.restore_registers(img.registers)
+    if img.kernel.get("ckpt_return"):  # saved by sys_checkpoint: the call returns `retval`
+        m.cpu.write("rax", retval & (2**64 - 1))
+    if size is not None:  # the file a sys_checkpoint wrote this image into: after the image
+        for f, d in zip(files, img.descriptions):
+            rec = img.inodes[d["inode"]] if "inode" in d else None
+            if rec and rec.get("identity", {}).get("holds_image"):
+                f.offset = d["offset"] + size
     accounts = img.kernel["accounts"]
     m.system.retired = accounts["retired"]  # instructions of processes ended before the save
     m.cpu.instructions = accounts["own_instructions"]
@@ -158,7 +171,7 @@ def _fill_memory(m, vmas: list, blobs: dict, unchecked=None) -> None:
             m.mem.protect(v["start"], v["end"] - v["start"], v["prot"])
 
 
-def _tree(m, img, files: list) -> None:
+def _tree(m, img, files: list, retval: int = 1) -> None:
     """The other processes of a tree, each on new hardware, and the process table."""
     from ..sched import parked_when_saved
     from ..hardware import new_hardware
@@ -187,6 +200,8 @@ def _tree(m, img, files: list) -> None:
             q.fds.adopt(e["fd"], files[e["description"]], e["cloexec"])
         q.fds.high = max([rec["highest_fd"], *(e["fd"] for e in rec["fds"])])
         cpu.restore_registers(one["registers"])
+        if one["kernel"].get("ckpt_return"):  # its own sys_checkpoint made the image
+            cpu.write("rax", retval & (2**64 - 1))
         cpu.instructions = one["kernel"]["accounts"]["own_instructions"]
         wire(q)
     m._switch(init)
@@ -233,22 +248,26 @@ def _kernel_state(m, k: dict) -> None:
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
-                  where: str = "image"):
+                  where: str = "image", retval: int = 1, as_dragonfly=False):
     """restore() from an image held in memory (vsnap.testing's quick path: no file, no
     fsync); every check is the same."""
     from .codec import decode
     deferred: list[Unchecked] = []
     manifest, parts = decode(data, where, defer=deferred)
-    p = plan(parse(manifest, parts, where), root=root, program=program, force=force)
-    return build(p, console, deferred[0]), p.warnings
+    p = plan(parse(manifest, parts, where), root=root, program=program, force=force,
+             as_dragonfly=as_dragonfly)
+    return build(p, console, deferred[0], retval, len(data)), p.warnings
 
 
-def restore(path: str, *, root=None, program=None, force=False, console=None):
-    """Load, check and build: a Machine ready to continue where the image was saved."""
+def restore(path: str, *, root=None, program=None, force=False, console=None,
+            retval: int = 1, as_dragonfly=False):
+    """Load, check and build: a Machine ready to continue where the image was saved; a
+    sys_checkpoint call that made it returns `retval` (`vsnap resume --retval`)."""
     deferred: list[Unchecked] = []
     try:
-        p = plan(load(path, deferred), root=root, program=program, force=force)
-        return build(p, console, deferred[0]), p.warnings
+        p = plan(load(path, deferred), root=root, program=program, force=force,
+                 as_dragonfly=as_dragonfly)
+        return build(p, console, deferred[0], retval, os.path.getsize(path)), p.warnings
     finally:
         for d in deferred:
             d.close()
