@@ -2,12 +2,14 @@
 
 A MAP_PRIVATE file mapping shares each page with the file until the process writes to it
 (copy-on-write), as Linux does: a write() to the file shows in the pages the process has not
-written. A MAP_SHARED (read-only) mapping shares every page for good. vsnap has no page cache
-of its own, so "shares" means: the page holds the file's bytes, and whenever the guest changes
-the file through vsnap (kernel/fsutil.touch tells AddressSpace.file_changed), the shared pages
-of every mapping of that inode are read again. A shared page is kept without write permission
-in the CPU even when the mapping has PROT_WRITE; on the first write Unicorn's TLB-fill hook
-(cpu.py) asks write_fault, which makes the page the process's own, and the write goes ahead.
+written. A MAP_SHARED mapping shares every page for good: it is the host file's own pages
+(Vma.direct, sharedfile.py), which the host keeps up to date. For a private one, vsnap has no
+page cache of its own, so "shares" means: the page holds the file's bytes, and whenever the
+guest changes the file through vsnap (kernel/fsutil.touch tells AddressSpace.file_changed),
+the shared pages of every mapping of that inode are read again. A shared page is kept without
+write permission in the CPU even when the mapping has PROT_WRITE; on the first write
+Unicorn's TLB-fill hook (cpu.py) asks write_fault, which makes the page the process's own,
+and the write goes ahead.
 A write by the kernel (a read() into the mapping) does the same through AddressSpace.write.
 
 Pages wholly beyond the end of the file have no permission at all in the CPU: touching them

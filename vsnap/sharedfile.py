@@ -43,3 +43,8 @@ class SharedFile(SharedMemory):
     def attach(self, host: int, offset: int, size: int) -> None:
         _mmap_fixed(host, size, mmap.MAP_SHARED | _MAP_NORESERVE, self.fd, offset, self.prot)
         self.pages += size // PAGE
+
+    def __del__(self):
+        # an engine dropped without detaching (a machine closed after its run): the host
+        # pages went with its arenas; the descriptor goes with the last engine that held it
+        self.close()

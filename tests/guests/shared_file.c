@@ -107,6 +107,13 @@ int main(void)
     waitpid(pid, &status, 0);
     printf("fork      map='%.5s' '%.6s'\n", m + 3 * P, m);
     file_says(fd, "fork", 3 * P);
+    /* a child shrinks the file: the parent's mapping loses the pages past the end */
+    if ((pid = fork()) == 0) {
+        ftruncate(fd, 3 * P);
+        _exit(0);
+    }
+    waitpid(pid, &status, 0);
+    printf("child shrank it: %d %d\n", peek(m + 2 * P), peek(m + 3 * P));
 
     /* mremap: grow (moving), the file's bytes follow */
     ftruncate(fd, 6 * P);

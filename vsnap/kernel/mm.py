@@ -1,6 +1,7 @@
-"""Memory system calls: brk, mmap, munmap, mprotect, mremap, madvise. The books are kept by
-memory.AddressSpace (file mappings share pages with their file: filemap.py); these handlers
-check arguments and choose addresses as Linux would."""
+"""Memory system calls: brk, mmap, munmap, mprotect, mremap, msync, madvise. The books are
+kept by memory.AddressSpace (file mappings share pages with their file: filemap.py, and
+MAP_SHARED ones are the host file's pages: sharedfile.py); these handlers check arguments and
+choose addresses as Linux would."""
 from __future__ import annotations
 
 from ..abi import consts as C

@@ -12,10 +12,10 @@ A file that still has its name is reopened by that name on resume, and must be u
 an open file must). A deleted one is the same inode as an open description's (then the
 mapping shares that description's ghost), or it travels in the image as a ghost of its own.
 Only a private mapping's own pages (those it wrote) are saved; the rest come back from the
-file on resume, which is why it must be unchanged. A MAP_SHARED mapping of a file open for
-writing or not ("direct": "rw" or "r", sharedfile.py) is saved by reference only: path,
-offset, length and the file's identity, never a page; a resume maps the file again. A 16 MiB file mapped
-shared costs the image a few hundred bytes.
+file on resume, which is why it must be unchanged. A MAP_SHARED mapping, of a file open for
+writing or not ("direct": "rw" or "r", sharedfile.py), is saved by reference only: path,
+offset, length and the file's identity, never a page; a resume maps the file again. A 16 MiB
+file mapped shared costs the image a few hundred bytes.
 """
 from __future__ import annotations
 
@@ -153,7 +153,9 @@ def check(image, vfs) -> list[str]:
         f = v.get("file")
         if f and not f["identity"]["deleted"]:
             named[f["path"]] = {"name": f["path"], "kind": "file", "identity": f["identity"]}
-    return inodes.check([named[p] for p in sorted(named)], vfs)
+    # what --force risks: the pages that were the file's come back from the file as it is now
+    return [f"{msg} (it is mapped: its new bytes would be in the guest's memory)"
+            for msg in inodes.check([named[p] for p in sorted(named)], vfs)]
 
 
 def _ghost(root: str, content: bytes, ident: dict) -> int:
