@@ -2,12 +2,14 @@
 
 A MAP_PRIVATE file mapping shares each page with the file until the process writes to it
 (copy-on-write), as Linux does: a write() to the file shows in the pages the process has not
-written. A MAP_SHARED (read-only) mapping shares every page for good. vsnap has no page cache
-of its own, so "shares" means: the page holds the file's bytes, and whenever the guest changes
-the file through vsnap (kernel/fsutil.touch tells AddressSpace.file_changed), the shared pages
-of every mapping of that inode are read again. A shared page is kept without write permission
-in the CPU even when the mapping has PROT_WRITE; on the first write Unicorn's TLB-fill hook
-(cpu.py) asks write_fault, which makes the page the process's own, and the write goes ahead.
+written. A MAP_SHARED mapping shares every page for good: it is the host file's own pages
+(Vma.direct, sharedfile.py), which the host keeps up to date. For a private one, vsnap has no
+page cache of its own, so "shares" means: the page holds the file's bytes, and whenever the
+guest changes the file through vsnap (kernel/fsutil.touch tells AddressSpace.file_changed),
+the shared pages of every mapping of that inode are read again. A shared page is kept without
+write permission in the CPU even when the mapping has PROT_WRITE; on the first write
+Unicorn's TLB-fill hook (cpu.py) asks write_fault, which makes the page the process's own,
+and the write goes ahead.
 A write by the kernel (a read() into the mapping) does the same through AddressSpace.write.
 
 Pages wholly beyond the end of the file have no permission at all in the CPU: touching them
@@ -18,6 +20,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from typing import TYPE_CHECKING
+
+from .abi import errno as E
+from .errors import SyscallError
 
 if TYPE_CHECKING:
     from .memory import Vma
@@ -112,7 +117,8 @@ class FileMappings:
             self.backend.protect(lo, hi - lo, v.prot)
             return
         eof = min(hi, max(lo, self._eof(v)))
-        at, shared = lo, v.prot & ~PROT_WRITE
+        # a direct mapping's pages are the file's own: writing them is writing the file
+        at, shared = lo, v.prot if v.direct else v.prot & ~PROT_WRITE
         for page in ([] if v.shared else self._own_in(lo, eof)):
             if page > at:
                 self.backend.protect(at, page - at, shared)
@@ -127,7 +133,7 @@ class FileMappings:
         """Read the file again into the pages of [lo, hi) of `v` it shares, and give every
         page there its permission."""
         eof = min(hi, max(lo, self._eof(v)))
-        at = lo
+        at = eof if v.direct else lo  # (the host keeps a direct mapping up to date)
         for page in ([] if v.shared else self._own_in(lo, eof)):
             if page > at:
                 self._load(v, at, page)
@@ -205,7 +211,7 @@ class FileMappings:
         its bytes, its file and its own pages; `old` is unmapped."""
         v = self.find(old)
         self.map(new, new_size, v.prot, v.kind, v.name, file=v.file,
-                 offset=v.offset + old - v.start, shared=v.shared)
+                 offset=v.offset + old - v.start, shared=v.shared, direct=v.direct)
         keep = min(size, new_size)
         mine = [p for p in range(old, old + keep, PAGE) if p in self.private]
         if v.file is None:
@@ -229,13 +235,54 @@ class FileMappings:
         return sorted(p for p in self.private if v.start <= p < v.end)
 
     def attach_file(self, start: int, end: int, file: MappedFile, offset: int, shared: bool,
-                    own: list[int]) -> None:
-        """Restore: the VMA [start, end), its bytes already in place, shares `file` from
-        `offset` again, except the pages `own`."""
+                    own: list[int], direct: str = "") -> None:
+        """Restore: the VMA [start, end), its own pages `own` already in place, shares
+        `file` from `offset` again: the other pages are read from the file (or, `direct`,
+        are the file's own pages again)."""
         [i] = self._split(start, end)
-        v = self.vmas[i] = replace(self.vmas[i], file=file, offset=offset, shared=shared)
+        v = self.vmas[i] = replace(self.vmas[i], file=file, offset=offset, shared=shared,
+                                   direct=direct)
         self.files.setdefault(file.key, file)
         file.pages += v.size // PAGE
         self.private.update(own)
-        self._apply(v, start, end)
+        if direct:
+            self._share_file(v)
+        self._refresh(v, start, end)
+
+    def _share_file(self, v: Vma) -> None:
+        """The pages of direct VMA `v` become the host file's own (sharedfile.py)."""
+        from .sharedfile import SharedFile
+        shm = SharedFile(v.file.fd, writable=v.direct == "rw")
+        try:
+            self.backend.share(v.start, v.size, shm, v.offset)
+        finally:
+            if shm.pages == 0:
+                shm.close()
+
+    def check_eof(self, addr: int, size: int, write: bool = False) -> None:
+        """The kernel must not touch a direct mapping's pages past the end of its file (the
+        host would get SIGBUS), nor write to one without PROT_WRITE (the host's mapping of a
+        file open read-only is read-only: SIGSEGV): EFAULT, as Linux gives for them."""
+        end = addr + max(size, 1)
+        i, j = self._range(addr, end)
+        for v in self.vmas[i:j]:
+            if v.direct and min(end, v.end) > self._eof(v):
+                raise SyscallError(E.EFAULT, f"{v.name}: past the end of the file")
+            if v.direct and write and not v.prot & PROT_WRITE:
+                raise SyscallError(E.EFAULT, f"{v.name}: mapped without PROT_WRITE")
+
+    def direct_files(self, start: int, end: int) -> set:
+        """The host identities of the files direct VMAs in [start, end) map."""
+        i, j = self._range(start, end)
+        return {v.file.key for v in self.vmas[i:j] if v.direct}
+
+    def sync(self, start: int, end: int) -> None:
+        """msync(MS_SYNC): the files of the direct mappings in [start, end) reach the disk
+        (their bytes are already the file's: read() sees them without it)."""
+        i, j = self._range(start, end)
+        done = set()
+        for v in self.vmas[i:j]:
+            if v.direct and v.file.key not in done:
+                done.add(v.file.key)
+                os.fdatasync(v.file.fd)
 

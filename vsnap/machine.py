@@ -153,6 +153,8 @@ class Machine:
         self.closed = True
         self.process.fds.close_all()
         self.mem.close()
+        from .kernel.mapmtime import settle
+        settle(self.system)
 
     def _check_open(self) -> None:
         if self.closed:
@@ -200,6 +202,8 @@ class Machine:
         result.refused = dict(self.system.refused)
         self.process.fds.close_all()
         self.mem.close()
+        from .kernel.mapmtime import settle
+        settle(self.system)  # files mapped shared for writing: their mtime as the guest saw it
         return result
 
     def _run_loop(self, to: int | None = None) -> RunResult | None:

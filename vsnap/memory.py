@@ -59,6 +59,8 @@ class Vma:
     offset: int = 0                 # the file offset of `start`
     shared: bool = False            # MAP_SHARED: never the process's own copy
     growsdown: bool = False         # MAP_GROWSDOWN: an access just below extends it
+    direct: str = ""                # MAP_SHARED of a file: the host file's own pages
+                                    # (sharedfile.py), "rw" if open for writing, else "r"
 
     @property
     def size(self) -> int:
@@ -150,9 +152,10 @@ class AddressSpace(FileMappings):
     # changes -------------------------------------------------------------------------------
     def map(self, start: int, length: int, prot: int, kind: str, name: str = "", *,
             file: MappedFile | None = None, offset: int = 0, shared: bool = False,
-            growsdown: bool = False) -> Vma:
+            growsdown: bool = False, direct: str = "") -> Vma:
         """Map [start, start+length) fresh, replacing whatever was there: zeroed, or with
-        `file`'s pages from `offset` on, shared with the file until written."""
+        `file`'s pages from `offset` on, shared with the file until written (`direct`, "r"
+        or "rw": the host file's pages themselves, for MAP_SHARED)."""
         start, end = page_down(start), page_up(start + length)
         if start < LOWEST or end > HIGHEST or end <= start:
             raise SyscallError(E.ENOMEM, f"cannot map {start:#x}-{end:#x}")
@@ -168,11 +171,14 @@ class AddressSpace(FileMappings):
         finally:
             if file is not None:
                 file.pages -= (end - start) // PAGE
-        vma = Vma(start, end, prot, kind, name, file, offset, shared, growsdown)
+        vma = Vma(start, end, prot, kind, name, file, offset, shared, growsdown,
+                  direct if file is not None else "")
         if file is not None:
             self.files.setdefault(file.key, file)
             file.pages += vma.size // PAGE
             self.backend.map(start, end - start, 0)
+            if vma.direct:
+                self._share_file(vma)
             self._refresh(vma, start, end)
         else:
             self.backend.map(start, end - start, prot)
@@ -229,11 +235,11 @@ class AddressSpace(FileMappings):
         covered = 0
         for i in self._split(start, end):
             v = self.vmas[i]
-            if v.shared and v.file is not None and prot & PROT_WRITE \
-                    and not v.prot & PROT_WRITE:
-                # a shared writable file mapping would have to write back to the file
-                raise SyscallError(E.EACCES, f"vsnap cannot make the shared mapping of "
-                                             f"{v.name} writable")
+            if v.shared and v.file is not None and v.direct != "rw" and prot & PROT_WRITE:
+                # a file open read-only: as Linux, EACCES
+                raise SyscallError(E.EACCES, f"the shared mapping of {v.name} cannot be "
+                                             f"made writable: the file is not open for "
+                                             f"writing")
             covered += v.size
             # text made writable may change: it can no longer be re-read from the program
             kind = "text*" if v.kind == "text" and prot & PROT_WRITE else v.kind
@@ -366,6 +372,7 @@ class AddressSpace(FileMappings):
 
     def close(self) -> None:
         """The guest is gone: let go of the host descriptors the mappings hold."""
+        self.closed = True
         for f in self.files.values():
             f.close()
         close = getattr(self.backend, "close", None)
@@ -374,12 +381,15 @@ class AddressSpace(FileMappings):
 
     # bytes ---------------------------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
+        if self.files:
+            self.check_eof(addr, size)
         return self.backend.read(addr, size)
 
     def write(self, addr: int, data: bytes) -> None:
         """The kernel writes to guest memory (a read() into a buffer...): pages a private
         file mapping shares become the process's own first, as a CPU write would make them."""
         if self.files:
+            self.check_eof(addr, len(data), write=True)
             self.write_fault(addr, len(data))
         self.backend.write(addr, bytes(data))
         self._code(addr, addr + len(data))
@@ -404,12 +414,16 @@ class AddressSpace(FileMappings):
         else:
             self.backend.write(addr, bytes(data))
 
-    def maps_text(self) -> str:
-        """The guest's memory map in /proc/self/maps format."""
+    def maps_text(self, inode=None) -> str:
+        """The guest's memory map in /proc/self/maps format (`inode`: the guest's inode
+        number of a MappedFile, for file mappings)."""
         lines = []
         for v in self.vmas:
             offset = v.offset if v.file is not None else 0
-            line = f"{v.start:08x}-{v.end:08x} {v.perms()} {offset:08x} 00:00 0"
+            dev, ino = "00:00", 0
+            if inode is not None and v.file is not None:
+                dev, ino = "08:01", inode(v.file)  # the one mount's st_dev (procfs)
+            line = f"{v.start:08x}-{v.end:08x} {v.perms()} {offset:08x} {dev} {ino}"
             lines.append(f"{line:<73}{v.name}".rstrip() if v.name else line)
         return "\n".join(lines) + "\n"
 

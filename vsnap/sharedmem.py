@@ -35,8 +35,9 @@ _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-def _mmap_fixed(host: int, size: int, flags: int, fd: int, offset: int) -> None:
-    got = _libc.mmap(host, size, _PROT_RW, flags | _MAP_FIXED, fd, offset)
+def _mmap_fixed(host: int, size: int, flags: int, fd: int, offset: int,
+                prot: int = _PROT_RW) -> None:
+    got = _libc.mmap(host, size, prot, flags | _MAP_FIXED, fd, offset)
     if got == _MAP_FAILED or got != host:
         err = ctypes.get_errno()
         raise OSError(err, f"mmap at {host:#x}: {os.strerror(err)}")

@@ -26,6 +26,7 @@ class System:
         self.random = Random(seed)
         self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)
         self.processes: dict[int, object] = {}  # pid -> Process, while it lives
+        self.mapped_mtimes: dict = {}  # files mapped shared for writing (kernel/mapmtime.py)
         self.current = None  # the process whose instructions or system call run now
         self.init = None     # the first process: when it ends, the run ends
         # the round robin's place: the last process whose turn ran an instruction (a parked

@@ -174,6 +174,8 @@ class Process:
         while self.retired_hardware:
             _, mem = self.retired_hardware.pop()
             release_memory(mem)
+        from .mapmtime import settle
+        settle(self.sys)  # files its memory mapped shared for writing (gone if it exited)
 
     def _closed(self, f, last: bool) -> None:
         from .filelocks import closed

@@ -12,6 +12,7 @@ from ..abi import structs
 from ..access import Credentials
 from ..errors import SyscallError
 from ..vfs import Resolved, host_errno_to_guest
+from . import mapmtime
 from .inodetimes import ctime_of
 from .procfs import console_ino
 from .virtual import ino as virtual_ino
@@ -86,8 +87,12 @@ def touch(p, host_fd: int, offset: int = 0, length: int | None = None, *,
     now = p.sys.clock.realtime_ns
     st = os.fstat(host_fd)
     os.utime(host_fd, ns=(now if atime else st.st_atime_ns, now))
-    if p.mem.files:
-        p.mem.file_changed((st.st_dev, st.st_ino), offset, length)
+    mapmtime.stamp(p, (st.st_dev, st.st_ino), now)  # a file mapped shared for writing
+    for q in [p, *(q for q in p.sys.processes.values() if q is not p)]:
+        # every process's mappings of it (a shrunk file's pages past its end must fault)
+        mem = getattr(q, "mem", None)
+        if mem is not None and mem.files:
+            mem.file_changed((st.st_dev, st.st_ino), offset, length)
 
 
 def touch_path(p, host_path: str) -> None:
@@ -126,11 +131,12 @@ def stat_fields(p, *, host_path: str | None = None, host_fd: int | None = None,
         else:
             st = os.stat(host_path, follow_symlinks=follow)
     ino = p.sys.guest_inode(st, guest_path)
+    mtime = mapmtime.mtime(p, st)
     return dict(dev=GUEST_DEV, ino=ino, nlink=st.st_nlink,
                 mode=st.st_mode,
                 uid=p.task.uid, gid=p.task.gid, rdev=0, size=st.st_size, blksize=4096,
-                blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=st.st_mtime_ns,
-                ctime_ns=ctime_of(p, ino, st.st_mtime_ns))
+                blocks=st.st_blocks, atime_ns=st.st_atime_ns, mtime_ns=mtime,
+                ctime_ns=ctime_of(p, ino, mtime))
 
 
 def _console_stat(p, f) -> dict:

@@ -253,7 +253,10 @@ def _mountinfo(p) -> bytes:
 
 
 def _maps(p) -> bytes:
-    return p.mem.maps_text().encode()
+    def inode(f):  # the guest's number for a mapped file, as stat gives it
+        got = p.sys.inodes.get(f.key)
+        return got if got is not None else p.sys.guest_inode(os.fstat(f.fd), f.path)
+    return p.mem.maps_text(inode).encode()
 
 
 def _sizes(p) -> dict:

@@ -17,7 +17,8 @@ from .registry import SYSCALLS
 NOTES: dict[str, tuple[str, str]] = {
     "rseq": ("refuses", "ENOSYS: one thread and no preemption, nothing to restart; glibc "
                         "carries on"),
-    "mmap": ("differs", "shared writable file mappings: ENODEV"),
+    "mmap": ("differs", "MAP_SHARED of a writable file maps the host file's pages; its mtime "
+                        "moves at msync, not at a store"),
     "mremap": ("differs", "MREMAP_FIXED: EINVAL"),
     "madvise": ("differs", "MADV_DONTNEED drops private pages (zeros, or the file's bytes "
                            "again); other advice has no effect"),

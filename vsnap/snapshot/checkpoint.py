@@ -18,6 +18,7 @@ from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
 from . import descriptions, pipeimage, tree
+from ..kernel import mapmtime
 from . import mapped
 from .codec import dumps, encode
 from .inodes import CannotSave
@@ -38,6 +39,9 @@ PART_OF_KIND = {"stack": "memory/stack.bin", "data": "memory/data.bin",
 NOT_PRESERVED = [
     "Text pages are not in the image: they are re-read from the program file, which must "
     "have the recorded SHA-256.",
+    "File mappings keep only what is not the file's: a private mapping's pages the process "
+    "wrote; the rest, and every page of a MAP_SHARED mapping, is the file's and comes back "
+    "from it (by path, offset and the file's identity), so it must be unchanged.",
     "Descriptors on the terminal (stdin, stdout, stderr, /dev/tty) are reattached to the "
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
     "printed is not replayed.",
@@ -95,18 +99,36 @@ def _memory(m) -> tuple[dict, dict[str, list]]:
         else:
             rec["source"] = "image"
             rec["part"] = part
-            data = memoryview(m.mem.read_bulk(v.start, v.size))
-            runs = _nonzero_runs(data)
+            if v.file is not None:  # only the pages that are no longer the file's
+                runs, data = _own_runs(m, v), None
+            else:
+                data = memoryview(m.mem.read_bulk(v.start, v.size))
+                runs = _nonzero_runs(data)
             out = chunks.setdefault(part, [])
             for run in runs:
                 first, count = run
                 run.append(sizes.get(part, 0))
                 sizes[part] = run[2] + count * PAGE
-                out.append(data[first * PAGE:(first + count) * PAGE])
+                out.append(data[first * PAGE:(first + count) * PAGE] if data is not None
+                           else memoryview(m.mem.read_bulk(v.start + first * PAGE,
+                                                           count * PAGE)))
             rec["pages"] = runs
         vmas.append(rec)
     record = {"vmas": vmas, "brk_start": hexs(m.mem.brk_start), "brk": hexs(m.mem.brk)}
     return record, chunks
+
+
+def _own_runs(m, v) -> list[list[int]]:
+    """[[first page, count]] of file VMA `v`'s own pages (a private mapping's written
+    pages): the rest is the file's, and comes back from it on resume (mapped.py)."""
+    runs: list[list[int]] = []
+    for page in m.mem.own_pages(v):
+        i = (page - v.start) // PAGE
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1][1] += 1
+        else:
+            runs.append([i, 1])
+    return runs
 
 
 def _nonzero_runs(data: memoryview) -> list[list[int]]:
@@ -215,6 +237,7 @@ def _parts(m):
     """The image's parts; a ghost file's part reads the file as it is written, so the parts
     are only good inside this block."""
     procs = tree.processes(m)  # the first process, then the others (tree.py)
+    mapmtime.pin(m.system)  # files mapped shared for writing: the mtime the guest sees
     current = m.system.current
     m._switch(procs[0])
     try:

@@ -11,14 +11,18 @@ memory.json gives each file VMA a "file" record:
 A file that still has its name is reopened by that name on resume, and must be unchanged (as
 an open file must). A deleted one is the same inode as an open description's (then the
 mapping shares that description's ghost), or it travels in the image as a ghost of its own.
-The pages' bytes are saved as every mapping's are; the record says which of them follow the
-file from now on.
+Only a private mapping's own pages (those it wrote) are saved; the rest come back from the
+file on resume, which is why it must be unchanged. A MAP_SHARED mapping, of a file open for
+writing or not ("direct": "rw" or "r", sharedfile.py), is saved by reference only: path,
+offset, length and the file's identity, never a page; a resume maps the file again. A 16 MiB
+file mapped shared costs the image a few hundred bytes.
 """
 from __future__ import annotations
 
 import os
 import re
 
+from ..kernel import mapmtime
 from ..kernel.inodetimes import open_noatime
 from ..memory import PAGE
 from . import inodes
@@ -56,8 +60,11 @@ def record(m, v, seen: dict, parts: dict) -> dict:
                 rec["ghost"] = f"files/mapped-{len(seen)}.bin"
                 parts[rec["ghost"]] = _content(f.fd)
         seen[f.key] = rec
-    return {"path": f.path, "offset": hexs(v.offset), "own": _runs(m.mem.own_pages(v), v.start),
-            **seen[f.key]}
+    out = {"path": f.path, "offset": hexs(v.offset), "own": _runs(m.mem.own_pages(v), v.start),
+           **seen[f.key]}
+    if v.direct:
+        out["direct"] = v.direct  # the file's own pages: nothing of them is in the image
+    return out
 
 
 def _identity(fd: int, host_path: str | None) -> dict:
@@ -115,6 +122,9 @@ def parse(r: Reader, f, path: str, npages: int, parts: dict) -> dict:
         first = r.int(run[0], p, 0, npages - 1)
         own.append((first, r.int(run[1], p, 1, npages - first)))
     out["own"] = own
+    out["direct"] = r.choice(f.get("direct", ""), path + ".direct", {"", "r", "rw"})
+    if out["direct"] and own:
+        r.fail(path, "a direct (shared) mapping with pages of its own")
     if "description" in f:
         out["description"] = r.int(f["description"], path + ".description", 0, 1 << 20)
     elif "ghost" in f:
@@ -138,11 +148,14 @@ def check_descriptions(r: Reader, vmas: list, descs: list) -> None:
 def check(image, vfs) -> list[str]:
     """What is wrong now with the mapped files restore reopens by name (as with open files)."""
     named = {}
-    for v in image.vmas:
+    others = [rec["image"]["vmas"] for rec in (image.tree or {}).get("processes", [])[1:]]
+    for v in [*image.vmas, *(v for vmas in others for v in vmas)]:
         f = v.get("file")
         if f and not f["identity"]["deleted"]:
             named[f["path"]] = {"name": f["path"], "kind": "file", "identity": f["identity"]}
-    return inodes.check([named[p] for p in sorted(named)], vfs)
+    # what --force risks: the pages that were the file's come back from the file as it is now
+    return [f"{msg} (it is mapped: its new bytes would be in the guest's memory)"
+            for msg in inodes.check([named[p] for p in sorted(named)], vfs)]
 
 
 def _ghost(root: str, content: bytes, ident: dict) -> int:
@@ -181,7 +194,10 @@ def attach(m, image, files: list) -> None:
                 fd = fds[f["path"]]
             mf = m.mem.mapped_file(fd, f["path"], host_path)
             own = [v["start"] + (first + i) * PAGE for first, n in f["own"] for i in range(n)]
-            m.mem.attach_file(v["start"], v["end"], mf, f["offset"], v["shared"], own)
+            m.mem.attach_file(v["start"], v["end"], mf, f["offset"], v["shared"], own,
+                              direct=f["direct"])
+            if f["direct"] == "rw":
+                mapmtime.note(m.process, mf)
     finally:
         for fd in fds.values():
             os.close(fd)  # each MappedFile holds a dup of its own

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from ..errors import VsnapError
 from ..kernel.dirref import check_cwd
@@ -192,6 +193,7 @@ def _tree(m, img, files: list, retval: int = 1) -> None:
         cpu.watch_rdtsc(q.program.rdtsc_candidates())
         m._switch(q)
         _fill_memory(m, one["vmas"], one["blobs"])
+        mapped.attach(m, SimpleNamespace(vmas=one["vmas"], blobs=one["blobs"]), files)
         mem.brk_start, mem.brk = one["brk_start"], one["brk"]
         _process_state(q, one["kernel"])
         for e in rec["fds"]:
