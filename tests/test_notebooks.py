@@ -61,3 +61,24 @@ def test_notebook_06_checks_a_prediction(monkeypatch):
     right = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert "{'mail'} is not what happened" in wrong and "answer" not in wrong
     assert "is right" in right and "answer" not in right
+
+
+def test_notebook_07_checks_a_prediction(monkeypatch):
+    """Exercise 1 of notebook 07 (what sys_checkpoint returns in the run that saves, a plain
+    resume and --retval 7): a wrong tuple is reported wrong, the measured one right, and no
+    answer is shown unless VSNAP_REVEAL=1. The notebook runs up to that check."""
+    monkeypatch.delenv("VSNAP_REVEAL", raising=False)
+    nb = nbformat.read(NOTEBOOKS / "07-dragonflys-checkpoints.ipynb", as_version=4)
+    guess = next(i for i, c in enumerate(nb.cells) if c.source.startswith("# Exercise 1, your"))
+    checked = next(i for i, c in enumerate(nb.cells) if i > guess and "check(" in c.source)
+    nb.cells = nb.cells[:checked + 1]
+    nb.cells[guess].source = "predicted_returns = (0, 0, 0)\npredicted_offset = '0'"
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "check('Exercise 1, the three returns', tuple(returned(p.stdout) for p in runs), "
+        "tuple(returned(p.stdout) for p in runs))"))
+    execute(nb, "07 (a prediction checked)")
+    wrong = "".join(o.get("text", "") for o in nb.cells[checked].outputs)
+    right = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "(0, 0, 0) is not what happened" in wrong and "'0' is not what happened" in wrong
+    assert "answer" not in wrong
+    assert "is right" in right and "answer" not in right
