@@ -142,3 +142,12 @@ def test_a_child_checkpoints_the_tree_and_its_call_returns_twice(builds, tmp_pat
     assert (again.returncode, again.stdout) == (0, b"child: returned 5\nparent: done\n")
     tree = vsnap("inspect", "child.img", "tree", cwd=tmp_path)
     assert b"(1000)" in tree.stdout and b"(1001)" in tree.stdout
+
+
+def test_sigckpt_from_another_process_saves_the_tree(builds, tmp_path):
+    prog = builds.get("ckpt_kill", "musl")
+    first = vsnap("run", "--ckptfile", "kc-%P.ckpt", prog, cwd=tmp_path)
+    assert first.stdout == b"child: woke\nparent: done\n", first.stderr
+    assert b"SIGCKPT: saved process 1001 to /kc-1001.ckpt" in first.stderr
+    again = vsnap("resume", "kc-1001.ckpt", cwd=tmp_path)
+    assert again.stdout == first.stdout

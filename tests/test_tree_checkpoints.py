@@ -8,6 +8,7 @@ musl and glibc builds; hypothesis draws the points, as for one process in test_c
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -40,7 +41,9 @@ def test_save_a_tree_anywhere_resume_same(builds, base, name, flavour):
     m = measure(g, base)
     assert m.outcome.status == 0, m.outcome.stderr
 
-    @settings(max_examples=TREES[name], deadline=None, derandomize=True,
+    # the long tier (--slow) draws twice as many points
+    @settings(max_examples=TREES[name] * (2 if os.environ.get("VSNAP_SLOW") else 1) // 2 + 1,
+              deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(points=checkpoint_points(m, max_chain=2))
     def prop(points):
@@ -64,7 +67,7 @@ def test_a_save_while_a_process_waits_on_a_pipe_and_one_is_a_zombie(builds, base
     ended and were not yet waited for), resumed through image files in a fresh process."""
     g = Guest(builds.get("proc_pipes", "musl"))
     m = measure(g, base)
-    for k in m.syscalls[1::5]:
+    for k in m.syscalls[1::5 if os.environ.get("VSNAP_SLOW") else 11]:
         assert_transparent(g, [k], reference=m.outcome, base=base, budget=3 * m.length)
 
 
