@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import signals as S
 from .abi import signals as SIG
 from .abi.consts import RLIMIT_CORE
+from .kernel.proc import sync_ids
 from .kernel.signal import fire_timers
 from .kernel.timers import next_wakeup
 from .waitstatus import (CLD_CONTINUED, CLD_DUMPED, CLD_EXITED, CLD_KILLED, CLD_STOPPED,
@@ -147,10 +148,7 @@ def ended(system, p, result) -> None:
         restore_lender(parent, cpu)
     else:
         p.release(memory=p.lent_to is None)  # a vfork child may still run on it
-    for child in system.table.processes():  # reparented: their ppid is the table's
-        q = system.processes.get(child.pid)
-        if q is not None:
-            q.task.ppid = child.ppid
+    sync_ids(system)  # the reparented ones: their ppid is the table's
     for ppid in note.sigchld:
         post_sigchld(system, ppid, pid, code, si_status)
     for pgid in note.hup_cont:
@@ -169,20 +167,19 @@ def ended(system, p, result) -> None:
 def stop(system, p, signo: int) -> None:
     """A stop signal's default action: p stops until SIGCONT; its parent hears of it
     (SIGCHLD with CLD_STOPPED, unless SA_NOCLDSTOP)."""
-    ppid = system.table.stopped(p.task.pid, signo)
-    if ppid is not None:
-        parent = system.processes.get(ppid)
-        if parent is not None and not parent.signals.action(S.SIGCHLD).flags & S.SA_NOCLDSTOP:
-            post_sigchld(system, ppid, p.task.pid, CLD_STOPPED, signo)
+    _stop_news(system, p, system.table.stopped(p.task.pid, signo), CLD_STOPPED, signo)
 
 
 def cont(system, p) -> None:
     """SIGCONT reached p: a stopped p runs again; its parent hears of it (CLD_CONTINUED)."""
-    ppid = system.table.continued(p.task.pid)
-    if ppid is not None:
-        parent = system.processes.get(ppid)
-        if parent is not None and not parent.signals.action(S.SIGCHLD).flags & S.SA_NOCLDSTOP:
-            post_sigchld(system, ppid, p.task.pid, CLD_CONTINUED, S.SIGCONT)
+    _stop_news(system, p, system.table.continued(p.task.pid), CLD_CONTINUED, S.SIGCONT)
+
+
+def _stop_news(system, p, ppid: int | None, code: int, status: int) -> None:
+    """SIGCHLD to the parent the table named, unless it set SA_NOCLDSTOP."""
+    parent = system.processes.get(ppid) if ppid is not None else None
+    if parent is not None and not parent.signals.action(S.SIGCHLD).flags & S.SA_NOCLDSTOP:
+        post_sigchld(system, ppid, p.task.pid, code, status)
 
 
 def start_borrow(child) -> None:

@@ -106,8 +106,8 @@ def parse_kernel(r, d) -> dict:
 
 
 def restore_kernel(m, k: dict) -> None:
+    """The system's next pipe inode (a process's parked write: restore._process_state)."""
     m.system.next_pipe_ino = k.get("next_pipe_ino", FIRST_INO)
-    m.process.pending_write = k.get("pending_write")
 
 
 # vsnap inspect ----------------------------------------------------------------------------------

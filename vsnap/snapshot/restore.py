@@ -227,23 +227,16 @@ def _process_state(q, k: dict) -> None:
 
 
 def _kernel_state(m, k: dict) -> None:
-    kern, system = m.process, m.system
-    for name, value in k["process"].items():
-        setattr(kern.task, name, value)
-    for name, value in (k.get("exec") or {}).items():
-        setattr(kern.exec, name, value)
+    """kernel.json of the first process: its own state, and the system's."""
+    system = m.system
+    _process_state(m.process, k)
     system.clock.load(k["clock"], k["instructions"])  # checked when the image was read
-    kern.limits, kern.timers = k["limits"], k["timers"]
-    apply_limits(kern)
     system.random.seed, system.random.counter = k["random"]["seed"], k["random"]["counter"]
-    kern.signals = k["signals"]
     system.inodes = {(dev, ino): guest for dev, ino, guest in k["inodes"]}
     system.ctimes = dict(k["ctimes"])
     system.unknown_reported = set(k["unknown_syscalls_reported"])
     system.refused = dict(k["refused"])
     system.syscall_count = k["syscall_count"]
-    kern.syscalls = k["accounts"]["own_syscalls"]
-    kern.children_ns = list(k["accounts"]["children_ns"])
     pipeimage.restore_kernel(m, k)
 
 
