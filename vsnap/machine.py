@@ -29,7 +29,8 @@ from .memory import MemoryBudgetExceeded
 from .trace import disassemble_one
 from .system import System
 from .proctable import DEFAULT_MAX_PROCESSES
-from .sched import QUANTUM, ended, next_event, others_can_run, pick, start_borrow, wire
+from .sched import (QUANTUM, end_turn, ended, next_event, others_can_run, pick, start_borrow,
+                    turn_goes_on, wire)
 from .sched import stop as stop_process
 from .vfs import Sandbox
 from .hardware import new_hardware
@@ -217,7 +218,7 @@ class Machine:
                     return None
                 if system.over_budget is not None:
                     return self._init_ended(system.over_budget)
-                p = self._turn_goes_on() or pick(system)
+                p = turn_goes_on(system) or pick(system)
                 if p is None:
                     result = self._all_parked()
                     if result is not None:
@@ -226,7 +227,7 @@ class Machine:
                 self._switch(p)
                 result = self._slice(p, to)
                 if result is not None:
-                    self._end_turn(p)
+                    end_turn(system, p)
                 if result is None:
                     continue
                 if p is not system.init:
@@ -244,31 +245,6 @@ class Machine:
         self.system.current = p
         self.cpu, self.mem, self.process = p.cpu, p.mem, p
         self.program, self.program_path, self.exe = p.program, p.exe_host, p.exe_guest
-
-    def _turn_goes_on(self):
-        """The process whose turn a stop cut short (a save point, a timer), if it can go on:
-        the turn is not over until the scheduler says so (System.turn)."""
-        system = self.system
-        t = system.turn
-        if t is None:
-            return None
-        p = system.processes.get(t[0])
-        if p is None or p.blocked is not None \
-                or system.table.get(p.task.pid).state == "stopped":
-            system.turn = None
-            return None
-        return p
-
-    def _end_turn(self, k) -> None:
-        """k's turn is over: the round robin moves past it if it ran (a parked call tried
-        again in vain moves nothing, sched.pick)."""
-        t = self.system.turn
-        if t is not None and t[0] == k.task.pid:
-            if k.cpu.instructions != t[2] or k.ended is not None:
-                self.system.rr_last = t[0]
-        elif k.ended is not None:
-            self.system.rr_last = k.task.pid
-        self.system.turn = None
 
     def _slice(self, k, to: int | None) -> RunResult | None:
         """Run process k for one turn, or on with the turn a stop cut short: to the global
@@ -308,9 +284,9 @@ class Machine:
                 self.mem.check_touched()  # the end of a slice: the budget, as Linux's OOM
                 if k.yielded or (t[1] is not None and cpu.instructions >= t[1]):
                     k.yielded = False
-                    self._end_turn(k)  # sched_yield, or the quantum is used up
+                    end_turn(system, k)  # sched_yield, or the quantum is used up
                 if k.blocked is not None:
-                    self._end_turn(k)
+                    end_turn(system, k)
                     result = self._parked(k)
                     if result is not None:
                         return result
@@ -343,7 +319,7 @@ class Machine:
         except StoppedBySignal as e:
             if len(system.processes) > 1:
                 stop_process(system, k, e.signo)  # another process may send SIGCONT
-                self._end_turn(k)
+                end_turn(system, k)
                 return None
             return self._stopped(e.signo)
         except NothingToWaitFor as e:

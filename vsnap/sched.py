@@ -220,3 +220,29 @@ def parked_when_saved():
     process whose wait may be over, and then its call runs again and parks anew if not."""
     from .errors import Blocked
     return Blocked("parked when saved", lambda: True)
+
+
+def turn_goes_on(system):
+    """The process whose turn a stop cut short (a save point, a timer), if it can go on:
+    the turn is not over until the scheduler says so (System.turn)."""
+    t = system.turn
+    if t is None:
+        return None
+    p = system.processes.get(t[0])
+    if p is None or p.blocked is not None \
+            or system.table.get(p.task.pid).state == "stopped":
+        system.turn = None
+        return None
+    return p
+
+
+def end_turn(system, k) -> None:
+    """k's turn is over: the round robin moves past it if it ran (a parked call tried
+    again in vain moves nothing: pick)."""
+    t = system.turn
+    if t is not None and t[0] == k.task.pid:
+        if k.cpu.instructions != t[2] or k.ended is not None:
+            system.rr_last = t[0]
+    elif k.ended is not None:
+        system.rr_last = k.task.pid
+    system.turn = None
