@@ -17,7 +17,7 @@ from ..guestram import touched_pages
 from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
-from . import descriptions, pipeimage, tree
+from . import descriptions, pipeimage, tree, ttyimage
 from ..kernel import mapmtime
 from . import mapped
 from .codec import dumps, encode
@@ -217,6 +217,7 @@ def _kernel(m) -> dict:
                      "own_syscalls": p.syscalls,
                      "children_ns": list(p.children_ns)},
         **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
+        **ttyimage.kernel_fields(p),  # the terminal's termios, size, foreground group
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,
