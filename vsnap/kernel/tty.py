@@ -17,6 +17,7 @@ so, unless SIGTTOU is blocked or ignored, when Linux lets the call through too.
 from __future__ import annotations
 
 import struct
+from contextlib import contextmanager
 
 from .. import signals as S
 from ..abi import consts as C
@@ -24,6 +25,7 @@ from ..abi import errno as E
 from ..errors import SyscallError
 from ..proctable import VIRTUAL
 from ..terminal import TERMIOS, TERMIOS2, WINSIZE
+from .fsutil import host_errors
 
 TCSBRK, TCXONC, TCFLSH, TIOCSPGRP, TIOCGSID = 0x5409, 0x540A, 0x540B, 0x5410, 0x5429
 TCGETS2, TCSETS2, TCSETSW2, TCSETSF2 = 0x802C542A, 0x402C542B, 0x402C542C, 0x402C542D
@@ -41,7 +43,21 @@ def ioctl(p, f, request: int, argp: int) -> int:
     """int ioctl(int fd, unsigned long request, ...); on the terminal (ENOTTY elsewhere)."""
     if not is_terminal(p, f):
         raise SyscallError(E.ENOTTY, f.path)
-    t = p.sys.terminal
+    with _host_errors():  # the host terminal's refusals (EIO once it hung up) are the guest's
+        return _request(p, p.sys.terminal, request, argp)
+
+
+@contextmanager
+def _host_errors():
+    import termios
+    with host_errors():
+        try:
+            yield
+        except termios.error as e:  # not an OSError: (errno, message)
+            raise OSError(*e.args) from None
+
+
+def _request(p, t, request: int, argp: int) -> int:
     if request == C.TCGETS:
         p.write(argp, t.termios())
     elif request == TCGETS2:
@@ -140,7 +156,11 @@ def to_foreground(p, signo: int) -> None:
 def host_resized(p) -> None:
     """SIGWINCH from the host: its terminal changed size. The guest's terminal signals its
     foreground group when the size is new to it (not for its own TIOCSWINSZ)."""
-    if p.sys.terminal.host_resized():
+    try:
+        changed = p.sys.terminal.host_resized()
+    except OSError:  # the host terminal is gone: no size to tell of
+        return
+    if changed:
         to_foreground(p, SIGWINCH)
 
 
@@ -154,7 +174,10 @@ def typed(p, f, data: bytes) -> bytes:
     off) it is a byte like any other. A captured console makes no signals of characters."""
     t = p.sys.terminal
     if VCKPT not in data or t.host_fd is None or f.stream not in ("stdin", "tty") \
-            or not is_terminal(p, f) or not t.signal_keys():
+            or not is_terminal(p, f):
         return data
+    with _host_errors():
+        if not t.signal_keys():
+            return data
     to_foreground(p, S.SIGCKPT)
     return data.replace(VCKPT, b"")

@@ -44,7 +44,8 @@ NOT_PRESERVED = [
     "from it (by path, offset and the file's identity), so it must be unchanged.",
     "Descriptors on the terminal (stdin, stdout, stderr, /dev/tty) are reattached to the "
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
-    "printed is not replayed.",
+    "printed is not replayed. The settings and window size the guest gave its terminal are "
+    "kept and applied to that terminal.",
     "Files and directories are saved once per inode, however many descriptors lead to it. "
     "One with a name in the root is reopened by that name (another hard link, if the one "
     "it was opened by is gone) and must be unchanged: size, modification time, a digest of "
