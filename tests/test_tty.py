@@ -159,3 +159,27 @@ def test_a_resumed_guest_gets_its_settings_on_the_new_host_terminal(progs, tmp_p
     shown = subprocess.run([*VSNAP, "inspect", "t.img"], cwd=tmp_path, capture_output=True)
     assert (b"terminal     raw (VMIN 0, VTIME 7), no echo, signal keys (set by the guest), "
             b"size 33x99 set, foreground group 1000") in shown.stdout
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("cc", "zz", "terminal.termios.cc"), ("cc", "00", "terminal.termios.cc"),
+    ("lflag", -1, "terminal.termios.lflag"), ("line", 256, "terminal.termios.line"),
+    ("winsize", [1, 2, 3], "terminal.winsize"), ("winsize", [1, 2, 3, 70000], "winsize[3]"),
+    ("foreground", 0, "terminal.foreground")])
+def test_an_image_s_terminal_is_checked(builds, tmp_path, field, value, said):
+    """kernel.json's terminal is untrusted input: each field is checked, one line says which."""
+    import json
+    from vsnap.kernel import Capture
+    from vsnap.snapshot import ImageError, image_bytes, load
+    from vsnap.snapshot.codec import decode, encode
+    from vsnap.testing import start
+    m = start(Guest(builds.get("tty", "musl"), ("keep",)), tmp_path, Capture())
+    assert m.advance(80_000) is None
+    manifest, parts = decode(image_bytes(m))
+    k = json.loads(parts["kernel.json"])
+    assert k["terminal"]["set"] and k["terminal"]["winsize"] == [33, 99, 1, 2]
+    (k["terminal"]["termios"] if field in ("cc", "lflag", "line") else k["terminal"])[field] = value
+    parts["kernel.json"] = json.dumps(k).encode()
+    (tmp_path / "bad.img").write_bytes(encode(parts, manifest["program"]))
+    with pytest.raises(ImageError, match=said.replace("[", r"\[").replace("]", r"\]")):
+        load(str(tmp_path / "bad.img"))
