@@ -325,8 +325,12 @@ def _drive(m, a, max_instructions=None) -> int:
     if (plan.wanted or a.exit) and not a.output:
         raise UsageError("vsnap: --save-at/--save-every need -o IMAGE (where to save)")
     from .progress import wanted
-    result = drive(m, plan, count=a.stats, max_instructions=max_instructions, say=_notice,
-                   progress=wanted(quiet=_Lines.quiet))
+    from .terminal import restore_host
+    try:
+        result = drive(m, plan, count=a.stats, max_instructions=max_instructions,
+                       say=_notice, progress=wanted(quiet=_Lines.quiet))
+    finally:  # the host terminal as it was, before vsnap's last lines (and at exit: atexit)
+        restore_host()
     sys.stdout.flush()
     if result.message:
         _say(result.message)
@@ -371,6 +375,7 @@ def cmd_resume(a) -> int:
     if a.ckptfile:
         m.system.ckpt_template = a.ckptfile
     m.log = _notice
+    m.system.terminal.reapply()  # the guest's terminal settings, on this host terminal
     for w in warnings:
         _say(w)
     if a.strace:

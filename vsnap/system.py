@@ -16,12 +16,14 @@ from collections import deque
 from .clock import Clock, Random
 from .locks import LockBook
 from .proctable import ProcessTable
+from .terminal import Terminal
 
 
 class System:
     def __init__(self, vfs, console, *, seed: int = 0):
         self.vfs = vfs
         self.console = console
+        self.terminal = Terminal.of(console)  # the one terminal, its termios (terminal.py)
         self.clock = Clock()
         self.random = Random(seed)
         self.locks = LockBook()  # flock, record locks and leases (kernel/filelocks.py)

@@ -30,6 +30,7 @@ from .timers import next_deadline
 
 MASK64 = (1 << 64) - 1
 RT_SIGRETURN = syscalls.NUMBERS["rt_sigreturn"]
+SIGWINCH = 28
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Console:
     # signal arrives, or `timeout` seconds pass. None: reading never blocks (captured input).
     wait: callable = None
     host_stdin: bool = False  # read is os.read(0): vsnap's own stdin
-
+    pending: callable = None  # () -> bytes of input waiting (FIONREAD), captured input
 
     @classmethod
     def host(cls) -> "Console":
@@ -67,7 +68,7 @@ class Capture:
     def __init__(self, stdin: bytes = b""):
         self.out, self.err, self.inp = bytearray(), bytearray(), bytearray(stdin)
         self.console = Console(read=self._read, write_out=self.out.extend,
-                               write_err=self.err.extend)
+                               write_err=self.err.extend, pending=lambda: len(self.inp))
 
     def _read(self, n: int) -> bytes:
         chunk = bytes(self.inp[:n])
@@ -330,6 +331,10 @@ class Process:
     def take_host_signals(self) -> None:
         while self.sys.host_signals:
             signo = self.sys.host_signals.popleft()
+            if signo == SIGWINCH:  # the host terminal's new size: the guest's terminal's
+                from .tty import host_resized
+                host_resized(self)
+                continue
             self.signals.post(S.SigInfo(signo, S.SI_USER, pid=0, uid=0))
 
     def _traced(self, entry, args) -> int:

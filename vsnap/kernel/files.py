@@ -16,7 +16,7 @@ from ..fdtable import OpenFile
 from . import perm
 from . import devices, procfs, virtual
 from .filelocks import LOCK_COMMANDS, break_leases, fcntl_lock
-from . import anonfile, fifo, opath, pipefile
+from . import anonfile, fifo, opath, pipefile, tty
 from .fsutil import host_errors, lookup, s32, s64, touch, touch_parent
 from .extents import seek_data_hole
 from .inodetimes import open_noatime
@@ -156,10 +156,7 @@ def read_file(p, f: OpenFile, count: int, offset: int | None = None) -> bytes:
         if p.sys.console.wait is not None:
             from .signal import wait_for_input
             wait_for_input(p)
-        data = p.sys.console.read(count)
-        if VCKPT in data and f.stream == "stdin" and p.sys.console.isatty("stdin"):
-            data = _checkpoint_key(p, data)
-        return data
+        return tty.typed(p, f, p.sys.console.read(count))  # ^E (kernel/tty.py)
     elif f.kind == "dir":
         raise SyscallError(E.EISDIR, f.path)
     elif f.kind == "fifo":
@@ -390,37 +387,7 @@ def sys_ioctl(p, fd, request, argp):
     request &= 0xFFFFFFFF
     if f.ops is not None:
         return f.ops.ioctl(p, f, request, argp)
-    tty = f.kind == "console" and (f.stream == "tty" or p.sys.console.isatty(f.stream))
-    if not tty:
-        raise SyscallError(E.ENOTTY, f.path)
-    if request == C.TIOCGWINSZ:
-        p.write(argp, structs.pack_winsize(24, 80))
-        return 0
-    if request == C.TCGETS:
-        # a cooked terminal: ICRNL|IXON, OPOST|ONLCR, B38400|CS8|CREAD, ISIG|ICANON|ECHO...
-        p.write(argp, struct.pack("<IIIIB19s", 0x500, 0x5, 0xBF, 0x8A3B, 0, b"\x03\x1c\x7f"
-                                  b"\x15\x04\x00\x01\x00\x11\x13\x1a\x00\x12\x0f\x17\x16\x00"))
-        return 0
-    if request in (C.TCSETS, C.TCSETSW, C.TCSETSF, C.TIOCSWINSZ):
-        return 0
-    if request == C.TIOCGPGRP:
-        p.write(argp, struct.pack("<i", p.task.pgid))
-        return 0
-    raise SyscallError(E.ENOTTY, f"ioctl {request:#x}")
-
-
-VCKPT = b"\x05"  # ^E: DragonFly's terminal checkpoint key (stty ckpt)
-
-
-def _checkpoint_key(p, data: bytes) -> bytes:
-    """^E typed on the guest's terminal: SIGCKPT to its process group, as DragonFly's tty
-    driver sends it, and the character is not read. (vsnap reads the host terminal a line
-    at a time, so it acts when the line is entered, not when the key is pressed.)"""
-    from .. import signals as S
-    from .signal import send
-    for q in [q for q in p.sys.processes.values() if q.task.pgid == p.task.pgid]:
-        send(p.sys, q, S.SigInfo(S.SIGCKPT, S.SI_KERNEL))
-    return data.replace(VCKPT, b"")
+    return tty.ioctl(p, f, request, argp)  # the terminal's (kernel/tty.py)
 
 
 def _dir_entries(p, f: OpenFile) -> list[tuple[int, int, bytes]]:

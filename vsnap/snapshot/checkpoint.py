@@ -17,7 +17,7 @@ from ..guestram import touched_pages
 from ..kernel.dirref import removed_cwd
 from ..memory import PAGE, PROT_WRITE
 from .atomic import write_atomically
-from . import descriptions, pipeimage, tree
+from . import descriptions, pipeimage, tree, ttyimage
 from ..kernel import mapmtime
 from . import mapped
 from .codec import dumps, encode
@@ -44,7 +44,8 @@ NOT_PRESERVED = [
     "from it (by path, offset and the file's identity), so it must be unchanged.",
     "Descriptors on the terminal (stdin, stdout, stderr, /dev/tty) are reattached to the "
     "terminal of whoever resumes, as DragonFly BSD's checkpoints do; what was typed or "
-    "printed is not replayed.",
+    "printed is not replayed. The settings and window size the guest gave its terminal are "
+    "kept and applied to that terminal.",
     "Files and directories are saved once per inode, however many descriptors lead to it. "
     "One with a name in the root is reopened by that name (another hard link, if the one "
     "it was opened by is gone) and must be unchanged: size, modification time, a digest of "
@@ -217,6 +218,7 @@ def _kernel(m) -> dict:
                      "own_syscalls": p.syscalls,
                      "children_ns": list(p.children_ns)},
         **pipeimage.kernel_fields(p),  # the next pipe's inode, a write parked on a full pipe
+        **ttyimage.kernel_fields(p),  # the terminal's termios, size, foreground group
         "instructions": m.instructions,
         "counting": COUNTING,  # what "instruction" means in that count (counter.py)
         "memory_limit": m.mem.limit,

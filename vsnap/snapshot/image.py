@@ -19,7 +19,7 @@ from ..fdtable import MAX_FDS
 from ..memory import MAX_MAP_COUNT, PAGE, RESERVE_FACTOR, STACK_TOP
 from .. import rlimits, timers
 from ..signals import Action, SignalState, SigInfo
-from . import descriptions, mapped, pipeimage, tree
+from . import descriptions, mapped, pipeimage, tree, ttyimage
 from .named import parse_removed
 from .codec import ImageError, load_json_part
 from .fields import Reader
@@ -292,6 +292,7 @@ def _kernel(r: Reader, d) -> dict:
         "ckpt_return": r.bool(d.get("ckpt_return", False), "ckpt_return"),
         "accounts": _accounts(r, d, instructions),
         **pipeimage.parse_kernel(r, d),
+        **ttyimage.parse_kernel(r, d),
         "refused": {r.str(what, "refused", 100): r.int(n, f"refused.{what}")
                     for what, n in list(refused.items())[:4096]},
         "instructions": instructions,

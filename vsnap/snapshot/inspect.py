@@ -91,6 +91,7 @@ def render(img: Image, view: str) -> str:
 
 
 def _summary(img: Image) -> str:
+    from . import ttyimage
     k = img.kernel
     p = k["process"]
     total = sum(v["end"] - v["start"] for v in img.vmas)
@@ -113,6 +114,7 @@ def _summary(img: Image) -> str:
         f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
         f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
         *_pipe_summary(img),
+        f"terminal     {ttyimage.describe(k.get('terminal'))}",
         *([f"processes    {len(img.tree['table'].processes())} (the first one's parts are "
            f"the ones above; vsnap inspect IMAGE tree draws them all)"]
           if img.tree is not None and len(img.tree["table"].processes()) > 1 else []),

@@ -19,7 +19,7 @@ from ..kernel.limits import apply as apply_limits
 from ..loader import file_sha256
 from ..memory import PAGE
 from ..vfs import Sandbox
-from . import descriptions, dragonfly, mapped, pipeimage
+from . import descriptions, dragonfly, mapped, pipeimage, ttyimage
 from .codec import ImageError, read_file
 from .image import Image, parse
 from .pieces import Mismatch, Unchecked
@@ -238,6 +238,7 @@ def _kernel_state(m, k: dict) -> None:
     system.refused = dict(k["refused"])
     system.syscall_count = k["syscall_count"]
     pipeimage.restore_kernel(m, k)
+    ttyimage.restore_kernel(m, k)
 
 
 def restore_bytes(data: bytes, *, root=None, program=None, force=False, console=None,
