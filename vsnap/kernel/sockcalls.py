@@ -16,13 +16,12 @@ from ..abi import syscalls
 from ..errors import SyscallError
 from ..fdtable import OpenFile
 from ..sockets import SOCK_STREAM, WouldBlock, pair, release_files
-from . import scm
+from . import scm, unixaddr  # noqa: F401  (unixaddr registers AF_UNIX)
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import RESTARTABLE
-from .sockfile import (MSG_CMSG_CLOEXEC, MSG_OOB, SocketFile, _wait, cred_of, receive,
-                       send, socket_of)
-from .unixaddr import FAMILIES
+from .sockfile import (FAMILIES, MSG_CMSG_CLOEXEC, MSG_OOB, SocketFile, _wait, cred_of,
+                       receive, send, socket_of)
 
 SOCK_NONBLOCK, SOCK_CLOEXEC = C.O_NONBLOCK, C.O_CLOEXEC
 SOCK_TYPE_MASK = 0xF

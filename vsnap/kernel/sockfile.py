@@ -31,6 +31,16 @@ MSG_DONTWAIT, MSG_EOR, MSG_WAITALL, MSG_NOSIGNAL = 0x40, 0x80, 0x100, 0x4000
 MSG_CMSG_CLOEXEC = 0x40000000
 
 
+# AF_ number -> family object (kernel/unixaddr.py's docstring lists what one provides);
+# each family's module calls register() when imported (kernel/sockcalls.py imports them)
+FAMILIES: dict[int, object] = {}
+
+
+def register(family) -> None:
+    """Make a family known to socket(2) by its AF_ number."""
+    FAMILIES[family.number] = family
+
+
 class SocketFile:
     """The operations of one open file description of a socket."""
 

@@ -6,7 +6,7 @@ digits, from a counter of the system: the same names in every run).
 This is the first family of the socket framework (vsnap/sockets.py holds the sockets). A
 family is an object with `number`, `create`, `parse`, `bind`, `autobind`, `find`,
 `sockaddr`, `unbind` and the option hooks; kernel/sockcalls.py finds it in FAMILIES by the
-domain number and never looks inside a name.
+domain number (kernel/sockfile.py register) and never looks inside a name.
 """
 from __future__ import annotations
 
@@ -19,18 +19,11 @@ from ..access import MAY_WRITE
 from ..errors import SyscallError
 from ..sockets import SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, Socket, pair
 from .fsutil import host_errors, touch_parent, touch_path
+from .sockfile import register
 
 AF_UNIX = 1
 SUN_PATH = 108          # sizeof(sun_path)
 SUN_OFFSET = 2          # offsetof(struct sockaddr_un, sun_path)
-
-FAMILIES: dict[int, object] = {}
-
-
-def register(family) -> None:
-    """Make a family known to socket(2) by its AF_ number."""
-    FAMILIES[family.number] = family
-
 
 def names(p) -> dict:
     """The system's bound AF_UNIX names -> sockets: ("abstract", bytes) and ("inode", host
