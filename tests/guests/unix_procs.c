@@ -9,6 +9,7 @@
  *   dgram    datagrams from children to a bound server, with their senders' names
  *   restart  accept interrupted by a signal: SA_RESTART restarts it, without it EINTR, and
  *            with SO_RCVTIMEO it is EINTR whatever SA_RESTART says; a timed-out recv
+ *   lie      SCM_CREDENTIALS naming another pid or uid (EPERM unless privileged), and its own
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -403,6 +404,35 @@ static void restart(void)
     reap("writer");
 }
 
+static void lie_with(int s, const char *what, pid_t pid, uid_t uid)
+{
+    char cbuf[CMSG_SPACE(sizeof(struct ucred))];
+    struct iovec iov = {"cred", 4};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = sizeof cbuf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_CREDENTIALS;
+    cm->cmsg_len = CMSG_LEN(sizeof(struct ucred));
+    struct ucred u = {pid, uid, getgid()};
+    memcpy(CMSG_DATA(cm), &u, sizeof u);
+    errno = 0;
+    long r = sendmsg(s, &m, 0);
+    printf("%s: %ld %s\n", what, r, r >= 0 ? "" : errno == EPERM ? "EPERM" : strerror(errno));
+}
+
+static void lie(void)
+{
+    int sv[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    lie_with(sv[0], "other pid", getpid() + 1, getuid());
+    lie_with(sv[0], "uid 0", getpid(), 0);
+    lie_with(sv[0], "own", getpid(), getuid());
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -421,6 +451,8 @@ int main(int argc, char **argv)
         dgram();
     else if (!strcmp(mode, "restart"))
         restart();
+    else if (!strcmp(mode, "lie"))
+        lie();
     else {
         fprintf(stderr, "usage: unix_procs fdpass|server|vanish|flood|bulk|dgram|restart\n");
         return 2;
