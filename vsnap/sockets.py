@@ -272,6 +272,12 @@ class Socket:
         return (target.peer is self or len(target.queue) <= MAX_DGRAM_QLEN) and \
             self.send_room()
 
+    def send_ready(self) -> bool:
+        """A parked stream send can go on: room, or something that ends it at once (this
+        side shut, as the peer's close or SHUT_RD does; a pending error)."""
+        return self.send_room() or bool(self.shutdown & SEND_SHUTDOWN) or bool(self.err) \
+            or self.peer is None
+
     def send_room(self) -> bool:
         """A stream send can allocate a message now (sock_alloc_send_pskb's wmem check)."""
         return self.wmem < self.sndbuf

@@ -302,6 +302,34 @@ static void bulk(void)
     printf("reader: %zu bytes in %d reads, same %d\n", got, reads,
            memcmp(big, back, sizeof big) == 0);
     close(sv[0]);
+
+    /* a writer parked on a full buffer is let go by the reader's SHUT_RD (EPIPE after the
+     * bytes it moved) and by the reader's close */
+    for (int how = 0; how < 2; how++) {
+        socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+        c = fork();
+        if (c == 0) {
+            close(sv[0]);
+            signal(SIGPIPE, SIG_IGN);
+            errno = 0;
+            ssize_t n = write(sv[1], big, sizeof big);
+            printf("parked writer: %s, errno %s\n", n > 0 ? "moved some" : "moved none",
+                   errno ? strerror(errno) : "none");
+            errno = 0;
+            n = write(sv[1], big, 10);
+            printf("then: %zd %s\n", n, strerror(errno));
+            _exit(0);
+        }
+        usleep(200000);
+        if (how == 0)
+            shutdown(sv[0], SHUT_RD);
+        else
+            close(sv[0]);
+        reap("parked writer");
+        if (how == 0)
+            close(sv[0]);
+        close(sv[1]);
+    }
 }
 
 static void dgram(void)
