@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <termios.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -165,6 +169,23 @@ int main(void)
     snprintf(want, sizeof want, "socket:[%lu]", (unsigned long)st.st_ino);
     printf("readlink is socket:[st_ino] %d\n", strcmp(link, want) == 0);
     T(lseek(s, 0, SEEK_SET));
+    T(pread(s, buf, 1, 0));
+    T(pwrite(s, buf, 1, 0));
+    T(fsync(s));
+    T(fdatasync(s));
+    T(ftruncate(s, 0));
+    T(fchdir(s));
+    T(fcntl(s, F_GETPIPE_SZ));
+    T(fallocate(s, 0, 0, 10));
+    T(posix_fadvise(s, 0, 0, POSIX_FADV_NORMAL) ? -1 : 0);
+    T(flock(s, LOCK_EX));
+    T(mmap(NULL, 4096, PROT_READ, MAP_SHARED, s, 0) == MAP_FAILED ? -1 : 0);
+    T(ioctl(s, TCGETS, buf));
+    struct statfs sfs;
+    fstatfs(s, &sfs);
+    printf("fstatfs type %#lx\n", (unsigned long)sfs.f_type);
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", s);
+    T(open(buf, O_RDWR));
     T(opt(s, SO_TYPE));
     T(opt(s, SO_DOMAIN));
     T(opt(s, SO_PROTOCOL));
