@@ -194,6 +194,8 @@ def sys_connect(p, fd, addr, addrlen):
     f, sock = socket_of(p, s32(fd))
     raw = read_addr(p, addr, addrlen)
     family = sock.family
+    if hasattr(family, "connect"):       # a family whose connect is its own (TCP's states)
+        return family.connect(p, f, sock, raw)
     if not sock.stream:
         if len(raw) >= 2 and int.from_bytes(raw[:2], "little") == 0:   # AF_UNSPEC
             sock.peer, sock.state = None, "unconnected"

@@ -4,9 +4,13 @@ leading NUL byte: no file, gone with the socket) and autobind (an abstract name 
 digits, the lowest free: the same names in every run).
 
 This is the first family of the socket framework (vsnap/sockets.py holds the sockets). A
-family is an object with `number`, `create`, `parse`, `bind`, `autobind`, `find`,
-`sockaddr`, `unbind` and the option hooks; kernel/sockcalls.py finds it in FAMILIES by the
-domain number (kernel/sockfile.py register) and never looks inside a name.
+family is an object with `number`, `name`, `create(p, type, protocol, cred) -> Socket` (a
+subclass may change readiness or errors), `parse(p, raw, for_bind) -> name` (any hashable
+value; None for bind: autobind), `bind`, `autobind`, `find(p, sock, name) -> Socket` (the
+listener or datagram target), `sockaddr(name) -> bytes`, `unbind(sock)`, `setsockopt` and
+`getsockopt` for its own levels, and optionally `pair` (socketpair) and `connect(p, f, sock,
+raw)` (replacing the generic one in kernel/sockcalls.py). kernel/sockcalls.py finds it in
+FAMILIES by the domain number (kernel/sockfile.py register) and never looks inside a name.
 """
 from __future__ import annotations
 
