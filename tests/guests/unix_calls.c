@@ -511,6 +511,20 @@ int main(void)
     }
     close(sv[0]);
     close(sv[1]);
+
+    /* a flock lock held by a description in flight: it stays while the message waits, and
+     * goes when the message is thrown away with the receiving socket */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    int lk = open("unix_calls.txt", O_RDONLY);
+    T(flock(lk, LOCK_EX));
+    send_fds(sv[0], &lk, 1, "lock");
+    close(lk);
+    int other = open("unix_calls.txt", O_RDONLY);
+    T(flock(other, LOCK_EX | LOCK_NB));
+    close(sv[1]);
+    T(flock(other, LOCK_EX | LOCK_NB));
+    close(other);
+    close(sv[0]);
     unlink("unix_calls.txt");
     printf("done\n");
     return 0;

@@ -39,7 +39,7 @@ RESTARTABLE.update(syscalls.NUMBERS[n] for n in (
 def new_file(p, sock, flags: int) -> OpenFile:
     """An open file description of `sock` (sock_alloc_file): O_RDWR, and O_NONBLOCK from
     SOCK_NONBLOCK; the inode number from the system's counter."""
-    sock.ino = p.sys.next_pipe_ino
+    sock.ino, sock.book = p.sys.next_pipe_ino, p.sys.locks
     p.sys.next_pipe_ino += 1
     return OpenFile("socket", f"socket:[{sock.ino}]", C.O_RDWR | (flags & C.O_NONBLOCK),
                     ops=SocketFile(sock, p.task.uid, p.task.gid, p.sys.clock.realtime_ns))
@@ -286,7 +286,7 @@ def sys_recvfrom(p, fd, buf, length, flags, addr, addrlen):
     length = min(length, 0x7FFFFFFF)
     got = receive(p, f, length, flags & 0xFFFFFFFF,
                   lambda off, data: p.write(buf + off, data))
-    release_files(got.fds)
+    release_files(got.fds, p.sys.locks)
     if addr:
         write_addr(p, _from(sock, got), addr, addrlen)
     return got.count

@@ -61,7 +61,7 @@ class SocketFile:
         def put(offset: int, data: bytes) -> None:
             out[offset:offset + len(data)] = data
         got = receive(p, f, count, 0, put)
-        release_files(got.fds)
+        release_files(got.fds, p.sys.locks)
         return bytes(out[:got.count])
 
     def write(self, p, f, data: bytes) -> int:
