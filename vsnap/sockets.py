@@ -195,8 +195,8 @@ class Socket:
             raise WouldBlock()
         new = Socket(self.family, self.type, self.protocol, self.cred)
         new.addr, new.book = self.addr, self.book
+        # SO_PASSCRED goes to the accepted socket; its buffer sizes are the defaults
         new.opts = {k: v for k, v in self.opts.items() if k in ("passcred",)}
-        new.sndbuf, new.rcvbuf = self.sndbuf, self.rcvbuf
         new.connect_to(client)
         new.peercred, client.peercred = client.cred, self.cred
         self.queue.append(new)

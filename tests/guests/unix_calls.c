@@ -147,7 +147,7 @@ int main(void)
     struct sockaddr_un a, b;
     socklen_t la, lb;
     char buf[256];
-    int sv[2], dv[2];
+    int sv[2], dv[2], v;
     signal(SIGPIPE, on_pipe);
     setvbuf(stdout, NULL, _IONBF, 0);
 
@@ -319,6 +319,10 @@ int main(void)
     T(listen(c, 1));
     T(listen(l, 0));
     T(opt(l, SO_ACCEPTCONN));
+    v = 1;
+    setsockopt(l, SOL_SOCKET, SO_PASSCRED, &v, sizeof v);
+    v = 10000;
+    setsockopt(l, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
     show_poll("listener", l);
     fcntl(l, F_SETFL, O_NONBLOCK);
     T(accept(l, NULL, NULL));
@@ -339,6 +343,8 @@ int main(void)
     int acc = accept4(l, (void *)&peer, &pl, SOCK_CLOEXEC);
     printf("accept4: ok %d peer len %d cloexec %d flags %#o\n", acc >= 0, (int)pl,
            fcntl(acc, F_GETFD), fcntl(acc, F_GETFL));
+    printf("accepted passcred %d sndbuf %d; client passcred %d\n", opt(acc, SO_PASSCRED),
+           opt(acc, SO_SNDBUF), opt(c, SO_PASSCRED));
     show_name("accepted name", acc, 0);
     show_name("accepted peer", acc, 1);
     show_name("client peer", c, 1);
@@ -400,7 +406,7 @@ int main(void)
 
     printf("-- options\n");
     s = socket(AF_UNIX, SOCK_STREAM, 0);
-    int v = 1;
+    v = 1;
     T(setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &v, sizeof v));
     T(opt(s, SO_REUSEADDR));
     v = 5;
