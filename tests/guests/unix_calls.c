@@ -362,6 +362,11 @@ int main(void)
     getsockopt(c2, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
     printf("unconnected peercred pid %d uid %d gid %d\n", cr.pid, (int)cr.uid, (int)cr.gid);
     T(accept4(l, NULL, NULL, 0x40));
+    T(shutdown(l, SHUT_RD));
+    T(accept(l, NULL, NULL));
+    fcntl(l, F_SETFL, 0);
+    T(accept(l, NULL, NULL));
+    T(connect(socket(AF_UNIX, SOCK_STREAM, 0), (void *)&a, la));
     close(acc);
     close(l);
     T(connect(c3, (void *)&a, la));

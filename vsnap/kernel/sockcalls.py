@@ -176,9 +176,11 @@ def sys_accept4(p, fd, addr, addrlen, flags):
     if not sock.queue:
         if f.flags & C.O_NONBLOCK:
             raise SyscallError(E.EAGAIN, "no connection waits")
+        if sock.shutdown & 1:            # unix_accept: "this means receive shutdown"
+            raise SyscallError(E.EINVAL, "accept on a listener shut for receiving")
         st = p.remember({"done": 0, "end": None})
-        return _wait(p, "accept on a socket", lambda: bool(sock.queue) or sock.dead, st,
-                     sock.opts.get("rcvtimeo"), 0)
+        return _wait(p, "accept on a socket", lambda: bool(sock.queue or sock.shutdown & 1),
+                     st, sock.opts.get("rcvtimeo"), 0)
     new = sock.queue[0]
     if addr:
         peer = new.peer
