@@ -19,7 +19,8 @@ from .. import signals as SIG
 from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import Blocked, SyscallError
-from ..sockets import BrokenPipe, WouldBlock, release_files
+from ..sockets import (SEND_SHUTDOWN, SOCK_SEQPACKET, SOCK_STREAM, BrokenPipe, WouldBlock,
+                       release_files)
 
 SOCK_DEV = 0x8          # sockfs: an anonymous device of its own (0:8 on a typical Linux)
 SOCKFS_MAGIC = 0x534F434B
@@ -165,6 +166,11 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
     cred = cred or cred_of(p)
     nonblock = _nonblock(f, flags)
     st = p.remember({"done": 0, "end": None})
+    if sock.type == SOCK_SEQPACKET:
+        # unix_seqpacket_sendmsg: connected or ENOTCONN, any address ignored, then a datagram
+        if sock.state != "connected":
+            raise SyscallError(E.ENOTCONN, "socket is not connected")
+        return _deliver(p, sock, sock.peer, data, cred, fds, nonblock, st)
     if not sock.stream:
         return _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st)
     if dest is not None:
@@ -210,14 +216,20 @@ def _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st) -> int:
         target = family.find(p, sock, dest)
     if sock.addr is None and sock.opts.get("passcred"):
         family.autobind(p, sock)
+    return _deliver(p, sock, target, data, cred, fds, nonblock, st)
+
+
+def _deliver(p, sock, target, data, cred, fds, nonblock, st) -> int:
+    """One datagram (or SOCK_SEQPACKET record) into `target`'s queue, waiting for room.
+    unix_dgram_sendmsg sends no SIGPIPE with its EPIPE."""
     try:
         return sock.dgram_deliver(target, data, cred, fds, nonblock)
     except WouldBlock:
-        return _wait(p, "send on a socket", lambda: target.dead or sock.writable_to(target),
-                     st, sock.opts.get("sndtimeo"), 0)
+        return _wait(p, "send on a socket", lambda: target.dead or bool(
+            sock.shutdown & SEND_SHUTDOWN) or bool(sock.err) or sock.writable_to(target),
+            st, sock.opts.get("sndtimeo"), 0)
     except BrokenPipe:
-        _sigpipe(p, flags)
-        raise SyscallError(E.EPIPE, "the datagram socket is shut") from None
+        raise SyscallError(E.EPIPE, "the socket is shut") from None
 
 
 # -- receiving ---------------------------------------------------------------------------------
@@ -246,7 +258,9 @@ def receive(p, f, n: int, flags: int, put) -> Received:
     peek = bool(flags & MSG_PEEK)
     st = p.remember({"done": 0, "end": None, "cred": None, "addr": None})
     timeo = sock.opts.get("rcvtimeo")
-    if not sock.stream:
+    if sock.type == SOCK_SEQPACKET and sock.state != "connected":
+        raise SyscallError(E.ENOTCONN, "socket is not connected")
+    if sock.type != SOCK_STREAM:
         while True:
             try:
                 data, full, fds, cred, addr = sock.dgram_recv(n, peek)

@@ -39,7 +39,8 @@ def names(p) -> dict:
 
 
 class UnixFamily:
-    """AF_UNIX: stream, datagram and seqpacket sockets between guest processes."""
+    """AF_UNIX: stream, datagram and seqpacket sockets between guest processes (a
+    seqpacket socket connects as a stream and carries records as datagrams)."""
 
     number = AF_UNIX
     name = "AF_UNIX"
@@ -49,10 +50,6 @@ class UnixFamily:
             raise SyscallError(E.ESOCKTNOSUPPORT, f"AF_UNIX socket type {type_}")
         if protocol not in (0, AF_UNIX):     # PF_UNIX is accepted as a protocol too
             raise SyscallError(E.EPROTONOSUPPORT, f"AF_UNIX protocol {protocol}")
-        if type_ == SOCK_SEQPACKET:
-            p.sys.refuse("socket(AF_UNIX, SOCK_SEQPACKET)", "vsnap: AF_UNIX SOCK_SEQPACKET "
-                         "sockets are not implemented yet: ESOCKTNOSUPPORT")
-            raise SyscallError(E.ESOCKTNOSUPPORT, "SOCK_SEQPACKET")
         return Socket(self, type_, 0, cred)
 
     def pair(self, p, type_: int, protocol: int, cred):
