@@ -34,7 +34,8 @@ from vsnap.sockets import SOCK_STREAM, BrokenPipe, WouldBlock, pair
 from vsnap.testing import Guest, measure, run_with_checkpoints
 
 FLAVOURS = ("musl", "glibc")
-PROC_MODES = ("fdpass", "server", "vanish", "flood", "bulk", "dgram", "restart", "creds")
+PROC_MODES = ("fdpass", "server", "vanish", "flood", "bulk", "dgram", "restart", "creds",
+              "exec")
 
 
 @pytest.fixture(scope="module", autouse=True)
