@@ -309,6 +309,12 @@ class Socket:
             mask |= POLLOUT | POLLWRNORM | POLLWRBAND
         return mask
 
+    def fds_queued(self) -> int:
+        """Descriptors in flight to this socket (a listener's: to its embryos)."""
+        if self.state == "listening":
+            return sum(s.fds_queued() for s in self.queue)
+        return sum(len(m.fds) for m in self.queue if m.fds)
+
     def inq(self) -> int:
         """SIOCINQ: the unread bytes of a stream; the first datagram's size."""
         if self.state == "listening":

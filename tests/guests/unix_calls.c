@@ -556,6 +556,16 @@ int main(void)
     fds[2] = open("unix_calls.txt", O_RDONLY);
     send_fds(sv[0], fds, 3, "three");
     T(write(sv[0], "plain", 5));
+    {
+        char path[64], info[256];
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", sv[1]);
+        int fi = open(path, O_RDONLY);
+        ssize_t k = read(fi, info, sizeof info - 1);
+        info[k > 0 ? k : 0] = 0;
+        close(fi);
+        char *line = strstr(info, "scm_fds:");
+        printf("fdinfo %s", line ? line : "has no scm_fds line\n");
+    }
     recv_fds(sv[1], 256, MSG_PEEK);
     recv_fds(sv[1], 256, MSG_CMSG_CLOEXEC);
     recv_fds(sv[1], 256, 0);

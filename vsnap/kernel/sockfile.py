@@ -91,6 +91,11 @@ class SocketFile:
     def poll(self, p, f) -> int:
         return self.sock.poll()
 
+    def fdinfo(self) -> str:
+        """unix_show_fdinfo's line: descriptors waiting in the receive queue (a listener:
+        in its embryos' queues)."""
+        return f"scm_fds: {self.sock.fds_queued()}\n"
+
     def fcntl(self, p, f, cmd: int, arg: int) -> int | None:
         """The commands every file shares (None), but a pipe's size (pipe_fcntl: EBADF)."""
         if cmd in (F_SETPIPE_SZ, F_GETPIPE_SZ):
