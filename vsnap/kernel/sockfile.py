@@ -129,7 +129,7 @@ def cred_of(p) -> tuple[int, int, int]:
 
 # -- waiting ------------------------------------------------------------------------------------
 
-def _wait(p, what: str, cond, st: dict, timeo_ns, done: int):
+def park(p, what: str, cond, st: dict, timeo_ns, done: int):
     """Park until cond() (or the socket's timeout, then EAGAIN or the count moved)."""
     clock = p.sys.clock
     if timeo_ns:
@@ -190,7 +190,7 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
                 if done:
                     return done
                 raise SyscallError(E.EAGAIN, "socket send buffer is full") from None
-            return _wait(p, "send on a socket", sock.send_ready, st,
+            return park(p, "send on a socket", sock.send_ready, st,
                          sock.opts.get("sndtimeo"), done)
         except BrokenPipe:
             if done:
@@ -230,7 +230,7 @@ def _deliver(p, sock, target, data, cred, fds, nonblock, st) -> int:
     try:
         return sock.dgram_deliver(target, data, cred, fds, nonblock)
     except WouldBlock:
-        return _wait(p, "send on a socket", lambda: target.dead or bool(
+        return park(p, "send on a socket", lambda: target.dead or bool(
             sock.shutdown & SEND_SHUTDOWN) or bool(sock.err) or sock.writable_to(target),
             st, sock.opts.get("sndtimeo"), 0)
     except BrokenPipe:
@@ -272,7 +272,7 @@ def receive(p, f, n: int, flags: int, put) -> Received:
             except WouldBlock:
                 if nonblock:
                     raise SyscallError(E.EAGAIN, "no datagram waits") from None
-                return _wait(p, "recv on a socket", sock.readable, st, timeo, 0)
+                return park(p, "recv on a socket", sock.readable, st, timeo, 0)
             put(0, data)
             got = Received(len(data), full, fds, cred, addr,
                            MSG_TRUNC if full > len(data) else 0)
@@ -314,5 +314,5 @@ def receive(p, f, n: int, flags: int, put) -> Received:
 
 
 def _wait_recv(p, sock, st, timeo, done):
-    result = _wait(p, "recv on a socket", sock.readable, st, timeo, done)
+    result = park(p, "recv on a socket", sock.readable, st, timeo, done)
     return Received(result, result, None, st["cred"], st["addr"])
