@@ -434,6 +434,28 @@ static void restart(void)
     n = recv(sv[0], b, sizeof b, MSG_WAITALL);
     printf("waitall across two writes: %zd %.*s\n", n, (int)(n > 0 ? n : 0), b);
     reap("writer");
+    /* SO_RCVLOWAT: a read waits for that many bytes; a non-blocking one takes what is there */
+    int lowat = 3;
+    printf("SO_RCVLOWAT: %d\n", setsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &lowat,
+                                             sizeof lowat));
+    if (fork() == 0) {
+        usleep(100000);
+        write(sv[1], "ef", 2);
+        usleep(100000);
+        write(sv[1], "gh", 2);
+        _exit(0);
+    }
+    n = recv(sv[0], b, sizeof b, 0);
+    printf("read with SO_RCVLOWAT 3: %zd %.*s\n", n, (int)(n > 0 ? n : 0), b);
+    reap("writer");
+    write(sv[1], "ij", 2);
+    n = recv(sv[0], b, sizeof b, MSG_DONTWAIT);
+    printf("non-blocking read below SO_RCVLOWAT: %zd %.*s\n", n, (int)(n > 0 ? n : 0), b);
+    lowat = 0;
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+    socklen_t ll = sizeof lowat;
+    getsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &lowat, &ll);
+    printf("SO_RCVLOWAT 0 reads back %d\n", lowat);
 }
 
 static void creds(void)

@@ -280,7 +280,9 @@ def receive(p, f, n: int, flags: int, put) -> Received:
                 got.count = full
             return got
     passcred = bool(sock.opts.get("passcred"))
-    target = n if flags & MSG_WAITALL and not peek else min(n, 1)
+    # sock_rcvlowat: all of n with MSG_WAITALL, else SO_RCVLOWAT's bytes (1), at most n
+    lowat = sock.opts.get("rcvlowat", 1)
+    target = n if flags & MSG_WAITALL and not peek else max(1, min(n, lowat))
     done = st["done"]
     if n == 0 and sock.state == "connected":
         return Received()

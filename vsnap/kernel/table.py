@@ -72,8 +72,7 @@ NOTES: dict[str, tuple[str, str]] = {
                            "SCM_CREDENTIALS only"),
     "recvfrom": ("differs", "MSG_OOB: EOPNOTSUPP and a notice"),
     "recvmsg": ("differs", "MSG_OOB: EOPNOTSUPP and a notice; no SCM_SECURITY"),
-    "setsockopt": ("differs", "SOL_SOCKET's common options; SO_RCVLOWAT stored, not "
-                              "honoured (a notice); timeouts on the virtual clock"),
+    "setsockopt": ("differs", "SOL_SOCKET's common options; timeouts on the virtual clock"),
     "setrlimit": ("differs", "RSS, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are kept "
                              "and reported, not enforced (NPROC is: fork EAGAIN)"),
     "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),
