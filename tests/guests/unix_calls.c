@@ -105,6 +105,45 @@ static void send_fds(int s, int *fds, int n, const char *data)
     printf("sendmsg %d fds: %ld %s\n", n, r, r < 0 ? strerror(errno) : "");
 }
 
+/* SCM_RIGHTS of n copies of fd: at most SCM_MAX_FD (253) in one message */
+static void send_many(int s, int rcv, int fd, int n)
+{
+    static int many[300];
+    static char cbuf[CMSG_SPACE(sizeof many)];
+    for (int i = 0; i < n; i++)
+        many[i] = dup(fd);
+    struct iovec iov = {"m", 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), many, sizeof(int) * n);
+    errno = 0;
+    long r = sendmsg(s, &m, 0);
+    printf("sendmsg %d fds: %ld %s\n", n, r, r < 0 ? strerror(errno) : "");
+    for (int i = 0; i < n; i++)
+        close(many[i]);
+    if (r > 0) {
+        char b;
+        iov.iov_base = &b;
+        m.msg_controllen = sizeof cbuf;
+        r = recvmsg(rcv, &m, 0);
+        c = CMSG_FIRSTHDR(&m);
+        int got = c ? (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0;
+        printf("received %d fds, flags %#x\n", got, m.msg_flags);
+        for (int i = 0; i < got; i++) {
+            int fd2;
+            memcpy(&fd2, CMSG_DATA(c) + i * sizeof(int), sizeof fd2);
+            close(fd2);
+        }
+    }
+}
+
 static void recv_fds(int s, size_t room, int flags)
 {
     char buf[64], cbuf[256];
@@ -577,6 +616,8 @@ int main(void)
     T(read(sv[1], buf, 10));
     int bad = 99;
     send_fds(sv[0], &bad, 1, "bad");
+    send_many(sv[0], sv[1], 0, 253);
+    send_many(sv[0], sv[1], 0, 254);
     close(fds[0]);
     close(fds[1]);
     close(fds[2]);
