@@ -146,8 +146,7 @@ def sys_listen(p, fd, backlog):
     backlog = s32(backlog)
     if not sock.stream:
         raise SyscallError(E.EOPNOTSUPP, "listen on a datagram socket")
-    if sock.addr is None:
-        raise SyscallError(E.EINVAL, "listen on an unbound socket")
+    sock.family.listening(p, sock)      # AF_UNIX: bound or EINVAL; TCP would pick a port
     if sock.state not in ("unconnected", "listening"):
         raise SyscallError(E.EINVAL, "listen on a connected socket")
     sock.listen(backlog if backlog >= 0 else -1)

@@ -219,8 +219,7 @@ def _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st) -> int:
             raise SyscallError(E.ECONNREFUSED, "the peer is gone")
     else:
         target = family.find(p, sock, dest)
-    if sock.addr is None and sock.opts.get("passcred"):
-        family.autobind(p, sock)
+    family.sending(p, sock)           # AF_UNIX: autobind with SO_PASSCRED; UDP: always
     return _deliver(p, sock, target, data, cred, fds, nonblock, st)
 
 

@@ -8,8 +8,9 @@ family is an object with `number`, `name`, `create(p, type, protocol, cred) -> S
 subclass may change readiness or errors), `parse(p, raw, for_bind) -> name` (any hashable
 value; None for bind: autobind), `bind`, `autobind`, `find(p, sock, name) -> Socket` (the
 listener or datagram target), `sockaddr(name) -> bytes`, `unbind(sock)`, `setsockopt` and
-`getsockopt` for its own levels, and optionally `pair` (socketpair) and `connect(p, f, sock,
-raw)` (replacing the generic one in kernel/sockcalls.py). kernel/sockcalls.py finds it in
+`getsockopt` for its own levels, `listening(p, sock)` (before listen: a name or EINVAL),
+`sending(p, sock)` (before a datagram: autobind?), and optionally `pair` (socketpair) and
+`connect(p, f, sock, raw)` (replacing the generic one in kernel/sockcalls.py). kernel/sockcalls.py finds it in
 FAMILIES by the domain number (kernel/sockfile.py register) and never looks inside a name.
 """
 from __future__ import annotations
@@ -155,6 +156,17 @@ class UnixFamily:
         if other.type != sock.type:
             raise SyscallError(E.EPROTOTYPE, "the socket there is of another type")
         return other
+
+    def listening(self, p, sock: Socket) -> None:
+        """listen(2)'s word on the name: unix_listen refuses an unbound socket."""
+        if sock.addr is None:
+            raise SyscallError(E.EINVAL, "listen on an unbound socket")
+
+    def sending(self, p, sock: Socket) -> None:
+        """Before a datagram goes: a socket passing credentials gets a name to be answered
+        at (unix_dgram_sendmsg's autobind)."""
+        if sock.addr is None and sock.opts.get("passcred"):
+            self.autobind(p, sock)
 
     def unbind(self, sock: Socket) -> None:
         """The socket is gone: its name is free again (a path's inode stays, as on Linux)."""
