@@ -258,6 +258,14 @@ int main(void)
     T(recv(sv[1], buf, 100, 0));
     printf("got %.10s\n", buf);
     T(recv(sv[1], buf, 100, MSG_DONTWAIT));
+    {
+        struct iovec wv[3] = {{"vec", 3}, {"", 0}, {"tored", 5}};
+        char x[3], y[4], z[8];
+        struct iovec rv[3] = {{x, 3}, {y, 4}, {z, 8}};
+        T(writev(sv[0], wv, 3));
+        T(readv(sv[1], rv, 3));
+        printf("readv %.3s|%.4s|%.1s\n", x, y, z);
+    }
     show_poll("pair empty", sv[1]);
     T(shutdown(sv[0], SHUT_WR));
     show_poll("after peer SHUT_WR", sv[1]);
