@@ -22,13 +22,12 @@ import tempfile
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import NATIVE_ENV, make_root, require_native, run_api, run_native
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
 from vsnap.fdtable import OpenFile
-from vsnap.snapshot import image_bytes
 from vsnap.snapshot.checkpoint import CannotSave
 from vsnap.sockets import SOCK_STREAM, BrokenPipe, WouldBlock, pair
 from vsnap.testing import Guest, measure, run_with_checkpoints
@@ -242,7 +241,7 @@ class StreamModel(RuleBasedStateMachine):
             k = min(taken, len(first[0]))
             del first[0][:k]
             taken -= k
-            if fds is not None and first[2] is fds:
+            if fds and first[2] == fds:     # taken with its first bytes, not the rest
                 first[2] = None
             if not first[0]:
                 self.sends[i].pop(0)
