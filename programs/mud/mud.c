@@ -156,6 +156,18 @@ static int write_all(int fd, struct buf *b) {
  * close/rename only. The copyover writes it from the crash handler; with the fd store it is
  * written at each change of state, when the program knows it is sane (the post's advice) */
 
+/* the list may be what the crash broke: a cycle or a wild pointer would make a copyover
+ * write players forever ("abort if you suddenly have 40000 players"); walk it once, counting */
+static int list_sane(void) {
+    int count = 0;
+    for (struct player *p = players; p; p = p->next)
+        if (++count > MAXP || p < pool || p >= pool + MAXP || !p->used) {
+            logline("copyover aborted: the player list is corrupt after ", count, " entries");
+            return 0;
+        }
+    return 1;
+}
+
 static int save_players(const char *path) {
     char tmp[64];
     struct buf b = {.n = 0};
@@ -164,6 +176,7 @@ static int save_players(const char *path) {
     memcpy(tmp, b.b, (size_t)b.n);   /* memcpy and strlen are async-signal-safe in practice */
     tmp[b.n] = 0;
     b.n = 0;
+    if (!list_sane()) return -1;
     /* O_CLOEXEC: the file must not follow the exec; the sockets must */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return -1;
@@ -172,16 +185,7 @@ static int save_players(const char *path) {
     add_s(&b, "\nnextid ");
     add_i(&b, next_id);
     add_s(&b, "\n");
-    int count = 0;
     for (struct player *p = players; p; p = p->next) {
-        /* the list may be what the crash broke: a cycle or a wild pointer would make this
-         * write players forever ("abort if you suddenly have 40000 players") */
-        if (++count > MAXP || p < pool || p >= pool + MAXP || !p->used) {
-            close(fd);
-            unlink(tmp);
-            logline("copyover aborted: the player list is corrupt after ", count, " entries");
-            return -1;
-        }
         add_s(&b, "player ");
         add_i(&b, p->fd);
         add_s(&b, " ");
@@ -212,6 +216,7 @@ static void set_default(int sig) {
 /* save the players and become a fresh copy of the program: the sockets are not close-on-exec,
  * so the new image finds them at the same numbers; returns only if that failed */
 static void copyover(const char *why) {
+    if (!list_sane()) return;
     everyone(why);
     if (save_players(COPYOVER_FILE) < 0) {
         logline("copyover: cannot save the players", -1, "");
@@ -542,6 +547,12 @@ static int command(struct player *p, char *line) {
         say_to(p, "The copyover failed; the world goes on as it was.\n> ");
     } else if (!strcmp(line, "crash")) {
         logline("crash: ", -1, "writing through a NULL pointer");
+        *nowhere = 42;
+    } else if (!strcmp(line, "tangle")) {   /* for the tests: the crash of a corrupt list */
+        struct player *last = players;
+        while (last->next) last = last->next;
+        last->next = players;   /* a cycle: a naive copyover would write players forever */
+        logline("tangle: ", -1, "the player list is now a cycle");
         *nowhere = 42;
     } else if (!strcmp(line, "shutdown")) {
         everyone("The world ends.\n");
