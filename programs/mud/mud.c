@@ -84,10 +84,10 @@ static void add_i(struct buf *b, long v) {  /* hand-written: snprintf may malloc
     while (n > 0 && b->n < (int)sizeof b->b) b->b[b->n++] = t[--n];
 }
 
-static void put(int fd, const char *s, int n) {
+static void put(int fd, const char *s, int n) {   /* to a client, or the log (fd 2) */
     while (n > 0) {
-        ssize_t w = send(fd, s, (size_t)n, MSG_NOSIGNAL);
-        if (w < 0 && errno == ENOTSOCK) w = write(fd, s, (size_t)n);
+        /* MSG_NOSIGNAL: a client gone is an error, not a SIGPIPE */
+        ssize_t w = fd == 2 ? write(fd, s, (size_t)n) : send(fd, s, (size_t)n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) return;
         s += w;
