@@ -463,25 +463,35 @@ def test_fd_store_path_address(launcher, tmp_path):
 
 @pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
                     reason="no systemd-socket-activate here")
-def test_systemd_socket_activate(tmp_path):
-    """systemd's own tool passes the listener (LISTEN_FDS=1): the MUD takes it, and a
-    copyover keeps it (socket activation does not close on exec)."""
+@pytest.mark.parametrize("design", ["copyover", "watcher"])
+def test_systemd_socket_activate(tmp_path, design):
+    """systemd's own tool passes the listener (LISTEN_FDS=1, fd 3): the MUD takes it and a
+    copyover keeps it (a socket-activated fd is not close-on-exec); the Watcher takes it and
+    hands it to the MUD it starts, and again after the MUD's crash."""
     launcher = make_launcher("native-musl", tmp_path)
     port = free_port()
     log = tmp_path / "server.log"
+    argv = ([launcher.prog("mud")] if design == "copyover" else
+            [launcher.prog("watcher"), str(port), launcher.prog("mud")])
     with open(log, "wb") as err:
         proc = subprocess.Popen(["systemd-socket-activate", "-l", f"127.0.0.1:{port}",
-                                 "--fdname=mud", launcher.prog("mud")], cwd=tmp_path,
+                                 "--fdname=mud", *argv], cwd=tmp_path,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        transcripts, at_restart = play(port, by_command("copyover"))
+        transcripts, at_restart = play(port, by_command(
+            "copyover" if design == "copyover" else "crash"))
         shutdown(port)
         assert proc.wait(WAIT) == 0, log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
     check_unnoticed(launcher, tmp_path, transcripts, at_restart)
-    assert "mud: socket activation: 1 fds" in log.read_text()
+    text = log.read_text()
+    if design == "copyover":
+        assert "mud: socket activation: 1 fds" in text, text
+    else:
+        assert "watcher: the listening socket came by socket activation (1 fds)" in text, text
+        assert "watcher: the mud died of signal 11" in text, text
 
 
 def test_transcripts_agree_across_launchers(tmp_path):

@@ -8,6 +8,8 @@
  *
  *   watcher PORT MUD [--down-ms N]
  *
+ * With LISTEN_PID/LISTEN_FDS (systemd-socket-activate) the listener is fd 3, PORT unused.
+ *
  * Messages MUD -> Watcher: "add ID ROOM NAME" + the client's fd, "set ID ROOM NAME", "del ID".
  * Watcher -> MUD at its start: "listen" + fd, "player ID ROOM NAME" + fd ..., "end".
  */
@@ -204,14 +206,25 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *mud = argv[2];
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int on = 1;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1])),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (bind(listen_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(listen_fd, 16) < 0) {
-        perror("watcher: listen");
-        return 1;
+    const char *lpid = getenv("LISTEN_PID"), *lfds = getenv("LISTEN_FDS");
+    if (lpid && lfds && atol(lpid) == (long)getpid() && atoi(lfds) >= 1) {
+        listen_fd = 3;   /* given by socket activation (systemd-socket-activate) */
+        fcntl(3, F_SETFD, FD_CLOEXEC);
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+        say("watcher: the listening socket came by socket activation (%ld fds)%s\n", atol(lfds), "");
+    } else {
+        listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int on = 1;
+        setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((unsigned short)atoi(argv[1])),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (bind(listen_fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(listen_fd, 16) < 0) {
+            perror("watcher: listen");
+            return 1;
+        }
     }
     if (pipe2(chld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) return 1;
     struct sigaction sa = {.sa_handler = on_chld, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
