@@ -26,7 +26,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 
 
 class FdStoreSupervisor:
@@ -131,7 +130,7 @@ class FdStoreSupervisor:
         try:
             self.pid = self._spawn()
             while not self._stop.is_set():
-                ready, _, _ = select.select([self.notify], [], [], 0.02)
+                select.select([self.notify], [], [], 0.02)   # a message, or a look at the pid
                 while self._message():
                     pass
                 pid, status = os.waitpid(self.pid, os.WNOHANG)

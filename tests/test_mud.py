@@ -23,6 +23,7 @@ import re
 import resource
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -54,7 +55,7 @@ def built(name: str, flavour: str, outdir: Path) -> str:
             if not have_gcc_static():
                 pytest.skip("no gcc -static here: cannot build the glibc flavour")
             out = outdir / f"{name}.{flavour}"
-            subprocess.run(["gcc", "-static", "-O2", "-Wall", "-D_GNU_SOURCE", "-o", str(out),
+            subprocess.run(["gcc", "-static", "-O2", "-g", "-Wall", "-D_GNU_SOURCE", "-o", str(out),
                             src], check=True, capture_output=True, timeout=300)
             _BUILT[key] = str(out)
     return _BUILT[key]
@@ -380,10 +381,41 @@ def test_fork_to_core(launcher, tmp_path):
         return
     assert "died of signal 11 (core dumped)" in lines[0]   # WCOREDUMP of its wait status
     cores = launcher.core_files(cwd)
-    if cores is not None:   # the kernel wrote a file we can find: an ELF core (ET_CORE)
-        assert len(cores) == 1, cores
-        head = cores[0].read_bytes()[:18]
-        assert head[:4] == b"\x7fELF" and int.from_bytes(head[16:18], "little") == 4
+    if cores is None:   # piped to a handler: the wait status is what we can see
+        return
+    assert len(cores) == 1, cores
+    # the forked child's core (its pid is in the log line), of the crash's signal
+    child = int(re.search(r"the child (\d+) died", lines[0]).group(1))
+    assert prstatus(cores[0]) == (11, child)
+    if shutil.which("gdb"):   # and its backtrace is the crash's, not the handler's
+        bt = subprocess.run(["gdb", "-batch", "-nx", "-ex", "bt", launcher.bins["mud"],
+                             str(cores[0])], capture_output=True, text=True, timeout=120).stdout
+        frames = [ln for ln in bt.splitlines() if ln.startswith("#")]
+        assert frames and " command (" in frames[0] and '"crash"' in frames[0], bt
+        assert not any("on_crash" in f for f in frames), bt
+
+
+def prstatus(path: Path) -> tuple[int, int]:
+    """(signal, pid) from an ELF core's NT_PRSTATUS note (struct elf_prstatus: si_signo at 0,
+    pr_pid at 32), read by hand."""
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and struct.unpack_from("<H", data, 16)[0] == 4   # ET_CORE
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    for i in range(phnum):
+        ptype, _flags, off, _va, _pa, size = struct.unpack_from("<IIQQQQ", data,
+                                                                phoff + i * phentsize)
+        if ptype != 4:   # PT_NOTE
+            continue
+        at = off
+        while at < off + size:
+            namesz, descsz, ntype = struct.unpack_from("<III", data, at)
+            desc = at + 12 + (namesz + 3) // 4 * 4
+            if ntype == 1:   # NT_PRSTATUS
+                return (struct.unpack_from("<i", data, desc)[0],
+                        struct.unpack_from("<i", data, desc + 32)[0])
+            at = desc + (descsz + 3) // 4 * 4
+    raise AssertionError(f"no NT_PRSTATUS in {path}")
 
 
 def test_watcher_restart(launcher, tmp_path):

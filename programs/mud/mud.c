@@ -368,7 +368,8 @@ static void kept_changed(struct player *p, enum change what) {
     if (!fdstore) return;
     if (p->name[0] && (what == LOGGED_IN || what == DROPPED)) {
         struct buf b = {.n = 0};
-        add_s(&b, what == LOGGED_IN ? "FDSTORE=1\nFDNAME=player-" : "FDSTOREREMOVE=1\nFDNAME=player-");
+        add_s(&b, what == LOGGED_IN ? "FDSTORE=1\nFDNAME=player-"
+                                    : "FDSTOREREMOVE=1\nFDNAME=player-");
         add_s(&b, p->name);
         b.b[b.n] = 0;
         sd_notify_fd(b.b, what == LOGGED_IN ? p->fd : -1);
@@ -464,7 +465,8 @@ static int command(struct player *p, char *line) {
     struct buf b = {.n = 0};
     if (!p->name[0]) {
         if (!valid_name(line)) {
-            say_to(p, "Names are letters and digits, at most 15, not taken. What is your name?\n> ");
+            say_to(p, "Names are letters and digits, at most 15, not taken. "
+                      "What is your name?\n> ");
             return 1;
         }
         strcpy(p->name, line);

@@ -213,7 +213,8 @@ int main(int argc, char **argv) {
         unsetenv("LISTEN_PID");
         unsetenv("LISTEN_FDS");
         unsetenv("LISTEN_FDNAMES");
-        say("watcher: the listening socket came by socket activation (%ld fds)%s\n", atol(lfds), "");
+        say("watcher: the listening socket came by socket activation (%ld fds)%s\n",
+            atol(lfds), "");
     } else {
         listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         int on = 1;
@@ -235,7 +236,8 @@ int main(int argc, char **argv) {
     pid_t pid = start_mud(mud, &sock);
     int restarts = 0;
     for (;;) {
-        struct pollfd pf[2] = {{.fd = sock, .events = POLLIN}, {.fd = chld_pipe[0], .events = POLLIN}};
+        struct pollfd pf[2] = {{.fd = sock, .events = POLLIN},
+                               {.fd = chld_pipe[0], .events = POLLIN}};
         if (poll(pf, 2, -1) < 0) {
             if (errno == EINTR) continue;
             return 1;
@@ -257,7 +259,8 @@ int main(int argc, char **argv) {
         if (WIFSIGNALED(status))
             say("watcher: the mud died of signal %ld; I still hold %s", WTERMSIG(status), "");
         else
-            say("watcher: the mud exited with status %ld; I still hold %s", WEXITSTATUS(status), "");
+            say("watcher: the mud exited with status %ld; I still hold %s",
+                WEXITSTATUS(status), "");
         say("%ld client sockets and the listening one%s\n", kept, "");
         if (++restarts > 20) {
             say("watcher: %ld restarts: giving up%s\n", restarts - 1, "");
