@@ -455,6 +455,30 @@ def test_watcher_restart(launcher, tmp_path):
     assert list(handovers[1].values()).count("listen") == 1, log
 
 
+def test_copyover_under_the_watcher(launcher, tmp_path):
+    """The two designs together: a copyover re-executes the watched MUD, which keeps its fds
+    (the Watcher's socket too) and goes on telling the Watcher; a crash after it is the
+    Watcher's to mend, with the players as they were after the copyover."""
+    port = free_port()
+
+    def both(clients):
+        by_command("copyover")(clients)
+        by_command("crash")(clients)
+
+    server = launcher.start([launcher.prog("watcher"), str(port), launcher.prog("mud")],
+                            port, tmp_path)
+    try:
+        transcripts, at_restart = play(port, both)
+        shutdown(port)
+        assert server.wait(WAIT) == 0, server.log()
+    finally:
+        server.kill()
+    check_unnoticed(launcher, tmp_path, transcripts, at_restart, restarts=2)
+    log = server.log()
+    assert "mud: copyover: the file gave back 3 players" in log
+    assert "watcher: started the mud, handed it the listening socket and 3 players" in log
+
+
 def run_supervised(launcher, tmp, *, abstract: bool):
     port = free_port()
     cwd = tmp / ("fdstore-abstract" if abstract else "fdstore-path")
