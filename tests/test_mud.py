@@ -371,6 +371,14 @@ def test_crash_copyover(launcher, tmp_path):
     assert "mud: caught signal 11; saving the players and re-executing" in log
 
 
+def test_stack_overflow_copyover(launcher, tmp_path):
+    """A crash with no stack left (`overflow` recurses until SIGSEGV): the handler runs on
+    its own stack (sigaltstack, SA_ONSTACK), set again after each exec."""
+    transcripts, at_restart, log, _ = run_copyover(launcher, tmp_path, "overflow")
+    check_unnoticed(launcher, tmp_path, transcripts, at_restart)
+    assert "mud: caught signal 11; saving the players and re-executing" in log
+
+
 def test_fork_to_core(launcher, tmp_path):
     transcripts, at_restart, log, cwd = run_copyover(launcher, tmp_path, "crash", "--forkcore")
     check_unnoticed(launcher, tmp_path, transcripts, at_restart)

@@ -203,7 +203,10 @@ static int save_players(const char *path) {
 }
 
 static void everyone(const char *text) {
-    for (struct player *p = players; p; p = p->next) put(p->fd, text, (int)strlen(text));
+    /* MSG_DONTWAIT: a client that reads nothing (a full socket buffer) must not hold up the
+     * copyover of everyone else; it misses the line, not the world */
+    for (struct player *p = players; p; p = p->next)
+        (void)!send(p->fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 static void set_default(int sig) {
@@ -460,6 +463,14 @@ static int find_room(const char *s) {
     return -1;
 }
 
+/* the `overflow` command: recursion until the stack is gone (volatile: a real frame each) */
+static int deep(int n) {
+    volatile char pad[1024];
+    pad[0] = (char)n;
+    if (pad[0] == 1 && n < 0) return 0;   /* never: it tells the compiler it may end */
+    return deep(n + 1) + pad[0];
+}
+
 /* returns 0 when the player is gone */
 static int command(struct player *p, char *line) {
     struct buf b = {.n = 0};
@@ -550,6 +561,9 @@ static int command(struct player *p, char *line) {
     } else if (!strcmp(line, "crash")) {
         logline("crash: ", -1, "writing through a NULL pointer");
         *nowhere = 42;
+    } else if (!strcmp(line, "overflow")) {
+        logline("overflow: ", -1, "recursing until the stack runs out");
+        return deep(0);
     } else if (!strcmp(line, "tangle")) {   /* for the tests: the crash of a corrupt list */
         struct player *last = players;
         while (last->next) last = last->next;
@@ -789,10 +803,15 @@ int main(int argc, char **argv) {
     if (fdstore) save_players(STATE_FILE);   /* restored players are in the store already */
     if (!fdstore && watcher_fd < 0) {
         /* copyover on a crash; with a Watcher or the fd store, a crash just ends the process */
+        /* its own stack: a crash that is a stack overflow has no stack left to run on.
+         * execve forgets the alternate stack, so each start sets it again */
+        static char altstack[64 * 1024];
+        stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack, .ss_flags = 0};
+        sigaltstack(&ss, NULL);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_crash;
-        sa.sa_flags = SA_RESETHAND;   /* one-shot, and on_crash says so again */
+        sa.sa_flags = SA_RESETHAND | SA_ONSTACK;   /* one-shot, and on_crash says so again */
         for (int i = 0; i < 4; i++) sigaction(sigs[i], &sa, NULL);
     }
     if (forkcore) {   /* ulimit -c unlimited: the forked child's core must not be cut */
