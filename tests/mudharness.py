@@ -6,7 +6,8 @@ What it does, in systemd's terms (sd_listen_fds(3), sd_notify(3), systemd.servic
 - it makes the listening socket (127.0.0.1:PORT) and passes it as fd 3 with LISTEN_FDS,
   LISTEN_PID (the service's own pid: set in the child between fork and exec) and
   LISTEN_FDNAMES (colon-separated, "mud" for the listener);
-- it binds a datagram socket and names it in NOTIFY_SOCKET ("@name" is an abstract address);
+- it binds a datagram socket and names it in NOTIFY_SOCKET ("@name" is an abstract address),
+  and hears only the service's own pid there (NotifyAccess=main; SO_PASSCRED names senders);
   the service sends "READY=1", "FDSTORE=1\\nFDNAME=NAME" with the fd in SCM_RIGHTS (the store
   keeps a copy) and "FDSTOREREMOVE=1\\nFDNAME=NAME" (the store closes it); a stored fd that
   reports POLLHUP or POLLERR leaves the store too (systemd's FDPOLL default);
@@ -18,11 +19,13 @@ What it does, in systemd's terms (sd_listen_fds(3), sd_notify(3), systemd.servic
 """
 from __future__ import annotations
 
+import array
 import os
 import select
 import shutil
 import signal
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -40,8 +43,9 @@ class FdStoreSupervisor:
         self.max_restarts = max_restarts
         self.listener = socket.create_server(("127.0.0.1", port), reuse_port=False, backlog=16)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        # non-blocking: socket.recv_fds of Python 3.11 drops its flags (MSG_DONTWAIT)
+        # non-blocking: the loop looks at the service's pid between messages
         self.notify.setblocking(False)
+        self.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self._dir = None
         name = f"mudharness-{os.getpid()}-{id(self):x}"
         if abstract:
@@ -57,6 +61,7 @@ class FdStoreSupervisor:
         self.stored_at_death: list[list[str]] = []  # the names the store held at each death
         self.ready = 0                              # READY=1 messages
         self.messages: list[str] = []
+        self.ignored: list[str] = []                # from another process than the service
         self.pid: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,11 +93,24 @@ class FdStoreSupervisor:
         return pid
 
     def _message(self) -> bool:
-        """One notify datagram, if one is waiting."""
+        """One notify datagram, if one is waiting. As systemd's NotifyAccess=main, only the
+        service's own process is heard: the kernel names the sender (SO_PASSCRED)."""
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.notify, 4096, 16)
+            data, anc, _flags, _addr = self.notify.recvmsg(
+                4096, socket.CMSG_SPACE(16 * 4) + socket.CMSG_SPACE(12))
         except BlockingIOError:
             return False
+        fds, sender = [], None
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += array.array("i", payload[:len(payload) // 4 * 4])
+            elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                sender = struct.unpack("<iII", payload[:12])[0]
+        if sender is None or sender != self.pid:
+            self.ignored.append(data.decode(errors="replace"))
+            for fd in fds:
+                os.close(fd)
+            return True
         fields = dict(line.split("=", 1) for line in data.decode(errors="replace").split("\n")
                       if "=" in line)
         self.messages.append(data.decode(errors="replace"))

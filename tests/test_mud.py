@@ -18,6 +18,7 @@ zig cc, glibc by gcc -static); under vsnap the lead adds launchers to LAUNCHERS 
 """
 from __future__ import annotations
 
+import array
 import os
 import re
 import resource
@@ -517,6 +518,38 @@ def test_fd_store_restart(launcher, tmp_path):
     assert "mud: from the fd store: player-bob" in log
     assert log.count("mud: socket activation: 1 fds") == 1
     assert log.count("mud: socket activation: 4 fds") == 1
+
+
+def test_fd_store_hears_only_the_service(tmp_path):
+    """The supervisor takes notifications from the service's own pid only (systemd's
+    NotifyAccess=main): another process's FDSTORE is dropped, its fd closed."""
+    launcher = make_launcher("native-musl", tmp_path)
+    port = free_port()
+    server = launcher.supervise([launcher.prog("mud")], port, tmp_path)
+    sup = server.supervisor
+    try:
+        c = Client(port)
+        c.prompts()
+        c.send("alice")
+        c.prompts()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            address = "\0" + sup.notify_name[1:]
+            with open(os.devnull) as intruder:
+                s.sendmsg([b"FDSTORE=1\nFDNAME=player-mallory"],
+                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                            array.array("i", [intruder.fileno()]))], 0, address)
+        deadline = time.monotonic() + WAIT
+        while not sup.ignored and time.monotonic() < deadline:
+            time.sleep(0.01)
+        c.send("quit")
+        c.until_eof()
+        shutdown(port)
+        assert server.wait(WAIT) == 0, server.log()
+    finally:
+        server.kill()
+    assert sup.ignored == ["FDSTORE=1\nFDNAME=player-mallory"]
+    assert "FDSTORE=1\nFDNAME=player-alice" in sup.messages
+    assert "FDSTORE=1\nFDNAME=player-mallory" not in sup.messages
 
 
 def test_fd_store_path_address(launcher, tmp_path):
