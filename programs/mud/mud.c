@@ -69,10 +69,10 @@ static volatile int *volatile nowhere;  /* the `crash` command writes through it
 /* output with raw system calls only: these run inside the crash handler too, where the heap
  * (and stdio's locks) may be what broke */
 
-struct buf { char b[1024]; int n; };
+struct buf { char b[1024]; int n; };   /* always room for a closing NUL */
 
 static void add_s(struct buf *b, const char *s) {
-    while (*s && b->n < (int)sizeof b->b) b->b[b->n++] = *s++;
+    while (*s && b->n < (int)sizeof b->b - 1) b->b[b->n++] = *s++;
 }
 
 static void add_i(struct buf *b, long v) {  /* hand-written: snprintf may malloc */
@@ -81,7 +81,7 @@ static void add_i(struct buf *b, long v) {  /* hand-written: snprintf may malloc
     unsigned long u = neg ? 0UL - (unsigned long)v : (unsigned long)v;
     do t[n++] = (char)('0' + u % 10); while ((u /= 10) != 0);
     if (neg) t[n++] = '-';
-    while (n > 0 && b->n < (int)sizeof b->b) b->b[b->n++] = t[--n];
+    while (n > 0 && b->n < (int)sizeof b->b - 1) b->b[b->n++] = t[--n];
 }
 
 static void put(int fd, const char *s, int n) {   /* to a client, or the log (fd 2) */
