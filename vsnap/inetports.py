@@ -288,7 +288,7 @@ class PortSpace:
             s = _match(b, dest, v4)
             if s < 0:
                 continue
-            peer = getattr(b.owner, "peer", None) if not listeners else None
+            peer = getattr(b.owner, "remote", None) if not listeners else None
             if peer is not None:
                 if source is None or not _same_endpoint(peer, source):
                     continue
