@@ -299,7 +299,8 @@ class Process:
         self.sys.clock.tick()
         cpu.counter.count += 1
         cpu.write_many({"rax": result & MASK64, "rcx": rip + 2, "r11": cpu.read("rflags")})
-        self.last_call = (nr, result)
+        # a wait that Linux ends with EINTR whatever SA_RESTART says (a socket timeout)
+        self.last_call = (nr if getattr(why, "restart", True) else -1, result)
         # deliver() works as from the syscall hook, where Unicorn adds 2 to rip afterwards
         try:
             deliver(self, in_syscall=True)

@@ -125,7 +125,7 @@ def status_flags(f: OpenFile) -> int:
     64-bit to everything it opens (not to the inherited pipes and terminal, nor to an O_PATH
     descriptor, which is never opened for I/O)."""
     inherited = f.kind == "console" and f.stream != "tty"
-    made = f.kind in ("path", "pipe")  # pipe() makes its descriptions without open()
+    made = f.kind in ("path", "pipe", "socket")  # made without open(): pipe(), socket()
     return f.flags | (0 if inherited or made else C.O_LARGEFILE)
 
 

@@ -58,7 +58,8 @@ def _console_ready(p, f) -> int:
 
 
 # kind -> readiness(kernel, description) -> poll mask; a kind not listed is always ready
-READINESS = {"console": _console_ready, "pipe": lambda p, f: f.ops.poll(p, f)}
+READINESS = {"console": _console_ready, "pipe": lambda p, f: f.ops.poll(p, f),
+             "socket": lambda p, f: f.ops.poll(p, f)}
 # kinds whose readiness can change while the guest waits (only the terminal, for now)
 WAITABLE = {"console"}
 

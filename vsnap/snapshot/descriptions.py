@@ -186,6 +186,9 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
         if kind is None or f.stream not in kind.streams:
             fd = next(n for q in procs for n, e in sorted(q.fds.fds.items()) if e.file is f)
             what = f"a {f.kind}" + (f" ({f.stream})" if f.stream else "")
+            if f.kind == "socket":   # its queues, peer and fds in flight would be lost
+                raise CannotSave(f"vsnap cannot save sockets yet: fd {fd} is {f.path}; "
+                                 f"close it before the checkpoint")
             raise CannotSave(f"vsnap: cannot save this guest: fd {fd} is {what} open on "
                              f"{f.path}, which vsnap cannot checkpoint yet")
     ctx = Saving(m, parts)

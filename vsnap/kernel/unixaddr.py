@@ -1,0 +1,180 @@
+"""AF_UNIX's address space: socket names that are paths inside the sandbox (bind makes an
+S_IFSOCK inode there, connect finds the socket bound to that inode), abstract names (a
+leading NUL byte: no file, gone with the socket) and autobind (an abstract name of five hex
+digits, from a counter of the system: the same names in every run).
+
+This is the first family of the socket framework (vsnap/sockets.py holds the sockets). A
+family is an object with `number`, `create`, `parse`, `bind`, `autobind`, `find`,
+`sockaddr`, `unbind` and the option hooks; kernel/sockcalls.py finds it in FAMILIES by the
+domain number (kernel/sockfile.py register) and never looks inside a name.
+"""
+from __future__ import annotations
+
+import os
+import stat as S
+
+from ..abi import consts as C
+from ..abi import errno as E
+from ..access import MAY_WRITE
+from ..errors import SyscallError
+from ..sockets import SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, Socket, pair
+from .fsutil import host_errors, touch_parent, touch_path
+from .sockfile import register
+
+AF_UNIX = 1
+SUN_PATH = 108          # sizeof(sun_path)
+SUN_OFFSET = 2          # offsetof(struct sockaddr_un, sun_path)
+
+def names(p) -> dict:
+    """The system's bound AF_UNIX names -> sockets: ("abstract", bytes) and ("inode", host
+    dev, host ino). Kept on the System, made on first use."""
+    table = getattr(p.sys, "unix_names", None)
+    if table is None:
+        table = p.sys.unix_names = {}
+        p.sys.unix_autobind = 0
+    return table
+
+
+class UnixFamily:
+    """AF_UNIX: stream, datagram and seqpacket sockets between guest processes."""
+
+    number = AF_UNIX
+    name = "AF_UNIX"
+
+    def create(self, p, type_: int, protocol: int, cred) -> Socket:
+        if type_ not in (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET):
+            raise SyscallError(E.ESOCKTNOSUPPORT, f"AF_UNIX socket type {type_}")
+        if protocol not in (0, AF_UNIX):     # PF_UNIX is accepted as a protocol too
+            raise SyscallError(E.EPROTONOSUPPORT, f"AF_UNIX protocol {protocol}")
+        if type_ == SOCK_SEQPACKET:
+            p.sys.refuse("socket(AF_UNIX, SOCK_SEQPACKET)", "vsnap: AF_UNIX SOCK_SEQPACKET "
+                         "sockets are not implemented yet: ESOCKTNOSUPPORT")
+            raise SyscallError(E.ESOCKTNOSUPPORT, "SOCK_SEQPACKET")
+        return Socket(self, type_, 0, cred)
+
+    def pair(self, p, type_: int, protocol: int, cred):
+        """socketpair(2): two connected sockets, both unbound."""
+        self.create(p, type_, protocol, cred)       # its errors, in its order
+        return pair(self, type_, 0, cred)
+
+    # -- names --------------------------------------------------------------------------------
+
+    def parse(self, p, raw: bytes, for_bind: bool = False):
+        """A sockaddr_un (unix_validate_addr, unix_mkname_bsd): ("path", bytes) or
+        ("abstract", bytes), or None for a bind of the family alone (autobind)."""
+        if len(raw) < SUN_OFFSET or int.from_bytes(raw[:2], "little") != AF_UNIX:
+            raise SyscallError(E.EINVAL, "not an AF_UNIX address")
+        if for_bind and len(raw) == SUN_OFFSET:
+            return None
+        if len(raw) <= SUN_OFFSET or len(raw) > SUN_OFFSET + SUN_PATH:
+            raise SyscallError(E.EINVAL, f"AF_UNIX address of {len(raw)} bytes")
+        path = raw[SUN_OFFSET:]
+        if path[0] == 0:
+            return ("abstract", bytes(path))
+        return ("path", bytes(path.split(b"\0", 1)[0]))
+
+    def sockaddr(self, name) -> bytes:
+        """What getsockname/getpeername/recvfrom write: the family alone when unbound; a path
+        with its NUL; an abstract name as bound."""
+        head = AF_UNIX.to_bytes(2, "little")
+        if name is None:
+            return head
+        kind, value = name[0], name[1]
+        return head + value + (b"\0" if kind == "path" else b"")
+
+    def bind(self, p, sock: Socket, name) -> None:
+        if sock.addr is not None:
+            raise SyscallError(E.EINVAL, "socket is already bound")
+        if name is None:
+            return self.autobind(p, sock)
+        table = names(p)
+        if name[0] == "abstract":
+            if ("abstract", name[1]) in table:
+                raise SyscallError(E.EADDRINUSE, "abstract name in use")
+            _name(sock, table, ("abstract", name[1]), name)
+            return
+        path = name[1]
+        r = _resolve(p, path, follow=False)
+        if r.exists:
+            raise SyscallError(E.EADDRINUSE, f"{r.guest} exists")
+        if r.special or r.host is None:
+            raise SyscallError(E.EACCES, f"{r.guest}: vsnap's virtual directories are "
+                               f"read-only")
+        with host_errors():
+            os.mknod(r.host, S.S_IFSOCK | 0o600)
+            os.chmod(r.host, 0o777 & ~p.task.umask, follow_symlinks=False)
+            touch_path(p, r.host)
+            touch_parent(p, r.host)
+            st = os.lstat(r.host)
+        _name(sock, table, ("inode", st.st_dev, st.st_ino), name)
+
+    def autobind(self, p, sock: Socket) -> None:
+        """An abstract name "\\0XXXXX" (unix_autobind): five hex digits from a counter."""
+        table = names(p)
+        while True:
+            n = p.sys.unix_autobind
+            p.sys.unix_autobind = (n + 1) & 0xFFFFF
+            name = b"\0" + b"%05x" % n
+            if ("abstract", name) not in table:
+                break
+        _name(sock, table, ("abstract", name), ("abstract", name))
+
+    def find(self, p, sock: Socket, name) -> Socket:
+        """The socket bound to `name` (unix_find_other): a path must be a socket inode with a
+        socket bound to it (ENOENT, ECONNREFUSED otherwise), of the caller's type
+        (EPROTOTYPE)."""
+        table = names(p)
+        if name[0] == "abstract":
+            other = table.get(("abstract", name[1]))
+            if other is None:
+                raise SyscallError(E.ECONNREFUSED, "no socket has that abstract name")
+        else:
+            r = _resolve(p, name[1], follow=True)
+            if not r.exists:
+                raise SyscallError(E.ENOENT, r.guest)
+            if r.host is None:
+                raise SyscallError(E.ECONNREFUSED, f"{r.guest} is not a socket")
+            with host_errors():
+                st = os.stat(r.host)
+            if not S.S_ISSOCK(st.st_mode):
+                raise SyscallError(E.ECONNREFUSED, f"{r.guest} is not a socket")
+            if not _creds(p).permits(st.st_mode, MAY_WRITE):
+                raise SyscallError(E.EACCES, f"{r.guest}: no write permission")
+            other = table.get(("inode", st.st_dev, st.st_ino))
+            if other is None:
+                raise SyscallError(E.ECONNREFUSED, f"no socket is bound to {r.guest}")
+        if other.type != sock.type:
+            raise SyscallError(E.EPROTOTYPE, "the socket there is of another type")
+        return other
+
+    def unbind(self, sock: Socket) -> None:
+        """The socket is gone: its name is free again (a path's inode stays, as on Linux)."""
+        table, key = sock.bound or (None, None)
+        if table is not None and table.get(key) is sock:
+            del table[key]
+
+    # -- options beyond SOL_SOCKET --------------------------------------------------------------
+
+    def setsockopt(self, p, sock, level, name, value: bytes) -> None:
+        raise SyscallError(E.EOPNOTSUPP, f"AF_UNIX has no options at level {level}")
+
+    def getsockopt(self, p, sock, level, name, length: int) -> bytes:
+        raise SyscallError(E.EOPNOTSUPP, f"AF_UNIX has no options at level {level}")
+
+
+def _name(sock: Socket, table: dict, key, name) -> None:
+    table[key] = sock
+    sock.addr, sock.bound = name, (table, key)
+
+
+def _creds(p):
+    from .fsutil import creds
+    return creds(p)
+
+
+def _resolve(p, path: bytes, follow: bool):
+    from .dirref import resolve
+    return resolve(p, C.AT_FDCWD, os.fsdecode(path), follow=follow, creds=_creds(p))
+
+
+register(UnixFamily())
