@@ -100,11 +100,20 @@ class InetSocket(Socket):
             # reset; this call succeeds, the next ones see EPIPE (tcp_reset in CLOSE_WAIT)
             self.err, self.shutdown, self.state = E.EPIPE, SHUTDOWN_MASK, "closed"
             return len(data)
-        if not self.send_room():
+        room = self._room()
+        if room <= 0:
             raise WouldBlock()
-        peer.queue.append(Message(data, cred, sender=self))
-        self.wmem += len(data)
-        return len(data)
+        chunk = bytes(data[:room])
+        peer.queue.append(Message(chunk, cred))
+        return len(chunk)
+
+    def _room(self) -> int:
+        """What a guest connection takes before a writer waits: the peer's receive buffer
+        and this side's send buffer (Linux autotunes both; these are their set sizes)."""
+        peer = self.peer
+        if peer is None:
+            return 0
+        return self.sndbuf + peer.rcvbuf - sum(len(m.data) for m in peer.queue)
 
     def stream_recv(self, n: int, peek: bool, passcred: bool, cred=None):
         """One read of tcp_recvmsg without waiting: (bytes, None, None)."""
@@ -126,8 +135,6 @@ class InetSocket(Socket):
                 if peek:
                     continue
                 del msg.data[:take]
-                if msg.sender is not None:
-                    msg.sender.wmem -= take
                 if not msg.data:
                     self.queue.popleft()
             return bytes(out), None, None
@@ -154,9 +161,8 @@ class InetSocket(Socket):
     def send_room(self) -> bool:
         if self.host is not None:
             self._host_news()
-            return self.host.wants()[1] is False or len(self.host.wbuf) < 65536 \
-                or bool(self.err)
-        return self.wmem < self.sndbuf
+            return len(self.host.wbuf) < 65536 or bool(self.err)
+        return self._room() > 0
 
     def writable(self) -> bool:
         self._host_news()

@@ -18,7 +18,7 @@ from ..inetaddr import (AF_INET, AF_INET6, PROT_SOCK, Addr, as_family, loopback_
                         parse_bind, parse_connect, parse_sendto, wildcard)
 from ..inetports import Binding, PortSpace
 from ..sockets import SOCK_DGRAM, SOCK_STREAM, Message, WouldBlock
-from .unixaddr import register
+from .sockfile import register
 
 IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 0, 6, 17, 41
 SOL_TCP, SOL_IP, SOL_IPV6 = IPPROTO_TCP, IPPROTO_IP, IPPROTO_IPV6

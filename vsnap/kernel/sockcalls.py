@@ -144,6 +144,9 @@ def sys_listen(p, fd, backlog):
     """int listen(int sockfd, int backlog);"""
     _, sock = socket_of(p, s32(fd))
     backlog = s32(backlog)
+    if hasattr(sock.family, "listen"):  # AF_INET: autobind, ports (kernel/inetfamily.py)
+        sock.family.listen(p, sock, backlog if backlog >= 0 else -1)
+        return 0
     if not sock.stream:
         raise SyscallError(E.EOPNOTSUPP, "listen on a datagram socket")
     if sock.addr is None:
@@ -172,17 +175,16 @@ def sys_accept4(p, fd, addr, addrlen, flags):
         raise SyscallError(E.EOPNOTSUPP, "accept on a datagram socket")
     if sock.state != "listening":
         raise SyscallError(E.EINVAL, "accept on a socket that does not listen")
-    if not sock.queue:
+    pending = getattr(sock, "pending", lambda: bool(sock.queue))  # AF_INET: host clients too
+    if not pending():
         if f.flags & C.O_NONBLOCK:
             raise SyscallError(E.EAGAIN, "no connection waits")
         st = p.remember({"done": 0, "end": None})
-        return _wait(p, "accept on a socket", lambda: bool(sock.queue) or sock.dead, st,
+        return _wait(p, "accept on a socket", lambda: pending() or sock.dead, st,
                      sock.opts.get("rcvtimeo"), 0)
     new = sock.queue[0]
     if addr:
-        peer = new.peer
-        write_addr(p, sock.family.sockaddr(peer.addr if peer is not None else None), addr,
-                   addrlen)
+        write_addr(p, sock.family.sockaddr(_peer_name(new)), addr, addrlen)
     sock.queue.popleft()
     return _install(p, [new_file(p, new, flags)], flags)[0]
 
@@ -193,6 +195,12 @@ def sys_connect(p, fd, addr, addrlen):
     f, sock = socket_of(p, s32(fd))
     raw = read_addr(p, addr, addrlen)
     family = sock.family
+    if hasattr(family, "connect"):  # AF_INET (kernel/inetfamily.py)
+        try:
+            return family.connect(p, f, sock, raw, nonblock=bool(f.flags & C.O_NONBLOCK))
+        except WouldBlock as w:
+            st = p.remember({"done": 0, "end": None})
+            return _wait(p, "connect on a socket", w.args[0], st, sock.opts.get("sndtimeo"), 0)
     if not sock.stream:
         if len(raw) >= 2 and int.from_bytes(raw[:2], "little") == 0:   # AF_UNSPEC
             sock.peer, sock.state = None, "unconnected"
@@ -247,10 +255,19 @@ def sys_getsockname(p, fd, addr, addrlen):
 def sys_getpeername(p, fd, addr, addrlen):
     """int getpeername(int sockfd, struct sockaddr *addr, socklen_t *addrlen);"""
     _, sock = socket_of(p, s32(fd))
-    if sock.peer is None:
+    name = _peer_name(sock)
+    if name is None:
         raise SyscallError(E.ENOTCONN, "socket is not connected")
-    write_addr(p, sock.family.sockaddr(sock.peer.addr), addr, addrlen)
+    write_addr(p, sock.family.sockaddr(name), addr, addrlen)
     return 0
+
+
+def _peer_name(sock):
+    """The peer's name as this socket's family gives it (AF_INET: the peer seen from here,
+    v4-mapped for a v6 socket; it may be a host socket); None: not connected."""
+    if hasattr(sock.family, "peer_name"):
+        return sock.family.peer_name(sock)
+    return sock.peer.addr if sock.peer is not None else None
 
 
 def _dest(sock, p, raw: bytes):
@@ -288,9 +305,11 @@ def sys_recvfrom(p, fd, buf, length, flags, addr, addrlen):
 def _from(sock, got) -> bytes:
     """The sender's address as recvfrom/recvmsg give it: nothing (length 0) from an
     unbound sender (unix_copy_addr leaves msg_namelen at 0)."""
-    if got.addr is None:
+    addr = sock.family.source_name(sock, got) if hasattr(sock.family, "source_name") \
+        else got.addr
+    if addr is None:
         return b""
-    return sock.family.sockaddr(got.addr)
+    return sock.family.sockaddr(addr)
 
 
 def _iovecs(p, iov: int, count: int) -> list[tuple[int, int]]:

@@ -163,7 +163,7 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
     st = p.remember({"done": 0, "end": None})
     if not sock.stream:
         return _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st)
-    if dest is not None:
+    if dest is not None and not getattr(sock.family, "ignores_stream_dest", False):
         raise SyscallError(E.EISCONN if sock.state == "connected" else E.EOPNOTSUPP,
                            "an address on a stream send")
     done = st["done"]
@@ -194,6 +194,8 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
 
 def _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st) -> int:
     family = sock.family
+    if hasattr(family, "send_dgram"):  # AF_INET: UDP (kernel/inetfamily.py)
+        return family.send_dgram(p, sock, data, dest, nonblock)
     if dest is None:
         target = sock.peer
         if target is None:
