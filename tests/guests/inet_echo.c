@@ -1,0 +1,88 @@
+/* A line echo server and its client, for the host network policy (--listen, --connect).
+   inet_echo serve PORT [guest]   listen on 127.0.0.1:PORT, serve one connection (or, with
+                                  "guest", a forked guest client's), echo each line
+   inet_echo client IP PORT       connect, send "ping", read the reply to its end
+   inet_echo reach                try hosts off the loopback: the errno of each */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int client(const char *ip, int port, const char *line) {
+    int c = socket(strchr(ip, ':') ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_storage ss = {0}; socklen_t n;
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *a = (void *)&ss;
+        a->sin6_family = AF_INET6; a->sin6_port = htons(port);
+        inet_pton(AF_INET6, ip, &a->sin6_addr); n = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (void *)&ss;
+        a->sin_family = AF_INET; a->sin_port = htons(port);
+        inet_pton(AF_INET, ip, &a->sin_addr); n = sizeof *a;
+    }
+    if (connect(c, (void *)&ss, n) < 0) { printf("connect: %s\n", strerror(errno)); return 1; }
+    write(c, line, strlen(line));
+    shutdown(c, SHUT_WR);
+    char buf[512]; long got = 0, r;
+    while ((r = read(c, buf + got, sizeof buf - 1 - got)) > 0) got += r;
+    buf[got] = 0;
+    printf("reply: %s", buf);
+    close(c);
+    return 0;
+}
+
+static void reach(void) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, "8.8.8.8", &a.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    printf("tcp 8.8.8.8: %s\n", connect(s, (void *)&a, sizeof a) < 0 ? strerror(errno) : "ok");
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    printf("udp 8.8.8.8: %s\n",
+           sendto(u, "x", 1, 0, (void *)&a, sizeof a) < 0 ? strerror(errno) : "ok");
+    printf("udp connect: %s\n", connect(u, (void *)&a, sizeof a) < 0 ? strerror(errno) : "ok");
+    inet_pton(AF_INET, "192.0.2.77", &a.sin_addr);
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    printf("tcp 192.0.2.77: %s\n", connect(s, (void *)&a, sizeof a) < 0 ? strerror(errno) : "ok");
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(53)};
+    inet_pton(AF_INET6, "2001:4860::8888", &a6.sin6_addr);
+    s = socket(AF_INET6, SOCK_STREAM, 0);
+    printf("tcp6: %s\n", connect(s, (void *)&a6, sizeof a6) < 0 ? strerror(errno) : "ok");
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(argv[1], "reach")) { reach(); return 0; }
+    if (!strcmp(argv[1], "client")) return client(argv[2], atoi(argv[3]), "ping\n");
+    int port = atoi(argv[2]), one = 1;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (bind(l, (void *)&a, sizeof a) < 0 || listen(l, 4) < 0) {
+        printf("listen: %s\n", strerror(errno)); return 1;
+    }
+    printf("listening\n");
+    if (argc > 3 && !fork()) _exit(client("127.0.0.1", port, "from guest\n"));
+    int c = accept(l, NULL, NULL);
+    char line[256]; int n = 0, lines = 0; char ch;
+    while (read(c, &ch, 1) == 1) {
+        line[n++] = ch;
+        if (ch == '\n' || n == sizeof line - 1) {
+            char reply[300];
+            int m = snprintf(reply, sizeof reply, "echo: %.*s", n, line);
+            write(c, reply, m);
+            printf("served: %.*s", n, line);
+            n = 0; lines++;
+        }
+    }
+    close(c);
+    if (argc > 3) wait(NULL);
+    printf("served %d lines\n", lines);
+    return 0;
+}
