@@ -35,10 +35,51 @@ SYSCTL_WMEM_MAX = SYSCTL_RMEM_MAX = 212992  # /proc/sys/net/core/{w,r}mem_max
 SOMAXCONN = 4096                            # /proc/sys/net/core/somaxconn
 MAX_DGRAM_QLEN = 10                         # /proc/sys/net/unix/max_dgram_qlen
 SCM_MAX_FD = 253                            # descriptors in one SCM_RIGHTS message
-SKB_MAX = 32768 - 64                        # the largest stream chunk one skb takes (roughly)
+# what one skb costs its sender's send buffer (its truesize), as x86-64 Linux 6.x counts it:
+# the sk_buff, and a kmalloc'd head holding the bytes and skb_shared_info, plus whole pages
+SKB_STRUCT, SHINFO, PAGE = 256, 320, 4096
+SKB_MAX_HEAD = PAGE - SHINFO                # a head that fits one page (SKB_MAX_HEAD(0))
+SKB_MAX_ALLOC = 4 * PAGE - SHINFO           # a datagram's largest head (SKB_MAX_ORDER(0, 2))
+UNIX_SKB_FRAGS_SZ = 32768                   # a stream skb's page part at most
+MAX_SKB_FRAGS = 17
+KMALLOC_SIZES = (8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192)
 
 POLLIN, POLLOUT, POLLERR, POLLHUP = 0x1, 0x4, 0x8, 0x10
 POLLRDNORM, POLLWRNORM, POLLWRBAND, POLLRDHUP = 0x40, 0x100, 0x200, 0x2000
+
+
+def _kmalloc(n: int) -> int:
+    """The bytes kmalloc(n) really takes: a slab size class, or whole pages (a power of two)."""
+    for size in KMALLOC_SIZES:
+        if n <= size:
+            return size
+    return PAGE << max(0, (n - 1) // PAGE).bit_length()
+
+
+def _page_align(n: int) -> int:
+    return (n + PAGE - 1) // PAGE * PAGE
+
+
+def truesize(head: int, paged: int) -> int:
+    """An skb with `head` bytes in its head and `paged` in pages: SKB_TRUESIZE(ksize)."""
+    return SKB_STRUCT + _kmalloc(((head + 63) & ~63) + SHINFO) + _page_align(paged)
+
+
+def stream_chunk(left: int, sndbuf: int) -> tuple[int, int]:
+    """(bytes, truesize) of the next skb of a stream send (unix_stream_sendmsg): at most
+    half the send buffer, a page head and 32 KiB of pages."""
+    size = min(left, (sndbuf >> 1) - 64, SKB_MAX_HEAD + UNIX_SKB_FRAGS_SZ)
+    size = max(size, 1)
+    paged = min(size, _page_align(max(0, size - SKB_MAX_HEAD)))
+    return size, truesize(size - paged, paged)
+
+
+def dgram_truesize(size: int) -> int:
+    """unix_dgram_sendmsg's skb: a head of up to SKB_MAX_ALLOC, the rest in pages."""
+    paged = 0
+    if size > SKB_MAX_ALLOC:
+        paged = _page_align(min(size - SKB_MAX_ALLOC, MAX_SKB_FRAGS * PAGE))
+    return truesize(size - paged, paged)
 
 
 class WouldBlock(Exception):
@@ -53,17 +94,23 @@ class Message:
     """One skb: bytes, who sent them (pid, uid, gid), the descriptions sent with them (or
     None), the sender's address (datagrams) and the socket whose send buffer it counts in."""
 
-    __slots__ = ("data", "cred", "fds", "addr", "sender")
+    __slots__ = ("data", "cred", "fds", "addr", "sender", "size")
 
-    def __init__(self, data: bytes, cred, fds=None, addr=None, sender=None):
+    def __init__(self, data: bytes, cred, fds=None, addr=None, sender=None, size=0):
         self.data, self.cred, self.fds, self.addr = bytearray(data), cred, fds, addr
-        self.sender = sender
+        self.sender, self.size = sender, size
+        if sender is not None:
+            sender.wmem += size
+
+    def freed(self) -> None:
+        """Read to its end (or thrown away): its sender's buffer gets its truesize back."""
+        if self.sender is not None:
+            self.sender.wmem -= self.size
+            self.sender = None
 
     def drop(self) -> None:
         """Thrown away unread: its descriptions lose their in-flight reference."""
-        if self.sender is not None:
-            self.sender.wmem -= len(self.data)
-            self.sender = None
+        self.freed()
         fds, self.fds = self.fds, None
         release_files(fds)
 
@@ -99,7 +146,7 @@ class Socket:
         self.bound = None                # the family's record of that name (to free it)
         self.backlog = 0
         self.sndbuf, self.rcvbuf = WMEM_DEFAULT, RMEM_DEFAULT
-        self.wmem = 0                    # bytes this socket sent that wait in a queue
+        self.wmem = 0                    # truesize of what it sent that waits (sk_wmem_alloc)
         self.cred = cred                 # (pid, uid, gid) of its creator: SO_PEERCRED's source
         self.peercred = None
         self.opts: dict = {}             # reuseaddr, keepalive, passcred, linger, timeouts...
@@ -225,6 +272,12 @@ class Socket:
         return (target.peer is self or len(target.queue) <= MAX_DGRAM_QLEN) and \
             self.send_room()
 
+    def send_ready(self) -> bool:
+        """A parked stream send can go on: room, or something that ends it at once (this
+        side shut, as the peer's close or SHUT_RD does; a pending error)."""
+        return self.send_room() or bool(self.shutdown & SEND_SHUTDOWN) or bool(self.err) \
+            or self.peer is None
+
     def send_room(self) -> bool:
         """A stream send can allocate a message now (sock_alloc_send_pskb's wmem check)."""
         return self.wmem < self.sndbuf
@@ -282,13 +335,12 @@ class Socket:
         if peer.dead or peer.shutdown & RCV_SHUTDOWN:
             raise BrokenPipe()
         taken = 0
-        limit = max(min((self.sndbuf >> 1) - 64, SKB_MAX), 1)
         while True:
-            chunk = data[taken:taken + limit]
+            size, cost = stream_chunk(len(data) - taken, self.sndbuf)
+            chunk = data[taken:taken + size]
             msg = Message(chunk, cred, hold_files(fds) if fds and taken == 0 else None,
-                          sender=self)
+                          self.addr, sender=self, size=cost)
             peer.queue.append(msg)
-            self.wmem += len(chunk)
             taken += len(chunk)
             if taken >= len(data) or not self.send_room():
                 return taken
@@ -329,12 +381,11 @@ class Socket:
                 i += 1
                 continue
             del msg.data[:take]
-            if msg.sender is not None:
-                msg.sender.wmem -= take
             if msg.fds:
                 fds, msg.fds = msg.fds, None
             if not msg.data:
                 self.queue.popleft()
+                msg.freed()
             if fds:
                 break
         return bytes(out), fds, cred
@@ -360,8 +411,7 @@ class Socket:
                 raise SyscallError(E.EAGAIN, "the receiver's queue is full")
             raise WouldBlock()
         target.queue.append(Message(data, cred, hold_files(fds) if fds else None, self.addr,
-                                    sender=self))
-        self.wmem += len(data)
+                                    sender=self, size=dgram_truesize(len(data))))
         return len(data)
 
     def dgram_recv(self, n: int, peek: bool):
@@ -379,9 +429,7 @@ class Socket:
             return data, len(msg.data), hold_files(msg.fds) if msg.fds else None, \
                 msg.cred, msg.addr
         self.queue.popleft()
-        if msg.sender is not None:
-            msg.sender.wmem -= len(msg.data)
-            msg.sender = None
+        msg.freed()
         fds, msg.fds = msg.fds, None
         return data, len(msg.data), fds, msg.cred, msg.addr
 

@@ -111,6 +111,11 @@ def sys_socket(p, domain, type_, protocol):
 def sys_socketpair(p, domain, type_, protocol, sv):
     """int socketpair(int domain, int type, int protocol, int sv[2]);"""
     kind, flags = _type_flags(type_)
+    # __sys_socketpair reserves both descriptors and writes them before it makes the
+    # sockets: a failure after that leaves their (freed again) numbers in sv
+    first = p.fds.lowest_free(0)
+    second = p.fds.lowest_free(first + 1)
+    p.write(sv, struct.pack("<ii", first, second))
     family = _family(domain)
     if not hasattr(family, "pair"):
         if not hasattr(family, "create"):
@@ -120,12 +125,7 @@ def sys_socketpair(p, domain, type_, protocol, sv):
     a, b = family.pair(p, kind, s32(protocol), cred_of(p))
     files = [new_file(p, a, flags), new_file(p, b, flags)]
     fds = _install(p, files, flags)
-    try:
-        p.write(sv, struct.pack("<ii", *fds))
-    except SyscallError:
-        for fd in fds:
-            p.fds.close(fd)
-        raise
+    assert fds == [first, second], "socketpair's descriptors moved"
     return 0
 
 
@@ -154,7 +154,8 @@ def sys_listen(p, fd, backlog):
     if sock.state not in ("unconnected", "listening"):
         raise SyscallError(E.EINVAL, "listen on a connected socket")
     sock.listen(backlog if backlog >= 0 else -1)
-    sock.cred = cred_of(p)            # init_peercred: who listens is the peer of who connects
+    # init_peercred: who listens is the peer of who connects, and its own SO_PEERCRED
+    sock.cred = sock.peercred = cred_of(p)
     return 0
 
 
@@ -219,6 +220,10 @@ def sys_connect(p, fd, addr, addrlen):
     other = family.find(p, sock, name)
     if other.state != "listening" or other.shutdown & 1:
         raise SyscallError(E.ECONNREFUSED, "no one listens there")
+    if other.backlog_full() and sock.state == "connected" and (
+            f.flags & C.O_NONBLOCK or sock.opts.get("sndtimeo")):
+        # unix_stream_connect looks at the backlog before at this socket's own state
+        raise SyscallError(E.EAGAIN, "the listener's backlog is full")
     if sock.state == "connected":
         raise SyscallError(E.EISCONN, "socket is already connected")
     if sock.state != "unconnected":
@@ -380,7 +385,8 @@ def sys_recvmsg(p, fd, msg, flags):
         p.write(name, src[:s32(namelen)])
     p.write(msg + 8, struct.pack("<I", len(src) if name else 0))
     p.write(msg + 40, struct.pack("<Q", len(out.out)))
-    p.write(msg + 48, struct.pack("<i", got.flags | out.flags))
+    # ____sys_recvmsg starts msg_flags with the call's MSG_CMSG_CLOEXEC
+    p.write(msg + 48, struct.pack("<i", got.flags | out.flags | (flags & MSG_CMSG_CLOEXEC)))
     return got.count
 
 

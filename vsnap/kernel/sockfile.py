@@ -175,7 +175,7 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
                 if done:
                     return done
                 raise SyscallError(E.EAGAIN, "socket send buffer is full") from None
-            return _wait(p, "send on a socket", sock.send_room, st,
+            return _wait(p, "send on a socket", sock.send_ready, st,
                          sock.opts.get("sndtimeo"), done)
         except BrokenPipe:
             if done:

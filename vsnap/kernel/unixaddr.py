@@ -83,12 +83,17 @@ class UnixFamily:
         return head + value + (b"\0" if kind == "path" else b"")
 
     def bind(self, p, sock: Socket, name) -> None:
-        if sock.addr is not None:
-            raise SyscallError(E.EINVAL, "socket is already bound")
+        """unix_bind: autobind (a bound socket keeps its name: 0), an abstract name
+        (EINVAL when bound, EADDRINUSE when taken), or a path (EADDRINUSE when it exists,
+        checked first as unix_bind_bsd makes the inode before it looks at the socket)."""
         if name is None:
-            return self.autobind(p, sock)
+            if sock.addr is None:
+                self.autobind(p, sock)
+            return
         table = names(p)
         if name[0] == "abstract":
+            if sock.addr is not None:
+                raise SyscallError(E.EINVAL, "socket is already bound")
             if ("abstract", name[1]) in table:
                 raise SyscallError(E.EADDRINUSE, "abstract name in use")
             _name(sock, table, ("abstract", name[1]), name)
@@ -100,6 +105,8 @@ class UnixFamily:
         if r.special or r.host is None:
             raise SyscallError(E.EACCES, f"{r.guest}: vsnap's virtual directories are "
                                f"read-only")
+        if sock.addr is not None:
+            raise SyscallError(E.EINVAL, "socket is already bound")
         with host_errors():
             os.mknod(r.host, S.S_IFSOCK | 0o600)
             os.chmod(r.host, 0o777 & ~p.task.umask, follow_symlinks=False)
