@@ -147,6 +147,31 @@ def test_listen_serves_a_host_client(builds, tmp_path, flavour):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_poll_waits_for_a_host_client(builds, tmp_path, flavour):
+    """A lone guest in poll() with only host sockets to wake it waits for the host, not
+    for its virtual timeout, and not for ever (hostnet.wait_alone)."""
+    exe = builds.get("inet_echo", flavour)
+    root = make_root(tmp_path / "v", exe)
+    port = free_base(1)
+    proc = _start("run", "--listen", str(port), "--root", str(root), str(root / "prog"),
+                  "pollserve", str(port))
+    try:
+        c = _connect(port, proc)
+        time.sleep(0.2)  # the guest is in poll() by now, with nothing ready
+        c.sendall(b"first ")
+        assert c.recv(100) == b"first "
+        time.sleep(0.2)
+        c.sendall(b"second")
+        assert c.recv(100) == b"second"
+        c.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == b"listening\nechoed 12 bytes, read ended with 0\n", err
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_listen_port_serves_guest_clients_inside(builds, tmp_path, flavour):
     """A guest client of a --listen port reaches the guest listener inside vsnap."""
     exe = builds.get("inet_echo", flavour)

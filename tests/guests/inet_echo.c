@@ -2,11 +2,13 @@
    inet_echo serve PORT [guest]   listen on 127.0.0.1:PORT, serve one connection (or, with
                                   "guest", a forked guest client's), echo each line
    inet_echo client IP PORT       connect, send "ping", read the reply to its end
-   inet_echo reach                try hosts off the loopback: the errno of each */
+   inet_echo reach                try hosts off the loopback: the errno of each
+   inet_echo pollserve PORT       serve one connection with a non-blocking poll() loop */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,25 @@ int main(int argc, char **argv) {
         printf("listen: %s\n", strerror(errno)); return 1;
     }
     printf("listening\n");
+    if (!strcmp(argv[1], "pollserve")) {
+        struct pollfd p = {.fd = l, .events = POLLIN};
+        int polls = 0;
+        while (poll(&p, 1, -1) == 1 && !(p.revents & POLLIN)) polls++;
+        int c = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+        char buf[256]; long r, total = 0;
+        p.fd = c;
+        for (;;) {
+            p.revents = 0;
+            if (poll(&p, 1, 60000) != 1) { printf("poll timed out\n"); return 1; }
+            r = read(c, buf, sizeof buf);
+            if (r < 0 && errno == EAGAIN) { printf("spurious wakeup\n"); continue; }
+            if (r <= 0) break;
+            write(c, buf, r);
+            total += r;
+        }
+        printf("echoed %ld bytes, read ended with %ld\n", total, r);
+        return 0;
+    }
     if (argc > 3 && !fork()) _exit(client("127.0.0.1", port, "from guest\n"));
     int c = accept(l, NULL, NULL);
     char line[256]; int n = 0, lines = 0; char ch;
