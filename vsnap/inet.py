@@ -40,6 +40,7 @@ class InetSocket(Socket):
         self.levels: dict = {}     # (level, name) -> int: IPPROTO_TCP/IP/IPV6 options
         self.fin_in = False        # the peer's FIN arrived (tcp_fin's SOCK_DONE)
         self.fin_out = False       # this side sent its FIN
+        self.fin_first = False     # ... before the peer's: it ends in TIME_WAIT
         self.connecting = False    # SS_CONNECTING: a non-blocking connect not looked at again
         self.autobound = False     # its port came with connect(), not bind()
         self.ports = None          # (PortSpace, clock) of its binding
@@ -233,6 +234,7 @@ class InetSocket(Socket):
 
     def _send_fin(self) -> None:
         self.fin_out = True
+        self.fin_first = not self.fin_in  # the active closer: TIME_WAIT is its
         if self.host is not None:
             self.host.shutdown_write()
             return
@@ -249,6 +251,7 @@ class InetSocket(Socket):
         self.dead = True
         unread = bool(self.queue) or (self.host is not None and bool(self.host.rbuf))
         peer, self.peer = self.peer, None
+        graceful = False  # a FIN, not a reset, ended this side
         if self.stream and self.state == "listening":
             while self.queue:
                 embryo = self.queue.popleft()
@@ -264,18 +267,25 @@ class InetSocket(Socket):
                     # a reset: tcp_reset gives EPIPE to a peer that had our FIN (CLOSE_WAIT)
                     peer.err = E.EPIPE if self.fin_out else E.ECONNRESET
                     peer.shutdown, peer.state = SHUTDOWN_MASK, "closed"
-                elif not self.fin_out:
-                    self._send_fin_to(peer)
+                else:
+                    graceful = True
+                    if not self.fin_out:
+                        self._send_fin_to(peer)
+            elif not unread:
+                graceful = True  # the peer closed first, or went: no reset from here
+                self.fin_first = self.fin_first or not self.fin_in
         self.state = "closed"
         self.shutdown = SHUTDOWN_MASK
         while self.queue:
             item = self.queue.popleft()
             if isinstance(item, Message):
                 item.drop()
-        self.family.unbind(self, active_close=self.stream and not self.fin_in)
+        # the side that sent the first FIN holds its port in TIME_WAIT (a reset leaves none)
+        self.family.unbind(self, active_close=self.stream and graceful and self.fin_first)
 
     def _send_fin_to(self, peer) -> None:
         self.fin_out = True
+        self.fin_first = not self.fin_in
         peer.fin_in = True
         peer.shutdown |= RCV_SHUTDOWN
 

@@ -231,6 +231,39 @@ int main(int argc, char **argv) {
     getsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &v, &vl); say("v6only after bind to ::1: %d\n", v);
     close(s);
 
+    /* a listener closed with a connection not yet accepted: the client is reset */
+    l = listener(base + 3, 1);
+    s = client(base + 3);
+    close(l);
+    r = read(s, buf, 10); say("client of a closed listener %ld %s\n", r, err(r));
+    close(s);
+
+    /* bulk: another process writes more than the buffers hold; every byte arrives */
+    l = listener(base, 1);
+    pid = fork();
+    if (pid == 0) {
+        int w = client(base);
+        static unsigned char chunk[10000];
+        long sent = 0;
+        while (sent < 300000) {
+            for (int i = 0; i < (int)sizeof chunk; i++) chunk[i] = (unsigned char)((sent + i) * 7);
+            long m = write(w, chunk, sizeof chunk);
+            if (m <= 0) _exit(3);
+            sent += m;
+        }
+        _exit(0);
+    }
+    c = accept(l, NULL, NULL);
+    unsigned long sum = 0, total = 0, bad = 0;
+    while ((n = read(c, buf, sizeof buf)) > 0) {
+        for (long i = 0; i < n; i++) bad += buf[i] != (char)((total + i) * 7), sum += (unsigned char)buf[i];
+        total += n;
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    say("bulk: %lu bytes, sum %lu, %lu out of place, writer status %d\n", total, sum, bad, status);
+    close(c); close(l);
+
     fputs(out, stdout);
     return 0;
 }
