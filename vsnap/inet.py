@@ -79,7 +79,7 @@ class InetSocket(Socket):
     def stream_send(self, data: bytes, cred, fds=None) -> int:
         """One attempt of tcp_sendmsg."""
         if fds:
-            raise SyscallError(E.EOPNOTSUPP, "SCM_RIGHTS on a TCP socket")  # never reached
+            raise SyscallError(E.EINVAL, "SCM_RIGHTS on a TCP socket")  # __scm_send
         self._host_news()
         if self.err or self.shutdown & SEND_SHUTDOWN:
             err = self.take_error()

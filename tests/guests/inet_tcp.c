@@ -90,6 +90,8 @@ int main(int argc, char **argv) {
     getsockopt(s, IPPROTO_TCP, TCP_NODELAY, &v, &vl); say("nodelay set %d\n", v);
     getsockopt(s, IPPROTO_TCP, TCP_KEEPIDLE, &v, &vl); say("keepidle %d\n", v);
     getsockopt(s, IPPROTO_IP, IP_TTL, &v, &vl); say("ttl %d\n", v);
+    getsockopt(s, SOL_SOCKET, SO_SNDBUF, &v, &vl); say("sndbuf %d", v);
+    getsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, &vl); say(" rcvbuf %d\n", v);
     v = 0; r = setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
     say("keepcnt 0: %ld %s\n", r, err(r));
     close(s);
@@ -118,6 +120,8 @@ int main(int argc, char **argv) {
     int c = accept4(l, (void *)&peer, &pl, SOCK_CLOEXEC);
     say("accepted %s family %d len %u\n", c >= 0 ? "yes" : strerror(errno), peer.sin_family, pl);
     show_name("accepted name", c, 0);
+    getsockopt(c, SOL_SOCKET, SO_SNDBUF, &v, &vl); say("connected sndbuf %d", v);
+    getsockopt(c, SOL_SOCKET, SO_RCVBUF, &v, &vl); say(" rcvbuf %d\n", v);
     show_name("accepted peer", c, 1);
     long got = 0, n;
     while ((n = read(c, buf + got, sizeof buf - got)) > 0) got += n;

@@ -23,6 +23,10 @@ from .sockfile import register
 IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 0, 6, 17, 41
 SOL_TCP, SOL_IP, SOL_IPV6 = IPPROTO_TCP, IPPROTO_IP, IPPROTO_IPV6
 SOCK_RAW = 3
+TCP_SNDBUF, TCP_RCVBUF = 16384, 131072    # a new TCP socket's (net.ipv4.tcp_wmem/rmem)
+# a connected one's send buffer, as tcp_sndbuf_expand sizes it for lo's 64 KiB MTU (Linux
+# 6.x, x86-64): a send buffer left at the default grows to it when the connection is made
+TCP_SNDBUF_CONNECTED = 3939840
 
 
 class Net:
@@ -105,6 +109,8 @@ class InetFamily:
         if protocol not in (0, wanted):
             raise SyscallError(E.EPROTONOSUPPORT, f"{self.name} protocol {protocol}")
         sock = InetSocket(self, type_, wanted, cred, self.number)
+        if type_ == SOCK_STREAM:  # tcp_wmem[1], tcp_rmem[1]; UDP keeps the core defaults
+            sock.sndbuf, sock.rcvbuf = TCP_SNDBUF, TCP_RCVBUF
         return sock
 
     # -- names ---------------------------------------------------------------------------
@@ -286,6 +292,9 @@ class InetFamily:
         new.ports = listener.ports
         client.remote = as_family(dest, client.domain)
         new.connect_to(client)
+        for side in (new, client):
+            if side.sndbuf == TCP_SNDBUF:
+                side.sndbuf = TCP_SNDBUF_CONNECTED
         listener.queue.append(new)
 
     def from_host(self, listener: InetSocket, h) -> InetSocket:
