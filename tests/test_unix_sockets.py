@@ -34,7 +34,7 @@ from vsnap.sockets import SOCK_STREAM, BrokenPipe, WouldBlock, pair
 from vsnap.testing import Guest, measure, run_with_checkpoints
 
 FLAVOURS = ("musl", "glibc")
-PROC_MODES = ("fdpass", "server", "vanish", "flood", "bulk", "dgram", "restart")
+PROC_MODES = ("fdpass", "server", "vanish", "flood", "bulk", "dgram", "restart", "creds")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -108,18 +108,22 @@ class Message:
             self.sender.wmem -= self.size
             self.sender = None
 
-    def drop(self) -> None:
+    def drop(self, book=None) -> None:
         """Thrown away unread: its descriptions lose their in-flight reference."""
         self.freed()
         fds, self.fds = self.fds, None
-        release_files(fds)
+        release_files(fds, book)
 
 
-def release_files(fds) -> None:
-    """Let go of in-flight references (a message dropped, or descriptors not delivered)."""
+def release_files(fds, book=None) -> None:
+    """Let go of in-flight references (a message dropped, or descriptors not delivered). A
+    description whose last reference this was loses its flock and OFD locks in `book` (the
+    system's locks.LockBook), as the close of its last descriptor would."""
     for f in fds or ():
         f.refs -= 1
         if f.refs <= 0:
+            if book is not None:
+                book.drop_owner(f)
             f.close()
 
 
@@ -152,6 +156,7 @@ class Socket:
         self.opts: dict = {}             # reuseaddr, keepalive, passcred, linger, timeouts...
         self.dead = False
         self.ino = 0                     # set by the kernel side (sockfs inode)
+        self.book = None                 # the system's file locks, for descriptions it frees
 
     @property
     def stream(self) -> bool:
@@ -189,9 +194,9 @@ class Socket:
                 raise SyscallError(E.EAGAIN, "the listener's backlog is full")
             raise WouldBlock()
         new = Socket(self.family, self.type, self.protocol, self.cred)
-        new.addr = self.addr
+        new.addr, new.book = self.addr, self.book
+        # SO_PASSCRED goes to the accepted socket; its buffer sizes are the defaults
         new.opts = {k: v for k, v in self.opts.items() if k in ("passcred",)}
-        new.sndbuf, new.rcvbuf = self.sndbuf, self.rcvbuf
         new.connect_to(client)
         new.peercred, client.peercred = client.cred, self.cred
         self.queue.append(new)
@@ -244,7 +249,7 @@ class Socket:
                 item.state = "embryo"
                 item.release()
             else:
-                item.drop()
+                item.drop(self.book)
         self.family.unbind(self)
 
     # -- readiness ---------------------------------------------------------------------------

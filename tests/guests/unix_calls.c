@@ -15,7 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
+#include <termios.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -143,7 +147,7 @@ int main(void)
     struct sockaddr_un a, b;
     socklen_t la, lb;
     char buf[256];
-    int sv[2], dv[2];
+    int sv[2], dv[2], v;
     signal(SIGPIPE, on_pipe);
     setvbuf(stdout, NULL, _IONBF, 0);
 
@@ -165,6 +169,23 @@ int main(void)
     snprintf(want, sizeof want, "socket:[%lu]", (unsigned long)st.st_ino);
     printf("readlink is socket:[st_ino] %d\n", strcmp(link, want) == 0);
     T(lseek(s, 0, SEEK_SET));
+    T(pread(s, buf, 1, 0));
+    T(pwrite(s, buf, 1, 0));
+    T(fsync(s));
+    T(fdatasync(s));
+    T(ftruncate(s, 0));
+    T(fchdir(s));
+    T(fcntl(s, F_GETPIPE_SZ));
+    T(fallocate(s, 0, 0, 10));
+    T(posix_fadvise(s, 0, 0, POSIX_FADV_NORMAL) ? -1 : 0);
+    T(flock(s, LOCK_EX));
+    T(mmap(NULL, 4096, PROT_READ, MAP_SHARED, s, 0) == MAP_FAILED ? -1 : 0);
+    T(ioctl(s, TCGETS, buf));
+    struct statfs sfs;
+    fstatfs(s, &sfs);
+    printf("fstatfs type %#lx\n", (unsigned long)sfs.f_type);
+    snprintf(buf, sizeof buf, "/proc/self/fd/%d", s);
+    T(open(buf, O_RDWR));
     T(opt(s, SO_TYPE));
     T(opt(s, SO_DOMAIN));
     T(opt(s, SO_PROTOCOL));
@@ -298,6 +319,10 @@ int main(void)
     T(listen(c, 1));
     T(listen(l, 0));
     T(opt(l, SO_ACCEPTCONN));
+    v = 1;
+    setsockopt(l, SOL_SOCKET, SO_PASSCRED, &v, sizeof v);
+    v = 10000;
+    setsockopt(l, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
     show_poll("listener", l);
     fcntl(l, F_SETFL, O_NONBLOCK);
     T(accept(l, NULL, NULL));
@@ -318,6 +343,8 @@ int main(void)
     int acc = accept4(l, (void *)&peer, &pl, SOCK_CLOEXEC);
     printf("accept4: ok %d peer len %d cloexec %d flags %#o\n", acc >= 0, (int)pl,
            fcntl(acc, F_GETFD), fcntl(acc, F_GETFL));
+    printf("accepted passcred %d sndbuf %d; client passcred %d\n", opt(acc, SO_PASSCRED),
+           opt(acc, SO_SNDBUF), opt(c, SO_PASSCRED));
     show_name("accepted name", acc, 0);
     show_name("accepted peer", acc, 1);
     show_name("client peer", c, 1);
@@ -335,6 +362,11 @@ int main(void)
     getsockopt(c2, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
     printf("unconnected peercred pid %d uid %d gid %d\n", cr.pid, (int)cr.uid, (int)cr.gid);
     T(accept4(l, NULL, NULL, 0x40));
+    T(shutdown(l, SHUT_RD));
+    T(accept(l, NULL, NULL));
+    fcntl(l, F_SETFL, 0);
+    T(accept(l, NULL, NULL));
+    T(connect(socket(AF_UNIX, SOCK_STREAM, 0), (void *)&a, la));
     close(acc);
     close(l);
     T(connect(c3, (void *)&a, la));
@@ -379,7 +411,7 @@ int main(void)
 
     printf("-- options\n");
     s = socket(AF_UNIX, SOCK_STREAM, 0);
-    int v = 1;
+    v = 1;
     T(setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &v, sizeof v));
     T(opt(s, SO_REUSEADDR));
     v = 5;
@@ -490,6 +522,20 @@ int main(void)
     }
     close(sv[0]);
     close(sv[1]);
+
+    /* a flock lock held by a description in flight: it stays while the message waits, and
+     * goes when the message is thrown away with the receiving socket */
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    int lk = open("unix_calls.txt", O_RDONLY);
+    T(flock(lk, LOCK_EX));
+    send_fds(sv[0], &lk, 1, "lock");
+    close(lk);
+    int other = open("unix_calls.txt", O_RDONLY);
+    T(flock(other, LOCK_EX | LOCK_NB));
+    close(sv[1]);
+    T(flock(other, LOCK_EX | LOCK_NB));
+    close(other);
+    close(sv[0]);
     unlink("unix_calls.txt");
     printf("done\n");
     return 0;

@@ -10,6 +10,8 @@
  *   restart  accept interrupted by a signal: SA_RESTART restarts it, without it EINTR, and
  *            with SO_RCVTIMEO it is EINTR whatever SA_RESTART says; a timed-out recv
  *   lie      SCM_CREDENTIALS naming another pid or uid (EPERM unless privileged), and its own
+ *   creds    a reader with SO_PASSCRED never gets two writers' bytes in one read; without it
+ *            it does
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -432,6 +434,45 @@ static void restart(void)
     reap("writer");
 }
 
+static void creds(void)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        int sv[2];
+        socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+        int v = pass;
+        setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &v, sizeof v);
+        if (fork() == 0) {
+            write(sv[0], "child ", 6);
+            write(sv[0], "bytes ", 6);
+            _exit(0);
+        }
+        reap("writer");
+        write(sv[0], "parent bytes", 12);
+        char buf[64], cbuf[CMSG_SPACE(sizeof(struct ucred))];
+        for (int i = 0; i < 2; i++) {
+            struct iovec iov = {buf, sizeof buf};
+            struct msghdr m = {0};
+            m.msg_iov = &iov;
+            m.msg_iovlen = 1;
+            m.msg_control = cbuf;
+            m.msg_controllen = sizeof cbuf;
+            fcntl(sv[1], F_SETFL, O_NONBLOCK);
+            ssize_t n = recvmsg(sv[1], &m, 0);
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+            int mine = -1;
+            if (c && c->cmsg_type == SCM_CREDENTIALS) {
+                struct ucred u;
+                memcpy(&u, CMSG_DATA(c), sizeof u);
+                mine = u.pid == getpid();
+            }
+            printf("passcred %d read %d: %zd \"%.*s\" from me %d\n", pass, i, n,
+                   (int)(n > 0 ? n : 0), buf, mine);
+        }
+        close(sv[0]);
+        close(sv[1]);
+    }
+}
+
 static void lie_with(int s, const char *what, pid_t pid, uid_t uid)
 {
     char cbuf[CMSG_SPACE(sizeof(struct ucred))];
@@ -481,6 +522,8 @@ int main(int argc, char **argv)
         restart();
     else if (!strcmp(mode, "lie"))
         lie();
+    else if (!strcmp(mode, "creds"))
+        creds();
     else {
         fprintf(stderr, "usage: unix_procs fdpass|server|vanish|flood|bulk|dgram|restart\n");
         return 2;

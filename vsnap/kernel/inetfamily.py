@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 
 from ..abi import errno as E
+from ..abi.consts import O_NONBLOCK
 from ..errors import SyscallError
 from ..hostnet import of as hostnet_of
 from ..inet import UDP6_MAX, UDP_MAX, InetSocket
@@ -18,6 +19,7 @@ from ..inetaddr import (AF_INET, AF_INET6, PROT_SOCK, Addr, as_family, loopback_
                         parse_bind, parse_connect, parse_sendto, wildcard)
 from ..inetports import Binding, PortSpace
 from ..sockets import SOCK_DGRAM, SOCK_STREAM, Message, WouldBlock
+from .sockfile import _wait as wait
 from .sockfile import register
 
 IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 0, 6, 17, 41
@@ -124,9 +126,10 @@ class InetFamily:
         """getsockname of an unbound socket: the wildcard, port 0."""
         return pack(name if name is not None else wildcard(self.number))
 
-    def peer_name(self, sock):
-        """What getpeername/accept give: the peer as this socket names it; None: ENOTCONN."""
-        if sock.stream and sock.state != "connected":
+    def peer_name(self, sock, accepting: bool = False):
+        """What getpeername/accept give: the peer as this socket names it; None: ENOTCONN
+        (a TCP socket not connected, or reset; accept names the peer all the same)."""
+        if sock.stream and sock.state != "connected" and not accepting:
             return None
         return sock.remote
 
@@ -215,8 +218,16 @@ class InetFamily:
             sock.host_listener.close()
             sock.host_listener = None
 
-    def connect(self, p, f, sock: InetSocket, raw: bytes, nonblock: bool) -> int:
-        """inet_stream_connect / inet_dgram_connect."""
+    def connect(self, p, f, sock: InetSocket, raw: bytes) -> int:
+        """inet_stream_connect / inet_dgram_connect; a connect that must wait parks here
+        (sockfile._wait: SO_SNDTIMEO on the virtual clock, signals)."""
+        try:
+            return self._connect(p, sock, raw, bool(f.flags & O_NONBLOCK))
+        except WouldBlock as w:
+            st = p.remember({"done": 0, "end": None})
+            return wait(p, "connect on a socket", w.args[0], st, sock.opts.get("sndtimeo"), 0)
+
+    def _connect(self, p, sock: InetSocket, raw: bytes, nonblock: bool) -> int:
         if len(raw) < 2:
             raise SyscallError(E.EINVAL, "address shorter than its family")
         if not sock.stream:

@@ -87,7 +87,7 @@ class ControlOut:
                 fds.append(p.fds.install(f, cloexec=cloexec))
         except SyscallError:
             pass                                       # EMFILE: what was installed stays
-        release_files(files)                           # the in-flight references
+        release_files(files, p.sys.locks)              # the in-flight references
         if len(fds) < len(files) or (files and fit <= 0):
             self.flags |= MSG_CTRUNC
         if fds:

@@ -39,7 +39,7 @@ RESTARTABLE.update(syscalls.NUMBERS[n] for n in (
 def new_file(p, sock, flags: int) -> OpenFile:
     """An open file description of `sock` (sock_alloc_file): O_RDWR, and O_NONBLOCK from
     SOCK_NONBLOCK; the inode number from the system's counter."""
-    sock.ino = p.sys.next_pipe_ino
+    sock.ino, sock.book = p.sys.next_pipe_ino, p.sys.locks
     p.sys.next_pipe_ino += 1
     return OpenFile("socket", f"socket:[{sock.ino}]", C.O_RDWR | (flags & C.O_NONBLOCK),
                     ops=SocketFile(sock, p.task.uid, p.task.gid, p.sys.clock.realtime_ns))
@@ -180,12 +180,14 @@ def sys_accept4(p, fd, addr, addrlen, flags):
     if not pending():
         if f.flags & C.O_NONBLOCK:
             raise SyscallError(E.EAGAIN, "no connection waits")
+        if sock.shutdown & 1:            # unix_accept: "this means receive shutdown"
+            raise SyscallError(E.EINVAL, "accept on a listener shut for receiving")
         st = p.remember({"done": 0, "end": None})
-        return _wait(p, "accept on a socket", lambda: pending() or sock.dead, st,
-                     sock.opts.get("rcvtimeo"), 0)
+        return _wait(p, "accept on a socket", lambda: pending() or bool(sock.shutdown & 1),
+                     st, sock.opts.get("rcvtimeo"), 0)
     new = sock.queue[0]
     if addr:
-        write_addr(p, sock.family.sockaddr(_peer_name(new)), addr, addrlen)
+        write_addr(p, sock.family.sockaddr(_peer_name(new, accepting=True)), addr, addrlen)
     sock.queue.popleft()
     return _install(p, [new_file(p, new, flags)], flags)[0]
 
@@ -196,12 +198,8 @@ def sys_connect(p, fd, addr, addrlen):
     f, sock = socket_of(p, s32(fd))
     raw = read_addr(p, addr, addrlen)
     family = sock.family
-    if hasattr(family, "connect"):  # AF_INET (kernel/inetfamily.py)
-        try:
-            return family.connect(p, f, sock, raw, nonblock=bool(f.flags & C.O_NONBLOCK))
-        except WouldBlock as w:
-            st = p.remember({"done": 0, "end": None})
-            return _wait(p, "connect on a socket", w.args[0], st, sock.opts.get("sndtimeo"), 0)
+    if hasattr(family, "connect"):       # a family whose connect is its own (TCP's states)
+        return family.connect(p, f, sock, raw)
     if not sock.stream:
         if len(raw) >= 2 and int.from_bytes(raw[:2], "little") == 0:   # AF_UNSPEC
             sock.peer, sock.state = None, "unconnected"
@@ -260,19 +258,24 @@ def sys_getsockname(p, fd, addr, addrlen):
 def sys_getpeername(p, fd, addr, addrlen):
     """int getpeername(int sockfd, struct sockaddr *addr, socklen_t *addrlen);"""
     _, sock = socket_of(p, s32(fd))
-    name = _peer_name(sock)
-    if name is None:
-        raise SyscallError(E.ENOTCONN, "socket is not connected")
-    write_addr(p, sock.family.sockaddr(name), addr, addrlen)
+    write_addr(p, sock.family.sockaddr(_peer_name(sock)), addr, addrlen)
     return 0
 
 
-def _peer_name(sock):
+def _peer_name(sock, accepting: bool = False):
     """The peer's name as this socket's family gives it (AF_INET: the peer seen from here,
-    v4-mapped for a v6 socket; it may be a host socket); None: not connected."""
+    v4-mapped for a v6 socket; it may be a host socket). ENOTCONN when there is none; accept
+    names the peer even of a connection already reset (inet_getname with peer == 2)."""
     if hasattr(sock.family, "peer_name"):
-        return sock.family.peer_name(sock)
-    return sock.peer.addr if sock.peer is not None else None
+        name = sock.family.peer_name(sock, accepting)
+        if name is None:
+            raise SyscallError(E.ENOTCONN, "socket is not connected")
+        return name
+    if sock.peer is None:
+        if accepting:
+            return None
+        raise SyscallError(E.ENOTCONN, "socket is not connected")
+    return sock.peer.addr
 
 
 def _dest(sock, p, raw: bytes):
@@ -301,7 +304,7 @@ def sys_recvfrom(p, fd, buf, length, flags, addr, addrlen):
     length = min(length, 0x7FFFFFFF)
     got = receive(p, f, length, flags & 0xFFFFFFFF,
                   lambda off, data: p.write(buf + off, data))
-    release_files(got.fds)
+    release_files(got.fds, p.sys.locks)
     if addr:
         write_addr(p, _from(sock, got), addr, addrlen)
     return got.count

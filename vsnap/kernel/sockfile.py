@@ -29,6 +29,7 @@ SIOCINQ, SIOCOUTQ = 0x541B, 0x5411     # FIONREAD and TIOCOUTQ
 MSG_OOB, MSG_PEEK, MSG_CTRUNC, MSG_TRUNC = 0x1, 0x2, 0x8, 0x20
 MSG_DONTWAIT, MSG_EOR, MSG_WAITALL, MSG_NOSIGNAL = 0x40, 0x80, 0x100, 0x4000
 MSG_CMSG_CLOEXEC = 0x40000000
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032
 
 
 # AF_ number -> family object (kernel/unixaddr.py's docstring lists what one provides);
@@ -60,7 +61,7 @@ class SocketFile:
         def put(offset: int, data: bytes) -> None:
             out[offset:offset + len(data)] = data
         got = receive(p, f, count, 0, put)
-        release_files(got.fds)
+        release_files(got.fds, p.sys.locks)
         return bytes(out[:got.count])
 
     def write(self, p, f, data: bytes) -> int:
@@ -90,6 +91,9 @@ class SocketFile:
         return self.sock.poll()
 
     def fcntl(self, p, f, cmd: int, arg: int) -> int | None:
+        """The commands every file shares (None), but a pipe's size (pipe_fcntl: EBADF)."""
+        if cmd in (F_SETPIPE_SZ, F_GETPIPE_SZ):
+            raise SyscallError(E.EBADF, "a socket is not a pipe")
         return None
 
     def ioctl(self, p, f, request: int, argp: int) -> int:

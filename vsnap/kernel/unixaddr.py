@@ -1,12 +1,16 @@
 """AF_UNIX's address space: socket names that are paths inside the sandbox (bind makes an
 S_IFSOCK inode there, connect finds the socket bound to that inode), abstract names (a
 leading NUL byte: no file, gone with the socket) and autobind (an abstract name of five hex
-digits, from a counter of the system: the same names in every run).
+digits, the lowest free: the same names in every run).
 
 This is the first family of the socket framework (vsnap/sockets.py holds the sockets). A
-family is an object with `number`, `create`, `parse`, `bind`, `autobind`, `find`,
-`sockaddr`, `unbind` and the option hooks; kernel/sockcalls.py finds it in FAMILIES by the
-domain number (kernel/sockfile.py register) and never looks inside a name.
+family is an object with `number`, `name`, `create(p, type, protocol, cred) -> Socket` (a
+subclass may change readiness or errors), `parse(p, raw, for_bind) -> name` (any hashable
+value; None for bind: autobind), `bind`, `autobind`, `find(p, sock, name) -> Socket` (the
+listener or datagram target), `sockaddr(name) -> bytes`, `unbind(sock)`, `setsockopt` and
+`getsockopt` for its own levels, and optionally `pair` (socketpair) and `connect(p, f, sock,
+raw)` (replacing the generic one in kernel/sockcalls.py). kernel/sockcalls.py finds it in
+FAMILIES by the domain number (kernel/sockfile.py register) and never looks inside a name.
 """
 from __future__ import annotations
 
@@ -31,7 +35,6 @@ def names(p) -> dict:
     table = getattr(p.sys, "unix_names", None)
     if table is None:
         table = p.sys.unix_names = {}
-        p.sys.unix_autobind = 0
     return table
 
 
@@ -116,14 +119,16 @@ class UnixFamily:
         _name(sock, table, ("inode", st.st_dev, st.st_ino), name)
 
     def autobind(self, p, sock: Socket) -> None:
-        """An abstract name "\\0XXXXX" (unix_autobind): five hex digits from a counter."""
+        """An abstract name "\\0XXXXX" (unix_autobind): five hex digits, the lowest free
+        (Linux starts at a random number). It depends only on the names bound now, so a
+        resumed guest, which had no socket open when saved, is given the same ones."""
         table = names(p)
-        while True:
-            n = p.sys.unix_autobind
-            p.sys.unix_autobind = (n + 1) & 0xFFFFF
+        for n in range(1 << 20):
             name = b"\0" + b"%05x" % n
             if ("abstract", name) not in table:
                 break
+        else:
+            raise SyscallError(E.ENOSPC, "every autobind name is taken")
         _name(sock, table, ("abstract", name), ("abstract", name))
 
     def find(self, p, sock: Socket, name) -> Socket:
