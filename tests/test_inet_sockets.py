@@ -147,6 +147,31 @@ def test_listen_serves_a_host_client(builds, tmp_path, flavour):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+def test_forked_child_serves_a_host_client(builds, tmp_path, flavour):
+    """Every guest process waits (the parent in waitpid, the child on the host socket): vsnap
+    waits on the host (Machine._all_parked) instead of calling it a deadlock."""
+    exe = builds.get("inet_echo", flavour)
+    root = make_root(tmp_path / "v", exe)
+    port = free_base(1)
+    proc = _start("run", "--listen", str(port), "--root", str(root), str(root / "prog"),
+                  "forkserve", str(port))
+    try:
+        c = _connect(port, proc)
+        time.sleep(0.3)  # both guest processes wait by now
+        f = c.makefile("rwb")
+        f.write(b"one\n")
+        f.flush()
+        assert f.readline() == b"echo: one\n"
+        f.close()  # (the file holds the socket open: both go)
+        c.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert out == b"listening\nserved: one\nserved 1 lines\nchild done\n", err
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
 def test_poll_waits_for_a_host_client(builds, tmp_path, flavour):
     """A lone guest in poll() with only host sockets to wake it waits for the host, not
     for its virtual timeout, and not for ever (hostnet.wait_alone)."""

@@ -3,7 +3,8 @@
                                   "guest", a forked guest client's), echo each line
    inet_echo client IP PORT       connect, send "ping", read the reply to its end
    inet_echo reach                try hosts off the loopback: the errno of each
-   inet_echo pollserve PORT       serve one connection with a non-blocking poll() loop */
+   inet_echo pollserve PORT       serve one connection with a non-blocking poll() loop
+   inet_echo forkserve PORT       accept one connection, a child serves it, the parent waits */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -91,6 +92,18 @@ int main(int argc, char **argv) {
     }
     if (argc > 3 && !fork()) _exit(client("127.0.0.1", port, "from guest\n"));
     int c = accept(l, NULL, NULL);
+    int forked = !strcmp(argv[1], "forkserve");
+    if (forked) {
+        pid_t pid = fork();
+        if (pid) {
+            close(c);
+            int status;
+            waitpid(pid, &status, 0);
+            printf("child %s\n", WIFEXITED(status) && !WEXITSTATUS(status) ? "done" : "failed");
+            return 0;
+        }
+        close(l);
+    }
     char line[256]; int n = 0, lines = 0; char ch;
     while (read(c, &ch, 1) == 1) {
         line[n++] = ch;
