@@ -271,6 +271,32 @@ def test_connect_reaches_a_host_server(builds, tmp_path, flavour):
         in out.stderr
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_nonblocking_connect_to_the_host(builds, tmp_path, flavour):
+    """EINPROGRESS, then writable with SO_ERROR 0 once the host accepted; refused by the
+    host: writable with SO_ERROR ECONNREFUSED, as Linux."""
+    exe = builds.get("inet_echo", flavour)
+    root = make_root(tmp_path / "v", exe)
+    port = free_base(2)
+    server = HostServer(port)
+    try:
+        out = run_cli("run", "--connect", f"127.0.0.1:{port}", "--connect",
+                      f"127.0.0.1:{port + 1}", "--root", str(root), str(root / "prog"),
+                      "nbclient", "127.0.0.1", str(port))
+        server.thread.join(30)
+        refused = run_cli("run", "--connect", f"127.0.0.1:{port + 1}", "--root", str(root),
+                          str(root / "prog"), "nbclient", "127.0.0.1", str(port + 1))
+    finally:
+        server.close()
+    assert out.stdout.decode().splitlines() == [
+        "connect: Operation now in progress" if flavour == "glibc"
+        else "connect: Operation in progress",
+        "poll 1 writable 1, SO_ERROR 0", "reply: host says: ping"], out.text()
+    assert refused.stdout.decode().splitlines()[1] == "poll 1 writable 1, SO_ERROR " + (
+        "Connection refused"), refused.text()
+    assert refused.status == 1
+
+
 def test_without_connect_loopback_stays_inside(builds, tmp_path):
     """127.0.0.1 is the guest's own loopback: with no --connect, a host server there is not
     reached (the guest sees no listener: ECONNREFUSED)."""

@@ -4,7 +4,8 @@
    inet_echo client IP PORT       connect, send "ping", read the reply to its end
    inet_echo reach                try hosts off the loopback: the errno of each
    inet_echo pollserve PORT       serve one connection with a non-blocking poll() loop
-   inet_echo forkserve PORT       accept one connection, a child serves it, the parent waits */
+   inet_echo forkserve PORT       accept one connection, a child serves it, the parent waits
+   inet_echo nbclient IP PORT     as client, with a non-blocking connect, poll and SO_ERROR */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +42,28 @@ static int client(const char *ip, int port, const char *line) {
     return 0;
 }
 
+static int nbclient(const char *ip, int port) {
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    int r = connect(c, (void *)&a, sizeof a);
+    printf("connect: %s\n", r < 0 ? strerror(errno) : "done at once");
+    struct pollfd p = {.fd = c, .events = POLLOUT};
+    r = poll(&p, 1, 30000);
+    int err; socklen_t n = sizeof err;
+    getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &n);
+    printf("poll %d writable %d, SO_ERROR %s\n", r, !!(p.revents & POLLOUT), err ? strerror(err) : "0");
+    if (err) return 1;
+    fcntl(c, F_SETFL, 0);
+    write(c, "ping\n", 5);
+    shutdown(c, SHUT_WR);
+    char buf[512]; long got = 0;
+    while ((r = read(c, buf + got, sizeof buf - 1 - got)) > 0) got += r;
+    buf[got] = 0;
+    printf("reply: %s", buf);
+    return 0;
+}
+
 static void reach(void) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53)};
     inet_pton(AF_INET, "8.8.8.8", &a.sin_addr);
@@ -62,6 +86,7 @@ int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     if (!strcmp(argv[1], "reach")) { reach(); return 0; }
     if (!strcmp(argv[1], "client")) return client(argv[2], atoi(argv[3]), "ping\n");
+    if (!strcmp(argv[1], "nbclient")) return nbclient(argv[2], atoi(argv[3]));
     int port = atoi(argv[2]), one = 1;
     int l = socket(AF_INET, SOCK_STREAM, 0);
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -350,6 +350,8 @@ class InetFamily:
                            first: bool = False) -> int:
         """The connect to the host, looked at again: still under way (EINPROGRESS the
         first time, EALREADY after, or the caller waits), else 0 or its error."""
+        if first and nonblock:  # as Linux's SYN_SENT: the answer comes later, whatever it is
+            raise SyscallError(E.EINPROGRESS, "connecting to the host")
         sock.readable()  # takes the host's news (InetSocket._host_news)
         if sock.state == "connecting":
             if nonblock:
