@@ -228,7 +228,9 @@ class HostListener:
             self.queue.append(h)
 
     def take(self) -> "HostStream | None":
-        self.on_readable() if not self.queue else None
+        """The next host client, taking in any that came since the last look."""
+        if not self.queue:
+            self.on_readable()
         return self.queue.pop(0) if self.queue else None
 
     def close(self) -> None:

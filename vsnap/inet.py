@@ -21,8 +21,8 @@ from __future__ import annotations
 from .abi import errno as E
 from .errors import SyscallError
 from .sockets import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
-                      POLLWRNORM, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, SOCK_STREAM,
-                      BrokenPipe, Message, Socket, WouldBlock)
+                      POLLWRNORM, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, BrokenPipe,
+                      Message, Socket, WouldBlock)
 
 UDP_MAX = 65507          # 65535 - 8 (UDP header) - 20 (IPv4 header)
 UDP6_MAX = 65527         # 65535 - 8 (UDP header); the IPv6 header is not counted
@@ -41,6 +41,7 @@ class InetSocket(Socket):
         self.fin_in = False        # the peer's FIN arrived (tcp_fin's SOCK_DONE)
         self.fin_out = False       # this side sent its FIN
         self.fin_first = False     # ... before the peer's: it ends in TIME_WAIT
+        self.reset_by_us = False   # an embryo its listener closed: it goes with a reset
         self.connecting = False    # SS_CONNECTING: a non-blocking connect not looked at again
         self.autobound = False     # its port came with connect(), not bind()
         self.ports = None          # (PortSpace, clock) of its binding
@@ -263,7 +264,7 @@ class InetSocket(Socket):
             if self.host is not None:
                 self.family.close_host(self, reset=unread)
             elif peer is not None and not peer.dead:
-                if unread or getattr(self, "reset_by_us", False):
+                if unread or self.reset_by_us:
                     # a reset: tcp_reset gives EPIPE to a peer that had our FIN (CLOSE_WAIT)
                     peer.err = E.EPIPE if self.fin_out else E.ECONNRESET
                     peer.shutdown, peer.state = SHUTDOWN_MASK, "closed"
@@ -306,6 +307,3 @@ class InetSocket(Socket):
             return
         self.queue.append(msg)
 
-
-def is_stream(sock) -> bool:
-    return sock.type == SOCK_STREAM
