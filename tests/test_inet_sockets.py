@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -72,7 +73,25 @@ def test_matches_linux(builds, tmp_path, prog, flavour):
         assert b"v6 accepted peer: family 10 len 28 ip ::ffff:127.0.0.1" in under.stdout
     else:
         assert b"second send -1 Connection refused" in under.stdout
+        assert b"flood of 1-byte datagrams: 256 arrive" in under.stdout
         assert b"v6 socket got 2 v4 from ::ffff:127.0.0.1 len 28" in under.stdout
+
+
+def test_udp_truesize_as_linux():
+    """What a datagram costs its receiver (inet.udp_truesize) against this kernel's
+    SO_MEMINFO, across the size classes, IPv4 and IPv6."""
+    from vsnap.inet import udp_truesize
+    for fam, addr, v6 in ((socket.AF_INET, "127.0.0.1", False), (socket.AF_INET6, "::1", True)):
+        r = socket.socket(fam, socket.SOCK_DGRAM)
+        r.bind((addr, 0))
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        for size in list(range(0, 17000, 11)) + [65000, 65488, 65489, 65507]:
+            s.sendto(b"x" * size, r.getsockname())
+            native = struct.unpack("9I", r.getsockopt(socket.SOL_SOCKET, 55, 36))[0]
+            r.recv(70000)
+            assert udp_truesize(size, v6) == native, (fam, size)
+        r.close()
+        s.close()
 
 
 def _native_no_network(exe: str, args) -> bytes | None:

@@ -131,5 +131,22 @@ int main(int argc, char **argv) {
     inet_ntop(AF_INET6, &f6.sin6_addr, ip, sizeof ip);
     printf("v6 from v6 %ld %.2s from %s scope %u flow %u\n", r, buf, ip, f6.sin6_scope_id,
            f6.sin6_flowinfo);
+
+    /* a flood: the receiver's buffer counts each datagram's skb, and drops past it */
+    int sizes[] = {1, 300, 1000, 4000, 30000};
+    for (int k = 0; k < 5; k++) {
+        for (int small = 0; small < 2; small++) {
+            int R = udp();
+            if (small) { int one = 1; setsockopt(R, SOL_SOCKET, SO_RCVBUF, &one, sizeof one); }
+            struct sockaddr_in ra = a4("127.0.0.1", base + 3);
+            bind(R, (void *)&ra, sizeof ra);
+            for (int i = 0; i < 400; i++) sendto(C, big, sizes[k], 0, (void *)&ra, sizeof ra);
+            int got = 0;
+            while (recv(R, big, sizeof big, MSG_DONTWAIT) >= 0) got++;
+            printf("flood of %d-byte datagrams%s: %d arrive\n", sizes[k],
+                   small ? " into the smallest buffer" : "", got);
+            close(R);
+        }
+    }
     return 0;
 }

@@ -18,7 +18,7 @@ from ..inet import UDP6_MAX, UDP_MAX, InetSocket
 from ..inetaddr import (AF_INET, AF_INET6, PROT_SOCK, Addr, as_family, loopback_for, pack,
                         parse_bind, parse_connect, parse_sendto, wildcard)
 from ..inetports import Binding, PortSpace
-from ..sockets import SOCK_DGRAM, SOCK_STREAM, Message, WouldBlock
+from ..sockets import SOCK_DGRAM, SOCK_STREAM, WouldBlock
 from .sockfile import _wait as wait
 from .sockfile import register
 
@@ -427,7 +427,7 @@ class InetFamily:
             if sock.remote is not None:
                 sock.err = E.ECONNREFUSED   # ICMP port unreachable, over lo at once
             return len(data)
-        target.dgram_take(Message(data, None, addr=as_family(source, target.domain)))
+        target.dgram_take(data, as_family(source, target.domain), dest.v4() is None)
         return len(data)
 
     # -- options -------------------------------------------------------------------------
