@@ -123,6 +123,16 @@ def _start(*argv) -> subprocess.Popen:
     return subprocess.Popen([*VSNAP, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _finish(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """vsnap's stdout and stderr once it ends; a hang fails with what it said so far."""
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(15)  # the guest dies of SIGTERM; vsnap says where it was
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"vsnap did not end: {out!r} {err.decode(errors='replace')}")
+
+
 def _connect(port: int, proc: subprocess.Popen, timeout: float = 60) -> socket.socket:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -154,7 +164,7 @@ def test_listen_serves_a_host_client(builds, tmp_path, flavour):
         c.shutdown(socket.SHUT_WR)
         transcript.append(c.recv(100))
         c.close()
-        out, err = proc.communicate(timeout=60)
+        out, err = _finish(proc)
     finally:
         proc.kill()
     assert transcript == [b"echo: hello\n", b"echo: a second line\n", b""]
@@ -182,7 +192,7 @@ def test_forked_child_serves_a_host_client(builds, tmp_path, flavour):
         assert f.readline() == b"echo: one\n"
         f.close()  # (the file holds the socket open: both go)
         c.close()
-        out, err = proc.communicate(timeout=60)
+        out, err = _finish(proc)
     finally:
         proc.kill()
     assert out == b"listening\nserved: one\nserved 1 lines\nchild done\n", err
@@ -207,7 +217,7 @@ def test_poll_waits_for_a_host_client(builds, tmp_path, flavour):
         c.sendall(b"second")
         assert c.recv(100) == b"second"
         c.close()
-        out, err = proc.communicate(timeout=60)
+        out, err = _finish(proc)
     finally:
         proc.kill()
     assert out == b"listening\nechoed 12 bytes, read ended with 0\n", err
