@@ -22,19 +22,19 @@ import tempfile
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from conftest import NATIVE_ENV, make_root, require_native, run_api, run_native
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
 from vsnap.fdtable import OpenFile
-from vsnap.snapshot import image_bytes
 from vsnap.snapshot.checkpoint import CannotSave
 from vsnap.sockets import SOCK_STREAM, BrokenPipe, WouldBlock, pair
 from vsnap.testing import Guest, measure, run_with_checkpoints
 
 FLAVOURS = ("musl", "glibc")
-PROC_MODES = ("fdpass", "server", "vanish", "flood", "bulk", "dgram", "restart", "creds")
+PROC_MODES = ("fdpass", "server", "vanish", "flood", "bulk", "dgram", "restart", "creds",
+              "exec")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -145,25 +145,46 @@ class _Family:
         pass
 
 
+class _File:
+    """A stand-in open file description: counts its references and its release."""
+
+    def __init__(self):
+        self.refs, self.closed = 1, False
+
+    def close(self):
+        self.closed = True
+
+
+CREDS = [(1000, 1000, 1000), (1001, 1000, 1000)]
+
+
 class StreamModel(RuleBasedStateMachine):
-    """A connected stream pair against a byte queue per direction: what is read is what was
-    written, in order; peeks take nothing; the send buffer accounts to zero when all is read;
-    shutdown and close give EOF and EPIPE."""
+    """A connected stream pair against a model: per direction, a list of sends (bytes, the
+    sender's credentials, the descriptions sent with them). What is read is what was written,
+    in order; a read ends after bytes that brought descriptions (it takes them) and, with
+    credentials asked for, before another sender's bytes; peeks take nothing; the send buffer
+    accounts to zero when all is read; in-flight descriptions are released exactly once."""
 
     def __init__(self):
         super().__init__()
-        self.a, self.b = pair(_Family(), SOCK_STREAM, 0, (1, 2, 3))
-        self.queued = {0: bytearray(), 1: bytearray()}   # bytes waiting for end 0 and 1
+        self.a, self.b = pair(_Family(), SOCK_STREAM, 0, CREDS[0])
+        self.sends = {0: [], 1: []}          # [bytearray, cred, files or None] for end i
         self.shut_wr = {0: False, 1: False}
+        self.files: list[_File] = []
 
     def ends(self, i):
         return (self.a, self.b) if i == 0 else (self.b, self.a)
 
-    @rule(i=st.integers(0, 1), data=st.binary(max_size=70000))
-    def send(self, i, data):
+    def queued(self, i) -> bytes:
+        return b"".join(bytes(m[0]) for m in self.sends[i])
+
+    @rule(i=st.integers(0, 1), data=st.binary(max_size=70000), who=st.integers(0, 1),
+          nfds=st.integers(0, 3))
+    def send(self, i, data, who=0, nfds=0):
         me, _ = self.ends(i)
+        files = [_File() for _ in range(nfds)] if len(data) <= 30000 else []
         try:
-            n = me.stream_send(data, (1, 2, 3))
+            n = me.stream_send(data, CREDS[who], files or None)
         except WouldBlock:
             assert not me.send_room() and data
             return
@@ -172,23 +193,58 @@ class StreamModel(RuleBasedStateMachine):
             return
         assert not self.shut_wr[i]
         assert 0 < n <= len(data) or (n == 0 and not data)
-        self.queued[1 - i] += data[:n]
+        if n:
+            self.sends[1 - i].append([bytearray(data[:n]), CREDS[who], files or None])
+            self.files += files
+        for f in files:
+            f.refs -= 1                      # the sender closes its descriptors at once
+        if files:
+            assert all(f.refs == 1 for f in files) if n else all(f.refs == 0 for f in files)
 
-    @rule(i=st.integers(0, 1), n=st.integers(1, 80000), peek=st.booleans())
-    def recv(self, i, n, peek):
+    def expected(self, i, n, passcred):
+        """(bytes, files, cred) the model says a read of n takes, without taking them."""
+        out, cred = bytearray(), None
+        for data, c, files in self.sends[i]:
+            if len(out) >= n:
+                break
+            if passcred and cred is not None and c != cred:
+                break
+            cred = c if passcred else None
+            out += data[:n - len(out)]
+            if files:
+                return bytes(out), files, cred
+        return bytes(out), None, cred
+
+    @rule(i=st.integers(0, 1), n=st.integers(1, 80000), peek=st.booleans(),
+          passcred=st.booleans())
+    def recv(self, i, n, peek, passcred=False):
         me, _ = self.ends(i)
         try:
-            data, fds, _ = me.stream_recv(n, peek, False)
+            data, fds, cred = me.stream_recv(n, peek, passcred)
         except WouldBlock:
-            assert not self.queued[i] and not self.shut_wr[1 - i]
+            assert not self.sends[i] and not self.shut_wr[1 - i]
             return
-        assert fds is None
-        want = bytes(self.queued[i][:n])
+        want, files, want_cred = self.expected(i, n, passcred)
         assert data == want
+        assert (fds or None) == files and cred == want_cred
         if not data:
             assert self.shut_wr[1 - i]
-        if not peek:
-            del self.queued[i][:len(data)]
+        for f in fds or ():                  # the receiver installs, then closes, them
+            f.refs -= 1
+            if f.refs == 0:
+                f.close()
+        if peek:
+            return
+        taken = len(data)
+        while taken:
+            first = self.sends[i][0]
+            k = min(taken, len(first[0]))
+            del first[0][:k]
+            taken -= k
+            if fds and first[2] == fds:     # taken with its first bytes, not the rest
+                first[2] = None
+            if not first[0]:
+                self.sends[i].pop(0)
 
     @rule(i=st.integers(0, 1))
     def shutdown_write(self, i):
@@ -200,24 +256,32 @@ class StreamModel(RuleBasedStateMachine):
     def accounting(self):
         for i in (0, 1):
             me, peer = self.ends(i)
-            assert me.inq() == len(self.queued[i])
+            assert me.inq() == len(self.queued(i))
             assert peer.wmem >= 0
-            if not self.queued[i]:
+            if not self.sends[i]:
                 assert peer.wmem == 0
             assert peer.writable() == (peer.wmem << 2 <= peer.sndbuf or bool(peer.shutdown & 2))
+        in_flight = {id(f) for i in (0, 1) for m in self.sends[i] for f in (m[2] or ())}
+        for f in self.files:
+            assert f.closed == (id(f) not in in_flight) and f.refs == (id(f) in in_flight)
 
-    @precondition(lambda self: True)
     @rule()
     def fill_and_drain(self):
         """A writer that fills the buffer is let go again by a reader that drains it."""
         self.send(0, b"z" * 300000)
-        while self.queued[1]:
+        while self.sends[1]:
             self.recv(1, 100000, False)
         assert self.a.send_room() or self.shut_wr[0]
 
+    def teardown(self):
+        """Closing both ends releases whatever is still in flight."""
+        self.a.release()
+        self.b.release()
+        assert all(f.closed and f.refs == 0 for f in self.files)
+
 
 TestStreamModel = StreamModel.TestCase
-TestStreamModel.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+TestStreamModel.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 
 
 def test_errors_of_an_unconnected_stream():

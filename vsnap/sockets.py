@@ -309,6 +309,12 @@ class Socket:
             mask |= POLLOUT | POLLWRNORM | POLLWRBAND
         return mask
 
+    def fds_queued(self) -> int:
+        """Descriptors in flight to this socket (a listener's: to its embryos)."""
+        if self.state == "listening":
+            return sum(s.fds_queued() for s in self.queue)
+        return sum(len(m.fds) for m in self.queue if m.fds)
+
     def inq(self) -> int:
         """SIOCINQ: the unread bytes of a stream; the first datagram's size."""
         if self.state == "listening":
@@ -403,15 +409,25 @@ class Socket:
         the target's queue full: EAGAIN or WouldBlock."""
         if len(data) > self.sndbuf - 32:
             raise SyscallError(E.EMSGSIZE, f"datagram of {len(data)} bytes")
+        # sock_alloc_send_pskb: a pending error, this side shut, no room; then the target
+        err = self.take_error()
+        if err:
+            raise SyscallError(err, "pending socket error")
         if self.shutdown & SEND_SHUTDOWN:
             raise BrokenPipe()
+        if not self.send_room():
+            if nonblock:
+                raise SyscallError(E.EAGAIN, "the send buffer is full")
+            raise WouldBlock()
         if target.dead:
+            if self.type == SOCK_SEQPACKET:
+                raise BrokenPipe()
             raise SyscallError(E.ECONNREFUSED, "the peer is gone")
         if target.peer is not None and target.peer is not self and not target.peer.dead:
             raise SyscallError(E.EPERM, "the target is connected to another socket")
         if target.shutdown & RCV_SHUTDOWN:
             raise BrokenPipe()
-        if (target.peer is not self and len(target.queue) > MAX_DGRAM_QLEN) or not self.send_room():
+        if target.peer is not self and len(target.queue) > MAX_DGRAM_QLEN:
             if nonblock:
                 raise SyscallError(E.EAGAIN, "the receiver's queue is full")
             raise WouldBlock()

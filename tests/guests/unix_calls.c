@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -103,6 +104,45 @@ static void send_fds(int s, int *fds, int n, const char *data)
     errno = 0;
     long r = sendmsg(s, &m, 0);
     printf("sendmsg %d fds: %ld %s\n", n, r, r < 0 ? strerror(errno) : "");
+}
+
+/* SCM_RIGHTS of n copies of fd: at most SCM_MAX_FD (253) in one message */
+static void send_many(int s, int rcv, int fd, int n)
+{
+    static int many[300];
+    static char cbuf[CMSG_SPACE(sizeof many)];
+    for (int i = 0; i < n; i++)
+        many[i] = dup(fd);
+    struct iovec iov = {"m", 1};
+    struct msghdr m = {0};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = cbuf;
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), many, sizeof(int) * n);
+    errno = 0;
+    long r = sendmsg(s, &m, 0);
+    printf("sendmsg %d fds: %ld %s\n", n, r, r < 0 ? strerror(errno) : "");
+    for (int i = 0; i < n; i++)
+        close(many[i]);
+    if (r > 0) {
+        char b;
+        iov.iov_base = &b;
+        m.msg_controllen = sizeof cbuf;
+        r = recvmsg(rcv, &m, 0);
+        c = CMSG_FIRSTHDR(&m);
+        int got = c ? (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int)) : 0;
+        printf("received %d fds, flags %#x\n", got, m.msg_flags);
+        for (int i = 0; i < got; i++) {
+            int fd2;
+            memcpy(&fd2, CMSG_DATA(c) + i * sizeof(int), sizeof fd2);
+            close(fd2);
+        }
+    }
 }
 
 static void recv_fds(int s, size_t room, int flags)
@@ -219,6 +259,14 @@ int main(void)
     T(recv(sv[1], buf, 100, 0));
     printf("got %.10s\n", buf);
     T(recv(sv[1], buf, 100, MSG_DONTWAIT));
+    {
+        struct iovec wv[3] = {{"vec", 3}, {"", 0}, {"tored", 5}};
+        char x[3], y[4], z[8];
+        struct iovec rv[3] = {{x, 3}, {y, 4}, {z, 8}};
+        T(writev(sv[0], wv, 3));
+        T(readv(sv[1], rv, 3));
+        printf("readv %.3s|%.4s|%.1s\n", x, y, z);
+    }
     show_poll("pair empty", sv[1]);
     T(shutdown(sv[0], SHUT_WR));
     show_poll("after peer SHUT_WR", sv[1]);
@@ -470,6 +518,85 @@ int main(void)
     close(sv[0]);
     close(sv[1]);
 
+    printf("-- seqpacket\n");
+    {
+        struct pollfd pf;
+        T(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv));
+        T(send(sv[0], "one", 3, 0));
+        T(send(sv[0], "twotwo", 6, 0));
+        T(send(sv[0], "", 0, 0));
+        ioctl(sv[1], FIONREAD, &q);
+        printf("FIONREAD %d\n", q);
+        T(recv(sv[1], buf, 2, 0));
+        T(recv(sv[1], buf, 64, MSG_TRUNC | MSG_PEEK));
+        T(recv(sv[1], buf, 64, 0));
+        T(recv(sv[1], buf, 64, MSG_DONTWAIT));
+        T(recv(sv[1], buf, 64, MSG_DONTWAIT));
+        la = un(&a, "sq.sock");
+        unlink("sq.sock");
+        T(sendto(sv[0], "x", 1, 0, (void *)&a, la));
+        T(recv(sv[1], buf, 64, 0));
+        pf = (struct pollfd){sv[0], POLLIN | POLLOUT | POLLRDHUP, 0};
+        poll(&pf, 1, 0);
+        printf("poll %#x\n", pf.revents);
+        T(shutdown(sv[0], SHUT_WR));
+        T(recv(sv[1], buf, 64, 0));
+        T(send(sv[0], "x", 1, 0));
+        printf("sigpipes %d\n", sigpipes);
+        T(send(sv[1], "y", 1, 0));
+        close(sv[0]);
+        pf = (struct pollfd){sv[1], POLLIN | POLLOUT | POLLRDHUP, 0};
+        poll(&pf, 1, 0);
+        printf("poll closed %#x\n", pf.revents);
+        T(send(sv[1], "y", 1, 0));
+        printf("sigpipes %d\n", sigpipes);
+        T(recv(sv[1], buf, 64, 0));
+        T(send(sv[1], "y", 1, 0));
+        close(sv[1]);
+        s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        T(send(s, "x", 1, 0));
+        T(recv(s, buf, 1, MSG_DONTWAIT));
+        T(read(s, buf, 1));
+        pf = (struct pollfd){s, POLLIN | POLLOUT, 0};
+        poll(&pf, 1, 0);
+        printf("poll fresh %#x\n", pf.revents);
+        T(bind(s, (void *)&a, la));
+        T(listen(s, 1));
+        pf = (struct pollfd){s, POLLIN | POLLOUT, 0};
+        poll(&pf, 1, 0);
+        printf("poll listener %#x\n", pf.revents);
+        c = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        T(connect(c, (void *)&a, la));
+        int d2 = socket(AF_UNIX, SOCK_STREAM, 0);
+        T(connect(d2, (void *)&a, la));
+        close(d2);
+        T(write(c, "hello", 5));
+        T(write(c, "again", 5));
+        int acc2 = accept(s, NULL, NULL);
+        T(read(acc2, buf, 3));
+        T(read(acc2, buf, 64));
+        static char huge[300000];
+        T(send(c, huge, 212992 - 32, MSG_DONTWAIT));
+        T(send(c, huge, 212992 - 31, MSG_DONTWAIT));
+        T(send(c, huge, 1, MSG_DONTWAIT));
+        close(acc2);
+        T(send(c, "z", 1, 0));
+        printf("sigpipes %d\n", sigpipes);
+        T(recv(c, buf, 1, 0));
+        close(c);
+        close(s);
+        unlink("sq.sock");
+        /* a datagram EPIPE sends no SIGPIPE either */
+        socketpair(AF_UNIX, SOCK_DGRAM, 0, dv);
+        T(shutdown(dv[0], SHUT_WR));
+        T(send(dv[0], "x", 1, 0));
+        T(shutdown(dv[1], SHUT_RD));
+        T(send(dv[1], "x", 1, 0));
+        printf("sigpipes %d\n", sigpipes);
+        close(dv[0]);
+        close(dv[1]);
+    }
+
     printf("-- SCM_RIGHTS and SCM_CREDENTIALS\n");
     socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
     int fds[3];
@@ -477,6 +604,16 @@ int main(void)
     fds[2] = open("unix_calls.txt", O_RDONLY);
     send_fds(sv[0], fds, 3, "three");
     T(write(sv[0], "plain", 5));
+    {
+        char path[64], info[256];
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%d", sv[1]);
+        int fi = open(path, O_RDONLY);
+        ssize_t k = read(fi, info, sizeof info - 1);
+        info[k > 0 ? k : 0] = 0;
+        close(fi);
+        char *line = strstr(info, "scm_fds:");
+        printf("fdinfo %s", line ? line : "has no scm_fds line\n");
+    }
     recv_fds(sv[1], 256, MSG_PEEK);
     recv_fds(sv[1], 256, MSG_CMSG_CLOEXEC);
     recv_fds(sv[1], 256, 0);
@@ -488,6 +625,8 @@ int main(void)
     T(read(sv[1], buf, 10));
     int bad = 99;
     send_fds(sv[0], &bad, 1, "bad");
+    send_many(sv[0], sv[1], 0, 253);
+    send_many(sv[0], sv[1], 0, 254);
     close(fds[0]);
     close(fds[1]);
     close(fds[2]);

@@ -10,6 +10,8 @@
  *   restart  accept interrupted by a signal: SA_RESTART restarts it, without it EINTR, and
  *            with SO_RCVTIMEO it is EINTR whatever SA_RESTART says; a timed-out recv
  *   lie      SCM_CREDENTIALS naming another pid or uid (EPERM unless privileged), and its own
+ *   exec     sockets across execve (copyover): the one without close-on-exec keeps its bytes
+ *            waiting and its peer, the SOCK_CLOEXEC one is gone
  *   creds    a reader with SO_PASSCRED never gets two writers' bytes in one read; without it
  *            it does
  */
@@ -432,6 +434,28 @@ static void restart(void)
     n = recv(sv[0], b, sizeof b, MSG_WAITALL);
     printf("waitall across two writes: %zd %.*s\n", n, (int)(n > 0 ? n : 0), b);
     reap("writer");
+    /* SO_RCVLOWAT: a read waits for that many bytes; a non-blocking one takes what is there */
+    int lowat = 3;
+    printf("SO_RCVLOWAT: %d\n", setsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &lowat,
+                                             sizeof lowat));
+    if (fork() == 0) {
+        usleep(100000);
+        write(sv[1], "ef", 2);
+        usleep(100000);
+        write(sv[1], "gh", 2);
+        _exit(0);
+    }
+    n = recv(sv[0], b, sizeof b, 0);
+    printf("read with SO_RCVLOWAT 3: %zd %.*s\n", n, (int)(n > 0 ? n : 0), b);
+    reap("writer");
+    write(sv[1], "ij", 2);
+    n = recv(sv[0], b, sizeof b, MSG_DONTWAIT);
+    printf("non-blocking read below SO_RCVLOWAT: %zd %.*s\n", n, (int)(n > 0 ? n : 0), b);
+    lowat = 0;
+    setsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+    socklen_t ll = sizeof lowat;
+    getsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &lowat, &ll);
+    printf("SO_RCVLOWAT 0 reads back %d\n", lowat);
 }
 
 static void creds(void)
@@ -471,6 +495,32 @@ static void creds(void)
         close(sv[0]);
         close(sv[1]);
     }
+}
+
+static void exec_keep(char *self)
+{
+    int sv[2], gone[2];
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, gone);
+    write(sv[1], "waiting across exec", 19);
+    char a[16], b[16], c[16];
+    snprintf(a, sizeof a, "%d", sv[0]);
+    snprintf(b, sizeof b, "%d", sv[1]);
+    snprintf(c, sizeof c, "%d", gone[0]);
+    execl(self, self, "exec2", a, b, c, (char *)NULL);
+    printf("execl: %s\n", strerror(errno));
+}
+
+static void exec_after(char **argv)
+{
+    int s0 = atoi(argv[2]), s1 = atoi(argv[3]), gone = atoi(argv[4]);
+    char buf[64];
+    ssize_t n = read(s0, buf, sizeof buf);
+    printf("after exec: read %zd %.*s\n", n, (int)(n > 0 ? n : 0), buf);
+    printf("after exec: SOCK_CLOEXEC one: %d %s\n", fcntl(gone, F_GETFD), strerror(errno));
+    write(s0, "back", 4);
+    n = read(s1, buf, sizeof buf);
+    printf("after exec: the peer got %.*s\n", (int)(n > 0 ? n : 0), buf);
 }
 
 static void lie_with(int s, const char *what, pid_t pid, uid_t uid)
@@ -524,6 +574,10 @@ int main(int argc, char **argv)
         lie();
     else if (!strcmp(mode, "creds"))
         creds();
+    else if (!strcmp(mode, "exec"))
+        exec_keep(argv[0]);
+    else if (!strcmp(mode, "exec2") && argc > 4)
+        exec_after(argv);
     else {
         fprintf(stderr, "usage: unix_procs fdpass|server|vanish|flood|bulk|dgram|restart\n");
         return 2;

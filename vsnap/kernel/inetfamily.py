@@ -19,7 +19,7 @@ from ..inetaddr import (AF_INET, AF_INET6, PROT_SOCK, Addr, as_family, loopback_
                         parse_bind, parse_connect, parse_sendto, wildcard)
 from ..inetports import Binding, PortSpace
 from ..sockets import SOCK_DGRAM, SOCK_STREAM, WouldBlock
-from .sockfile import _wait as wait
+from .sockfile import park as wait
 from .sockfile import register
 
 IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 0, 6, 17, 41

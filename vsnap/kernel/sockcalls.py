@@ -15,13 +15,13 @@ from ..abi import errno as E
 from ..abi import syscalls
 from ..errors import SyscallError
 from ..fdtable import OpenFile
-from ..sockets import SOCK_STREAM, WouldBlock, pair, release_files
+from ..sockets import WouldBlock, release_files
 from . import scm, unixaddr  # noqa: F401  (unixaddr registers AF_UNIX)
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import RESTARTABLE
-from .sockfile import (FAMILIES, MSG_CMSG_CLOEXEC, MSG_OOB, SocketFile, _wait, cred_of,
-                       receive, send, socket_of)
+from .sockfile import (FAMILIES, MSG_CMSG_CLOEXEC, SocketFile, cred_of, park, receive, send,
+                       socket_of)
 
 SOCK_NONBLOCK, SOCK_CLOEXEC = C.O_NONBLOCK, C.O_CLOEXEC
 SOCK_TYPE_MASK = 0xF
@@ -31,7 +31,7 @@ MSGHDR = 56
 IOV_MAX = 1024
 
 # SA_RESTART restarts these after a handler (ERESTARTSYS) unless the socket has a timeout
-# (sockfile._wait marks those waits not to restart)
+# (sockfile.park marks those waits not to restart)
 RESTARTABLE.update(syscalls.NUMBERS[n] for n in (
     "accept", "accept4", "connect", "sendto", "recvfrom", "sendmsg", "recvmsg"))
 
@@ -149,8 +149,7 @@ def sys_listen(p, fd, backlog):
         return 0
     if not sock.stream:
         raise SyscallError(E.EOPNOTSUPP, "listen on a datagram socket")
-    if sock.addr is None:
-        raise SyscallError(E.EINVAL, "listen on an unbound socket")
+    sock.family.listening(p, sock)      # AF_UNIX: bound or EINVAL; TCP would pick a port
     if sock.state not in ("unconnected", "listening"):
         raise SyscallError(E.EINVAL, "listen on a connected socket")
     sock.listen(backlog if backlog >= 0 else -1)
@@ -183,7 +182,7 @@ def sys_accept4(p, fd, addr, addrlen, flags):
         if sock.shutdown & 1:            # unix_accept: "this means receive shutdown"
             raise SyscallError(E.EINVAL, "accept on a listener shut for receiving")
         st = p.remember({"done": 0, "end": None})
-        return _wait(p, "accept on a socket", lambda: pending() or bool(sock.shutdown & 1),
+        return park(p, "accept on a socket", lambda: pending() or bool(sock.shutdown & 1),
                      st, sock.opts.get("rcvtimeo"), 0)
     new = sock.queue[0]
     if addr:
@@ -230,7 +229,7 @@ def sys_connect(p, fd, addr, addrlen):
         other.request(sock, nonblock=bool(f.flags & C.O_NONBLOCK))
     except WouldBlock:
         st = p.remember({"done": 0, "end": None})
-        return _wait(p, "connect on a socket", lambda: other.dead or not other.backlog_full(),
+        return park(p, "connect on a socket", lambda: other.dead or not other.backlog_full(),
                      st, sock.opts.get("sndtimeo"), 0)
     return 0
 
@@ -392,5 +391,3 @@ def sys_recvmsg(p, fd, msg, flags):
     p.write(msg + 48, struct.pack("<i", got.flags | out.flags | (flags & MSG_CMSG_CLOEXEC)))
     return got.count
 
-
-__all__ = ["SOCK_STREAM", "MSG_OOB", "new_file", "pair"]

@@ -19,7 +19,8 @@ from .. import signals as SIG
 from ..abi import consts as C
 from ..abi import errno as E
 from ..errors import Blocked, SyscallError
-from ..sockets import BrokenPipe, WouldBlock, release_files
+from ..sockets import (SEND_SHUTDOWN, SOCK_SEQPACKET, SOCK_STREAM, BrokenPipe, WouldBlock,
+                       release_files)
 
 SOCK_DEV = 0x8          # sockfs: an anonymous device of its own (0:8 on a typical Linux)
 SOCKFS_MAGIC = 0x534F434B
@@ -90,6 +91,11 @@ class SocketFile:
     def poll(self, p, f) -> int:
         return self.sock.poll()
 
+    def fdinfo(self) -> str:
+        """unix_show_fdinfo's line: descriptors waiting in the receive queue (a listener:
+        in its embryos' queues)."""
+        return f"scm_fds: {self.sock.fds_queued()}\n"
+
     def fcntl(self, p, f, cmd: int, arg: int) -> int | None:
         """The commands every file shares (None), but a pipe's size (pipe_fcntl: EBADF)."""
         if cmd in (F_SETPIPE_SZ, F_GETPIPE_SZ):
@@ -123,7 +129,7 @@ def cred_of(p) -> tuple[int, int, int]:
 
 # -- waiting ------------------------------------------------------------------------------------
 
-def _wait(p, what: str, cond, st: dict, timeo_ns, done: int):
+def park(p, what: str, cond, st: dict, timeo_ns, done: int):
     """Park until cond() (or the socket's timeout, then EAGAIN or the count moved)."""
     clock = p.sys.clock
     if timeo_ns:
@@ -165,6 +171,11 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
     cred = cred or cred_of(p)
     nonblock = _nonblock(f, flags)
     st = p.remember({"done": 0, "end": None})
+    if sock.type == SOCK_SEQPACKET:
+        # unix_seqpacket_sendmsg: connected or ENOTCONN, any address ignored, then a datagram
+        if sock.state != "connected":
+            raise SyscallError(E.ENOTCONN, "socket is not connected")
+        return _deliver(p, sock, sock.peer, data, cred, fds, nonblock, st)
     if not sock.stream:
         return _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st)
     if dest is not None and not getattr(sock.family, "ignores_stream_dest", False):
@@ -179,7 +190,7 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
                 if done:
                     return done
                 raise SyscallError(E.EAGAIN, "socket send buffer is full") from None
-            return _wait(p, "send on a socket", sock.send_ready, st,
+            return park(p, "send on a socket", sock.send_ready, st,
                          sock.opts.get("sndtimeo"), done)
         except BrokenPipe:
             if done:
@@ -210,16 +221,21 @@ def _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st) -> int:
             raise SyscallError(E.ECONNREFUSED, "the peer is gone")
     else:
         target = family.find(p, sock, dest)
-    if sock.addr is None and sock.opts.get("passcred"):
-        family.autobind(p, sock)
+    family.sending(p, sock)           # AF_UNIX: autobind with SO_PASSCRED; UDP: always
+    return _deliver(p, sock, target, data, cred, fds, nonblock, st)
+
+
+def _deliver(p, sock, target, data, cred, fds, nonblock, st) -> int:
+    """One datagram (or SOCK_SEQPACKET record) into `target`'s queue, waiting for room.
+    unix_dgram_sendmsg sends no SIGPIPE with its EPIPE."""
     try:
         return sock.dgram_deliver(target, data, cred, fds, nonblock)
     except WouldBlock:
-        return _wait(p, "send on a socket", lambda: target.dead or sock.writable_to(target),
-                     st, sock.opts.get("sndtimeo"), 0)
+        return park(p, "send on a socket", lambda: target.dead or bool(
+            sock.shutdown & SEND_SHUTDOWN) or bool(sock.err) or sock.writable_to(target),
+            st, sock.opts.get("sndtimeo"), 0)
     except BrokenPipe:
-        _sigpipe(p, flags)
-        raise SyscallError(E.EPIPE, "the datagram socket is shut") from None
+        raise SyscallError(E.EPIPE, "the socket is shut") from None
 
 
 # -- receiving ---------------------------------------------------------------------------------
@@ -248,14 +264,16 @@ def receive(p, f, n: int, flags: int, put) -> Received:
     peek = bool(flags & MSG_PEEK)
     st = p.remember({"done": 0, "end": None, "cred": None, "addr": None})
     timeo = sock.opts.get("rcvtimeo")
-    if not sock.stream:
+    if sock.type == SOCK_SEQPACKET and sock.state != "connected":
+        raise SyscallError(E.ENOTCONN, "socket is not connected")
+    if sock.type != SOCK_STREAM:
         while True:
             try:
                 data, full, fds, cred, addr = sock.dgram_recv(n, peek)
             except WouldBlock:
                 if nonblock:
                     raise SyscallError(E.EAGAIN, "no datagram waits") from None
-                return _wait(p, "recv on a socket", sock.readable, st, timeo, 0)
+                return park(p, "recv on a socket", sock.readable, st, timeo, 0)
             put(0, data)
             got = Received(len(data), full, fds, cred, addr,
                            MSG_TRUNC if full > len(data) else 0)
@@ -263,7 +281,9 @@ def receive(p, f, n: int, flags: int, put) -> Received:
                 got.count = full
             return got
     passcred = bool(sock.opts.get("passcred"))
-    target = n if flags & MSG_WAITALL and not peek else min(n, 1)
+    # sock_rcvlowat: all of n with MSG_WAITALL, else SO_RCVLOWAT's bytes (1), at most n
+    lowat = sock.opts.get("rcvlowat", 1)
+    target = n if flags & MSG_WAITALL and not peek else max(1, min(n, lowat))
     done = st["done"]
     if n == 0 and sock.state == "connected":
         return Received()
@@ -297,5 +317,5 @@ def receive(p, f, n: int, flags: int, put) -> Received:
 
 
 def _wait_recv(p, sock, st, timeo, done):
-    result = _wait(p, "recv on a socket", sock.readable, st, timeo, done)
+    result = park(p, "recv on a socket", sock.readable, st, timeo, done)
     return Received(result, result, None, st["cred"], st["addr"])

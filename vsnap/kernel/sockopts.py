@@ -78,10 +78,8 @@ def sys_setsockopt(p, fd, level, name, optval, optlen):
             raise SyscallError(E.EPERM, "priorities above 6 need CAP_NET_ADMIN")
         sock.opts["priority"] = val
     elif name == SO_RCVLOWAT:
-        sock.opts["rcvlowat"] = val if val >= 0 else 0x7FFFFFFF
-        if val != 1:
-            p.sys.refuse("SO_RCVLOWAT", "vsnap: SO_RCVLOWAT is stored but reads still "
-                         "return at one byte")
+        # a stream read waits for this many bytes (sock_rcvlowat); 0 is 1, negative INT_MAX
+        sock.opts["rcvlowat"] = (val or 1) if val >= 0 else 0x7FFFFFFF
     elif name == SO_DEBUG:
         if val:
             raise SyscallError(E.EACCES, "SO_DEBUG needs CAP_NET_ADMIN")

@@ -64,17 +64,15 @@ NOTES: dict[str, tuple[str, str]] = {
                         "one line, status 1; no pipe-user-pages limits"),
     "pipe2": ("differs", "O_NOTIFICATION_PIPE: ENOPKG (no watch queues); a deadlock ends "
                          "the run with one line, status 1"),
-    "socket": ("differs", "AF_UNIX, AF_INET, AF_INET6 (others EAFNOSUPPORT); "
-                          "SOCK_SEQPACKET ESOCKTNOSUPPORT and a notice; kernel objects, never "
-                          "host sockets but for --listen/--connect"),
-    "socketpair": ("differs", "AF_UNIX stream and datagram, as socket"),
+    "socket": ("differs", "AF_UNIX, AF_INET, AF_INET6 (others EAFNOSUPPORT); kernel "
+                          "objects, never host sockets but for --listen/--connect"),
+    "socketpair": ("differs", "AF_UNIX only, as socket"),
     "sendto": ("differs", "MSG_OOB: EOPNOTSUPP and a notice"),
     "sendmsg": ("differs", "MSG_OOB: EOPNOTSUPP and a notice; SCM_RIGHTS and "
                            "SCM_CREDENTIALS only"),
     "recvfrom": ("differs", "MSG_OOB: EOPNOTSUPP and a notice"),
     "recvmsg": ("differs", "MSG_OOB: EOPNOTSUPP and a notice; no SCM_SECURITY"),
-    "setsockopt": ("differs", "SOL_SOCKET's common options; SO_RCVLOWAT stored, not "
-                              "honoured (a notice); timeouts on the virtual clock"),
+    "setsockopt": ("differs", "SOL_SOCKET's common options; timeouts on the virtual clock"),
     "setrlimit": ("differs", "RSS, MEMLOCK, LOCKS, MSGQUEUE, NICE, RTPRIO, RTTIME are kept "
                              "and reported, not enforced (NPROC is: fork EAGAIN)"),
     "prlimit64": ("differs", "the process itself only (other pids ESRCH); see setrlimit"),

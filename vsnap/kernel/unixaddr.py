@@ -8,8 +8,9 @@ family is an object with `number`, `name`, `create(p, type, protocol, cred) -> S
 subclass may change readiness or errors), `parse(p, raw, for_bind) -> name` (any hashable
 value; None for bind: autobind), `bind`, `autobind`, `find(p, sock, name) -> Socket` (the
 listener or datagram target), `sockaddr(name) -> bytes`, `unbind(sock)`, `setsockopt` and
-`getsockopt` for its own levels, and optionally `pair` (socketpair) and `connect(p, f, sock,
-raw)` (replacing the generic one in kernel/sockcalls.py). kernel/sockcalls.py finds it in
+`getsockopt` for its own levels, `listening(p, sock)` (before listen: a name or EINVAL),
+`sending(p, sock)` (before a datagram: autobind?), and optionally `pair` (socketpair) and
+`connect(p, f, sock, raw)` (replacing the generic one in kernel/sockcalls.py). kernel/sockcalls.py finds it in
 FAMILIES by the domain number (kernel/sockfile.py register) and never looks inside a name.
 """
 from __future__ import annotations
@@ -39,7 +40,8 @@ def names(p) -> dict:
 
 
 class UnixFamily:
-    """AF_UNIX: stream, datagram and seqpacket sockets between guest processes."""
+    """AF_UNIX: stream, datagram and seqpacket sockets between guest processes (a
+    seqpacket socket connects as a stream and carries records as datagrams)."""
 
     number = AF_UNIX
     name = "AF_UNIX"
@@ -49,10 +51,6 @@ class UnixFamily:
             raise SyscallError(E.ESOCKTNOSUPPORT, f"AF_UNIX socket type {type_}")
         if protocol not in (0, AF_UNIX):     # PF_UNIX is accepted as a protocol too
             raise SyscallError(E.EPROTONOSUPPORT, f"AF_UNIX protocol {protocol}")
-        if type_ == SOCK_SEQPACKET:
-            p.sys.refuse("socket(AF_UNIX, SOCK_SEQPACKET)", "vsnap: AF_UNIX SOCK_SEQPACKET "
-                         "sockets are not implemented yet: ESOCKTNOSUPPORT")
-            raise SyscallError(E.ESOCKTNOSUPPORT, "SOCK_SEQPACKET")
         return Socket(self, type_, 0, cred)
 
     def pair(self, p, type_: int, protocol: int, cred):
@@ -158,6 +156,17 @@ class UnixFamily:
         if other.type != sock.type:
             raise SyscallError(E.EPROTOTYPE, "the socket there is of another type")
         return other
+
+    def listening(self, p, sock: Socket) -> None:
+        """listen(2)'s word on the name: unix_listen refuses an unbound socket."""
+        if sock.addr is None:
+            raise SyscallError(E.EINVAL, "listen on an unbound socket")
+
+    def sending(self, p, sock: Socket) -> None:
+        """Before a datagram goes: a socket passing credentials gets a name to be answered
+        at (unix_dgram_sendmsg's autobind)."""
+        if sock.addr is None and sock.opts.get("passcred"):
+            self.autobind(p, sock)
 
     def unbind(self, sock: Socket) -> None:
         """The socket is gone: its name is free again (a path's inode stays, as on Linux)."""
