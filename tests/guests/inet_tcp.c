@@ -92,6 +92,13 @@ int main(int argc, char **argv) {
     getsockopt(s, IPPROTO_IP, IP_TTL, &v, &vl); say("ttl %d\n", v);
     getsockopt(s, SOL_SOCKET, SO_SNDBUF, &v, &vl); say("sndbuf %d", v);
     getsockopt(s, SOL_SOCKET, SO_RCVBUF, &v, &vl); say(" rcvbuf %d\n", v);
+    v = 0x13; setsockopt(s, IPPROTO_IP, IP_TOS, &v, sizeof v);
+    getsockopt(s, IPPROTO_IP, IP_TOS, &v, &vl); say("tcp tos %#x\n", v);
+    setsockopt(s, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    getsockopt(s, IPPROTO_TCP, TCP_CORK, &v, &vl); say("cork %d\n", v);
+    v = 1500; setsockopt(s, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v);
+    getsockopt(s, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, &vl); say("user timeout %d\n", v);
+    r = setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, 2); say("short optlen %ld %s\n", r, err(r));
     v = 0; r = setsockopt(s, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof v);
     say("keepcnt 0: %ld %s\n", r, err(r));
     close(s);
@@ -212,10 +219,16 @@ int main(int argc, char **argv) {
     /* IPv6: a v4 client of a dual-stack listener, a v6 client */
     int l6 = socket(AF_INET6, SOCK_STREAM, 0);
     getsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &v, &vl); say("v6only %d\n", v);
+    getsockopt(l6, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v, &vl); say("hops %d\n", v);
+    v = 0x13; setsockopt(l6, IPPROTO_IPV6, IPV6_TCLASS, &v, sizeof v);
+    getsockopt(l6, IPPROTO_IPV6, IPV6_TCLASS, &v, &vl); say("tcp tclass %#x\n", v);
+    getsockopt(l6, IPPROTO_IP, IP_TTL, &v, &vl); say("ip ttl on v6 %d\n", v);
     setsockopt(l6, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons(base + 3),
                               .sin6_addr = IN6ADDR_ANY_INIT};
     r = bind(l6, (void *)&a6, sizeof a6); say("bind [::] %ld %s\n", r, err(r));
+    r = setsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    say("v6only after bind %ld %s\n", r, err(r));
     listen(l6, 4);
     s = client(base + 3);
     c = accept(l6, NULL, NULL);

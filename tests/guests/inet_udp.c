@@ -64,6 +64,15 @@ int main(int argc, char **argv) {
     mh.msg_iov->iov_len = 3;
     r = recvmsg(A, &mh, 0); printf("recvmsg short %ld flags %#x\n", r, mh.msg_flags);
 
+    /* options: what UDP keeps */
+    v = 0x13; setsockopt(B, IPPROTO_IP, IP_TOS, &v, sizeof v);
+    getsockopt(B, IPPROTO_IP, IP_TOS, &v, &vl); printf("udp tos %#x\n", v);
+    v = -1; setsockopt(B, IPPROTO_IP, IP_TTL, &v, sizeof v);
+    getsockopt(B, IPPROTO_IP, IP_TTL, &v, &vl); printf("ttl -1 gives %d\n", v);
+    v = 0; r = setsockopt(B, IPPROTO_IP, IP_TTL, &v, sizeof v); printf("ttl 0: %ld %s\n", r, err(r));
+    r = getsockopt(B, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &v, &vl);
+    printf("v6 level on a v4 socket: %ld %s\n", r, err(r));
+
     /* errors before anything moves */
     r = send(B, "x", 1, 0); printf("send unconnected %ld %s\n", r, err(r));
     struct sockaddr_in z = a4("127.0.0.1", 0);

@@ -432,6 +432,12 @@ class InetFamily:
 
     # -- options -------------------------------------------------------------------------
 
+    def _foreign_level(self, sock, level: int) -> bool:
+        """An AF_INET socket asked about a level IPv4 does not serve: ip_setsockopt and
+        ip_getsockopt answer EOPNOTSUPP (not a gap of vsnap's: no notice)."""
+        return self.number == AF_INET and level not in (SOL_IP, SOL_TCP if sock.stream
+                                                         else IPPROTO_UDP)
+
     def _table(self, sock, level: int):
         if level == SOL_TCP and sock.stream:
             return TCP_OPTIONS
@@ -448,6 +454,8 @@ class InetFamily:
                 raise SyscallError(E.EINVAL, "IPV6_V6ONLY after bind")
             sock.v6only = v != 0
             return
+        if self._foreign_level(sock, level):
+            raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
         table = self._table(sock, level)
         if table is None or name not in table:
             p.sys.refuse(f"setsockopt({level}, {name})", f"vsnap: setsockopt level {level} "
@@ -457,11 +465,15 @@ class InetFamily:
         v = check(_int(value))
         if level == SOL_IP and name == 1:
             v &= 0xFF
+        if sock.stream and (level, name) in ((SOL_IP, 1), (SOL_IPV6, 67)):
+            v &= ~3  # TCP keeps the ECN bits its own (do_ip_setsockopt, ipv6's tclass)
         sock.levels[(level, name)] = v
 
     def getsockopt(self, p, sock, level, name, length: int) -> bytes:
         if level == SOL_IPV6 and self.number == AF_INET6 and name == IPV6_V6ONLY:
             return struct.pack("<i", int(sock.v6only))
+        if self._foreign_level(sock, level):
+            raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
         table = self._table(sock, level)
         if table is None or name not in table:
             p.sys.refuse(f"getsockopt({level}, {name})", f"vsnap: getsockopt level {level} "
