@@ -362,3 +362,17 @@ def test_pack_round_trip():
     with pytest.raises(SyscallError) as e:
         parse_sendto(sin(AF_INET, 0, bytes([127, 0, 0, 1])), AF_INET, v6only=False)
     assert e.value.errno == E.EINVAL
+
+
+def test_reuseport_listeners_share_connections():
+    """SO_REUSEPORT listeners on one address each get connections, chosen by the client's
+    port (Linux hashes the addresses: another choice, as fixed)."""
+    space = PortSpace(True)
+    a = space.bind(Binding(model_addr("127.0.0.1", 7100), reuseport=True, owner="a"))
+    b = space.bind(Binding(model_addr("127.0.0.1", 7100), reuseport=True, owner="b"))
+    space.listen(a)
+    space.listen(b)
+    dest = model_addr("127.0.0.1", 7100)
+    got = [space.lookup(dest, listeners=True, source=model_addr("127.0.0.1", port))
+           for port in (40000, 40001, 40002, 40003)]
+    assert got == ["a", "b", "a", "b"]

@@ -256,7 +256,7 @@ class InetFamily:
             raise hostnet_of(p.sys).refuse(p.sys, dest.ip, dest.port, "tcp")
         self.autobind(p, sock, loopback_for(self.number, dest), connect=True)
         self._concrete_source(sock, dest)
-        listener = _space(p, sock).lookup(dest, listeners=True)
+        listener = _space(p, sock).lookup(dest, listeners=True, source=sock.addr)
         if listener is None or listener.dead:
             self._drop_autobound(sock)
             if nonblock:
