@@ -377,3 +377,21 @@ def test_live_record_matches_the_image(stopped):
                 console=Console(write_out=lambda b: None))
     assert m.advance(img.kernel["instructions"]) is None
     assert core_bytes(of_process(m.process)) == core_bytes(img)
+
+
+BUSYBOX = "/bin/busybox"
+
+
+@pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="no /bin/busybox")
+def test_proc_says_where_cores_go(tmp_path):
+    """/proc/sys/kernel/core_pattern and core_uses_pid say what vsnap does: Linux's defaults;
+    the guest, not root, cannot change them."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(BUSYBOX, root / "busybox")
+    from conftest import run_cli
+    out = run_cli("run", "--root", str(root), str(root / "busybox"), "sh", "-c",
+                  "cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_uses_pid; "
+                  "ls /proc/sys/kernel; echo x > /proc/sys/kernel/core_pattern; echo $?")
+    assert out.stdout == b"core\n0\ncore_pattern\ncore_uses_pid\n1\n", out.text()
+    assert b"Permission denied" in out.stderr
