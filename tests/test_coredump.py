@@ -395,3 +395,23 @@ def test_proc_says_where_cores_go(tmp_path):
                   "ls /proc/sys/kernel; echo x > /proc/sys/kernel/core_pattern; echo $?")
     assert out.stdout == b"core\n0\ncore_pattern\ncore_uses_pid\n1\n", out.text()
     assert b"Permission denied" in out.stderr
+
+
+@pytest.mark.parametrize("flavour", FORK_FLAVOURS)
+def test_a_vfork_child_dumps_core_under_core_option(builds, tmp_path, flavour):
+    """A vfork child crashing in its parent's memory (which no image can hold) writes its core
+    under --core, and its parent goes on, as natively."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(builds.get("coredump_vfork", flavour), root / "prog")
+    out = vsnap_fork(root, [], "--core", str(tmp_path / "host.core"))
+    line = b"vfork child killed by signal 11, core dumped yes\n"
+    assert (out.status, out.stdout) == (0, line), out.text()
+    assert (root / "core").read_bytes()[:4] == b"\x7fELF"
+    assert len(list(tmp_path.glob("host.core.*"))) == 1
+    native = tmp_path / "native"
+    native.mkdir()
+    shutil.copy(root / "prog", native / "prog")
+    stdout, found = native_fork(native, [])
+    assert stdout == line
+    assert found in (None, True)
