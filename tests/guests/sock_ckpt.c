@@ -296,7 +296,7 @@ static void shut_mode(void)
     printf("a1 read %zd: %.*s\n", n, (int)n, buf);
     n = read(a[1], buf, sizeof buf);
     printf("a1 then %zd\n", n);
-    n = write(a[0], "x", 1);
+    n = send(a[0], "x", 1, MSG_NOSIGNAL);
     printf("a0 write after SHUT_WR: %zd %s\n", n, n < 0 ? strerror(errno) : "");
     n = read(b[1], buf, sizeof buf);
     printf("b1 read: %zd %s\n", n, n < 0 ? strerror(errno) : "");
