@@ -69,6 +69,8 @@ NOT_PRESERVED = [
     "processes and a vfork child running in its parent's memory (both refused).",
     "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
     "page by page, and its ends come back shared by the same descriptors.",
+    "AF_UNIX sockets live in vsnap too: each is saved once with its peer, name, options and "
+    "receive queue (bytes, credentials, descriptors in flight), as CRIU's sk-unix images.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]

@@ -512,6 +512,11 @@ def parse_memo(r, raw: dict, path: str) -> dict:
 TYPES = {1: "STREAM", 2: "DGRAM", 5: "SEQPACKET"}
 
 
+def _label(rec: dict) -> str:
+    """socket:[INO], or what an embryo (no inode until accept gives it a file) is."""
+    return f"socket:[{rec['ino']}]" if rec["ino"] else "socket (not yet accepted)"
+
+
 def queued(rec: dict) -> tuple[int, int, int]:
     """(bytes, messages, descriptions in flight) waiting in a socket's queue (a listener's:
     in its embryos', which inspect counts with them)."""
@@ -526,13 +531,13 @@ def describe(recs: list, i: int) -> str:
     image = FAMILY_IMAGES[rec["family"]]
     name = FAMILIES[rec["family"]].name
     kind = f"{name} {TYPES.get(rec['type'], rec['type'])}"
-    parts = [f"socket:[{rec['ino']}] {kind} {rec['state']}"]
+    parts = [f"{_label(rec)} {kind} {rec['state']}"]
     if rec["addr"] is not None:
         parts.append(f"name {image.describe(rec)}")
     if rec["peer"] is not None:
         peer = recs[rec["peer"]]
         who = image.describe(peer) if peer["addr"] is not None else "unnamed"
-        parts.append(f"peer socket:[{peer['ino']}] ({who}"
+        parts.append(f"peer {_label(peer)} ({who}"
                      + (", closed" if peer["dead"] else "") + ")")
     if rec["state"] == "listening":
         parts.append(f"{len(rec['queue'])} connection{'s' * (len(rec['queue']) != 1)} "
