@@ -65,6 +65,8 @@ class FamilyImage:
 
     number = 0
     types: frozenset = frozenset()
+    max_sndbuf = 2 * SYSCTL_WMEM_MAX       # what setsockopt can set (TCP grows past it)
+    max_rcvbuf = 2 * SYSCTL_RMEM_MAX
 
     def make(self, family, type_: int, protocol: int, cred) -> Socket:
         return Socket(family, type_, protocol, cred)
@@ -111,6 +113,11 @@ def register(image: FamilyImage) -> None:
 
 # names: tuples of str, int and bytes, as the families keep them ------------------------------
 
+# a family whose names are objects of its own registers their type here: type ->
+# (tag, encode(name) -> JSON, decode(reader, raw, path) -> name)
+NAME_TYPES: dict = {}
+
+
 def encode_name(name):
     if name is None or isinstance(name, (str, int)):
         return name
@@ -118,6 +125,9 @@ def encode_name(name):
         return {"hex": bytes(name).hex()}
     if isinstance(name, tuple):
         return [encode_name(x) for x in name]
+    kind = NAME_TYPES.get(type(name))
+    if kind is not None:
+        return {kind[0]: kind[1](name)}
     raise CannotSave(f"vsnap: cannot save a socket name of type {type(name).__name__}")
 
 
@@ -125,8 +135,13 @@ def decode_name(r, raw, path: str, depth: int = 0):
     if raw is None or isinstance(raw, str) or (isinstance(raw, int)
                                                 and not isinstance(raw, bool)):
         return raw
-    if isinstance(raw, dict) and set(raw) == {"hex"}:
-        return r.bytes(raw["hex"], path, 4096)
+    if isinstance(raw, dict) and len(raw) == 1:
+        (tag, value), = raw.items()
+        if tag == "hex":
+            return r.bytes(value, path, 4096)
+        for t, encode, decode in NAME_TYPES.values():
+            if t == tag:
+                return decode(r, value, path)
     if isinstance(raw, list) and len(raw) <= 8 and depth < 3:
         return tuple(decode_name(r, x, path, depth + 1) for x in raw)
     r.fail(path, "expected a socket name")
@@ -274,9 +289,9 @@ def _parse_one(r, raw, path: str, nsocks: int, ndescs: int) -> dict:
            "err": r.int(r.key(raw, "err", path), path + ".err", 0, 4095),
            "backlog": r.int(r.key(raw, "backlog", path), path + ".backlog", 0, SOMAXCONN),
            "sndbuf": r.int(r.key(raw, "sndbuf", path), path + ".sndbuf", SOCK_MIN_SNDBUF,
-                           2 * SYSCTL_WMEM_MAX),
+                           image.max_sndbuf),
            "rcvbuf": r.int(r.key(raw, "rcvbuf", path), path + ".rcvbuf", SOCK_MIN_RCVBUF,
-                           2 * SYSCTL_RMEM_MAX),
+                           image.max_rcvbuf),
            "cred": _cred(r, r.key(raw, "cred", path), path + ".cred"),
            "peercred": _cred(r, raw.get("peercred"), path + ".peercred")}
     if rec["cred"] is None:
