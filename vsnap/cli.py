@@ -83,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", action="store_true", help="print instructions, system calls, "
                    "wall and virtual time at exit")
     r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
+    _net_options(r)
     r.add_argument("--ckptfile", metavar="TEMPLATE", help="where sys_checkpoint and SIGCKPT "
                    "save (default %%N.ckpt: %%N the program's name, %%P its pid, in the "
                    "guest's current directory)")
@@ -116,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--retval", type=int, default=1, metavar="N",
                    help="what the guest's sys_checkpoint call that made the image returns "
                    "(default 1; <vsnap/checkpoint.h>)")
+    _net_options(z)
     z.add_argument("--ckptfile", metavar="TEMPLATE", help="where sys_checkpoint and SIGCKPT "
                    "save (default %%N.ckpt: %%N the program's name, %%P its pid)")
     _log_options(z)
@@ -158,6 +160,14 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", help="write the patched image here (default: in place)")
     t.add_argument("--root", help="sandbox root (default: the one recorded in the image)")
     return p
+
+
+def _net_options(p) -> None:
+    p.add_argument("--listen", action="append", metavar="PORT", help="a guest listening on "
+                   "TCP port PORT of its loopback listens on the host's 127.0.0.1:PORT too "
+                   "(repeatable; hostnet.py)")
+    p.add_argument("--connect", action="append", metavar="HOST:PORT", help="let the guest "
+                   "open TCP connections to HOST:PORT on the host (repeatable)")
 
 
 def _log_options(p) -> None:
@@ -264,11 +274,13 @@ def cmd_run(a) -> int:
         if "=" not in kv:
             raise UsageError(f"vsnap: --env {kv}: expected K=V")
         env = [e for e in env if e.split("=", 1)[0] != kv.split("=", 1)[0]] + [kv]
+    net = _net(a)
     program = _program_path(a.program)
     m = Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory,
                 max_processes=a.max_processes)
     m.log = _notice
+    m.system.net = net
     if a.ckptfile:
         m.system.ckpt_template = a.ckptfile
     if a.strace:
@@ -277,6 +289,14 @@ def cmd_run(a) -> int:
         m.cpu.trace_instructions(a.trace, lambda addr, code: _say(
             f"{addr:#014x}: {code.hex():<20} {disassemble_one(code, addr)}"))
     return _drive(m, a, max_instructions=a.max_instructions)
+
+
+def _net(a):
+    """The host network policy of --listen/--connect (None: the guest reaches nothing)."""
+    if not (a.listen or a.connect):
+        return None
+    from .hostnet import from_args
+    return from_args(a)
 
 
 def _on_crash(a):
@@ -331,6 +351,8 @@ def _drive(m, a, max_instructions=None) -> int:
                        say=_notice, progress=wanted(quiet=_Lines.quiet))
     finally:  # the host terminal as it was, before vsnap's last lines (and at exit: atexit)
         restore_host()
+        if m.system.net is not None:
+            m.system.net.close_all()  # the host's ports go back when the guest ends
     sys.stdout.flush()
     if result.message:
         _say(result.message)
@@ -344,6 +366,9 @@ def _drive(m, a, max_instructions=None) -> int:
         refused = refused_summary(m.system.refused)
         if refused:  # nothing refused: the one line of counts, as before
             _say(refused)
+        net = m.system.net and m.system.net.summary()
+        if net:
+            _say(net)
     return result.status
 
 
@@ -369,6 +394,7 @@ def cmd_save(a) -> int:
 def cmd_resume(a) -> int:
     from .kernel import Console
     from .snapshot import restore
+    net = _net(a)
     m, warnings = restore(a.image, root=a.root, program=a.program, force=a.force,
                           console=Console.host(), retval=a.retval,
                           as_dragonfly=a.as_dragonfly)
@@ -376,6 +402,7 @@ def cmd_resume(a) -> int:
         m.system.ckpt_template = a.ckptfile
     m.log = _notice
     m.system.terminal.reapply()  # the guest's terminal settings, on this host terminal
+    m.system.net = net
     for w in warnings:
         _say(w)
     if a.strace:

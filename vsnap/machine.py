@@ -377,6 +377,10 @@ class Machine:
         skips it, clock.py), or each waits for another: a deadlock."""
         system = self.system
         t = next_event(system)
+        if system.net is not None and system.net.waiting():
+            from .hostnet import wait_parked  # a host socket may end a wait: wait for it
+            wait_parked(system, t)
+            return None
         if t is not None:
             clock = system.clock
             clock.monotonic_ns = max(clock.monotonic_ns, t)
