@@ -18,7 +18,8 @@ from typing import Callable
 from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
-from . import inodes, named, pipeimage, sockimage, unixsockimage  # noqa: F401 (AF_UNIX's)
+from . import inodes, named, pipeimage, sockimage  # noqa: F401
+from . import inetsockimage, unixsockimage  # noqa: F401  (the families register themselves)
 from .inodes import CannotSave
 
 
@@ -224,7 +225,8 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
         raise
     return {"inodes": records, "descriptions": out, "fds": fds, "highest_fd": table.high,
             "locks": locks, "pipes": pipeimage.saved_pipes(ctx),
-            "sockets": sockimage.saved_sockets(ctx, m), "tables": tables}, opened
+            "sockets": sockimage.saved_sockets(ctx, m),
+            "socket_system": sockimage.saved_system(ctx, m), "tables": tables}, opened
 
 
 def parse(r, d, parts: dict) -> tuple[list, list, list, list]:
@@ -247,7 +249,7 @@ def parse(r, d, parts: dict) -> tuple[list, list, list, list]:
         rec.update(kind.parse(r, raw, path, ctx))
         descs.append(rec)
     pipeimage.check_counts(r, descs, ctx.pipes)
-    sockets = sockimage.parse_sockets(r, d.get("sockets"), descs)
+    sockets = sockimage.parse_sockets(r, d.get("sockets"), descs, d.get("socket_system"))
     sockimage.attach(r, descs, sockets)
     used = {d["inode"] for d in descs if "inode" in d}
     if used != set(range(len(recs))):
@@ -273,13 +275,14 @@ def restore(m, img) -> list[OpenFile]:
     opened = inodes.Opened(m.vfs, img.inodes, img.descriptions, img.blobs)
     files: list[OpenFile] = []
     try:
-        ctx = Restoring(m, opened, socket_records=img.sockets or [])
+        socks = img.sockets if img.sockets is not None else []
+        ctx = Restoring(m, opened, socket_records=socks)
         for d in img.descriptions:
             f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
             files.append(f)
             KINDS[d["kind"]].restore(f, d, ctx)
-        if img.sockets:
-            sockimage.finish(ctx, files)   # queues: their descriptions in flight exist now
+        if img.sockets is not None:   # queues: their descriptions in flight exist now
+            sockimage.finish(ctx, files)
         opened.finish(m.system.inodes)
     except BaseException:
         for f in files:

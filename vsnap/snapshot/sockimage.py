@@ -37,7 +37,7 @@ from .inodes import CannotSave
 MAX_SOCKETS = 1 << 16
 MAX_QUEUE = 1 << 16
 MAX_MESSAGE = 16 << 20
-STATES = {"unconnected", "listening", "connected", "closed", "embryo"}
+STATES = {"unconnected", "listening", "connected", "closed", "embryo", "connecting"}
 U32 = 0xFFFFFFFF
 # SOL_SOCKET options kept in Socket.opts (kernel/sockopts.py): name -> check(value) -> bool
 OPTIONS = {
@@ -74,7 +74,7 @@ class FamilyImage:
     def valid_name(self, name) -> bool:
         return True
 
-    def save_binding(self, m, sock, table) -> dict | None:
+    def save_binding(self, m, sock) -> dict | None:
         """How sock's name is bound (None: not in the family's table)."""
         return None
 
@@ -97,18 +97,34 @@ class FamilyImage:
     def parse_extra(self, r, raw: dict, path: str) -> dict:
         return {}
 
+    def check_record(self, r, rec: dict, path: str) -> None:
+        """Checks that need the whole parsed record (r.fail to refuse)."""
+
     def restore_extra(self, m, sock, extra: dict) -> None:
         pass
 
     def describe(self, rec: dict) -> str:
         return name_text(rec["addr"])
 
+    def notes(self, rec: dict) -> list[str]:
+        """More words for inspect's line."""
+        return []
+
 
 FAMILY_IMAGES: dict[int, FamilyImage] = {}
+# state a family keeps on the System beside its sockets (AF_INET's port spaces), saved in
+# fds.json's "socket_system" under its key: an object with save(m, ctx) -> JSON or None,
+# parse(r, raw, records) -> checked value, restore(m, value, sockets)
+SYSTEM_PARTS: dict[str, object] = {}
 
 
 def register(image: FamilyImage) -> None:
     FAMILY_IMAGES[image.number] = image
+
+
+class Sockets(list):
+    """fds.json's checked socket records, and the families' system parts (`system`)."""
+    system: dict = {}
 
 
 # names: tuples of str, int and bytes, as the families keep them ------------------------------
@@ -215,6 +231,15 @@ def saved_sockets(ctx, m) -> list:
     return out
 
 
+def saved_system(ctx, m) -> dict:
+    out = {}
+    for key, part in sorted(SYSTEM_PARTS.items()):
+        rec = part.save(m, ctx)
+        if rec is not None:
+            out[key] = rec
+    return out
+
+
 def _record(s, ctx, m, image: FamilyImage) -> dict:
     index = ctx.socket_index
     queue = []
@@ -230,11 +255,10 @@ def _record(s, ctx, m, image: FamilyImage) -> dict:
             "sender": None if item.sender is None else index[id(item.sender)],
             "size": item.size})
     opts = {k: list(v) if k in TUPLE_OPTIONS else v for k, v in sorted(s.opts.items())}
-    table = getattr(m.system, "unix_names", None) if image.number == 1 else None
     return {"family": s.family.number, "type": s.type, "protocol": s.protocol,
             "state": s.state, "dead": s.dead, "ino": s.ino,
             "peer": None if s.peer is None else index[id(s.peer)],
-            "addr": encode_name(s.addr), "bound": image.save_binding(m, s, table),
+            "addr": encode_name(s.addr), "bound": image.save_binding(m, s),
             "shutdown": s.shutdown, "err": s.err, "backlog": s.backlog,
             "sndbuf": s.sndbuf, "rcvbuf": s.rcvbuf, "cred": list(s.cred),
             "peercred": None if s.peercred is None else list(s.peercred),
@@ -253,16 +277,23 @@ def _cred(r, raw, path: str):
             r.int(c[2], path, 0, U32))
 
 
-def parse_sockets(r, raw, descs: list) -> list:
+def parse_sockets(r, raw, descs: list, system=None) -> Sockets:
     """fds.json's "sockets" (absent from images made before sockets: none), every field
     checked, and the graph they make: peers, embryos, senders and descriptions in flight
-    lead to records that exist and can hold them."""
-    recs = []
+    lead to records that exist and can hold them; then "socket_system"."""
+    recs = Sockets()
     raw = r.list(raw if raw is not None else [], "sockets", MAX_SOCKETS)
     n = len(raw)
     for i, rec in enumerate(raw):
         recs.append(_parse_one(r, rec, f"sockets[{i}]", n, len(descs)))
     _check_graph(r, recs, descs)
+    system = r.obj(system if system is not None else {}, "socket_system")
+    recs.system = {}
+    for key, value in system.items():
+        part = SYSTEM_PARTS.get(key)
+        if part is None:
+            r.fail(f"socket_system.{key}", "not a part this vsnap knows")
+        recs.system[key] = part.parse(r, value, recs)
     return recs
 
 
@@ -337,6 +368,7 @@ def _parse_one(r, raw, path: str, nsocks: int, ndescs: int) -> dict:
                       "size": r.int(r.key(item, "size", where), where + ".size", 0, 1 << 32)})
     rec["queue"] = queue
     rec["extra"] = image.parse_extra(r, raw, path)
+    image.check_record(r, rec, path)
     return rec
 
 
@@ -468,11 +500,14 @@ def restore_socket(f, d, ctx) -> None:
 
 
 def finish(ctx, files: list) -> None:
-    """The queues, once every description exists: messages take their in-flight
-    references (as the sender's sendmsg did) and count in their senders' buffers."""
+    """The families' system parts, and the queues, once every description exists:
+    messages take their in-flight references (as the sender's sendmsg did) and count in
+    their senders' buffers."""
     if ctx.sockets is None:
         ctx.sockets = _build(ctx.m, ctx.socket_records)
     socks = ctx.sockets
+    for key, value in getattr(ctx.socket_records, "system", {}).items():
+        SYSTEM_PARTS[key].restore(ctx.m, value, socks)
     for s, rec in zip(socks, ctx.socket_records):
         q = deque()
         for item in rec["queue"]:
@@ -568,4 +603,4 @@ def describe(recs: list, i: int) -> str:
     if rec["err"]:
         from ..abi.errno import NAMES
         parts.append(f"pending error {NAMES.get(rec['err'], rec['err'])}")
-    return ", ".join(parts)
+    return ", ".join(parts + image.notes(rec))

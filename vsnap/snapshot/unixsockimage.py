@@ -32,7 +32,8 @@ class UnixImage(sockimage.FamilyImage):
             return 1 <= len(value) <= SUN_PATH and value[0] == 0
         return kind == "path" and 1 <= len(value) < SUN_PATH and b"\0" not in value
 
-    def save_binding(self, m, sock, table) -> dict | None:
+    def save_binding(self, m, sock) -> dict | None:
+        table = getattr(m.system, "unix_names", None)
         if sock.bound is None or table is None:
             return None
         owner, key = sock.bound
