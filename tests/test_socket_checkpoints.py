@@ -375,3 +375,170 @@ def test_inspect_names_descriptors_in_flight(builds, base, tmp_path):
     text = render(img, "fds")
     assert any(q.get("fds") for s in img.sockets for q in s["queue"])
     assert "2 fds in flight" in text and "in flight to socket:[" in text, text
+
+
+# AF_INET / AF_INET6 ------------------------------------------------------------------------------
+
+INET = {"inet_tcp": "47000", "inet_udp": "47100"}   # any base port: the loopback is vsnap's
+
+
+@pytest.mark.parametrize("name", sorted(INET))
+def test_loopback_tcp_and_udp_saved_mid_way_resume_the_same(builds, base, name):
+    """TCP connections, listeners, TIME_WAIT ports and UDP datagrams between guest processes
+    (the programs test_inet_sockets.py compares with Linux) saved at points across the run."""
+    g = Guest(builds.get(name, "musl"), (INET[name],))
+    m = measure(g, base)
+    assert m.outcome.status == 0, m.outcome.stderr
+    n = 24 if SLOW else 3
+    for k in (m.length * i // (n + 1) for i in range(1, n + 1)):
+        assert_transparent(g, [k], reference=m.outcome, base=base, budget=3 * m.length)
+
+
+def test_loopback_tcp_sockets_and_ports_come_back_exactly(builds, base):
+    g = Guest(builds.get("inet_tcp", "musl"), (INET["inet_tcp"],))
+    m = measure(g, base)
+
+    def tcp_time_wait(mm):
+        net = getattr(mm.system, "inet", None)
+        return net is not None and any(b.state == "timewait" for bs in net.tcp.ports.values()
+                                       for b in bs) and _backlog_or_conn(mm)
+    k = _find(g, base, m.length, tcp_time_wait, steps=120)
+    assert k is not None
+    root = fresh_root(g, base)
+    machine = start(g, root, Capture())
+    assert machine.advance(k) is None
+    data = image_bytes(machine)
+    machine.close()
+    again_m, _ = restore_bytes(data, console=Capture().console)
+    try:
+        again = image_bytes(again_m)
+    finally:
+        again_m.close()
+    one, two = (json.loads(decode(x)[1]["fds.json"]) for x in (data, again))
+    assert one["sockets"] == two["sockets"] and one["socket_system"] == two["socket_system"]
+    assert any(s["family"] == 2 for s in one["sockets"])
+    assert_transparent(g, [k], reference=m.outcome, base=base, budget=3 * m.length)
+
+
+def _backlog_or_conn(m):
+    return any(f.kind == "socket" and f.ops.sock.family.number in (2, 10)
+               and f.ops.sock.state in ("listening", "connected")
+               for q in m.system.processes.values() for f in q.fds.descriptions())
+
+
+def _host_port():
+    import socket
+    for port in range(21000 + os.getpid() % 4000, 26000, 7):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    pytest.skip("no free port on this host")
+
+
+def _vsnap(*args, cwd, timeout=120, **kw):
+    return subprocess.run([sys.executable, "-m", "vsnap", *map(str, args)], cwd=cwd,
+                          capture_output=True, timeout=timeout, **kw)
+
+
+def _started(proc, what: bytes, timeout=60):
+    """Read proc's stdout until `what` (the guest said it listens)."""
+    import select
+    import time
+    got, end = b"", time.monotonic() + timeout
+    while what not in got:
+        r, _, _ = select.select([proc.stdout], [], [], max(0.0, end - time.monotonic()))
+        if not r:
+            proc.kill()
+            raise AssertionError(f"the guest never said {what!r}: {got!r}")
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            raise AssertionError(f"vsnap ended first: {got!r} {proc.stderr.read()!r}")
+        got += chunk
+    return got
+
+
+def test_a_host_connection_is_recorded_and_resumes_reset_by_the_peer(builds, tmp_path):
+    """A guest serving a client on the host (--listen), saved while it waits for the
+    client's next line: the image records the connection, inspect shows it, and the resumed
+    guest (a new process, no host socket) reads ECONNRESET and ends as a reset ends it."""
+    import socket
+    prog = builds.get("inet_echo", "musl")
+    port = _host_port()
+    run = subprocess.Popen([sys.executable, "-m", "vsnap", "run", "--listen", str(port), prog,
+                            "serve", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        _started(run, b"listening\n")
+        c = socket.create_connection(("127.0.0.1", port), timeout=30)
+        c.sendall(b"hello\n")
+        assert c.recv(100) == b"echo: hello\n"
+        saved = _vsnap("save", run.pid, "-o", tmp_path / "h.img", "--exit", cwd=tmp_path)
+        assert saved.returncode == 0, saved.stderr
+        run.wait(timeout=60)
+        c.close()
+    finally:
+        if run.poll() is None:
+            run.kill()
+    fds = _vsnap("inspect", "h.img", "fds", cwd=tmp_path)
+    assert fds.returncode == 0, fds.stderr
+    text = fds.stdout.decode()
+    assert "AF_INET STREAM connected" in text and "connected to the host at 127.0.0.1:" in text
+    assert "reset by the peer" in text and f"127.0.0.1:{port}" in text, text
+    resumed = _vsnap("resume", "--strace", "h.img", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == b"served 1 lines\n", resumed.stdout
+    assert b"ECONNRESET" in resumed.stderr
+    assert b"not carried over" in resumed.stderr and b"Traceback" not in resumed.stderr
+
+
+def test_a_host_listener_comes_back_with_the_same_listen_port(builds, tmp_path):
+    """Saved while waiting in accept on a --listen port: resumed with --listen PORT a host
+    client is served; resumed without it the listener is guest-only and vsnap says so."""
+    import socket
+    prog = builds.get("inet_echo", "musl")
+    port = _host_port()
+    run = subprocess.Popen([sys.executable, "-m", "vsnap", "run", "--listen", str(port), prog,
+                            "serve", str(port)], cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        _started(run, b"listening\n")
+        saved = _vsnap("save", run.pid, "-o", tmp_path / "l.img", "--exit", cwd=tmp_path)
+        assert saved.returncode == 0, saved.stderr
+        run.wait(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    text = _vsnap("inspect", "l.img", "fds", cwd=tmp_path).stdout.decode()
+    assert f"also listens on the host's 127.0.0.1:{port}" in text, text
+    alone = _vsnap("resume", "l.img", cwd=tmp_path, timeout=120)
+    assert b"restored for guest clients only" in alone.stderr
+    assert alone.returncode != 0 and b"Traceback" not in alone.stderr
+    resumed = subprocess.Popen([sys.executable, "-m", "vsnap", "resume", "--listen", str(port),
+                                "l.img"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        import time
+        end = time.monotonic() + 60
+        while True:
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=30)
+                break
+            except OSError:
+                assert time.monotonic() < end and resumed.poll() is None, resumed.stderr
+                time.sleep(0.05)
+        c.sendall(b"again\n")
+        assert c.recv(100) == b"echo: again\n"
+        c.shutdown(socket.SHUT_WR)
+        assert c.recv(100) == b""
+        c.close()
+        out, err = resumed.communicate(timeout=60)
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+    assert resumed.returncode == 0, err
+    assert out == b"served: again\nserved 1 lines\n", out
