@@ -542,3 +542,97 @@ def test_a_host_listener_comes_back_with_the_same_listen_port(builds, tmp_path):
             resumed.kill()
     assert resumed.returncode == 0, err
     assert out == b"served: again\nserved 1 lines\n", out
+
+
+@pytest.fixture(scope="module")
+def tcp_image(builds, base):
+    """An image of inet_tcp with a listener and connections live, and its root."""
+    g = Guest(builds.get("inet_tcp", "musl"), (INET["inet_tcp"],))
+    m = measure(g, base)
+    k = _find(g, base, m.length, _backlog_or_conn, steps=60)
+    assert k is not None
+    root = fresh_root(g, base)
+    machine = start(g, root, Capture())
+    assert machine.advance(k) is None
+    data = image_bytes(machine)
+    machine.close()
+    return data, root
+
+
+def _space(fds):
+    return fds["socket_system"]["inet"]["tcp"]
+
+
+def _first_binding(fds):
+    return next(b for _, chain in _space(fds)["ports"] for b in chain if b["owner"] is not None)
+
+
+INET_TAMPERS = {
+    "short IPv4 address": (lambda f, t: _first(f, lambda s: s["addr"]).__setitem__(
+        "addr", {"inet": [2, "7f00", 80, 0, 0]}), "addr"),
+    "UDP protocol on TCP": (lambda f, t: _first(f, lambda s: s["family"] == 2).__setitem__(
+        "protocol", 17), "protocol"),
+    "port held twice by one socket": (lambda f, t: _space(f)["ports"].append(
+        [65000, [dict(_first_binding(f), local=[2, "7f000001", 65000, 0, 0])]]), "owner"),
+    "binding on another port": (lambda f, t: _first_binding(f).__setitem__(
+        "local", [2, "7f000001", 1, 0, 0]), "local"),
+    "ephemeral counter out of range": (lambda f, t: _space(f).__setitem__("next_odd", 5),
+                                       "next_odd"),
+    "unknown system part": (lambda f, t: f["socket_system"].__setitem__("ax25", {}),
+                            "socket_system"),
+    "host side on a guest connection": (lambda f, t: _first(
+        f, lambda s: s["family"] == 2 and s["peer"] is not None)["inet"].__setitem__(
+        "host", {"unread": "", "unsent": "", "eof": False, "error": 0, "connecting": False}),
+        "host"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INET_TAMPERS))
+def test_a_tampered_inet_record_is_refused_in_one_line(tcp_image, tmp_path, name):
+    change, word = INET_TAMPERS[name]
+    data, root = tcp_image
+    path = _rewrite(data, tmp_path, change)
+    with pytest.raises(ImageError) as e:
+        restore(path, root=str(root))
+    msg = str(e.value)
+    assert "\n" not in msg and "fds.json" in msg and word in msg, msg
+
+
+@pytest.mark.parametrize("which", ["listen", "tcp"])
+def test_random_damage_to_socket_records_never_escapes_as_a_traceback(backlog_image,
+                                                                      tcp_image, which):
+    """Fields of the socket records set to odd values, one or two at a time: each image is
+    refused in one line or resumes; nothing else may come out."""
+    import copy
+    import random
+    data, root = backlog_image if which == "listen" else tcp_image
+    manifest, parts = decode(data)
+    fds0 = json.loads(parts["fds.json"])
+    odd = [None, -1, 0, 1, 2, 5, 99, 1 << 40, "x", [], {}, True, [1, 2], {"hex": "00"},
+           ["path", {"hex": "41"}], {"inet": [2, "7f000001", 5, 0, 0]}]
+
+    def paths(o, pre=()):
+        items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) \
+            else ()
+        for k, v in items:
+            yield pre + (k,)
+            yield from paths(v, pre + (k,))
+    every = [("sockets",) + p for p in paths(fds0["sockets"])] + \
+        [("socket_system",) + p for p in paths(fds0["socket_system"])]
+    rnd = random.Random(13)
+    for _ in range(200 if SLOW else 40):
+        fds = copy.deepcopy(fds0)
+        for _ in range(rnd.randint(1, 2)):
+            p, o = rnd.choice(every), fds
+            for x in p[:-1]:
+                o = o[x]
+            o[p[-1]] = copy.deepcopy(rnd.choice(odd))
+        damaged = dict(parts, **{"fds.json": json.dumps(fds).encode()})
+        damaged.pop("manifest.json", None)
+        from vsnap.snapshot.codec import encode
+        try:
+            m, _ = restore_bytes(encode(damaged, manifest["program"]),
+                                 console=Capture().console)
+            m.close()
+        except (ImageError, FileChanged) as e:
+            assert "\n" not in str(e)
