@@ -16,8 +16,10 @@ them come back as they were). Descriptions in flight are any kind descriptions.K
 save: pipes, files, sockets.
 
 A family plugs in through FAMILY_IMAGES (by its AF_ number): how its names are written and
-checked, how a bound name is recorded and bound again (AF_UNIX: snapshot/unixsockimage.py),
-and what more its sockets hold. The send buffer in use (wmem) is not saved: it is the
+checked (NAME_TYPES for names that are objects), how a bound name is recorded and bound again,
+what more its sockets hold, and (SYSTEM_PARTS) what it keeps on the System beside them:
+AF_UNIX in snapshot/unixsockimage.py, AF_INET/AF_INET6 and their port spaces in
+snapshot/inetsockimage.py. The send buffer in use (wmem) is not saved: it is the
 truesize of the queued messages each socket sent, and is counted again from them.
 
 A call parked on a socket keeps its progress in the process's memo ({"done", "end", ...},
