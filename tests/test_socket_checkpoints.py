@@ -495,6 +495,15 @@ def test_a_host_connection_is_recorded_and_resumes_reset_by_the_peer(builds, tmp
     assert b"ECONNRESET" in resumed.stderr
     assert b"not carried over" in resumed.stderr and b"Traceback" not in resumed.stderr
 
+    # bytes the host had sent that the guest had not read yet are read first, then the
+    # reset (here taken by the write of the echo; the next read is the end)
+    def unread(fds, tree):
+        s = _first(fds, lambda s: s["family"] == 2 and s["inet"]["host"] is not None)
+        s["inet"]["host"]["unread"] = "bGF0ZQo="          # "late\n"
+    _rewrite((tmp_path / "h.img").read_bytes(), tmp_path, unread)
+    late = _vsnap("resume", "bad.img", cwd=tmp_path)
+    assert (late.returncode, late.stdout) == (0, b"served: late\nserved 2 lines\n"), late
+
 
 def test_a_host_listener_comes_back_with_the_same_listen_port(builds, tmp_path):
     """Saved while waiting in accept on a --listen port: resumed with --listen PORT a host

@@ -523,6 +523,7 @@ def finish(ctx, files: list) -> None:
             sender = None if item["sender"] is None else socks[item["sender"]]
             q.append(Message(item["data"], item["cred"], fds, item["addr"], sender,
                              item["size"]))
+        q.extend(s.queue)    # what the family put there (a host connection's unread bytes)
         s.queue = q
 
 
