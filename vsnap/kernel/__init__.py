@@ -7,6 +7,7 @@ from . import limits, timers  # noqa: F401
 from . import attrs, statcalls  # noqa: F401
 from . import anonfile, fifo, opath, prctl, privileged  # noqa: F401
 from . import ckpt, exec, fork, pipecalls  # noqa: F401
+from . import epoll, eventfd  # noqa: F401
 from ..errors import GuestExit
 from .core import Capture, Console, Process
 from .registry import SYSCALLS
