@@ -22,6 +22,8 @@ a file has.
 """
 from __future__ import annotations
 
+import itertools
+
 from .waitq import WaitQueue
 
 EPOLLIN, EPOLLPRI, EPOLLOUT, EPOLLERR, EPOLLHUP = 0x1, 0x2, 0x4, 0x8, 0x10
@@ -30,18 +32,20 @@ EPOLLMSG, EPOLLRDHUP = 0x400, 0x2000
 EPOLLEXCLUSIVE, EPOLLWAKEUP, EPOLLONESHOT, EPOLLET = 1 << 28, 1 << 29, 1 << 30, 1 << 31
 PRIVATE = EPOLLEXCLUSIVE | EPOLLWAKEUP | EPOLLONESHOT | EPOLLET  # EP_PRIVATE_BITS
 MAX_NESTS = 4           # EP_MAX_NESTS: epolls inside epolls, at most this many levels
+_ORDER = itertools.count()  # items by when they were made: the order of a wait queue
 
 
 class Item:
     """One registration: the description watched, the fd it was added under, the events
     asked (with EPOLLERR and EPOLLHUP, which Linux always adds), the data given back."""
 
-    __slots__ = ("ep", "file", "fd", "events", "data", "queues", "sub")
+    __slots__ = ("ep", "file", "fd", "events", "data", "queues", "sub", "order")
 
     def __init__(self, ep, file, fd: int, events: int, data: int, queues, sub):
         self.ep, self.file, self.fd, self.events, self.data = ep, file, fd, events, data
         self.queues = list(queues)  # the wait queues it listens on (none: polled each time)
         self.sub = sub              # the EpollSet it watches, when it watches an epoll
+        self.order = next(_ORDER)   # when it was made (images keep the ranks: anonimage.py)
 
     def woken(self, key: int) -> None:
         self.ep.woken(self, key)

@@ -30,7 +30,7 @@ from ..fdtable import MAX_FDS
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import RESTART_NOHAND
-from .signal import NS, fire_timers, wait_for_signal
+from .signal import NS, fire_timers, wait_forever
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND = 0x40, 0x80, 0x100, 0x200
@@ -127,7 +127,8 @@ def wait_ready(p, scan, wants_input, end: int | None, what: str = "poll") -> int
             raise Blocked(what, lambda: bool(scan()) or sig.deliverable() or (
                 end is not None and clock.monotonic_ns >= end), deadline=end)
         # alone, nothing here can become ready: a sleep until the timeout, or until a signal
-        if not wait_for_signal(p, until=end):
+        if not wait_forever(p, f"waits in {what} for descriptors nothing else can make ready",
+                            until=end):
             return 0
         raise SyscallError(E.EINTR, "interrupted by a signal")
 

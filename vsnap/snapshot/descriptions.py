@@ -18,7 +18,7 @@ from typing import Callable
 from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
-from . import inodes, named, pipeimage
+from . import anonimage, inodes, named, pipeimage
 from .inodes import CannotSave
 
 
@@ -41,6 +41,7 @@ class Saving:
     inode_of: dict = field(default_factory=dict)  # id(OpenFile) -> inode record index
     fifos: set = field(default_factory=set)       # FIFOs whose waiting bytes are saved already
     pipes: list = field(default_factory=list)     # the pipes, in the order fds.json lists them
+    descs: list = field(default_factory=list)     # every description saved, in fds.json's order
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Restoring:
     m: object
     opened: inodes.Opened
     pipes: dict = field(default_factory=dict)     # index in fds.json -> the pipe made again
+    later: list = field(default_factory=list)     # fn(files) once all are made (epoll items)
 
 
 # files and directories of the root -----------------------------------------------------------
@@ -156,6 +158,12 @@ KINDS: dict[str, Kind] = {
     # fds.json's "pipes", shared by its ends' descriptions (pipeimage.py)
     "pipe": Kind(save=pipeimage.save_pipe, parse=pipeimage.parse_pipe,
                  restore=pipeimage.restore_pipe),
+    # eventfd counters and epoll interest lists (anonimage.py): an epoll's items name the
+    # descriptions they watch, linked once every description is made
+    "eventfd": Kind(save=anonimage.save_eventfd, parse=anonimage.parse_eventfd,
+                    restore=anonimage.restore_eventfd),
+    "epoll": Kind(save=anonimage.save_epoll, parse=anonimage.parse_epoll,
+                  restore=anonimage.restore_epoll),
 }
 
 
@@ -188,7 +196,7 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
             what = f"a {f.kind}" + (f" ({f.stream})" if f.stream else "")
             raise CannotSave(f"vsnap: cannot save this guest: fd {fd} is {what} open on "
                              f"{f.path}, which vsnap cannot checkpoint yet")
-    ctx = Saving(m, parts)
+    ctx = Saving(m, parts, descs=descs)
     records, ctx.inode_of, opened = inodes.save(
         m, [f for f in descs if KINDS[f.kind].host(f)], parts)
     try:
@@ -196,6 +204,7 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
         for i, f in enumerate(descs):
             out.append({"id": i, "kind": f.kind, "path": f.path, "flags": f.flags,
                         "offset": f.offset, "stream": f.stream, **KINDS[f.kind].save(f, ctx)})
+        anonimage.rank_orders(out)
         def fds_of(t):
             return [{"fd": fd, "description": next(i for i, d in enumerate(descs)
                                                     if d is e.file),
@@ -231,6 +240,7 @@ def parse(r, d, parts: dict) -> tuple[list, list, list]:
         rec.update(kind.parse(r, raw, path, ctx))
         descs.append(rec)
     pipeimage.check_counts(r, descs, ctx.pipes)
+    anonimage.check_links(r, descs)
     used = {d["inode"] for d in descs if "inode" in d}
     if used != set(range(len(recs))):
         r.fail("inodes", "an inode that no description uses")
@@ -260,6 +270,7 @@ def restore(m, img) -> list[OpenFile]:
             f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
             files.append(f)
             KINDS[d["kind"]].restore(f, d, ctx)
+        anonimage.restore_links(ctx.later, files)
         opened.finish(m.system.inodes)
     except BaseException:
         for f in files:
