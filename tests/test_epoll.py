@@ -191,6 +191,16 @@ def test_bad_epoll_and_eventfd_records_are_refused(builds, tmp_path, change, say
     assert says in str(e.value) and "\n" not in str(e.value)
 
 
+def test_inspect_shows_counters_and_interest_lists(builds, tmp_path):
+    from vsnap.snapshot.image import parse
+    from vsnap.snapshot.inspect import render
+    text = render(parse(*decode(_live_image(builds, tmp_path, "procs", 0.3)), "live"), "fds")
+    assert "Eventfds and epolls:" in text
+    assert "  eventfd (fd 7): count 0" in text
+    assert "  epoll (fd 8): 2 items" in text
+    assert "    fd 7 anon_inode:[eventfd]  events 0x19 data 0x2" in text
+
+
 def test_fds_json_is_the_same_from_run_to_run(builds, tmp_path):
     """Items keep their order as ranks, not as the counter of this host process (the two
     runs here make their items at different counts of it)."""

@@ -164,3 +164,26 @@ def restore_links(later: list, files: list) -> None:
         item.order = next(_ORDER)
         for q in item.queues:
             q.add(item.woken)
+
+
+# vsnap inspect ----------------------------------------------------------------------------------
+
+def describe_lines(img) -> list[str]:
+    """`vsnap inspect IMG fds`: each eventfd's counter and each epoll's items (the fd each
+    was added under and the file it watches, its events and data, whether it is ready)."""
+    def fds_of(i: int) -> list[int]:
+        return [e["fd"] for e in img.fds if e["description"] == i]
+    out = []
+    for i, d in enumerate(img.descriptions):
+        if d["kind"] == "eventfd":
+            c = d["eventfd"]
+            out.append(f"  eventfd (fd {', '.join(map(str, fds_of(i))) or '-'}): count "
+                       f"{c['count']}{', semaphore' if c['semaphore'] else ''}")
+        elif d["kind"] == "epoll":
+            ep = d["epoll"]
+            out.append(f"  epoll (fd {', '.join(map(str, fds_of(i))) or '-'}): "
+                       f"{len(ep['items'])} items, {len(ep['ready'])} ready")
+            for j, (desc, fd, events, data, _) in enumerate(ep["items"]):
+                out.append(f"    fd {fd} {img.descriptions[desc]['path']}  events {events:#x} "
+                           f"data {data:#x}{'  ready' if j in ep['ready'] else ''}")
+    return ["", "Eventfds and epolls:", *out] if out else []
