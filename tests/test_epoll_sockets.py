@@ -66,6 +66,8 @@ def test_epoll_on_sockets_matches_linux(builds, tmp_path, flavour):
         assert "server one-shot fired 0" in lines and "server re-armed 1 [0x1 13]" in lines
         assert "server peer shut for writing 1 [0x2001 14]" in lines
         assert "client B drained 1 [0x4 2]" in lines and "client B full 0" in lines
+        # A was deleted from the client's epoll before B joined: it is never heard of again
+        assert "client B writable 1 [0x4 2]" in lines
         assert "server reset 1 [0x2019 20]" in lines
     assert "udp one datagram 2 [0x4 2] [0x1 1]" in _lines(out, "UDP")
     assert "flight pipe written 1 [0x1 40]" in _lines(out, "in flight")
