@@ -6,7 +6,9 @@
   with nothing new gives 0), again and again in LT, one-shot items re-armed by MOD, a
   listener's EPOLLIN per new connection, a non-blocking connect's EPOLLOUT, EPOLLRDHUP on
   shutdown(SHUT_WR), EPOLLOUT once after the peer drains a full buffer, EPOLLERR|EPOLLHUP
-  on a reset; UDP's arrivals and a sender's own EPOLLOUT; an item on a pipe whose only
+  on a reset; UDP's arrivals and a sender's own EPOLLOUT; AF_UNIX datagrams and
+  SOCK_SEQPACKET records (a sender hears EPOLLOUT as each of its messages is read, a
+  receiver's full queue holds it back until one is); an item on a pipe whose only
   descriptor is in flight (SCM_RIGHTS) stays until the received copy is closed;
 * checkpoints anywhere in those runs (ET items' "already reported" state, parked waits,
   descriptions in flight watched by an epoll) keep the promise;
@@ -70,11 +72,13 @@ def test_epoll_on_sockets_matches_linux(builds, tmp_path, flavour):
         assert "client B writable 1 [0x4 2]" in lines
         assert "server reset 1 [0x2019 20]" in lines
     assert "udp one datagram 2 [0x4 2] [0x1 1]" in _lines(out, "UDP")
+    assert "dgram one read 1 [0x4 2]" in _lines(out, "AF_UNIX datagrams")
     assert "flight pipe written 1 [0x1 40]" in _lines(out, "in flight")
     assert "flight received copy closed 0" in _lines(out, "in flight")
 
 
-@pytest.mark.parametrize("part, step", [("unix", 6), ("tcp", 6), ("udp", 1), ("flight", 1)])
+@pytest.mark.parametrize("part, step", [("unix", 6), ("tcp", 6), ("udp", 1), ("dgram", 2),
+                                        ("flight", 1)])
 def test_epoll_on_sockets_survives_checkpoints(builds, tmp_path, part, step):
     """Saved around the system calls (the parked epoll_waits and reads of both processes
     among them): interest lists on sockets with their ET and one-shot state, ready lists,

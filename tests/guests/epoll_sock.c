@@ -8,6 +8,8 @@
  *              peer's shutdown(SHUT_WR); EPOLLOUT once after the peer drains a full
  *              buffer; EPOLLERR|EPOLLHUP on a reset (a close with bytes left unread)
  *   udp        datagrams arriving; a send's own EPOLLOUT (lo hands the buffer back at once)
+ *   dgram      AF_UNIX datagrams and SOCK_SEQPACKET records: arrivals, the sender's EPOLLOUT
+ *              when one of its messages is read, a receiver's full queue and its room again
  *   flight     an epoll item on a pipe whose only descriptor is in flight (SCM_RIGHTS)
  *              stays and reports, and goes once the received copy is closed
  * Each wait that expects something comes after the other process said (through a pipe)
@@ -351,6 +353,67 @@ static void udp(void)
     close(ep);
 }
 
+static void unix_pair(int type, const char *U)
+{
+    int sv[2];
+    socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv);
+    int ep = epoll_create1(0);
+    add(ep, sv[1], EPOLLIN | EPOLLET, 1);
+    add(ep, sv[0], EPOLLOUT | EPOLLET, 2);
+    wait_show(U, ep, "fresh", 0);
+    wait_show(U, ep, "nothing new", 0);
+    send(sv[0], "one", 3, 0);
+    send(sv[0], "two", 3, 0);
+    wait_show(U, ep, "two sent", 0);
+    wait_show(U, ep, "nothing new", 0);
+    char buf[16];
+    recv(sv[1], buf, sizeof buf, 0);
+    wait_show(U, ep, "one read", 0);
+    recv(sv[1], buf, 2, 0);                  /* truncated: still freed */
+    wait_show(U, ep, "another read", 0);
+    shutdown(sv[1], SHUT_RD);
+    wait_show(U, ep, "receiver shut for reading", 0);
+    close(sv[1]);
+    wait_show(U, ep, "receiver closed", 0);
+    close(sv[0]);
+    close(ep);
+}
+
+static void dgram(void)
+{
+    const char *D = "dgram";
+    unix_pair(SOCK_DGRAM, "dgram pair");
+    unix_pair(SOCK_SEQPACKET, "seqpacket");
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path, "dgram.sock");
+    unlink(a.sun_path);
+    int r = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    bind(r, (struct sockaddr *)&a, sizeof a);
+    connect(s, (struct sockaddr *)&a, sizeof a);
+    int ep = epoll_create1(0);
+    add(ep, r, EPOLLIN | EPOLLET, 1);
+    add(ep, s, EPOLLOUT | EPOLLET, 2);
+    wait_show(D, ep, "fresh", 0);
+    int n = 0;
+    while (send(s, "d", 1, 0) == 1)
+        n++;
+    printf("%s %d sent, then %s\n", D, n, strerror(errno));
+    wait_show(D, ep, "receiver full", 0);
+    wait_show(D, ep, "nothing new", 0);
+    char buf[4];
+    recv(r, buf, sizeof buf, 0);
+    wait_show(D, ep, "one read", 0);
+    wait_show(D, ep, "nothing new", 0);
+    close(r);
+    wait_show(D, ep, "receiver closed", 0);
+    errno = 0;
+    printf("%s send %zd %s\n", D, send(s, "d", 1, 0), strerror(errno));
+    close(s);
+    close(ep);
+    unlink(a.sun_path);
+}
+
 static void flight(void)
 {
     const char *F = "flight";
@@ -412,6 +475,10 @@ int main(int argc, char **argv)
     if (all || !strcmp(part, "udp")) {
         printf("== UDP\n");
         udp();
+    }
+    if (all || !strcmp(part, "dgram")) {
+        printf("== AF_UNIX datagrams\n");
+        dgram();
     }
     if (all || !strcmp(part, "flight")) {
         printf("== in flight\n");
