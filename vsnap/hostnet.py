@@ -19,6 +19,12 @@ sendto, and the first refusal says once on stderr which option would allow it.
 Host sockets are non-blocking and never read behind the guest's back more than a buffer's
 worth: a guest read, poll or a wait of every guest process (Machine._all_parked) pumps them.
 What arrives from them is the one input vsnap cannot replay: --stats counts it.
+
+Taking news in and waiting for it are two steps, so news taken outside a pump (a guest's
+send or poll that looks at its own socket, another process's readiness check) leaves the host
+socket drained while a waiter that looked before it still thinks nothing is there. Each piece
+of news counts in `generation`; a pump that finds news it has not handed back yet does not
+block, so the waiters look again (HostNet.pump).
 """
 from __future__ import annotations
 
@@ -96,6 +102,8 @@ class HostNet:
         self.told = False       # the refusal notice is said once
         self.news = False       # the last pump found a host socket ready
         self.sockets: set = set()  # live HostListener and HostStream objects
+        self.generation = 0     # news taken in from the host (bytes, an end, a connection)
+        self.looked = 0         # the generation the last pump handed back to its caller
 
     # -- the policy ------------------------------------------------------------------------
 
@@ -164,24 +172,37 @@ class HostNet:
         """Wait up to `timeout` seconds (None: for ever) for a host socket to have news
         or one of `extra_fds` (the console, the host-signal pipe) to be readable; take
         the news in. Returns the extra fds that are readable."""
-        rd, wr = [], []
+        # news taken in since the last pump (by a guest call that looked at its own socket)
+        # may have come after a waiter looked: hand it back without waiting
+        stale = self.generation != self.looked
+        if stale:
+            timeout = 0
+        q = select.poll()  # not select.select: a host fd can be past FD_SETSIZE (1024)
+        by_fd = {}
         for h in self.sockets:
             r, w = h.wants()
-            if r:
-                rd.append(h)
-            if w:
-                wr.append(h)
-        if not rd and not wr and not extra_fds and timeout == 0:
-            self.news = False
+            if r or w:
+                by_fd[h.fileno()] = h
+                q.register(h.fileno(), (select.POLLIN if r else 0) | (select.POLLOUT if w else 0))
+        for fd in extra_fds:
+            q.register(fd, select.POLLIN)
+        if not by_fd and not extra_fds and timeout == 0:
+            self.news, self.looked = stale, self.generation
             return []
-        r, w, _ = select.select(rd + list(extra_fds), wr, [], timeout)
-        self.news = bool(w) or any(not isinstance(h, int) for h in r)
-        for h in r:
-            if not isinstance(h, int):
+        events = q.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        ready = []
+        for fd, ev in events:
+            h = by_fd.get(fd)
+            if h is None:
+                ready.append(fd)
+                continue
+            if ev & (select.POLLOUT | select.POLLERR | select.POLLHUP) and h.wants()[1]:
+                h.on_writable()
+            if ev & ~select.POLLOUT:
                 h.on_readable()
-        for h in w:
-            h.on_writable()
-        return [x for x in r if isinstance(x, int)]
+        self.news = stale or any(fd in by_fd for fd, _ in events)
+        self.looked = self.generation
+        return ready
 
     def waiting(self) -> bool:
         """Could a host socket still bring news (then a wait of every process is no
@@ -224,6 +245,7 @@ class HostListener:
             conn.setblocking(False)
             h = HostStream(self.net, conn)
             self.net.accepted += 1
+            self.net.generation += 1
             self.net.sockets.add(h)
             self.queue.append(h)
 
@@ -271,6 +293,7 @@ class HostStream:
         if self.connecting:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self.connecting = False
+            self.net.generation += 1
             if err:
                 self.error = _guest_errno(err)
                 return
@@ -284,8 +307,10 @@ class HostStream:
                 return
             except OSError as e:
                 self.error = _guest_errno(e.errno)
+                self.net.generation += 1
                 return
             self.net.bytes_out += n
+            self.net.generation += 1  # room in wbuf: a writer may go on
             del self.wbuf[:n]
         if not self.wbuf and self.shut_wr:
             try:
@@ -301,7 +326,9 @@ class HostStream:
                 return
             except OSError as e:
                 self.error = _guest_errno(e.errno)
+                self.net.generation += 1
                 return
+            self.net.generation += 1
             if not data:
                 self.eof = True
                 return
@@ -315,11 +342,13 @@ class HostStream:
         rd, wr = self.wants()
         if not rd and not wr:
             return
-        r, w, _ = select.select([self] if rd else [], [self] if wr else [], [], 0)
-        if w:
-            self.on_writable()
-        if r:
-            self.on_readable()
+        q = select.poll()  # not select.select: the fd can be past FD_SETSIZE
+        q.register(self.fileno(), (select.POLLIN if rd else 0) | (select.POLLOUT if wr else 0))
+        for _, ev in q.poll(0):
+            if ev & (select.POLLOUT | select.POLLERR | select.POLLHUP) and wr:
+                self.on_writable()
+            if ev & ~select.POLLOUT and rd:
+                self.on_readable()
 
     def send(self, data: bytes) -> int:
         """Queue what the guest writes; returns how much was taken (0: full)."""
