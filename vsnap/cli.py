@@ -181,8 +181,9 @@ def _log_options(p) -> None:
 def _crash_options(p) -> None:
     p.add_argument("--save-on-crash", metavar="IMAGE", help="if the guest crashes, save it "
                    "at the faulting instruction, before the signal kills it")
-    p.add_argument("--core", metavar="FILE", help="if the guest crashes, write an ELF core "
-                   "file that gdb opens")
+    p.add_argument("--core", metavar="FILE", help="ulimit -c unlimited: a process that dumps "
+                   "core writes 'core' in its working directory, and vsnap also writes it "
+                   "on the host at FILE (FILE.PID for a process other than the first)")
 
 
 def _save_options(p) -> None:
@@ -299,45 +300,13 @@ def _net(a):
     return from_args(a)
 
 
-def _on_crash(a):
-    """What --save-on-crash and --core do at the faulting instruction."""
-    def crashed(m, fault) -> None:
-        from .snapshot import checkpoint, image_bytes
-        m.process.crash = {"signal": fault.signal, "code": fault.code, "rip": fault.rip,
-                          "address": fault.address}
-        if a.save_on_crash:
-            checkpoint(m, a.save_on_crash)
-            _notice(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
-                 f"vsnap inspect it, vsnap patch it, vsnap resume it")
-        core_limit = m.process.limits.soft(RLIMIT_CORE)
-        if a.core and core_limit == 0:  # a guest may refuse cores (gpg, ssh keep secrets)
-            _notice("vsnap: no core file: the guest set its RLIMIT_CORE to 0")
-        elif a.core:
-            from .abi.signals import NUMBERS
-            from .snapshot import load
-            from .snapshot.codec import decode
-            from .snapshot.coredump import write_core
-            from .snapshot.image import parse
-            from .snapshot.tree import process_image
-            if a.save_on_crash:  # the image is on disk already: do not make it twice
-                img = load(a.save_on_crash)
-            else:
-                img = parse(*decode(image_bytes(m), "<crash>"), "<crash>")
-            # one core file per process that dumps core: the first's is FILE, another's
-            # FILE.PID (as Linux's core_uses_pid names them)
-            pid = m.process.task.pid
-            path = a.core if m.process is m.system.init else f"{a.core}.{pid}"
-            write_core(process_image(img, pid), path, NUMBERS[fault.signal])
-            if os.path.getsize(path) > core_limit:  # Linux stops the dump at the limit
-                os.truncate(path, core_limit)
-            _notice(f"vsnap: wrote core file {path}; gdb {m.program_path} {path}")
-    return crashed if (a.save_on_crash or a.core) else None
-
-
 def _drive(m, a, max_instructions=None) -> int:
     from .driver import SavePlan, drive
-    m.on_crash = _on_crash(a)
+    from .crashdump import saver
+    if getattr(a, "save_on_crash", None):
+        m.on_crash = saver(a.save_on_crash, _notice)
     if getattr(a, "core", None):
+        m.core_file = a.core  # and a copy of each core on the host (crashdump.py)
         # --core is the user's `ulimit -c unlimited`: the soft limit goes up to the hard one
         hard = m.process.limits.get(RLIMIT_CORE)[1]
         m.process.limits.values[RLIMIT_CORE] = (hard, hard)
