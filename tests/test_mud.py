@@ -12,9 +12,9 @@ fork-to-core crash, a crash under a socket-activation + fd-store supervisor) and
 - each player comes back in the room it was in;
 - the server's log shows what happened to the process (fd tables around exec, wait statuses).
 
-Scenarios take a `launcher`: how the programs start. Natively today (musl built by vsnap's
-zig cc, glibc by gcc -static); under vsnap the lead adds launchers to LAUNCHERS (`vsnap run
---listen PORT ...`, `vsnap run --watch`), and the transcript checks stay as they are.
+Scenarios take a `launcher`: how the programs start. Natively (musl built by vsnap's zig cc,
+glibc by gcc -static) and under vsnap (`vsnap run --listen PORT ...`, the clients real host
+sockets); the transcript checks are the same for all.
 """
 from __future__ import annotations
 
@@ -89,6 +89,13 @@ class Running:
 class NativeLauncher:
     """The programs as Linux runs them."""
 
+    PENDING: dict[str, str] = {}   # a design this launcher cannot run yet -> why
+
+    def needs(self, what: str) -> None:
+        """Skip, saying why, a scenario that needs what this launcher lacks so far."""
+        if what in self.PENDING:
+            pytest.skip(f"{self.name}: {self.PENDING[what]}")
+
     def __init__(self, flavour: str, tmp: Path):
         require_native()
         self.name = f"native-{flavour}"
@@ -132,6 +139,14 @@ class VsnapLauncher(NativeLauncher):
     sandbox root, the programs copied into it as /mud and /watcher), and the fd-store
     supervision under `vsnap run --watch` (systemd's conventions, as tests/mudharness.py)."""
 
+    PENDING = {
+        "watcher": "the Watcher and the MUD it starts both wait in poll(), and a poll of one "
+                   "of several guest processes wakes only for a signal until h-epoll (poll/"
+                   "select across processes) is merged",
+        "fdstore": "`vsnap run --watch` (socket activation and the fd store) is h-watch's, "
+                   "not merged yet",
+    }
+
     def __init__(self, flavour: str, tmp: Path):
         super().__init__(flavour, tmp)
         self.name = f"vsnap-{flavour}"
@@ -151,6 +166,7 @@ class VsnapLauncher(NativeLauncher):
         return super().start(self._argv(argv, port, cwd, extra), port, cwd)
 
     def supervise(self, argv, port, cwd, *, abstract=True) -> Running:
+        self.needs("fdstore")
         return super().start(self._argv(argv, port, cwd, ("--watch",)), port, cwd)
 
     def core_files(self, cwd: Path) -> list[Path]:
@@ -158,9 +174,10 @@ class VsnapLauncher(NativeLauncher):
         return sorted(cwd.glob("core.*"))
 
 
-# how the servers start: natively now; vsnap's launchers once sockets are merged (or
-# MUD_LAUNCHERS=vsnap-musl,vsnap-glibc to try them on a branch that has them)
-LAUNCHERS = os.environ.get("MUD_LAUNCHERS", "native-musl,native-glibc").split(",")
+# how the servers start (MUD_LAUNCHERS=vsnap-musl,... picks some); each vsnap scenario takes
+# a few seconds, both flavours stay in the default tier
+LAUNCHERS = os.environ.get("MUD_LAUNCHERS",
+                           "native-musl,native-glibc,vsnap-musl,vsnap-glibc").split(",")
 
 
 def make_launcher(name: str, tmp: Path):
@@ -428,6 +445,7 @@ def prstatus(path: Path) -> tuple[int, int]:
 
 
 def test_watcher_restart(launcher, tmp_path):
+    launcher.needs("watcher")
     port = free_port()
     cwd = tmp_path / "watcher"
     cwd.mkdir()
@@ -468,6 +486,7 @@ def test_copyover_under_the_watcher(launcher, tmp_path):
     """The two designs together: a copyover re-executes the watched MUD, which keeps its fds
     (the Watcher's socket too) and goes on telling the Watcher; a crash after it is the
     Watcher's to mend, with the players as they were after the copyover."""
+    launcher.needs("watcher")
     port = free_port()
 
     def both(clients):
@@ -489,6 +508,7 @@ def test_copyover_under_the_watcher(launcher, tmp_path):
 
 
 def run_supervised(launcher, tmp, *, abstract: bool):
+    launcher.needs("fdstore")
     port = free_port()
     cwd = tmp / ("fdstore-abstract" if abstract else "fdstore-path")
     cwd.mkdir()
