@@ -32,6 +32,7 @@ import errno as host_errno
 import ipaddress
 import select
 import socket
+import struct
 
 from .abi import errno as E
 from .errors import SyscallError, UsageError
@@ -258,8 +259,8 @@ class HostListener:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            for h in self.queue:
-                h.close()
+            for h in self.queue:  # never accepted: reset, as inet_csk_listen_stop does
+                h.reset()
             self.queue.clear()
             self.sock.close()
             self.net.sockets.discard(self)
@@ -363,6 +364,15 @@ class HostStream:
         self.shut_wr = True
         if not self.connecting:
             self._flush()
+
+    def reset(self) -> None:
+        """Close with a reset (SO_LINGER 0), what is left unsent thrown away."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.wbuf.clear()
+        self.close()
 
     def close(self) -> None:
         if not self.closed:

@@ -274,8 +274,8 @@ class InetSocket(Socket):
             if self.host_listener is not None:
                 self.family.drop_host_listener(self)
         elif self.stream and self.state == "connected":
-            if self.host is not None:
-                self.family.close_host(self, reset=unread)
+            if self.host is not None:  # a reset too for one its listener never gave out
+                self.family.close_host(self, reset=unread or self.reset_by_us)
             elif peer is not None and not peer.dead:
                 if unread or self.reset_by_us:
                     # a reset: tcp_reset gives EPIPE to a peer that had our FIN (CLOSE_WAIT)

@@ -373,13 +373,10 @@ class InetFamily:
 
     def close_host(self, sock: InetSocket, reset: bool) -> None:
         h, sock.host = sock.host, None
-        if reset:
-            try:  # SO_LINGER 0: close sends a reset, as Linux does with unread bytes
-                h.sock.setsockopt(1, 13, struct.pack("<ii", 1, 0))
-                h.wbuf.clear()
-            except OSError:
-                pass
-        h.close()
+        if reset:  # SO_LINGER 0: close sends a reset, as Linux does with unread bytes
+            h.reset()
+        else:
+            h.close()
 
     # -- UDP -----------------------------------------------------------------------------
 
