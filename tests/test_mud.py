@@ -652,3 +652,71 @@ def test_corrupt_player_list_aborts_copyover(launcher, tmp_path):
     assert not (tmp_path / "copyover.dat").exists()
     for c in clients:   # the list was checked before anyone was told anything
         assert b"The world shimmers" not in c.data, c.data
+
+
+MAXP = 64   # mud.c's player slots
+
+
+def run_flood_and_vanish(launcher, tmp: Path) -> tuple[bytes, list[bytes], str]:
+    """alice and bob play; a client floods the MUD with connections past its slots and lets
+    them go; alice vanishes with a reset in the middle of a line; bob plays on. Bob's
+    transcript, what the flood's last connections read, and the log."""
+    port = free_port()
+    cwd = tmp / "flood"
+    cwd.mkdir()
+    server = launcher.start([launcher.prog("mud"), str(port)], port, cwd)
+    try:
+        alice, bob = Client(port), None
+        alice.prompts()
+        alice.send("alice")
+        alice.prompts()
+        bob = Client(port)
+        bob.prompts()
+        bob.send("bob")
+        bob.prompts()
+        flood = [socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+                 for _ in range(MAXP - 2 + 2)]   # the free slots, and two more
+        refused = []
+        for s in flood[-2:]:   # no slot left: told so, then the end
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            refused.append(data)
+        for s in flood:
+            s.close()
+        alice.sock.sendall(b"say hel")   # half a line, then gone with a reset
+        time.sleep(0.1)
+        alice.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        alice.sock.close()
+        bob.until(b"alice has left the world.\n")
+        bob.send("who")
+        bob.prompts()
+        bob.send("quit")
+        bob.until_eof()
+        shutdown(port)
+        assert server.wait(WAIT) == 0, server.log()
+    finally:
+        server.kill()
+    return bob.data, refused, server.log()
+
+
+_FLOOD: dict[str, tuple] = {}
+
+
+def test_flood_and_a_vanishing_peer(launcher, tmp_path):
+    """The issue's bad input with real clients: more connections than the MUD has slots (the
+    extra ones are told and closed, the players do not notice), and a player whose connection
+    ends with a reset in the middle of a line (read gives the half line, then ECONNRESET: the
+    MUD lets the player go and tells the room). The same bytes as natively."""
+    bob, refused, log = run_flood_and_vanish(launcher, tmp_path)
+    assert refused == [b"The world is full. Come back later.\n"] * 2
+    assert b"alice has left the world.\n" in bob and b"Players: bob (hall)" in bob, bob
+    assert "mud: gone: alice" in log, log
+    assert log.count("mud: gone: -") == MAXP - 2, log   # the flood's connections, let go
+    if launcher.name != "native-musl":
+        if "native-musl" not in _FLOOD:
+            sub = tmp_path / "native"
+            sub.mkdir()
+            _FLOOD["native-musl"] = run_flood_and_vanish(make_launcher("native-musl", sub),
+                                                         sub)
+        assert (bob, refused) == _FLOOD["native-musl"][:2]
