@@ -128,3 +128,58 @@ def test_flood_as_linux(builds, tmp_path, flavour):
     assert b"poll of limit+1 entries: -1 EINVAL\n" in under
     assert b"read 7 bytes: partial\nread again: -1 ECONNRESET\n" in under
     assert b"served %d after the wait\n" % (ACCEPTED + 1) in under
+
+
+def test_vsnap_out_of_host_descriptors(builds, tmp_path):
+    """Each host connection costs vsnap a descriptor of its own. When vsnap has none left
+    (its own RLIMIT_NOFILE, here 14), it says so once; the next host clients wait in the
+    host's backlog (connected, not served) and vsnap waits for them without spinning, until
+    it is stopped: no traceback."""
+    exe = builds.get("fdflood", "musl")
+    root = make_root(tmp_path / "v", exe)
+    port = free_port()
+
+    def few_fds():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (14, 14))
+
+    proc = subprocess.Popen([*VSNAP, "run", "--listen", str(port), "--root", str(root),
+                             str(root / "prog"), str(port), str(LIMIT)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=few_fds)
+    clients = []
+    try:
+        clients = [connect(port, proc)] + [socket.create_connection(("127.0.0.1", port),
+                                                                    timeout=20)
+                                           for _ in range(ACCEPTED - 1)]
+        served = 0
+        for c in clients:
+            c.settimeout(1.0)
+            try:
+                if line(c) != b"hello %d\n" % (served + 1):
+                    break
+            except socket.timeout:
+                break
+            served += 1
+        assert 0 < served < ACCEPTED
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def cpu() -> float:
+            fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / ticks
+
+        before = cpu()
+        time.sleep(1.0)
+        assert cpu() - before < 0.5   # waiting, not spinning on a listener it cannot serve
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        for c in clients:
+            c.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode()
+    assert text.count("vsnap has no host descriptor left (its own RLIMIT_NOFILE is 14)") == 1, text
+    assert "Traceback" not in text, text
+    assert proc.returncode == 128 + 15, text
+    assert out == b"listening\n"

@@ -105,6 +105,8 @@ class HostNet:
         self.sockets: set = set()  # live HostListener and HostStream objects
         self.generation = 0     # news taken in from the host (bytes, an end, a connection)
         self.looked = 0         # the generation the last pump handed back to its caller
+        self.notice = None      # the system's one-line notices (set by the first --listen)
+        self.starved_told = False
 
     # -- the policy ------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class HostNet:
 
     def open_listener(self, port: int) -> "HostListener":
         """A real listening socket on the host's 127.0.0.1:PORT (--listen PORT)."""
+        _more_host_fds()
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -158,7 +161,13 @@ class HostNet:
         """A real non-blocking connect to an allowed destination."""
         text = _ip_key(ip)
         fam = socket.AF_INET6 if ":" in text else socket.AF_INET
-        s = socket.socket(fam, socket.SOCK_STREAM)
+        _more_host_fds()
+        try:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+        except OSError as e:  # vsnap itself has no descriptor left (EMFILE, ENFILE)
+            self.out_of_fds()
+            raise SyscallError(E.ENOBUFS, f"no host socket for the connect: {e.strerror}") \
+                from None
         s.setblocking(False)
         err = s.connect_ex((text, port))
         h = HostStream(self, s)
@@ -205,6 +214,23 @@ class HostNet:
         self.looked = self.generation
         return ready
 
+    def out_of_fds(self) -> None:
+        """vsnap's own descriptors ran out (each host connection is one): said once."""
+        if not self.starved_told and self.notice is not None:
+            self.starved_told = True
+            import resource
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self.notice(f"vsnap: vsnap has no host descriptor left (its own RLIMIT_NOFILE is "
+                        f"{soft}): new host clients of --listen ports wait in the host's "
+                        f"backlog until a host connection closes; a --connect fails with "
+                        f"ENOBUFS")
+
+    def fd_freed(self) -> None:
+        """A host socket closed: listeners that ran out may accept again."""
+        for h in self.sockets:
+            if isinstance(h, HostListener):
+                h.starved = False
+
     def waiting(self) -> bool:
         """Could a host socket still bring news (then a wait of every process is no
         deadlock: it waits on the host)."""
@@ -213,6 +239,18 @@ class HostNet:
     def close_all(self) -> None:
         for h in list(self.sockets):
             h.close()
+
+
+def _more_host_fds() -> None:
+    """Each host connection costs vsnap a descriptor of its own: the soft limit goes up to
+    the hard one (once), as servers do."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
 
 
 def _guest_errno(host: int) -> int:
@@ -228,12 +266,13 @@ class HostListener:
         self.net, self.sock, self.port = net, sock, port
         self.queue: list[HostStream] = []
         self.closed = False
+        self.starved = False  # vsnap had no descriptor for the last one: wait for a close
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def wants(self) -> tuple[bool, bool]:
-        return (not self.closed and len(self.queue) < BACKLOG), False
+        return (not self.closed and not self.starved and len(self.queue) < BACKLOG), False
 
     def on_readable(self) -> None:
         while len(self.queue) < BACKLOG:
@@ -241,7 +280,12 @@ class HostListener:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as e:
+                if e.errno in (host_errno.EMFILE, host_errno.ENFILE):
+                    # the client stays in the host's backlog; watching the listener now
+                    # would spin (it stays readable): wait for a host socket to close
+                    self.starved = True
+                    self.net.out_of_fds()
                 return
             conn.setblocking(False)
             h = HostStream(self.net, conn)
@@ -387,6 +431,7 @@ class HostStream:
                     pass
             self.sock.close()
             self.net.sockets.discard(self)
+            self.net.fd_freed()
 
 
 def of(system) -> HostNet:
