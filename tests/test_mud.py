@@ -140,9 +140,6 @@ class VsnapLauncher(NativeLauncher):
     supervision under `vsnap run --watch` (systemd's conventions, as tests/mudharness.py)."""
 
     PENDING = {
-        "watcher": "the Watcher and the MUD it starts both wait in poll(), and a poll of one "
-                   "of several guest processes wakes only for a signal until h-epoll (poll/"
-                   "select across processes) is merged",
         "fdstore": "`vsnap run --watch` (socket activation and the fd store) is h-watch's, "
                    "not merged yet",
     }
