@@ -453,14 +453,7 @@ class InetFamily:
                 raise SyscallError(E.EINVAL, "IPV6_V6ONLY after bind")
             sock.v6only = v != 0
             return
-        if self._foreign_level(sock, level):
-            raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
-        table = self._table(sock, level)
-        if table is None or name not in table:
-            p.sys.refuse(f"setsockopt({level}, {name})", f"vsnap: setsockopt level {level} "
-                         f"option {name} on {self.name} is not implemented: ENOPROTOOPT")
-            raise SyscallError(E.ENOPROTOOPT, f"level {level} option {name}")
-        _, check = table[name]
+        _, check = self._option(p, sock, level, name, "setsockopt")
         v = check(_int(value))
         if level == SOL_IP and name == 1:
             v &= 0xFF
@@ -471,14 +464,20 @@ class InetFamily:
     def getsockopt(self, p, sock, level, name, length: int) -> bytes:
         if level == SOL_IPV6 and self.number == AF_INET6 and name == IPV6_V6ONLY:
             return struct.pack("<i", int(sock.v6only))
+        default, _ = self._option(p, sock, level, name, "getsockopt")
+        return struct.pack("<i", sock.levels.get((level, name), default))
+
+    def _option(self, p, sock, level: int, name: int, call: str) -> tuple:
+        """The option's (default, check) from its level's table: EOPNOTSUPP for another
+        protocol's level, ENOPROTOOPT (said once) for an option vsnap does not keep."""
         if self._foreign_level(sock, level):
             raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
         table = self._table(sock, level)
         if table is None or name not in table:
-            p.sys.refuse(f"getsockopt({level}, {name})", f"vsnap: getsockopt level {level} "
+            p.sys.refuse(f"{call}({level}, {name})", f"vsnap: {call} level {level} "
                          f"option {name} on {self.name} is not implemented: ENOPROTOOPT")
             raise SyscallError(E.ENOPROTOOPT, f"level {level} option {name}")
-        return struct.pack("<i", sock.levels.get((level, name), table[name][0]))
+        return table[name]
 
 
 register(InetFamily(AF_INET))
