@@ -135,7 +135,8 @@ class FdStore:
                 release_files([f], self.system.locks)  # already kept (same_fd): once
                 continue
             if len(self.items) >= self.limit:
-                self._say_once("full", f"vsnap: --watch: the fd store is full ({self.limit}, "
+                state = f"is full ({self.limit}" if self.limit else "is off (0"
+                self._say_once("full", f"vsnap: --watch: the fd store {state}, "
                                f"--fdstore-max): FDSTORE=1 from pid {pid} refused")
                 release_files([f], self.system.locks)
                 continue

@@ -31,6 +31,7 @@ import os
 from dataclasses import replace
 
 from .abi.consts import RLIMIT_STACK
+from .errors import SyscallError, UsageError
 from .fdstore import DEFAULT_STORE_MAX, NOTIFY_NAME, SYSTEM_CRED, FdStore
 from .fdtable import OpenFile
 from .sockets import SOCK_STREAM, SOMAXCONN, release_files
@@ -113,7 +114,12 @@ class Watch:
             name = ("abstract", b"\0" + path[1:].encode())
         else:
             name = ("path", os.fsencode(path))
-        family.bind(p, sock, name)
+        try:
+            family.bind(p, sock, name)
+        except SyscallError as e:
+            from .abi.errno import NAMES
+            raise UsageError(f"vsnap: --watch-socket {path}: cannot bind it in the sandbox "
+                             f"({NAMES.get(e.errno, e.errno)}: {e})") from None
         sock.listen(SOMAXCONN)
         f = new_file(p, sock, 0)
         f.refs += 1                   # vsnap's own reference: it outlives every guest process
