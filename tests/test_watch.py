@@ -278,3 +278,23 @@ def test_cli_usage_errors(builds, tmp_path, argv, message):
     assert out.status != 0
     assert out.text().startswith(message), out.text()
     assert len(out.text().splitlines()) == 1
+
+
+def test_ctrl_c_ends_the_watch(builds, tmp_path):
+    """SIGINT from the host is `systemctl stop`: the guest gets it, and is not restarted."""
+    import signal
+    import sys
+    root = make_root(tmp_path / "r", builds.get("watched"))
+    proc = subprocess.Popen([sys.executable, "-m", "vsnap", "run", "--watch", "--watch-socket",
+                             "/s.sock", "--root", str(root), str(root / "prog")],
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr.readline() == b"started with 0 stored\n"
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.splitlines()[0] == (
+        "vsnap: --watch: the guest (pid 1000) was killed by SIGINT (Interrupt) after SIGINT "
+        "from the host (as systemctl stop); the watch ends")

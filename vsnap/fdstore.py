@@ -152,13 +152,14 @@ class FdStore:
         return len(gone)
 
     def sweep(self) -> list[str]:
-        """Stored sockets that report POLLHUP or POLLERR leave the store (FDPOLL): the names
-        of those dropped."""
+        """Stored descriptions that report POLLHUP or POLLERR (a socket whose peer hung up,
+        a pipe with no one at the other end) leave the store (FDPOLL): the names of those
+        dropped."""
+        from .kernel.poll import readiness
         keep, gone = [], []
+        p = self.system.init
         for name, f in self.items:
-            ops = f.ops
-            sock = getattr(ops, "sock", None)
-            if sock is not None and sock.poll() & (POLLHUP | POLLERR):
+            if f.ops is not None and readiness(p, f) & (POLLHUP | POLLERR):
                 gone.append((name, f))
             else:
                 keep.append((name, f))

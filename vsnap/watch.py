@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections import deque
 from dataclasses import replace
 
 from .abi.consts import RLIMIT_STACK
@@ -57,6 +58,24 @@ def _fmt_death(result) -> str:
         what = DESCRIPTIONS.get(result.signal, result.signal)
         return f"was killed by {result.signal} ({what})"
     return f"exited with status {result.status}"
+
+
+HOST_STOP = (2, 15, 1)      # SIGINT (Ctrl-C), SIGTERM, SIGHUP sent to vsnap from the host
+
+
+class _HostQueue(deque):
+    """System.host_signals of a watched run: a signal that means "stop" (Ctrl-C, kill) is
+    noted, so the service it ends is not restarted, as `systemctl stop` stops a service
+    with Restart=always (the signal still reaches the guest, which may shut down cleanly)."""
+
+    def __init__(self, watch, old):
+        super().__init__(old)
+        self.watch = watch
+
+    def append(self, signo: int) -> None:
+        if signo in HOST_STOP and self.watch.stop_signal is None:
+            self.watch.stop_signal = signo
+        super().append(signo)
 
 
 class Watch:
@@ -102,7 +121,9 @@ class Watch:
         self.rl_begin, self.rl_num = None, 0
         self._started(m.system.clock.monotonic_ns)
         self.restarts = 0
-        self.ended_by: str | None = None   # why the watch ended: "exit", "start-limit"
+        self.ended_by: str | None = None   # why the watch ended: "exit", "start-limit", "host"
+        self.stop_signal: int | None = None
+        m.system.host_signals = _HostQueue(self, m.system.host_signals)
         m.on_init_end = self.on_init_end
 
     def _unix_listener(self, p, family, path: str) -> OpenFile:
@@ -150,6 +171,13 @@ class Watch:
             why = "after STOPPING=1" if self.store.stopping else "(--restart on-failure)"
             system.notice(f"vsnap: --watch: the guest (pid {old.task.pid}) exited with "
                           f"status 0 {why}; the watch ends")
+            return False
+        if self.stop_signal is not None:
+            from .abi.signals import NAMES
+            self.ended_by = "host"
+            system.notice(f"vsnap: --watch: the guest (pid {old.task.pid}) {death} after "
+                          f"{NAMES.get(self.stop_signal, self.stop_signal)} from the host (as "
+                          f"systemctl stop); the watch ends")
             return False
         clock = system.clock
         at = clock.monotonic_ns + RESTART_SEC
