@@ -81,6 +81,8 @@ def model(steps, store_max=64):
             out.append(f"{n}< " + ("EOF" if conn[n] not in served else "?"))
         elif op == ".":
             out += [f"{n}> stop", f"{n}< stopping"]
+        elif op == "!":
+            out.append(f"{n}! sent")
         else:
             out.append(f"{n}> {arg}")
             if conn[n] not in served:
@@ -190,6 +192,16 @@ def test_bad_notify_messages_are_ignored(builds, tmp_path):
         "vsnap: --watch: FDSTORE=1 from pid 1000 with an invalid FDNAME= ('bad:name'): "
         "1 fd refused",
         "vsnap: --watch: FDSTOREREMOVE=1 from pid 1000 without a valid FDNAME=: ignored"]
+
+
+def test_only_the_service_is_heard(builds, tmp_path):
+    """A process beside the service (the client) sends an fd to the store: not kept."""
+    steps = ["0+", "0!", "0:crash", "0:count", "0."]
+    w = watch_run(builds, tmp_path, steps)
+    assert w.transcript == model(steps)[0]
+    assert handed_back(w) == [["listen", "client-1"]]
+    assert "vsnap: --watch: a notify message from pid 1001, not a process of the service: " \
+        "ignored (NotifyAccess=all)" in w.log
 
 
 def test_killmode_control_group(builds, tmp_path):

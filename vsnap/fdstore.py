@@ -7,7 +7,9 @@ guest process owns (the System's), bound to the abstract name NOTIFY_SOCKET name
 the datagram arrives (a queue that takes each message as it is appended): the same bytes give
 the same store in every run, with no reader to schedule.
 
-A message is newline-separated KEY=VALUE lines, as systemd parses them:
+Every process of the service may send (systemd's NotifyAccess=all; its default for
+Type=notify is main, the first process only); a process vsnap started beside the service is
+not heard. A message is newline-separated KEY=VALUE lines, as systemd parses them:
   READY=1, STOPPING=1, STATUS=...   remembered (the supervisor reads them);
   FDSTORE=1 [FDNAME=NAME]           the descriptors sent with it (SCM_RIGHTS) are kept, under
                                     NAME ("stored" without one); a description already in the
@@ -68,6 +70,9 @@ class FdStore:
         self.status: str | None = None
         self.said: set[str] = set()                    # refusals said once each
         self.name = name
+        # NotifyAccess=all: any process of the service may send; accepts(pid) says which
+        # are (Watch: not the processes it started beside the service)
+        self.accepts = lambda pid: True
         sock = Socket(family, SOCK_DGRAM, 0, SYSTEM_CRED)
         sock.queue = _Inbox(self._message)
         sock.book = system.locks
@@ -94,6 +99,11 @@ class FdStore:
         msg.freed()
         pid = msg.cred[0] if msg.cred else "?"
         data = bytes(msg.data)
+        if not self.accepts(pid):
+            self._say_once(f"pid {pid}", f"vsnap: --watch: a notify message from pid {pid}, "
+                           f"not a process of the service: ignored (NotifyAccess=all)")
+            release_files(fds, self.system.locks)
+            return
         if len(data) > NOTIFY_BUFFER_MAX or b"\0" in data:
             why = "longer than 4096 bytes" if len(data) > NOTIFY_BUFFER_MAX else \
                 "with a NUL byte"

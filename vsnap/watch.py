@@ -118,6 +118,7 @@ class Watch:
         for i, (_, f) in enumerate(self.listeners):
             p.fds.place(3 + i, f)
         self.outside: set[int] = set()   # processes vsnap started that are not the service
+        self.store.accepts = lambda pid: not self.is_outside(pid)
         self.rl_begin, self.rl_num = None, 0
         self._started(m.system.clock.monotonic_ns)
         self.restarts = 0
@@ -216,7 +217,7 @@ class Watch:
         system.child_times.pop(pid, None)
         killed = []
         for q in sorted(system.processes):
-            if q in self.outside:
+            if self.is_outside(q):
                 continue
             ended(system, system.processes[q], m._killed(9))
             killed.append(q)
@@ -271,6 +272,14 @@ class Watch:
         p.cpu.watch_rdtsc(prog.rdtsc_candidates())
         wire(p)
         m.system.processes[p.task.pid] = p
+
+    def is_outside(self, pid: int) -> bool:
+        """Is pid one of the processes vsnap started beside the service, or their child?"""
+        table = self.machine.system.table
+        while pid is not None and pid not in self.outside:
+            proc = table.get(pid)
+            pid = proc.ppid if proc is not None else None
+        return pid is not None
 
     def start_outside(self, program: str, args=(), env=None) -> int:
         """Start another program beside the service, not part of it (a client, in tests):

@@ -6,6 +6,8 @@
  *   N-        close client N
  *   N?        wait on client N for a line or the end of the connection
  *   N.        send "stop", print the answer, and close (the server exits once we are gone)
+ *   N!        send client N's fd to the fd store itself (FDSTORE=1 to @vsnap/notify): a
+ *             process that is not the service's, which the supervisor must not hear
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -107,6 +109,32 @@ int main(int argc, char **argv)
             line(n);
             close(fds[n]);
             break;
+        case '!': {
+            struct sockaddr_un a;
+            memset(&a, 0, sizeof a);
+            a.sun_family = AF_UNIX;
+            memcpy(a.sun_path, "\0vsnap/notify", 13);
+            const char *msg = "FDSTORE=1\nFDNAME=intruder";
+            char cbuf[CMSG_SPACE(sizeof(int))];
+            memset(cbuf, 0, sizeof cbuf);
+            struct iovec iov = {(void *)msg, strlen(msg)};
+            struct msghdr m = {0};
+            m.msg_name = &a;
+            m.msg_namelen = offsetof(struct sockaddr_un, sun_path) + 13;
+            m.msg_iov = &iov;
+            m.msg_iovlen = 1;
+            m.msg_control = cbuf;
+            m.msg_controllen = sizeof cbuf;
+            struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &fds[n], sizeof(int));
+            int s = socket(AF_UNIX, SOCK_DGRAM, 0);
+            printf("%d! %s\n", n, sendmsg(s, &m, 0) < 0 ? strerror(errno) : "sent");
+            close(s);
+            break;
+        }
         default:
             fprintf(stderr, "bad step %s\n", st);
             return 2;
