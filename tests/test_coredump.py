@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
+import os
 import shutil
+import tempfile
 import struct
 import subprocess
 from pathlib import Path
@@ -196,3 +198,220 @@ def test_gdb_shows_registers_and_backtrace(stopped, tmp_path):
     frames = [line.split(" in ")[1].split()[0] if " in " in line else line.split()[1]
               for line in lines[at + 1:] if line.startswith("#")]  # bt's lines
     assert frames[:3] == ["inner", "outer", "main"], text
+
+
+# --- a process that dies of SIGSEGV: "core" in its cwd (Linux's default core_pattern) ---------
+FORK = Path(__file__).resolve().parent / "guests" / "coredump_fork.c"
+FORK_FLAVOURS = ("musl", "glibc")
+
+
+def fork_program(builds, flavour: str) -> str:
+    if flavour == "musl":  # frame pointers and -O0: gdb's backtrace needs no guessing
+        return build(str(FORK), extra_flags=FRAME_POINTERS)
+    return builds.get("coredump_fork", flavour)
+
+
+def fork_root(builds, tmp_path: Path, flavour: str, name: str = "root") -> Path:
+    root = tmp_path / name
+    root.mkdir()
+    shutil.copy(fork_program(builds, flavour), root / "prog")
+    return root
+
+
+def native_core_pattern() -> str:
+    return Path("/proc/sys/kernel/core_pattern").read_text().strip()
+
+
+def native_fork(root: Path, args, *, as_nobody: bool = False):
+    """The program natively in `root` (as vsnap's guest sees it: / is the root); the parent's
+    lines, and whether the kernel left a file named core there (None when core_pattern sends
+    cores elsewhere: a pipe or another name)."""
+    from conftest import NATIVE_ENV, require_native
+    require_native()
+
+    def setup():
+        os.umask(0o022)
+        if as_nobody:
+            os.setgid(65534)
+            os.setuid(65534)
+
+    out = subprocess.run([str(root / "prog"), *args], cwd=root, env=NATIVE_ENV,
+                         capture_output=True, preexec_fn=setup, timeout=60)
+    pattern = native_core_pattern()
+    found = (root / "core").exists() if pattern == "core" else None
+    return out.stdout, found
+
+
+def vsnap_fork(root: Path, args, *extra):
+    from conftest import run_cli
+    return run_cli("run", "--root", str(root), *extra, str(root / "prog"), *args)
+
+
+@pytest.mark.parametrize("flavour", FORK_FLAVOURS)
+@pytest.mark.parametrize("limit", ["unlimited", "0", "1000"])
+def test_dying_child_writes_core_in_its_cwd(builds, tmp_path, flavour, limit):
+    """RLIMIT_CORE raised: the child's core is "core" in its cwd inside the root and its parent
+    sees WCOREDUMP; 0 (or below a page, Linux's min_coredump): no file, no core bit."""
+    arg = str(2**40) if limit == "unlimited" else limit
+    root = fork_root(builds, tmp_path, flavour)
+    out = vsnap_fork(root, [arg])
+    assert out.status == 0, out.text()
+    dumped = limit == "unlimited"
+    line = f"child killed by signal 11, core dumped {'yes' if dumped else 'no'}\n".encode()
+    assert out.stdout == line
+    core = root / "core"
+    assert core.exists() == dumped
+    if dumped:
+        data = core.read_bytes()
+        elf = ELFFile(io.BytesIO(data))
+        assert elf["e_type"] == "ET_CORE"
+        status = notes(elf)["NT_PRSTATUS"]["n_desc"]
+        assert struct.unpack_from("<ih", status, 0)[0] == 11
+        assert struct.unpack_from("<i", status, 32)[0] != 1  # the child's pid, not init's
+        assert oct(os.stat(core).st_mode & 0o777) == oct(0o600)
+        # the same bytes in every run: no host time, no host pid in a core
+        core.unlink()
+        assert vsnap_fork(root, [arg]).stdout == line
+        assert core.read_bytes() == data
+    native = fork_root(builds, tmp_path, flavour, "native")
+    stdout, found = native_fork(native, [arg])
+    assert stdout == line  # WCOREDUMP, as Linux's (whatever core_pattern)
+    if found is not None:
+        assert found == dumped
+
+
+def test_core_is_cut_at_the_limit(builds, tmp_path):
+    root = fork_root(builds, tmp_path, "musl")
+    out = vsnap_fork(root, ["8192"])
+    assert out.stdout == b"child killed by signal 11, core dumped yes\n", out.text()
+    assert (root / "core").stat().st_size == 8192
+    assert (root / "core").read_bytes()[:4] == b"\x7fELF"
+
+
+@pytest.mark.parametrize("setup", ["symlink", "hardlink", "directory", "readonly-dir"])
+def test_core_file_rules(builds, tmp_path, setup):
+    """fs/coredump.c: an old "core" is unlinked and a new one made O_EXCL|O_NOFOLLOW (a
+    symlink is not followed, a hard link's other name keeps its bytes); a directory named core,
+    or a directory the process cannot write, gets no core and the parent no core bit. Natively
+    as uid 65534, where core_pattern is "core"."""
+    results = {}
+    # the native side runs as uid 65534: its root must be reachable by it (tmp_path is not)
+    public = Path(tempfile.mkdtemp(prefix="vsnap-core-"))
+    public.chmod(0o755)
+    for side in ("vsnap", "native"):
+        root = fork_root(builds, tmp_path if side == "vsnap" else public, "musl", side)
+        sub = root / "d"
+        sub.mkdir()
+        (sub / "target").write_bytes(b"keep")
+        if setup == "symlink":
+            (sub / "core").symlink_to("target")
+        elif setup == "hardlink":
+            os.link(sub / "target", sub / "core")
+        elif setup == "directory":
+            (sub / "core").mkdir()
+        for path in (root, sub, *sub.iterdir()):
+            os.lchown(path, 65534, 65534)
+        if setup == "readonly-dir":
+            sub.chmod(0o555)
+        args = [str(2**40), "plain", "d"]
+        if side == "vsnap":
+            out = vsnap_fork(root, args)
+            assert out.status == 0, out.text()
+            stdout = out.stdout
+        else:
+            if native_core_pattern() != "core":
+                continue
+            stdout, _ = native_fork(root, args, as_nobody=True)
+            (root / "d").chmod(0o755)
+        core = sub / "core"
+        kind = "none" if not os.path.lexists(core) else "link" if core.is_symlink() else \
+            "dir" if core.is_dir() else "file"
+        results[side] = (stdout, kind, (sub / "target").read_bytes(),
+                         core.read_bytes()[:4] if kind == "file" else None)
+    shutil.rmtree(public)
+    dumped = setup in ("symlink", "hardlink")
+    assert results["vsnap"][0].endswith(b"yes\n" if dumped else b"no\n")
+    assert results["vsnap"][2] == b"keep"
+    if dumped:
+        assert results["vsnap"][1:] == ("file", b"keep", b"\x7fELF")
+    if "native" in results:
+        assert results["vsnap"] == results["native"]
+
+
+def test_a_socket_holder_dumps_core_and_the_run_goes_on(builds, tmp_path):
+    """--core no longer saves the whole machine: a child holding a socketpair (which no image
+    can hold) dumps core, and its parent goes on to print its wait status."""
+    root = fork_root(builds, tmp_path, "musl")
+    out = vsnap_fork(root, ["keep", "sock"], "--core", str(tmp_path / "host.core"))
+    assert out.status == 0, out.text()
+    assert out.stdout == (b"child killed by signal 11, core dumped yes\n"
+                          b"parent's socket says ok\n"), out.text()
+    host = list(tmp_path.glob("host.core.*"))
+    assert len(host) == 1, out.text()  # the child's: FILE.PID
+    pid = int(host[0].suffix[1:])
+    assert host[0].read_bytes() == (root / "core").read_bytes()
+    status = notes(ELFFile(io.BytesIO(host[0].read_bytes())))["NT_PRSTATUS"]["n_desc"]
+    assert struct.unpack_from("<i", status, 32)[0] == pid
+    assert f"wrote core file {host[0]}".encode() in out.stderr
+
+
+@pytest.mark.skipif(GDB is None, reason="gdb is not installed")
+def test_gdb_reads_the_in_root_core(builds, tmp_path):
+    root = fork_root(builds, tmp_path, "musl")
+    assert vsnap_fork(root, [str(2**40)]).status == 0
+    out = subprocess.run([GDB, "-batch", "-nx", "-ex", "bt", str(root / "prog"),
+                          str(root / "core")], capture_output=True, text=True, timeout=120)
+    text = out.stdout + out.stderr
+    assert "Program terminated with signal SIGSEGV" in text, text
+    lines = out.stdout.splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith("#0 "))  # bt's own
+    frames = [line.split(" in ")[1].split()[0] for line in lines[last:] if line.startswith("#")]
+    assert frames[:3] == ["inner", "outer", "main"], text
+
+
+def test_live_record_matches_the_image(stopped):
+    """The record made from the live process and the one from its image give one core."""
+    from vsnap.corerecord import of_process
+    prog, img, _ = stopped
+    m = Machine(prog, ["arg1"], root=str(Path(prog).parent),
+                console=Console(write_out=lambda b: None))
+    assert m.advance(img.kernel["instructions"]) is None
+    assert core_bytes(of_process(m.process)) == core_bytes(img)
+
+
+BUSYBOX = "/bin/busybox"
+
+
+@pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="no /bin/busybox")
+def test_proc_says_where_cores_go(tmp_path):
+    """/proc/sys/kernel/core_pattern and core_uses_pid say what vsnap does: Linux's defaults;
+    the guest, not root, cannot change them."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(BUSYBOX, root / "busybox")
+    from conftest import run_cli
+    out = run_cli("run", "--root", str(root), str(root / "busybox"), "sh", "-c",
+                  "cat /proc/sys/kernel/core_pattern /proc/sys/kernel/core_uses_pid; "
+                  "ls /proc/sys/kernel; echo x > /proc/sys/kernel/core_pattern; echo $?")
+    assert out.stdout == b"core\n0\ncore_pattern\ncore_uses_pid\n1\n", out.text()
+    assert b"Permission denied" in out.stderr
+
+
+@pytest.mark.parametrize("flavour", FORK_FLAVOURS)
+def test_a_vfork_child_dumps_core_under_core_option(builds, tmp_path, flavour):
+    """A vfork child crashing in its parent's memory (which no image can hold) writes its core
+    under --core, and its parent goes on, as natively."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(builds.get("coredump_vfork", flavour), root / "prog")
+    out = vsnap_fork(root, [], "--core", str(tmp_path / "host.core"))
+    line = b"vfork child killed by signal 11, core dumped yes\n"
+    assert (out.status, out.stdout) == (0, line), out.text()
+    assert (root / "core").read_bytes()[:4] == b"\x7fELF"
+    assert len(list(tmp_path.glob("host.core.*"))) == 1
+    native = tmp_path / "native"
+    native.mkdir()
+    shutil.copy(root / "prog", native / "prog")
+    stdout, found = native_fork(native, [])
+    assert stdout == line
+    assert found in (None, True)

@@ -88,6 +88,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--stats", action="store_true", help="print instructions, system calls, "
                    "wall and virtual time at exit")
     r.add_argument("--seed", type=int, default=0, help="seed of the guest's randomness")
+    _net_options(r)
     r.add_argument("--ckptfile", metavar="TEMPLATE", help="where sys_checkpoint and SIGCKPT "
                    "save (default %%N.ckpt: %%N the program's name, %%P its pid, in the "
                    "guest's current directory)")
@@ -122,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     z.add_argument("--retval", type=int, default=1, metavar="N",
                    help="what the guest's sys_checkpoint call that made the image returns "
                    "(default 1; <vsnap/checkpoint.h>)")
+    _net_options(z)
     z.add_argument("--ckptfile", metavar="TEMPLATE", help="where sys_checkpoint and SIGCKPT "
                    "save (default %%N.ckpt: %%N the program's name, %%P its pid)")
     _log_options(z)
@@ -180,6 +182,14 @@ def _watch_options(p) -> None:
                    "only after STOPPING=1)")
 
 
+def _net_options(p) -> None:
+    p.add_argument("--listen", action="append", metavar="PORT", help="a guest listening on "
+                   "TCP port PORT of its loopback listens on the host's 127.0.0.1:PORT too "
+                   "(repeatable; hostnet.py)")
+    p.add_argument("--connect", action="append", metavar="HOST:PORT", help="let the guest "
+                   "open TCP connections to HOST:PORT on the host (repeatable)")
+
+
 def _log_options(p) -> None:
     p.add_argument("--log", metavar="FILE", help="write vsnap's own lines (notices of "
                    "unimplemented calls, warnings, --strace, --stats) to FILE, appended, "
@@ -191,8 +201,9 @@ def _log_options(p) -> None:
 def _crash_options(p) -> None:
     p.add_argument("--save-on-crash", metavar="IMAGE", help="if the guest crashes, save it "
                    "at the faulting instruction, before the signal kills it")
-    p.add_argument("--core", metavar="FILE", help="if the guest crashes, write an ELF core "
-                   "file that gdb opens")
+    p.add_argument("--core", metavar="FILE", help="ulimit -c unlimited: a process that dumps "
+                   "core writes 'core' in its working directory, and vsnap also writes it "
+                   "on the host at FILE (FILE.PID for a process other than the first)")
 
 
 def _save_options(p) -> None:
@@ -284,6 +295,7 @@ def cmd_run(a) -> int:
         if "=" not in kv:
             raise UsageError(f"vsnap: --env {kv}: expected K=V")
         env = [e for e in env if e.split("=", 1)[0] != kv.split("=", 1)[0]] + [kv]
+    net = _net(a)
     program = _program_path(a.program)
     watch = _watch(a, program, env)
     m = watch.machine if watch is not None else \
@@ -291,6 +303,7 @@ def cmd_run(a) -> int:
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory,
                 max_processes=a.max_processes)
     m.log = _notice
+    m.system.net = net
     if a.ckptfile:
         m.system.ckpt_template = a.ckptfile
     if a.strace:
@@ -329,45 +342,21 @@ def _watch(a, program: str, env: list):
                  max_memory=a.max_memory, max_processes=a.max_processes)
 
 
-def _on_crash(a):
-    """What --save-on-crash and --core do at the faulting instruction."""
-    def crashed(m, fault) -> None:
-        from .snapshot import checkpoint, image_bytes
-        m.process.crash = {"signal": fault.signal, "code": fault.code, "rip": fault.rip,
-                          "address": fault.address}
-        if a.save_on_crash:
-            checkpoint(m, a.save_on_crash)
-            _notice(f"vsnap: saved the crashed guest to {a.save_on_crash} (rip={fault.rip:#x}); "
-                 f"vsnap inspect it, vsnap patch it, vsnap resume it")
-        core_limit = m.process.limits.soft(RLIMIT_CORE)
-        if a.core and core_limit == 0:  # a guest may refuse cores (gpg, ssh keep secrets)
-            _notice("vsnap: no core file: the guest set its RLIMIT_CORE to 0")
-        elif a.core:
-            from .abi.signals import NUMBERS
-            from .snapshot import load
-            from .snapshot.codec import decode
-            from .snapshot.coredump import write_core
-            from .snapshot.image import parse
-            from .snapshot.tree import process_image
-            if a.save_on_crash:  # the image is on disk already: do not make it twice
-                img = load(a.save_on_crash)
-            else:
-                img = parse(*decode(image_bytes(m), "<crash>"), "<crash>")
-            # one core file per process that dumps core: the first's is FILE, another's
-            # FILE.PID (as Linux's core_uses_pid names them)
-            pid = m.process.task.pid
-            path = a.core if m.process is m.system.init else f"{a.core}.{pid}"
-            write_core(process_image(img, pid), path, NUMBERS[fault.signal])
-            if os.path.getsize(path) > core_limit:  # Linux stops the dump at the limit
-                os.truncate(path, core_limit)
-            _notice(f"vsnap: wrote core file {path}; gdb {m.program_path} {path}")
-    return crashed if (a.save_on_crash or a.core) else None
+def _net(a):
+    """The host network policy of --listen/--connect (None: the guest reaches nothing)."""
+    if not (a.listen or a.connect):
+        return None
+    from .hostnet import from_args
+    return from_args(a)
 
 
 def _drive(m, a, max_instructions=None) -> int:
     from .driver import SavePlan, drive
-    m.on_crash = _on_crash(a)
+    from .crashdump import saver
+    if getattr(a, "save_on_crash", None):
+        m.on_crash = saver(a.save_on_crash, _notice)
     if getattr(a, "core", None):
+        m.core_file = a.core  # and a copy of each core on the host (crashdump.py)
         # --core is the user's `ulimit -c unlimited`: the soft limit goes up to the hard one
         hard = m.process.limits.get(RLIMIT_CORE)[1]
         m.process.limits.values[RLIMIT_CORE] = (hard, hard)
@@ -381,6 +370,8 @@ def _drive(m, a, max_instructions=None) -> int:
                        say=_notice, progress=wanted(quiet=_Lines.quiet))
     finally:  # the host terminal as it was, before vsnap's last lines (and at exit: atexit)
         restore_host()
+        if m.system.net is not None:
+            m.system.net.close_all()  # the host's ports go back when the guest ends
     sys.stdout.flush()
     if result.message:
         _say(result.message)
@@ -394,6 +385,9 @@ def _drive(m, a, max_instructions=None) -> int:
         refused = refused_summary(m.system.refused)
         if refused:  # nothing refused: the one line of counts, as before
             _say(refused)
+        net = m.system.net and m.system.net.summary()
+        if net:
+            _say(net)
     return result.status
 
 
@@ -419,6 +413,7 @@ def cmd_save(a) -> int:
 def cmd_resume(a) -> int:
     from .kernel import Console
     from .snapshot import restore
+    net = _net(a)
     m, warnings = restore(a.image, root=a.root, program=a.program, force=a.force,
                           console=Console.host(), retval=a.retval,
                           as_dragonfly=a.as_dragonfly)
@@ -426,6 +421,7 @@ def cmd_resume(a) -> int:
         m.system.ckpt_template = a.ckptfile
     m.log = _notice
     m.system.terminal.reapply()  # the guest's terminal settings, on this host terminal
+    m.system.net = net
     for w in warnings:
         _say(w)
     if a.strace:

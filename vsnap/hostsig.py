@@ -38,6 +38,7 @@ class HostSignals:
         system.wait_for_host_signal = self.wait
         # a read of the terminal waits on stdin and on this pipe, so a signal interrupts it
         self.wake_r, self.wake_w = os.pipe()
+        system.host_wake_fd = self.wake_r  # hostnet.wait_parked wakes on it too
         if system.console.wait is None and system.console.host_stdin:
             system.console.wait = self.wait_for_stdin
         threading.Thread(target=self._take, daemon=True, name="vsnap-signals").start()

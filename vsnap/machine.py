@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .abi import signals
 from .abi.consts import RLIMIT_STACK
 from .cpu import HWCAP, SI_KERNEL, CpuFault
+from .crashdump import dying
 from .errors import (GuestExit, GuestStopped, KilledBySignal, NothingToWaitFor,
                      StoppedBySignal)
 from .fdtable import OpenFile
@@ -119,6 +120,8 @@ class Machine:
         # called with (machine, result) when the first process ended, before the run ends:
         # True when it started a new first process and the run goes on (vsnap/watch.py)
         self.on_init_end = None
+        # --core FILE: a process that dumps core also writes its core there (crashdump.py)
+        self.core_file: str | None = None
 
     @property
     def instructions(self) -> int:
@@ -304,8 +307,7 @@ class Machine:
                         and grow_stack(k, f.address):
                     return None  # a fault below the stack grew it; the access runs again
                 if not self._fault_to_handler(f):
-                    if self.on_crash is not None:  # the guest is still whole here
-                        self.on_crash(self, f)
+                    dying(self, k, f)  # the guest is still whole here: a core, an image
                     return self._fault_result(f)
                 return None
             if system.host_signals:  # stopped by a signal from the host: deliver it now
@@ -314,12 +316,12 @@ class Machine:
         except GuestExit as e:
             return RunResult(e.status)
         except KilledBySignal as e:
-            if self.on_crash is not None and default_action(e.signo) == "core":
+            if default_action(e.signo) == "core":
                 # a signal whose default dumps core (abort's SIGABRT, SIGQUIT...): the
                 # guest is whole here too, just after the call that raised it
                 info = e.info or SigInfo(e.signo)
-                self.on_crash(self, CpuFault(signals.NAMES[e.signo], self.cpu.read("rip"),
-                                             info.addr or None, "signal", info.code))
+                dying(self, k, CpuFault(signals.NAMES[e.signo], self.cpu.read("rip"),
+                                        info.addr or None, "signal", info.code))
             return self._killed(e.signo)
         except StoppedBySignal as e:
             if len(system.processes) > 1:
@@ -382,6 +384,10 @@ class Machine:
         skips it, clock.py), or each waits for another: a deadlock."""
         system = self.system
         t = next_event(system)
+        if system.net is not None and system.net.waiting():
+            from .hostnet import wait_parked  # a host socket may end a wait: wait for it
+            wait_parked(system, t)
+            return None
         if t is not None:
             clock = system.clock
             clock.monotonic_ns = max(clock.monotonic_ns, t)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from . import signals as S
 from .abi import signals as SIG
-from .abi.consts import RLIMIT_CORE
 from .kernel.proc import sync_ids
 from .kernel.signal import fire_timers
 from .kernel.timers import next_wakeup
@@ -39,14 +38,13 @@ def wire(p) -> None:
 
 def wait_status(result, p=None) -> tuple[int, int, int]:
     """(wait status word, si_code, si_status) for how a process ended (a RunResult). The
-    core bit says a core was dumped: the signal's default dumps core and p's RLIMIT_CORE
-    allows one (0 by default; --core raises it) and it is dumpable, as Linux decides."""
+    core bit says a core file was written (crashdump.py: p's RLIMIT_CORE allowed one, it was
+    dumpable, and its directory took the file), as Linux's says."""
     if result.signal is None:
         code = result.status & 0xFF
         return exited(code), CLD_EXITED, code
     signo = SIG.NUMBERS[result.signal]
-    core = S.default_action(signo) == "core" and (
-        p is None or (p.limits.soft(RLIMIT_CORE) > 0 and p.task.dumpable == 1))
+    core = S.default_action(signo) == "core" and (p is None or p.core_dumped)
     return killed(signo, core), (CLD_DUMPED if core else CLD_KILLED), signo
 
 

@@ -61,6 +61,9 @@ class System:
         # --stats lists it; each key is named once through `notice`
         self.refused: dict[str, int] = {}
         self.strace = None      # a callable(line) when --strace is on
+        # the host network (hostnet.HostNet): what --listen/--connect allow, the host
+        # sockets; None until a guest needs it or the CLI gives options (hostnet.of)
+        self.net = None
         # vsnap's own lines about the guest (never the guest's stderr): Machine(log=...) and
         # the CLI's --log/--quiet choose where they go (vsnap/diag.py)
         self.notice = lambda line: sys.stderr.write(line + "\n")

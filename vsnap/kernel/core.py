@@ -98,6 +98,7 @@ class Process:
         self.limits = Limits()
         self.timers = Timers()
         self.crash: dict | None = None  # why a crash image was taken (--save-on-crash)
+        self.core_dumped = False  # it died and its core was written (crashdump.py)
         self.last_call = (0, 0)  # (number, result) of the latest system call: for SA_RESTART
         self.blocked: Blocked | None = None  # parked at its syscall instruction, and why
         self.ended = None  # how it ended (a RunResult), once it has

@@ -105,6 +105,10 @@ def wait_ready(p, scan, wants_input, timeout_ns: int | None) -> int:
                 p.sys.clock.monotonic_ns = max(p.sys.clock.monotonic_ns, until)
                 fire_timers(p)
             continue
+        if len(p.sys.processes) == 1 and p.sys.net is not None and p.sys.net.waiting():
+            from ..hostnet import wait_alone  # a host socket may become ready: wait for it
+            wait_alone(p, end)
+            continue
         # nothing here can become ready: a sleep until the timeout, or until a signal
         if not wait_for_signal(p, until=end):
             return 0

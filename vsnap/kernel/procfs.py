@@ -23,6 +23,7 @@ from ..errors import SyscallError
 from ..memory import PAGE, PROT_EXEC, PROT_READ, PROT_WRITE
 from ..signals import SI_TKILL, SIG_DFL, SIG_IGN, bit
 from ..vfs import VNode
+from . import procsys
 
 PID_FILES = ("auxv", "cmdline", "comm", "environ", "maps", "mountinfo", "mounts", "smaps",
              "stat", "statm", "status")
@@ -50,6 +51,8 @@ def node(p, parts: list[str]) -> VNode | None:
         return VNode("link", link="self/mounts", jump="self/mounts")
     if head == pid:
         return _pid_node(p, rest, task=False)
+    if head == "sys":  # where core files go (procsys.py)
+        return procsys.node(rest)
     return None
 
 
@@ -155,8 +158,10 @@ def entries(p, parts: list[str]) -> list[tuple[str, int]] | None:
     elsewhere; None if `parts` is not a directory."""
     pid = str(p.task.pid)
     if not parts:
-        return [("mounts", C.DT_LNK), ("self", C.DT_LNK), ("thread-self", C.DT_LNK),
-                (pid, C.DT_DIR)]
+        return [("mounts", C.DT_LNK), ("self", C.DT_LNK), ("sys", C.DT_DIR),
+                ("thread-self", C.DT_LNK), (pid, C.DT_DIR)]
+    if parts[0] == "sys":
+        return procsys.entries(parts[1:])
     if parts[0] != pid:
         return None
     parts = parts[1:]
@@ -196,7 +201,8 @@ def stat_mode(p, r) -> tuple[int, int]:
         if parent == "map_files":
             return S.S_IFLNK | 0o400, 64
         return S.S_IFLNK | 0o777, 0
-    return S.S_IFREG | (0o400 if name in PRIVATE else 0o644 if name == "comm" else 0o444), 0
+    writable = name == "comm" or special.startswith("proc:sys/")  # sys: root's, 0644
+    return S.S_IFREG | (0o400 if name in PRIVATE else 0o644 if writable else 0o444), 0
 
 
 # the files -------------------------------------------------------------------------------------
@@ -205,6 +211,8 @@ def content(p, special: str) -> bytes:
     name = special.split(":", 1)[1]
     if name.startswith("fdinfo:"):
         return _fdinfo(p, int(name.split(":")[1]))
+    if name.startswith("sys/"):
+        return procsys.content(name)
     return _MAKERS[name](p)
 
 

@@ -144,6 +144,9 @@ def sys_listen(p, fd, backlog):
     """int listen(int sockfd, int backlog);"""
     _, sock = socket_of(p, s32(fd))
     backlog = s32(backlog)
+    if hasattr(sock.family, "listen"):  # AF_INET: autobind, ports (kernel/inetfamily.py)
+        sock.family.listen(p, sock, backlog if backlog >= 0 else -1)
+        return 0
     if not sock.stream:
         raise SyscallError(E.EOPNOTSUPP, "listen on a datagram socket")
     sock.family.listening(p, sock)      # AF_UNIX: bound or EINVAL; TCP would pick a port
@@ -172,19 +175,18 @@ def sys_accept4(p, fd, addr, addrlen, flags):
         raise SyscallError(E.EOPNOTSUPP, "accept on a datagram socket")
     if sock.state != "listening":
         raise SyscallError(E.EINVAL, "accept on a socket that does not listen")
-    if not sock.queue:
+    pending = getattr(sock, "pending", lambda: bool(sock.queue))  # AF_INET: host clients too
+    if not pending():
         if f.flags & C.O_NONBLOCK:
             raise SyscallError(E.EAGAIN, "no connection waits")
         if sock.shutdown & 1:            # unix_accept: "this means receive shutdown"
             raise SyscallError(E.EINVAL, "accept on a listener shut for receiving")
         st = p.remember({"done": 0, "end": None})
-        return park(p, "accept on a socket", lambda: bool(sock.queue or sock.shutdown & 1),
+        return park(p, "accept on a socket", lambda: pending() or bool(sock.shutdown & 1),
                      st, sock.opts.get("rcvtimeo"), 0)
     new = sock.queue[0]
     if addr:
-        peer = new.peer
-        write_addr(p, sock.family.sockaddr(peer.addr if peer is not None else None), addr,
-                   addrlen)
+        write_addr(p, sock.family.sockaddr(_peer_name(new, accepting=True)), addr, addrlen)
     sock.queue.popleft()
     return _install(p, [new_file(p, new, flags)], flags)[0]
 
@@ -255,10 +257,24 @@ def sys_getsockname(p, fd, addr, addrlen):
 def sys_getpeername(p, fd, addr, addrlen):
     """int getpeername(int sockfd, struct sockaddr *addr, socklen_t *addrlen);"""
     _, sock = socket_of(p, s32(fd))
-    if sock.peer is None:
-        raise SyscallError(E.ENOTCONN, "socket is not connected")
-    write_addr(p, sock.family.sockaddr(sock.peer.addr), addr, addrlen)
+    write_addr(p, sock.family.sockaddr(_peer_name(sock)), addr, addrlen)
     return 0
+
+
+def _peer_name(sock, accepting: bool = False):
+    """The peer's name as this socket's family gives it (AF_INET: the peer seen from here,
+    v4-mapped for a v6 socket; it may be a host socket). ENOTCONN when there is none; accept
+    names the peer even of a connection already reset (inet_getname with peer == 2)."""
+    if hasattr(sock.family, "peer_name"):
+        name = sock.family.peer_name(sock, accepting)
+        if name is None:
+            raise SyscallError(E.ENOTCONN, "socket is not connected")
+        return name
+    if sock.peer is None:
+        if accepting:
+            return None
+        raise SyscallError(E.ENOTCONN, "socket is not connected")
+    return sock.peer.addr
 
 
 def _dest(sock, p, raw: bytes):
@@ -296,9 +312,11 @@ def sys_recvfrom(p, fd, buf, length, flags, addr, addrlen):
 def _from(sock, got) -> bytes:
     """The sender's address as recvfrom/recvmsg give it: nothing (length 0) from an
     unbound sender (unix_copy_addr leaves msg_namelen at 0)."""
-    if got.addr is None:
+    addr = sock.family.source_name(sock, got) if hasattr(sock.family, "source_name") \
+        else got.addr
+    if addr is None:
         return b""
-    return sock.family.sockaddr(got.addr)
+    return sock.family.sockaddr(addr)
 
 
 def _iovecs(p, iov: int, count: int) -> list[tuple[int, int]]:

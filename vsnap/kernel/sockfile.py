@@ -178,7 +178,7 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
         return _deliver(p, sock, sock.peer, data, cred, fds, nonblock, st)
     if not sock.stream:
         return _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st)
-    if dest is not None:
+    if dest is not None and not getattr(sock.family, "ignores_stream_dest", False):
         raise SyscallError(E.EISCONN if sock.state == "connected" else E.EOPNOTSUPP,
                            "an address on a stream send")
     done = st["done"]
@@ -209,6 +209,8 @@ def send(p, f, data: bytes, flags: int, fds=None, cred=None, dest=None) -> int:
 
 def _send_dgram(p, f, sock, data, flags, fds, cred, dest, nonblock, st) -> int:
     family = sock.family
+    if hasattr(family, "send_dgram"):  # AF_INET: UDP (kernel/inetfamily.py)
+        return family.send_dgram(p, sock, data, dest, nonblock)
     if dest is None:
         target = sock.peer
         if target is None:

@@ -64,8 +64,8 @@ NOTES: dict[str, tuple[str, str]] = {
                         "one line, status 1; no pipe-user-pages limits"),
     "pipe2": ("differs", "O_NOTIFICATION_PIPE: ENOPKG (no watch queues); a deadlock ends "
                          "the run with one line, status 1"),
-    "socket": ("differs", "AF_UNIX only (others EAFNOSUPPORT); kernel objects, never host "
-                          "sockets"),
+    "socket": ("differs", "AF_UNIX, AF_INET, AF_INET6 (others EAFNOSUPPORT); kernel "
+                          "objects, never host sockets but for --listen/--connect"),
     "socketpair": ("differs", "AF_UNIX only, as socket"),
     "sendto": ("differs", "MSG_OOB: EOPNOTSUPP and a notice"),
     "sendmsg": ("differs", "MSG_OOB: EOPNOTSUPP and a notice; SCM_RIGHTS and "

@@ -1,5 +1,7 @@
-"""An image as an ELF core file: what Linux writes when a process dumps core, so that
-`gdb PROGRAM core` shows the saved guest's registers, memory and backtrace.
+"""An ELF core file: what Linux writes when a process dumps core, so that `gdb PROGRAM core`
+shows the guest's registers, memory and backtrace. It is written from a CoreRecord
+(corerecord.py: what a core holds), made from a live process as it dies (crashdump.py) or from
+a saved image (of_image here, for `vsnap core IMAGE`).
 
 A core file is an ELF file of type ET_CORE with no sections, only program headers:
 
@@ -26,6 +28,7 @@ import struct
 
 from ..loader import (AT_ENTRY, AT_NULL, AT_PAGESZ, AT_PHDR, AT_PHENT, AT_PHNUM, Program,
                       _phdr_address, read_program)
+from ..corerecord import CoreRecord, Region
 from ..memory import PAGE, page_down, page_up
 from .codec import ImageError
 from .image import Image
@@ -48,45 +51,59 @@ SELECTORS = {"orig_rax": (1 << 64) - 1, "cs": 0x33, "ss": 0x2B, "ds": 0, "es": 0
 assert PRSTATUS.size == 336 and PRPSINFO.size == 136
 
 
-def write_core(img: Image, path: str, signal: int = 11) -> None:
-    """Write `img` as an ELF core file at `path` (atomically: a crash leaves no half core)."""
-    data = core_bytes(img, signal)
+def write_core(src: Image | CoreRecord, path: str, signal: int = 11) -> None:
+    """Write `src` (an image, or a record of a live process) as an ELF core file at `path`
+    (atomically: a crash leaves no half core)."""
+    data = core_bytes(src, signal)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
 
 
-def core_bytes(img: Image, signal: int = 11) -> bytes:
-    """The core file for `img`, as if the guest had been killed by `signal` where it stopped."""
+def of_image(img: Image) -> CoreRecord:
+    """What a core holds, from a saved image: text from the program file (checked to be the
+    one saved), the rest from the image's page runs."""
     prog = _program(img)
-    regions = [region_bytes(img, v, prog) for v in img.vmas]
-    stack = next(((v, b) for v, b in zip(img.vmas, regions) if v["kind"] == "stack"), None)
-    auxv, argv = _auxv_and_argv(prog, stack)
+    p = img.kernel["process"]
+    s = img.kernel["signals"]  # a SignalState (older images: a dict with the blocked "mask")
+    pending, blocked = (0, s["mask"]) if isinstance(s, dict) else (s.pending_mask, s.blocked)
+    regions = [Region(v["start"], v["end"], v["prot"], v["kind"], region_bytes(img, v, prog))
+               for v in img.vmas]
+    return CoreRecord(regions, img.registers, p["pid"], p["ppid"], p["pgid"], p["sid"],
+                      p["uid"], p["gid"], pending, blocked,
+                      p["exe"] or img.program["guest_path"] or img.program["path"], prog,
+                      img.program["path"])
+
+
+def core_bytes(src: Image | CoreRecord, signal: int = 11) -> bytes:
+    """The core file of `src`, as if the guest had been killed by `signal` where it stopped."""
+    rec = of_image(src) if isinstance(src, Image) else src
+    stack = next((r for r in rec.regions if r.kind == "stack"), None)
+    auxv, argv = _auxv_and_argv(rec.program, stack)
     notes = b"".join([
-        _note(NT_PRSTATUS, _prstatus(img, signal)),
-        _note(NT_PRPSINFO, _prpsinfo(img, argv)),
-        _note(NT_FPREGSET, fxsave(img.registers)),
+        _note(NT_PRSTATUS, _prstatus(rec, signal)),
+        _note(NT_PRPSINFO, _prpsinfo(rec, argv)),
+        _note(NT_FPREGSET, fxsave(rec.registers)),
         _note(NT_AUXV, b"".join(struct.pack("<QQ", k, v) for k, v in auxv)),
-        _note(NT_FILE, _nt_file(img, prog)),
+        _note(NT_FILE, _nt_file(rec)),
     ])
-    nph = 1 + len(img.vmas)
+    nph = 1 + len(rec.regions)
     note_at = EHDR.size + nph * PHDR.size
     at = page_up(note_at + len(notes))
     phdrs = [PHDR.pack(PT_NOTE, 0, note_at, 0, 0, len(notes), 0, 4)]
-    for v in img.vmas:
-        flags = (4 if v["prot"] & 1 else 0) | (2 if v["prot"] & 2 else 0) | \
-                (1 if v["prot"] & 4 else 0)
-        size = v["end"] - v["start"]
-        phdrs.append(PHDR.pack(PT_LOAD, flags, at, v["start"], 0, size, size, PAGE))
+    for r in rec.regions:
+        flags = (4 if r.prot & 1 else 0) | (2 if r.prot & 2 else 0) | (1 if r.prot & 4 else 0)
+        size = r.end - r.start
+        phdrs.append(PHDR.pack(PT_LOAD, flags, at, r.start, 0, size, size, PAGE))
         at += size
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)  # 64-bit, little-endian, v1, SysV
     head = EHDR.pack(ident, ET_CORE, EM_X86_64, 1, 0, EHDR.size, 0, 0, EHDR.size,
                      PHDR.size, nph, 64, 0, 0)
     out = bytearray(head + b"".join(phdrs) + notes)
     out += bytes(page_up(len(out)) - len(out))
-    for b in regions:
-        out += b
+    for r in rec.regions:
+        out += r.data
     return bytes(out)
 
 
@@ -117,22 +134,18 @@ def _note(kind: int, desc: bytes) -> bytes:
     return struct.pack("<III", len(name), len(desc), kind) + pad(name) + pad(desc)
 
 
-def _prstatus(img: Image, signal: int) -> bytes:
-    r, p = img.registers, img.kernel["process"]
-    regs = [r[n] if n in r else SELECTORS[n] for n in USER_REGS]
-    s = img.kernel["signals"]  # a SignalState (older images: a dict with the blocked "mask")
-    pending, blocked = (0, s["mask"]) if isinstance(s, dict) else (s.pending_mask, s.blocked)
-    return PRSTATUS.pack(signal, 0, 0, signal, pending, blocked, p["pid"], p["ppid"],
-                         p["pgid"], p["sid"], *[0] * 8, *regs, 1)
+def _prstatus(rec: CoreRecord, signal: int) -> bytes:
+    regs = [rec.registers[n] if n in rec.registers else SELECTORS[n] for n in USER_REGS]
+    return PRSTATUS.pack(signal, 0, 0, signal, rec.pending, rec.blocked, rec.pid, rec.ppid,
+                         rec.pgid, rec.sid, *[0] * 8, *regs, 1)
 
 
-def _prpsinfo(img: Image, argv: list[bytes]) -> bytes:
-    p = img.kernel["process"]
-    exe = p["exe"] or img.program["guest_path"] or img.program["path"]
-    name = os.path.basename(argv[0] if argv else exe.encode())
-    args = b" ".join(argv) if argv else exe.encode()
-    return PRPSINFO.pack(0, b"R", 0, 0, 0, p["uid"] & 0xFFFFFFFF, p["gid"] & 0xFFFFFFFF,
-                         p["pid"], p["ppid"], p["pgid"], p["sid"], name[:15], args[:79])
+def _prpsinfo(rec: CoreRecord, argv: list[bytes]) -> bytes:
+    exe = os.fsencode(rec.exe)
+    name = os.path.basename(argv[0] if argv else exe)
+    args = b" ".join(argv) if argv else exe
+    return PRPSINFO.pack(0, b"R", 0, 0, 0, rec.uid & 0xFFFFFFFF, rec.gid & 0xFFFFFFFF,
+                         rec.pid, rec.ppid, rec.pgid, rec.sid, name[:15], args[:79])
 
 
 def fxsave(r: dict) -> bytes:
@@ -152,7 +165,7 @@ def _auxv_and_argv(prog: Program, stack) -> tuple[list, list[bytes]]:
     overwritten, the essential entries are rebuilt from the program and no argv is known."""
     phdr = _phdr_address(prog)
     if stack is not None:
-        v, data = stack
+        data = stack.data
         words = struct.unpack(f"<{len(data) // 8}Q", data)
         key = struct.pack("<6Q", AT_PHDR, phdr, AT_PHENT, 56, AT_PHNUM, prog.phnum)
         at = data.find(key)
@@ -163,7 +176,7 @@ def _auxv_and_argv(prog: Program, stack) -> tuple[list, list[bytes]]:
             for j in range(i, len(words) - 1, 2):
                 auxv.append((words[j], words[j + 1]))
                 if words[j] == AT_NULL:
-                    return auxv, _argv(words, i, v["start"], data)
+                    return auxv, _argv(words, i, stack.start, data)
     return [(AT_PHDR, phdr), (AT_PHENT, 56), (AT_PHNUM, prog.phnum), (AT_PAGESZ, PAGE),
             (AT_ENTRY, prog.base + prog.entry), (AT_NULL, 0)], []
 
@@ -185,18 +198,18 @@ def _argv(words, i: int, base: int, data: bytes) -> list[bytes]:
     return []
 
 
-def _nt_file(img: Image, prog: Program) -> bytes:
+def _nt_file(rec: CoreRecord) -> bytes:
     """NT_FILE: count, page size, (start, end, offset in pages) per file mapping, then the
     file names. The program's mappings name its host path, so gdb can match the file."""
-    maps = []
-    for v in img.vmas:
-        if v["kind"] not in ("text", "data"):
+    prog, maps = rec.program, []
+    for r in rec.regions:
+        if r.kind not in ("text", "data"):
             continue
         for vaddr, memsz, offset, filesz, _ in prog.segments:
             lo = page_down(prog.base + vaddr)
-            if lo <= v["start"] < prog.base + vaddr + filesz:
-                maps.append((v["start"], v["end"], (page_down(offset) + v["start"] - lo) // PAGE))
+            if lo <= r.start < prog.base + vaddr + filesz:
+                maps.append((r.start, r.end, (page_down(offset) + r.start - lo) // PAGE))
                 break
-    names = b"".join(os.fsencode(img.program["path"]) + b"\0" for _ in maps)
+    names = b"".join(os.fsencode(rec.program_path) + b"\0" for _ in maps)
     return struct.pack(f"<QQ{3 * len(maps)}Q", len(maps), PAGE,
                        *[x for m in maps for x in m]) + names
