@@ -310,3 +310,53 @@ def test_ctrl_c_ends_the_watch(builds, tmp_path):
     assert err.splitlines()[0] == (
         "vsnap: --watch: the guest (pid 1000) was killed by SIGINT (Interrupt) after SIGINT "
         "from the host (as systemctl stop); the watch ends")
+
+
+# ------------------------------------------------------------------------------------------
+# real host clients: --watch --listen PORT
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_host_clients_stay_connected_across_a_restart(builds, tmp_path):
+    """The client runs natively on the host and talks TCP to 127.0.0.1:PORT, the activation
+    socket vsnap made for --listen PORT: the server crashes and is restarted, no connection
+    drops, and the transcript is the one the same client gets from the same server under
+    the native reference supervisor."""
+    require_native()
+    import sys
+    harness = pytest.importorskip("mudharness")
+    server, client = builds.get("watched", "glibc"), builds.get("watchclient", "glibc")
+    root = make_root(tmp_path / "r", server)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vsnap", "run", "--watch", "--listen",
+                             str(port), "--root", str(root), str(root / "prog")],
+                            stderr=subprocess.PIPE)
+    try:
+        under = subprocess.run([client, f"tcp:{port}", *CRASH], capture_output=True,
+                               timeout=120)
+        err = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert [line for line in err.splitlines() if line.startswith("vsnap:")] == [
+        "vsnap: --watch: the guest (pid 1000) was killed by SIGSEGV (Segmentation fault); "
+        "restarted as pid 1001 with LISTEN_FDS=3 (listen:client-1:client-2)",
+        "vsnap: --watch: the guest (pid 1001) exited with status 0 after STOPPING=1; the "
+        "watch ends"]
+    port = free_port()
+    devnull = open(os.devnull, "w")
+    sup = harness.FdStoreSupervisor([server], port, env={"PATH": "/bin"},
+                                    stderr=devnull).start()
+    try:
+        native = subprocess.run([client, f"tcp:{port}", *CRASH], capture_output=True,
+                                timeout=60)
+        sup.wait(30)
+    finally:
+        sup.stop()
+        devnull.close()
+    assert under.stdout == native.stdout
+    assert under.stdout.decode() == model(CRASH)[0]

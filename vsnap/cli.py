@@ -170,8 +170,9 @@ def parser() -> argparse.ArgumentParser:
 
 def _watch_options(p) -> None:
     p.add_argument("--watch", action="store_true", help="supervise the guest as systemd "
-                   "would (vsnap/watch.py): socket activation, the fd store at "
-                   "$NOTIFY_SOCKET, a restart when it ends (the stored fds handed back)")
+                   "would (vsnap/watch.py): socket activation (each --listen PORT a "
+                   "listening socket passed as fd 3..), the fd store at $NOTIFY_SOCKET, a "
+                   "restart when it ends (the stored fds handed back)")
     p.add_argument("--watch-socket", action="append", default=[], metavar="PATH",
                    help="with --watch: an AF_UNIX listening socket at PATH in the sandbox "
                    "(@NAME: abstract) passed to the guest as fd 3.. (repeatable)")
@@ -297,7 +298,7 @@ def cmd_run(a) -> int:
         env = [e for e in env if e.split("=", 1)[0] != kv.split("=", 1)[0]] + [kv]
     net = _net(a)
     program = _program_path(a.program)
-    watch = _watch(a, program, env)
+    watch = _watch(a, program, env, net)
     m = watch.machine if watch is not None else \
         Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory,
@@ -318,7 +319,7 @@ def cmd_run(a) -> int:
             watch.close()
 
 
-def _watch(a, program: str, env: list):
+def _watch(a, program: str, env: list, net):
     """`vsnap run --watch`: the Watch that makes the machine (vsnap/watch.py), or None."""
     if not a.watch:
         used = [o for o, v in (("--watch-socket", a.watch_socket),
@@ -331,13 +332,15 @@ def _watch(a, program: str, env: list):
         raise UsageError("vsnap: --watch with --save-at/--save-every/--exit: a watched run "
                          "cannot be saved yet (its fd store is not in images)")
     from .fdstore import DEFAULT_STORE_MAX
+    from .hostnet import parse_listen
     from .watch import Watch
     limit = DEFAULT_STORE_MAX if a.fdstore_max is None else a.fdstore_max
     if limit > 1000:
         raise UsageError(f"vsnap: --fdstore-max {limit}: at most 1000 (the guest's fds "
                          f"3.. must stay under RLIMIT_NOFILE, 1024)")
     return Watch(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
-                 env=env, unix_listen=a.watch_socket, fdstore_max=limit,
+                 env=env, unix_listen=a.watch_socket, net=net, fdstore_max=limit,
+                 listen=[parse_listen(t) for t in a.listen or ()],
                  restart=a.restart or "always", root=a.root, seed=a.seed,
                  max_memory=a.max_memory, max_processes=a.max_processes)
 

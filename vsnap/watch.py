@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import os
+import struct
 from collections import deque
 from dataclasses import replace
 
@@ -86,7 +87,7 @@ class Watch:
     """
 
     def __init__(self, program: str, args=(), *, env=None, argv0=None, unix_listen=(),
-                 fdstore_max: int = DEFAULT_STORE_MAX, restart: str = "always",
+                 listen=(), net=None, fdstore_max: int = DEFAULT_STORE_MAX, restart: str = "always",
                  notify_name: str = NOTIFY_NAME, **machine_kw):
         from .machine import DEFAULT_ENV, Machine
         if restart not in RESTART_POLICIES:
@@ -96,7 +97,8 @@ class Watch:
         self.base_env = [e for e in self.base_env if e.split("=", 1)[0] not in (
             "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET")]
         self.base_env.append(f"NOTIFY_SOCKET={notify_name}")
-        names = ["listen"] * len(unix_listen)
+        ports = list(listen)              # --listen's ports, in their order (net allows them)
+        names = ["listen"] * (len(ports) + len(unix_listen))
         m = Machine(program, args, argv0=argv0,
                     env=self.base_env + activation_env(GUEST_PID, names), **machine_kw)
         self.machine = m
@@ -111,6 +113,9 @@ class Watch:
         from .kernel.sockfile import FAMILIES
         family = FAMILIES[1]
         self.listeners: list[tuple[str, OpenFile]] = []
+        m.system.net = net
+        for port in ports:
+            self.listeners.append(("listen", self._inet_listener(p, port)))
         for path in unix_listen:
             self.listeners.append(("listen", self._unix_listener(p, family, path)))
         self.store = FdStore(m.system, family, limit=fdstore_max, name=notify_name,
@@ -126,6 +131,28 @@ class Watch:
         self.stop_signal: int | None = None
         m.system.host_signals = _HostQueue(self, m.system.host_signals)
         m.on_init_end = self.on_init_end
+
+    def _inet_listener(self, p, port: int) -> OpenFile:
+        """A listening TCP socket on the guest's 0.0.0.0:PORT, which --listen PORT makes a
+        real listener on the host's 127.0.0.1:PORT too (vsnap/hostnet.py); SO_REUSEADDR, as
+        systemd sets it on its stream sockets."""
+        from .inetaddr import AF_INET
+        from .kernel.sockcalls import new_file
+        from .kernel.sockfile import FAMILIES
+        family = FAMILIES[AF_INET]
+        sock = family.create(p, SOCK_STREAM, 0, SYSTEM_CRED)
+        sock.opts["reuseaddr"] = True
+        raw = struct.pack("<H", AF_INET) + struct.pack(">H", port) + bytes(12)
+        try:
+            family.bind(p, sock, raw)
+            family.listen(p, sock, SOMAXCONN)
+        except SyscallError as e:
+            sock.release()
+            raise UsageError(f"vsnap: --watch --listen {port}: cannot listen there ({e})") \
+                from None
+        f = new_file(p, sock, 0)
+        f.refs += 1
+        return f
 
     def _unix_listener(self, p, family, path: str) -> OpenFile:
         """A listening AF_UNIX stream socket at `path` in the sandbox ("@NAME": abstract),
