@@ -151,7 +151,10 @@ class VsnapLauncher(NativeLauncher):
         return super().start(self._argv(argv, port, cwd, extra), port, cwd)
 
     def supervise(self, argv, port, cwd, *, abstract=True) -> Running:
-        return super().start(self._argv(argv, port, cwd, ("--watch",)), port, cwd)
+        # Restart=on-failure, as tests/mudharness.py: the MUD's shutdown is an exit 0
+        # without STOPPING=1, which --watch's default (Restart=always) would restart
+        return super().start(self._argv(argv, port, cwd, ("--watch", "--restart",
+                                                            "on-failure")), port, cwd)
 
     def core_files(self, cwd: Path) -> list[Path]:
         """`--core FILE` writes a child's core as FILE.PID (README, Crashes)."""

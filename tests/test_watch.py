@@ -360,3 +360,22 @@ def test_host_clients_stay_connected_across_a_restart(builds, tmp_path):
         devnull.close()
     assert under.stdout == native.stdout
     assert under.stdout.decode() == model(CRASH)[0]
+
+
+def test_the_mud_keeps_its_players_under_watch(tmp_path):
+    """programs/mud (seed 000), written for systemd's fd store, under `vsnap run --watch
+    --listen PORT` with three real host players: it crashes, vsnap restarts it with the
+    listener and the three stored connections, and no player notices (tests/test_mud.py's
+    checks: every transcript equals a run that never went down)."""
+    require_native()
+    mud = pytest.importorskip("test_mud")
+    launcher = mud.make_launcher("vsnap-musl", tmp_path / "bin")
+    transcripts, at_restart, server = mud.run_supervised(launcher, tmp_path, abstract=True)
+    mud.check_unnoticed(launcher, tmp_path, transcripts, at_restart)
+    said = (tmp_path / "fdstore-abstract" / "vsnap.log").read_text().splitlines()
+    assert said == [
+        "vsnap: --watch: the guest (pid 1000) was killed by SIGSEGV (Segmentation fault); "
+        "restarted as pid 1001 with LISTEN_FDS=4 (listen:player-alice:player-bob:"
+        "player-carol)",
+        "vsnap: --watch: the guest (pid 1001) exited with status 0 (--restart on-failure); "
+        "the watch ends"]
