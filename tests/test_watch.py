@@ -15,6 +15,7 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -379,3 +380,25 @@ def test_the_mud_keeps_its_players_under_watch(tmp_path):
         "player-carol)",
         "vsnap: --watch: the guest (pid 1001) exited with status 0 (--restart on-failure); "
         "the watch ends"]
+
+
+def test_ctrl_c_reaches_a_restarted_guest_that_spins(builds, tmp_path):
+    """After a restart the running engine is the new process's: a host signal stops it even
+    in a loop without system calls (the threads that stop the CPU follow the machine's)."""
+    import signal
+    import sys
+    root = make_root(tmp_path / "r")
+    proc = subprocess.Popen([sys.executable, "-m", "vsnap", "run", "--watch", "--root",
+                             str(root), str(Path(__file__).parent / "guests" / "watch_spin.c")],
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stderr.readline() == b"crash\n"
+        assert b"restarted as pid 1001" in proc.stderr.readline()
+        assert proc.stderr.readline() == b"spin\n"
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    assert "after SIGINT from the host (as systemctl stop); the watch ends" in err
