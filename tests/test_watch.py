@@ -278,6 +278,21 @@ def test_start_limit_after_clean_exits_is_a_failure(builds, tmp_path):
         "the watch ends"]
 
 
+def test_listen_port_taken_on_the_host(builds, tmp_path):
+    """--watch --listen PORT with the host's port taken: one line, no traceback."""
+    root = make_root(tmp_path / "r", builds.get("watched"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        out = run_cli("run", "--watch", "--listen", str(port), "--root", str(root),
+                      str(root / "prog"))
+    assert out.status == 2
+    assert out.text().splitlines() == [
+        f"vsnap: --listen {port}: the host's 127.0.0.1:{port} cannot be taken (EADDRINUSE: "
+        f"the host's 127.0.0.1:{port}: Address already in use)"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--watch-socket", "/s"], "vsnap: --watch-socket is an option of --watch; add --watch"),
     (["--fdstore-max", "0"], "vsnap: --fdstore-max is an option of --watch; add --watch"),

@@ -87,8 +87,8 @@ class Watch:
     """
 
     def __init__(self, program: str, args=(), *, env=None, argv0=None, unix_listen=(),
-                 listen=(), net=None, fdstore_max: int = DEFAULT_STORE_MAX, restart: str = "always",
-                 notify_name: str = NOTIFY_NAME, **machine_kw):
+                 listen=(), net=None, fdstore_max: int = DEFAULT_STORE_MAX,
+                 restart: str = "always", notify_name: str = NOTIFY_NAME, **machine_kw):
         from .machine import DEFAULT_ENV, Machine
         if restart not in RESTART_POLICIES:
             raise ValueError(f"restart policy {restart!r}")
@@ -143,13 +143,17 @@ class Watch:
         sock = family.create(p, SOCK_STREAM, 0, SYSTEM_CRED)
         sock.opts["reuseaddr"] = True
         raw = struct.pack("<H", AF_INET) + struct.pack(">H", port) + bytes(12)
+        said: list[str] = []      # hostnet's notice of a host port taken: the error's line
+        notice, p.sys.notice = p.sys.notice, said.append
         try:
             family.bind(p, sock, raw)
             family.listen(p, sock, SOMAXCONN)
         except SyscallError as e:
             sock.release()
-            raise UsageError(f"vsnap: --watch --listen {port}: cannot listen there ({e})") \
-                from None
+            raise UsageError(said[0].split("; the guest")[0] if said else
+                             f"vsnap: --listen {port}: cannot listen there ({e})") from None
+        finally:
+            p.sys.notice = notice
         f = new_file(p, sock, 0)
         f.refs += 1
         return f
