@@ -178,6 +178,10 @@ def _watch_options(p) -> None:
                    "(@NAME: abstract) passed to the guest as fd 3.. (repeatable)")
     p.add_argument("--fdstore-max", type=_count0, default=None, metavar="N",
                    help="with --watch: FileDescriptorStoreMax (default 64)")
+    p.add_argument("--restart-from-checkpoint", action="store_true", help="with --watch: "
+                   "restart the guest from the last image it saved to its checkpoint "
+                   "template (sys_checkpoint, SIGCKPT), the live sockets put back in place "
+                   "of the saved ones (vsnap/watchimage.py)")
     p.add_argument("--restart", choices=("always", "on-failure"), default=None,
                    help="with --watch: Restart= (default always: an exit 0 ends the watch "
                    "only after STOPPING=1)")
@@ -323,7 +327,8 @@ def _watch(a, program: str, env: list, net):
     """`vsnap run --watch`: the Watch that makes the machine (vsnap/watch.py), or None."""
     if not a.watch:
         used = [o for o, v in (("--watch-socket", a.watch_socket),
-                               ("--fdstore-max", a.fdstore_max), ("--restart", a.restart))
+                               ("--fdstore-max", a.fdstore_max), ("--restart", a.restart),
+                               ("--restart-from-checkpoint", a.restart_from_checkpoint or None))
                 if v not in (None, [])]
         if used:
             raise UsageError(f"vsnap: {used[0]} is an option of --watch; add --watch")
@@ -341,7 +346,8 @@ def _watch(a, program: str, env: list, net):
     return Watch(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
                  env=env, unix_listen=a.watch_socket, net=net, fdstore_max=limit,
                  listen=[parse_listen(t) for t in a.listen or ()],
-                 restart=a.restart or "always", root=a.root, seed=a.seed,
+                 restart=a.restart or "always", from_checkpoint=a.restart_from_checkpoint,
+                 root=a.root, seed=a.seed,
                  max_memory=a.max_memory, max_processes=a.max_processes)
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import os
 import struct
+import time
 from collections import deque
 from dataclasses import replace
 
@@ -88,11 +89,14 @@ class Watch:
 
     def __init__(self, program: str, args=(), *, env=None, argv0=None, unix_listen=(),
                  listen=(), net=None, fdstore_max: int = DEFAULT_STORE_MAX,
-                 restart: str = "always", notify_name: str = NOTIFY_NAME, **machine_kw):
+                 restart: str = "always", notify_name: str = NOTIFY_NAME,
+                 from_checkpoint: bool = False, **machine_kw):
         from .machine import DEFAULT_ENV, Machine
         if restart not in RESTART_POLICIES:
             raise ValueError(f"restart policy {restart!r}")
         self.restart, self.fdstore_max = restart, fdstore_max
+        self.from_checkpoint = from_checkpoint      # --restart-from-checkpoint
+        self.since_ns = time.time_ns()              # images older than the watch are not its
         self.base_env = list(DEFAULT_ENV) if env is None else list(env)
         self.base_env = [e for e in self.base_env if e.split("=", 1)[0] not in (
             "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "NOTIFY_SOCKET")]
@@ -224,18 +228,59 @@ class Watch:
             if result.status == 0:
                 result.status = 1
             return False
+        image = None
+        if self.from_checkpoint:
+            from .watchimage import image_path
+            image = image_path(old, self.since_ns)
         killed = self._retire(m, old, result)
         clock.monotonic_ns = at
         self.store.sweep()
-        new = self._start(m)
-        self.restarts += 1
-        names = [n for n, _ in self.listeners] + [n for n, _ in self.store.items]
         group = f"; killed {len(killed)} other process{'es' if len(killed) != 1 else ''} " \
                 f"of it (KillMode=control-group)" if killed else ""
-        system.notice(f"vsnap: --watch: the guest (pid {old.task.pid}) {death}{group}; "
-                      f"restarted as pid {new.task.pid} with LISTEN_FDS={len(names)}"
-                      + (f" ({':'.join(names)})" if names else ""))
+        head = f"vsnap: --watch: the guest (pid {old.task.pid}) {death}{group}; restarted as pid"
+        if image is not None:
+            resumed = self._resume(m, *image)
+            if resumed is not None:
+                self.restarts += 1
+                system.notice(f"{head} {resumed}")
+                return True
+        names = [n for n, _ in self.listeners] + [n for n, _ in self.store.items]
+        new = self._start(m)
+        self.restarts += 1
+        system.notice(f"{head} {new.task.pid} with LISTEN_FDS={len(names)}"
+                      + (f" ({':'.join(names)})" if names else "")
+                      + (f" (not from a checkpoint: {self.fresh_why})" if image else ""))
         return True
+
+    def _resume(self, m, host: str | None, guest: str) -> str | None:
+        """--restart-from-checkpoint: the service from its last image, as a new process;
+        what the restart line says after "restarted as pid" (None: start from scratch,
+        self.fresh_why says why)."""
+        from . import watchimage
+        if host is None:
+            self.fresh_why = guest
+            return None
+        m2, why = watchimage.load(m, host)
+        if m2 is None:
+            self.fresh_why = f"{guest}: {why}"
+            return None
+        self.store.new_start()
+        p = self.spawn(m, self.prog, self.program_path, self.exe, self.argv, None)
+        live = [f for _, f in self.listeners] + [f for _, f in self.store.items]
+        replaced, hung = watchimage.become(p, m2, live)
+        known = {e.file.ops.sock.ino for e in p.fds.fds.values()
+                 if e.file.kind == "socket" and e.file.ops is not None}
+        gone = watchimage.forget(self.store, known)
+        system = m.system
+        system.processes[p.task.pid] = p
+        system.init = p
+        m._switch(p)
+        return (f"{p.task.pid} from {guest}: {replaced} live socket"
+                f"{'s' if replaced != 1 else ''} put back"
+                + (f", {hung} saved connection{'s' if hung != 1 else ''} closed (gone since)"
+                   if hung else "")
+                + (f", stored fds the image does not know closed ({':'.join(gone)})"
+                   if gone else ""))
 
     def _retire(self, m, old, result) -> list[int]:
         """The old main process is gone (vsnap, its parent, collects it at once), and the

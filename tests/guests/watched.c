@@ -13,6 +13,9 @@
  *   forget      FDSTOREREMOVE=1 for this client ("forgotten")
  *   fork        a child that sleeps (for KillMode=control-group) ("forked")
  *   bad         notify messages systemd ignores or refuses ("sent")
+ *   save        sys_checkpoint to its template (vsnap's <vsnap/checkpoint.h>): "saved", or
+ *               "no checkpoints here" natively; resumed from that image, it says so on its
+ *               stderr and answers nothing more to the save
  * A client that hangs up is closed here and left in the store (the supervisor drops it).
  * It never blocks: non-blocking accept and reads, a 1 ms sleep when nothing happened (no
  * poll, so it runs on any vsnap with sockets).
@@ -25,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -191,6 +195,15 @@ static int command(struct client *c, char *line)
             for (;;) sleep(1000);
         }
         say(c, pid > 0 ? "forked\n" : "fork failed\n");
+    } else if (!strcmp(line, "save")) {
+        /* vsnap's sys_checkpoint(CKPT_FREEZE, -1, -1, 1): 0 saved, 1 resumed from it */
+        long r = syscall(19280, 1, -1, -1, 1);
+        if (r == 1) {
+            fprintf(stderr, "resumed from the checkpoint with %d clients\n", ncl);
+            fflush(stderr);
+        } else {
+            say(c, r == 0 ? "saved\n" : "no checkpoints here\n");
+        }
     } else if (!strcmp(line, "bad")) {
         bad_messages();
         say(c, "sent\n");
