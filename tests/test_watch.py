@@ -417,3 +417,77 @@ def test_ctrl_c_reaches_a_restarted_guest_that_spins(builds, tmp_path):
         proc.wait()
     assert proc.returncode == 130
     assert "after SIGINT from the host (as systemctl stop); the watch ends" in err
+
+
+# ------------------------------------------------------------------------------------------
+# --restart-from-checkpoint
+
+def host_watch(builds, tmp_path, steps, *extra):
+    """vsnap run --watch --listen PORT EXTRA... with the client natively on the host: (the
+    client's transcript, vsnap's stderr lines, its status)."""
+    require_native()
+    import sys
+    server, client = builds.get("watched", "glibc"), builds.get("watchclient", "glibc")
+    root = make_root(tmp_path / "r", server)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vsnap", "run", "--watch", "--listen",
+                             str(port), *extra, "--root", str(root), str(root / "prog")],
+                            stderr=subprocess.PIPE)
+    try:
+        out = subprocess.run([client, f"tcp:{port}", *steps], capture_output=True,
+                             timeout=120)
+        err = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
+        proc.wait()
+    return out.stdout.decode(), err.splitlines(), proc.returncode
+
+
+def test_restart_from_checkpoint(builds, tmp_path):
+    """The server saves itself with two clients, a third comes, the server crashes: it comes
+    back from the image (it knows two clients, and says it was resumed), their live
+    connections put back in place of the saved sockets; the third, unknown to the image,
+    is closed (it sees the end of its connection)."""
+    steps = ["0+", "1+", "0:save", "2+", "0:echo x", "1:crash", "2?", "0:count", "1:echo y",
+             "0."]
+    transcript, err, status = host_watch(builds, tmp_path, steps,
+                                         "--restart-from-checkpoint")
+    assert status == 0, err
+    assert transcript == "".join(line + "\n" for line in [
+        "0< welcome client-1", "1< welcome client-2", "0> save", "0< saved",
+        "2< welcome client-3", "0> echo x", "0< x", "1> crash", "1< crashing", "2< EOF",
+        "0> count", "0< 2 clients", "1> echo y", "1< y", "0> stop", "0< stopping"])
+    assert "vsnap: --watch: the guest (pid 1000) was killed by SIGSEGV (Segmentation fault); " \
+        "restarted as pid 1001 from prog.ckpt: 3 live sockets put back, stored fds the " \
+        "image does not know closed (client-3)" in err
+    assert "resumed from the checkpoint with 2 clients" in err
+    assert "started with 2 stored" not in err     # not a fresh start
+
+
+def test_restart_from_checkpoint_closes_saved_connections_gone_since(builds, tmp_path):
+    """A client the image knows but the store no longer holds (FDSTOREREMOVE after the
+    save): its saved socket comes back closed by the peer, and the restored server sees its
+    end. (A TCP client that only hung up stays in the store, as on Linux: its socket reports
+    POLLRDHUP, not POLLHUP, so systemd keeps it too.)"""
+    steps = ["0+", "1+", "0:save", "1:forget", "0:crash", "1?", "0:echo after", "0."]
+    transcript, err, status = host_watch(builds, tmp_path, steps,
+                                         "--restart-from-checkpoint")
+    assert status == 0, err
+    assert "vsnap: --watch: the guest (pid 1000) was killed by SIGSEGV (Segmentation " \
+        "fault); restarted as pid 1001 from prog.ckpt: 2 live sockets put back, 1 saved " \
+        "connection closed (gone since)" in err
+    assert transcript.endswith("1< EOF\n0> echo after\n0< after\n0> stop\n0< stopping\n")
+    assert err.index("resumed from the checkpoint with 2 clients") < err.index("client-2 left")
+
+
+def test_restart_from_checkpoint_without_an_image_starts_fresh(builds, tmp_path):
+    """No image yet, or one of several processes (the clients beside the service are in a
+    whole-tree image): a fresh start, and the line says why."""
+    w = watch_run(builds, tmp_path, ["0+", "0:crash", "0:echo a", "0:save", "0:crash",
+                                     "0:echo b", "0."], from_checkpoint=True)
+    assert w.transcript.endswith("0> echo b\n0< b\n0> stop\n0< stopping\n")
+    assert [line.split("; restarted as pid ")[1] for line in w.restarts()] == [
+        "1002 with LISTEN_FDS=2 (listen:client-1) (not from a checkpoint: no image at "
+        "prog.ckpt)",
+        "1003 with LISTEN_FDS=2 (listen:client-1) (not from a checkpoint: prog.ckpt: it "
+        "holds several processes)"]
