@@ -15,7 +15,9 @@ socket, a stored fd) is replaced by the live one, so its clients, connected all 
 the restored server's again. A saved socket with no live counterpart (its client left, or
 FDSTOREREMOVE took it) comes back as closed by the peer. Stored fds the image does not know
 (clients that came after the save) cannot be handed to a process that will not read
-LISTEN_FDS again: they are closed, and their clients see the connection end.
+LISTEN_FDS again: they are closed, and their clients see the connection end. The clock is
+the running System's (it never goes back): a timer the image had armed keeps its deadline,
+so one that has passed since the save fires at once.
 """
 from __future__ import annotations
 
