@@ -154,6 +154,7 @@ class Player:
                     raise
                 time.sleep(0.02)
         self.name, self.data, self.eof, self.seen = name, b"", False, 0
+        self.quitted = False
         self.prompt()            # "Welcome to the MUD. What is your name?"
         self.do(name)
 
@@ -200,6 +201,7 @@ class Player:
         self.sock.close()
 
     def quit(self) -> None:
+        self.quitted = True
         self.send("quit")
         self.until_eof()
 
@@ -207,20 +209,33 @@ class Player:
         """Is the connection still open? (a peek: it reads nothing)"""
         if self.eof:
             return False
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(0)   # with a timeout, Python would wait for data before peeking
         try:
-            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+            return self.sock.recv(1, socket.MSG_PEEK) != b""
         except BlockingIOError:
             return True       # open, nothing to read
         except OSError:
             return False
+        finally:
+            self.sock.settimeout(timeout)
 
     def transcript(self) -> str:
         return self.data.decode(errors="replace")
 
 
+def act(player: Player, line: str) -> str:
+    """A player types LINE; print it and the answer (with what others did meanwhile)."""
+    answer = player.do(line)
+    print(f"[{player.name}] {line}")
+    print("".join(f"    {ln}\n" for ln in answer.removesuffix("> ").splitlines()), end="")
+    return answer
+
+
 def show_transcripts(players) -> None:
     for p in players:
-        state = "still connected" if p.connected() else "DISCONNECTED"
+        state = ("still connected" if p.connected() else
+                 "closed by the server after its quit" if p.quitted else "DROPPED")
         print(f"----- {p.name} ({state}) " + "-" * 40)
         print(p.transcript())
         print()
@@ -337,7 +352,7 @@ def draw_exec(ax, before: dict[int, str], after: dict[int, str], players: list[s
                     color="#b22222")
             for sx in (1, -1):   # the description crossed out: no fd refers to it any more
                 ax.plot([xd + 0.1, xd + dw - 0.1], [y - sx * h / 2.4, y + sx * h / 2.4],
-                        color="#b22222", linewidth=2)
+                        color="#b22222", linewidth=1.5, alpha=0.6)
     # an fd that only the new image has (none in a copyover, but say so if one appears)
     extra = sorted(set(after) - set(before))
     y = row[fds[-1]] - 1.3 if fds else -1
@@ -434,7 +449,10 @@ def gdb_backtrace(exe, core) -> str | None:
         return None
     p = subprocess.run(["gdb", "-batch", "-nx", "-ex", "bt", str(exe), str(core)],
                        capture_output=True, text=True, timeout=120)
-    return "\n".join(line for line in p.stdout.splitlines() if line.startswith("#"))
+    lines = p.stdout.splitlines()
+    # gdb shows frame #0 once as it loads the core, then the backtrace: keep the backtrace
+    last = max((i for i, line in enumerate(lines) if line.startswith("#0 ")), default=len(lines))
+    return "\n".join(line for line in lines[last:] if line.startswith("#"))
 
 
 def workdir() -> pathlib.Path:
@@ -443,3 +461,20 @@ def workdir() -> pathlib.Path:
     work = pathlib.Path(tempfile.mkdtemp(prefix="vsnap-notebook-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     return work
+
+
+def source(name: str, pattern: str) -> None:
+    """Print the lines of programs/mud/NAME.c that match PATTERN, with their numbers."""
+    for n, line in enumerate((MUD_DIR / f"{name}.c").read_text().splitlines(), 1):
+        if re.search(pattern, line):
+            print(f"{name}.c:{n:<4} {line.strip()}")
+
+
+def log_lines(server: Server, pattern: str = "", since: int = 0) -> int:
+    """Print the server's log lines from line SINCE on (those matching PATTERN); returns how
+    many lines the log has now, for the next call."""
+    lines = server.log().splitlines()
+    for line in lines[since:]:
+        if re.search(pattern, line):
+            print(line)
+    return len(lines)
