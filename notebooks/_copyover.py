@@ -9,10 +9,12 @@ registers, the picture of the fd table around exec, and the checks of the exerci
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -96,6 +98,7 @@ class Server:
         if under not in ("vsnap", "native"):
             raise ValueError(f"under={under!r}: 'vsnap' or 'native'")
         self.under, self.port = under, free_port()
+        self.killed = False
         self.dir = pathlib.Path(work) / label
         self.dir.mkdir(parents=True)
         for name in ("mud", "watcher"):
@@ -113,8 +116,11 @@ class Server:
             self.command = f"./{prog} {' '.join(args)}"
         env = dict(os.environ, PYTHONPATH=str(REPO))   # this repository's vsnap
         with open(self.dir / "server.log", "wb") as err:
+            # a session of its own: kill() ends the Watcher's MUD too, natively
             self.proc = subprocess.Popen(argv, cwd=self.dir, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=err)
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         start_new_session=True)
+        atexit.register(self.kill)   # nothing left listening when the notebook's kernel ends
 
     def log(self) -> str:
         """What the server wrote on stderr so far (the MUD's log, the Watcher's)."""
@@ -131,9 +137,16 @@ class Server:
             self.kill()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """End the server and whatever it started (once: the group's number is not ours
+        after that)."""
+        if self.killed:
+            return
+        self.killed = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
 
 class Dropped(AssertionError):
@@ -457,7 +470,6 @@ def gdb_backtrace(exe, core) -> str | None:
 
 def workdir() -> pathlib.Path:
     """A temporary folder for the notebook's servers, removed when the kernel stops."""
-    import atexit
     work = pathlib.Path(tempfile.mkdtemp(prefix="vsnap-notebook-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     return work
