@@ -99,6 +99,7 @@ class Server:
             raise ValueError(f"under={under!r}: 'vsnap' or 'native'")
         self.under, self.port = under, free_port()
         self.killed = False
+        self.script: list[tuple[str, str]] = []   # (player, line) as the players typed them
         self.dir = pathlib.Path(work) / label
         self.dir.mkdir(parents=True)
         for name in ("mud", "watcher"):
@@ -154,9 +155,13 @@ class Dropped(AssertionError):
 
 
 class Player:
-    """One player's TCP connection from the host: everything it ever received."""
+    """One player's TCP connection from the host: everything it ever received. Given a
+    Server (not a port), what the player types after its name is added to the server's script,
+    so that replay() can play it again."""
 
-    def __init__(self, port: int, name: str):
+    def __init__(self, server: "Server | int", name: str):
+        port = server.port if isinstance(server, Server) else server
+        self.script = None
         deadline = time.monotonic() + WAIT
         while True:
             try:
@@ -170,6 +175,8 @@ class Player:
         self.quitted = False
         self.prompt()            # "Welcome to the MUD. What is your name?"
         self.do(name)
+        if isinstance(server, Server):
+            self.script = server.script
 
     def _read(self) -> None:
         try:
@@ -201,6 +208,8 @@ class Player:
         return self.data[start:].decode(errors="replace")
 
     def send(self, line: str) -> None:
+        if self.script is not None:
+            self.script.append((self.name, line))
         self.sock.sendall(line.encode() + b"\n")
 
     def do(self, line: str) -> str:
@@ -490,3 +499,37 @@ def log_lines(server: Server, pattern: str = "", since: int = 0) -> int:
         if re.search(pattern, line):
             print(line)
     return len(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# "no player notices": the same script on a server that never goes down
+
+RESTART_LINES = re.compile(r"The world shimmers[^\n]*\n|\[watcher\][^\n]*\n(> )?"
+                           r"|The world settles again\.[^\n]*\n> ")
+
+
+def unnoticed(transcript: str) -> str:
+    """A transcript without the lines a restart adds (the copyover's, the Watcher's)."""
+    return RESTART_LINES.sub("", transcript)
+
+
+def replay(work: pathlib.Path, server: Server, players: list[str], skip: set[str],
+           under: str = "vsnap") -> dict[str, str]:
+    """Start a fresh MUD, connect PLAYERS in the same order, and play SERVER's script again
+    without the lines in SKIP (the commands that brought it down), each line waited for as the
+    first time; then shut it down. Each player's transcript."""
+    ref = Server(work, f"{server.dir.name}-replayed", "mud", "PORT", under=under)
+    try:
+        clients = {name: Player(ref.port, name) for name in players}
+        for name, line in server.script:
+            if line in skip:
+                continue
+            if line == "quit":
+                clients[name].quit()
+            else:
+                clients[name].do(line)
+        if ref.shutdown() != 0:
+            raise AssertionError(f"the replayed MUD did not exit 0:\n{ref.log()}")
+    finally:
+        ref.kill()
+    return {name: c.transcript() for name, c in clients.items()}
