@@ -374,6 +374,8 @@ def cmd_resume(a) -> int:
     m.system.net = net
     for w in warnings:
         _say(w)
+    from .snapshot.inetsockimage import reopen_host_listeners
+    reopen_host_listeners(m, _say)  # host sides of listeners: only with the same --listen
     if a.strace:
         m.system.strace = _say
     budget = None if a.max_instructions is None else m.instructions + a.max_instructions

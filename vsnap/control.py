@@ -55,6 +55,7 @@ class ControlServer:
         self.sock.listen(4)
         self.pending: Request | None = None
         self.closed = False
+        self.wake = None  # wakes a main loop waiting in real time on host sockets
         threading.Thread(target=self._serve, daemon=True, name="vsnap-control").start()
 
     def _serve(self) -> None:
@@ -72,6 +73,11 @@ class ControlServer:
                 except (ValueError, KeyError, TypeError, OSError):
                     continue
                 self.pending = req
+                if self.wake is not None:
+                    try:
+                        self.wake()
+                    except OSError:
+                        pass
                 # the main loop may be between two emu_start calls, where a stop request is
                 # forgotten: ask again until it has taken the request
                 while not req.done.wait(RETRY_STOP_S):

@@ -113,6 +113,8 @@ def _drive(m: Machine, plan: SavePlan, count: bool, max_instructions: int | None
             say(f"vsnap: warning: vsnap save cannot reach this run ({e})")
         if server is not None:
             m.on_stop = lambda machine: _serve_save(machine, server, say)
+            # a guest waiting on a host socket waits in select(): the request wakes it
+            server.wake = lambda: os.write(host.wake_w, b"!")
     try:
         return m.run(count=count, max_instructions=max_instructions)
     finally:

@@ -382,6 +382,8 @@ class Machine:
         if system.net is not None and system.net.waiting():
             from .hostnet import wait_parked  # a host socket may end a wait: wait for it
             wait_parked(system, t)
+            if self.on_stop is not None:  # a `vsnap save` may have woken the wait
+                return self.on_stop(self)
             return None
         if t is not None:
             clock = system.clock

@@ -69,6 +69,10 @@ NOT_PRESERVED = [
     "processes and a vfork child running in its parent's memory (both refused).",
     "Pipes live in vsnap, never on the host: each is saved once, with the bytes it holds "
     "page by page, and its ends come back shared by the same descriptors.",
+    "Sockets between guest processes (AF_UNIX, loopback TCP and UDP) live in vsnap too: each "
+    "is saved once with its peer, name, options and receive queue (bytes, credentials, "
+    "descriptors in flight), as CRIU's sk-unix images. A connection to the host cannot "
+    "follow an image: it is recorded, and a resumed guest finds it reset by the peer.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]

@@ -18,7 +18,8 @@ from typing import Callable
 from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
-from . import inodes, named, pipeimage
+from . import inodes, named, pipeimage, sockimage  # noqa: F401
+from . import inetsockimage, unixsockimage  # noqa: F401  (the families register themselves)
 from .inodes import CannotSave
 
 
@@ -41,6 +42,9 @@ class Saving:
     inode_of: dict = field(default_factory=dict)  # id(OpenFile) -> inode record index
     fifos: set = field(default_factory=set)       # FIFOs whose waiting bytes are saved already
     pipes: list = field(default_factory=list)     # the pipes, in the order fds.json lists them
+    sockets: list = field(default_factory=list)   # the sockets, in the order fds.json lists them
+    socket_index: dict = field(default_factory=dict)  # id(Socket) -> its index
+    desc_index: dict = field(default_factory=dict)    # id(OpenFile) -> its description index
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Restoring:
     m: object
     opened: inodes.Opened
     pipes: dict = field(default_factory=dict)     # index in fds.json -> the pipe made again
+    socket_records: list = field(default_factory=list)  # fds.json's checked socket records
+    sockets: list | None = None                   # the sockets made again, by index
 
 
 # files and directories of the root -----------------------------------------------------------
@@ -156,6 +162,10 @@ KINDS: dict[str, Kind] = {
     # fds.json's "pipes", shared by its ends' descriptions (pipeimage.py)
     "pipe": Kind(save=pipeimage.save_pipe, parse=pipeimage.parse_pipe,
                  restore=pipeimage.restore_pipe),
+    # a socket (kernel/sockfile.py): the socket, its queue and peer are one record in
+    # fds.json's "sockets", which may lead to more sockets and descriptions in flight
+    "socket": Kind(save=sockimage.save_socket, parse=sockimage.parse_socket,
+                   restore=sockimage.restore_socket, check=sockimage.check),
 }
 
 
@@ -181,17 +191,19 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
         for f in q.fds.descriptions():
             if not any(f is d for d in descs):
                 descs.append(f)
+    # the sockets, and the descriptions in flight in their queues (held by no fd)
+    sockets = sockimage.reach(descs)
     for f in descs:
         kind = KINDS.get(f.kind)
         if kind is None or f.stream not in kind.streams:
-            fd = next(n for q in procs for n, e in sorted(q.fds.fds.items()) if e.file is f)
+            fd = next((f"fd {n}" for q in procs for n, e in sorted(q.fds.fds.items())
+                       if e.file is f), "a description in flight in a socket's queue")
             what = f"a {f.kind}" + (f" ({f.stream})" if f.stream else "")
-            if f.kind == "socket":   # its queues, peer and fds in flight would be lost
-                raise CannotSave(f"vsnap cannot save sockets yet: fd {fd} is {f.path}; "
-                                 f"close it before the checkpoint")
-            raise CannotSave(f"vsnap: cannot save this guest: fd {fd} is {what} open on "
+            raise CannotSave(f"vsnap: cannot save this guest: {fd} is {what} open on "
                              f"{f.path}, which vsnap cannot checkpoint yet")
-    ctx = Saving(m, parts)
+    ctx = Saving(m, parts, sockets=sockets)
+    ctx.socket_index = {id(s): i for i, s in enumerate(sockets)}
+    ctx.desc_index = {id(f): i for i, f in enumerate(descs)}
     records, ctx.inode_of, opened = inodes.save(
         m, [f for f in descs if KINDS[f.kind].host(f)], parts)
     try:
@@ -212,11 +224,14 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
             r.close()
         raise
     return {"inodes": records, "descriptions": out, "fds": fds, "highest_fd": table.high,
-            "locks": locks, "pipes": pipeimage.saved_pipes(ctx), "tables": tables}, opened
+            "locks": locks, "pipes": pipeimage.saved_pipes(ctx),
+            "sockets": sockimage.saved_sockets(ctx, m),
+            "socket_system": sockimage.saved_system(ctx, m), "tables": tables}, opened
 
 
-def parse(r, d, parts: dict) -> tuple[list, list, list]:
-    """(inodes, descriptions, fds) of fds.json, every field checked (r is a fields.Reader)."""
+def parse(r, d, parts: dict) -> tuple[list, list, list, list]:
+    """(inodes, descriptions, fds, sockets) of fds.json, every field checked (r is a
+    fields.Reader)."""
     d = r.obj(d, ".")
     recs = inodes.parse(r, r.key(d, "inodes", ""), parts)
     ctx = Parsing(parts, recs, pipeimage.parse_pipes(r, d.get("pipes")))
@@ -234,6 +249,8 @@ def parse(r, d, parts: dict) -> tuple[list, list, list]:
         rec.update(kind.parse(r, raw, path, ctx))
         descs.append(rec)
     pipeimage.check_counts(r, descs, ctx.pipes)
+    sockets = sockimage.parse_sockets(r, d.get("sockets"), descs, d.get("socket_system"))
+    sockimage.attach(r, descs, sockets)
     used = {d["inode"] for d in descs if "inode" in d}
     if used != set(range(len(recs))):
         r.fail("inodes", "an inode that no description uses")
@@ -248,7 +265,7 @@ def parse(r, d, parts: dict) -> tuple[list, list, list]:
         fds.append({"fd": fd, "cloexec": r.bool(r.key(e, "cloexec", path), path),
                     "description": r.int(r.key(e, "description", path), path, 0,
                                          len(descs) - 1)})
-    return recs, descs, fds
+    return recs, descs, fds, sockets
 
 
 def restore(m, img) -> list[OpenFile]:
@@ -258,11 +275,14 @@ def restore(m, img) -> list[OpenFile]:
     opened = inodes.Opened(m.vfs, img.inodes, img.descriptions, img.blobs)
     files: list[OpenFile] = []
     try:
-        ctx = Restoring(m, opened)
+        socks = img.sockets if img.sockets is not None else []
+        ctx = Restoring(m, opened, socket_records=socks)
         for d in img.descriptions:
             f = OpenFile(d["kind"], d["path"], d["flags"], d["offset"], stream=d["stream"])
             files.append(f)
             KINDS[d["kind"]].restore(f, d, ctx)
+        if img.sockets is not None:   # queues: their descriptions in flight exist now
+            sockimage.finish(ctx, files)
         opened.finish(m.system.inodes)
     except BaseException:
         for f in files:

@@ -58,6 +58,7 @@ class Image:
     locks: dict        # fds.json's file locks and highest fd (see _locks)
     written_by: str | None = None   # the vsnap version in the manifest (None: an older image)
     tree: dict | None = None   # the other processes, the table (snapshot/tree.py); None: older
+    sockets: list | None = None   # fds.json's socket records (snapshot/sockimage.py)
 
     def saved_bytes(self, v: dict, start: int, end: int) -> bytes:
         """Bytes [start, end) of the saved region `v` (one whose source is the image) as the
@@ -76,7 +77,7 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
     prog = _program(Reader(where, "manifest.json"), manifest.get("program"))
     regs, kernel, vmas, brk_start, brk = _process(parts, where)
     fds_part = load_json_part(parts, "fds.json", where)
-    inodes, descs, fds = descriptions.parse(Reader(where, "fds.json"), fds_part, parts)
+    inodes, descs, fds, sockets = descriptions.parse(Reader(where, "fds.json"), fds_part, parts)
     locks = _locks(Reader(where, "fds.json"), fds_part, descs)
     mapped.check_descriptions(Reader(where, "memory.json"), vmas, descs)
     blobs = {n: b for n, b in parts.items() if n.startswith(("memory/", "files/"))}
@@ -85,7 +86,7 @@ def parse(manifest: dict, parts: dict[str, bytes], where: str) -> Image:
         written_by = Reader(where, "manifest.json").str(written_by, "vsnap", 100)
     procs = tree.parse(parts, where, len(descs), kernel["process"]["pid"], parse_process)
     return Image(where, prog, regs, vmas, brk_start, brk, descs, fds, kernel, blobs, inodes,
-                 locks, written_by, procs)
+                 locks, written_by, procs, sockets)
 
 
 def parse_process(parts: dict[str, bytes], where: str) -> dict:

@@ -114,6 +114,7 @@ def _summary(img: Image) -> str:
         f"{len(img.inodes)} inode{'' if len(img.inodes) == 1 else 's'} of the root behind "
         f"them ({sum(r['name'] is None for r in img.inodes)} deleted while open)",
         *_pipe_summary(img),
+        *_socket_summary(img),
         f"terminal     {ttyimage.describe(k.get('terminal'))}",
         *([f"processes    {len(img.tree['table'].processes())} (the first one's parts are "
            f"the ones above; vsnap inspect IMAGE tree draws them all)"]
@@ -148,7 +149,47 @@ def _fds(img: Image) -> str:
         note += _inode_note(img, e, d)
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
-    return "\n".join(lines + _pipe_lines(img) + _lock_lines(img))
+    return "\n".join(lines + _pipe_lines(img) + _socket_lines(img) + _lock_lines(img))
+
+
+def _socket_summary(img: Image) -> list[str]:
+    from .sockimage import queued
+    recs = img.sockets or []
+    if not recs:
+        return []
+    nbytes = sum(queued(r)[0] for r in recs)
+    nfds = sum(queued(r)[2] for r in recs)
+    return [f"sockets      {len(recs)}, holding {nbytes} bytes and {nfds} descriptors in "
+            f"flight, saved with the image (vsnap inspect IMAGE fds)"]
+
+
+def _socket_lines(img: Image) -> list[str]:
+    """Each socket once: kind, type, state, name, peer, what its queue holds, and who holds
+    it (fds of the first process, another process's, a queue it is in flight in, a
+    listener's backlog)."""
+    from .sockimage import describe
+    recs = img.sockets or []
+    if not recs:
+        return []
+    held = {d["socket"]: i for i, d in enumerate(img.descriptions) if d["kind"] == "socket"}
+    tables = [(img.kernel["process"]["pid"], img.fds)] + [
+        (rec["pid"], rec["fds"]) for rec in ((img.tree or {}).get("processes") or [])[1:]]
+    flight = {x: j for j, r in enumerate(recs) for q in r["queue"]
+              for x in (q.get("fds") or ())}
+    backlog = {q["embryo"]: j for j, r in enumerate(recs) for q in r["queue"] if "embryo" in q}
+    out = []
+    for i in range(len(recs)):
+        desc = held.get(i)
+        where = [f"pid {pid} fd {e['fd']}" for pid, fds in tables for e in fds
+                 if desc is not None and e["description"] == desc]
+        if desc is not None and desc in flight:
+            where.append(f"in flight to socket:[{recs[flight[desc]]['ino']}]")
+        if i in backlog:
+            where.append(f"waiting in the backlog of socket:[{recs[backlog[i]]['ino']}]")
+        if recs[i]["dead"]:
+            where.append("closed")
+        out.append(f"  {describe(recs, i)} ({'; '.join(where) or 'held by nothing'})")
+    return ["", "Sockets:", *out]
 
 
 def _pipe_summary(img: Image) -> list[str]:
@@ -232,6 +273,9 @@ def _state(img: Image, d: dict):
     if d.get("kind") == "pipe":  # what waits in it
         from .pipeimage import buffered
         return {"size": buffered(d["pipe_record"])}
+    if d.get("kind") == "socket":  # what waits in its queue
+        from .sockimage import queued
+        return {"size": queued(d["socket_record"])[0]}
     if "inode" not in d:
         return None
     rec = img.inodes[d["inode"]]
@@ -304,8 +348,10 @@ def _signal_names(mask: int) -> str:
 
 def as_json(img: Image, view: str) -> str:
     if view == "fds":
-        obj = {"inodes": img.inodes, "descriptions": img.descriptions, "fds": img.fds,
-               "locks": img.locks}
+        obj = {"inodes": img.inodes, "descriptions": [
+                   {k: v for k, v in d.items() if k != "socket_record"}
+                   for d in img.descriptions], "fds": img.fds, "locks": img.locks,
+               "sockets": img.sockets or []}
     elif view == "mems":
         obj = {"vmas": [{k: v for k, v in x.items()} for x in img.vmas],
                "brk_start": img.brk_start, "brk": img.brk}

@@ -64,7 +64,7 @@ def record(m, procs: list, fds: dict) -> dict:
     out = []
     for q in procs:
         rec = {"pid": q.task.pid, "parked": q.blocked is not None,
-               "memo": None if q.memo is None else [list(q.memo[0]), q.memo[1]],
+               "memo": None if q.memo is None else [list(q.memo[0]), _memo(q.memo[1])],
                # a vfork parent's call returns this child's pid when it runs again
                "vfork_child": q.vfork_child, "execd": q.execd}
         if q is not system.init:
@@ -75,6 +75,14 @@ def record(m, procs: list, fds: dict) -> dict:
             "forked": system.forked,
             "child_times": [[pid, u, s] for pid, (u, s) in sorted(system.child_times.items())],
             "processes": out}
+
+
+def _memo(value):
+    """A parked call's memo: a number (a sleep's end), or a socket call's progress."""
+    if isinstance(value, dict):
+        from .sockimage import memo_record
+        return memo_record(value)
+    return value
 
 
 def save_others(m, procs: list, parts: dict, memory, registers, kernel, program) -> None:
@@ -135,8 +143,13 @@ def parse(parts: dict, where: str, ndescs: int, first_pid: int, parse_one) -> di
             key = r.list(memo[0] if memo else None, path + ".memo[0]", 2)
             if len(memo) != 2 or len(key) != 2:
                 r.fail(path + ".memo", "expected [[number, address], value]")
+            if isinstance(memo[1], dict):  # a socket call's progress (kernel/sockfile.py)
+                from .sockimage import parse_memo
+                value = parse_memo(r, memo[1], path + ".memo[1]")
+            else:
+                value = r.int(memo[1], path + ".memo", 0, (1 << 63) - 1)
             memo = ((r.int(key[0], path + ".memo", 0, 1 << 16), r.int(key[1], path + ".memo")),
-                    r.int(memo[1], path + ".memo", 0, (1 << 63) - 1))
+                    value)
         vchild = raw.get("vfork_child")
         rec = {"pid": pid, "parked": r.bool(r.key(raw, "parked", path), path + ".parked"),
                "memo": memo, "execd": r.bool(raw.get("execd", False), path + ".execd"),
