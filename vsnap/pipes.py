@@ -12,6 +12,14 @@ The pipe keeps no process references. A scheduler parks a reader until `readable
 writer until `writable()` (the conditions Linux's pipe_readable/pipe_writable wake on), and
 re-checks them when it picks who runs next. Counts of open read and write ends are of open
 file descriptions: pipe() makes one of each; dup and fork share them and change no count.
+
+For epoll (waitq.py), the pipe wakes its two wait queues where Linux 6.x does once anything
+has polled it: `rd_wait` (the read ends' watchers) on every write(2) attempt with bytes, key
+POLLIN (a write into a readable pipe is news to an edge-triggered reader; so is one that
+failed EAGAIN or EPIPE, as pipe_write's exit path wakes anyway); `wr_wait` when a read frees
+a page of a full pipe and when F_SETPIPE_SZ may have made room, key POLLOUT; and both, key 0,
+when the last end of one kind closes while the other kind is still open. Not modelled: the
+extra wakes of a blocking read or write that waited (wake_next_reader/writer).
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import binascii
 
 from .abi import errno as E
 from .errors import SyscallError
+from .waitq import WaitQueue
 
 PAGE_SIZE = 4096
 PIPE_BUF = 4096                  # writes up to this many bytes are atomic (pipe(7))
@@ -77,6 +86,8 @@ class Pipe:
         self.pages = size // PAGE_SIZE   # the slots writes may fill (Linux's max_usage)
         self.readers = readers
         self.writers = writers
+        self.rd_wait = WaitQueue()       # epoll items watching a read end (not saved)
+        self.wr_wait = WaitQueue()       # ... and a write end
 
     # -- the ends ----------------------------------------------------------------------------
 
@@ -95,6 +106,9 @@ class Pipe:
             self.readers -= 1
         else:
             self.writers -= 1
+        if (self.readers == 0) != (self.writers == 0):  # pipe_release: the other side hears
+            self.rd_wait.wake(0)
+            self.wr_wait.wake(0)
 
     # -- what poll, FIONREAD and F_GETPIPE_SZ see --------------------------------------------
 
@@ -154,6 +168,7 @@ class Pipe:
                 raise SyscallError(E.EAGAIN, "pipe is empty")
             raise WouldBlock()
         out = bytearray()
+        wake_writer = False
         while self.slots and len(out) < n:
             slot = self.slots[0]
             take = min(n - len(out), len(slot.data))
@@ -161,9 +176,12 @@ class Pipe:
             del slot.data[:take]
             slot.offset += take
             if slot.packet or not slot.data:
+                wake_writer |= self.full
                 del self.slots[0]            # an emptied page is released
             if slot.packet:
                 break
+        if wake_writer:                      # a page freed in a full pipe: room for writers
+            self.wr_wait.wake(POLLOUT | POLLWRNORM)
         return bytes(out)
 
     def write_some(self, data: bytes, merge: bool = True, packet: bool = False) -> int:
@@ -185,6 +203,12 @@ class Pipe:
         """
         if not data:
             return 0
+        try:
+            return self._write_some(data, merge, packet)
+        finally:  # every attempt with bytes wakes the readers' watchers (see the top)
+            self.rd_wait.wake(POLLIN | POLLRDNORM)
+
+    def _write_some(self, data: bytes, merge: bool, packet: bool) -> int:
         if self.readers == 0:
             raise BrokenPipe()
         taken = 0
@@ -230,6 +254,7 @@ class Pipe:
         if pages < len(self.slots):
             raise SyscallError(E.EBUSY, f"pipe holds {len(self.slots)} pages, more than {pages}")
         self.pages = pages
+        self.wr_wait.wake(0)                 # this may have made room for writers
         return size
 
     # -- checkpoint images -------------------------------------------------------------------

@@ -54,6 +54,7 @@ class System:
         self.wait_for_host_signal = lambda: False  # the CLI blocks here for pause()
         self.inodes: dict[tuple[int, int], int] = {}  # host (dev, ino) -> guest inode number
         self.next_pipe_ino = 8192  # the next pipe's inode (kernel/pipefile.py FIRST_INO)
+        self.eventfd_ids: set[int] = set()  # eventfd-id numbers in use (kernel/eventfd.py)
         self.ctimes: dict[int, int] = {}  # guest inode -> virtual time of its last status change
         self.syscall_count = 0
         self.unknown_reported: set[int] = set()

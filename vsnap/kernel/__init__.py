@@ -9,6 +9,7 @@ from . import anonfile, fifo, opath, prctl, privileged  # noqa: F401
 from . import ckpt, exec, fork, pipecalls  # noqa: F401
 from . import sockcalls, sockopts  # noqa: F401
 from . import inetfamily  # noqa: F401
+from . import epoll, eventfd  # noqa: F401
 from ..errors import GuestExit
 from .core import Capture, Console, Process
 from .registry import SYSCALLS

@@ -180,6 +180,8 @@ def _chown_host(target) -> None:
 
 
 def _chown_file(p, f, uid: int, gid: int) -> int:
+    if getattr(f.ops, "chown", None) is not None:  # eventfd, epoll: the anonymous inode
+        return f.ops.chown(p, f, uid, gid)
     _chown_ok(p, uid, gid)
     if f.kind in ("file", "dir") and f.host_fd is not None:
         _chown_host(f.host_fd)

@@ -11,7 +11,7 @@ from ..abi import consts as C
 from ..abi import errno as E
 from ..abi import structs
 from ..access import MAY_READ
-from ..errors import SyscallError
+from ..errors import Blocked, SyscallError
 from ..fdtable import OpenFile
 from . import perm
 from . import devices, procfs, virtual
@@ -125,7 +125,7 @@ def status_flags(f: OpenFile) -> int:
     64-bit to everything it opens (not to the inherited pipes and terminal, nor to an O_PATH
     descriptor, which is never opened for I/O)."""
     inherited = f.kind == "console" and f.stream != "tty"
-    made = f.kind in ("path", "pipe", "socket")  # made without open(): pipe(), socket()
+    made = f.kind == "path" or f.ops is not None  # pipe(), eventfd()... make theirs without open()
     return f.flags | (0 if inherited or made else C.O_LARGEFILE)
 
 
@@ -257,8 +257,28 @@ def _iovecs(p, iov: int, iovcnt: int) -> list[tuple[int, int]]:
 def sys_writev(p, fd, iov, iovcnt):
     """ssize_t writev(int fd, const struct iovec *iov, int iovcnt);"""
     f = p.fds.get(s32(fd))
+    if getattr(f.ops, "write_per_buffer", False):  # a .write without .write_iter (eventfd)
+        return _write_each(p, f, _iovecs(p, iov, iovcnt))
     data = b"".join(p.read(base, length) for base, length in _iovecs(p, iov, iovcnt))
     return write_file(p, f, data)
+
+
+def _write_each(p, f, iovs) -> int:
+    """Linux's do_loop_readv_writev: one write per buffer, stopping at the first error or
+    short one (an error after some bytes: their count). A wait after some bytes returns
+    their count (Linux would wait; vsnap cannot park half way through the call)."""
+    total = 0
+    for base, length in iovs:
+        try:
+            n = write_file(p, f, p.read(base, length))
+        except (SyscallError, Blocked):
+            if total:
+                return total
+            raise
+        total += n
+        if n < length:
+            break
+    return total
 
 
 @syscall("readv", "fd ptr int")
@@ -293,7 +313,10 @@ def _seekable(f: OpenFile) -> OpenFile:
 @syscall("lseek", "fd int whence")
 def sys_lseek(p, fd, offset, whence):
     """off_t lseek(int fd, off_t offset, int whence);"""
-    f = _seekable(p.fds.get(s32(fd)))
+    f = p.fds.get(s32(fd))
+    if getattr(f.ops, "llseek", None) is not None:  # eventfd, epoll: noop_llseek
+        return f.ops.llseek(p, f, s64(offset), s32(whence))
+    f = _seekable(f)
     offset, whence = s64(offset), s32(whence)
     if f.kind in ("null", "dev"):
         return 0  # Linux's devices stay at 0 (null_lseek, noop_llseek)

@@ -175,6 +175,12 @@ class PipeEnd:
         """readlink(/proc/self/fd/N)."""
         return f"pipe:[{self.pipe.ino}]"
 
+    def wait_queues(self, f) -> list:
+        """What an epoll item on this end listens on (kernel/epoll.py): pipe_poll waits on
+        the readers' queue for a read end, the writers' for a write end."""
+        return [q for q, end in ((self.pipe.rd_wait, self.reading),
+                                 (self.pipe.wr_wait, self.writing)) if end]
+
     def poll(self, p, f) -> int:
         mask = 0
         if self.reading:

@@ -6,10 +6,17 @@ files without a poll method do (DEFAULT_POLLMASK: always readable and writable):
 files, directories, /dev/null, /proc files. The console asks the host when it is vsnap's own
 terminal; a captured console (Capture) always has input or end-of-file, so it is readable.
 
-Only the console can become ready later (one process, no pipes yet). With nothing ready, a
-wait on the console waits for the host's stdin; any other wait is a sleep on the virtual
-clock: the timeout passes at once, as in nanosleep, and a signal (a timer firing on the way)
-cuts it short with EINTR. Waiting forever on nothing is pause() (kernel/signal.py).
+A description with `ops` answers for itself: `f.ops.poll(p, f)` -> the poll mask, when its
+ops have a poll method (pipes, eventfd, epoll, sockets), so a new kind needs no edit here.
+
+With nothing ready, a wait on the console waits for the host's stdin. With other guest
+processes, the call parks (errors.Blocked) until a re-scan finds a descriptor ready (another
+process wrote to the pipe, closed its end...), a signal can be delivered (EINTR), or the
+timeout passes on the virtual clock; the parked call runs again from scratch, so its end
+time is remembered across the retries (Process.remember). Alone, nothing can change what it
+waits on: the wait is a sleep on the virtual clock (the timeout passes at once, as in
+nanosleep) that a signal (a timer firing on the way) cuts short with EINTR. Waiting forever
+on nothing is pause() (kernel/signal.py).
 """
 from __future__ import annotations
 
@@ -18,12 +25,12 @@ import struct
 
 from ..abi import errno as E
 from ..abi import syscalls
-from ..errors import SyscallError
+from ..errors import Blocked, SyscallError
 from ..fdtable import MAX_FDS
 from .fsutil import s32
 from .registry import syscall
 from .sigframe import RESTART_NOHAND
-from .signal import NS, fire_timers, wait_for_signal
+from .signal import NS, fire_timers, wait_forever
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLRDBAND, POLLWRNORM, POLLWRBAND = 0x40, 0x80, 0x100, 0x200
@@ -57,16 +64,19 @@ def _console_ready(p, f) -> int:
     return events[0][1] & ~POLLNVAL if events else 0
 
 
-# kind -> readiness(kernel, description) -> poll mask; a kind not listed is always ready
-READINESS = {"console": _console_ready, "pipe": lambda p, f: f.ops.poll(p, f),
-             "socket": lambda p, f: f.ops.poll(p, f)}
-# kinds whose readiness can change while the guest waits (only the terminal, for now)
+# kind -> readiness(kernel, description) -> poll mask, for kinds without ops; a description
+# whose ops have a poll method answers with it; anything else is always ready
+READINESS = {"console": _console_ready}
+# kinds whose readiness can change by the host while the guest waits (only the terminal)
 WAITABLE = {"console"}
 
 
 def readiness(p, f) -> int:
     fn = READINESS.get(f.kind)
-    return DEFAULT_POLLMASK if fn is None else fn(p, f)
+    if fn is not None:
+        return fn(p, f)
+    poll = getattr(f.ops, "poll", None)
+    return DEFAULT_POLLMASK if poll is None else poll(p, f)
 
 
 def _input_can_wake(p, wants_input) -> bool:
@@ -84,11 +94,18 @@ def _console_wait(p, timeout: float | None) -> str:
     return "data" if ready else "timeout"
 
 
-def wait_ready(p, scan, wants_input, timeout_ns: int | None) -> int:
-    """Call scan() (-> count of ready descriptors) until it finds some, the timeout passes
-    (0), or a signal can be delivered (EINTR). timeout_ns None waits forever."""
+def deadline(p, timeout_ns: int | None) -> int | None:
+    """The virtual time a wait of `timeout_ns` ends (None: never), fixed by the first try
+    of the call: a parked call that runs again keeps it."""
+    return None if timeout_ns is None else p.remember(p.sys.clock.monotonic_ns + timeout_ns)
+
+
+def wait_ready(p, scan, wants_input, end: int | None, what: str = "poll") -> int:
+    """Call scan() (-> count of ready descriptors; it must change nothing the guest sees, as
+    the scheduler calls it to learn whether a parked call can go on) until it finds some, the
+    virtual time `end` passes (0), or a signal can be delivered (EINTR). end None: forever."""
     sig = p.signals
-    end = None if timeout_ns is None else p.remember(p.sys.clock.monotonic_ns + timeout_ns)
+    clock = p.sys.clock
     while True:
         count = scan()
         if count:
@@ -96,53 +113,81 @@ def wait_ready(p, scan, wants_input, timeout_ns: int | None) -> int:
         p.take_host_signals()
         if sig.deliverable():
             raise SyscallError(E.EINTR, "interrupted by a signal")
-        if end is not None and p.sys.clock.monotonic_ns >= end:
+        if end is not None and clock.monotonic_ns >= end:
             return 0
         if _input_can_wake(p, wants_input):
             until = min((t for t in (end, sig.alarm_deadline) if t is not None), default=None)
-            wait = None if until is None else max(0, until - p.sys.clock.monotonic_ns) / NS
+            wait = None if until is None else max(0, until - clock.monotonic_ns) / NS
             if _console_wait(p, wait) == "timeout" and until is not None:
-                p.sys.clock.monotonic_ns = max(p.sys.clock.monotonic_ns, until)
+                clock.monotonic_ns = max(clock.monotonic_ns, until)
                 fire_timers(p)
             continue
-        if len(p.sys.processes) == 1 and p.sys.net is not None and p.sys.net.waiting():
+        if len(p.sys.processes) > 1:
+            # another process may make one ready: park, and run again when it has (a host
+            # socket's news wakes the parked too: Machine._all_parked, hostnet.wait_parked)
+            raise Blocked(what, lambda: bool(scan()) or sig.deliverable() or (
+                end is not None and clock.monotonic_ns >= end), deadline=end)
+        if p.sys.net is not None and p.sys.net.waiting():
             from ..hostnet import wait_alone  # a host socket may become ready: wait for it
             wait_alone(p, end)
             continue
-        # nothing here can become ready: a sleep until the timeout, or until a signal
-        if not wait_for_signal(p, until=end):
+        # alone, nothing here can become ready: a sleep until the timeout, or until a signal
+        if not wait_forever(p, f"waits in {what} for descriptors nothing else can make ready",
+                            until=end):
             return 0
         raise SyscallError(E.EINTR, "interrupted by a signal")
 
 
 # the signal mask of ppoll and pselect6 ---------------------------------------------------------
 def _set_mask(p, mask_ptr: int, size: int) -> int | None:
-    """Install the call's temporary signal mask; the old one, to put back (None: none)."""
+    """Install the call's temporary signal mask; the old one, to put back (None: none). The
+    old one waits in saved_blocked while the call does (a park keeps the temporary mask,
+    and the retry must not take it for the caller's), as rt_sigsuspend keeps it."""
     if not mask_ptr:
         return None
     if size != 8:
         raise SyscallError(E.EINVAL, "sigsetsize")
     (mask,) = struct.unpack("<Q", p.read(mask_ptr, 8))
-    old = p.signals.blocked
-    p.signals.set_blocked(mask)
+    sig = p.signals
+    if sig.saved_blocked is None:  # (made again after a park: the first one counts)
+        sig.saved_blocked = sig.blocked
+    old = sig.saved_blocked
+    sig.set_blocked(mask)
     return old
 
 
 def _with_mask(p, old: int | None, body):
     """Run body() under the temporary mask. On EINTR the mask stays until the handler's frame
-    has saved the old one (as rt_sigsuspend does); otherwise it goes back at once."""
+    has saved the old one (as rt_sigsuspend does), and while the call is parked; otherwise
+    it goes back at once."""
     if old is None:
         return body()
     try:
         result = body()
+    except Blocked:
+        raise
     except SyscallError as e:
-        if e.errno == E.EINTR:
-            p.signals.saved_blocked = old
-        else:
+        if e.errno != E.EINTR:
             p.signals.set_blocked(old)
+            p.signals.saved_blocked = None
         raise
     p.signals.set_blocked(old)
+    p.signals.saved_blocked = None
     return result
+
+
+def _timed(p, body, addr: int, end: int | None, pack):
+    """body(), then the time left written back to `addr` (when a non-zero timeout was given),
+    whatever it returns or fails with, but not while it is parked (it has not returned)."""
+    parked = False
+    try:
+        return body()
+    except Blocked:
+        parked = True
+        raise
+    finally:
+        if addr and not parked:
+            _write_left(p, addr, end, pack)
 
 
 def _write_left(p, addr: int, end: int, pack) -> None:
@@ -161,7 +206,7 @@ def _timespec(p, addr: int) -> int:
 
 
 # poll ------------------------------------------------------------------------------------------
-def _do_poll(p, fds_ptr: int, nfds: int, timeout_ns: int | None) -> int:
+def _do_poll(p, fds_ptr: int, nfds: int, end: int | None) -> int:
     if nfds > MAX_FDS:  # RLIMIT_NOFILE
         raise SyscallError(E.EINVAL, f"nfds {nfds} over the open file limit")
     raw = bytearray(p.read(fds_ptr, 8 * nfds))
@@ -186,16 +231,21 @@ def _do_poll(p, fds_ptr: int, nfds: int, timeout_ns: int | None) -> int:
         return count
 
     try:
-        return wait_ready(p, scan, wants_input, timeout_ns)
-    finally:  # revents go back in every case, EINTR included (0 for each)
+        count = wait_ready(p, scan, wants_input, end, "poll")
+    except Blocked:
+        raise  # nothing goes back while it waits
+    except SyscallError:  # revents go back on EINTR too (0 for each)
         p.write(fds_ptr, bytes(raw))
+        raise
+    p.write(fds_ptr, bytes(raw))
+    return count
 
 
 @syscall("poll", "ptr int int")
 def sys_poll(p, fds, nfds, timeout):
     """int poll(struct pollfd *fds, nfds_t nfds, int timeout);"""
     ms = s32(timeout)
-    return _do_poll(p, fds, nfds & 0xFFFFFFFF, None if ms < 0 else ms * 10**6)
+    return _do_poll(p, fds, nfds & 0xFFFFFFFF, deadline(p, None if ms < 0 else ms * 10**6))
 
 
 @syscall("ppoll", "ptr int ptr ptr size")
@@ -203,13 +253,11 @@ def sys_ppoll(p, fds, nfds, tmo_p, sigmask, sigsetsize):
     """int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo_p,
     const sigset_t *sigmask, size_t sigsetsize);"""
     timeout = _timespec(p, tmo_p) if tmo_p else None
-    end = p.sys.clock.monotonic_ns + (timeout or 0)
+    end = deadline(p, timeout)
     old = _set_mask(p, sigmask, sigsetsize)
-    try:
-        return _with_mask(p, old, lambda: _do_poll(p, fds, nfds & 0xFFFFFFFF, timeout))
-    finally:
-        if timeout:
-            _write_left(p, tmo_p, end, lambda ns: struct.pack("<qq", ns // NS, ns % NS))
+    return _timed(p, lambda: _with_mask(p, old, lambda: _do_poll(
+        p, fds, nfds & 0xFFFFFFFF, end)), tmo_p if timeout else 0, end,
+        lambda ns: struct.pack("<qq", ns // NS, ns % NS))
 
 
 # select ----------------------------------------------------------------------------------------
@@ -225,7 +273,8 @@ def table_size(p) -> int:
     return n * 128
 
 
-def _do_select(p, nfds: int, sets: tuple[int, int, int], timeout_ns: int | None) -> int:
+def _do_select(p, nfds: int, sets: tuple[int, int, int], end: int | None,
+               what: str) -> int:
     if nfds < 0:
         raise SyscallError(E.EINVAL, f"nfds {nfds}")
     n = min(nfds, table_size(p))  # Linux clips nfds to its table, it does not refuse it
@@ -252,7 +301,7 @@ def _do_select(p, nfds: int, sets: tuple[int, int, int], timeout_ns: int | None)
         return count
 
     wants_input = [(f, bool((ins[0] | ins[2]) >> fd & 1)) for fd, f in zip(fds, files)]
-    count = wait_ready(p, scan, wants_input, timeout_ns)
+    count = wait_ready(p, scan, wants_input, end, what)
     for q, value in zip(sets, out):
         if q:
             p.write(q, value.to_bytes(nbytes, "little"))
@@ -272,13 +321,10 @@ def sys_select(p, nfds, readfds, writefds, exceptfds, timeout):
         if sec < 0 or usec < 0:
             raise SyscallError(E.EINVAL, "bad timeval")
         t = sec * NS + usec * 1000
-    end = p.sys.clock.monotonic_ns + (t or 0)
-    try:
-        return _do_select(p, s32(nfds), (readfds, writefds, exceptfds), t)
-    finally:
-        if t:
-            _write_left(p, timeout, end,
-                        lambda ns: struct.pack("<qq", ns // NS, ns % NS // 1000))
+    end = deadline(p, t)
+    return _timed(p, lambda: _do_select(p, s32(nfds), (readfds, writefds, exceptfds), end,
+                                        "select"), timeout if t else 0, end,
+                  lambda ns: struct.pack("<qq", ns // NS, ns % NS // 1000))
 
 
 @syscall("pselect6", "int ptr ptr ptr ptr ptr")
@@ -286,14 +332,11 @@ def sys_pselect6(p, nfds, readfds, writefds, exceptfds, timeout, sigdata):
     """int pselect6(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds,
     struct timespec *timeout, struct { const sigset_t *ss; size_t ss_len; } *sigmask);"""
     t = _timespec(p, timeout) if timeout else None
-    end = p.sys.clock.monotonic_ns + (t or 0)
+    end = deadline(p, t)
     old = None
     if sigdata:
         mask_ptr, size = struct.unpack("<QQ", p.read(sigdata, 16))
         old = _set_mask(p, mask_ptr, size)
-    try:
-        return _with_mask(p, old, lambda: _do_select(
-            p, s32(nfds), (readfds, writefds, exceptfds), t))
-    finally:
-        if t:
-            _write_left(p, timeout, end, lambda ns: struct.pack("<qq", ns // NS, ns % NS))
+    return _timed(p, lambda: _with_mask(p, old, lambda: _do_select(
+        p, s32(nfds), (readfds, writefds, exceptfds), end, "pselect6")), timeout if t else 0,
+        end, lambda ns: struct.pack("<qq", ns // NS, ns % NS))

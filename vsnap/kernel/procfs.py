@@ -401,9 +401,9 @@ def _fdinfo(p, fd: int) -> bytes:
     from .fsutil import stat_of_file
     flags = status_flags(f) | (C.O_CLOEXEC if entry.cloexec else 0)
     ino = stat_of_file(p, f)["ino"]
-    extra = f.ops.fdinfo() if hasattr(f.ops, "fdinfo") else ""   # a socket's scm_fds
+    more = f.ops.fdinfo(p, f) if getattr(f.ops, "fdinfo", None) else ""  # eventfd, epoll
     return (f"pos:\t{f.offset}\nflags:\t0{flags:o}\nmnt_id:\t{MOUNT_ID}\nino:\t{ino}\n"
-            + extra).encode()
+            + more).encode()
 
 
 _MAKERS = {"auxv": _auxv, "cmdline": _cmdline, "comm": _comm, "environ": _environ,

@@ -91,7 +91,7 @@ class SocketFile:
     def poll(self, p, f) -> int:
         return self.sock.poll()
 
-    def fdinfo(self) -> str:
+    def fdinfo(self, p, f) -> str:
         """unix_show_fdinfo's line: descriptors waiting in the receive queue (a listener:
         in its embryos' queues)."""
         return f"scm_fds: {self.sock.fds_queued()}\n"

@@ -55,6 +55,9 @@ NOTES: dict[str, tuple[str, str]] = {
     "flock": ("differs", "vsnap's own locks: host processes do not see them, nor they theirs"),
     "fcntl": ("differs", "file locks and leases are vsnap's own; memfd seals: EINVAL"),
     "poll": ("differs", "a captured console is always readable, end of input included"),
+    "epoll_ctl": ("differs", "EPOLLWAKEUP dropped (no CAP_BLOCK_SUSPEND); EPOLLEXCLUSIVE wakes "
+                             "every epoll watching; EPOLLET on the terminal or a FIFO reports at "
+                             "each wait while ready"),
     "memfd_create": ("differs", "sealing (F_ADD_SEALS) and MFD_HUGETLB: EINVAL"),
     "mknodat": ("differs", "device files: EPERM; a FIFO open that would wait forever: "
                            "EDEADLK and a notice"),

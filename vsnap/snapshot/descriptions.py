@@ -18,7 +18,7 @@ from typing import Callable
 from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
-from . import inodes, named, pipeimage, sockimage  # noqa: F401
+from . import anonimage, inodes, named, pipeimage, sockimage  # noqa: F401
 from . import inetsockimage, unixsockimage  # noqa: F401  (the families register themselves)
 from .inodes import CannotSave
 
@@ -45,6 +45,7 @@ class Saving:
     sockets: list = field(default_factory=list)   # the sockets, in the order fds.json lists them
     socket_index: dict = field(default_factory=dict)  # id(Socket) -> its index
     desc_index: dict = field(default_factory=dict)    # id(OpenFile) -> its description index
+    descs: list = field(default_factory=list)     # every description saved, in fds.json's order
 
 
 @dataclass
@@ -61,6 +62,7 @@ class Restoring:
     pipes: dict = field(default_factory=dict)     # index in fds.json -> the pipe made again
     socket_records: list = field(default_factory=list)  # fds.json's checked socket records
     sockets: list | None = None                   # the sockets made again, by index
+    later: list = field(default_factory=list)     # fn(files) once all are made (epoll items)
 
 
 # files and directories of the root -----------------------------------------------------------
@@ -166,6 +168,12 @@ KINDS: dict[str, Kind] = {
     # fds.json's "sockets", which may lead to more sockets and descriptions in flight
     "socket": Kind(save=sockimage.save_socket, parse=sockimage.parse_socket,
                    restore=sockimage.restore_socket, check=sockimage.check),
+    # eventfd counters and epoll interest lists (anonimage.py): an epoll's items name the
+    # descriptions they watch, linked once every description is made
+    "eventfd": Kind(save=anonimage.save_eventfd, parse=anonimage.parse_eventfd,
+                    restore=anonimage.restore_eventfd),
+    "epoll": Kind(save=anonimage.save_epoll, parse=anonimage.parse_epoll,
+                  restore=anonimage.restore_epoll),
 }
 
 
@@ -201,7 +209,7 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
             what = f"a {f.kind}" + (f" ({f.stream})" if f.stream else "")
             raise CannotSave(f"vsnap: cannot save this guest: {fd} is {what} open on "
                              f"{f.path}, which vsnap cannot checkpoint yet")
-    ctx = Saving(m, parts, sockets=sockets)
+    ctx = Saving(m, parts, sockets=sockets, descs=descs)
     ctx.socket_index = {id(s): i for i, s in enumerate(sockets)}
     ctx.desc_index = {id(f): i for i, f in enumerate(descs)}
     records, ctx.inode_of, opened = inodes.save(
@@ -211,6 +219,7 @@ def save(m, parts: dict, procs=None) -> tuple[dict, list]:
         for i, f in enumerate(descs):
             out.append({"id": i, "kind": f.kind, "path": f.path, "flags": f.flags,
                         "offset": f.offset, "stream": f.stream, **KINDS[f.kind].save(f, ctx)})
+        anonimage.rank_orders(out)
         def fds_of(t):
             return [{"fd": fd, "description": next(i for i, d in enumerate(descs)
                                                     if d is e.file),
@@ -251,6 +260,7 @@ def parse(r, d, parts: dict) -> tuple[list, list, list, list]:
     pipeimage.check_counts(r, descs, ctx.pipes)
     sockets = sockimage.parse_sockets(r, d.get("sockets"), descs, d.get("socket_system"))
     sockimage.attach(r, descs, sockets)
+    anonimage.check_links(r, descs)
     used = {d["inode"] for d in descs if "inode" in d}
     if used != set(range(len(recs))):
         r.fail("inodes", "an inode that no description uses")
@@ -283,6 +293,7 @@ def restore(m, img) -> list[OpenFile]:
             KINDS[d["kind"]].restore(f, d, ctx)
         if img.sockets is not None:   # queues: their descriptions in flight exist now
             sockimage.finish(ctx, files)
+        anonimage.restore_links(ctx.later, files)
         opened.finish(m.system.inodes)
     except BaseException:
         for f in files:

@@ -149,7 +149,9 @@ def _fds(img: Image) -> str:
         note += _inode_note(img, e, d)
         lines.append(f"{e['fd']:>3}  {d['kind']:<8} {d['flags']:>#8o} {d['offset']:>10} "
                      f"{'yes' if e['cloexec'] else 'no':<7}  {d['path']}{note}")
-    return "\n".join(lines + _pipe_lines(img) + _socket_lines(img) + _lock_lines(img))
+    from .anonimage import describe_lines
+    return "\n".join(lines + _pipe_lines(img) + _socket_lines(img) + describe_lines(img)
+                     + _lock_lines(img))
 
 
 def _socket_summary(img: Image) -> list[str]:
