@@ -46,11 +46,14 @@ def shown(value) -> str:
     return repr(value)
 
 
-def check(question: str, guess, measured, hint: str = "") -> bool | None:
+def check(question: str, guess, measured, hint: str = "", choices=None) -> bool | None:
     """Compare a student's prediction with what was measured; print the verdict (and the
-    answer only with VSNAP_REVEAL=1). True/False, or None when there is no prediction yet."""
+    answer only with VSNAP_REVEAL=1). True/False, or None when there is no prediction yet.
+    CHOICES, if given, are the names a set may hold: others are pointed out (a typo)."""
     if isinstance(guess, (list, tuple)) and isinstance(measured, (set, frozenset)):
         guess = set(guess)
+    if choices is not None and isinstance(guess, (set, frozenset)) and guess - set(choices):
+        hint = f"(Not among the choices: {shown(guess - set(choices))}.) {hint}"
     if guess is None:
         print(f"{question}: no prediction yet. Fill it in above, then run this cell again.")
         right = None
@@ -284,7 +287,7 @@ def around_exec(log: str, n: int = 1) -> tuple[dict[int, str], dict[int, str]]:
 
 
 STANDARD = {0: "stdin", 1: "stdout", 2: "stderr"}
-CANDIDATES = {"stdin", "stdout", "stderr", "mud.log", "listening socket", "copyover.dat"}
+CHOICES = ["stdin", "stdout", "stderr", "mud.log", "listening socket", "copyover.dat"]   # + players
 
 
 def names_of(before: dict[int, str], players: list[str]) -> dict[int, str]:

@@ -139,3 +139,7 @@ def test_copyover_survivors_from_the_log():
         with contextlib.redirect_stdout(out):
             assert co.check("fds", guess, measured) is verdict
         assert ("is not what happened" in out.getvalue()) == (verdict is False)
+    out = io.StringIO()   # a name that is not a choice (a typo) is pointed out
+    with contextlib.redirect_stdout(out):
+        assert co.check("fds", {"listen socket"}, measured, choices=co.CHOICES) is False
+    assert "Not among the choices: {'listen socket'}" in out.getvalue()
