@@ -194,6 +194,7 @@ class InetFamily:
         if not (sock.addr.is_any() or sock.addr.v4() == bytes([127, 0, 0, 1])
                 or sock.addr.ip == bytes(15) + b"\x01"):
             return
+        net.notice = p.sys.notice
         try:
             sock.host_listener = net.open_listener(port)
         except SyscallError as e:
@@ -331,6 +332,7 @@ class InetFamily:
     def _host_connect(self, p, sock: InetSocket, dest: Addr, nonblock: bool) -> int:
         """A real connect from the host, as --connect allows."""
         net = p.sys.net
+        net.notice = p.sys.notice
         sock.host = net.open_connection(dest.ip, dest.port)
         sock.remote = dest
         sock.state, sock.connecting = "connecting", True
@@ -373,13 +375,10 @@ class InetFamily:
 
     def close_host(self, sock: InetSocket, reset: bool) -> None:
         h, sock.host = sock.host, None
-        if reset:
-            try:  # SO_LINGER 0: close sends a reset, as Linux does with unread bytes
-                h.sock.setsockopt(1, 13, struct.pack("<ii", 1, 0))
-                h.wbuf.clear()
-            except OSError:
-                pass
-        h.close()
+        if reset:  # SO_LINGER 0: close sends a reset, as Linux does with unread bytes
+            h.reset()
+        else:
+            h.close()
 
     # -- UDP -----------------------------------------------------------------------------
 

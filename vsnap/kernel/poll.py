@@ -207,7 +207,7 @@ def _timespec(p, addr: int) -> int:
 
 # poll ------------------------------------------------------------------------------------------
 def _do_poll(p, fds_ptr: int, nfds: int, end: int | None) -> int:
-    if nfds > MAX_FDS:  # RLIMIT_NOFILE
+    if nfds > min(p.fds.limit, MAX_FDS):  # the soft RLIMIT_NOFILE (do_sys_poll)
         raise SyscallError(E.EINVAL, f"nfds {nfds} over the open file limit")
     raw = bytearray(p.read(fds_ptr, 8 * nfds))
     entries = [struct.unpack_from("<ihh", raw, 8 * i)[:2] for i in range(nfds)]
