@@ -460,14 +460,3 @@ def wait_parked(system, deadline_ns: int | None) -> None:
         system.init.take_host_signals()
     elif not ready and not system.net.news and deadline_ns is not None:
         clock.monotonic_ns = max(clock.monotonic_ns, deadline_ns)
-
-
-def wait_alone(p, end_ns: int | None) -> None:
-    """poll/select of a lone process with host sockets open: wait in real time for the
-    host until the call's end or the process's next timer (kernel/poll.py wait_ready)."""
-    from .kernel.timers import next_wakeup
-    times = [t for t in (end_ns, next_wakeup(p)) if t is not None]
-    wait_parked(p.sys, min(times) if times else None)
-    if p.signals.alarm_deadline is not None or p.timers.armed:
-        from .kernel.signal import fire_timers
-        fire_timers(p)
