@@ -221,6 +221,15 @@ def run_api(prog: str, args=(), *, root: Path, cwd: Path | None = None, stdin: b
     return Outcome(out, err, result.status), result
 
 
+def run_in_root(prog: str, tmp_path, args=(), name="v"):
+    """The built guest `prog` copied into a fresh root under tmp_path/name and run there with
+    run_api: (Outcome, RunResult, the notices vsnap logged)."""
+    root = make_root(tmp_path / name, prog)
+    notices: list[str] = []
+    under, result = run_api(str(root / "prog"), args, root=root, log=notices)
+    return under, result, notices
+
+
 def assert_no_traceback(outcome: Outcome) -> None:
     assert b"Traceback" not in outcome.stderr, outcome.text()
     assert b"Traceback" not in outcome.stdout

@@ -202,7 +202,7 @@ def test_forked_child_serves_a_host_client(builds, tmp_path, flavour):
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_poll_waits_for_a_host_client(builds, tmp_path, flavour):
     """A lone guest in poll() with only host sockets to wake it waits for the host, not
-    for its virtual timeout, and not for ever (hostnet.wait_alone)."""
+    for its virtual timeout, and not for ever (it parks; the run loop waits on the host)."""
     exe = builds.get("inet_echo", flavour)
     root = make_root(tmp_path / "v", exe)
     port = free_base(1)
@@ -222,6 +222,35 @@ def test_poll_waits_for_a_host_client(builds, tmp_path, flavour):
         proc.kill()
     assert out == b"listening\nechoed 12 bytes, read ended with 0\n", err
     assert proc.returncode == 0
+
+
+def test_vsnap_save_reaches_a_guest_waiting_on_a_host_client(builds, tmp_path):
+    """`vsnap save` while a lone guest waits in poll() for a host client: the save is served
+    at once (the wait is a park, and the run loop serves the request), and the image resumes
+    with the host connection reset by the peer, as CRIU without TCP repair."""
+    exe = builds.get("inet_echo", "musl")
+    root = make_root(tmp_path / "v", exe)
+    port = free_base(1)
+    proc = _start("run", "--listen", str(port), "--root", str(root), str(root / "prog"),
+                  "pollserve", str(port))
+    try:
+        c = _connect(port, proc)
+        c.sendall(b"first ")
+        assert c.recv(100) == b"first "
+        time.sleep(0.2)  # the guest is in poll() again, nothing ready
+        img = tmp_path / "echo.img"
+        t0 = time.monotonic()
+        saved = run_cli("save", "--exit", "-o", str(img), str(proc.pid))
+        assert saved.status == 0, saved.text()
+        assert time.monotonic() - t0 < 20  # served, not timed out (30 s)
+        out, err = _finish(proc)
+        c.close()
+    finally:
+        proc.kill()
+    assert out == b"listening\n", err
+    resumed = run_cli("resume", "--root", str(root), str(img))
+    assert resumed.status == 0, resumed.text()
+    assert resumed.stdout == b"echoed 6 bytes, read ended with -1\n", resumed.text()
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -82,3 +82,64 @@ def test_notebook_07_checks_a_prediction(monkeypatch):
     assert "(0, 0, 0) is not what happened" in wrong and "'0' is not what happened" in wrong
     assert "answer" not in wrong
     assert "is right" in right and "answer" not in right
+
+
+def test_notebook_08_checks_a_prediction(monkeypatch):
+    """Exercise 1 of notebook 08 (which fds survive the copyover's execve): a wrong set is
+    reported wrong, the measured one right, and no answer is shown unless VSNAP_REVEAL=1. The
+    notebook runs up to that check: the MUD under vsnap with three players, and a copyover."""
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.delenv("VSNAP_REVEAL", raising=False)
+    nb = nbformat.read(NOTEBOOKS / "08-copyover-a-crash-no-player-notices.ipynb", as_version=4)
+    guess = next(i for i, c in enumerate(nb.cells) if c.source.startswith("# Exercise 1, your"))
+    checked = next(i for i, c in enumerate(nb.cells) if i > guess and "check(" in c.source)
+    nb.cells = nb.cells[:checked + 1]
+    # every fd survives: the log file's FD_CLOEXEC forgotten, and copyover.dat thought open
+    nb.cells[guess].source = ('predicted_survivors = {"stdin", "stdout", "stderr", "mud.log", '
+                              '"listening socket", "alice", "bob", "carol", "copyover.dat"}')
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "measured = co.survivors(BEFORE, AFTER, PLAYERS)\n"
+        "check('Exercise 1, what survives execve', set(measured), measured)\n"
+        "mud.kill()"))
+    execute(nb, "08 (a prediction checked)")
+    wrong = "".join(o.get("text", "") for o in nb.cells[checked].outputs)
+    right = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "'copyover.dat', 'listening socket', 'mud.log', 'stderr', 'stdin', 'stdout'} " \
+           "is not what happened" in wrong, wrong
+    assert "answer" not in wrong
+    assert "is right" in right and "answer" not in right
+
+
+def test_copyover_survivors_from_the_log():
+    """notebooks/_copyover.py reads the fds that survive exec from the MUD's log lines: what was
+    open before execve without FD_CLOEXEC and is open after it at the same number, named as the
+    notebook names them; a wrong set of survivors is reported wrong."""
+    import contextlib
+    import io
+    import sys
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import _copyover as co
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    log = ("mud: fds at start: 0=chr 1=pipe 2=pipe\n"
+           "mud: fds before exec: 0=chr 1=pipe 2=pipe 3=file(cloexec) 4=listen 5=socket 6=socket\n"
+           "mud: fds at start: 0=chr 1=pipe 2=pipe 4=listen 5=socket 6=socket\n")
+    before, after = co.around_exec(log)
+    assert co.names_of(before, ["alice", "bob"]) == {
+        0: "stdin", 1: "stdout", 2: "stderr", 3: "mud.log", 4: "listening socket",
+        5: "alice", 6: "bob"}
+    measured = co.survivors(before, after, ["alice", "bob"])
+    assert measured == {"stdin", "stdout", "stderr", "listening socket", "alice", "bob"}
+    # a client that did not come through (its fd closed) is not a survivor
+    assert "bob" not in co.survivors(before, {k: v for k, v in after.items() if k != 6},
+                                     ["alice", "bob"])
+    for guess, verdict in ((measured | {"mud.log"}, False), (set(measured), True), (None, None)):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert co.check("fds", guess, measured) is verdict
+        assert ("is not what happened" in out.getvalue()) == (verdict is False)
+    out = io.StringIO()   # a name that is not a choice (a typo) is pointed out
+    with contextlib.redirect_stdout(out):
+        assert co.check("fds", {"listen socket"}, measured, choices=co.CHOICES) is False
+    assert "Not among the choices: {'listen socket'}" in out.getvalue()

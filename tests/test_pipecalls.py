@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_root, run_api, run_cli, run_native
+from conftest import run_in_root, make_root, run_cli, run_native
 from vsnap.abi import errno as E
 from vsnap.errors import Blocked, SyscallError
 from vsnap.fdtable import FdTable, OpenFile
@@ -47,11 +47,7 @@ def prebuilt(builds):
     builds.prebuild(["pipecalls", "pipeckpt", "pipewait"], FLAVOURS)
 
 
-def vsnap_run(prog: str, tmp_path, args=(), name="v"):
-    root = make_root(tmp_path / name, prog)
-    notices: list[str] = []
-    under, result = run_api(str(root / "prog"), args, root=root, log=notices)
-    return under, result, notices
+vsnap_run = run_in_root
 
 
 # -- against Linux ---------------------------------------------------------------------------------

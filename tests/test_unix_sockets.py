@@ -24,7 +24,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from conftest import NATIVE_ENV, make_root, require_native, run_api, run_native
+from conftest import run_in_root, NATIVE_ENV, make_root, require_native, run_native
 from vsnap.abi import errno as E
 from vsnap.errors import SyscallError
 from vsnap.fdtable import OpenFile
@@ -41,11 +41,7 @@ def prebuilt(builds):
     builds.prebuild(["unix_calls", "unix_procs"], FLAVOURS)
 
 
-def vsnap_run(prog: str, tmp_path, args=(), name="v"):
-    root = make_root(tmp_path / name, prog)
-    notices: list[str] = []
-    under, result = run_api(str(root / "prog"), args, root=root, log=notices)
-    return under, result, notices
+vsnap_run = run_in_root
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -106,9 +106,9 @@ def _drive(m: Machine, plan: SavePlan, count: bool, max_instructions: int | None
     if listen:
         from .control import ControlServer
         from .hostsig import HostSignals
-        host = HostSignals(m.system, m.cpu)
+        host = HostSignals(m.system, _Running(m))
         try:
-            server = ControlServer(m.cpu)
+            server = ControlServer(_Running(m))
         except OSError as e:  # no socket: saving from outside is off, running is not
             say(f"vsnap: warning: vsnap save cannot reach this run ({e})")
         if server is not None:
@@ -122,6 +122,18 @@ def _drive(m: Machine, plan: SavePlan, count: bool, max_instructions: int | None
             server.close()
         if host is not None:
             host.close()
+
+
+class _Running:
+    """The engine that runs now, for the threads that stop it (a host signal, vsnap save):
+    the machine's cpu is the running process's (Machine._switch), which an exec, another
+    process's turn or a --watch restart changes after the thread was made."""
+
+    def __init__(self, m: Machine):
+        self.m = m
+
+    def stop(self) -> None:
+        self.m.cpu.stop()
 
 
 def _serve_save(m: Machine, server, say=say) -> RunResult | None:

@@ -19,9 +19,16 @@ sendto, and the first refusal says once on stderr which option would allow it.
 Host sockets are non-blocking and never read behind the guest's back more than a buffer's
 worth: a guest read, poll or a wait of every guest process (Machine._all_parked) pumps them.
 What arrives from them is the one input vsnap cannot replay: --stats counts it.
+
 Each host side wakes its guest socket's watchers (`wake`, the socket's wait queue: epoll's
 edge-triggered items) when news are taken in: a client accepted, bytes, the end, an error,
 a connect done, room made in a full write buffer.
+
+Taking news in and waiting for it are two steps, so news taken outside a pump (a guest's
+send or poll that looks at its own socket, another process's readiness check) leaves the host
+socket drained while a waiter that looked before it still thinks nothing is there. Each piece
+of news counts in `generation`; a pump that finds news it has not handed back yet does not
+block, so the waiters look again (HostNet.pump).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ import errno as host_errno
 import ipaddress
 import select
 import socket
+import struct
 
 from .abi import errno as E
 from .errors import SyscallError, UsageError
@@ -105,6 +113,10 @@ class HostNet:
         self.told = False       # the refusal notice is said once
         self.news = False       # the last pump found a host socket ready
         self.sockets: set = set()  # live HostListener and HostStream objects
+        self.generation = 0     # news taken in from the host (bytes, an end, a connection)
+        self.looked = 0         # the generation the last pump handed back to its caller
+        self.notice = None      # the system's one-line notices (set by the first --listen)
+        self.starved_told = False
 
     # -- the policy ------------------------------------------------------------------------
 
@@ -140,6 +152,7 @@ class HostNet:
 
     def open_listener(self, port: int) -> "HostListener":
         """A real listening socket on the host's 127.0.0.1:PORT (--listen PORT)."""
+        _more_host_fds()
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -158,7 +171,13 @@ class HostNet:
         """A real non-blocking connect to an allowed destination."""
         text = _ip_key(ip)
         fam = socket.AF_INET6 if ":" in text else socket.AF_INET
-        s = socket.socket(fam, socket.SOCK_STREAM)
+        _more_host_fds()
+        try:
+            s = socket.socket(fam, socket.SOCK_STREAM)
+        except OSError as e:  # vsnap itself has no descriptor left (EMFILE, ENFILE)
+            self.out_of_fds()
+            raise SyscallError(E.ENOBUFS, f"no host socket for the connect: {e.strerror}") \
+                from None
         s.setblocking(False)
         err = s.connect_ex((text, port))
         h = HostStream(self, s)
@@ -173,24 +192,54 @@ class HostNet:
         """Wait up to `timeout` seconds (None: for ever) for a host socket to have news
         or one of `extra_fds` (the console, the host-signal pipe) to be readable; take
         the news in. Returns the extra fds that are readable."""
-        rd, wr = [], []
+        # news taken in since the last pump (by a guest call that looked at its own socket)
+        # may have come after a waiter looked: hand it back without waiting
+        stale = self.generation != self.looked
+        if stale:
+            timeout = 0
+        q = select.poll()  # not select.select: a host fd can be past FD_SETSIZE (1024)
+        by_fd = {}
         for h in self.sockets:
             r, w = h.wants()
-            if r:
-                rd.append(h)
-            if w:
-                wr.append(h)
-        if not rd and not wr and not extra_fds and timeout == 0:
-            self.news = False
+            if r or w:
+                by_fd[h.fileno()] = h
+                q.register(h.fileno(), (select.POLLIN if r else 0) | (select.POLLOUT if w else 0))
+        for fd in extra_fds:
+            q.register(fd, select.POLLIN)
+        if not by_fd and not extra_fds and timeout == 0:
+            self.news, self.looked = stale, self.generation
             return []
-        r, w, _ = select.select(rd + list(extra_fds), wr, [], timeout)
-        self.news = bool(w) or any(not isinstance(h, int) for h in r)
-        for h in r:
-            if not isinstance(h, int):
+        events = q.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999)))
+        ready = []
+        for fd, ev in events:
+            h = by_fd.get(fd)
+            if h is None:
+                ready.append(fd)
+                continue
+            if ev & (select.POLLOUT | select.POLLERR | select.POLLHUP) and h.wants()[1]:
+                h.on_writable()
+            if ev & ~select.POLLOUT:
                 h.on_readable()
-        for h in w:
-            h.on_writable()
-        return [x for x in r if isinstance(x, int)]
+        self.news = stale or any(fd in by_fd for fd, _ in events)
+        self.looked = self.generation
+        return ready
+
+    def out_of_fds(self) -> None:
+        """vsnap's own descriptors ran out (each host connection is one): said once."""
+        if not self.starved_told and self.notice is not None:
+            self.starved_told = True
+            import resource
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self.notice(f"vsnap: vsnap has no host descriptor left (its own RLIMIT_NOFILE is "
+                        f"{soft}): new host clients of --listen ports wait in the host's "
+                        f"backlog until a host connection closes; a --connect fails with "
+                        f"ENOBUFS")
+
+    def fd_freed(self) -> None:
+        """A host socket closed: listeners that ran out may accept again."""
+        for h in self.sockets:
+            if isinstance(h, HostListener):
+                h.starved = False
 
     def waiting(self) -> bool:
         """Could a host socket still bring news (then a wait of every process is no
@@ -200,6 +249,18 @@ class HostNet:
     def close_all(self) -> None:
         for h in list(self.sockets):
             h.close()
+
+
+def _more_host_fds() -> None:
+    """Each host connection costs vsnap a descriptor of its own: the soft limit goes up to
+    the hard one (once), as servers do."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError):
+            pass
 
 
 def _guest_errno(host: int) -> int:
@@ -216,12 +277,13 @@ class HostListener:
         self.queue: list[HostStream] = []
         self.closed = False
         self.wake = _nobody     # the guest listener's wait queue (inet.py sets it)
+        self.starved = False  # vsnap had no descriptor for the last one: wait for a close
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def wants(self) -> tuple[bool, bool]:
-        return (not self.closed and len(self.queue) < BACKLOG), False
+        return (not self.closed and not self.starved and len(self.queue) < BACKLOG), False
 
     def on_readable(self) -> None:
         while len(self.queue) < BACKLOG:
@@ -229,11 +291,17 @@ class HostListener:
                 conn, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as e:
+                if e.errno in (host_errno.EMFILE, host_errno.ENFILE):
+                    # the client stays in the host's backlog; watching the listener now
+                    # would spin (it stays readable): wait for a host socket to close
+                    self.starved = True
+                    self.net.out_of_fds()
                 return
             conn.setblocking(False)
             h = HostStream(self.net, conn)
             self.net.accepted += 1
+            self.net.generation += 1
             self.net.sockets.add(h)
             self.queue.append(h)
             self.wake(POLLIN)
@@ -247,8 +315,8 @@ class HostListener:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            for h in self.queue:
-                h.close()
+            for h in self.queue:  # never accepted: reset, as inet_csk_listen_stop does
+                h.reset()
             self.queue.clear()
             self.sock.close()
             self.net.sockets.discard(self)
@@ -284,6 +352,7 @@ class HostStream:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self.connecting = False
             self.wake(0)          # tcp_finish_connect, or the error
+            self.net.generation += 1
             if err:
                 self.error = _guest_errno(err)
                 return
@@ -301,8 +370,10 @@ class HostStream:
             except OSError as e:
                 self.error = _guest_errno(e.errno)
                 self.wake(0)
+                self.net.generation += 1
                 return
             self.net.bytes_out += n
+            self.net.generation += 1  # room in wbuf: a writer may go on
             del self.wbuf[:n]
         if not self.wbuf and self.shut_wr:
             try:
@@ -319,7 +390,9 @@ class HostStream:
             except OSError as e:
                 self.error = _guest_errno(e.errno)
                 self.wake(0)
+                self.net.generation += 1
                 return
+            self.net.generation += 1
             if not data:
                 self.eof = True
                 self.wake(0)      # the host's FIN: tcp_fin's sk_state_change
@@ -335,11 +408,13 @@ class HostStream:
         rd, wr = self.wants()
         if not rd and not wr:
             return
-        r, w, _ = select.select([self] if rd else [], [self] if wr else [], [], 0)
-        if w:
-            self.on_writable()
-        if r:
-            self.on_readable()
+        q = select.poll()  # not select.select: the fd can be past FD_SETSIZE
+        q.register(self.fileno(), (select.POLLIN if rd else 0) | (select.POLLOUT if wr else 0))
+        for _, ev in q.poll(0):
+            if ev & (select.POLLOUT | select.POLLERR | select.POLLHUP) and wr:
+                self.on_writable()
+            if ev & ~select.POLLOUT and rd:
+                self.on_readable()
 
     def send(self, data: bytes) -> int:
         """Queue what the guest writes; returns how much was taken (0: full)."""
@@ -355,6 +430,15 @@ class HostStream:
         if not self.connecting:
             self._flush()
 
+    def reset(self) -> None:
+        """Close with a reset (SO_LINGER 0), what is left unsent thrown away."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.wbuf.clear()
+        self.close()
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -368,6 +452,7 @@ class HostStream:
                     pass
             self.sock.close()
             self.net.sockets.discard(self)
+            self.net.fd_freed()
 
 
 def of(system) -> HostNet:
@@ -396,14 +481,3 @@ def wait_parked(system, deadline_ns: int | None) -> None:
         system.init.take_host_signals()
     elif not ready and not system.net.news and deadline_ns is not None:
         clock.monotonic_ns = max(clock.monotonic_ns, deadline_ns)
-
-
-def wait_alone(p, end_ns: int | None) -> None:
-    """poll/select of a lone process with host sockets open: wait in real time for the
-    host until the call's end or the process's next timer (kernel/poll.py wait_ready)."""
-    from .kernel.timers import next_wakeup
-    times = [t for t in (end_ns, next_wakeup(p)) if t is not None]
-    wait_parked(p.sys, min(times) if times else None)
-    if p.signals.alarm_deadline is not None or p.timers.armed:
-        from .kernel.signal import fire_timers
-        fire_timers(p)

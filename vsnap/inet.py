@@ -211,6 +211,11 @@ class InetSocket(Socket):
     def send_room(self) -> bool:
         if self.host is not None:
             self._host_news()
+        return self._send_room_now()
+
+    def _send_room_now(self) -> bool:
+        """send_room without taking the host's news (poll took it once, at its start)."""
+        if self.host is not None:
             return len(self.host.wbuf) < WRITE_ROOM or bool(self.err)
         return self._room() > 0
 
@@ -224,6 +229,9 @@ class InetSocket(Socket):
         return self.send_room()
 
     def poll(self) -> int:
+        """tcp_poll. The host's news is taken once, first: taken again half way (as the
+        send room's look did), bytes could arrive after POLLIN was decided, leaving the host
+        socket drained and this mask without POLLIN (tests/test_hostnet_race.py)."""
         if not self.stream:
             return self._udp_poll()
         self._host_news()
@@ -238,7 +246,7 @@ class InetSocket(Socket):
             if self.queue or (self.host is not None and self.host.rbuf):
                 mask |= POLLIN | POLLRDNORM
             if not self.shutdown & SEND_SHUTDOWN:
-                if self.state != "connected" or self.send_room():
+                if self.state != "connected" or self._send_room_now():
                     mask |= POLLOUT | POLLWRNORM
             else:
                 mask |= POLLOUT | POLLWRNORM
@@ -312,8 +320,8 @@ class InetSocket(Socket):
             if self.host_listener is not None:
                 self.family.drop_host_listener(self)
         elif self.stream and self.state == "connected":
-            if self.host is not None:
-                self.family.close_host(self, reset=unread)
+            if self.host is not None:  # a reset too for one its listener never gave out
+                self.family.close_host(self, reset=unread or self.reset_by_us)
             elif peer is not None and not peer.dead:
                 if unread or self.reset_by_us:
                     # a reset: tcp_reset gives EPIPE to a peer that had our FIN (CLOSE_WAIT)

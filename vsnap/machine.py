@@ -117,6 +117,9 @@ class Machine:
         # called with (machine, fault) at a fault that will kill the guest, before it does:
         # --save-on-crash and --core look at the guest here, at the faulting instruction
         self.on_crash = None
+        # called with (machine, result) when the first process ended, before the run ends:
+        # True when it started a new first process and the run goes on (vsnap/watch.py)
+        self.on_init_end = None
         # --core FILE: a process that dumps core also writes its core there (crashdump.py)
         self.core_file: str | None = None
 
@@ -236,6 +239,8 @@ class Machine:
                 if p is not system.init:
                     ended(system, p, result)
                     continue
+                if self.on_init_end is not None and self.on_init_end(self, result):
+                    continue  # a new first process runs (vsnap run --watch: watch.py)
                 return self._init_ended(result)
         finally:
             self._switch(system.init)

@@ -142,6 +142,18 @@ class ProcessTable:
         self._procs[pid] = Proc(pid, parent, p.pgid, p.sid, link=self._link())
         return pid
 
+    def spawn(self) -> int:
+        """A process vsnap itself starts, as it started the first: 999's child, leader of
+        its own group in 999's session (`vsnap run --watch` starting the service again).
+        EAGAIN: the budget."""
+        if len(self._procs) >= self.max_processes:
+            raise SyscallError(E.EAGAIN, f"the process budget (--max-processes"
+                                         f" {self.max_processes}, zombies included) is used up")
+        pid = self._alloc_pid()
+        self._procs[pid] = Proc(pid, VIRTUAL_PARENT, pid, VIRTUAL_PARENT, execd=True,
+                                link=self._link())
+        return pid
+
     def exec(self, pid: int) -> None:
         """execve() succeeded: the parent may no longer setpgid() it (EACCES)."""
         self._alive(pid).execd = True

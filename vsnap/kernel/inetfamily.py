@@ -195,6 +195,7 @@ class InetFamily:
         if not (sock.addr.is_any() or sock.addr.v4() == bytes([127, 0, 0, 1])
                 or sock.addr.ip == bytes(15) + b"\x01"):
             return
+        net.notice = p.sys.notice
         try:
             sock.host_listener = net.open_listener(port)
         except SyscallError as e:
@@ -335,7 +336,10 @@ class InetFamily:
     def _host_connect(self, p, sock: InetSocket, dest: Addr, nonblock: bool) -> int:
         """A real connect from the host, as --connect allows."""
         net = p.sys.net
+        net.notice = p.sys.notice
         sock.host = net.open_connection(dest.ip, dest.port)
+        if sock.host.error:
+            sock.state_change()   # refused at once: the error its watchers hear of
         sock.remote = dest
         sock.state, sock.connecting = "connecting", True
         sock.addr = loopback_for(self.number, dest).with_port(0)
@@ -377,13 +381,10 @@ class InetFamily:
 
     def close_host(self, sock: InetSocket, reset: bool) -> None:
         h, sock.host = sock.host, None
-        if reset:
-            try:  # SO_LINGER 0: close sends a reset, as Linux does with unread bytes
-                h.sock.setsockopt(1, 13, struct.pack("<ii", 1, 0))
-                h.wbuf.clear()
-            except OSError:
-                pass
-        h.close()
+        if reset:  # SO_LINGER 0: close sends a reset, as Linux does with unread bytes
+            h.reset()
+        else:
+            h.close()
 
     # -- UDP -----------------------------------------------------------------------------
 
@@ -461,14 +462,7 @@ class InetFamily:
                 raise SyscallError(E.EINVAL, "IPV6_V6ONLY after bind")
             sock.v6only = v != 0
             return
-        if self._foreign_level(sock, level):
-            raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
-        table = self._table(sock, level)
-        if table is None or name not in table:
-            p.sys.refuse(f"setsockopt({level}, {name})", f"vsnap: setsockopt level {level} "
-                         f"option {name} on {self.name} is not implemented: ENOPROTOOPT")
-            raise SyscallError(E.ENOPROTOOPT, f"level {level} option {name}")
-        _, check = table[name]
+        _, check = self._option(p, sock, level, name, "setsockopt")
         v = check(_int(value))
         if level == SOL_IP and name == 1:
             v &= 0xFF
@@ -479,14 +473,20 @@ class InetFamily:
     def getsockopt(self, p, sock, level, name, length: int) -> bytes:
         if level == SOL_IPV6 and self.number == AF_INET6 and name == IPV6_V6ONLY:
             return struct.pack("<i", int(sock.v6only))
+        default, _ = self._option(p, sock, level, name, "getsockopt")
+        return struct.pack("<i", sock.levels.get((level, name), default))
+
+    def _option(self, p, sock, level: int, name: int, call: str) -> tuple:
+        """The option's (default, check) from its level's table: EOPNOTSUPP for another
+        protocol's level, ENOPROTOOPT (said once) for an option vsnap does not keep."""
         if self._foreign_level(sock, level):
             raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
         table = self._table(sock, level)
         if table is None or name not in table:
-            p.sys.refuse(f"getsockopt({level}, {name})", f"vsnap: getsockopt level {level} "
+            p.sys.refuse(f"{call}({level}, {name})", f"vsnap: {call} level {level} "
                          f"option {name} on {self.name} is not implemented: ENOPROTOOPT")
             raise SyscallError(E.ENOPROTOOPT, f"level {level} option {name}")
-        return struct.pack("<i", sock.levels.get((level, name), table[name][0]))
+        return table[name]
 
 
 register(InetFamily(AF_INET))

@@ -122,15 +122,12 @@ def wait_ready(p, scan, wants_input, end: int | None, what: str = "poll") -> int
                 clock.monotonic_ns = max(clock.monotonic_ns, until)
                 fire_timers(p)
             continue
-        if len(p.sys.processes) > 1:
-            # another process may make one ready: park, and run again when it has (a host
-            # socket's news wakes the parked too: Machine._all_parked, hostnet.wait_parked)
+        if len(p.sys.processes) > 1 or (p.sys.net is not None and p.sys.net.waiting()):
+            # another process or a host socket may make one ready: park, and run again when
+            # one has. The run loop does the waiting (Machine._all_parked waits on the host
+            # with hostnet.wait_parked), so a `vsnap save` or Ctrl-C is served meanwhile
             raise Blocked(what, lambda: bool(scan()) or sig.deliverable() or (
                 end is not None and clock.monotonic_ns >= end), deadline=end)
-        if p.sys.net is not None and p.sys.net.waiting():
-            from ..hostnet import wait_alone  # a host socket may become ready: wait for it
-            wait_alone(p, end)
-            continue
         # alone, nothing here can become ready: a sleep until the timeout, or until a signal
         if not wait_forever(p, f"waits in {what} for descriptors nothing else can make ready",
                             until=end):
@@ -207,7 +204,7 @@ def _timespec(p, addr: int) -> int:
 
 # poll ------------------------------------------------------------------------------------------
 def _do_poll(p, fds_ptr: int, nfds: int, end: int | None) -> int:
-    if nfds > MAX_FDS:  # RLIMIT_NOFILE
+    if nfds > min(p.fds.limit, MAX_FDS):  # the soft RLIMIT_NOFILE (do_sys_poll)
         raise SyscallError(E.EINVAL, f"nfds {nfds} over the open file limit")
     raw = bytearray(p.read(fds_ptr, 8 * nfds))
     entries = [struct.unpack_from("<ihh", raw, 8 * i)[:2] for i in range(nfds)]

@@ -171,6 +171,9 @@ def sys_accept4(p, fd, addr, addrlen, flags):
     if flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK):
         raise SyscallError(E.EINVAL, f"accept4 flags {flags:#x}")
     f, sock = socket_of(p, s32(fd))
+    # do_accept takes the new descriptor before it looks at the queue: at RLIMIT_NOFILE
+    # the call fails with EMFILE and the connection stays queued for a later accept
+    p.fds.lowest_free()
     if not sock.stream:
         raise SyscallError(E.EOPNOTSUPP, "accept on a datagram socket")
     if sock.state != "listening":
