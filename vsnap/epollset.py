@@ -102,6 +102,8 @@ class EpollSet:
 
     def woken(self, item: Item, key: int) -> None:
         """ep_poll_callback: the watched file woke its queue with `key`."""
+        if self.items.get((id(item.file), item.fd)) is not item:
+            return  # no longer on the interest list (EPOLL_CTL_DEL)
         if not item.alive:
             self.remove(item)
             return

@@ -20,6 +20,10 @@ Host sockets are non-blocking and never read behind the guest's back more than a
 worth: a guest read, poll or a wait of every guest process (Machine._all_parked) pumps them.
 What arrives from them is the one input vsnap cannot replay: --stats counts it.
 
+Each host side wakes its guest socket's watchers (`wake`, the socket's wait queue: epoll's
+edge-triggered items) when news are taken in: a client accepted, bytes, the end, an error,
+a connect done, room made in a full write buffer.
+
 Taking news in and waiting for it are two steps, so news taken outside a pump (a guest's
 send or poll that looks at its own socket, another process's readiness check) leaves the host
 socket drained while a waiter that looked before it still thinks nothing is there. Each piece
@@ -39,6 +43,12 @@ from .errors import SyscallError, UsageError
 
 BUFFER = 256 * 1024  # what a host socket's data may wait in vsnap before the guest reads it
 BACKLOG = 128
+WRITE_ROOM = 65536   # what the guest's writes may wait in vsnap for a host socket (inet.py)
+POLLIN, POLLOUT = 0x1, 0x4
+
+
+def _nobody(key: int) -> None:
+    """The wake of a host side no guest socket holds (yet)."""
 
 
 def parse_listen(text: str) -> int:
@@ -266,6 +276,7 @@ class HostListener:
         self.net, self.sock, self.port = net, sock, port
         self.queue: list[HostStream] = []
         self.closed = False
+        self.wake = _nobody     # the guest listener's wait queue (inet.py sets it)
         self.starved = False  # vsnap had no descriptor for the last one: wait for a close
 
     def fileno(self) -> int:
@@ -293,6 +304,7 @@ class HostListener:
             self.net.generation += 1
             self.net.sockets.add(h)
             self.queue.append(h)
+            self.wake(POLLIN)
 
     def take(self) -> "HostStream | None":
         """The next host client, taking in any that came since the last look."""
@@ -323,6 +335,7 @@ class HostStream:
         self.connecting = False
         self.shut_wr = False      # the guest shut down writing: FIN once wbuf is out
         self.closed = False
+        self.wake = _nobody       # the guest socket's wait queue (inet.py sets it)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -338,11 +351,15 @@ class HostStream:
         if self.connecting:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self.connecting = False
+            self.wake(0)          # tcp_finish_connect, or the error
             self.net.generation += 1
             if err:
                 self.error = _guest_errno(err)
                 return
+        full = len(self.wbuf) >= WRITE_ROOM
         self._flush()
+        if full and len(self.wbuf) < WRITE_ROOM:
+            self.wake(POLLOUT)    # room again after the guest found none
 
     def _flush(self) -> None:
         while self.wbuf and not self.error:
@@ -352,6 +369,7 @@ class HostStream:
                 return
             except OSError as e:
                 self.error = _guest_errno(e.errno)
+                self.wake(0)
                 self.net.generation += 1
                 return
             self.net.bytes_out += n
@@ -371,14 +389,17 @@ class HostStream:
                 return
             except OSError as e:
                 self.error = _guest_errno(e.errno)
+                self.wake(0)
                 self.net.generation += 1
                 return
             self.net.generation += 1
             if not data:
                 self.eof = True
+                self.wake(0)      # the host's FIN: tcp_fin's sk_state_change
                 return
             self.net.bytes_in += len(data)
             self.rbuf += data
+            self.wake(POLLIN)
 
     def poll_now(self) -> None:
         """Take what the host has now (a guest read or poll looks)."""

@@ -15,11 +15,21 @@ from AF_UNIX's, each as Linux's net/ipv4/tcp*.c and udp.c:
 UDP keeps each datagram whole with the sender's address; a datagram to a port no one has
 is dropped and, on a connected socket, the ICMP port unreachable Linux sends itself over lo
 becomes ECONNREFUSED on its next call (ip4_datagram's sk_err).
+
+Wakes of the socket's wait queue (for epoll, vsnap/sockets.py) as TCP's and UDP's: bytes
+or a connection arriving (sk_data_ready: POLLIN), a FIN, a reset, a shutdown, a connect
+completing (sk_state_change: all), and room made by the peer's read only when the sender
+had run out of it (tcp_check_space calls sk_stream_write_space only with SOCK_NOSPACE set,
+which a send or a poll that found no room sets). A UDP send over lo wakes its own sender
+with POLLOUT (loopback_xmit orphans the skb: sock_wfree's write-space wake). A host
+connection (hostnet.py) wakes the socket when the host's bytes, end, error, accepted
+client or completed connect are taken in.
 """
 from __future__ import annotations
 
 from .abi import errno as E
 from .errors import SyscallError
+from .hostnet import WRITE_ROOM
 from .sockets import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
                       POLLWRNORM, RCV_SHUTDOWN, SEND_SHUTDOWN, SHUTDOWN_MASK, BrokenPipe,
                       Message, Socket, WouldBlock)
@@ -39,6 +49,8 @@ class InetSocket(Socket):
         self.v6only = False        # IPV6_V6ONLY (net.ipv6.bindv6only = 0)
         self.binding = None        # inetports.Binding: its hold on a port
         self.remote = None         # the peer's inetaddr.Addr, as this socket names it
+        self._host = None
+        self._host_listener = None
         self.host = None           # hostnet.HostStream when the peer is on the host
         self.host_listener = None  # hostnet.HostListener on a --listen port
         self.levels: dict = {}     # (level, name) -> int: IPPROTO_TCP/IP/IPV6 options
@@ -50,6 +62,30 @@ class InetSocket(Socket):
         self.connecting = False    # SS_CONNECTING: a non-blocking connect not looked at again
         self.autobound = False     # its port came with connect(), not bind()
         self.ports = None          # (PortSpace, clock) of its binding
+
+    # the host's side wakes this socket's watchers when its news are taken in (hostnet.py)
+    @property
+    def host(self):
+        return self._host
+
+    @host.setter
+    def host(self, h) -> None:
+        self._host = h
+        if h is not None:
+            h.wake = self.wq.wake
+
+    @property
+    def host_listener(self):
+        return self._host_listener
+
+    @host_listener.setter
+    def host_listener(self, h) -> None:
+        self._host_listener = h
+        if h is not None:
+            h.wake = self.wq.wake
+
+    def write_space(self) -> None:
+        """TCP's room comes back through stream_recv (tcp_check_space), UDP's at the send."""
 
     # -- what differs from AF_UNIX ---------------------------------------------------------
 
@@ -106,12 +142,14 @@ class InetSocket(Socket):
             # the peer closed: these bytes reach a closed socket, which answers with a
             # reset; this call succeeds, the next ones see EPIPE (tcp_reset in CLOSE_WAIT)
             self.err, self.shutdown, self.state = E.EPIPE, SHUTDOWN_MASK, "closed"
+            self.state_change()   # the reset arrives (tcp_reset: sk_state_change)
             return len(data)
         room = self._room()
         if room <= 0:
             raise WouldBlock()
         chunk = bytes(data[:room])
         peer.queue.append(Message(chunk, cred))
+        peer.data_ready()
         return len(chunk)
 
     def _room(self) -> int:
@@ -134,6 +172,8 @@ class InetSocket(Socket):
             return data, None, None
         if self.queue:
             out = bytearray()
+            sender = self.peer if not peek and self.host is None else None
+            full = sender is not None and sender._room() <= 0
             for msg in list(self.queue):
                 if len(out) >= n:
                     break
@@ -144,6 +184,9 @@ class InetSocket(Socket):
                 del msg.data[:take]
                 if not msg.data:
                     self.queue.popleft()
+            if full and not sender.dead and sender._room() > 0:
+                # the sender had no room (SOCK_NOSPACE): the window update frees its queue
+                sender.wq.wake(POLLOUT | POLLWRNORM | POLLWRBAND)
             return bytes(out), None, None
         if self.fin_in:
             return b"", None, None
@@ -173,7 +216,7 @@ class InetSocket(Socket):
     def _send_room_now(self) -> bool:
         """send_room without taking the host's news (poll took it once, at its start)."""
         if self.host is not None:
-            return len(self.host.wbuf) < 65536 or bool(self.err)
+            return len(self.host.wbuf) < WRITE_ROOM or bool(self.err)
         return self._room() > 0
 
     def writable(self) -> bool:
@@ -237,12 +280,14 @@ class InetSocket(Socket):
         if self.state == "listening" and self.stream:
             if mode & RCV_SHUTDOWN:  # a listener shut for reading stops listening
                 self.family.stop_listening(self)
+            self.state_change()
             return
         connected = self.state == "connected" or (not self.stream and self.remote)
         self.shutdown |= mode
         if self.stream and mode & SEND_SHUTDOWN and not self.fin_out and connected \
                 and self.state == "connected":
             self._send_fin()
+        self.state_change()   # inet_shutdown: sk_state_change, connected or not
         if not connected:
             raise SyscallError(E.ENOTCONN, "socket is not connected")
 
@@ -256,6 +301,7 @@ class InetSocket(Socket):
         if peer is not None and not peer.dead:
             peer.fin_in = True
             peer.shutdown |= RCV_SHUTDOWN
+            peer.state_change()   # tcp_fin
 
     def release(self) -> None:
         """tcp_close: a reset when bytes are left unread, else a FIN; the port is let go,
@@ -281,6 +327,7 @@ class InetSocket(Socket):
                     # a reset: tcp_reset gives EPIPE to a peer that had our FIN (CLOSE_WAIT)
                     peer.err = E.EPIPE if self.fin_out else E.ECONNRESET
                     peer.shutdown, peer.state = SHUTDOWN_MASK, "closed"
+                    peer.state_change()   # tcp_reset -> tcp_done
                 else:
                     graceful = True
                     if not self.fin_out:
@@ -302,6 +349,7 @@ class InetSocket(Socket):
         self.fin_first = not self.fin_in
         peer.fin_in = True
         peer.shutdown |= RCV_SHUTDOWN
+        peer.state_change()
 
     # -- datagrams -------------------------------------------------------------------------
 
@@ -324,6 +372,7 @@ class InetSocket(Socket):
             return
         self.rmem += size
         self.queue.append(Message(data, None, addr=addr, size=size))
+        self.data_ready()
 
 
 def udp_truesize(n: int, v6_packet: bool) -> int:

@@ -17,7 +17,15 @@ and the handler parks the caller until readable()/writable()/acceptable() says s
 
 Descriptors in flight are OpenFile references held by the message (refs + 1, as Linux's fget
 in scm_fp_copy): closing the sender's last fd keeps the description alive until the message
-is read or thrown away.
+is read or thrown away (and an epoll item on it stays, as Linux keeps it).
+
+Each socket has one wait queue (`wq`, Linux's sk_wq; vsnap/waitq.py) that epoll items on it
+listen on, woken where af_unix.c wakes it: sk_data_ready (POLLIN) when a message or a
+connection is queued, unix_write_space (POLLOUT) each time one of its sent messages is
+freed (read to its end or thrown away) and a quarter of its send buffer is then free,
+sk_state_change (0: anything) on shutdown and on the peer's close. Linux's peer_wait relay
+of a datagram receiver (unix_dgram_peer_wake_me) reaches the sender through the same
+write-space wake of the message read.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from collections import deque
 
 from .abi import errno as E
 from .errors import SyscallError
+from .waitq import WaitQueue
 
 SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET = 1, 2, 5
 RCV_SHUTDOWN, SEND_SHUTDOWN = 1, 2          # include/net/sock.h
@@ -105,8 +114,9 @@ class Message:
     def freed(self) -> None:
         """Read to its end (or thrown away): its sender's buffer gets its truesize back."""
         if self.sender is not None:
-            self.sender.wmem -= self.size
-            self.sender = None
+            sender, self.sender = self.sender, None
+            sender.wmem -= self.size
+            sender.write_space()  # sock_wfree -> sk_write_space
 
     def drop(self, book=None) -> None:
         """Thrown away unread: its descriptions lose their in-flight reference."""
@@ -157,10 +167,27 @@ class Socket:
         self.dead = False
         self.ino = 0                     # set by the kernel side (sockfs inode)
         self.book = None                 # the system's file locks, for descriptions it frees
+        self.wq = WaitQueue()            # epoll items watching it (never saved: waitq.py)
 
     @property
     def stream(self) -> bool:
         return self.type in (SOCK_STREAM, SOCK_SEQPACKET)
+
+    # -- wakes (for epoll) -------------------------------------------------------------------
+
+    def data_ready(self) -> None:
+        """sock_def_readable: a message or a connection was queued here."""
+        self.wq.wake(POLLIN | POLLRDNORM)
+
+    def state_change(self) -> None:
+        """sock_def_wakeup (sk_state_change, sk_error_report): every watcher."""
+        self.wq.wake(0)
+
+    def write_space(self) -> None:
+        """unix_write_space: one of its messages was freed; watchers hear of it when a
+        quarter of the send buffer is free (unix_writable)."""
+        if self.state != "listening" and self.wmem << 2 <= self.sndbuf:
+            self.wq.wake(POLLOUT | POLLWRNORM | POLLWRBAND)
 
     # -- connections -----------------------------------------------------------------------
 
@@ -200,6 +227,7 @@ class Socket:
         new.connect_to(client)
         new.peercred, client.peercred = client.cred, self.cred
         self.queue.append(new)
+        self.data_ready()
         return new
 
     def accept(self, nonblock: bool) -> "Socket":
@@ -226,6 +254,9 @@ class Socket:
             peer_mode = (RCV_SHUTDOWN if mode & SEND_SHUTDOWN else 0) | (
                 SEND_SHUTDOWN if mode & RCV_SHUTDOWN else 0)
             self.peer.shutdown |= peer_mode
+        self.state_change()              # unix_shutdown wakes both sides
+        if self.stream and self.peer is not None:
+            self.peer.state_change()
 
     def release(self) -> None:
         """The last reference went (unix_release_sock): a connection's peer sees both
@@ -243,6 +274,7 @@ class Socket:
             peer.shutdown = SHUTDOWN_MASK
             if unread or old == "embryo":
                 peer.err = E.ECONNRESET
+            peer.state_change()
         while self.queue:
             item = self.queue.popleft()
             if isinstance(item, Socket):
@@ -352,6 +384,7 @@ class Socket:
             msg = Message(chunk, cred, hold_files(fds) if fds and taken == 0 else None,
                           self.addr, sender=self, size=cost)
             peer.queue.append(msg)
+            peer.data_ready()
             taken += len(chunk)
             if taken >= len(data) or not self.send_room():
                 return taken
@@ -433,6 +466,7 @@ class Socket:
             raise WouldBlock()
         target.queue.append(Message(data, cred, hold_files(fds) if fds else None, self.addr,
                                     sender=self, size=dgram_truesize(len(data))))
+        target.data_ready()
         return len(data)
 
     def dgram_recv(self, n: int, peek: bool):

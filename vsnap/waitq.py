@@ -27,7 +27,7 @@ class WaitQueue:
 
     def remove(self, fn) -> None:
         for i, e in enumerate(self.entries):
-            if e is fn:
+            if e == fn:  # a bound method is made anew at each access: equal, never the same
                 del self.entries[i]
                 return
 

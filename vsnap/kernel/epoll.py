@@ -3,7 +3,7 @@
 The interest and ready lists are vsnap/epollset.py's; this module checks arguments as
 Linux's do_epoll_ctl and do_epoll_wait do, in their order, and moves the bytes.
 
-How a kind of file takes part (pipes now; eventfd, epoll itself; sockets next):
+How a kind of file takes part (pipes, eventfd, epoll itself, sockets):
   * ops.poll(p, f) -> mask: what poll(2) and epoll see now (kernel/poll.py `readiness`);
     a description whose ops have it can be polled and added to an epoll (others: EPERM,
     as Linux's files without a poll method, except the terminal and FIFOs);

@@ -18,7 +18,8 @@ from ..inet import UDP6_MAX, UDP_MAX, InetSocket
 from ..inetaddr import (AF_INET, AF_INET6, PROT_SOCK, Addr, as_family, loopback_for, pack,
                         parse_bind, parse_connect, parse_sendto, wildcard)
 from ..inetports import Binding, PortSpace
-from ..sockets import SOCK_DGRAM, SOCK_STREAM, WouldBlock
+from ..sockets import (POLLERR, POLLOUT, POLLWRBAND, POLLWRNORM, SOCK_DGRAM, SOCK_STREAM,
+                       WouldBlock)
 from .sockfile import park as wait
 from .sockfile import register
 
@@ -263,6 +264,7 @@ class InetFamily:
             if nonblock:
                 sock.err, sock.state, sock.connecting = E.ECONNREFUSED, "closed", True
                 sock.shutdown = 3
+                sock.state_change()   # the reset to its SYN: tcp_reset
                 raise SyscallError(E.EINPROGRESS, "refused: SO_ERROR will say so")
             raise SyscallError(E.ECONNREFUSED, f"no one listens on {dest}")
         if listener.backlog_full() and not nonblock:
@@ -308,6 +310,8 @@ class InetFamily:
             if side.sndbuf == TCP_SNDBUF:
                 side.sndbuf = TCP_SNDBUF_CONNECTED
         listener.queue.append(new)
+        client.state_change()    # tcp_finish_connect
+        listener.data_ready()    # the child in the accept queue
 
     def from_host(self, listener: InetSocket, h) -> InetSocket:
         """A host client's connection to a --listen port, as the guest accepts it."""
@@ -334,6 +338,8 @@ class InetFamily:
         net = p.sys.net
         net.notice = p.sys.notice
         sock.host = net.open_connection(dest.ip, dest.port)
+        if sock.host.error:
+            sock.state_change()   # refused at once: the error its watchers hear of
         sock.remote = dest
         sock.state, sock.connecting = "connecting", True
         sock.addr = loopback_for(self.number, dest).with_port(0)
@@ -422,9 +428,12 @@ class InetFamily:
         if source.is_any():
             source = loopback_for(self.number, dest).with_port(source.port)
         target = _space(p, sock).lookup(dest, listeners=False, source=source)
+        # loopback_xmit orphans the skb: its sender's write space comes back at once
+        sock.wq.wake(POLLOUT | POLLWRNORM | POLLWRBAND)
         if target is None or target.dead:
             if sock.remote is not None:
                 sock.err = E.ECONNREFUSED   # ICMP port unreachable, over lo at once
+                sock.wq.wake(POLLERR)       # sk_error_report
             return len(data)
         target.dgram_take(data, as_family(source, target.domain), dest.v4() is None)
         return len(data)

@@ -91,6 +91,10 @@ class SocketFile:
     def poll(self, p, f) -> int:
         return self.sock.poll()
 
+    def wait_queues(self, f) -> list:
+        """What an epoll item on it listens on (kernel/epoll.py): the socket's sk_wq."""
+        return [self.sock.wq]
+
     def fdinfo(self, p, f) -> str:
         """unix_show_fdinfo's line: descriptors waiting in the receive queue (a listener:
         in its embryos' queues)."""

@@ -24,7 +24,7 @@ from ..fdtable import MAX_FDS
 from .inodes import CannotSave
 
 MAX_ITEMS = 1 << 16
-WATCHABLE = {"pipe", "eventfd", "epoll", "console", "fifo"}  # what kernel/epoll.pollable allows
+WATCHABLE = {"pipe", "eventfd", "epoll", "console", "fifo", "socket"}  # what kernel/epoll.pollable allows
 
 
 # eventfd ---------------------------------------------------------------------------------------
