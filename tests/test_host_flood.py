@@ -29,10 +29,7 @@ ACCEPTED = LIMIT - 4
 EXTRA = 3                  # connections past what the server can accept
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vsnap.testing import free_port  # noqa: E402  (below the ephemeral range)
 
 
 def connect(port: int, proc: subprocess.Popen) -> socket.socket:

@@ -194,10 +194,7 @@ def launcher(request, tmp_path_factory):
 # ------------------------------------------------------------------------------------------------
 # clients and scripts
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vsnap.testing import free_port  # noqa: E402  (below the ephemeral range)
 
 
 class Client:

@@ -226,9 +226,7 @@ def test_native_supervisor_gives_the_same_transcript(builds, tmp_path, steps):
     require_native()
     harness = pytest.importorskip("mudharness", reason="tests/mudharness.py (programs/mud) "
                                   "is not in this tree")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server, client = builds.get("watched", "glibc"), builds.get("watchclient", "glibc")
     devnull = open(os.devnull, "w")
     sup = harness.FdStoreSupervisor([server], port, env={"PATH": "/bin"},
@@ -331,10 +329,7 @@ def test_ctrl_c_ends_the_watch(builds, tmp_path):
 # ------------------------------------------------------------------------------------------
 # real host clients: --watch --listen PORT
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from vsnap.testing import free_port  # noqa: E402  (below the ephemeral range)
 
 
 def test_host_clients_stay_connected_across_a_restart(builds, tmp_path):

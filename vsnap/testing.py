@@ -355,3 +355,26 @@ def workloads(max_ops: int = 30):
     return _script(max_ops).map(
         lambda lines: Guest(program, ("script.txt",),
                             {"script.txt": ("\n".join(lines) + "\n").encode()}))
+
+
+_PORTS = {"next": None}
+
+
+def free_port() -> int:
+    """A TCP port free on the host's 127.0.0.1 for a test's server, below Linux's ephemeral
+    range (32768-60999): a port from bind(0) is an ephemeral one, which any client's connect
+    may take as its source port before the server binds it. Spread by pid so that parallel
+    test workers start apart, and never the same twice in one process."""
+    import socket
+    if _PORTS["next"] is None:
+        _PORTS["next"] = (os.getpid() * 97) % 12000
+    for _ in range(12000):
+        port = 20000 + _PORTS["next"]
+        _PORTS["next"] = (_PORTS["next"] + 1) % 12000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free TCP port in 20000-31999 on this host")
