@@ -32,40 +32,8 @@ MUD_DIR = REPO / "programs" / "mud"
 
 WAIT = 20.0   # seconds any one reply may take before we call the connection stuck
 
-# Answers are hidden unless VSNAP_REVEAL=1 (instructors; tests/test_notebooks.py sets it).
-REVEAL = os.environ.get("VSNAP_REVEAL") == "1"
-
-
-# ------------------------------------------------------------------------------------------
-# the exercises' checks (as notebooks 06 and 07)
-
-def shown(value) -> str:
-    """A set in sorted order (Python prints sets in an order that changes between runs)."""
-    if isinstance(value, (set, frozenset)):
-        return "{" + ", ".join(map(repr, sorted(value))) + "}" if value else "set()"
-    return repr(value)
-
-
-def check(question: str, guess, measured, hint: str = "", choices=None) -> bool | None:
-    """Compare a student's prediction with what was measured; print the verdict (and the
-    answer only with VSNAP_REVEAL=1). True/False, or None when there is no prediction yet.
-    CHOICES, if given, are the names a set may hold: others are pointed out (a typo)."""
-    if isinstance(guess, (list, tuple)) and isinstance(measured, (set, frozenset)):
-        guess = set(guess)
-    if choices is not None and isinstance(guess, (set, frozenset)) and guess - set(choices):
-        hint = f"(Not among the choices: {shown(guess - set(choices))}.) {hint}"
-    if guess is None:
-        print(f"{question}: no prediction yet. Fill it in above, then run this cell again.")
-        right = None
-    elif guess == measured:
-        print(f"{question}: {shown(guess)} is right.")
-        right = True
-    else:
-        print(f"{question}: {shown(guess)} is not what happened. {hint}".rstrip())
-        right = False
-    if REVEAL:
-        print(f"    answer (VSNAP_REVEAL=1): {shown(measured)}")
-    return right
+# the exercises' checks (VSNAP_REVEAL, check, shown) are the labs' own: notebooks/_lab.py
+from _lab import REVEAL, check, shown  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------------------------------
