@@ -150,11 +150,14 @@ def test_vsnap_out_of_host_descriptors(builds, tmp_path):
                                            for _ in range(ACCEPTED - 1)]
         served = 0
         for c in clients:
-            c.settimeout(1.0)
+            # the first client is served however loaded the machine is (a full parallel test
+            # run can take seconds); after it, a client not served within 2 s is one vsnap
+            # had no host descriptor for: it waits in the host's backlog
+            c.settimeout(30.0 if served == 0 else 2.0)
             try:
                 if line(c) != b"hello %d\n" % (served + 1):
                     break
-            except socket.timeout:
+            except (socket.timeout, ConnectionResetError):
                 break
             served += 1
         assert 0 < served < ACCEPTED
