@@ -190,3 +190,21 @@ def test_notebook_01_checks_a_prediction(monkeypatch):
     right = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert "(1, 8) is not what happened" in wrong and "answer" not in wrong
     assert "is right" in right and "answer" not in right
+
+
+def test_slider_is_the_panel(n01, sandbox):
+    """The slider's widget spans k = 0..last, and moving it renders panel(k) again (its
+    callback runs headless, outside a browser)."""
+    pytest.importorskip("ipywidgets")
+    shown = []
+    real = n01.render
+    n01.render = lambda p: shown.append(p) or real(p)
+    try:
+        box = n01.slider(sandbox / "hello", root=sandbox, last=1340, value=3)
+        k = box.children[0]
+        assert (k.min, k.max, k.value) == (0, 1340, 3)
+        k.value = 8
+    finally:
+        n01.render = real
+    assert [p.k for p in shown] == [3, 8]
+    assert shown[1].registers["rsi"] == 1     # mov esi, dword ptr [rdi]: argc, at k = 8
