@@ -449,6 +449,28 @@ def panel(path, k: int, *, root, args=()) -> Panel:
                  instruction_at(m), vmas, pages, parts, len(data))
 
 
+def syscall_instants(path, *, root, args=()) -> list[tuple[int, str]]:
+    """(k, strace line) of each system call of a run: k counts the syscall instruction, so
+    panel(path, k) shows the guest just after the call."""
+    m, _, _ = make_machine(path, args, root=root)
+    instants = []
+    m.system.strace = lambda line: instants.append((m.instructions, line))
+    m.run()
+    return instants
+
+
+# Exercise 5's key, read off maps.c: the system call (by its number in the run) after which
+# the program writes, before its next call, into how many pages that were all zero. An image
+# stores only pages that are not all zero, and the heap's pages go into memory/data.bin with
+# .data and .bss (snapshot/checkpoint.py's PART_OF_KIND), an anonymous mmap's into
+# memory/mappings.bin.
+IMAGE_KEY = {
+    2: ("brk(NULL)", "memory/data.bin", 0),          # nothing written before brk(grow)
+    3: ("brk(0x", "memory/data.bin", 1),             # end[-1] = 'x': the last new heap page
+    4: ("mmap(NULL, 8192", "memory/mappings.bin", 1),  # page[0] = 'y': one of its two pages
+}
+
+
 def render(p: Panel) -> str:
     """The panel as HTML: registers (the changed ones lit), the memory map, the stack pages
     and the image's parts."""

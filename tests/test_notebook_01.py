@@ -208,3 +208,15 @@ def test_slider_is_the_panel(n01, sandbox):
         n01.render = real
     assert [p.k for p in shown] == [3, 8]
     assert shown[1].registers["rsi"] == 1     # mov esi, dword ptr [rdi]: argc, at k = 8
+
+
+def test_image_key_for_every_variant(n01, sandbox):
+    """Exercise 5's key (IMAGE_KEY, read off maps.c): for each pair of calls it offers, the
+    call is the one reasoned about and the part grows by that many pages between images taken
+    just after the two calls."""
+    instants = n01.syscall_instants(sandbox / "maps", root=sandbox)
+    for first, (call, part, pages) in n01.IMAGE_KEY.items():
+        assert instants[first][1].startswith(call), instants[first]
+        a, b = (n01.panel(sandbox / "maps", instants[i][0], root=sandbox)
+                for i in (first, first + 1))
+        assert b.parts.get(part, 0) - a.parts.get(part, 0) == pages * PAGE, (first, part)
