@@ -527,11 +527,22 @@ def draw_save_bar(save_bytes, title="demo.save"):
         else:                              # too thin for its label: put it above, staggered
             ax.annotate(label, (at + n / 2, 1), xytext=(at + n / 2, 1.25 + 0.55 * (k % 2)),
                         ha="center", fontsize=7, arrowprops=dict(arrowstyle="-", lw=0.5))
+    # inside the data segment: where .data ends and .bss begins (edata), from the header
+    h = parse_save(save_bytes)["header"]
+    at = dict((name, a) for name, a, _ in segs)["data segment"] + h["edata"] - h["data_lo"]
+    ax.plot([at, at], [0, 1], color="white", lw=1, ls="--")
+    ax.text(at, 0.1, " .bss from here (edata): zeros, mostly", ha="left", fontsize=7, color="white")
     ax.set_xlim(0, total)
     ax.set_ylim(0, 2.4)
     ax.set_yticks([])
-    ax.set_xticks([a for _, a, _ in segs] + [total])
-    ax.set_xticklabels([f"{a:,}" for _, a, _ in segs] + [f"{total:,}"], fontsize=7, rotation=30)
+    ticks = [0]
+    for t in [a for _, a, _ in segs[1:]] + [total]:   # the part boundaries, unless too close
+        if t - ticks[-1] > 0.03 * total:
+            ticks.append(t)
+        elif t == total:
+            ticks[-1] = t
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:,}" for t in ticks], fontsize=7)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     ax.set_title(f"{title}: {total:,} bytes, every part as wide as its bytes (file offsets below)",
