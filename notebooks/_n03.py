@@ -618,8 +618,10 @@ def setjmp_registers(args, near=0):
     but rdi (the jmp_buf's address) and rsp, let setjmp run to its return, and see which
     markers are in the jmp_buf; rsp and rip count if the jmp_buf holds the caller's stack
     pointer (rsp + 8 after the return) and the return address ([rsp]). A throwaway machine:
-    the markers would break the rest of the run."""
+    the markers would break the rest of the run. `near`: an instruction count before setjmp
+    (the trace's), to go there at full speed before stepping one instruction at a time."""
     m, _, _ = start(new_root(f"setjmp-{len(list(SANDBOX.iterdir()))}"), args)
+    assert m.advance(near) is None, "the demo ended before setjmp"
     while m.cpu.read("rip") != SYM["setjmp"]:
         assert m.advance(m.instructions + 1) is None, "the demo ended before setjmp"
     rdi, rsp = m.cpu.read("rdi"), m.cpu.read("rsp")
