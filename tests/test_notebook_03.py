@@ -26,7 +26,7 @@ def n3():
     sys.path.insert(0, str(NOTEBOOKS))
     try:
         import _n03
-        import _n03b
+        import _n03b  # noqa: F401  (the n3b fixture takes it from sys.modules)
     finally:
         sys.path.remove(str(NOTEBOOKS))
     return _n03
