@@ -1,9 +1,12 @@
-/* pipethru.c MIB CHUNK: a parent writes MIB MiB through a pipe, CHUNK bytes a write, to a
+/* pipethru.c MIB CHUNK [unix]: a parent writes MIB MiB through a pipe (or, with "unix", a
+   connected AF_UNIX stream socketpair), CHUNK bytes a write, to a
    forked child that reads CHUNK bytes at a time and counts the bytes and their sum; the child
    prints both, the parent waits for it. benchmarks/procs.py times it from outside, natively
    and under `vsnap run` (the same binary), and compares what the child printed. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,7 +16,9 @@ int main(int argc, char **argv)
     size_t chunk = argc > 2 ? (size_t)atol(argv[2]) : 65536;
     char *buf = malloc(chunk);
     int fd[2];
-    if (!buf || chunk == 0 || pipe(fd) < 0) {
+    int unix_socket = argc > 3 && strcmp(argv[3], "unix") == 0;
+    if (!buf || chunk == 0 || (unix_socket ? socketpair(AF_UNIX, SOCK_STREAM, 0, fd)
+                                           : pipe(fd)) < 0) {
         perror("pipethru");
         return 1;
     }

@@ -13,6 +13,8 @@ process each time, its start-up included in both of a pair of runs, so it cancel
                  CHUNK bytes a write, to a forked child that reads CHUNK at a time and counts;
                  MiB/s = MIB / (time of the run - time of a run that moves 0 bytes). Chunks of
                  64 KiB (a whole pipe) and 4 KiB (a page, PIPE_BUF).
+  unix socket    pipethru.c MIB 65536 unix: the same through a connected AF_UNIX stream
+                 socketpair (vsnap/sockets.py: messages in a receive queue, not a pipe ring).
 
 Each time is the best of REPEAT runs; the guest's output must be what the arguments make it,
 natively and under vsnap (the script stops with an error otherwise). Native runs move more (a larger N or MIB)
@@ -38,8 +40,9 @@ REPEAT = 3
 
 # (native work, vsnap work) for each benchmark; --quick uses the second pair
 SIZES = {"forks": (5_000, 60), "forks64": (100, 10), "pipe64k": (1024, 24),
-         "pipe4k": (256, 24)}
-QUICK = {"forks": (200, 4), "forks64": (4, 2), "pipe64k": (8, 1), "pipe4k": (2, 1)}
+         "pipe4k": (256, 24), "unix64k": (1024, 24)}
+QUICK = {"forks": (200, 4), "forks64": (4, 2), "pipe64k": (8, 1), "pipe4k": (2, 1),
+         "unix64k": (8, 1)}
 
 
 def timed(cmd: list[str], cwd: str, repeat: int) -> tuple[float, bytes]:
@@ -84,7 +87,7 @@ def expected(name: str, n: int) -> bytes:
         pages = mib << 8  # the guest wrote page number & 255 into each page
         return f"forks {n}, {mib} MiB touched, sum {sum(k & 255 for k in range(pages))}\n" \
             .encode()
-    chunk = 65536 if name == "pipe64k" else 4096
+    chunk = 4096 if name == "pipe4k" else 65536
     return (f"read {n << 20} bytes in chunks of up to {chunk}, sum of every 512th byte "
             f"{(n << 20) // 512}\n").encode()  # each of those bytes is 1
 
@@ -112,11 +115,13 @@ def main(quick: bool = False) -> dict:
                 check(name, out, n, "vsnap" if under else "native")
                 pair.append(None if t is None else n / t if name == "forks" else t / n * 1e3)
             res[name] = tuple(pair)
-        for name, chunk in (("pipe64k", 65536), ("pipe4k", 4096)):
+        for name, chunk, how in (("pipe64k", 65536, []), ("pipe4k", 4096, []),
+                                 ("unix64k", 65536, ["unix"])):
             pair = []
             for i, under in enumerate((False, True)):
                 mib = sizes[name][i]
-                t, out = run.work(pipethru, under, [str(mib), str(chunk)], ["0", str(chunk)])
+                t, out = run.work(pipethru, under, [str(mib), str(chunk), *how],
+                                  ["0", str(chunk), *how])
                 check(name, out, mib, "vsnap" if under else "native")
                 pair.append(None if t is None else mib / t)
             res[name] = tuple(pair)
@@ -127,7 +132,8 @@ def main(quick: bool = False) -> dict:
     rows = (("forks", "fork + _exit + waitpid", "{:>10,.0f} /s ", False),
             ("forks64", "  the same after touching 64 MiB", "{:>10,.2f} ms ", True),
             ("pipe64k", "pipe, 64 KiB writes and reads", "{:>8,.0f} MiB/s ", False),
-            ("pipe4k", "pipe, 4 KiB writes and reads", "{:>8,.1f} MiB/s ", False))
+            ("pipe4k", "pipe, 4 KiB writes and reads", "{:>8,.1f} MiB/s ", False),
+            ("unix64k", "AF_UNIX stream, 64 KiB", "{:>8,.0f} MiB/s ", False))
     for name, what, cell, cost in rows:
         n, v = res[name]
         ratio = "-" if n is None or v is None else f"{(v / n if cost else n / v):,.0f}x"
@@ -136,7 +142,8 @@ def main(quick: bool = False) -> dict:
     print(f"(forks: {sizes['forks'][0]:,} native, {sizes['forks'][1]:,} under vsnap; 64 MiB: "
           f"{sizes['forks64'][0]} and {sizes['forks64'][1]} forks; pipes: "
           f"{sizes['pipe64k'][0]} and {sizes['pipe64k'][1]} MiB in 64 KiB chunks, "
-          f"{sizes['pipe4k'][0]} and {sizes['pipe4k'][1]} MiB in 4 KiB; each minus a run "
+          f"{sizes['pipe4k'][0]} and {sizes['pipe4k'][1]} MiB in 4 KiB, the socket as the "
+          f"64 KiB pipe; each minus a run "
           f"that does none; benchmark took {time.perf_counter() - t_start:.1f} s)")
     return res
 
