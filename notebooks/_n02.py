@@ -729,6 +729,8 @@ def round_moments(root) -> list[int]:
 
 
 def in_round(root, r: int) -> int:
-    """An instruction count in the middle of round r (its busy loop is most of it)."""
+    """An instruction count in the middle of round r (its busy loop is most of it), found by
+    a whole run in `root`; the counter.log that run wrote is removed again."""
     k = round_moments(root)
+    reset(root, "counter.log")
     return (k[r - 1] + k[r]) // 2
