@@ -464,9 +464,9 @@ def draw_stack(img, prog: Program, argc: int, ax_live, ax_dead) -> None:
     for lo, hi, label, colour in parts:
         ax_live.add_patch(Rectangle((0, lo - top), 1, hi - lo, facecolor=colour, edgecolor="black", lw=0.6))
         ax_live.text(1.05, (lo + hi) / 2 - top, f"{label}  [{hi - lo} B]", va="center", fontsize=8)
-    ax_live.annotate(f"rsp {rsp:#x}", xy=(0, rsp - top), xytext=(-0.9, rsp - top), va="center",
-                     fontsize=8, arrowprops=dict(arrowstyle="->"))
-    ax_live.set_xlim(-1, 3.2)
+    ax_live.annotate(f"rsp {rsp:#x}", xy=(0, rsp - top), xytext=(-0.25, rsp - top + 12), va="center",
+                     ha="right", fontsize=8, arrowprops=dict(arrowstyle="->"))
+    ax_live.set_xlim(-1.5, 3.4)
     ax_live.set_ylim(rsp - top - 24, 8)
     ax_live.set_xticks([])
     ax_live.set_ylabel("bytes below the top of the stack")
