@@ -44,6 +44,7 @@ static unsigned char *heap;                   /* .bss, pointing into the heap */
 static long heap_size;
 static int in_fd = -1, out_fd = -1, log_fd = -1, dir_fd = -1;
 static int checkpoints[16], ncheckpoints;
+static int steps = 6;                         /* not in main's frame: longjmp would clobber it */
 
 static int is_checkpoint(int step)
 {
@@ -119,7 +120,7 @@ static void do_step(int step)
 
 int main(int argc, char **argv)
 {
-    int steps = 6, opt;
+    int opt;
     const char *save = "workout.save";
     while ((opt = getopt(argc, argv, "n:c:s:")) != -1) {
         switch (opt) {

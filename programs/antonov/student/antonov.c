@@ -340,6 +340,7 @@ static int antonov_scan_fds(void)
      *   - name: copy_name from antonov_names[fd] (what antonov_open remembered; "" if none).
      * Raw system calls only: the signal may have come in the middle of a printf.
      * Return the number of records filled. */
+    (void)describe_fd;  /* given: describe_fd("saving", record) prints one (ANTONOV_VERBOSE) */
     return 0;
 }
 
@@ -389,6 +390,8 @@ static __attribute__((noinline)) int antonov_save(void)
      * 6. Keep the descriptor in antonov_save_fd for antonov_finish_save, return 0.
      * (The reference also refuses to save when %fs points outside the data segment and the
      * heap, in mmap'd memory: zig cc -O0 builds. Optional here: the grader builds -O2.) */
+    (void)antonov_scan_fds;  /* given helpers you will call: */
+    (void)save_failed;
     static const char todo[] = "antonov: antonov_save is not written yet (TODO); going on\n";
     write_all(2, todo, sizeof todo - 1);
     return -1;
@@ -408,6 +411,7 @@ static __attribute__((noreturn)) void antonov_finish_save(void)
      *   - on a failure: unlink antonov_tmp, say so on stderr, sys_exit(1);
      *   - else say "antonov: saved the process to ..." and sys_exit(0).
      * Never return: the caller is the handler of a process that is done. */
+    (void)antonov_save_fd;  /* the save file, left open by antonov_save */
     static const char todo[] = "antonov: antonov_finish_save is not written yet (TODO)\n";
     write_all(2, todo, sizeof todo - 1);
     sys_exit(1);
@@ -445,6 +449,7 @@ static void antonov_reopen_files(void)
      *       if offset >= 0: lseek(fd, offset, SEEK_SET) and check the answer;
      *       copy the name back into antonov_names[fd] (a later save needs it);
      *   - records without a name (0, 1, 2: inherited) stay as the new process got them. */
+    (void)restore_failed;  /* given: one line on stderr and exit(1) */
 }
 
 /* Re-initialise what the kernel gave the new process and the old one remembers: musl keeps
