@@ -120,6 +120,9 @@ def grade_point(prog: str, p: Program, point, sym: Symbols, ref, base: Path) -> 
     if not save.exists() and first.status == 0:
         return [f"{where}: save (steps 1-5): the program went on after the signal and left no "
                 f"{p.save}{said}: write antonov_save (and antonov_scan_fds)"]
+    if not save.exists() and first.message:
+        return [f"{where}: save: the saving run stopped in {sym.function_at(first.rip)}: "
+                f"{first.message}{said}"]
     if not save.exists():
         tmp = " (only its .tmp)" if (root / (p.save + ".tmp")).exists() else ""
         return [f"{where}: save (step 6): the saving run ended with status {first.status} and "
@@ -213,7 +216,11 @@ def grade(source: Path, names=("workout", "demo"), all_points=False, base=None,
             ref = reference(prog, p, b)
             seen = set()
             for point in points_of(p, ref, all_points):
-                lines = grade_point(prog, p, point, sym, ref, b)
+                try:
+                    lines = grade_point(prog, p, point, sym, ref, b)
+                except Exception as e:  # a library broken in a way no check foresaw
+                    lines = [f"{p.name} {point[0]} {point[1]}: the grader could not check this "
+                             f"point: {type(e).__name__}: {e}"]
                 if progress:
                     progress(f"{p.name} {point[0]} {point[1]}: {len(lines)} problem(s)")
                 for line in lines:
