@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,9 @@ def build_all(source: Path, names) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     for n, text in texts.items():
         if not (d / n).exists() or (d / n).read_bytes() != text:
-            (d / n).write_bytes(text)
+            part = d / f".{n}.{os.getpid()}"  # whole files only: graders may run in parallel
+            part.write_bytes(text)
+            os.replace(part, d / n)
     out = {}
     for n in names:
         try:
