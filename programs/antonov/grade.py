@@ -243,6 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--all-points", action="store_true",
                     help="save at every step and at 40 instants from outside, not only a few")
     ap.add_argument("-v", "--verbose", action="store_true", help="name each point as it goes")
+    ap.add_argument("--build-only", action="store_true",
+                    help="build the programs with your antonov.c, print their paths, stop")
     a = ap.parse_args(argv)
     src = Path(a.source)
     if src.is_dir():
@@ -253,6 +255,15 @@ def main(argv=None) -> int:
         return 2
     names = tuple(a.program or ("workout", "demo"))
     try:
+        if a.build_only:
+            built = build_all(src, names)
+            for n, path in built.items():
+                print(f"{n}: {path}")
+            if "workout" in built:  # its input, for runs by hand
+                there = Path(cache_dir()).parent / "libckpt" / "workout.in"
+                there.write_bytes(WORKOUT_IN)
+                print(f"workout's input: {there}")
+            return 0
         failures = grade(src, names, a.all_points,
                          progress=(lambda s: print(s, file=sys.stderr)) if a.verbose else None)
     except CompileError as e:

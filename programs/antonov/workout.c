@@ -1,10 +1,11 @@
 /* workout.c: a program that leans on every step of antonov.c, for the grader (grade.py).
  *
- * usage: workout [-n STEPS] [-c K]... [-s SAVE]
+ * usage: workout [-n STEPS] [-c K]... [-s SAVE] [-v]
  *
  *   -n STEPS   steps to do (default 6, at most 40)
  *   -c K       in step K, at the bottom of a deep recursion, raise(SIGUSR1): save and exit
  *   -s SAVE    the save file (default workout.save)
+ *   -v         the library describes the layout and the descriptors on stderr
  *
  * It needs a file workout.in in its directory (read from, 37 bytes a step).  Each part of
  * its state lives where one step of the recipe has to bring it back:
@@ -120,9 +121,9 @@ static void do_step(int step)
 
 int main(int argc, char **argv)
 {
-    int opt;
+    int opt, flags = 0;
     const char *save = "workout.save";
-    while ((opt = getopt(argc, argv, "n:c:s:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:c:s:v")) != -1) {
         switch (opt) {
         case 'n': steps = atoi(optarg); break;
         case 'c':
@@ -130,12 +131,13 @@ int main(int argc, char **argv)
                 checkpoints[ncheckpoints++] = atoi(optarg);
             break;
         case 's': save = optarg; break;
+        case 'v': flags |= ANTONOV_VERBOSE; break;
         default:
-            fprintf(stderr, "usage: workout [-n STEPS] [-c K]... [-s SAVE]\n");
+            fprintf(stderr, "usage: workout [-n STEPS] [-c K]... [-s SAVE] [-v]\n");
             return 2;
         }
     }
-    if (steps < 1 || steps > MAX_STEPS || antonov_init(save, NULL, 0) < 0)
+    if (steps < 1 || steps > MAX_STEPS || antonov_init(save, NULL, flags) < 0)
         return 2;
     if (antonov_restart() < 0)
         return 2;
