@@ -152,8 +152,10 @@ def check_save(save: bytes, o: dict, sym: Symbols) -> list:
         out.append("save (step 6): the jmp_buf at the end of the save file is all zeros: write "
                    "antonov_jb after sigsetjmp has filled it (antonov_finish_save), last")
     else:
-        sp, pc = struct.unpack_from("<QQ", jb, 48)
-        if not h["stack_lo"] <= sp < o["rsp"] and sym.by_name.get("__sigsetjmp") is not None:
+        # musl's jmp_buf: rbx rbp r12 r13 r14 r15 rsp rip, in the clear (glibc scrambles rsp
+        # and rip with its pointer guard; the grader builds with musl)
+        sp = struct.unpack_from("<Q", jb, 48)[0]
+        if not h["stack_lo"] <= sp < o["rsp"]:
             out.append(f"save (step 6): the jmp_buf's stack pointer {sp:#x} is outside the saved "
                        f"stack, which starts at {h['stack_lo']:#x}: the frame of the setjmp "
                        "is not in the file; save the stack from below the stack pointer")

@@ -15,7 +15,7 @@
  *   fd 5  workout.log  O_WRONLY|O_APPEND: each step seeks to 0 first, so  (step 1, 7: flags)
  *                      only O_APPEND keeps the lines in order
  *   fd 6  .            a directory                                      (step 1: types)
- *   the stack          the signal comes 24 frames deep, each frame with  (step 4)
+ *   the stack          the signal comes 48 frames deep, each frame with  (step 4)
  *                      a 400-byte array that the unwinding sums up
  *   .data and .bss     a counter, and a 24 KiB array touched each step  (step 5)
  *   the heap           64 KiB from antonov_sbrk at the start, one more   (step 5)
@@ -36,7 +36,7 @@
 #include "antonov.c"
 
 #define MAX_STEPS 40
-#define DEPTH 24
+#define DEPTH 48
 #define CHUNK 37
 
 static long counter = 1983;                   /* .data */
