@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import capstone
+
 from elftools.elf.elffile import ELFFile
 
 # The colours of the parts of a core file, in the order they come in the file.
@@ -142,3 +144,85 @@ def draw_timeline(phases, ax):
 def as_int32(value: int) -> int:
     """The 32-bit signed int a C `int` load leaves in eax, from a 64-bit register value."""
     return struct.unpack("<i", struct.pack("<I", value & 0xFFFFFFFF))[0]
+
+
+# --- the notebook's small tools (moved here so that its cells stay short) ---
+
+# -O0: one C statement, a few instructions; -fno-omit-frame-pointer: rbp chains the frames;
+# -fno-sanitize=undefined: zig cc's UBSan at -O0 would abort() before the real fault.
+FLAGS = ("-O0", "-fno-omit-frame-pointer", "-fno-sanitize=undefined")
+
+
+def guest(root, name, source, *flags):
+    """Write `source` to ROOT/NAME.c and build ROOT/NAME; return the program's path."""
+    import os
+
+    from vsnap.build import build
+    root.mkdir(exist_ok=True)
+    (root / f"{name}.c").write_text(source)
+    # Build from inside `root`, by relative names, so that the debugging information names the
+    # source "NAME.c" rather than this notebook's temporary path (builds are cached by content,
+    # so a cached program may come from an earlier run's sandbox, long deleted).
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        build(f"{name}.c", name, extra_flags=FLAGS + flags)
+    finally:
+        os.chdir(here)
+    return root / name
+
+
+def vsnap_cli(*args, cwd, show=True):
+    """`vsnap ARGS` in the directory `cwd` (the guest's sandbox root), as at a shell; shows
+    its stdout, stderr and exit status; returns the finished process."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "vsnap", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True)
+    if show:
+        print(f"$ vsnap {' '.join(map(str, args))}")
+        print(p.stdout, end="" if p.stdout.endswith("\n") or not p.stdout else "\n")
+        if p.stderr:
+            print("[stderr]\n" + p.stderr, end="")
+        print(f"[exit status {p.returncode}]\n")
+    return p
+
+
+def capture():
+    """A Console that collects the guest's stdout and stderr in two bytearrays."""
+    import vsnap
+    out, err = bytearray(), bytearray()
+    return vsnap.Console(read=lambda n: b"", write_out=out.extend, write_err=err.extend), out, err
+
+
+def table(headers, rows):
+    """An HTML table in the notebook; cells are shown as code."""
+    from html import escape
+
+    from IPython.display import HTML, display
+    head = "".join(f"<th style='text-align:left'>{escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td style='text-align:left'><code>{escape(str(c))}</code>"
+                                    "</td>" for c in row) + "</tr>" for row in rows)
+    display(HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"))
+
+
+def symbol(program, name):
+    """The address of a global variable or function, from the program's symbol table, and
+    its size."""
+    from vsnap.loader import read_program
+    with open(program, "rb") as f:
+        sym = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)[0]
+    return read_program(str(program)).base + sym["st_value"], sym["st_size"]
+
+
+CS = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+CS.detail = True              # operands too, not only text: which register, which offset
+
+
+def memory_operand(code, address):
+    """The first instruction in `code`, and its memory operand as (base register,
+    displacement)."""
+    from capstone.x86 import X86_OP_MEM
+    insn = next(CS.disasm(code, address, 1))
+    mem = next((op.mem for op in insn.operands if op.type == X86_OP_MEM), None)
+    return insn, (insn.reg_name(mem.base), mem.disp) if mem is not None else (None, 0)
