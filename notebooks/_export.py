@@ -38,6 +38,23 @@ def scrub(text: str, repo: pathlib.Path = REPO) -> str:
     return re.sub(r"<tmp>/[A-Za-z0-9_.\-]+", "<tmp>/...", text)
 
 
+def scrub_notebook(nb) -> None:
+    """Scrub every cell's source and every text an output shows (stream text, tracebacks,
+    text/plain, text/html, markdown), before the notebook becomes HTML: a placeholder like
+    <repo> is then escaped like any other text, so a browser shows it. Images are left as they
+    are (base64 may contain "/tmp" by chance)."""
+    for cell in nb.cells:
+        cell.source = scrub(cell.source)
+        for o in cell.get("outputs", []):
+            if "text" in o:
+                o["text"] = scrub(o["text"])
+            if "traceback" in o:
+                o["traceback"] = [scrub(line) for line in o["traceback"]]
+            for kind in ("text/plain", "text/html", "text/markdown"):
+                if kind in o.get("data", {}):
+                    o["data"][kind] = scrub(o["data"][kind])
+
+
 def title(nb) -> str:
     """The notebook's first heading."""
     for cell in nb.cells:
@@ -71,9 +88,10 @@ def export(paths, out: pathlib.Path, reveal: bool = False, timeout: int = 600) -
                                     resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
         except nbclient.exceptions.CellExecutionError as e:
             raise SystemExit(f"make html: {path.name}: a cell failed: {e.ename}: {e.evalue}")
+        scrub_notebook(nb)
         body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
         page = out / f"{path.stem}.html"
-        page.write_text(scrub(body))
+        page.write_text(body)
         pages.append((page, title(nb)))
         print(f"wrote {page.name}", file=sys.stderr)
     items = "\n".join(f'<li><a href="{html.escape(p.name)}">{html.escape(t)}</a></li>'

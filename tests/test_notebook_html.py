@@ -70,7 +70,8 @@ def test_export_one_notebook_from_a_fresh_tree(clone, tmp_path):
     assert p.returncode == 0, p.stderr
     page = (out / "00-small.html").read_text()
     index = (out / "index.html").read_text()
-    assert "repository: &lt;repo&gt;" in page or "repository: <repo>" in page
+    assert "repository: &lt;repo&gt;" in page    # escaped: a browser shows the placeholder
+    assert "<repo>" not in page and "<tmp>" not in page
     assert 'href="00-small.html"' in index and "A small notebook" in index
     home, user = str(pathlib.Path.home()), getpass.getuser()
     for text in (page, index):
