@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench html clean
 
 $(BIN)/vsnap: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -n auto --dist worksteal
 
+# The notebooks, executed, as HTML pages for reading without installing anything
+# (build/html/index.html); the machine's paths in their outputs read <repo>, <tmp> and ~.
+html: venv
+	$(BIN)/python notebooks/_export.py --out build/html
+
 bench: venv
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/memory.py
@@ -44,4 +49,4 @@ bench: venv
 	$(BIN)/python benchmarks/procs.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis build/html
