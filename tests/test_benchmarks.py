@@ -40,9 +40,9 @@ def test_the_memory_benchmark_runners_agree(tmp_path):
 
 
 def test_the_process_benchmark_runs_and_its_guests_agree_with_native():
-    """benchmarks/procs.py (make bench: fork+exit+wait per second and pipe throughput next to
+    """benchmarks/procs.py (make bench: fork+exit+wait per second, pipe and AF_UNIX socket throughput next to
     native) in its quick mode: every guest run, native and under `vsnap run`, printed what its
     arguments make it print (the script stops otherwise); a rate may be lost in the noise."""
     out = load("procs").main(quick=True)
-    assert set(out) == {"forks", "forks64", "pipe64k", "pipe4k"}
+    assert set(out) == {"forks", "forks64", "pipe64k", "pipe4k", "unix64k"}
     assert all(x is None or x > 0 for pair in out.values() for x in pair)
