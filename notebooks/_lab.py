@@ -110,3 +110,19 @@ def check(question: str, guess, measured, hint: str = "", choices=None) -> bool 
     """A one-off check without an Exercise object (notebooks 06-08 use this form)."""
     return Exercise(question, question, hint=hint,
                     choices=tuple(choices) if choices is not None else None).check(guess, measured)
+
+
+def vsnap_cli(*args, cwd, env=None, show=True):
+    """`vsnap ARGS` in the directory `cwd`, as at a shell (printed with its output and exit
+    status when `show`); returns the finished process."""
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "vsnap", *map(str, args)], cwd=cwd, env=env,
+                       capture_output=True, text=True)
+    if show:
+        print(f"$ vsnap {' '.join(map(str, args))}")
+        print(p.stdout, end="" if p.stdout.endswith("\n") or not p.stdout else "\n")
+        if p.stderr:
+            print("[stderr]\n" + p.stderr, end="")
+        print(f"[exit status {p.returncode}]\n")
+    return p

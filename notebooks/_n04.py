@@ -6,6 +6,8 @@ them against a real core file.
 """
 from __future__ import annotations
 
+import _lab
+
 import struct
 from dataclasses import dataclass
 
@@ -172,20 +174,7 @@ def guest(root, name, source, *flags):
     return root / name
 
 
-def vsnap_cli(*args, cwd, show=True):
-    """`vsnap ARGS` in the directory `cwd` (the guest's sandbox root), as at a shell; shows
-    its stdout, stderr and exit status; returns the finished process."""
-    import subprocess
-    import sys
-    p = subprocess.run([sys.executable, "-m", "vsnap", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True)
-    if show:
-        print(f"$ vsnap {' '.join(map(str, args))}")
-        print(p.stdout, end="" if p.stdout.endswith("\n") or not p.stdout else "\n")
-        if p.stderr:
-            print("[stderr]\n" + p.stderr, end="")
-        print(f"[exit status {p.returncode}]\n")
-    return p
+vsnap_cli = _lab.vsnap_cli  # the labs' one runner of the command line
 
 
 def capture():

@@ -7,6 +7,8 @@ them.
 """
 from __future__ import annotations
 
+import _lab
+
 import re
 import tempfile
 
@@ -164,19 +166,7 @@ def table(headers, rows):
     display(HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"))
 
 
-def vsnap_cli(*args, cwd, env=None, show=True):
-    """`vsnap ARGS` in the directory `cwd`, as at a shell; returns the finished process."""
-    import subprocess
-    import sys
-    p = subprocess.run([sys.executable, "-m", "vsnap", *map(str, args)], cwd=cwd, env=env,
-                       capture_output=True, text=True)
-    if show:
-        print(f"$ vsnap {' '.join(map(str, args))}")
-        print(p.stdout, end="" if p.stdout.endswith("\n") or not p.stdout else "\n")
-        if p.stderr:
-            print("[stderr]\n" + p.stderr, end="")
-        print(f"[exit status {p.returncode}]\n")
-    return p
+vsnap_cli = _lab.vsnap_cli  # the labs' one runner of the command line
 
 
 def system_calls(guest, sandbox) -> list[str]:

@@ -66,6 +66,7 @@ def become(p, m2, live: list) -> tuple[int, int]:
     """The image's process becomes p (new pid kept): its state moves in, its sockets that
     are live are replaced by the live descriptions (`live`: OpenFiles vsnap holds). The
     count of sockets replaced and of saved ones with no live counterpart (now closed)."""
+    from .kernel.ckpt import take_over
     from .sched import wire
     q = m2.process
     by_ino = {}
@@ -73,16 +74,7 @@ def become(p, m2, live: list) -> tuple[int, int]:
         sock = getattr(f.ops, "sock", None)
         if sock is not None:
             by_ino[sock.ino] = f
-    ids = (p.task.pid, p.task.ppid, p.task.pgid, p.task.sid)
-    old = p.fds
-    p.retired_hardware.append((p.cpu, p.mem))  # the new process's own, never run
-    p.cpu, p.mem, p.program = q.cpu, q.mem, q.program
-    p.exe_host, p.exe_guest = q.exe_host, q.exe_guest
-    p.fds, p.signals, p.limits, p.timers, p.exec = q.fds, q.signals, q.limits, q.timers, q.exec
-    p.fds.on_close = p._closed
-    p.task = q.task
-    p.task.pid, p.task.ppid, p.task.pgid, p.task.sid = ids
-    p.cpu.instructions = 0
+    old = take_over(p, q)  # p's own engine and memory were never run: retired at once below
     replaced = hung = 0
     saved_files = {}
     for entry in p.fds.fds.values():

@@ -153,8 +153,19 @@ def thaw(p, f, retval: int) -> None:
     if len(m.system.processes) > 1:
         m.close()
         raise SyscallError(E.EINVAL, "a checkpoint of several processes cannot thaw into one")
-    q = m.process
     p.cpu.stop()
+    old = take_over(p, m.process)
+    wire(p)
+    old.close_all()
+    m.system.processes.clear()  # the loaded machine's own system is dropped
+    p.execd = True
+
+
+def take_over(p, q):
+    """A restored process q becomes p: its engine, memory, program, files, signal state,
+    limits, timers and exec record move in, and p keeps its pid, parent, group and session
+    (CKPT_THAW, as checkpt -r; and `vsnap run --watch --restart-from-checkpoint`). p's old
+    fd table is returned, for the caller to close once it is done with it."""
     p.retired_hardware.append((p.cpu, p.mem))
     p.base_instructions += p.cpu.instructions
     ids = (p.task.pid, p.task.ppid, p.task.pgid, p.task.sid)
@@ -166,10 +177,7 @@ def thaw(p, f, retval: int) -> None:
     p.task = q.task
     p.task.pid, p.task.ppid, p.task.pgid, p.task.sid = ids
     p.cpu.instructions = 0
-    wire(p)
-    old.close_all()
-    m.system.processes.clear()  # the loaded machine's own system is dropped
-    p.execd = True
+    return old
 
 
 # the signals' default actions (kernel/sigframe.deliver) ----------------------------------------
