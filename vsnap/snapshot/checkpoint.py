@@ -72,7 +72,9 @@ NOT_PRESERVED = [
     "Sockets between guest processes (AF_UNIX, loopback TCP and UDP) live in vsnap too: each "
     "is saved once with its peer, name, options and receive queue (bytes, credentials, "
     "descriptors in flight), as CRIU's sk-unix images. A connection to the host cannot "
-    "follow an image: it is recorded, and a resumed guest finds it reset by the peer.",
+    "follow an image: it is recorded, and a resumed guest finds it reset by the peer. "
+    "Bytes from the host network (--listen, --connect) are the one input vsnap cannot "
+    "reproduce: the image keeps what had arrived, and a run from it never sees more.",
     "Unicorn's translation cache and host resources (host descriptors, the host pid) are "
     "not part of a process and are made anew.",
 ]
