@@ -32,7 +32,6 @@ block, so the waiters look again (HostNet.pump).
 """
 from __future__ import annotations
 
-import errno as host_errno
 import ipaddress
 import select
 import socket
@@ -40,6 +39,7 @@ import struct
 
 from .abi import errno as E
 from .errors import SyscallError, UsageError
+from .vfs import host_errno_to_guest
 
 BUFFER = 256 * 1024  # what a host socket's data may wait in vsnap before the guest reads it
 BACKLOG = 128
@@ -160,7 +160,7 @@ class HostNet:
             s.listen(BACKLOG)
         except OSError as e:
             s.close()
-            raise SyscallError(E.EADDRINUSE if e.errno == host_errno.EADDRINUSE else E.EACCES,
+            raise SyscallError(E.EADDRINUSE if _guest_errno(e.errno) == E.EADDRINUSE else E.EACCES,
                                f"the host's 127.0.0.1:{port}: {e.strerror}") from None
         s.setblocking(False)
         h = HostListener(self, s, port)
@@ -181,9 +181,10 @@ class HostNet:
         s.setblocking(False)
         err = s.connect_ex((text, port))
         h = HostStream(self, s)
-        if err not in (0, host_errno.EINPROGRESS):
-            h.error = _guest_errno(err)
-        h.connecting = err == host_errno.EINPROGRESS
+        err = _guest_errno(err) if err else 0
+        if err not in (0, E.EINPROGRESS):
+            h.error = err
+        h.connecting = err == E.EINPROGRESS
         self.connected += 1
         self.sockets.add(h)
         return h
@@ -263,9 +264,10 @@ def _more_host_fds() -> None:
             pass
 
 
-def _guest_errno(host: int) -> int:
-    """A host socket's errno as the guest's (same numbers on x86-64 Linux, by name)."""
-    return getattr(E, host_errno.errorcode.get(host, ""), E.EIO)
+def _guest_errno(host: int | None) -> int:
+    """A host socket's errno as the guest's: vfs.host_errno_to_guest, which knows where the
+    host's numbers are Linux's and where they are not."""
+    return host_errno_to_guest(OSError(host, ""))
 
 
 class HostListener:
@@ -292,7 +294,7 @@ class HostListener:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
-                if e.errno in (host_errno.EMFILE, host_errno.ENFILE):
+                if _guest_errno(e.errno) in (E.EMFILE, E.ENFILE):
                     # the client stays in the host's backlog; watching the listener now
                     # would spin (it stays readable): wait for a host socket to close
                     self.starved = True
