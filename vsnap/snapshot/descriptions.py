@@ -18,7 +18,7 @@ from typing import Callable
 from ..fdtable import MAX_FDS, OpenFile
 from ..kernel.filelocks import locks_record
 from ..kernel import devices
-from . import anonimage, inodes, named, pipeimage, sockimage  # noqa: F401
+from . import anonimage, inodes, named, pipeimage, sockimage, sockparse  # noqa: F401
 from . import inetsockimage, unixsockimage  # noqa: F401  (the families register themselves)
 from .inodes import CannotSave
 
@@ -166,7 +166,7 @@ KINDS: dict[str, Kind] = {
                  restore=pipeimage.restore_pipe),
     # a socket (kernel/sockfile.py): the socket, its queue and peer are one record in
     # fds.json's "sockets", which may lead to more sockets and descriptions in flight
-    "socket": Kind(save=sockimage.save_socket, parse=sockimage.parse_socket,
+    "socket": Kind(save=sockimage.save_socket, parse=sockparse.parse_socket,
                    restore=sockimage.restore_socket, check=sockimage.check),
     # eventfd counters and epoll interest lists (anonimage.py): an epoll's items name the
     # descriptions they watch, linked once every description is made
@@ -258,8 +258,8 @@ def parse(r, d, parts: dict) -> tuple[list, list, list, list]:
         rec.update(kind.parse(r, raw, path, ctx))
         descs.append(rec)
     pipeimage.check_counts(r, descs, ctx.pipes)
-    sockets = sockimage.parse_sockets(r, d.get("sockets"), descs, d.get("socket_system"))
-    sockimage.attach(r, descs, sockets)
+    sockets = sockparse.parse_sockets(r, d.get("sockets"), descs, d.get("socket_system"))
+    sockparse.attach(r, descs, sockets)
     anonimage.check_links(r, descs)
     used = {d["inode"] for d in descs if "inode" in d}
     if used != set(range(len(recs))):

@@ -144,7 +144,7 @@ def parse(parts: dict, where: str, ndescs: int, first_pid: int, parse_one) -> di
             if len(memo) != 2 or len(key) != 2:
                 r.fail(path + ".memo", "expected [[number, address], value]")
             if isinstance(memo[1], dict):  # a socket call's progress (kernel/sockfile.py)
-                from .sockimage import parse_memo
+                from .sockparse import parse_memo
                 value = parse_memo(r, memo[1], path + ".memo[1]")
             else:
                 value = r.int(memo[1], path + ".memo", 0, (1 << 63) - 1)
