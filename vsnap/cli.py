@@ -11,6 +11,7 @@ import sys
 from .abi.consts import RLIMIT_CORE
 from .errors import UsageError, VsnapError
 from .proctable import DEFAULT_MAX_PROCESSES
+from . import watchcli
 
 HOST_SIGCKPT = 62  # the host's SIGRTMAX-2: hostsig.py turns it into the guest's SIGCKPT
 
@@ -95,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
     _log_options(r)
     _save_options(r)
     _crash_options(r)
-    _watch_options(r)
+    watchcli.add_options(r, _count0)
 
     s = sub.add_parser("save", help="checkpoint a `vsnap run` running in another terminal")
     s.add_argument("pid", type=int, help="the pid of that vsnap run (ps shows it)")
@@ -166,25 +167,6 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", help="write the patched image here (default: in place)")
     t.add_argument("--root", help="sandbox root (default: the one recorded in the image)")
     return p
-
-
-def _watch_options(p) -> None:
-    p.add_argument("--watch", action="store_true", help="supervise the guest as systemd "
-                   "would (vsnap/watch.py): socket activation (each --listen PORT a "
-                   "listening socket passed as fd 3..), the fd store at $NOTIFY_SOCKET, a "
-                   "restart when it ends (the stored fds handed back)")
-    p.add_argument("--watch-socket", action="append", default=[], metavar="PATH",
-                   help="with --watch: an AF_UNIX listening socket at PATH in the sandbox "
-                   "(@NAME: abstract) passed to the guest as fd 3.. (repeatable)")
-    p.add_argument("--fdstore-max", type=_count0, default=None, metavar="N",
-                   help="with --watch: FileDescriptorStoreMax (default 64)")
-    p.add_argument("--restart-from-checkpoint", action="store_true", help="with --watch: "
-                   "restart the guest from the last image it saved to its checkpoint "
-                   "template (sys_checkpoint, SIGCKPT), the live sockets put back in place "
-                   "of the saved ones (vsnap/watchimage.py)")
-    p.add_argument("--restart", choices=("always", "on-failure"), default=None,
-                   help="with --watch: Restart= (default always: an exit 0 ends the watch "
-                   "only after STOPPING=1)")
 
 
 def _net_options(p) -> None:
@@ -302,7 +284,7 @@ def cmd_run(a) -> int:
         env = [e for e in env if e.split("=", 1)[0] != kv.split("=", 1)[0]] + [kv]
     net = _net(a)
     program = _program_path(a.program)
-    watch = _watch(a, program, env, net)
+    watch = watchcli.from_args(a, program, env, net)
     m = watch.machine if watch is not None else \
         Machine(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
                 env=env, root=a.root, seed=a.seed, max_memory=a.max_memory,
@@ -321,34 +303,6 @@ def cmd_run(a) -> int:
     finally:
         if watch is not None:
             watch.close()
-
-
-def _watch(a, program: str, env: list, net):
-    """`vsnap run --watch`: the Watch that makes the machine (vsnap/watch.py), or None."""
-    if not a.watch:
-        used = [o for o, v in (("--watch-socket", a.watch_socket),
-                               ("--fdstore-max", a.fdstore_max), ("--restart", a.restart),
-                               ("--restart-from-checkpoint", a.restart_from_checkpoint or None))
-                if v not in (None, [])]
-        if used:
-            raise UsageError(f"vsnap: {used[0]} is an option of --watch; add --watch")
-        return None
-    if a.save_at or a.save_every or a.exit:
-        raise UsageError("vsnap: --watch with --save-at/--save-every/--exit: a watched run "
-                         "cannot be saved yet (its fd store is not in images)")
-    from .fdstore import DEFAULT_STORE_MAX
-    from .hostnet import parse_listen
-    from .watch import Watch
-    limit = DEFAULT_STORE_MAX if a.fdstore_max is None else a.fdstore_max
-    if limit > 1000:
-        raise UsageError(f"vsnap: --fdstore-max {limit}: at most 1000 (the guest's fds "
-                         f"3.. must stay under RLIMIT_NOFILE, 1024)")
-    return Watch(program, a.args, argv0=a.program if a.program.endswith(".c") else None,
-                 env=env, unix_listen=a.watch_socket, net=net, fdstore_max=limit,
-                 listen=[parse_listen(t) for t in a.listen or ()],
-                 restart=a.restart or "always", from_checkpoint=a.restart_from_checkpoint,
-                 root=a.root, seed=a.seed,
-                 max_memory=a.max_memory, max_processes=a.max_processes)
 
 
 def _net(a):
