@@ -8,8 +8,6 @@ datagram send) are hooks the framework's handlers call when a family has them.
 """
 from __future__ import annotations
 
-import struct
-
 from ..abi import errno as E
 from ..abi.consts import O_NONBLOCK
 from ..errors import SyscallError
@@ -20,11 +18,11 @@ from ..inetaddr import (AF_INET, AF_INET6, PROT_SOCK, Addr, as_family, loopback_
 from ..inetports import Binding, PortSpace
 from ..sockets import (POLLERR, POLLOUT, POLLWRBAND, POLLWRNORM, SOCK_DGRAM, SOCK_STREAM,
                        WouldBlock)
+from . import inetopts
+from .inetopts import IPPROTO_TCP, IPPROTO_UDP
 from .sockfile import park as wait
 from .sockfile import register
 
-IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_IPV6 = 0, 6, 17, 41
-SOL_TCP, SOL_IP, SOL_IPV6 = IPPROTO_TCP, IPPROTO_IP, IPPROTO_IPV6
 SOCK_RAW = 3
 TCP_SNDBUF, TCP_RCVBUF = 16384, 131072    # a new TCP socket's (net.ipv4.tcp_wmem/rmem)
 # a connected one's send buffer, as tcp_sndbuf_expand sizes it for lo's 64 KiB MTU (Linux
@@ -51,46 +49,6 @@ def _space(p, sock) -> PortSpace:
     n = net_of(p)
     n.tcp.expire(p.sys.clock.monotonic_ns)
     return n.tcp if sock.stream else n.udp
-
-
-def _int(value: bytes) -> int:
-    if len(value) < 4:
-        raise SyscallError(E.EINVAL, "an int option is 4 bytes")
-    return struct.unpack_from("<i", value)[0]
-
-
-# level, name -> (default, check(value) -> stored value or raise); the ints Linux keeps
-def _range(lo, hi, default_for=None):
-    def check(v):
-        if v == -1 and default_for is not None:
-            return default_for
-        if not lo <= v <= hi:
-            raise SyscallError(E.EINVAL, f"option value {v}")
-        return v
-    return check
-
-
-def _bool(v):
-    return int(v != 0)
-
-
-TCP_OPTIONS = {1: (0, _bool),                 # TCP_NODELAY
-               3: (0, _bool),                 # TCP_CORK
-               4: (7200, _range(1, 32767)),   # TCP_KEEPIDLE
-               5: (75, _range(1, 32767)),     # TCP_KEEPINTVL
-               6: (9, _range(1, 127)),        # TCP_KEEPCNT
-               7: (6, _range(1, 127)),        # TCP_SYNCNT
-               12: (1, _bool),                # TCP_QUICKACK
-               18: (0, _range(0, 0x7FFFFFFF))}  # TCP_USER_TIMEOUT
-IP_OPTIONS = {1: (0, _range(-0x80000000, 0x7FFFFFFF)),  # IP_TOS (low byte kept)
-              2: (64, _range(1, 255, default_for=64)),  # IP_TTL
-              33: (1, _range(0, 255, default_for=1)),   # IP_MULTICAST_TTL
-              34: (1, _bool)}                           # IP_MULTICAST_LOOP
-IPV6_OPTIONS = {16: (64, _range(0, 255, default_for=64)),   # IPV6_UNICAST_HOPS
-                18: (1, _range(0, 255, default_for=1)),     # IPV6_MULTICAST_HOPS
-                19: (1, _bool),                             # IPV6_MULTICAST_LOOP
-                67: (0, _range(0, 255, default_for=0))}     # IPV6_TCLASS
-IPV6_V6ONLY = 26
 
 
 class InetFamily:
@@ -438,56 +396,13 @@ class InetFamily:
         target.dgram_take(data, as_family(source, target.domain), dest.v4() is None)
         return len(data)
 
-    # -- options -------------------------------------------------------------------------
-
-    def _foreign_level(self, sock, level: int) -> bool:
-        """An AF_INET socket asked about a level IPv4 does not serve: ip_setsockopt and
-        ip_getsockopt answer EOPNOTSUPP (not a gap of vsnap's: no notice)."""
-        return self.number == AF_INET and level not in (SOL_IP, SOL_TCP if sock.stream
-                                                         else IPPROTO_UDP)
-
-    def _table(self, sock, level: int):
-        if level == SOL_TCP and sock.stream:
-            return TCP_OPTIONS
-        if level == SOL_IP:
-            return IP_OPTIONS
-        if level == SOL_IPV6 and self.number == AF_INET6:
-            return IPV6_OPTIONS
-        return None
+    # -- options (kernel/inetopts.py) ------------------------------------------------------
 
     def setsockopt(self, p, sock, level, name, value: bytes) -> None:
-        if level == SOL_IPV6 and self.number == AF_INET6 and name == IPV6_V6ONLY:
-            v = _int(value)
-            if sock.binding is not None:
-                raise SyscallError(E.EINVAL, "IPV6_V6ONLY after bind")
-            sock.v6only = v != 0
-            return
-        _, check = self._option(p, sock, level, name, "setsockopt")
-        v = check(_int(value))
-        if level == SOL_IP and name == 1:
-            v &= 0xFF
-        if sock.stream and (level, name) in ((SOL_IP, 1), (SOL_IPV6, 67)):
-            v &= ~3  # TCP keeps the ECN bits its own (do_ip_setsockopt, ipv6's tclass)
-        sock.levels[(level, name)] = v
+        inetopts.setsockopt(self, p, sock, level, name, value)
 
     def getsockopt(self, p, sock, level, name, length: int) -> bytes:
-        if level == SOL_IPV6 and self.number == AF_INET6 and name == IPV6_V6ONLY:
-            return struct.pack("<i", int(sock.v6only))
-        default, _ = self._option(p, sock, level, name, "getsockopt")
-        return struct.pack("<i", sock.levels.get((level, name), default))
-
-    def _option(self, p, sock, level: int, name: int, call: str) -> tuple:
-        """The option's (default, check) from its level's table: EOPNOTSUPP for another
-        protocol's level, ENOPROTOOPT (said once) for an option vsnap does not keep."""
-        if self._foreign_level(sock, level):
-            raise SyscallError(E.EOPNOTSUPP, f"level {level} on an AF_INET socket")
-        table = self._table(sock, level)
-        if table is None or name not in table:
-            p.sys.refuse(f"{call}({level}, {name})", f"vsnap: {call} level {level} "
-                         f"option {name} on {self.name} is not implemented: ENOPROTOOPT")
-            raise SyscallError(E.ENOPROTOOPT, f"level {level} option {name}")
-        return table[name]
-
+        return inetopts.getsockopt(self, p, sock, level, name)
 
 register(InetFamily(AF_INET))
 register(InetFamily(AF_INET6))
